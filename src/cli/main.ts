@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// `kiln <command> ...`: every command is loaded lazily so `kiln --help` stays fast.
+import { UsageError, type Command } from './args.js';
+
+const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+};
+
+function usage(): string {
+  const lines = ['usage: kiln <command> [options]   (kiln <command> --help for details)', '', 'commands:'];
+  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(22)} ${c.summary}`);
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return 0;
+  }
+  const entry = commands[name];
+  if (!entry) {
+    console.error(`kiln: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  const cmd = await entry.load();
+  return cmd.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err) => {
+    if (err instanceof UsageError) console.error(`kiln: ${err.message}`);
+    else console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  },
+);
