@@ -1,0 +1,43 @@
+// GEMM micro-kernels (gemm_microkernels.cc) and the blocking parameters that go with them.
+// Internal to gemm.cc: not part of the kernel API in kernels.h.
+#pragma once
+#include <cstdint>
+
+namespace kiln {
+namespace cpu {
+namespace gemm_detail {
+
+// Every micro-kernel computes one register tile:
+//   C[r*ldc + c] = alpha * sum_k a(r, k) * b(k, c) + beta * C[r*ldc + c],  0 <= r < m, 0 <= c < n,
+// with beta == 0 meaning C is not read. b(k, c) = B[k*ldb + c] (a packed panel has ldb == nr and
+// is zero-padded to nr columns; an unpacked row-major B is read in place, columns >= n never touched).
+//
+// Packed A: a(r, k) = A[k*mr + r], zero-padded to mr rows; only the first m rows of C are written.
+template <class T>
+using PackedKernel = void (*)(int64_t K, const T* A, const T* B, int64_t ldb, T* C, int64_t ldc,
+                              T alpha, T beta, int m, int n);
+// Strided (unpacked) A: a(r, k) = A[r*rsa + k*csa]; the row count m is fixed by the table slot,
+// so rows past m are never read.
+template <class T>
+using StridedKernel = void (*)(int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B,
+                               int64_t ldb, T* C, int64_t ldc, T alpha, T beta, int n);
+
+constexpr int kMaxMR = 16;
+
+template <class T>
+struct KernelSet {
+  const char* name;
+  int mr, nr;          // register tile: mr rows of C by nr columns
+  int64_t mc, kc, nc;  // cache blocks: packed A is mc x kc, packed B is kc x nc
+  PackedKernel<T> packed;
+  StridedKernel<T> strided[kMaxMR + 1];  // strided[m] for 1 <= m <= mr
+};
+
+// Chosen once from the CPU's features (AVX-512, then AVX2+FMA, then portable C++).
+// KILN_GEMM_KERNEL=avx512|avx2|generic overrides the choice (for tests and benchmarks).
+const KernelSet<float>& float_kernels();
+const KernelSet<double>& double_kernels();
+
+}  // namespace gemm_detail
+}  // namespace cpu
+}  // namespace kiln
