@@ -186,7 +186,7 @@ export function parseTask(raw: Json, source: string, opts: LoadOptions = {}, par
     const seen = new Set<string>();
     raw.examples.forEach((ex, i) => {
       const parsed = parseExample(c, ex, i);
-      const key = canonical(ex);
+      const key = canonical({ input: parsed.input, target: (ex as Record<string, Json>).target ?? null, target_scores: (ex as Record<string, Json>).target_scores ?? null });
       if (seen.has(key)) { warnings.push(`examples[${i}] duplicates an earlier example and was dropped`); return; }
       seen.add(key);
       examples.push(parsed);
