@@ -1,7 +1,7 @@
 // Runs loaded tasks against a model: for every subtask and shot count, build BIG-bench's prompts,
 // ask the model for choice log-probabilities and/or generations, post-process, and score.
 // A failing example is recorded with its error and left out of the scores; the run goes on.
-import { postprocessOutput } from './metrics.js';
+import { argmaxTieBreak, normalizeLogProbs, postprocessOutput } from './metrics.js';
 import type { LanguageModel } from './model.js';
 import { buildPrompts, type PromptedExample } from './prompts.js';
 import {
@@ -104,6 +104,7 @@ async function evaluateExample(task: Task, p: PromptedExample, model: LanguageMo
   try {
     if (task.metrics.some(isMc)) {
       out.choiceLogProbs = checkLogProbs(await model.scoreChoices(p.prompt, ex.choices!), ex.choices!.length, 'choice');
+      out.predictedChoice = ex.choices![argmaxTieBreak(normalizeLogProbs(out.choiceLogProbs))];
     }
     if (task.metrics.some(isGen)) {
       const stop = task.stopString ? [task.stopString] : undefined;
