@@ -29,7 +29,7 @@ export interface Workload {
  * GPT3-XL as the paper trains it: 1.3B parameters, 24 layers, 3 layers per stage (8 × 8 layout).
  * c_DP: 1.3e9 / 8 parameters per stage × 4 bytes ≈ 0.65 GB. c_PP ≈ 0.47 GB of fp16 activations per
  * macro-batch, i.e. c_PP / (2 bytes × d_model 2048) ≈ 115k tokens, so one stage does
- * 6 × 0.1625e9 × 115k ≈ 1.1e17 FLOPs per iteration (6 FLOPs per parameter per token, forward + backward).
+ * 6 × 0.1625e9 × 115k ≈ 1.1e14 FLOPs per iteration (6 FLOPs per parameter per token, forward + backward).
  */
 export function gpt3XL(stages = 8): Workload {
   const params = 1.3e9;
