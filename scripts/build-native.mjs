@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+// Builds the native addon with cmake-js. KILN_CUDA=auto|0|1 (default auto: CUDA kernels are
+// compiled when nvcc is found). Nothing is downloaded: headers come from node-api-headers.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const mode = (process.env.KILN_CUDA ?? 'auto').toLowerCase();
+if (!['auto', '0', '1'].includes(mode)) {
+  console.error(`kiln: KILN_CUDA must be auto, 0 or 1 (got '${process.env.KILN_CUDA}')`);
+  process.exit(2);
+}
+
+function findNvcc() {
+  const candidates = [process.env.CUDACXX, process.env.CUDA_HOME && join(process.env.CUDA_HOME, 'bin/nvcc'),
+    '/usr/local/cuda/bin/nvcc'].filter(Boolean);
+  for (const c of candidates) if (existsSync(c)) return c;
+  const which = spawnSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' });
+  return which.status === 0 ? which.stdout.trim() : null;
+}
+
+const nvcc = mode === '0' ? null : findNvcc();
+if (mode === '1' && !nvcc) {
+  console.error('kiln: KILN_CUDA=1 but nvcc was not found (set CUDACXX or CUDA_HOME)');
+  process.exit(1);
+}
+const cuda = Boolean(nvcc);
+console.log(`kiln: building the native addon (${cuda ? `CPU + CUDA, nvcc at ${nvcc}` : 'CPU only'})`);
+
+const require = createRequire(import.meta.url);
+const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js');
+const args = [cmakeJs, 'compile', '--directory', root, '--out', join(root, 'build'), `--CDKILN_CUDA=${cuda ? 'ON' : 'OFF'}`];
+if (cuda) args.push(`--CDCMAKE_CUDA_COMPILER=${nvcc}`);
+if (process.env.KILN_CUDA_ARCHS) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.KILN_CUDA_ARCHS}`);
+const jobs = process.env.KILN_BUILD_JOBS ?? '2';
+args.push('--parallel', jobs);
+const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root });
+process.exit(r.status ?? 1);

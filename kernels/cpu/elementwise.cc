@@ -1,0 +1,394 @@
+// Strided elementwise kernels. Dimensions are collapsed first, so contiguous and simply
+// broadcast cases reach a unit-stride inner loop that the compiler vectorises.
+#include "elementwise.h"
+
+#include <cmath>
+#include <cstring>
+#include <algorithm>
+
+#include "kernels.h"
+
+namespace kiln {
+namespace cpu {
+namespace {
+
+constexpr int64_t kParallelGrain = 1 << 15;
+
+// Transcendentals used by the elementwise ops (a vectorisable float version can slot in here).
+template <class T> inline T vexp(T x) { return std::exp(x); }
+template <class T> inline T vlog(T x) { return std::log(x); }
+template <class T> inline T vtanh(T x) { return std::tanh(x); }
+template <class T> inline T verf(T x) { return std::erf(x); }
+
+// Collapsed iteration space for up to 4 operands (out + 3 inputs).
+struct Space {
+  int ndim = 0;
+  int64_t shape[kMaxDims];
+  int64_t st[4][kMaxDims];
+};
+
+Space collapse(int ndim, const int64_t* shape, int nops, const Operand* ops) {
+  Space s;
+  for (int d = 0; d < ndim; ++d) {
+    if (shape[d] == 1) continue;
+    s.shape[s.ndim] = shape[d];
+    for (int k = 0; k < nops; ++k) s.st[k][s.ndim] = ops[k].strides[d];
+    ++s.ndim;
+  }
+  // Merge dim i-1 into i when every operand is contiguous across the pair.
+  int w = 0;
+  for (int i = 0; i < s.ndim; ++i) {
+    if (w > 0) {
+      bool mergeable = true;
+      for (int k = 0; k < nops; ++k)
+        if (s.st[k][w - 1] != s.st[k][i] * s.shape[i]) { mergeable = false; break; }
+      if (mergeable) {
+        s.shape[w - 1] *= s.shape[i];
+        for (int k = 0; k < nops; ++k) s.st[k][w - 1] = s.st[k][i];
+        continue;
+      }
+    }
+    s.shape[w] = s.shape[i];
+    for (int k = 0; k < nops; ++k) s.st[k][w] = s.st[k][i];
+    ++w;
+  }
+  s.ndim = w;
+  if (s.ndim == 0) {  // a scalar: one element
+    s.ndim = 1;
+    s.shape[0] = 1;
+    for (int k = 0; k < nops; ++k) s.st[k][0] = 0;
+  }
+  return s;
+}
+
+// Calls inner(offsets[nops], n, innerStrides[nops]) over every innermost row; rows are split
+// across threads when the whole space is large.
+template <class Inner>
+void drive(const Space& s, int nops, Inner inner) {
+  const int last = s.ndim - 1;
+  const int64_t n = s.shape[last];
+  int64_t rows = 1;
+  for (int d = 0; d < last; ++d) rows *= s.shape[d];
+  int64_t inSt[4];
+  for (int k = 0; k < nops; ++k) inSt[k] = s.st[k][last];
+  const int64_t total = rows * n;
+  const int threads = total >= kParallelGrain ? num_threads() : 1;
+
+  auto run_rows = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t off[4] = {0, 0, 0, 0};
+      int64_t rem = r;
+      for (int d = last - 1; d >= 0; --d) {
+        int64_t i = rem % s.shape[d];
+        rem /= s.shape[d];
+        for (int k = 0; k < nops; ++k) off[k] += i * s.st[k][d];
+      }
+      for (int k = 0; k < nops; ++k) off[k] += c0 * inSt[k];
+      inner(off, c1 - c0, inSt);
+    }
+  };
+
+  if (threads <= 1) {
+    run_rows(0, rows, 0, n);
+  } else if (rows >= threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; ++t) run_rows(rows * t / threads, rows * (t + 1) / threads, 0, n);
+  } else {  // few long rows: split columns
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; ++t) {
+      int64_t c0 = (n * t / threads) & ~int64_t(15), c1 = t + 1 == threads ? n : (n * (t + 1) / threads) & ~int64_t(15);
+      if (c1 > c0) run_rows(0, rows, c0, c1);
+    }
+  }
+}
+
+// ---- unary ----
+template <class T>
+inline T gelu_tanh(T x) {
+  const T k = T(0.7978845608028654), c = T(0.044715);
+  return T(0.5) * x * (T(1) + vtanh(k * (x + c * x * x * x)));
+}
+template <class T>
+inline T gelu_erf(T x) { return T(0.5) * x * (T(1) + verf(x * T(0.7071067811865476))); }
+
+template <class TI, class TO, class F>
+void unary_loop(const Space& s, TO* out, const TI* in, F f) {
+  drive(s, 2, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    TO* __restrict o = out + off[0];
+    const TI* __restrict a = in + off[1];
+    if (st[0] == 1 && st[1] == 1) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) o[i * st[0]] = f(a[i * st[1]]);
+    }
+  });
+}
+
+template <class T>
+void unary_float(UnaryOp op, const Space& s, T* o, const T* a, T p0, T p1) {
+  switch (op) {
+    case UnaryOp::Copy: return unary_loop(s, o, a, [](T x) { return x; });
+    case UnaryOp::Neg: return unary_loop(s, o, a, [](T x) { return -x; });
+    case UnaryOp::Exp: return unary_loop(s, o, a, [](T x) { return vexp(x); });
+    case UnaryOp::Log: return unary_loop(s, o, a, [](T x) { return vlog(x); });
+    case UnaryOp::Sqrt: return unary_loop(s, o, a, [](T x) { return std::sqrt(x); });
+    case UnaryOp::Rsqrt: return unary_loop(s, o, a, [](T x) { return T(1) / std::sqrt(x); });
+    case UnaryOp::Abs: return unary_loop(s, o, a, [](T x) { return std::fabs(x); });
+    case UnaryOp::Tanh: return unary_loop(s, o, a, [](T x) { return vtanh(x); });
+    case UnaryOp::Sigmoid: return unary_loop(s, o, a, [](T x) { return T(1) / (T(1) + vexp(-x)); });
+    case UnaryOp::Relu: return unary_loop(s, o, a, [](T x) { return x > T(0) ? x : (x != x ? x : T(0)); });
+    case UnaryOp::GeluTanh: return unary_loop(s, o, a, [](T x) { return gelu_tanh(x); });
+    case UnaryOp::GeluErf: return unary_loop(s, o, a, [](T x) { return gelu_erf(x); });
+    case UnaryOp::Sin: return unary_loop(s, o, a, [](T x) { return std::sin(x); });
+    case UnaryOp::Cos: return unary_loop(s, o, a, [](T x) { return std::cos(x); });
+    case UnaryOp::Sign: return unary_loop(s, o, a, [](T x) { return T((x > T(0)) - (x < T(0))); });
+    case UnaryOp::Square: return unary_loop(s, o, a, [](T x) { return x * x; });
+    case UnaryOp::Reciprocal: return unary_loop(s, o, a, [](T x) { return T(1) / x; });
+    case UnaryOp::Affine: return unary_loop(s, o, a, [=](T x) { return x * p0 + p1; });
+    case UnaryOp::PowScalar:
+      if (p0 == T(2)) return unary_loop(s, o, a, [](T x) { return x * x; });
+      if (p0 == T(0.5)) return unary_loop(s, o, a, [](T x) { return std::sqrt(x); });
+      return unary_loop(s, o, a, [=](T x) { return std::pow(x, p0); });
+    case UnaryOp::Clamp:
+      return unary_loop(s, o, a, [=](T x) { return x != x ? x : (x < p0 ? p0 : (x > p1 ? p1 : x)); });
+    case UnaryOp::Log1p: return unary_loop(s, o, a, [](T x) { return std::log1p(x); });
+    case UnaryOp::Expm1: return unary_loop(s, o, a, [](T x) { return std::expm1(x); });
+    case UnaryOp::Floor: return unary_loop(s, o, a, [](T x) { return std::floor(x); });
+    case UnaryOp::Ceil: return unary_loop(s, o, a, [](T x) { return std::ceil(x); });
+    case UnaryOp::Round: return unary_loop(s, o, a, [](T x) { return std::nearbyint(x); });
+    case UnaryOp::Fill: return unary_loop(s, o, a, [=](T) { return p0; });
+    default: return;
+  }
+}
+
+void unary_i32(UnaryOp op, const Space& s, int32_t* o, const int32_t* a, double p0, double p1) {
+  using T = int32_t;
+  switch (op) {
+    case UnaryOp::Copy: return unary_loop(s, o, a, [](T x) { return x; });
+    case UnaryOp::Neg: return unary_loop(s, o, a, [](T x) { return -x; });
+    case UnaryOp::Abs: return unary_loop(s, o, a, [](T x) { return x < 0 ? -x : x; });
+    case UnaryOp::Sign: return unary_loop(s, o, a, [](T x) { return T((x > 0) - (x < 0)); });
+    case UnaryOp::Square: return unary_loop(s, o, a, [](T x) { return x * x; });
+    case UnaryOp::Affine: {
+      T m = T(p0), c = T(p1);
+      return unary_loop(s, o, a, [=](T x) { return x * m + c; });
+    }
+    case UnaryOp::Clamp: {
+      T lo = T(std::max(p0, -2147483648.0)), hi = T(std::min(p1, 2147483647.0));
+      return unary_loop(s, o, a, [=](T x) { return x < lo ? lo : (x > hi ? hi : x); });
+    }
+    case UnaryOp::Fill: {
+      T v = T(p0);
+      return unary_loop(s, o, a, [=](T) { return v; });
+    }
+    default: return;
+  }
+}
+
+template <class T>
+void unary_classify(UnaryOp op, const Space& s, int32_t* o, const T* a) {
+  switch (op) {
+    case UnaryOp::IsNan: return unary_loop(s, o, a, [](T x) { return int32_t(x != x); });
+    case UnaryOp::IsInf: return unary_loop(s, o, a, [](T x) { return int32_t(std::isinf(x)); });
+    case UnaryOp::IsFinite: return unary_loop(s, o, a, [](T x) { return int32_t(std::isfinite(x)); });
+    default: return;
+  }
+}
+
+template <class TI, class TO>
+void cast(const Space& s, TO* o, const TI* a) {
+  unary_loop(s, o, a, [](TI x) { return static_cast<TO>(x); });
+}
+
+// ---- binary ----
+template <class TI, class TO, class F>
+void binary_loop(const Space& s, TO* out, const TI* A, const TI* B, F f) {
+  drive(s, 3, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    TO* __restrict o = out + off[0];
+    const TI* __restrict a = A + off[1];
+    const TI* __restrict b = B + off[2];
+    if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], b[i]);
+    } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
+      const TI bv = b[0];
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], bv);
+    } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {
+      const TI av = a[0];
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) o[i] = f(av, b[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) o[i * st[0]] = f(a[i * st[1]], b[i * st[2]]);
+    }
+  });
+}
+
+template <class T>
+void binary_cmp(BinaryOp op, const Space& s, int32_t* o, const T* a, const T* b) {
+  switch (op) {
+    case BinaryOp::Eq: return binary_loop(s, o, a, b, [](T x, T y) { return int32_t(x == y); });
+    case BinaryOp::Ne: return binary_loop(s, o, a, b, [](T x, T y) { return int32_t(x != y); });
+    case BinaryOp::Lt: return binary_loop(s, o, a, b, [](T x, T y) { return int32_t(x < y); });
+    case BinaryOp::Le: return binary_loop(s, o, a, b, [](T x, T y) { return int32_t(x <= y); });
+    case BinaryOp::Gt: return binary_loop(s, o, a, b, [](T x, T y) { return int32_t(x > y); });
+    case BinaryOp::Ge: return binary_loop(s, o, a, b, [](T x, T y) { return int32_t(x >= y); });
+    default: return;
+  }
+}
+
+template <class T>
+void binary_float(BinaryOp op, const Space& s, T* o, const T* a, const T* b) {
+  switch (op) {
+    case BinaryOp::Add: return binary_loop(s, o, a, b, [](T x, T y) { return x + y; });
+    case BinaryOp::Sub: return binary_loop(s, o, a, b, [](T x, T y) { return x - y; });
+    case BinaryOp::Mul: return binary_loop(s, o, a, b, [](T x, T y) { return x * y; });
+    case BinaryOp::Div: return binary_loop(s, o, a, b, [](T x, T y) { return x / y; });
+    case BinaryOp::Pow: return binary_loop(s, o, a, b, [](T x, T y) { return std::pow(x, y); });
+    case BinaryOp::Maximum:
+      return binary_loop(s, o, a, b, [](T x, T y) { return (x != x || x > y) ? x : (y != y ? y : (x == y ? x : y)); });
+    case BinaryOp::Minimum:
+      return binary_loop(s, o, a, b, [](T x, T y) { return (x != x || x < y) ? x : (y != y ? y : (x == y ? x : y)); });
+    case BinaryOp::ReluBackward: return binary_loop(s, o, a, b, [](T g, T x) { return x > T(0) ? g : T(0); });
+    case BinaryOp::GeluTanhBackward:
+      return binary_loop(s, o, a, b, [](T g, T x) {
+        const T k = T(0.7978845608028654), c = T(0.044715);
+        T u = k * (x + c * x * x * x);
+        T t = vtanh(u);
+        T du = k * (T(1) + T(3) * c * x * x);
+        return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
+      });
+    case BinaryOp::GeluErfBackward:
+      return binary_loop(s, o, a, b, [](T g, T x) {
+        T cdf = T(0.5) * (T(1) + verf(x * T(0.7071067811865476)));
+        T pdf = vexp(T(-0.5) * x * x) * T(0.3989422804014327);
+        return g * (cdf + x * pdf);
+      });
+    case BinaryOp::SigmoidBackward: return binary_loop(s, o, a, b, [](T g, T y) { return g * y * (T(1) - y); });
+    case BinaryOp::TanhBackward: return binary_loop(s, o, a, b, [](T g, T y) { return g * (T(1) - y * y); });
+    default: return;
+  }
+}
+
+void binary_i32(BinaryOp op, const Space& s, int32_t* o, const int32_t* a, const int32_t* b) {
+  using T = int32_t;
+  switch (op) {
+    case BinaryOp::Add: return binary_loop(s, o, a, b, [](T x, T y) { return T(uint32_t(x) + uint32_t(y)); });
+    case BinaryOp::Sub: return binary_loop(s, o, a, b, [](T x, T y) { return T(uint32_t(x) - uint32_t(y)); });
+    case BinaryOp::Mul: return binary_loop(s, o, a, b, [](T x, T y) { return T(uint32_t(x) * uint32_t(y)); });
+    case BinaryOp::Maximum: return binary_loop(s, o, a, b, [](T x, T y) { return x > y ? x : y; });
+    case BinaryOp::Minimum: return binary_loop(s, o, a, b, [](T x, T y) { return x < y ? x : y; });
+    default: return;
+  }
+}
+
+template <class TC, class T>
+void where_loop(const Space& s, T* out, const TC* C, const T* A, const T* B) {
+  drive(s, 4, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    T* o = out + off[0];
+    const TC* c = C + off[1];
+    const T* a = A + off[2];
+    const T* b = B + off[3];
+    for (int64_t i = 0; i < n; ++i) o[i * st[0]] = c[i * st[1]] != TC(0) ? a[i * st[2]] : b[i * st[3]];
+  });
+}
+
+template <class T>
+void where_dispatch(const Space& s, const Operand& out, const Operand& c, const Operand& a, const Operand& b) {
+  T* o = static_cast<T*>(out.data);
+  const T* pa = static_cast<const T*>(a.data);
+  const T* pb = static_cast<const T*>(b.data);
+  switch (c.dtype) {
+    case DType::I32: return where_loop(s, o, static_cast<const int32_t*>(c.data), pa, pb);
+    case DType::F32: return where_loop(s, o, static_cast<const float*>(c.data), pa, pb);
+    case DType::F64: return where_loop(s, o, static_cast<const double*>(c.data), pa, pb);
+  }
+}
+
+bool is_classify(UnaryOp op) { return op == UnaryOp::IsNan || op == UnaryOp::IsInf || op == UnaryOp::IsFinite; }
+bool is_compare(BinaryOp op) { return op >= BinaryOp::Eq && op <= BinaryOp::Ge; }
+
+}  // namespace
+
+bool unary_supported(UnaryOp op, DType in, DType out) {
+  if (op < UnaryOp::Copy || op >= UnaryOp::Count) return false;
+  if (op == UnaryOp::Copy) return true;  // any cast
+  if (is_classify(op)) return in != DType::I32 && out == DType::I32;
+  if (in != out) return false;
+  if (in == DType::I32)
+    return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square ||
+           op == UnaryOp::Affine || op == UnaryOp::Clamp || op == UnaryOp::Fill;
+  return true;
+}
+
+bool binary_supported(BinaryOp op, DType in) {
+  if (op < BinaryOp::Add || op >= BinaryOp::Count) return false;
+  if (in != DType::I32 || is_compare(op)) return true;
+  return op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Maximum ||
+         op == BinaryOp::Minimum;
+}
+
+void unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Operand in, double p0, double p1) {
+  Operand ops[2] = {out, in};
+  Space s = collapse(ndim, shape, 2, ops);
+  if (op == UnaryOp::Copy && in.dtype != out.dtype) {
+#define KILN_CAST(TI, DI, TO, DO) \
+  if (in.dtype == DI && out.dtype == DO) return cast(s, static_cast<TO*>(out.data), static_cast<const TI*>(in.data));
+    KILN_CAST(float, DType::F32, int32_t, DType::I32)
+    KILN_CAST(float, DType::F32, double, DType::F64)
+    KILN_CAST(int32_t, DType::I32, float, DType::F32)
+    KILN_CAST(int32_t, DType::I32, double, DType::F64)
+    KILN_CAST(double, DType::F64, float, DType::F32)
+    KILN_CAST(double, DType::F64, int32_t, DType::I32)
+#undef KILN_CAST
+    return;
+  }
+  if (is_classify(op)) {
+    if (in.dtype == DType::F32) unary_classify(op, s, static_cast<int32_t*>(out.data), static_cast<const float*>(in.data));
+    else unary_classify(op, s, static_cast<int32_t*>(out.data), static_cast<const double*>(in.data));
+    return;
+  }
+  switch (in.dtype) {
+    case DType::F32:
+      return unary_float<float>(op, s, static_cast<float*>(out.data), static_cast<const float*>(in.data), float(p0), float(p1));
+    case DType::F64:
+      return unary_float<double>(op, s, static_cast<double*>(out.data), static_cast<const double*>(in.data), p0, p1);
+    case DType::I32:
+      return unary_i32(op, s, static_cast<int32_t*>(out.data), static_cast<const int32_t*>(in.data), p0, p1);
+  }
+}
+
+void binary(BinaryOp op, int ndim, const int64_t* shape, Operand out, Operand a, Operand b) {
+  Operand ops[3] = {out, a, b};
+  Space s = collapse(ndim, shape, 3, ops);
+  if (is_compare(op)) {
+    int32_t* o = static_cast<int32_t*>(out.data);
+    switch (a.dtype) {
+      case DType::F32: return binary_cmp(op, s, o, static_cast<const float*>(a.data), static_cast<const float*>(b.data));
+      case DType::F64: return binary_cmp(op, s, o, static_cast<const double*>(a.data), static_cast<const double*>(b.data));
+      case DType::I32: return binary_cmp(op, s, o, static_cast<const int32_t*>(a.data), static_cast<const int32_t*>(b.data));
+    }
+  }
+  switch (a.dtype) {
+    case DType::F32:
+      return binary_float<float>(op, s, static_cast<float*>(out.data), static_cast<const float*>(a.data), static_cast<const float*>(b.data));
+    case DType::F64:
+      return binary_float<double>(op, s, static_cast<double*>(out.data), static_cast<const double*>(a.data), static_cast<const double*>(b.data));
+    case DType::I32:
+      return binary_i32(op, s, static_cast<int32_t*>(out.data), static_cast<const int32_t*>(a.data), static_cast<const int32_t*>(b.data));
+  }
+}
+
+void ternary(TernaryOp, int ndim, const int64_t* shape, Operand out, Operand c, Operand a, Operand b) {
+  Operand ops[4] = {out, c, a, b};
+  Space s = collapse(ndim, shape, 4, ops);
+  switch (out.dtype) {
+    case DType::F32: return where_dispatch<float>(s, out, c, a, b);
+    case DType::F64: return where_dispatch<double>(s, out, c, a, b);
+    case DType::I32: return where_dispatch<int32_t>(s, out, c, a, b);
+  }
+}
+
+}  // namespace cpu
+}  // namespace kiln

@@ -1,0 +1,284 @@
+// Elementwise CUDA kernels: a grid-stride loop over the output, strided operands addressed through
+// collapsed shapes, with the CPU kernels' semantics (kernels/cpu/elementwise.cc).
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda_api.h"
+
+namespace kiln {
+namespace cuda {
+namespace {
+
+using cpu::BinaryOp;
+using cpu::DType;
+using cpu::kMaxDims;
+using cpu::Operand;
+using cpu::TernaryOp;
+using cpu::UnaryOp;
+
+template <int N>
+struct Geometry {
+  int ndim;
+  int64_t numel;
+  int64_t shape[kMaxDims];
+  int64_t strides[N][kMaxDims];
+  bool contiguous;  // every operand is dense row-major: index i is offset i
+};
+
+template <int N>
+Geometry<N> make_geometry(int ndim, const int64_t* shape, const Operand* ops) {
+  Geometry<N> g;
+  g.ndim = ndim;
+  g.numel = 1;
+  for (int d = 0; d < ndim; ++d) {
+    g.shape[d] = shape[d];
+    g.numel *= shape[d];
+  }
+  g.contiguous = true;
+  for (int k = 0; k < N; ++k) {
+    int64_t expect = 1;
+    for (int d = ndim - 1; d >= 0; --d) {
+      g.strides[k][d] = ops[k].strides[d];
+      if (shape[d] != 1 && ops[k].strides[d] != expect) g.contiguous = false;
+      expect *= shape[d];
+    }
+  }
+  return g;
+}
+
+template <int N>
+__device__ inline void offsets(const Geometry<N>& g, int64_t i, int64_t* off) {
+  if (g.contiguous) {
+    for (int k = 0; k < N; ++k) off[k] = i;
+    return;
+  }
+  for (int k = 0; k < N; ++k) off[k] = 0;
+  for (int d = g.ndim - 1; d >= 0; --d) {
+    int64_t idx = i % g.shape[d];
+    i /= g.shape[d];
+    for (int k = 0; k < N; ++k) off[k] += idx * g.strides[k][d];
+  }
+}
+
+template <class T> __device__ inline T dsqrt(T x) { return sqrt(x); }
+
+template <class TI, class TO>
+__device__ inline TO apply_unary(UnaryOp op, TI x, double p0, double p1) {
+  const TI k = TI(0.7978845608028654), c = TI(0.044715);
+  switch (op) {
+    case UnaryOp::Copy: return static_cast<TO>(x);
+    case UnaryOp::Neg: return static_cast<TO>(-x);
+    case UnaryOp::Exp: return static_cast<TO>(exp(x));
+    case UnaryOp::Log: return static_cast<TO>(log(x));
+    case UnaryOp::Sqrt: return static_cast<TO>(sqrt(x));
+    case UnaryOp::Rsqrt: return static_cast<TO>(TI(1) / sqrt(x));
+    case UnaryOp::Abs: return static_cast<TO>(fabs(x));
+    case UnaryOp::Tanh: return static_cast<TO>(tanh(x));
+    case UnaryOp::Sigmoid: return static_cast<TO>(TI(1) / (TI(1) + exp(-x)));
+    case UnaryOp::Relu: return static_cast<TO>(x > TI(0) ? x : (x != x ? x : TI(0)));
+    case UnaryOp::GeluTanh: return static_cast<TO>(TI(0.5) * x * (TI(1) + tanh(k * (x + c * x * x * x))));
+    case UnaryOp::GeluErf: return static_cast<TO>(TI(0.5) * x * (TI(1) + erf(x * TI(0.7071067811865476))));
+    case UnaryOp::Sin: return static_cast<TO>(sin(x));
+    case UnaryOp::Cos: return static_cast<TO>(cos(x));
+    case UnaryOp::Sign: return static_cast<TO>(TI((x > TI(0)) - (x < TI(0))));
+    case UnaryOp::Square: return static_cast<TO>(x * x);
+    case UnaryOp::Reciprocal: return static_cast<TO>(TI(1) / x);
+    case UnaryOp::Affine: return static_cast<TO>(x * TI(p0) + TI(p1));
+    case UnaryOp::PowScalar: return static_cast<TO>(pow(x, TI(p0)));
+    case UnaryOp::Clamp: return static_cast<TO>(x != x ? x : (x < TI(p0) ? TI(p0) : (x > TI(p1) ? TI(p1) : x)));
+    case UnaryOp::Log1p: return static_cast<TO>(log1p(x));
+    case UnaryOp::Expm1: return static_cast<TO>(expm1(x));
+    case UnaryOp::Floor: return static_cast<TO>(floor(x));
+    case UnaryOp::Ceil: return static_cast<TO>(ceil(x));
+    case UnaryOp::Round: return static_cast<TO>(nearbyint(x));
+    case UnaryOp::IsNan: return static_cast<TO>(x != x);
+    case UnaryOp::IsInf: return static_cast<TO>(isinf(x));
+    case UnaryOp::IsFinite: return static_cast<TO>(isfinite(x));
+    case UnaryOp::Fill: return static_cast<TO>(p0);
+    default: return TO(0);
+  }
+}
+
+template <>
+__device__ inline int32_t apply_unary<int32_t, int32_t>(UnaryOp op, int32_t x, double p0, double p1) {
+  switch (op) {
+    case UnaryOp::Copy: return x;
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Abs: return x < 0 ? -x : x;
+    case UnaryOp::Sign: return (x > 0) - (x < 0);
+    case UnaryOp::Square: return x * x;
+    case UnaryOp::Affine: return x * int32_t(p0) + int32_t(p1);
+    case UnaryOp::Clamp: {
+      int32_t lo = int32_t(fmax(p0, -2147483648.0)), hi = int32_t(fmin(p1, 2147483647.0));
+      return x < lo ? lo : (x > hi ? hi : x);
+    }
+    case UnaryOp::Fill: return int32_t(p0);
+    default: return 0;
+  }
+}
+
+template <class TI, class TO>
+__global__ void unary_kernel(UnaryOp op, Geometry<2> g, TO* out, const TI* in, double p0, double p1) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[2];
+    offsets(g, i, off);
+    out[off[0]] = apply_unary<TI, TO>(op, in[off[1]], p0, p1);
+  }
+}
+
+template <class T>
+__device__ inline T apply_binary(BinaryOp op, T a, T b) {
+  const T k = T(0.7978845608028654), c = T(0.044715);
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+    case BinaryOp::Pow: return pow(a, b);
+    case BinaryOp::Maximum: return (a != a || a > b) ? a : (b != b ? b : (a == b ? a : b));
+    case BinaryOp::Minimum: return (a != a || a < b) ? a : (b != b ? b : (a == b ? a : b));
+    case BinaryOp::ReluBackward: return b > T(0) ? a : T(0);
+    case BinaryOp::GeluTanhBackward: {
+      T t = tanh(k * (b + c * b * b * b));
+      return a * (T(0.5) * (T(1) + t) + T(0.5) * b * (T(1) - t * t) * k * (T(1) + T(3) * c * b * b));
+    }
+    case BinaryOp::GeluErfBackward:
+      return a * (T(0.5) * (T(1) + erf(b * T(0.7071067811865476))) + b * exp(T(-0.5) * b * b) * T(0.3989422804014327));
+    case BinaryOp::SigmoidBackward: return a * b * (T(1) - b);
+    case BinaryOp::TanhBackward: return a * (T(1) - b * b);
+    default: return T(0);
+  }
+}
+
+template <>
+__device__ inline int32_t apply_binary<int32_t>(BinaryOp op, int32_t a, int32_t b) {
+  switch (op) {
+    case BinaryOp::Add: return int32_t(uint32_t(a) + uint32_t(b));
+    case BinaryOp::Sub: return int32_t(uint32_t(a) - uint32_t(b));
+    case BinaryOp::Mul: return int32_t(uint32_t(a) * uint32_t(b));
+    case BinaryOp::Maximum: return a > b ? a : b;
+    case BinaryOp::Minimum: return a < b ? a : b;
+    default: return 0;
+  }
+}
+
+template <class T>
+__device__ inline int32_t apply_compare(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::Eq: return a == b;
+    case BinaryOp::Ne: return a != b;
+    case BinaryOp::Lt: return a < b;
+    case BinaryOp::Le: return a <= b;
+    case BinaryOp::Gt: return a > b;
+    case BinaryOp::Ge: return a >= b;
+    default: return 0;
+  }
+}
+
+template <class T>
+__global__ void binary_kernel(BinaryOp op, Geometry<3> g, T* out, const T* a, const T* b) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[3];
+    offsets(g, i, off);
+    out[off[0]] = apply_binary<T>(op, a[off[1]], b[off[2]]);
+  }
+}
+
+template <class T>
+__global__ void compare_kernel(BinaryOp op, Geometry<3> g, int32_t* out, const T* a, const T* b) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[3];
+    offsets(g, i, off);
+    out[off[0]] = apply_compare<T>(op, a[off[1]], b[off[2]]);
+  }
+}
+
+template <class TC, class T>
+__global__ void where_kernel(Geometry<4> g, T* out, const TC* cond, const T* a, const T* b) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[4];
+    offsets(g, i, off);
+    out[off[0]] = cond[off[1]] != TC(0) ? a[off[2]] : b[off[3]];
+  }
+}
+
+dim3 grid_for(int64_t n) {
+  int64_t blocks = (n + 255) / 256;
+  return dim3(static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8));
+}
+
+std::string launched() {
+  cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? "" : std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+}
+
+template <class T> T* ptr(const Operand& o) { return static_cast<T*>(o.data); }
+
+}  // namespace
+
+std::string unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Operand in, double p0, double p1) {
+  Operand ops[2] = {out, in};
+  Geometry<2> g = make_geometry<2>(ndim, shape, ops);
+  if (g.numel == 0) return "";
+  dim3 grid = grid_for(g.numel);
+#define KILN_UNARY(TI, DI, TO, DO) \
+  if (in.dtype == DI && out.dtype == DO) { unary_kernel<TI, TO><<<grid, 256>>>(op, g, ptr<TO>(out), ptr<TI>(in), p0, p1); return launched(); }
+  KILN_UNARY(float, DType::F32, float, DType::F32)
+  KILN_UNARY(double, DType::F64, double, DType::F64)
+  KILN_UNARY(int32_t, DType::I32, int32_t, DType::I32)
+  KILN_UNARY(float, DType::F32, int32_t, DType::I32)
+  KILN_UNARY(double, DType::F64, int32_t, DType::I32)
+  KILN_UNARY(float, DType::F32, double, DType::F64)
+  KILN_UNARY(double, DType::F64, float, DType::F32)
+  KILN_UNARY(int32_t, DType::I32, float, DType::F32)
+  KILN_UNARY(int32_t, DType::I32, double, DType::F64)
+#undef KILN_UNARY
+  return "unsupported dtype combination";
+}
+
+std::string binary(BinaryOp op, int ndim, const int64_t* shape, Operand out, Operand a, Operand b) {
+  Operand ops[3] = {out, a, b};
+  Geometry<3> g = make_geometry<3>(ndim, shape, ops);
+  if (g.numel == 0) return "";
+  dim3 grid = grid_for(g.numel);
+  bool cmp = op >= BinaryOp::Eq && op <= BinaryOp::Ge;
+  switch (a.dtype) {
+    case DType::F32:
+      if (cmp) compare_kernel<float><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<float>(a), ptr<float>(b));
+      else binary_kernel<float><<<grid, 256>>>(op, g, ptr<float>(out), ptr<float>(a), ptr<float>(b));
+      break;
+    case DType::F64:
+      if (cmp) compare_kernel<double><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<double>(a), ptr<double>(b));
+      else binary_kernel<double><<<grid, 256>>>(op, g, ptr<double>(out), ptr<double>(a), ptr<double>(b));
+      break;
+    case DType::I32:
+      if (cmp) compare_kernel<int32_t><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<int32_t>(a), ptr<int32_t>(b));
+      else binary_kernel<int32_t><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<int32_t>(a), ptr<int32_t>(b));
+      break;
+  }
+  return launched();
+}
+
+std::string ternary(TernaryOp, int ndim, const int64_t* shape, Operand out, Operand c, Operand a, Operand b) {
+  Operand ops[4] = {out, c, a, b};
+  Geometry<4> g = make_geometry<4>(ndim, shape, ops);
+  if (g.numel == 0) return "";
+  dim3 grid = grid_for(g.numel);
+#define KILN_WHERE(TC, DC, T, D) \
+  if (c.dtype == DC && out.dtype == D) { where_kernel<TC, T><<<grid, 256>>>(g, ptr<T>(out), ptr<TC>(c), ptr<T>(a), ptr<T>(b)); return launched(); }
+  KILN_WHERE(int32_t, DType::I32, float, DType::F32)
+  KILN_WHERE(int32_t, DType::I32, double, DType::F64)
+  KILN_WHERE(int32_t, DType::I32, int32_t, DType::I32)
+  KILN_WHERE(float, DType::F32, float, DType::F32)
+  KILN_WHERE(float, DType::F32, double, DType::F64)
+  KILN_WHERE(float, DType::F32, int32_t, DType::I32)
+  KILN_WHERE(double, DType::F64, float, DType::F32)
+  KILN_WHERE(double, DType::F64, double, DType::F64)
+  KILN_WHERE(double, DType::F64, int32_t, DType::I32)
+#undef KILN_WHERE
+  return "unsupported dtype combination";
+}
+
+}  // namespace cuda
+}  // namespace kiln

@@ -1,0 +1,72 @@
+// Per-instance state of the addon (one per Node environment, so it loads in worker_threads too)
+// and the helpers every op decoder uses: the shared argument buffer, tensor references and
+// KilnError translation.
+#pragma once
+#define NAPI_VERSION 8
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+#include "../kernels/cpu/elementwise.h"
+#include "storage.h"
+
+namespace kiln {
+namespace native {
+
+constexpr int kArgSlots = 1024;
+
+// Arguments travel through a Float64Array shared with JavaScript (integers and handles are exact
+// in a double), so a call costs one N-API crossing instead of one per argument.
+struct Context {
+  double args[kArgSlots] = {};
+  Napi::Reference<Napi::ArrayBuffer> argsRef;
+  Napi::FunctionReference errorCtor;
+  HandleTable table;
+  int64_t pendingExternal = 0;  // bytes not yet reported to V8
+  ~Context();
+};
+
+Context& ctx(Napi::Env env);
+
+struct Fail {
+  const char* code;
+  std::string message;
+};
+[[noreturn]] inline void fail(const char* code, std::string message) { throw Fail{code, std::move(message)}; }
+
+// Wraps an exported function: a Fail or any C++ exception becomes a thrown KilnError, never an abort.
+Napi::Value guard(const Napi::CallbackInfo& info, Napi::Value (*fn)(const Napi::CallbackInfo&, Context&));
+
+size_t dtype_size(cpu::DType d);
+cpu::DType dtype_arg(double v, const char* op);
+
+// A tensor operand: JS argument `jsArg` is either an ArrayBuffer (small CPU tensors live in the
+// V8 heap) or undefined, in which case args[pos] is a native handle; args[pos+1] is the byte
+// offset and args[pos+2] the dtype code.
+struct TensorRef {
+  char* ptr = nullptr;
+  size_t avail = 0;  // bytes from ptr to the end of the allocation
+  Device device = kCpu;
+  cpu::DType dtype = cpu::DType::F32;
+};
+TensorRef tensor_arg(const Napi::CallbackInfo& info, Context& c, int jsArg, int pos, const char* op, const char* name);
+// Checks that `elems` elements (or a strided extent) fit in the allocation.
+void need_elems(const TensorRef& t, int64_t elems, const char* op, const char* name);
+void need_strided(const TensorRef& t, int ndim, const int64_t* shape, const int64_t* strides, const char* op, const char* name);
+void need_dtype(const TensorRef& t, cpu::DType d, const char* op, const char* name);
+void need_cpu(const TensorRef& t, const char* op, const char* name);
+
+int64_t int_arg(const Context& c, int pos, const char* op, const char* name, int64_t lo, int64_t hi);
+
+void adjust_external(Napi::Env env, Context& c, int64_t delta);
+
+void register_memory(Napi::Env env, Napi::Object exports);
+void register_elementwise(Napi::Env env, Napi::Object exports);
+void register_ops(Napi::Env env, Napi::Object exports);
+
+#define KILN_EXPORT(exports, name, fn) \
+  exports.Set(name, Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return ::kiln::native::guard(info, fn); }, name))
+
+}  // namespace native
+}  // namespace kiln

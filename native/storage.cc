@@ -1,0 +1,140 @@
+#include "storage.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+
+namespace kiln {
+namespace native {
+namespace {
+
+// Size classes: 64-byte granules below 4 KiB, then 8 steps per power of two (<= 12.5% waste).
+size_t size_class(size_t bytes) {
+  if (bytes <= 4096) return (bytes + 63) & ~size_t(63);
+  size_t p = 4096;
+  while (p * 2 < bytes) p *= 2;
+  size_t step = p / 8;
+  return (bytes + step - 1) / step * step;
+}
+
+struct HostCache {
+  std::mutex mu;
+  std::unordered_map<size_t, std::vector<void*>> free;
+  size_t cached = 0;
+  static constexpr size_t kLimit = size_t(2) << 30;  // keep at most 2 GiB cached
+};
+
+HostCache& cache() {
+  static HostCache* c = new HostCache();  // never destroyed: workers may outlive main's statics
+  return *c;
+}
+
+}  // namespace
+
+void* host_alloc(size_t bytes) {
+  size_t cls = size_class(bytes == 0 ? 1 : bytes);
+  HostCache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.free.find(cls);
+    if (it != c.free.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      c.cached -= cls;
+      return p;
+    }
+  }
+  void* p = std::aligned_alloc(64, cls);
+  if (!p) {
+    host_empty_cache();
+    p = std::aligned_alloc(64, cls);
+  }
+  return p;
+}
+
+void host_release(void* p, size_t bytes) {
+  if (!p) return;
+  size_t cls = size_class(bytes == 0 ? 1 : bytes);
+  HostCache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (c.cached + cls <= HostCache::kLimit) {
+      c.free[cls].push_back(p);
+      c.cached += cls;
+      return;
+    }
+  }
+  std::free(p);
+}
+
+size_t host_cached_bytes() {
+  std::lock_guard<std::mutex> lock(cache().mu);
+  return cache().cached;
+}
+
+void host_empty_cache() {
+  HostCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  for (auto& kv : c.free)
+    for (void* p : kv.second) std::free(p);
+  c.free.clear();
+  c.cached = 0;
+}
+
+double HandleTable::insert(void* ptr, size_t bytes, Device device) {
+  uint32_t slot;
+  if (!free_.empty()) {
+    slot = free_.back();
+    free_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(slots_.size());
+    slots_.push_back(Allocation{});
+  }
+  Allocation& a = slots_[slot];
+  a.ptr = ptr;
+  a.bytes = bytes;
+  a.device = device;
+  a.gen = (a.gen + 1) & 0x1FFFFFFF;
+  live_[device] += bytes;
+  count_[device] += 1;
+  return static_cast<double>((uint64_t(a.gen) << 24 | slot) + 1);
+}
+
+const Allocation* HandleTable::find(double handle) const {
+  if (!(handle >= 1 && handle < 9007199254740992.0)) return nullptr;
+  uint64_t h = static_cast<uint64_t>(handle);
+  if (static_cast<double>(h) != handle) return nullptr;
+  h -= 1;
+  uint32_t slot = static_cast<uint32_t>(h & 0xFFFFFF);
+  uint32_t gen = static_cast<uint32_t>(h >> 24);
+  if (slot >= slots_.size()) return nullptr;
+  const Allocation& a = slots_[slot];
+  if (a.ptr == nullptr || a.gen != gen) return nullptr;
+  return &a;
+}
+
+bool HandleTable::erase(double handle, Allocation* out) {
+  const Allocation* a = find(handle);
+  if (!a) return false;
+  *out = *a;
+  uint32_t slot = static_cast<uint32_t>((static_cast<uint64_t>(handle) - 1) & 0xFFFFFF);
+  slots_[slot].ptr = nullptr;
+  live_[out->device] -= out->bytes;
+  count_[out->device] -= 1;
+  free_.push_back(slot);
+  return true;
+}
+
+std::vector<Allocation> HandleTable::drain() {
+  std::vector<Allocation> out;
+  for (Allocation& a : slots_)
+    if (a.ptr) {
+      out.push_back(a);
+      a.ptr = nullptr;
+    }
+  live_[0] = live_[1] = count_[0] = count_[1] = 0;
+  return out;
+}
+
+}  // namespace native
+}  // namespace kiln

@@ -1,0 +1,44 @@
+// kiln: tensors with autograd on fused C++/CUDA kernels, for Node.js and TypeScript.
+import './ops/methods.js';
+import { setAutogradOps } from './tensor/autograd.js';
+import { N } from './native.js';
+import { onesLike } from './ops/creation.js';
+import { add } from './ops/elementwise.js';
+import { clone } from './ops/views.js';
+import { KilnError } from './errors.js';
+
+setAutogradOps({ onesLike: (t) => onesLike(t), add: (a, b) => add(a, b), clone: (t) => clone(t) });
+
+export { KilnError } from './errors.js';
+export type { KilnErrorCode } from './errors.js';
+export { Tensor } from './tensor/tensor.js';
+export type { DType, Device, TypedArray } from './tensor/dtype.js';
+export { tidy, keep, memory } from './tensor/storage.js';
+export type { MemoryInfo } from './tensor/storage.js';
+export { noGrad, enableGrad, isGradEnabled } from './tensor/autograd.js';
+export { manualSeed, getRngState, setRngState } from './tensor/random.js';
+export type { RngState } from './tensor/random.js';
+export * from './ops/creation.js';
+export {
+  add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, neg, exp, log, sqrt, rsqrt, abs, tanh,
+  sigmoid, relu, gelu, sin, cos, square, reciprocal, log1p, expm1, sign, floor, isNan, isFinite, clamp, where,
+  maskedFill, toDType,
+} from './ops/elementwise.js';
+export type { TensorLike } from './ops/elementwise.js';
+export { sum, mean, max, min, logsumexp, argmax, argmin } from './ops/reduce.js';
+export { matmul } from './ops/matmul.js';
+export { reshape, permute, transpose, expand, narrow, slice, squeeze, unsqueeze, flatten, contiguous, clone, detach, concat, stack, split } from './ops/views.js';
+export { softmax, logSoftmax, layerNorm, crossEntropy, embedding, dropout, mseLoss } from './ops/nn.js';
+export type { CrossEntropyOptions } from './ops/nn.js';
+export { cumsum, topk, oneHot } from './ops/indexing.js';
+export { cuda, toDevice } from './ops/device.js';
+export { gradcheck } from './gradcheck.js';
+
+/** Sets the number of CPU threads the kernels use (default: all cores, or KILN_NUM_THREADS). */
+export function setNumThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new KilnError('INVALID_ARGUMENT', `setNumThreads: n must be a positive integer, got ${n}`);
+  N.setNumThreads(n);
+}
+export function getNumThreads(): number {
+  return N.numThreads();
+}

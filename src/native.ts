@@ -1,0 +1,58 @@
+// Loads the addon once per environment and hands it the shared argument buffer.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KilnError } from './errors.js';
+
+type B = ArrayBuffer | undefined;
+export interface NativeAddon {
+  setup(errorClass: typeof KilnError): { args: ArrayBuffer; cudaCompiled: boolean };
+  alloc(device: number, bytes: number): number;
+  free(handle: number): boolean;
+  copy(dst: B, src: B): void;
+  memoryStats(): {
+    hostBytes: number; hostAllocations: number; hostCachedBytes: number;
+    cudaBytes: number; cudaAllocations: number; cudaCachedBytes: number; cudaReservedBytes: number;
+  };
+  emptyCache(): void;
+  setNumThreads(n: number): void;
+  numThreads(): number;
+  cudaInfo(): { compiled: boolean; available: boolean; deviceCount: number; names: string[] };
+  cudaSynchronize(): void;
+  unary(out: B, a: B): void;
+  binary(out: B, a: B, b: B): void;
+  ternary(out: B, c: B, a: B, b: B): void;
+  gemm(a: B, b: B, c: B): void;
+  reduce(x: B, y: B): void;
+  argReduce(x: B, y: B): void;
+  cumsum(x: B, y: B): void;
+  topk(x: B, v: B, i: B): void;
+  softmax(a: B, g: B, out: B): void;
+  layerNormForward(x: B, g: B, b: B, y: B, mean: B, rstd: B): void;
+  layerNormBackward(x: B, g: B, mean: B, rstd: B, dy: B, dx: B, dg: B, db: B): void;
+  crossEntropyForward(logits: B, t: B, losses: B, lse: B): void;
+  crossEntropyBackward(logits: B, t: B, lse: B, dl: B, dx: B): void;
+  embedding(src: B, idx: B, dst: B): void;
+  random(out: B): void;
+  findInvalidIndex(idx: B): number;
+}
+
+function locate(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // src/ when run through tsx, dist/src/ when compiled.
+  for (const up of ['..', '../..']) {
+    for (const sub of ['build/Release/kiln.node', 'build/Debug/kiln.node']) {
+      const p = join(here, up, sub);
+      if (existsSync(p)) return p;
+    }
+  }
+  throw new KilnError('INTERNAL', 'kiln native addon not found: run `npm install` (or `npm run build`) first');
+}
+
+const require = createRequire(import.meta.url);
+export const N: NativeAddon = require(locate());
+const setup = N.setup(KilnError);
+/** The shared argument buffer: ops write their arguments here before one call into the addon. */
+export const A = new Float64Array(setup.args);
+export const cudaCompiled = setup.cudaCompiled;

@@ -1,0 +1,181 @@
+// Tensor creation: constants, ranges, data from JavaScript, and Philox random draws.
+import { KilnError, shapeStr } from '../errors.js';
+import { A, N } from '../native.js';
+import { itemSize, isDType, typedArrayFor, type Device, type DType, type TypedArray } from '../tensor/dtype.js';
+import { Unary } from '../tensor/opcodes.js';
+import { reserve } from '../tensor/random.js';
+import { checkShape, numel } from '../tensor/shape.js';
+import { Tensor, empty } from '../tensor/tensor.js';
+import { checkDevice } from './device.js';
+import { arg } from './util.js';
+
+export interface CreateOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+function opts(op: string, o: CreateOptions | undefined, dflt: DType = 'float32'): { dtype: DType; device: Device } {
+  const dtype = o?.dtype ?? dflt;
+  if (!isDType(dtype)) throw new KilnError('INVALID_ARGUMENT', `${op}: unknown dtype '${String(dtype)}'`);
+  const device = checkDevice(op, o?.device ?? 'cpu');
+  return { dtype, device };
+}
+
+function finish(t: Tensor, o: CreateOptions | undefined): Tensor {
+  if (o?.requiresGrad) {
+    if (t.dtype === 'int32') throw new KilnError('DTYPE_MISMATCH', 'requiresGrad needs a float tensor, got int32');
+    t.requiresGrad = true;
+  }
+  return t;
+}
+
+/** Fills a contiguous tensor with one value. */
+export function fillInPlace(t: Tensor, value: number): Tensor {
+  A[0] = Unary.Fill;
+  A[1] = 1;
+  A[2] = value;
+  A[3] = 0;
+  A[16] = t.size;
+  A[24] = 1;
+  A[32] = 1;
+  const b = arg(4, t);
+  arg(7, t);
+  N.unary(b, b);
+  return t;
+}
+
+export function full(shape: number[], value: number, dtype: DType = 'float32', device: Device = 'cpu'): Tensor {
+  return fillInPlace(empty(checkShape('full', shape), dtype, device), value);
+}
+
+export function zeros(shape: number[], o?: CreateOptions): Tensor {
+  const { dtype, device } = opts('zeros', o);
+  return finish(full(shape, 0, dtype, device), o);
+}
+export function ones(shape: number[], o?: CreateOptions): Tensor {
+  const { dtype, device } = opts('ones', o);
+  return finish(full(shape, 1, dtype, device), o);
+}
+export function fill(shape: number[], value: number, o?: CreateOptions): Tensor {
+  const { dtype, device } = opts('full', o);
+  return finish(full(shape, value, dtype, device), o);
+}
+export const zerosLike = (t: Tensor, o?: CreateOptions) => zeros(t.shape.slice(), { dtype: t.dtype, device: t.device, ...o });
+export const onesLike = (t: Tensor, o?: CreateOptions) => ones(t.shape.slice(), { dtype: t.dtype, device: t.device, ...o });
+export const fullLike = (t: Tensor, v: number, o?: CreateOptions) => fill(t.shape.slice(), v, { dtype: t.dtype, device: t.device, ...o });
+
+/** Copies host values into a new tensor (on `device`). */
+export function fromTyped(data: TypedArray | number[], shape: number[], o?: CreateOptions): Tensor {
+  const { dtype, device } = opts('tensor', o, data instanceof Int32Array ? 'int32' : data instanceof Float64Array ? 'float64' : 'float32');
+  checkShape('tensor', shape);
+  const n = numel(shape);
+  if (data.length !== n)
+    throw new KilnError('SHAPE_MISMATCH', `tensor: ${data.length} values do not fill shape ${shapeStr(shape)} (${n} elements)`);
+  const t = empty(shape, dtype, device);
+  const isz = itemSize[dtype];
+  if (t.storage.buf) {
+    typedArrayFor(dtype, t.storage.buf, 0, n).set(data as ArrayLike<number>);
+  } else if (n > 0) {
+    let src = data instanceof Array || !(sameKind(data, dtype)) ? typedArrayFor(dtype, new ArrayBuffer(n * isz), 0, n) : data;
+    if (src !== data) src.set(data as ArrayLike<number>);
+    const buf = src.byteOffset === 0 && src.buffer.byteLength === n * isz ? src.buffer : src.slice().buffer;
+    arg(0, t);
+    A[3] = 0;
+    A[4] = 0;
+    A[5] = t.dtype === 'float64' ? 2 : t.dtype === 'int32' ? 1 : 0;
+    A[6] = n * isz;
+    N.copy(undefined, buf as ArrayBuffer);
+  }
+  return finish(t, o);
+}
+
+function sameKind(d: TypedArray, dtype: DType): boolean {
+  return (dtype === 'float32' && d instanceof Float32Array) || (dtype === 'int32' && d instanceof Int32Array) ||
+    (dtype === 'float64' && d instanceof Float64Array);
+}
+
+type Nested = number | boolean | Nested[];
+
+/** kiln.tensor([[1, 2], [3, 4]]): nested arrays or a typed array (flat, with `shape`). */
+export function tensor(data: Nested | TypedArray, o?: CreateOptions & { shape?: number[] }): Tensor {
+  if (ArrayBuffer.isView(data)) return fromTyped(data as TypedArray, o?.shape ?? [(data as TypedArray).length], o);
+  const shape: number[] = [];
+  let probe: Nested = data;
+  while (Array.isArray(probe)) {
+    shape.push(probe.length);
+    probe = probe[0] as Nested;
+    if (shape.length > 8) throw new KilnError('INVALID_ARGUMENT', 'tensor: more than 8 nested levels');
+  }
+  const flat: number[] = [];
+  const walk = (x: Nested, d: number) => {
+    if (d === shape.length) {
+      if (Array.isArray(x)) throw new KilnError('SHAPE_MISMATCH', 'tensor: ragged nested array');
+      const v = typeof x === 'boolean' ? Number(x) : x;
+      if (typeof v !== 'number') throw new KilnError('INVALID_ARGUMENT', `tensor: element ${String(x)} is not a number`);
+      flat.push(v);
+      return;
+    }
+    if (!Array.isArray(x) || x.length !== shape[d]) throw new KilnError('SHAPE_MISMATCH', 'tensor: ragged nested array');
+    for (const v of x) walk(v, d + 1);
+  };
+  walk(data, 0);
+  return fromTyped(flat, o?.shape ?? shape, o);
+}
+
+export function arange(start: number, stop?: number, step = 1, o?: CreateOptions): Tensor {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (step === 0 || !Number.isFinite(step)) throw new KilnError('INVALID_ARGUMENT', 'arange: step must be finite and nonzero');
+  const allInt = Number.isInteger(start) && Number.isInteger(stop) && Number.isInteger(step);
+  const dtype = o?.dtype ?? (allInt ? 'int32' : 'float32');
+  const n = Math.max(0, Math.ceil((stop - start) / step));
+  const vals = new Float64Array(n);
+  for (let i = 0; i < n; i++) vals[i] = start + i * step;
+  return fromTyped(vals, [n], { ...o, dtype });
+}
+
+export function linspace(start: number, stop: number, steps: number, o?: CreateOptions): Tensor {
+  const vals = new Float64Array(steps);
+  for (let i = 0; i < steps; i++) vals[i] = steps === 1 ? start : start + ((stop - start) * i) / (steps - 1);
+  return fromTyped(vals, [steps], { dtype: 'float32', ...o });
+}
+
+function draw(kind: 0 | 1 | 2, shape: number[], a: number, b: number, dtype: DType, device: Device): Tensor {
+  checkShape(kind === 2 ? 'randint' : kind === 1 ? 'randn' : 'rand', shape);
+  // Draw on the CPU, then copy: the same seed gives the same values on every device.
+  const t = empty(shape, dtype, 'cpu');
+  const n = t.size;
+  const [lo, hi, off] = reserve(kind === 1 ? n + (n & 1) : n);
+  A[0] = kind;
+  A[1] = n;
+  A[2] = lo;
+  A[3] = hi;
+  A[4] = off;
+  A[5] = a;
+  A[6] = b;
+  N.random(arg(7, t));
+  if (device === 'cpu') return t;
+  const moved = t.to(device);
+  t.dispose();
+  return moved;
+}
+
+export function rand(shape: number[], o?: CreateOptions & { low?: number; high?: number }): Tensor {
+  const { dtype, device } = opts('rand', o);
+  if (dtype === 'int32') throw new KilnError('DTYPE_MISMATCH', 'rand: dtype must be float');
+  return finish(draw(0, shape, o?.low ?? 0, o?.high ?? 1, dtype, device), o);
+}
+
+export function randn(shape: number[], o?: CreateOptions & { mean?: number; std?: number }): Tensor {
+  const { dtype, device } = opts('randn', o);
+  if (dtype === 'int32') throw new KilnError('DTYPE_MISMATCH', 'randn: dtype must be float');
+  return finish(draw(1, shape, o?.mean ?? 0, o?.std ?? 1, dtype, device), o);
+}
+
+/** Integers uniform in [low, high). */
+export function randint(low: number, high: number, shape: number[], o?: CreateOptions): Tensor {
+  const { device } = opts('randint', o, 'int32');
+  if (!Number.isInteger(low) || !Number.isInteger(high) || high <= low)
+    throw new KilnError('INVALID_ARGUMENT', `randint: need integers low < high, got [${low}, ${high})`);
+  return draw(2, shape, low, high, 'int32', device);
+}

@@ -1,0 +1,310 @@
+// Elementwise ops with broadcasting, each with its gradient. Scalars fold into the unary affine
+// kernel, so `x.mul(2).add(1)` allocates no scalar tensors.
+import { KilnError } from '../errors.js';
+import { A, N } from '../native.js';
+import { record } from '../tensor/autograd.js';
+import type { DType } from '../tensor/dtype.js';
+import { Binary, Unary } from '../tensor/opcodes.js';
+import { broadcastShapes, broadcastStrides, sameShape } from '../tensor/shape.js';
+import { Tensor, empty } from '../tensor/tensor.js';
+import { full } from './creation.js';
+import { sum } from './reduce.js';
+import { arg, cast, checkTensor, sameDevice, unaryInto } from './util.js';
+
+export type TensorLike = Tensor | number;
+
+// ---------------------------------------------------------------- kernels (no autograd)
+
+function binaryKernel(op: Binary, name: string, a: Tensor, b: Tensor, outDtype: DType): Tensor {
+  const same = sameShape(a.shape, b.shape);
+  const shape = same ? a.shape.slice() : broadcastShapes(name, a.shape, b.shape);
+  const out = empty(shape, outDtype, a.device);
+  A[0] = op;
+  const ob = arg(4, out);
+  const ab = arg(7, a);
+  const bb = arg(10, b);
+  if (same && a.isContiguous() && b.isContiguous()) {
+    A[1] = 1;
+    A[16] = out.size;
+    A[24] = 1;
+    A[32] = 1;
+    A[40] = 1;
+  } else {
+    const nd = shape.length;
+    A[1] = nd;
+    const sa = broadcastStrides(a.shape, a.strides, shape);
+    const sb = broadcastStrides(b.shape, b.strides, shape);
+    for (let i = 0; i < nd; i++) {
+      A[16 + i] = shape[i];
+      A[24 + i] = out.strides[i];
+      A[32 + i] = sa[i];
+      A[40 + i] = sb[i];
+    }
+  }
+  N.binary(ob, ab, bb);
+  return out;
+}
+
+function unaryKernel(op: Unary, x: Tensor, p0 = 0, p1 = 0, outDtype: DType = x.dtype): Tensor {
+  const out = empty(x.shape.slice(), outDtype, x.device);
+  unaryInto(op, out, x, p0, p1);
+  return out;
+}
+
+// ---------------------------------------------------------------- promotion
+
+function promote(a: DType, b: DType): DType {
+  if (a === b) return a;
+  if (a === 'float64' || b === 'float64') return 'float64';
+  return 'float32';
+}
+
+/** Converts dtype with a gradient (identity cast returns the tensor itself). */
+export function toDType(x: Tensor, dtype: DType): Tensor {
+  if (x.dtype === dtype) return x;
+  const out = cast(x, dtype);
+  if (dtype === 'int32') return out;
+  return record(out, 'cast', [x], (g) => [x.dtype === 'int32' ? null : cast(g, x.dtype)]);
+}
+
+function operands(name: string, a: TensorLike, b: TensorLike): [Tensor, Tensor] {
+  if (typeof a === 'number' && typeof b === 'number')
+    throw new KilnError('INVALID_ARGUMENT', `${name}: at least one operand must be a Tensor`);
+  let ta: Tensor, tb: Tensor;
+  if (typeof a === 'number') {
+    tb = checkTensor(name, b);
+    ta = full([], a, Number.isInteger(a) || tb.dtype !== 'int32' ? tb.dtype : 'float32', tb.device);
+  } else if (typeof b === 'number') {
+    ta = checkTensor(name, a);
+    tb = full([], b, Number.isInteger(b) || ta.dtype !== 'int32' ? ta.dtype : 'float32', ta.device);
+  } else {
+    ta = checkTensor(name, a);
+    tb = checkTensor(name, b, 'other');
+    sameDevice(name, ta, tb);
+  }
+  if (ta.dtype !== tb.dtype) {
+    const d = promote(ta.dtype, tb.dtype);
+    ta = toDType(ta, d);
+    tb = toDType(tb, d);
+  }
+  return [ta, tb];
+}
+
+/** Sums a broadcast gradient back to `shape`. */
+export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
+  if (sameShape(g.shape, shape)) return g;
+  const lead = g.ndim - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < g.ndim; i++) if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  const s = sum(g, axes, true);
+  return s.reshape([...shape]);
+}
+
+// ---------------------------------------------------------------- binary ops
+
+function affine(name: string, x: Tensor, scale: number, shift: number): Tensor {
+  if (x.dtype === 'int32' && !(Number.isInteger(scale) && Number.isInteger(shift))) x = toDType(x, 'float32');
+  const out = unaryKernel(Unary.Affine, x, scale, shift);
+  return record(out, name, [x], (g) => [scale === 1 ? g : unaryKernel(Unary.Affine, g, scale, 0)]);
+}
+
+export function add(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof b === 'number' && a instanceof Tensor) return affine('add', checkTensor('add', a), 1, b);
+  if (typeof a === 'number' && b instanceof Tensor) return affine('add', checkTensor('add', b), 1, a);
+  const [x, y] = operands('add', a, b);
+  const out = binaryKernel(Binary.Add, 'add', x, y, x.dtype);
+  return record(out, 'add', [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)]);
+}
+
+export function sub(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof b === 'number' && a instanceof Tensor) return affine('sub', checkTensor('sub', a), 1, -b);
+  if (typeof a === 'number' && b instanceof Tensor) return affine('sub', checkTensor('sub', b), -1, a);
+  const [x, y] = operands('sub', a, b);
+  const out = binaryKernel(Binary.Sub, 'sub', x, y, x.dtype);
+  return record(out, 'sub', [x, y], (g) => [sumTo(g, x.shape), y.requiresGrad ? sumTo(neg(g), y.shape) : null]);
+}
+
+export function mul(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof b === 'number' && a instanceof Tensor) return affine('mul', checkTensor('mul', a), b, 0);
+  if (typeof a === 'number' && b instanceof Tensor) return affine('mul', checkTensor('mul', b), a, 0);
+  const [x, y] = operands('mul', a, b);
+  const out = binaryKernel(Binary.Mul, 'mul', x, y, x.dtype);
+  return record(out, 'mul', [x, y], (g) => [
+    x.requiresGrad ? sumTo(mul(g, y), x.shape) : null,
+    y.requiresGrad ? sumTo(mul(g, x), y.shape) : null,
+  ]);
+}
+
+export function div(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof b === 'number' && a instanceof Tensor) {
+    const x = checkTensor('div', a);
+    return affine('div', x.dtype === 'int32' ? toDType(x, 'float32') : x, 1 / b, 0);
+  }
+  let [x, y] = operands('div', a, b);
+  if (x.dtype === 'int32') {
+    x = toDType(x, 'float32');
+    y = toDType(y, 'float32');
+  }
+  const out = binaryKernel(Binary.Div, 'div', x, y, x.dtype);
+  return record(out, 'div', [x, y], (g) => [
+    x.requiresGrad ? sumTo(div(g, y), x.shape) : null,
+    y.requiresGrad ? sumTo(neg(div(mul(g, out), y)), y.shape) : null,
+  ]);
+}
+
+export function pow(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof b === 'number' && a instanceof Tensor) {
+    let x = checkTensor('pow', a);
+    if (x.dtype === 'int32') x = toDType(x, 'float32');
+    const out = unaryKernel(Unary.PowScalar, x, b);
+    return record(out, 'pow', [x], (g) => [mul(g, mul(unaryKernel(Unary.PowScalar, x, b - 1), b))]);
+  }
+  let [x, y] = operands('pow', a, b);
+  if (x.dtype === 'int32') {
+    x = toDType(x, 'float32');
+    y = toDType(y, 'float32');
+  }
+  const out = binaryKernel(Binary.Pow, 'pow', x, y, x.dtype);
+  return record(out, 'pow', [x, y], (g) => [
+    x.requiresGrad ? sumTo(mul(g, mul(y, pow(x, sub(y, 1)))), x.shape) : null,
+    y.requiresGrad ? sumTo(mul(g, mul(out, log(x))), y.shape) : null,
+  ]);
+}
+
+function minmax(op: Binary.Maximum | Binary.Minimum, name: string, a: TensorLike, b: TensorLike): Tensor {
+  const [x, y] = operands(name, a, b);
+  const out = binaryKernel(op, name, x, y, x.dtype);
+  return record(out, name, [x, y], (g) => {
+    // The winner takes the gradient; ties split it evenly.
+    const win = (p: Tensor, q: Tensor) => {
+      const better = binaryKernel(op === Binary.Maximum ? Binary.Gt : Binary.Lt, name, p, q, 'int32');
+      const tie = binaryKernel(Binary.Eq, name, p, q, 'int32');
+      const w = add(cast(better, g.dtype), mul(cast(tie, g.dtype), 0.5));
+      return mul(g, w);
+    };
+    return [x.requiresGrad ? sumTo(win(x, y), x.shape) : null, y.requiresGrad ? sumTo(win(y, x), y.shape) : null];
+  });
+}
+export const maximum = (a: TensorLike, b: TensorLike) => minmax(Binary.Maximum, 'maximum', a, b);
+export const minimum = (a: TensorLike, b: TensorLike) => minmax(Binary.Minimum, 'minimum', a, b);
+
+function compare(op: Binary, name: string, a: TensorLike, b: TensorLike): Tensor {
+  const [x, y] = operands(name, a, b);
+  return binaryKernel(op, name, x, y, 'int32');
+}
+export const eq = (a: TensorLike, b: TensorLike) => compare(Binary.Eq, 'eq', a, b);
+export const ne = (a: TensorLike, b: TensorLike) => compare(Binary.Ne, 'ne', a, b);
+export const lt = (a: TensorLike, b: TensorLike) => compare(Binary.Lt, 'lt', a, b);
+export const le = (a: TensorLike, b: TensorLike) => compare(Binary.Le, 'le', a, b);
+export const gt = (a: TensorLike, b: TensorLike) => compare(Binary.Gt, 'gt', a, b);
+export const ge = (a: TensorLike, b: TensorLike) => compare(Binary.Ge, 'ge', a, b);
+
+// ---------------------------------------------------------------- unary ops
+
+function floatInput(name: string, x: Tensor): Tensor {
+  checkTensor(name, x);
+  return x.dtype === 'int32' ? toDType(x, 'float32') : x;
+}
+
+function unaryOp(op: Unary, name: string, x: Tensor, grad: (g: Tensor, x: Tensor, y: Tensor) => Tensor): Tensor {
+  x = floatInput(name, x);
+  const out = unaryKernel(op, x);
+  return record(out, name, [x], (g) => [grad(g, x, out)]);
+}
+
+export function neg(x: Tensor): Tensor {
+  checkTensor('neg', x);
+  const out = unaryKernel(Unary.Neg, x);
+  return record(out, 'neg', [x], (g) => [unaryKernel(Unary.Neg, g)]);
+}
+export const exp = (x: Tensor) => unaryOp(Unary.Exp, 'exp', x, (g, _x, y) => mul(g, y));
+export const log = (x: Tensor) => unaryOp(Unary.Log, 'log', x, (g, x) => div(g, x));
+export const sqrt = (x: Tensor) => unaryOp(Unary.Sqrt, 'sqrt', x, (g, _x, y) => div(mul(g, 0.5), y));
+export const rsqrt = (x: Tensor) =>
+  unaryOp(Unary.Rsqrt, 'rsqrt', x, (g, _x, y) => mul(g, mul(unaryKernel(Unary.PowScalar, y, 3), -0.5)));
+export function abs(x: Tensor): Tensor {
+  checkTensor('abs', x);
+  const out = unaryKernel(Unary.Abs, x);
+  return record(out, 'abs', [x], (g) => [mul(g, unaryKernel(Unary.Sign, x))]);
+}
+export const tanh = (x: Tensor) =>
+  unaryOp(Unary.Tanh, 'tanh', x, (g, _x, y) => binaryKernel(Binary.TanhBackward, 'tanh', g, y, g.dtype));
+export const sigmoid = (x: Tensor) =>
+  unaryOp(Unary.Sigmoid, 'sigmoid', x, (g, _x, y) => binaryKernel(Binary.SigmoidBackward, 'sigmoid', g, y, g.dtype));
+export const relu = (x: Tensor) =>
+  unaryOp(Unary.Relu, 'relu', x, (g, x) => binaryKernel(Binary.ReluBackward, 'relu', g, x, g.dtype));
+/** GELU; `approximate: 'tanh'` (GPT-2's) or 'none' (exact, erf). */
+export function gelu(x: Tensor, approximate: 'tanh' | 'none' = 'none'): Tensor {
+  if (approximate === 'tanh')
+    return unaryOp(Unary.GeluTanh, 'gelu', x, (g, x) => binaryKernel(Binary.GeluTanhBackward, 'gelu', g, x, g.dtype));
+  return unaryOp(Unary.GeluErf, 'gelu', x, (g, x) => binaryKernel(Binary.GeluErfBackward, 'gelu', g, x, g.dtype));
+}
+export const sin = (x: Tensor) => unaryOp(Unary.Sin, 'sin', x, (g, x) => mul(g, unaryKernel(Unary.Cos, x)));
+export const cos = (x: Tensor) => unaryOp(Unary.Cos, 'cos', x, (g, x) => neg(mul(g, unaryKernel(Unary.Sin, x))));
+export const square = (x: Tensor) => unaryOp(Unary.Square, 'square', x, (g, x) => mul(mul(g, x), 2));
+export const reciprocal = (x: Tensor) =>
+  unaryOp(Unary.Reciprocal, 'reciprocal', x, (g, _x, y) => neg(mul(g, unaryKernel(Unary.Square, y))));
+export const log1p = (x: Tensor) => unaryOp(Unary.Log1p, 'log1p', x, (g, x) => div(g, add(x, 1)));
+export const expm1 = (x: Tensor) => unaryOp(Unary.Expm1, 'expm1', x, (g, _x, y) => mul(g, add(y, 1)));
+export function sign(x: Tensor): Tensor {
+  return unaryKernel(Unary.Sign, checkTensor('sign', x));
+}
+export function floor(x: Tensor): Tensor {
+  return unaryKernel(Unary.Floor, floatInput('floor', x));
+}
+export function isNan(x: Tensor): Tensor {
+  return unaryKernel(Unary.IsNan, floatInput('isNan', x), 0, 0, 'int32');
+}
+export function isFinite(x: Tensor): Tensor {
+  return unaryKernel(Unary.IsFinite, floatInput('isFinite', x), 0, 0, 'int32');
+}
+
+export function clamp(x: Tensor, min = -Infinity, max = Infinity): Tensor {
+  checkTensor('clamp', x);
+  if (min > max) throw new KilnError('INVALID_ARGUMENT', `clamp: min ${min} is greater than max ${max}`);
+  if (x.dtype === 'int32' && !(Number.isInteger(min) || !Number.isFinite(min)) ) x = toDType(x, 'float32');
+  const out = unaryKernel(Unary.Clamp, x, min, max);
+  return record(out, 'clamp', [x], (g) => {
+    const inside = binaryKernel(Binary.Eq, 'clamp', out, x, 'int32');
+    return [where(inside, g, 0)];
+  });
+}
+
+/** cond ? a : b, broadcasting all three (cond is any dtype; nonzero is true). */
+export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
+  checkTensor('where', cond, 'condition');
+  const [x, y] = operands('where', a, b);
+  sameDevice('where', cond, x);
+  const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, x.shape), y.shape);
+  const out = empty(shape, x.dtype, x.device);
+  const nd = shape.length;
+  A[0] = 0;
+  A[1] = nd;
+  const ob = arg(4, out), cb = arg(7, cond), ab = arg(10, x), bb = arg(13, y);
+  const sc = broadcastStrides(cond.shape, cond.strides, shape);
+  const sx = broadcastStrides(x.shape, x.strides, shape);
+  const sy = broadcastStrides(y.shape, y.strides, shape);
+  for (let i = 0; i < nd; i++) {
+    A[16 + i] = shape[i];
+    A[24 + i] = out.strides[i];
+    A[32 + i] = sc[i];
+    A[40 + i] = sx[i];
+    A[48 + i] = sy[i];
+  }
+  N.ternary(ob, cb, ab, bb);
+  return record(out, 'where', [x, y], (g) => [
+    x.requiresGrad ? sumTo(where(cond, g, 0), x.shape) : null,
+    y.requiresGrad ? sumTo(where(cond, 0, g), y.shape) : null,
+  ]);
+}
+
+/** x with `value` wherever mask is nonzero (mask broadcasts to x). */
+export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
+  checkTensor('maskedFill', x);
+  checkTensor('maskedFill', mask, 'mask');
+  broadcastShapes('maskedFill', x.shape, mask.shape);
+  return where(mask, value, x);
+}
+
+/** Elementwise fused kernels for the autograd engine and optimizers. */
+export { binaryKernel, unaryKernel };

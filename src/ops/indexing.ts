@@ -1,0 +1,84 @@
+// topk, cumsum, oneHot, and the row-wise scatter they need for gradients.
+import { KilnError, shapeStr } from '../errors.js';
+import { A, N } from '../native.js';
+import { record } from '../tensor/autograd.js';
+import { normAxis } from '../tensor/shape.js';
+import { Tensor, empty } from '../tensor/tensor.js';
+import { arange } from './creation.js';
+import { add, eq, mul, toDType } from './elementwise.js';
+import { arg, cast, checkTensor, contig, needCpu, needDType, prod } from './util.js';
+
+export function cumsum(x: Tensor, axis: number, reverse = false): Tensor {
+  checkTensor('cumsum', x);
+  needCpu('cumsum', x);
+  if (x.dtype === 'int32') x = toDType(x, 'float32');
+  const a = normAxis('cumsum', axis, x.ndim);
+  const src = contig(x);
+  const out = empty(x.shape.slice(), x.dtype, x.device);
+  A[0] = reverse ? 1 : 0;
+  A[1] = prod(x.shape.slice(0, a));
+  A[2] = x.ndim ? x.shape[a] : 1;
+  A[3] = prod(x.shape.slice(a + 1));
+  N.cumsum(arg(4, src), arg(7, out));
+  if (src !== x) src.dispose();
+  return record(out, 'cumsum', [x], (g) => [cumsum(g, a, !reverse)]);
+}
+
+/** The k largest (or smallest) entries along the last axis, sorted, with their int32 indices. */
+export function topk(x: Tensor, k: number, largest = true): { values: Tensor; indices: Tensor } {
+  checkTensor('topk', x);
+  needCpu('topk', x);
+  if (x.ndim === 0) throw new KilnError('SHAPE_MISMATCH', 'topk: needs at least one dimension');
+  const n = x.shape[x.ndim - 1];
+  if (!Number.isInteger(k) || k < 1 || k > n) throw new KilnError('INVALID_ARGUMENT', `topk: k = ${k} for a last dimension of ${n}`);
+  const src = x.dtype === 'int32' ? cast(x, 'float64') : contig(x);
+  const rows = x.size / n;
+  const shape = [...x.shape.slice(0, -1), k];
+  const vals = empty(shape, src.dtype, x.device);
+  const idx = empty(shape, 'int32', x.device);
+  A[0] = largest ? 1 : 0;
+  A[1] = rows;
+  A[2] = n;
+  A[3] = k;
+  N.topk(arg(4, src), arg(7, vals), arg(10, idx));
+  if (src !== x) src.dispose();
+  const values = x.dtype === 'int32' ? cast(vals, 'int32') : vals;
+  if (values !== vals) vals.dispose();
+  record(values, 'topk', [x], (g) => [scatterRows(g, idx, rows, n)]);
+  return { values, indices: idx };
+}
+
+/** out[r, idx[r, j]] += g[r, j] for rows r of a [rows, n] result (deterministic). */
+function scatterRows(g: Tensor, idx: Tensor, rows: number, n: number): Tensor {
+  const k = idx.shape[idx.ndim - 1];
+  const base = mul(arange(0, rows, 1, { device: idx.device }).reshape([rows, 1]), n);
+  const flat = contig(add(idx.reshape([rows, k]), base));
+  const gc = contig(g);
+  const out = empty([rows * n, 1], g.dtype, g.device);
+  A[0] = rows * k;
+  A[1] = rows * n;
+  A[2] = 1;
+  A[3] = 1;
+  N.embedding(arg(4, gc), arg(7, flat), arg(10, out));
+  return out.reshape([...g.shape.slice(0, -1), n]);
+}
+
+/** One-hot float32 encoding of int32 indices [...] -> [..., numClasses]. */
+export function oneHot(indices: Tensor, numClasses: number): Tensor {
+  checkTensor('oneHot', indices, 'indices');
+  needDType('oneHot', indices, 'int32', 'indices');
+  if (!Number.isInteger(numClasses) || numClasses < 1)
+    throw new KilnError('INVALID_ARGUMENT', `oneHot: numClasses must be a positive integer, got ${numClasses}`);
+  A[0] = indices.size;
+  A[1] = 0;
+  A[2] = numClasses;
+  A[3] = -2147483648;
+  const ic = contig(indices);
+  const bad = N.findInvalidIndex(arg(4, ic));
+  if (bad >= 0)
+    throw new KilnError('INDEX_OUT_OF_RANGE', `oneHot: index ${ic.dataSync()[bad]} at position ${bad} of ${shapeStr(indices.shape)} is outside [0, ${numClasses})`);
+  const hit = eq(indices.unsqueeze(-1), arange(0, numClasses, 1, { device: indices.device }));
+  const out = cast(hit, 'float32');
+  hit.dispose();
+  return out;
+}

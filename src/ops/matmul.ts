@@ -1,0 +1,128 @@
+// Batched matmul with broadcasting. Transposed views go to the GEMM kernel as transpose flags
+// (no copies); a batch of rows times one weight matrix becomes a single large GEMM.
+import { KilnError, shapeStr } from '../errors.js';
+import { A, N } from '../native.js';
+import { record } from '../tensor/autograd.js';
+import { broadcastShapes } from '../tensor/shape.js';
+import { Tensor, empty } from '../tensor/tensor.js';
+import { sumTo, toDType } from './elementwise.js';
+import { arg, checkTensor, contig, needCpu, prod, sameDevice } from './util.js';
+import { fillInPlace } from './creation.js';
+
+interface Operand {
+  t: Tensor;
+  trans: boolean;
+  ld: number;
+  batchStride: number;
+  owned: boolean;
+}
+
+/** Describes the last two dims of t (already broadcast to batch + [rows, cols]) for GEMM. */
+function describe(t: Tensor, batch: number[], rows: number, cols: number): Operand {
+  const nd = t.ndim;
+  // Batch dims must collapse into one stride (or all be broadcast).
+  const bShape = t.shape.slice(0, nd - 2);
+  const bStrides = t.strides.slice(0, nd - 2);
+  let batchStride = 0;
+  let ok = true;
+  const nb = prod(batch);
+  if (nb > 1) {
+    const lead = batch.length - bShape.length;
+    const full = batch.map((d, i) => (i < lead || bShape[i - lead] === 1 ? 0 : bStrides[i - lead]));
+    if (full.every((s) => s === 0)) batchStride = 0;
+    else {
+      // Contiguous-like: stride[i] == stride[i+1] * batch[i+1] for every real batch dim.
+      for (let i = 0; i < batch.length - 1; i++) if (batch[i] > 1 && full[i] !== full[i + 1] * batch[i + 1]) ok = false;
+      batchStride = full[batch.length - 1];
+      if (batch[batch.length - 1] === 1) ok = false;
+    }
+  }
+  const sr = t.strides[nd - 2], sc = t.strides[nd - 1];
+  if (ok && (sc === 1 || cols === 1) && sr >= cols) return { t, trans: false, ld: Math.max(sr, 1), batchStride, owned: false };
+  if (ok && (sr === 1 || rows === 1) && sc >= rows) return { t, trans: true, ld: Math.max(sc, 1), batchStride, owned: false };
+  const c = contig(t.expand([...batch, rows, cols]));
+  return { t: c, trans: false, ld: cols, batchStride: rows * cols, owned: c !== t };
+}
+
+function gemm(a: Operand, b: Operand, out: Tensor, batch: number, M: number, Nn: number, K: number): void {
+  A[0] = batch;
+  A[1] = a.trans ? 1 : 0;
+  A[2] = b.trans ? 1 : 0;
+  A[3] = M;
+  A[4] = Nn;
+  A[5] = K;
+  A[6] = 1;
+  A[7] = 0;
+  const ab = arg(8, a.t);
+  const bb = arg(11, b.t);
+  const ob = arg(14, out);
+  A[17] = a.ld;
+  A[18] = b.ld;
+  A[19] = Nn;
+  A[20] = a.batchStride;
+  A[21] = b.batchStride;
+  A[22] = M * Nn;
+  N.gemm(ab, bb, ob);
+}
+
+function matmulKernel(a: Tensor, b: Tensor): Tensor {
+  const M = a.shape[a.ndim - 2], K = a.shape[a.ndim - 1], Nn = b.shape[b.ndim - 1];
+  if (b.shape[b.ndim - 2] !== K)
+    throw new KilnError('SHAPE_MISMATCH', `matmul: ${shapeStr(a.shape)} @ ${shapeStr(b.shape)}: inner dimensions ${K} and ${b.shape[b.ndim - 2]} differ`);
+  const batch = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const out = empty([...batch, M, Nn], a.dtype, a.device);
+  if (out.size === 0) return out;
+  if (K === 0) return fillInPlace(out, 0);
+  // [..., M, K] @ [K, N] with rows that stack contiguously: one GEMM of (batch*M) rows.
+  if (b.ndim === 2 && a.ndim > 2 && a.isContiguous()) {
+    const rows = prod(batch) * M;
+    const da: Operand = { t: a, trans: false, ld: K, batchStride: 0, owned: false };
+    const db = describe(b, [], K, Nn);
+    gemm(da, db, out, 1, rows, Nn, K);
+    if (db.owned) db.t.dispose();
+    return out;
+  }
+  const da = describe(a, batch, M, K);
+  const db = describe(b, batch, K, Nn);
+  gemm(da, db, out, prod(batch), M, Nn, K);
+  if (da.owned) da.t.dispose();
+  if (db.owned) db.t.dispose();
+  return out;
+}
+
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  checkTensor('matmul', a);
+  checkTensor('matmul', b, 'other');
+  sameDevice('matmul', a, b);
+  needCpu('matmul', a);
+  if (a.ndim === 0 || b.ndim === 0) throw new KilnError('SHAPE_MISMATCH', 'matmul: both operands need at least one dimension');
+  if (a.dtype === 'int32' || b.dtype === 'int32')
+    throw new KilnError('DTYPE_MISMATCH', `matmul: float operands needed, got ${a.dtype} and ${b.dtype}`);
+  if (a.dtype !== b.dtype) {
+    a = toDType(a, 'float64');
+    b = toDType(b, 'float64');
+  }
+  // Vectors: [K] is a row on the left and a column on the right; the added dim is removed again.
+  if (a.ndim === 1 || b.ndim === 1) {
+    const a2 = a.ndim === 1 ? a.reshape([1, a.shape[0]]) : a;
+    const b2 = b.ndim === 1 ? b.reshape([b.shape[0], 1]) : b;
+    let r = matmul(a2, b2);
+    if (a.ndim === 1) r = r.squeeze(-2);
+    if (b.ndim === 1) r = r.squeeze(-1);
+    return r;
+  }
+  const out = matmulKernel(a, b);
+  return record(out, 'matmul', [a, b], (g) => {
+    let ga: Tensor | null = null, gb: Tensor | null = null;
+    if (a.requiresGrad) ga = sumTo(matmulKernel(g, b.transpose(-1, -2)), a.shape);
+    if (b.requiresGrad) {
+      if (b.ndim === 2 && a.ndim > 2) {
+        const K = a.shape[a.ndim - 1];
+        const a2 = a.reshape([-1, K]);
+        const g2 = g.reshape([-1, g.shape[g.ndim - 1]]);
+        gb = matmulKernel(a2.transpose(0, 1), g2);
+      } else gb = sumTo(matmulKernel(a.transpose(-1, -2), g), b.shape);
+    }
+    return [ga, gb];
+  });
+}

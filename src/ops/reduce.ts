@@ -1,0 +1,136 @@
+// Reductions over any set of axes: adjacent axes go to the kernel as one [outer, r, inner] pass,
+// scattered ones are first permuted to the end.
+import { KilnError, shapeStr } from '../errors.js';
+import { A, N } from '../native.js';
+import { record } from '../tensor/autograd.js';
+import { Binary, Reduce } from '../tensor/opcodes.js';
+import { normAxes, normAxis } from '../tensor/shape.js';
+import { Tensor, empty } from '../tensor/tensor.js';
+import { fillInPlace } from './creation.js';
+import { binaryKernel, div, exp, mul, sub, toDType } from './elementwise.js';
+import { arg, cast, checkTensor, contig, needCpu, prod } from './util.js';
+
+export type Axes = number | number[] | undefined;
+
+function reduceKernel(op: Reduce, name: string, x: Tensor, axes: number[], keepdims: boolean): Tensor {
+  needCpu(name, x);
+  const nd = x.ndim;
+  const outShapeKeep = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const outShape = keepdims ? outShapeKeep : x.shape.filter((_, i) => !axes.includes(i));
+  if ((op === Reduce.Max || op === Reduce.Min) && axes.some((a) => x.shape[a] === 0))
+    throw new KilnError('INVALID_ARGUMENT', `${name}: cannot reduce an empty dimension of ${shapeStr(x.shape)}`);
+  let src = contig(x);
+  let outer: number, r: number, inner: number;
+  const adjacent = axes.length === 0 || axes[axes.length - 1] - axes[0] === axes.length - 1;
+  if (adjacent) {
+    const a0 = axes.length ? axes[0] : nd, a1 = axes.length ? axes[axes.length - 1] : nd - 1;
+    outer = prod(x.shape.slice(0, a0));
+    r = prod(x.shape.slice(a0, a1 + 1));
+    inner = prod(x.shape.slice(a1 + 1));
+  } else {
+    const kept = [...Array(nd).keys()].filter((i) => !axes.includes(i));
+    const perm = src.permute([...kept, ...axes]);
+    const p = contig(perm);
+    if (src !== x) src.dispose();
+    if (perm !== p) perm.dispose();
+    src = p;
+    outer = prod(kept.map((i) => x.shape[i]));
+    r = prod(axes.map((i) => x.shape[i]));
+    inner = 1;
+  }
+  const out = empty(outShape, x.dtype, x.device);
+  if (r === 0) {
+    fillInPlace(out, op === Reduce.Prod ? 1 : op === Reduce.LogSumExp ? -Infinity : op === Reduce.Mean ? NaN : 0);
+  } else {
+    A[0] = op;
+    A[1] = outer;
+    A[2] = r;
+    A[3] = inner;
+    N.reduce(arg(4, src), arg(7, out));
+  }
+  if (src !== x) src.dispose();
+  return out;
+}
+
+/** g (reduced shape) broadcast back over x's shape, as a contiguous tensor. */
+function expandBack(g: Tensor, x: Tensor, axes: number[]): Tensor {
+  const keepShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const gk = g.reshape(keepShape);
+  return contig(gk.expand(x.shape.slice()));
+}
+
+export function sum(x: Tensor, axis?: Axes, keepdims = false): Tensor {
+  checkTensor('sum', x);
+  const axes = normAxes('sum', axis, x.ndim);
+  const out = reduceKernel(Reduce.Sum, 'sum', x, axes, keepdims);
+  return record(out, 'sum', [x], (g) => [expandBack(g, x, axes)]);
+}
+
+export function mean(x: Tensor, axis?: Axes, keepdims = false): Tensor {
+  checkTensor('mean', x);
+  if (x.dtype === 'int32') x = toDType(x, 'float32');
+  const axes = normAxes('mean', axis, x.ndim);
+  const out = reduceKernel(Reduce.Mean, 'mean', x, axes, keepdims);
+  const count = prod(axes.map((a) => x.shape[a]));
+  return record(out, 'mean', [x], (g) => [expandBack(mul(g, 1 / count), x, axes)]);
+}
+
+function extremum(op: Reduce.Max | Reduce.Min, name: string, x: Tensor, axis: Axes, keepdims: boolean): Tensor {
+  checkTensor(name, x);
+  const axes = normAxes(name, axis, x.ndim);
+  const out = reduceKernel(op, name, x, axes, keepdims);
+  return record(out, name, [x], (g) => {
+    // Every position equal to the extremum shares the gradient evenly (like torch.amax).
+    const keepShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    const hit = cast(binaryKernel(Binary.Eq, name, x, out.reshape(keepShape), 'int32'), g.dtype);
+    const count = reduceKernel(Reduce.Sum, name, hit, axes, true);
+    return [mul(hit, div(g.reshape(keepShape), count))];
+  });
+}
+export const max = (x: Tensor, axis?: Axes, keepdims = false) => extremum(Reduce.Max, 'max', x, axis, keepdims);
+export const min = (x: Tensor, axis?: Axes, keepdims = false) => extremum(Reduce.Min, 'min', x, axis, keepdims);
+
+export function logsumexp(x: Tensor, axis?: Axes, keepdims = false): Tensor {
+  checkTensor('logsumexp', x);
+  if (x.dtype === 'int32') x = toDType(x, 'float32');
+  const axes = normAxes('logsumexp', axis, x.ndim);
+  const out = reduceKernel(Reduce.LogSumExp, 'logsumexp', x, axes, keepdims);
+  return record(out, 'logsumexp', [x], (g) => {
+    const keepShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    return [mul(exp(sub(x, out.reshape(keepShape))), g.reshape(keepShape))];
+  });
+}
+
+export function prodReduce(x: Tensor, axis?: Axes, keepdims = false): Tensor {
+  checkTensor('prod', x);
+  const axes = normAxes('prod', axis, x.ndim);
+  return reduceKernel(Reduce.Prod, 'prod', x, axes, keepdims);
+}
+
+/** Index of the largest (or smallest) value along `axis` (int32); the whole tensor when omitted. */
+export function argReduce(x: Tensor, isMax: boolean, axis?: number, keepdims = false): Tensor {
+  const name = isMax ? 'argmax' : 'argmin';
+  checkTensor(name, x);
+  needCpu(name, x);
+  let src = x.dtype === 'int32' ? cast(x, 'float64') : contig(x);
+  let ax: number;
+  if (axis === undefined) {
+    const flat = src.reshape([x.size]);
+    if (src !== x) src.dispose();
+    src = flat;
+    ax = 0;
+  } else ax = normAxis(name, axis, x.ndim);
+  const shape = src.shape;
+  if (shape[ax] === 0) throw new KilnError('INVALID_ARGUMENT', `${name}: empty dimension in ${shapeStr(x.shape)}`);
+  const outShape = axis === undefined ? [] : keepdims ? shape.map((d, i) => (i === ax ? 1 : d)) : shape.filter((_, i) => i !== ax);
+  const out = empty(outShape, 'int32', x.device);
+  A[0] = isMax ? 1 : 0;
+  A[1] = prod(shape.slice(0, ax));
+  A[2] = shape[ax];
+  A[3] = prod(shape.slice(ax + 1));
+  N.argReduce(arg(4, src), arg(7, out));
+  if (src !== x) src.dispose();
+  return out;
+}
+export const argmax = (x: Tensor, axis?: number, keepdims = false) => argReduce(x, true, axis, keepdims);
+export const argmin = (x: Tensor, axis?: number, keepdims = false) => argReduce(x, false, axis, keepdims);

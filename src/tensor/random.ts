@@ -1,0 +1,40 @@
+// The global Philox 4x32-10 stream: a 64-bit seed and a word offset that every draw advances.
+// A draw of n values uses words [offset, offset + n) (normal: rounded up to even), then the
+// offset moves to the next multiple of 4, so each draw starts on a fresh Philox block.
+import { KilnError } from '../errors.js';
+
+const state = { seed: 0n, offset: 0 };
+
+/** Seeds the generator: the same seed gives the same numbers on every device. */
+export function manualSeed(seed: number | bigint): void {
+  const s = BigInt(seed);
+  if (s < 0n || s >= 1n << 64n) throw new KilnError('INVALID_ARGUMENT', `manualSeed: seed must be in [0, 2^64), got ${seed}`);
+  state.seed = s;
+  state.offset = 0;
+}
+
+export interface RngState {
+  seed: string;
+  offset: number;
+}
+
+export function getRngState(): RngState {
+  return { seed: state.seed.toString(), offset: state.offset };
+}
+
+export function setRngState(s: RngState): void {
+  state.seed = BigInt(s.seed);
+  state.offset = s.offset;
+}
+
+/** Reserves `words` words of the stream; returns [seedLo, seedHi, offset]. */
+export function reserve(words: number): [number, number, number] {
+  const off = state.offset;
+  state.offset = off + Math.ceil(words / 4) * 4;
+  return [Number(state.seed & 0xffffffffn), Number(state.seed >> 32n), off];
+}
+initialSeed();
+function initialSeed(): void {
+  // Unseeded runs differ from each other, like PyTorch's default generator.
+  state.seed = BigInt(Date.now()) ^ (BigInt(process.pid) << 32n);
+}

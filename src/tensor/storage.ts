@@ -1,0 +1,178 @@
+// Storage and memory scopes. Small CPU buffers live in V8 ArrayBuffers (no native call to allocate
+// or free them); larger ones and all device memory are native allocations addressed by handles.
+// Scopes (`tidy`) and `dispose`/`using` free memory deterministically; a FinalizationRegistry
+// frees what escaped every scope and was forgotten.
+import { A, N } from '../native.js';
+import { KilnError } from '../errors.js';
+import { deviceCode, type Device } from './dtype.js';
+
+/** CPU tensors up to this many bytes live in the V8 heap. */
+export const SMALL_BYTES = 4096;
+
+export class Storage {
+  refs = 0;
+  constructor(
+    readonly device: Device,
+    readonly bytes: number,
+    public buf: ArrayBuffer | undefined,
+    public handle: number,
+  ) {}
+
+  static alloc(device: Device, bytes: number): Storage {
+    if (device === 'cpu' && bytes <= SMALL_BYTES) {
+      live.bytes.cpu += bytes;
+      return new Storage('cpu', bytes, new ArrayBuffer(bytes), 0);
+    }
+    const handle = N.alloc(deviceCode[device], bytes);
+    live.bytes[device] += bytes;
+    return new Storage(device, bytes, undefined, handle);
+  }
+
+  get freed(): boolean {
+    return this.buf === undefined && this.handle === 0;
+  }
+
+  release(): void {
+    if (--this.refs > 0) return;
+    if (this.freed) return;
+    live.bytes[this.device] -= this.bytes;
+    if (this.handle !== 0) N.free(this.handle);
+    this.buf = undefined;
+    this.handle = 0;
+  }
+}
+
+/** What the scope machinery needs from a tensor (implemented by Tensor). */
+export interface Tracked {
+  readonly storage: Storage;
+  readonly device: Device;
+  _disposed: boolean;
+  _kept: boolean;
+  _registered: boolean;
+  dispose(): void;
+}
+
+export const live = {
+  tensors: { cpu: 0, cuda: 0 } as Record<Device, number>,
+  bytes: { cpu: 0, cuda: 0 } as Record<Device, number>,
+};
+
+const registry = new FinalizationRegistry<{ storage: Storage }>((held) => {
+  live.tensors[held.storage.device]--;
+  held.storage.release();
+});
+
+const scopes: Tracked[][] = [];
+
+/** Called for every new tensor: inside a scope it is tracked, outside it gets the GC backstop. */
+export function track(t: Tracked): void {
+  live.tensors[t.device]++;
+  t.storage.refs++;
+  if (scopes.length > 0) scopes[scopes.length - 1].push(t);
+  else register(t);
+}
+
+function register(t: Tracked): void {
+  if (t._registered || t._disposed) return;
+  t._registered = true;
+  registry.register(t, { storage: t.storage }, t);
+}
+
+export function untrack(t: Tracked): void {
+  if (t._registered) {
+    registry.unregister(t);
+    t._registered = false;
+  }
+  live.tensors[t.device]--;
+  t.storage.release();
+}
+
+function collectResults(x: unknown, out: Set<unknown>, depth = 0): void {
+  if (x === null || typeof x !== 'object' || depth > 4) return;
+  if ((x as Tracked).storage instanceof Storage) {
+    out.add(x);
+    return;
+  }
+  if (Array.isArray(x)) for (const v of x) collectResults(v, out, depth + 1);
+  else if (Object.getPrototypeOf(x) === Object.prototype) for (const v of Object.values(x)) collectResults(v, out, depth + 1);
+}
+
+/**
+ * Runs `fn` and disposes every tensor created inside it, except those it returns (in an array or
+ * plain object too) and those passed to `keep`. Async functions are refused: a scope must not
+ * span an await, because other work would interleave with it.
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope: Tracked[] = [];
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    for (const t of scope) if (!t._disposed && !t._kept) t.dispose();
+    for (const t of scope) if (t._kept && !t._disposed) escape(t);
+    throw e;
+  }
+  scopes.pop();
+  if (result instanceof Promise) {
+    for (const t of scope) if (!t._disposed && !t._kept) t.dispose();
+    throw new KilnError('INVALID_ARGUMENT', 'tidy: the function returned a Promise; scopes cannot span an await');
+  }
+  const keepers = new Set<unknown>();
+  collectResults(result, keepers);
+  for (const t of scope) {
+    if (t._disposed) continue;
+    if (keepers.has(t) || t._kept) escape(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+function escape(t: Tracked): void {
+  if (scopes.length > 0) scopes[scopes.length - 1].push(t);
+  else register(t);
+}
+
+/** Marks a tensor to survive the scopes it was created in (it still has the GC backstop). */
+export function keep<T extends Tracked>(t: T): T {
+  t._kept = true;
+  return t;
+}
+
+export function inScope(): boolean {
+  return scopes.length > 0;
+}
+
+export interface MemoryInfo {
+  tensors: number;
+  bytes: number;
+  cpu: { tensors: number; bytes: number; nativeBytes: number; cachedBytes: number };
+  cuda?: { tensors: number; bytes: number; allocatedBytes: number; cachedBytes: number; reservedBytes: number };
+}
+
+export function memory(): MemoryInfo {
+  const s = N.memoryStats();
+  const info: MemoryInfo = {
+    tensors: live.tensors.cpu + live.tensors.cuda,
+    bytes: live.bytes.cpu + live.bytes.cuda,
+    cpu: { tensors: live.tensors.cpu, bytes: live.bytes.cpu, nativeBytes: s.hostBytes, cachedBytes: s.hostCachedBytes },
+  };
+  if (s.cudaAllocations > 0 || s.cudaReservedBytes > 0 || live.tensors.cuda > 0)
+    info.cuda = {
+      tensors: live.tensors.cuda,
+      bytes: live.bytes.cuda,
+      allocatedBytes: s.cudaBytes,
+      cachedBytes: s.cudaCachedBytes,
+      reservedBytes: s.cudaReservedBytes,
+    };
+  return info;
+}
+
+/** Writes a storage reference into the argument buffer; returns the JS buffer argument. */
+export function ref(pos: number, storage: Storage, byteOffset: number, dtypeCode: number): ArrayBuffer | undefined {
+  A[pos] = storage.handle;
+  A[pos + 1] = byteOffset;
+  A[pos + 2] = dtypeCode;
+  return storage.buf;
+}

@@ -1,0 +1,202 @@
+// The Tensor: a strided view of a Storage, with its place in the autograd graph. Ops live in
+// src/ops/ and are attached to the prototype there (see src/ops/methods.ts).
+import { inspect } from 'node:util';
+import { KilnError, shapeStr } from '../errors.js';
+import { A, N } from '../native.js';
+import { dtypeCode, itemSize, typedArrayFor, type Device, type DType, type TypedArray } from './dtype.js';
+import { contiguousStrides, isContiguous, numel } from './shape.js';
+import { Storage, track, untrack, ref } from './storage.js';
+
+/** A node of the autograd graph: how to turn the output's gradient into the inputs' gradients. */
+export interface GradNode {
+  readonly name: string;
+  readonly inputs: readonly Tensor[];
+  backward(grad: Tensor): readonly (Tensor | null | undefined)[];
+}
+
+let nextId = 1;
+
+export class Tensor {
+  static peekNextId(): number {
+    return nextId;
+  }
+  readonly id = nextId++;
+  readonly shape: number[];
+  readonly strides: number[];
+  readonly offset: number;
+  readonly dtype: DType;
+  readonly storage: Storage;
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  _node: GradNode | null = null;
+  _disposed = false;
+  _kept = false;
+  _registered = false;
+
+  /** Internal: use the creation functions (kiln.zeros, kiln.tensor, ...) instead. */
+  constructor(storage: Storage, shape: number[], strides: number[], offset: number, dtype: DType) {
+    this.storage = storage;
+    this.shape = shape;
+    this.strides = strides;
+    this.offset = offset;
+    this.dtype = dtype;
+    track(this);
+  }
+
+  get device(): Device {
+    return this.storage.device;
+  }
+  get ndim(): number {
+    return this.shape.length;
+  }
+  get size(): number {
+    return numel(this.shape);
+  }
+  numel(): number {
+    return numel(this.shape);
+  }
+  get isDisposed(): boolean {
+    return this._disposed;
+  }
+  get isLeaf(): boolean {
+    return this._node === null;
+  }
+  isContiguous(): boolean {
+    return isContiguous(this.shape, this.strides);
+  }
+
+  /** Frees this tensor's reference to its memory now (views keep shared memory alive). */
+  dispose(): void {
+    if (this._disposed) return;
+    this._disposed = true;
+    this._node = null;
+    untrack(this);
+    if (this.grad) {
+      this.grad.dispose();
+      this.grad = null;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Throws a KilnError DISPOSED when the tensor was freed. */
+  assertLive(op: string): void {
+    if (this._disposed || this.storage.freed)
+      throw new KilnError('DISPOSED', `${op}: tensor of shape ${shapeStr(this.shape)} was disposed`);
+  }
+
+  /** A flat copy of the elements in logical (row-major) order. */
+  dataSync(): TypedArray {
+    this.assertLive('dataSync');
+    const n = this.size;
+    const src: Tensor = this.isContiguous() ? this : contiguousCopy(this);
+    try {
+      const isz = itemSize[this.dtype];
+      const out = typedArrayFor(this.dtype, new ArrayBuffer(n * isz), 0, n);
+      if (n === 0) return out;
+      if (src.storage.buf) {
+        out.set(typedArrayFor(this.dtype, src.storage.buf, src.offset * isz, n));
+      } else {
+        ref(0, { handle: 0, buf: out.buffer } as Storage, 0, dtypeCode[this.dtype]);
+        ref(3, src.storage, src.offset * isz, dtypeCode[this.dtype]);
+        A[6] = n * isz;
+        N.copy(out.buffer as ArrayBuffer, undefined);
+      }
+      return out;
+    } finally {
+      if (src !== this) src.dispose();
+    }
+  }
+
+  /** Asynchronous read-back (resolves after pending device work). */
+  async data(): Promise<TypedArray> {
+    return this.dataSync();
+  }
+
+  /** The elements as nested arrays (a number for a 0-d tensor). */
+  toArray(): any {
+    const flat = this.dataSync();
+    if (this.ndim === 0) return flat[0];
+    const build = (dim: number, off: number): any[] => {
+      const n = this.shape[dim];
+      const out = new Array(n);
+      if (dim === this.ndim - 1) {
+        for (let i = 0; i < n; i++) out[i] = flat[off + i];
+        return out;
+      }
+      const step = numel(this.shape.slice(dim + 1));
+      for (let i = 0; i < n; i++) out[i] = build(dim + 1, off + i * step);
+      return out;
+    };
+    return build(0, 0);
+  }
+
+  /** The value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1)
+      throw new KilnError('SHAPE_MISMATCH', `item: needs a tensor with one element, got shape ${shapeStr(this.shape)}`);
+    return this.dataSync()[0];
+  }
+
+  toString(): string {
+    if (this._disposed) return `tensor(<disposed>, shape=${shapeStr(this.shape)})`;
+    const flat = this.dataSync();
+    const fmt = (v: number) =>
+      this.dtype === 'int32' ? String(v) : Number.isInteger(v) && Math.abs(v) < 1e6 ? `${v}.` : v.toPrecision(4);
+    const maxItems = 6;
+    const render = (dim: number, off: number, indent: string): string => {
+      if (this.ndim === 0) return fmt(flat[0]);
+      const n = this.shape[dim];
+      const step = numel(this.shape.slice(dim + 1));
+      const idx = n > maxItems ? [0, 1, 2, -1, n - 3, n - 2, n - 1] : Array.from({ length: n }, (_, i) => i);
+      if (dim === this.ndim - 1) return '[' + idx.map((i) => (i < 0 ? '...' : fmt(flat[off + i]))).join(', ') + ']';
+      const parts = idx.map((i) => (i < 0 ? '...' : render(dim + 1, off + i * step, indent + ' ')));
+      return '[' + parts.join(',\n' + indent + ' ') + ']';
+    };
+    const extras = [`shape=${shapeStr(this.shape)}`, `dtype=${this.dtype}`];
+    if (this.device !== 'cpu') extras.push(`device=${this.device}`);
+    if (this.requiresGrad) extras.push(this._node ? `grad_fn=${this._node.name}` : 'requiresGrad=true');
+    return `tensor(${render(0, 0, '       ')}, ${extras.join(', ')})`;
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+/** A fresh, uninitialised, contiguous tensor. */
+export function empty(shape: number[], dtype: DType, device: Device): Tensor {
+  const storage = Storage.alloc(device, numel(shape) * itemSize[dtype]);
+  return new Tensor(storage, shape, contiguousStrides(shape), 0, dtype);
+}
+
+/** A view sharing `base`'s storage. */
+export function view(base: Tensor, shape: number[], strides: number[], offset: number): Tensor {
+  return new Tensor(base.storage, shape, strides, offset, base.dtype);
+}
+
+/** A contiguous copy through the strided copy kernel (no autograd). */
+export function contiguousCopy(t: Tensor, dtype: DType = t.dtype): Tensor {
+  const out = empty([...t.shape], dtype, t.device);
+  stridedCopy(out, t);
+  return out;
+}
+
+/** out[...] = src[...] for two views of one shape (any strides, any dtypes: a cast). */
+export function stridedCopy(out: Tensor, src: Tensor): void {
+  const nd = src.ndim;
+  A[0] = 0; // UnaryOp.Copy
+  A[1] = nd;
+  A[2] = 0;
+  A[3] = 0;
+  const ob = ref(4, out.storage, out.offset * itemSize[out.dtype], dtypeCode[out.dtype]);
+  const sb = ref(7, src.storage, src.offset * itemSize[src.dtype], dtypeCode[src.dtype]);
+  for (let i = 0; i < nd; i++) {
+    A[16 + i] = src.shape[i];
+    A[24 + i] = out.strides[i];
+    A[32 + i] = src.strides[i];
+  }
+  N.unary(ob, sb);
+}
