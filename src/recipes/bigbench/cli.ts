@@ -119,6 +119,7 @@ async function runCommand(argv: string[], io: CliIO): Promise<number> {
   if (scale !== undefined && !(scale > 0)) throw new UsageError(`--scale must be positive, got ${scale}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const out = flagString(f, 'out', join('runs', 'bigbench', `results-${stamp}.json`))!;
+  if (parseModelSpec(spec).kind === 'kiln') throw new KilnModelUnavailableError(spec.slice('kiln:'.length));
   const tasks = loadTasks(taskPath);
   for (const t of tasks) for (const w of [t, ...t.subtasks].flatMap((x) => x.warnings)) io.err(`bigbench: ${t.name}: warning: ${w}\n`);
   const model = await makeModel(spec, f);

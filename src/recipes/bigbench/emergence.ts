@@ -140,7 +140,7 @@ export function emergenceSpec(curves: readonly TaskCurve[]): VegaLiteSpec {
         {
           mark: { type: 'line', point: true },
           encoding: {
-            x: { field: 'scale', type: 'quantitative', scale: { type: 'log' }, title: 'scale (parameters or FLOPs)' },
+            x: { field: 'scale', type: 'quantitative', scale: { type: 'log' }, axis: { format: '.0e', tickCount: 5, labelAngle: -30 }, title: 'scale (parameters or FLOPs)' },
             y: { field: 'score', type: 'quantitative', title: 'normalised score (0 = chance, 100 = best)' },
             color: { field: 'task', type: 'nominal' },
             tooltip: [{ field: 'model' }, { field: 'score', type: 'quantitative', format: '.1f' }],
