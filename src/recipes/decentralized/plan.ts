@@ -14,7 +14,7 @@ export interface PlanOptions {
   /** GA population (default 100) and offspring (default 4900), as in the authors' runs. */
   population?: number;
   trials?: number;
-  /** Random layouts sampled for the random baseline (default 5000). */
+  /** Random layouts sampled for the random baseline (default: as many as the search evaluates). */
   randomSamples?: number;
   /** Random layouts whose iteration is simulated (default 10). */
   simulatedRandom?: number;
@@ -100,7 +100,7 @@ export function planLayout(net: Network, opts: PlanOptions = {}): Plan {
   const std = geneticSearch(m, { ...search, gain: 'standard', onProgress: progress('standard KL') });
   const stdSummary = summarise(std, (performance.now() - t) / 1e3);
 
-  const samples = opts.randomSamples ?? 5000;
+  const samples = opts.randomSamples ?? ours.evaluations;
   log(`baseline: ${samples} random layouts`);
   const random = randomBaseline(m, samples, seed ^ 0x5eed);
 

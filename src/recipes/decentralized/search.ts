@@ -10,7 +10,7 @@ export interface SearchOptions {
   seed: number;
   /** Random partitions the algorithm starts from. */
   population?: number;
-  /** Offspring produced (one crossover + local search + evaluation each). */
+  /** Offspring produced (one crossover + local search; costed before and after the local search). */
   trials?: number;
   /** Devices whose group label the crossover copies from the first parent. */
   crossoverPoints?: number;
@@ -26,7 +26,7 @@ export interface SearchResult {
   total: number;
   dp: number;
   pp: number;
-  /** Best total cost after each evaluated candidate (population first, then offspring). */
+  /** Best total cost after each evaluated candidate (population first, then offspring, two each). */
   convergence: number[];
   evaluations: number;
 }
@@ -90,16 +90,32 @@ export function geneticSearch(m: CostModel, opts: SearchOptions): SearchResult {
     pop.push(labels);
     score.push(consider(labels));
   }
+  const keys = new Map<string, number>(); // partition → copies in the population
+  const count = (key: string, d: number) => keys.set(key, (keys.get(key) ?? 0) + d);
+  for (const p of pop) count(partitionKey(p, m.stages), 1);
   for (let t = 0; t < trials; t++) {
     const i = rng.int(popSize);
     let j = rng.int(popSize - 1);
     if (j >= i) j++;
-    const child = crossover(rng, pop[i], pop[j], m.stages, m.replicas, points);
-    circularKL(m, child, opts.gain);
-    const c = consider(child);
-    // The offspring replaces the worse parent unless it is worse still.
+    // The local search's gain is a heuristic, not the cost model, so the offspring is costed before
+    // and after it and the better of the two kept.
+    const raw = crossover(rng, pop[i], pop[j], m.stages, m.replicas, points);
+    const polished = Int32Array.from(raw);
+    circularKL(m, polished, opts.gain);
+    const rawCost = consider(raw);
+    const polishedCost = consider(polished);
+    const child = rawCost < polishedCost ? raw : polished;
+    const c = Math.min(rawCost, polishedCost);
+    // It replaces the worse parent unless it is worse still or already in the population (copies
+    // would let the population collapse onto one partition).
     const worse = score[i] >= score[j] ? i : j;
-    if (c <= score[worse]) { pop[worse] = child; score[worse] = c; }
+    const key = partitionKey(child, m.stages);
+    if (c <= score[worse] && !keys.get(key)) {
+      count(partitionKey(pop[worse], m.stages), -1);
+      count(key, 1);
+      pop[worse] = child;
+      score[worse] = c;
+    }
     if (opts.onProgress && (t + 1) % (opts.progressEvery ?? 500) === 0) opts.onProgress(t + 1, best.total);
   }
   return { gain: opts.gain, labels: best.labels, total: best.total, dp: best.dp, pp: best.pp, convergence, evaluations: convergence.length };
@@ -138,4 +154,18 @@ export function randomBaseline(m: CostModel, samples: number, seed: number): Ran
     convergence.push(best);
   }
   return { samples, mean: sum / samples, best, bestLayout, convergence };
+}
+
+/** The same string for every labelling of the same partition. */
+export function partitionKey(labels: Int32Array, stages: number): string {
+  const first = new Int32Array(stages).fill(-1);
+  const rename = new Int32Array(stages);
+  let next = 0;
+  let key = '';
+  for (let v = 0; v < labels.length; v++) {
+    const g = labels[v];
+    if (first[g] < 0) { first[g] = v; rename[g] = next++; }
+    key += String.fromCharCode(65 + rename[g]);
+  }
+  return key;
 }
