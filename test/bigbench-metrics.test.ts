@@ -91,6 +91,9 @@ test('log-probabilities renormalise over choices; log_likelihood averages target
   const n = normalizeLogProbs([Math.log(0.2), Math.log(0.3)]);
   close(t, Math.exp(n[0]), 0.4, 1e-12);
   t.is(logLikelihood([[-1, -3], [-2]]), -2);
+  t.deepEqual(normalizeLogProbs([-Infinity, -Infinity]), [-Math.log(2), -Math.log(2)]);
+  t.is(multipleChoiceGrade([{ choices: ['a', 'b'], scores: [0, 1], logProbs: normalizeLogProbs([-Infinity, -Infinity]) }]), 1); // tie -> index 1
+  t.throws(() => argmaxTieBreak([NaN, 0]), { message: /NaN/ });
 });
 
 test('post-processing: stop string kept as BIG-bench keeps it, then the first regex match', (t) => {

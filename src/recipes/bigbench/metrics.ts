@@ -47,6 +47,8 @@ export function logSumExp(xs: readonly number[]): number {
 /** Log-probabilities renormalised over the choices (BIG-bench's `normalized_log_prob`). */
 export function normalizeLogProbs(absolute: readonly number[]): number[] {
   const z = logSumExp(absolute);
+  // Every choice impossible: no preference at all, so uniform.
+  if (z === -Infinity) return absolute.map(() => -Math.log(absolute.length));
   return absolute.map((x) => x - z);
 }
 
@@ -56,6 +58,7 @@ export function normalizeLogProbs(absolute: readonly number[]): number[] {
  */
 export function argmaxTieBreak(values: readonly number[]): number {
   if (values.length === 0) throw new RangeError('argmax of an empty list');
+  if (values.some(Number.isNaN)) throw new RangeError('argmax of a list holding NaN');
   const max = Math.max(...values);
   const maxima: number[] = [];
   values.forEach((v, i) => { if (v === max) maxima.push(i); });

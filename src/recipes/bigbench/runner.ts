@@ -86,7 +86,7 @@ function describe(e: unknown): string {
 function checkLogProbs(values: unknown, n: number, what: string): number[] {
   if (!Array.isArray(values) || values.length !== n) throw new Error(`model returned ${Array.isArray(values) ? values.length : typeof values} ${what} log-probabilities, expected ${n}`);
   values.forEach((v, i) => {
-    if (typeof v !== 'number' || Number.isNaN(v) || v > 1e-9) throw new Error(`model returned an invalid log-probability for ${what} ${i}: ${v}`);
+    if (typeof v !== 'number' || Number.isNaN(v) || v > 1e-6) throw new Error(`model returned an invalid log-probability for ${what} ${i}: ${v}`);
   });
   return values as number[];
 }
