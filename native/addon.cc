@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_memory(env, exports);
   register_elementwise(env, exports);
   register_ops(env, exports);
+  register_optim(env, exports);
   return exports;
 }
 

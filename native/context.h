@@ -64,6 +64,7 @@ void adjust_external(Napi::Env env, Context& c, int64_t delta);
 void register_memory(Napi::Env env, Napi::Object exports);
 void register_elementwise(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);
+void register_optim(Napi::Env, Napi::Object);
 
 #define KILN_EXPORT(exports, name, fn) \
   exports.Set(name, Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return ::kiln::native::guard(info, fn); }, name))

@@ -36,6 +36,11 @@ export interface NativeAddon {
   embedding(src: B, idx: B, dst: B): void;
   random(out: B): void;
   findInvalidIndex(idx: B): number;
+  adamStep(p: B, g: B, m: B, v: B): void;
+  sgdStep(p: B, g: B, buf: B): void;
+  sumSquares(x: B): number;
+  scaleInplace(x: B): void;
+  emaUpdate(shadow: B, p: B): void;
 }
 
 function locate(): string {
