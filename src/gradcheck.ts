@@ -27,7 +27,8 @@ export function gradcheck(f: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opts
   const values = inputs.map((x) => Float64Array.from(x.dataSync()));
   const make = (vals: Float64Array[], grad: boolean) =>
     vals.map((v, i) => fromTyped(v, inputs[i].shape.slice(), { dtype: 'float64', requiresGrad: grad }));
-  const total = (xs: Tensor[]) => tidy(() => f(...xs).sum().item());
+  // The perturbed inputs are made inside the scope, so each evaluation frees everything it made.
+  const total = (vals: Float64Array[]) => tidy(() => f(...make(vals, false)).sum().item());
   const analytic = tidy(() => {
     const xs = make(values, true);
     const y = f(...xs).sum();
@@ -42,9 +43,9 @@ export function gradcheck(f: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opts
       for (let j = 0; j < values[i].length; j++) {
         const orig = values[i][j];
         values[i][j] = orig + eps;
-        const up = total(make(values, false));
+        const up = total(values);
         values[i][j] = orig - eps;
-        const down = total(make(values, false));
+        const down = total(values);
         values[i][j] = orig;
         const numeric = (up - down) / (2 * eps);
         const a = analytic[i][j];
