@@ -1,0 +1,76 @@
+// Multi-head attention. Self-attention uses one fused q/k/v projection (GPT-2's c_attn);
+// cross-attention (Seq2Seq) projects the query and the key/value memory separately.
+import { KilnError, shapeStr } from '../errors.js';
+import { Tensor } from '../tensor/tensor.js';
+import { scaledDotProductAttention } from './functional.js';
+import { Dropout, Linear, type LayerOptions } from './layers.js';
+import { Module } from './module.js';
+
+export interface AttentionLayerOptions extends LayerOptions {
+  causal?: boolean;
+  dropout?: number;
+  bias?: boolean;
+  /** Separate key/value projection for cross-attention (memory of width kvDim, default nEmbd). */
+  cross?: boolean;
+  kvDim?: number;
+}
+
+/** [B, T, H*D] -> [B, H, T, D] */
+function splitHeads(x: Tensor, nHead: number): Tensor {
+  const [B, T, C] = x.shape;
+  return x.reshape([B, T, nHead, C / nHead]).permute([0, 2, 1, 3]);
+}
+
+export class MultiheadAttention extends Module {
+  cAttn: Linear | null = null;
+  qProj: Linear | null = null;
+  kvProj: Linear | null = null;
+  cProj: Linear;
+  residDrop: Dropout;
+  readonly causal: boolean;
+  readonly attnDropout: number;
+
+  constructor(readonly nEmbd: number, readonly nHead: number, opts: AttentionLayerOptions = {}) {
+    super();
+    if (!Number.isInteger(nHead) || nHead < 1 || nEmbd % nHead !== 0)
+      throw new KilnError('INVALID_ARGUMENT', `MultiheadAttention: nEmbd ${nEmbd} must be a multiple of nHead ${nHead}`);
+    const o = { dtype: opts.dtype, device: opts.device, bias: opts.bias };
+    if (opts.cross) {
+      this.qProj = new Linear(nEmbd, nEmbd, o);
+      this.kvProj = new Linear(opts.kvDim ?? nEmbd, 2 * nEmbd, o);
+    } else this.cAttn = new Linear(nEmbd, 3 * nEmbd, o);
+    this.cProj = new Linear(nEmbd, nEmbd, o);
+    this.residDrop = new Dropout(opts.dropout ?? 0);
+    this.causal = opts.causal ?? false;
+    this.attnDropout = opts.dropout ?? 0;
+  }
+
+  /** x [B, T, C]; memory [B, S, kvDim] for cross-attention; mask broadcastable to [B, H, T, S]. */
+  forward(x: Tensor, memory?: Tensor | null, mask?: Tensor | null): Tensor {
+    if (x.ndim !== 3 || x.shape[2] !== this.nEmbd)
+      throw new KilnError('SHAPE_MISMATCH', `MultiheadAttention: input ${shapeStr(x.shape)}, want [B, T, ${this.nEmbd}]`);
+    const [B, T, C] = x.shape;
+    let q: Tensor, k: Tensor, v: Tensor;
+    if (this.cAttn) {
+      const qkv = this.cAttn.forward(x).reshape([B, T, 3, this.nHead, C / this.nHead]).permute([2, 0, 3, 1, 4]);
+      q = qkv.narrow(0, 0, 1).squeeze(0);
+      k = qkv.narrow(0, 1, 1).squeeze(0);
+      v = qkv.narrow(0, 2, 1).squeeze(0);
+    } else {
+      if (!memory) throw new KilnError('INVALID_ARGUMENT', 'MultiheadAttention: cross-attention needs a memory tensor');
+      const S = memory.shape[1];
+      q = splitHeads(this.qProj!.forward(x), this.nHead);
+      const kv = this.kvProj!.forward(memory).reshape([B, S, 2, this.nHead, C / this.nHead]).permute([2, 0, 3, 1, 4]);
+      k = kv.narrow(0, 0, 1).squeeze(0);
+      v = kv.narrow(0, 1, 1).squeeze(0);
+    }
+    const y = scaledDotProductAttention(q, k, v, {
+      causal: this.causal,
+      mask,
+      dropout: this.attnDropout,
+      training: this.training,
+    });
+    const merged = y.permute([0, 2, 1, 3]).reshape([B, T, C]);
+    return this.residDrop.forward(this.cProj.forward(merged));
+  }
+}

@@ -1,0 +1,90 @@
+// Functional forms of the layers that need their own gradient: linear (weights stored [out, in]
+// like PyTorch, gradients produced contiguous in that layout) and scaled dot-product attention
+// (composed from matmul, a causal mask and softmax until the fused attention op lands).
+import { KilnError, shapeStr } from '../errors.js';
+import { isGradEnabled, noGrad, record } from '../tensor/autograd.js';
+import { Tensor } from '../tensor/tensor.js';
+import { add, maskedFill } from '../ops/elementwise.js';
+import { matmul } from '../ops/matmul.js';
+import { sum } from '../ops/reduce.js';
+import { softmax } from '../ops/nn.js';
+import { dropout } from '../ops/nn.js';
+import { gt } from '../ops/elementwise.js';
+import { arange } from '../ops/creation.js';
+
+/** y = x @ weight^T + bias for x [..., in], weight [out, in], bias [out]. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  const inF = weight.shape[1], outF = weight.shape[0];
+  if (weight.ndim !== 2 || x.ndim < 1 || x.shape[x.ndim - 1] !== inF)
+    throw new KilnError('SHAPE_MISMATCH', `linear: input ${shapeStr(x.shape)} and weight ${shapeStr(weight.shape)} (want [..., ${inF}] and [out, in])`);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== outF))
+    throw new KilnError('SHAPE_MISMATCH', `linear: bias ${shapeStr(bias.shape)} for weight ${shapeStr(weight.shape)}`);
+  const lead = x.shape.slice(0, -1);
+  const out = noGrad(() => {
+    const x2 = x.ndim === 2 ? x : x.reshape([-1, inF]);
+    const y = matmul(x2, weight.transpose(0, 1));
+    const yb = bias ? add(y, bias) : y;
+    if (yb !== y) y.dispose();
+    if (x2 !== x) x2.dispose();
+    return x.ndim === 2 ? yb : yb.reshape([...lead, outF]);
+  });
+  if (!isGradEnabled()) return out;
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  return record(out, 'linear', inputs, (g) => {
+    const g2 = g.ndim === 2 ? g : g.reshape([-1, outF]);
+    const dx = x.requiresGrad ? matmul(g, weight) : null;
+    let dw: Tensor | null = null;
+    if (weight.requiresGrad) {
+      const x2 = x.ndim === 2 ? x : x.reshape([-1, inF]);
+      dw = matmul(g2.transpose(0, 1), x2);
+    }
+    const db = bias?.requiresGrad ? sum(g2, 0) : null;
+    return bias ? [dx, dw, db] : [dx, dw];
+  });
+}
+
+const causalMasks = new Map<number, Tensor>();
+/** [T, T] int32 mask, nonzero above the diagonal (the future), cached per length. */
+export function causalMask(T: number): Tensor {
+  let m = causalMasks.get(T);
+  if (!m || m.isDisposed) {
+    m = noGrad(() => {
+      const i = arange(0, T).reshape([T, 1]);
+      const j = arange(0, T).reshape([1, T]);
+      return gt(j, i);
+    });
+    m._kept = true;
+    causalMasks.set(T, m);
+  }
+  return m;
+}
+
+export interface AttentionOptions {
+  causal?: boolean;
+  /** Extra mask broadcastable to [B, H, Tq, Tk]: nonzero positions are hidden. */
+  mask?: Tensor | null;
+  scale?: number;
+  dropout?: number;
+  training?: boolean;
+}
+
+/**
+ * softmax(q k^T * scale + mask) v for q [B, H, Tq, D], k and v [B, H, Tk, D]. This is the interface
+ * the fused attention op will fill; today it is composed from differentiable ops.
+ */
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4)
+    throw new KilnError('SHAPE_MISMATCH', `attention: q, k, v must be [B, H, T, D], got ${shapeStr(q.shape)}, ${shapeStr(k.shape)}, ${shapeStr(v.shape)}`);
+  const D = q.shape[3], Tq = q.shape[2], Tk = k.shape[2];
+  const scale = opts.scale ?? 1 / Math.sqrt(D);
+  let s = matmul(q, k.transpose(-2, -1));
+  s = s.mul(scale);
+  if (opts.causal) {
+    if (Tq !== Tk) throw new KilnError('SHAPE_MISMATCH', `attention: causal needs Tq == Tk, got ${Tq} and ${Tk}`);
+    s = maskedFill(s, causalMask(Tq), -Infinity);
+  }
+  if (opts.mask) s = maskedFill(s, opts.mask, -Infinity);
+  let p = softmax(s, -1);
+  if (opts.dropout && opts.training) p = dropout(p, opts.dropout, true);
+  return matmul(p, v);
+}

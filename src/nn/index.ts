@@ -1,0 +1,13 @@
+// kiln.nn: modules, layers, models and initialisers.
+export { Module, parameter, buffer, isParameter, copyInto, applyModules } from './module.js';
+export type { StateDict, LoadOptions } from './module.js';
+export { Linear, Embedding, LayerNorm, Dropout, GELU, ReLU, Tanh, Sequential, MLP } from './layers.js';
+export type { LayerOptions, MLPOptions, Layer } from './layers.js';
+export { MultiheadAttention } from './attention.js';
+export type { AttentionLayerOptions } from './attention.js';
+export { TransformerBlock, GPT } from './gpt.js';
+export type { GPTConfig, BlockOptions } from './gpt.js';
+export { linear, scaledDotProductAttention, causalMask } from './functional.js';
+export type { AttentionOptions } from './functional.js';
+export { gpt2Init, normal_, uniform_, constant_, parameterStats, reinitFromStats } from './init.js';
+export type { ParamStats } from './init.js';

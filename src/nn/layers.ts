@@ -1,0 +1,148 @@
+// The basic layers: Linear, Embedding, LayerNorm, Dropout, activations, Sequential and MLP.
+// Default initialisations follow PyTorch's, so a freshly built layer behaves like its torch twin.
+import { KilnError } from '../errors.js';
+import type { Device, DType } from '../tensor/dtype.js';
+import { Tensor } from '../tensor/tensor.js';
+import { ones, rand, randn, zeros } from '../ops/creation.js';
+import { gelu, relu, tanh } from '../ops/elementwise.js';
+import { dropout, embedding, layerNorm } from '../ops/nn.js';
+import { linear } from './functional.js';
+import { Module, parameter } from './module.js';
+
+export interface LayerOptions {
+  dtype?: DType;
+  device?: Device;
+}
+
+function checkDim(layer: string, name: string, n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new KilnError('INVALID_ARGUMENT', `${layer}: ${name} must be a positive integer, got ${n}`);
+}
+
+export class Linear extends Module {
+  weight: Tensor;
+  bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LayerOptions & { bias?: boolean } = {}) {
+    super();
+    checkDim('Linear', 'inFeatures', inFeatures);
+    checkDim('Linear', 'outFeatures', outFeatures);
+    const bound = 1 / Math.sqrt(inFeatures);
+    const o = { dtype: opts.dtype ?? 'float32', device: opts.device ?? 'cpu', low: -bound, high: bound } as const;
+    this.weight = parameter(rand([outFeatures, inFeatures], o));
+    this.bias = opts.bias === false ? null : parameter(rand([outFeatures], o));
+  }
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+export class Embedding extends Module {
+  weight: Tensor;
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, opts: LayerOptions = {}) {
+    super();
+    checkDim('Embedding', 'numEmbeddings', numEmbeddings);
+    checkDim('Embedding', 'embeddingDim', embeddingDim);
+    this.weight = parameter(randn([numEmbeddings, embeddingDim], { dtype: opts.dtype ?? 'float32', device: opts.device ?? 'cpu' }));
+  }
+  forward(indices: Tensor): Tensor {
+    return embedding(this.weight, indices);
+  }
+}
+
+export class LayerNorm extends Module {
+  weight: Tensor | null;
+  bias: Tensor | null;
+  constructor(readonly normalizedShape: number, opts: LayerOptions & { eps?: number; elementwiseAffine?: boolean; bias?: boolean } = {}) {
+    super();
+    checkDim('LayerNorm', 'normalizedShape', normalizedShape);
+    this.eps = opts.eps ?? 1e-5;
+    const o = { dtype: opts.dtype ?? 'float32', device: opts.device ?? 'cpu' } as const;
+    const affine = opts.elementwiseAffine ?? true;
+    this.weight = affine ? parameter(ones([normalizedShape], o)) : null;
+    this.bias = affine && opts.bias !== false ? parameter(zeros([normalizedShape], o)) : null;
+  }
+  readonly eps: number;
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps);
+  }
+}
+
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) {
+    super();
+    if (!(p >= 0 && p <= 1)) throw new KilnError('INVALID_ARGUMENT', `Dropout: p must be in [0, 1], got ${p}`);
+  }
+  forward(x: Tensor): Tensor {
+    return dropout(x, this.p, this.training);
+  }
+}
+
+export class GELU extends Module {
+  /** approximate 'tanh' is GPT-2's gelu; 'none' is the exact erf form (PyTorch's default). */
+  constructor(readonly approximate: 'tanh' | 'none' = 'none') {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return gelu(x, this.approximate);
+  }
+}
+
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor {
+    return relu(x);
+  }
+}
+
+export class Tanh extends Module {
+  forward(x: Tensor): Tensor {
+    return tanh(x);
+  }
+}
+
+/** Anything with a forward of one tensor. */
+export interface Layer {
+  forward(x: Tensor): Tensor;
+}
+
+export class Sequential extends Module {
+  layers: (Module & Layer)[];
+  constructor(...layers: (Module & Layer)[]) {
+    super();
+    this.layers = layers;
+  }
+  forward(x: Tensor): Tensor {
+    for (const l of this.layers) x = l.forward(x);
+    return x;
+  }
+}
+
+export interface MLPOptions extends LayerOptions {
+  /** Hidden width (default 4 * inFeatures, GPT-2's). */
+  hidden?: number;
+  outFeatures?: number;
+  activation?: 'gelu' | 'gelu_tanh' | 'relu' | 'tanh';
+  dropout?: number;
+  bias?: boolean;
+}
+
+/** Two-layer perceptron: cFc -> activation -> cProj -> dropout (GPT-2's names for the two layers). */
+export class MLP extends Module {
+  cFc: Linear;
+  cProj: Linear;
+  drop: Dropout;
+  readonly activation: NonNullable<MLPOptions['activation']>;
+  constructor(inFeatures: number, opts: MLPOptions = {}) {
+    super();
+    const hidden = opts.hidden ?? 4 * inFeatures;
+    const o = { dtype: opts.dtype, device: opts.device, bias: opts.bias };
+    this.cFc = new Linear(inFeatures, hidden, o);
+    this.cProj = new Linear(hidden, opts.outFeatures ?? inFeatures, o);
+    this.drop = new Dropout(opts.dropout ?? 0);
+    this.activation = opts.activation ?? 'gelu';
+  }
+  forward(x: Tensor): Tensor {
+    let h = this.cFc.forward(x);
+    const a = this.activation;
+    h = a === 'relu' ? relu(h) : a === 'tanh' ? tanh(h) : gelu(h, a === 'gelu_tanh' ? 'tanh' : 'none');
+    return this.drop.forward(this.cProj.forward(h));
+  }
+}
