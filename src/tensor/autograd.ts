@@ -64,6 +64,8 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
     throw new KilnError('NOT_DIFFERENTIABLE', 'backward: the tensor does not require grad (no input had requiresGrad)');
   if (!grad && root.size !== 1)
     throw new KilnError('SHAPE_MISMATCH', `backward: a gradient is needed for a non-scalar output of shape ${shapeStr(root.shape)}`);
+  if (grad && grad.dtype !== root.dtype)
+    throw new KilnError('DTYPE_MISMATCH', `backward: gradient of dtype ${grad.dtype} for output ${shapeStr(root.shape)} of dtype ${root.dtype}`);
   if (grad && grad.size !== root.size)
     throw new KilnError('SHAPE_MISMATCH', `backward: gradient of shape ${shapeStr(grad.shape)} for output ${shapeStr(root.shape)}`);
 

@@ -179,7 +179,7 @@ function runCheck(t: ExecutionContext, title: string, device: Device, inputs: In
         assertClose(t, `${title} ${d} forward`, host.dataSync(), want.data, opts.tol?.[d] ?? FWD_TOL[wantDtype]);
       }
       if (wantGrad && d !== 'int32') {
-        const w = weights(seed, out.shape, d);
+        const w = weights(seed, out.shape, out.dtype);
         out.backward(device === 'cpu' ? w : w.to('cuda'));
         grads[d] = floatIdx.map((i) => {
           const g = leaves[i].grad;
