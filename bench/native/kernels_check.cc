@@ -4,7 +4,7 @@
 //   g++ -O3 -fopenmp -fno-math-errno -std=c++17 -Ikernels/cpu -Ikernels/common \
 //     bench/native/kernels_check.cc bench/native/kernels_check_rand.cc \
 //     kernels/cpu/{reduce,softmax,layernorm,crossentropy,embedding,random,threads}.cc -o /tmp/kcheck
-//   /tmp/kcheck            # exits non-zero on any failure; `/tmp/kcheck --no-bench` skips timings
+//   /tmp/kcheck            # exits non-zero on any failure; `--no-bench` skips timings, `--bench-only`
 #include <cstring>
 
 #include "kernels.h"
@@ -358,6 +358,10 @@ void check_all_t() {
 
 int main(int argc, char** argv) {
   bool bench = !(argc > 1 && std::strcmp(argv[1], "--no-bench") == 0);
+  if (argc > 1 && std::strcmp(argv[1], "--bench-only") == 0) {
+    bench_kernels();
+    return 0;
+  }
   std::printf("kiln CPU kernel check (%d threads)\n", num_threads());
   check_all_t<float>();
   check_all_t<double>();

@@ -28,10 +28,15 @@ KILN_CLONES void ce_forward_row(const T* __restrict x, int32_t t, T* loss, T* ls
   if (nan) m = std::numeric_limits<T>::quiet_NaN();
   T lse = m;
   if (m - m == 0) {  // finite max: the usual stable path; otherwise lse is +-inf or NaN already
-    T se = 0;
-#pragma omp simd reduction(+ : se)
-    for (int64_t i = 0; i < C; ++i) se += vmath::vexp(x[i] - m);
-    lse = m + vmath::vlog(se);
+    double se = 0;  // float lanes within a block, blocks added in double
+    for (int64_t b = 0; b < C; b += 2048) {
+      const int64_t e = C - b < 2048 ? C : b + 2048;
+      T bs = 0;
+#pragma omp simd reduction(+ : bs)
+      for (int64_t i = b; i < e; ++i) bs += vmath::vexp(x[i] - m);
+      se += bs;
+    }
+    lse = static_cast<T>(m + std::log(se));
   }
   *lse_out = lse;
   if (t == ignoreIndex) {

@@ -19,14 +19,24 @@ template <class T>
 KILN_CLONES void ln_forward_row(const T* __restrict x, const T* __restrict gamma,
                                 const T* __restrict beta, T* __restrict y, T* mean_out,
                                 T* rstd_out, int64_t n, T eps) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += x[i];
-  const T mean = s / static_cast<T>(n);
-  T v = 0;  // two-pass variance: no cancellation when |mean| >> std
-#pragma omp simd reduction(+ : v)
-  for (int64_t i = 0; i < n; ++i) { T d = x[i] - mean; v += d * d; }
-  const T rstd = T(1) / std::sqrt(v / static_cast<T>(n) + eps);
+  double s = 0;  // float lanes within a block, blocks added in double: long rows stay accurate
+  for (int64_t b = 0; b < n; b += 2048) {
+    const int64_t e = n - b < 2048 ? n : b + 2048;
+    T bs = 0;
+#pragma omp simd reduction(+ : bs)
+    for (int64_t i = b; i < e; ++i) bs += x[i];
+    s += bs;
+  }
+  const T mean = static_cast<T>(s / static_cast<double>(n));
+  double v = 0;  // two-pass variance: no cancellation when |mean| >> std
+  for (int64_t b = 0; b < n; b += 2048) {
+    const int64_t e = n - b < 2048 ? n : b + 2048;
+    T bv = 0;
+#pragma omp simd reduction(+ : bv)
+    for (int64_t i = b; i < e; ++i) { T d = x[i] - mean; bv += d * d; }
+    v += bv;
+  }
+  const T rstd = static_cast<T>(1.0 / std::sqrt(v / static_cast<double>(n) + static_cast<double>(eps)));
   *mean_out = mean;
   *rstd_out = rstd;
   if (gamma && beta) {

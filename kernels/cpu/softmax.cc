@@ -13,6 +13,8 @@ namespace kiln {
 namespace cpu {
 namespace {
 
+constexpr int64_t kSumBlock = 2048;
+
 template <class T>
 KILN_CLONES T row_max(const T* __restrict x, int64_t n) {
   T m = -std::numeric_limits<T>::infinity();
@@ -29,14 +31,19 @@ KILN_CLONES void softmax_row(const T* __restrict x, T* __restrict y, int64_t n) 
     for (int64_t i = 0; i < n; ++i) y[i] = T(0);
     return;
   }
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) {
-    T e = vmath::vexp(x[i] - m);
-    y[i] = e;
-    s += e;
+  double s = 0;  // float lanes within a block, blocks added in double: long rows stay accurate
+  for (int64_t b = 0; b < n; b += kSumBlock) {
+    const int64_t e = n - b < kSumBlock ? n : b + kSumBlock;
+    T bs = 0;
+#pragma omp simd reduction(+ : bs)
+    for (int64_t i = b; i < e; ++i) {
+      T v = vmath::vexp(x[i] - m);
+      y[i] = v;
+      bs += v;
+    }
+    s += bs;
   }
-  const T inv = T(1) / s;
+  const T inv = static_cast<T>(1.0 / s);
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] *= inv;
 }
@@ -48,10 +55,15 @@ KILN_CLONES void log_softmax_row(const T* __restrict x, T* __restrict y, int64_t
     for (int64_t i = 0; i < n; ++i) y[i] = m;
     return;
   }
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += vmath::vexp(x[i] - m);
-  const T lse = m + vmath::vlog(s);
+  double s = 0;
+  for (int64_t b = 0; b < n; b += kSumBlock) {
+    const int64_t e = n - b < kSumBlock ? n : b + kSumBlock;
+    T bs = 0;
+#pragma omp simd reduction(+ : bs)
+    for (int64_t i = b; i < e; ++i) bs += vmath::vexp(x[i] - m);
+    s += bs;
+  }
+  const T lse = static_cast<T>(m + std::log(s));
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] - lse;
 }

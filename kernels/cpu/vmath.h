@@ -18,6 +18,13 @@ inline int32_t float_to_bits(float f) { int32_t i; std::memcpy(&i, &f, sizeof i)
 // Round to nearest integer (|x| < 2^22) with the 1.5 * 2^23 trick: one add and one subtract.
 inline float round_f(float x) { return (x + 12582912.0f) - 12582912.0f; }
 
+// c ? a : b as bit operations. A plain ?: between computed values defeats the vectoriser under the
+// default -ftrapping-math (it sinks the computation into a branch), so every select goes through here.
+inline float select_f(bool c, float a, float b) {
+  int32_t m = -static_cast<int32_t>(c);
+  return bits_to_float((float_to_bits(a) & m) | (float_to_bits(b) & ~m));
+}
+
 // 2^n for integer n in [-126, 127], built from the exponent bits.
 inline float pow2i_f(int32_t n) { return bits_to_float((n + 127) << 23); }
 
@@ -25,9 +32,9 @@ inline float pow2i_f(int32_t n) { return bits_to_float((n + 127) << 23); }
 inline float exp_f(float x) {
   const float kInf = std::numeric_limits<float>::infinity();
   const float kHi = 88.72283935546875f;  // expf overflows above this
-  float xc = x < -104.0f ? -104.0f : x;   // below -104 the result rounds to 0 anyway
-  xc = xc > kHi ? kHi : xc;
-  xc = x != x ? 0.0f : xc;                // keep the integer conversion defined for NaN
+  float xc = select_f(x < -104.0f, -104.0f, x);  // below -104 the result rounds to 0 anyway
+  xc = select_f(xc > kHi, kHi, xc);
+  xc = select_f(x != x, 0.0f, xc);                // keep the integer conversion defined for NaN
   float n = round_f(xc * 1.44269504088896341f);
   float r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
@@ -41,21 +48,21 @@ inline float exp_f(float x) {
   int32_t ni = static_cast<int32_t>(n);  // in [-150, 128]: scale in two steps to stay normal
   int32_t n1 = ni >> 1;
   y = y * pow2i_f(n1) * pow2i_f(ni - n1);
-  y = x > kHi ? kInf : y;
-  return x != x ? x : y;
+  y = select_f(x > kHi, kInf, y);
+  return select_f(x != x, x, y);
 }
 
 // log: x = m 2^e with m in [sqrt(1/2), sqrt(2)), f = m - 1, log(1+f) = f - f^2/2 + f^3 P(f).
 inline float log_f(float x) {
   const float kInf = std::numeric_limits<float>::infinity();
   bool sub = x < 1.17549435e-38f;          // subnormal (or <= 0): rescale by 2^23 first
-  float xs = sub ? x * 8388608.0f : x;
+  float xs = select_f(sub, x * 8388608.0f, x);
   int32_t i = float_to_bits(xs);
   int32_t e = ((i >> 23) & 0xff) - 126;
   float m = bits_to_float((i & 0x007fffff) | 0x3f000000);  // in [0.5, 1)
   bool lo = m < 0.707106781186547524f;
-  float f = lo ? (m + m) - 1.0f : m - 1.0f;
-  float ef = static_cast<float>(e - (lo ? 1 : 0)) - (sub ? 23.0f : 0.0f);
+  float f = select_f(lo, (m + m) - 1.0f, m - 1.0f);
+  float ef = static_cast<float>(e - static_cast<int32_t>(lo)) - select_f(sub, 23.0f, 0.0f);
   float z = f * f;
   float p = 7.0376836292e-2f;
   p = p * f - 1.1514610310e-1f;
@@ -68,10 +75,10 @@ inline float log_f(float x) {
   p = p * f + 3.3333331174e-1f;
   float y = f * z * p + ef * -2.12194440e-4f - 0.5f * z;
   float res = (f + y) + ef * 0.693359375f;
-  res = x == kInf ? kInf : res;
-  res = x == 0.0f ? -kInf : res;
-  res = x < 0.0f ? std::numeric_limits<float>::quiet_NaN() : res;
-  return x != x ? x : res;
+  res = select_f(x == kInf, kInf, res);
+  res = select_f(x == 0.0f, -kInf, res);
+  res = select_f(x < 0.0f, std::numeric_limits<float>::quiet_NaN(), res);
+  return select_f(x != x, x, res);
 }
 
 // tanh: odd polynomial below 0.625, 1 - 2 / (e^{2|x|} + 1) above (no cancellation there).
@@ -85,8 +92,8 @@ inline float tanh_f(float x) {
   p = p * z - 3.33332819422e-1f;
   float small = x + x * z * p;
   float big = 1.0f - 2.0f / (exp_f(a + a) + 1.0f);
-  big = x < 0.0f ? -big : big;
-  return a < 0.625f ? small : big;
+  big = select_f(x < 0.0f, -big, big);
+  return select_f(a < 0.625f, small, big);
 }
 
 // erf: Maclaurin series below 1; above, erf = 1 - erfc with the Chebyshev-fitted
@@ -118,8 +125,8 @@ inline float erf_f(float x) {
   q = q * t + 1.00002368f;
   q = q * t - 1.26551223f;
   float big = 1.0f - t * exp_f(q - a * a);
-  big = x < 0.0f ? -big : big;
-  return a < 1.0f ? small : big;
+  big = select_f(x < 0.0f, -big, big);
+  return select_f(a < 1.0f, small, big);
 }
 
 // sin(2 pi u) and cos(2 pi u) for any finite u; exact reduction when u is a multiple of 2^-24
@@ -133,10 +140,10 @@ inline void sincos_2pi_f(float u, float* sn, float* cs) {
   float c = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) *
                 z * z - 0.5f * z + 1.0f;
   int32_t k = static_cast<int32_t>(q) & 3;
-  float sv = (k & 1) ? c : s;
-  float cv = (k & 1) ? s : c;
-  *sn = (k == 2 || k == 3) ? -sv : sv;
-  *cs = (k == 1 || k == 2) ? -cv : cv;
+  float sv = select_f(k & 1, c, s);
+  float cv = select_f(k & 1, s, c);
+  *sn = select_f(k >= 2, -sv, sv);
+  *cs = select_f(k == 1 || k == 2, -cv, cv);
 }
 
 // Overloads that kernels templated on T call: float -> the approximations, double -> libm.
