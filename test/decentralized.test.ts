@@ -13,6 +13,7 @@ import { simulateIteration, megatronLayout } from '../src/recipes/decentralized/
 import { planLayout, loadNetwork } from '../src/recipes/decentralized/plan.js';
 import { worldWide, SCENARIOS } from '../src/recipes/decentralized/scenarios.js';
 import { command } from '../src/recipes/decentralized/cli.js';
+import { UsageError } from '../src/cli/args.js';
 import { Rng } from '../src/recipes/decentralized/rng.js';
 
 function permutations(n: number): number[][] {
@@ -240,6 +241,7 @@ test('custom networks from JSON: invalid input is refused with errors naming the
     [{ devices: [{ region: 'A', count: 2 }] }, 'intraRegion'],
     [{ devices: [{ region: 'A', count: 3 }], intraRegion: { delayMs: 1, gbps: 1 }, stages: 2 }, 'stages'],
     [{ delayMs: [[0, 1], [1, 0]] }, 'gbps'],
+    [{ devices: [{ region: 'A', count: 16 }], intraRegion: { delayMs: 1, gbps: 1 }, stages: 16 }, 'stages'],
     [{ delayMs: [[0, 1], [2, 0]], gbps: [[0, 1], [1, 0]] }, 'delayMs[0][1]'],
     [{ delayMs: [[0, 1], [1, 0]], gbps: [[0, 1], [1]] }, 'gbps[1]'],
     [{ delayMs: [[0, 1], [1, 0]], gbps: [[0, 0], [0, 0]] }, 'gbps[0][1]'],
@@ -287,4 +289,5 @@ test('cli: plan on a custom network writes plan.json and the convergence SVG', a
   await t.throwsAsync(command.run(['plan']), { message: /--scenario/ });
   await t.throwsAsync(command.run(['plan', '--scenario', '5', '--seed', 'x']), { message: /--seed/ });
   await t.throwsAsync(command.run(['launch', '--scenario', '5']), { message: /unknown verb/ });
+  await t.throwsAsync(command.run(['plan', '--scenario', join(dir, 'nope.json')]), { instanceOf: UsageError, message: /invalid network/ });
 });

@@ -5,6 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { flagNumber, flagString, parseArgs, UsageError, type Command } from '../../cli/args.js';
 import { writeVegaLiteSvg } from '../../plot/vegalite.js';
+import { NetworkSpecError } from './network.js';
 import { loadNetwork, planLayout, type Plan } from './plan.js';
 
 const HELP = `usage: kiln decentralized plan --scenario <1..5|file.json> [options]
@@ -130,7 +131,13 @@ export const command: Command = {
     const ppWeight = flagNumber(flags, 'pp-weight', 2)!;
     if (!(ppWeight >= 0)) throw new UsageError(`--pp-weight must be >= 0, got ${ppWeight}`);
 
-    const net = loadNetwork(scenario);
+    let net;
+    try {
+      net = loadNetwork(scenario);
+    } catch (e) {
+      if (e instanceof NetworkSpecError) throw new UsageError(`decentralized plan: invalid network ${scenario}: ${e.message}`);
+      throw e;
+    }
     const tag = /^[1-5]$/.test(scenario) ? scenario : scenario.replace(/^.*[\\/]/, '').replace(/\.json$/i, '');
     const out = flagString(flags, 'out') ?? join('runs', `decentralized-${tag}-${seed}`);
     const plan = planLayout(net, { seed, trials, ppWeight, log: (line) => console.error(`[decentralized] ${line}`) });

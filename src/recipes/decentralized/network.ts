@@ -104,7 +104,7 @@ function square(x: Json, field: string, n: number | undefined, allowZero: boolea
 
 function stagesField(spec: Record<string, Json>, n: number): number {
   const stages = spec.stages === undefined ? Math.min(8, n) : integer(spec.stages, 'stages', 1);
-  if (stages > 16) throw new NetworkSpecError('stages', `must be at most 16 (Held–Karp is exponential in it), got ${stages}`);
+  if (stages > 12) throw new NetworkSpecError('stages', `must be at most 12 (Held–Karp is exponential in it), got ${stages}`);
   if (n % stages !== 0) throw new NetworkSpecError('stages', `(${stages}) must divide the number of devices (${n})`);
   return stages;
 }
