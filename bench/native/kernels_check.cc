@@ -4,7 +4,7 @@
 //   g++ -O3 -fopenmp -fno-math-errno -std=c++17 -Ikernels/cpu -Ikernels/common \
 //     bench/native/kernels_check.cc bench/native/kernels_check_rand.cc \
 //     kernels/cpu/{reduce,softmax,layernorm,crossentropy,embedding,random,threads}.cc -o /tmp/kcheck
-//   /tmp/kcheck            # exits non-zero on any failure; `--no-bench` skips timings, `--bench-only`
+//   /tmp/kcheck            # exits non-zero on any failure; `--no-bench` skips timings, `--bench-only` only times
 #include <cstring>
 
 #include "kernels.h"
