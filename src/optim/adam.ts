@@ -1,0 +1,60 @@
+// Adam (L2 weight decay folded into the gradient) and AdamW (decoupled weight decay), PyTorch
+// semantics. Each parameter is one fused native pass that updates the parameter, m and v in place.
+import { KilnError } from '../errors.js';
+import { A, N } from '../native.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { arg } from '../ops/util.js';
+import { Optimizer, type GroupOptions, type ParamsArg } from './optimizer.js';
+
+export interface AdamOptions extends GroupOptions {
+  betas: [number, number];
+  eps: number;
+}
+
+type AdamArgs = Partial<AdamOptions> & { lr?: number };
+
+class AdamBase extends Optimizer<AdamOptions> {
+  constructor(params: ParamsArg<AdamOptions>, opts: AdamArgs, private readonly decoupled: boolean, name: string) {
+    const o: AdamOptions = { lr: opts.lr ?? 1e-3, betas: opts.betas ?? [0.9, 0.999], eps: opts.eps ?? 1e-8,
+      weightDecay: opts.weightDecay ?? (decoupled ? 1e-2 : 0) };
+    const [b1, b2] = o.betas;
+    if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new KilnError('INVALID_ARGUMENT', `${name}: betas must be in [0, 1), got [${b1}, ${b2}]`);
+    if (!(o.eps >= 0)) throw new KilnError('INVALID_ARGUMENT', `${name}: eps must be >= 0, got ${o.eps}`);
+    super(params, o, name);
+  }
+
+  protected stateNames(): string[] {
+    return ['exp_avg', 'exp_avg_sq'];
+  }
+
+  protected update(p: Tensor, g: Tensor, o: AdamOptions, state: Record<string, Tensor>): void {
+    const m = this.slot(state, 'exp_avg', p), v = this.slot(state, 'exp_avg_sq', p);
+    // Bias correction uses the optimizer's step count (torch counts per parameter; the two agree
+    // whenever every parameter gets a gradient on every step).
+    const t = this.stepCount;
+    const [b1, b2] = o.betas;
+    A[0] = p.size;
+    A[1] = o.lr;
+    A[2] = b1;
+    A[3] = b2;
+    A[4] = o.eps;
+    A[5] = o.weightDecay;
+    A[6] = 1 - Math.pow(b1, t);
+    A[7] = 1 - Math.pow(b2, t);
+    A[8] = this.decoupled ? 1 : 0;
+    const pb = arg(10, p), gb = arg(13, g), mb = arg(16, m), vb = arg(19, v);
+    N.adamStep(pb, gb, mb, vb);
+  }
+}
+
+export class Adam extends AdamBase {
+  constructor(params: ParamsArg<AdamOptions>, opts: AdamArgs = {}) {
+    super(params, opts, false, 'Adam');
+  }
+}
+
+export class AdamW extends AdamBase {
+  constructor(params: ParamsArg<AdamOptions>, opts: AdamArgs = {}) {
+    super(params, opts, true, 'AdamW');
+  }
+}

@@ -1,0 +1,109 @@
+// Gradient clipping by global norm, and an exponential moving average of weights.
+import { KilnError } from '../errors.js';
+import { A, N } from '../native.js';
+import { noGrad } from '../tensor/autograd.js';
+import { keep } from '../tensor/storage.js';
+import { Tensor, stridedCopy } from '../tensor/tensor.js';
+import { clone } from '../ops/views.js';
+import { arg } from '../ops/util.js';
+import type { Module } from '../nn/module.js';
+
+/** Makes p.grad a dense tensor of p's dtype (in-place kernels need one). */
+function denseGrad(p: Tensor): Tensor | null {
+  const g = p.grad;
+  if (!g) return null;
+  if (g.isContiguous() && g.dtype === p.dtype && g.offset === 0 && g.storage.bytes === g.size * (g.dtype === 'float64' ? 8 : 4)) return g;
+  const c = noGrad(() => {
+    const t = g.dtype === p.dtype ? g : g.to(p.dtype);
+    return t === g ? clone(g) : t;
+  });
+  g.dispose();
+  c._kept = true;
+  p.grad = c;
+  return c;
+}
+
+/** The L2 norm of all gradients together (computed in float64). */
+export function gradNorm(params: Tensor[]): number {
+  let s = 0;
+  for (const p of params) {
+    const g = denseGrad(p);
+    if (!g) continue;
+    A[0] = g.size;
+    s += N.sumSquares(arg(4, g));
+  }
+  return Math.sqrt(s);
+}
+
+/**
+ * Scales all gradients so that their global L2 norm is at most maxNorm (torch.nn.utils.clip_grad_norm_).
+ * Returns the norm before clipping. With errorIfNonfinite, a NaN/inf norm throws NON_FINITE.
+ */
+export function clipGradNorm(params: Tensor[], maxNorm: number, opts: { errorIfNonfinite?: boolean } = {}): number {
+  if (!(maxNorm > 0)) throw new KilnError('INVALID_ARGUMENT', `clipGradNorm: maxNorm must be > 0, got ${maxNorm}`);
+  const total = gradNorm(params);
+  if (!Number.isFinite(total) && opts.errorIfNonfinite)
+    throw new KilnError('NON_FINITE', `clipGradNorm: the total gradient norm is ${total}`);
+  const coef = maxNorm / (total + 1e-6);
+  if (coef < 1) {
+    for (const p of params) {
+      const g = p.grad;
+      if (!g) continue;
+      A[0] = g.size;
+      A[1] = coef;
+      N.scaleInplace(arg(4, g));
+    }
+  }
+  return total;
+}
+
+/**
+ * Exponential moving average of a model's parameters: shadow = decay * shadow + (1 - decay) * param
+ * after each update(). applyTo() copies the averages into the model (store() first to restore later).
+ */
+export class EMA {
+  readonly shadow: Map<string, Tensor> = new Map();
+  private backup: Map<string, Tensor> | null = null;
+  updates = 0;
+  constructor(private readonly model: Module, readonly decay = 0.999) {
+    if (!(decay >= 0 && decay <= 1)) throw new KilnError('INVALID_ARGUMENT', `EMA: decay must be in [0, 1], got ${decay}`);
+    for (const [n, p] of model.namedParameters()) this.shadow.set(n, keep(noGrad(() => clone(p))));
+  }
+
+  update(): void {
+    this.updates++;
+    for (const [n, p] of this.model.namedParameters()) {
+      const s = this.shadow.get(n);
+      if (!s) continue;
+      A[0] = p.size;
+      A[1] = this.decay;
+      N.emaUpdate(arg(4, s), arg(7, p));
+    }
+  }
+
+  /** Copies the averaged weights into the model (the current ones are saved; restore() brings them back). */
+  applyTo(): void {
+    this.backup = new Map();
+    for (const [n, p] of this.model.namedParameters()) {
+      const s = this.shadow.get(n);
+      if (!s) continue;
+      this.backup.set(n, keep(noGrad(() => clone(p))));
+      stridedCopy(p, s);
+    }
+  }
+
+  restore(): void {
+    if (!this.backup) throw new KilnError('INVALID_ARGUMENT', 'EMA.restore: applyTo() was not called');
+    for (const [n, p] of this.model.namedParameters()) {
+      const b = this.backup.get(n);
+      if (!b) continue;
+      stridedCopy(p, b);
+      b.dispose();
+    }
+    this.backup = null;
+  }
+
+  stateDict(): Record<string, Tensor> {
+    return Object.fromEntries([...this.shadow].map(([n, t]) => [`ema.${n}`, t]));
+  }
+}
