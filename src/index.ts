@@ -42,3 +42,6 @@ export function setNumThreads(n: number): void {
 export function getNumThreads(): number {
   return N.numThreads();
 }
+export * as nn from './nn/index.js';
+export * as optim from './optim/index.js';
+export * as sched from './sched/index.js';
