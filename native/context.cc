@@ -57,12 +57,13 @@ TensorRef tensor_arg(const Napi::CallbackInfo& info, Context& c, int jsArg, int 
   if (!(off >= 0 && off < 9007199254740992.0) || off != static_cast<double>(static_cast<int64_t>(off)))
     fail("INVALID_ARGUMENT", std::string(op) + ": bad byte offset for " + name);
   t.dtype = dtype_arg(c.args[pos + 2], op);
-  Napi::Value v = info.Length() > static_cast<size_t>(jsArg) ? info[jsArg] : info.Env().Undefined();
-  if (v.IsArrayBuffer()) {
-    Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
-    size_t len = ab.ByteLength();
+  // One N-API call: an ArrayBuffer argument yields its memory, anything else means "use the handle".
+  void* data = nullptr;
+  size_t len = 0;
+  if (info.Length() > static_cast<size_t>(jsArg) &&
+      napi_get_arraybuffer_info(info.Env(), info[jsArg], &data, &len) == napi_ok) {
     if (off > static_cast<double>(len)) fail("INVALID_ARGUMENT", std::string(op) + ": offset past the end of " + name);
-    t.ptr = static_cast<char*>(ab.Data()) + static_cast<size_t>(off);
+    t.ptr = static_cast<char*>(data) + static_cast<size_t>(off);
     t.avail = len - static_cast<size_t>(off);
     t.device = kCpu;
     return t;

@@ -32,10 +32,14 @@ console.log(`kiln: building the native addon (${cuda ? `CPU + CUDA, nvcc at ${nv
 
 const require = createRequire(import.meta.url);
 const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js');
-const args = [cmakeJs, 'compile', '--directory', root, '--out', join(root, 'build'), `--CDKILN_CUDA=${cuda ? 'ON' : 'OFF'}`];
-if (cuda) args.push(`--CDCMAKE_CUDA_COMPILER=${nvcc}`);
-if (process.env.KILN_CUDA_ARCHS) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.KILN_CUDA_ARCHS}`);
+const common = ['--directory', root, '--out', join(root, 'build'), `--CDKILN_CUDA=${cuda ? 'ON' : 'OFF'}`];
+if (cuda) common.push(`--CDCMAKE_CUDA_COMPILER=${nvcc}`);
+if (process.env.KILN_CUDA_ARCHS) common.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.KILN_CUDA_ARCHS}`);
 const jobs = process.env.KILN_BUILD_JOBS ?? '2';
-args.push('--parallel', jobs);
-const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root });
-process.exit(r.status ?? 1);
+// Configure every time (incremental, and it picks up a changed KILN_CUDA), then build.
+for (const verb of ['configure', 'build']) {
+  const args = [cmakeJs, verb, ...common];
+  if (verb === 'build') args.push('--parallel', jobs);
+  const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}

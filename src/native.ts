@@ -44,6 +44,7 @@ export interface NativeAddon {
 }
 
 function locate(): string {
+  if (process.env.KILN_ADDON) return process.env.KILN_ADDON; // e.g. the node-gyp build
   const here = dirname(fileURLToPath(import.meta.url));
   // src/ when run through tsx, dist/src/ when compiled.
   for (const up of ['..', '../..']) {

@@ -63,8 +63,10 @@ __device__ inline void offsets(const Geometry<N>& g, int64_t i, int64_t* off) {
 
 template <class T> __device__ inline T dsqrt(T x) { return sqrt(x); }
 
-template <class TI, class TO>
-__device__ inline TO apply_unary(UnaryOp op, TI x, double p0, double p1) {
+template <class T>
+__device__ inline T apply_unary(UnaryOp op, T x, double p0, double p1) {
+  using TI = T;
+  using TO = T;
   const TI k = TI(0.7978845608028654), c = TI(0.044715);
   switch (op) {
     case UnaryOp::Copy: return static_cast<TO>(x);
@@ -92,16 +94,13 @@ __device__ inline TO apply_unary(UnaryOp op, TI x, double p0, double p1) {
     case UnaryOp::Floor: return static_cast<TO>(floor(x));
     case UnaryOp::Ceil: return static_cast<TO>(ceil(x));
     case UnaryOp::Round: return static_cast<TO>(nearbyint(x));
-    case UnaryOp::IsNan: return static_cast<TO>(x != x);
-    case UnaryOp::IsInf: return static_cast<TO>(isinf(x));
-    case UnaryOp::IsFinite: return static_cast<TO>(isfinite(x));
     case UnaryOp::Fill: return static_cast<TO>(p0);
     default: return TO(0);
   }
 }
 
 template <>
-__device__ inline int32_t apply_unary<int32_t, int32_t>(UnaryOp op, int32_t x, double p0, double p1) {
+__device__ inline int32_t apply_unary<int32_t>(UnaryOp op, int32_t x, double p0, double p1) {
   switch (op) {
     case UnaryOp::Copy: return x;
     case UnaryOp::Neg: return -x;
@@ -118,12 +117,31 @@ __device__ inline int32_t apply_unary<int32_t, int32_t>(UnaryOp op, int32_t x, d
   }
 }
 
-template <class TI, class TO>
-__global__ void unary_kernel(UnaryOp op, Geometry<2> g, TO* out, const TI* in, double p0, double p1) {
+template <class T>
+__global__ void unary_kernel(UnaryOp op, Geometry<2> g, T* out, const T* in, double p0, double p1) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t off[2];
     offsets(g, i, off);
-    out[off[0]] = apply_unary<TI, TO>(op, in[off[1]], p0, p1);
+    out[off[0]] = apply_unary<T>(op, in[off[1]], p0, p1);
+  }
+}
+
+template <class TI, class TO>
+__global__ void cast_kernel(Geometry<2> g, TO* out, const TI* in) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[2];
+    offsets(g, i, off);
+    out[off[0]] = static_cast<TO>(in[off[1]]);
+  }
+}
+
+template <class T>
+__global__ void classify_kernel(UnaryOp op, Geometry<2> g, int32_t* out, const T* in) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[2];
+    offsets(g, i, off);
+    T x = in[off[1]];
+    out[off[0]] = op == UnaryOp::IsNan ? int32_t(x != x) : op == UnaryOp::IsInf ? int32_t(isinf(x)) : int32_t(isfinite(x));
   }
 }
 
@@ -222,11 +240,21 @@ std::string unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Opera
   Geometry<2> g = make_geometry<2>(ndim, shape, ops);
   if (g.numel == 0) return "";
   dim3 grid = grid_for(g.numel);
+if (op == UnaryOp::IsNan || op == UnaryOp::IsInf || op == UnaryOp::IsFinite) {
+    if (in.dtype == DType::F32) classify_kernel<float><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<float>(in));
+    else classify_kernel<double><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<double>(in));
+    return launched();
+  }
+  if (in.dtype == out.dtype) {
+    switch (in.dtype) {
+      case DType::F32: unary_kernel<float><<<grid, 256>>>(op, g, ptr<float>(out), ptr<float>(in), p0, p1); break;
+      case DType::F64: unary_kernel<double><<<grid, 256>>>(op, g, ptr<double>(out), ptr<double>(in), p0, p1); break;
+      case DType::I32: unary_kernel<int32_t><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<int32_t>(in), p0, p1); break;
+    }
+    return launched();
+  }
 #define KILN_UNARY(TI, DI, TO, DO) \
-  if (in.dtype == DI && out.dtype == DO) { unary_kernel<TI, TO><<<grid, 256>>>(op, g, ptr<TO>(out), ptr<TI>(in), p0, p1); return launched(); }
-  KILN_UNARY(float, DType::F32, float, DType::F32)
-  KILN_UNARY(double, DType::F64, double, DType::F64)
-  KILN_UNARY(int32_t, DType::I32, int32_t, DType::I32)
+  if (in.dtype == DI && out.dtype == DO) { cast_kernel<TI, TO><<<grid, 256>>>(g, ptr<TO>(out), ptr<TI>(in)); return launched(); }
   KILN_UNARY(float, DType::F32, int32_t, DType::I32)
   KILN_UNARY(double, DType::F64, int32_t, DType::I32)
   KILN_UNARY(float, DType::F32, double, DType::F64)

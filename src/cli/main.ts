@@ -3,6 +3,16 @@
 import { UsageError, type Command } from './args.js';
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  bench: { summary: 'benchmark kernels against PyTorch (gemm, overhead, ...)', load: async () => (await import('./bench.js')).command },
+  demo: { summary: 'train a small MLP on a synthetic task and print its loss', load: async () => (await import('./demo.js')).command },
+  decentralized: {
+    summary: 'plan data/pipeline-parallel layouts over heterogeneous networks (arXiv 2206.01288)',
+    load: async () => (await import('../recipes/decentralized/cli.js')).command,
+  },
+  bigbench: {
+    summary: 'run BIG-bench JSON tasks against models; emergence statistics (arXiv 2206.04615)',
+    load: async () => (await import('../recipes/bigbench/cli.js')).command,
+  },
 };
 
 function usage(): string {

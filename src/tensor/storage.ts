@@ -9,6 +9,8 @@ import { deviceCode, type Device } from './dtype.js';
 /** CPU tensors up to this many bytes live in the V8 heap. */
 export const SMALL_BYTES = 4096;
 
+const smallPool: ArrayBuffer[][] = Array.from({ length: (SMALL_BYTES >> 6) + 1 }, () => []);
+
 export class Storage {
   refs = 0;
   constructor(
@@ -21,7 +23,10 @@ export class Storage {
   static alloc(device: Device, bytes: number): Storage {
     if (device === 'cpu' && bytes <= SMALL_BYTES) {
       live.bytes.cpu += bytes;
-      return new Storage('cpu', bytes, new ArrayBuffer(bytes), 0);
+      // Creating an ArrayBuffer costs far more than a small op: recycle them by 64-byte class.
+      const cls = (bytes + 63) >> 6;
+      const buf = smallPool[cls].pop() ?? new ArrayBuffer(cls << 6);
+      return new Storage('cpu', bytes, buf, 0);
     }
     const handle = N.alloc(deviceCode[device], bytes);
     live.bytes[device] += bytes;
@@ -37,6 +42,10 @@ export class Storage {
     if (this.freed) return;
     live.bytes[this.device] -= this.bytes;
     if (this.handle !== 0) N.free(this.handle);
+    else {
+      const pool = smallPool[this.buf!.byteLength >> 6];
+      if (pool.length < 1024) pool.push(this.buf!);
+    }
     this.buf = undefined;
     this.handle = 0;
   }
@@ -69,7 +78,27 @@ export function track(t: Tracked): void {
   live.tensors[t.device]++;
   t.storage.refs++;
   if (scopes.length > 0) scopes[scopes.length - 1].push(t);
-  else register(t);
+  else defer(t);
+}
+
+// Registering with the FinalizationRegistry costs more than a small op, and most tensors made
+// outside a scope are disposed right away: register them in batches, skipping the disposed ones.
+// The pending list holds them strongly, so nothing can be collected before it is registered.
+let pending: Tracked[] = [];
+let flushQueued = false;
+function defer(t: Tracked): void {
+  pending.push(t);
+  if (pending.length >= 1024) flushPending();
+  else if (!flushQueued) {
+    flushQueued = true;
+    queueMicrotask(flushPending);
+  }
+}
+function flushPending(): void {
+  const list = pending;
+  pending = [];
+  flushQueued = false;
+  for (const t of list) if (!t._disposed) register(t);
 }
 
 function register(t: Tracked): void {
@@ -131,8 +160,9 @@ export function tidy<T>(fn: () => T): T {
 
 function escape(t: Tracked): void {
   if (scopes.length > 0) scopes[scopes.length - 1].push(t);
-  else register(t);
+  else defer(t);
 }
+
 
 /** Marks a tensor to survive the scopes it was created in (it still has the GC backstop). */
 export function keep<T extends Tracked>(t: T): T {

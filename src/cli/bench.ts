@@ -1,0 +1,33 @@
+// `kiln bench <name> [--device cpu|cuda] [--threads N] [--only a,b] [--json]`
+import { cpus } from 'node:os';
+import * as kiln from '../index.js';
+import { flagNumber, flagString, parseArgs, UsageError, type Command } from './args.js';
+
+export const command: Command = {
+  name: 'bench',
+  summary: 'benchmark kiln kernels against PyTorch in the same run',
+  async run(argv) {
+    const { positional, flags } = parseArgs(argv);
+    const { benchmarks, formatReport } = await import('../../bench/index.js');
+    if (flags.help || positional.length === 0) {
+      console.log('usage: kiln bench <name> [--device cpu|cuda] [--threads N] [--only case,...] [--json]\n\nbenchmarks:');
+      for (const [n, b] of Object.entries(benchmarks)) console.log(`  ${n.padEnd(12)} ${b.summary}`);
+      return positional.length === 0 && !flags.help ? 2 : 0;
+    }
+    const name = positional[0];
+    const b = benchmarks[name];
+    if (!b) throw new UsageError(`unknown benchmark '${name}' (have: ${Object.keys(benchmarks).join(', ')})`);
+    const device = flagString(flags, 'device', 'cpu');
+    if (device !== 'cpu') throw new UsageError(`kiln bench ${name}: only --device cpu is available in this build of the benchmarks`);
+    const threads = flagNumber(flags, 'threads', 2)!;
+    kiln.setNumThreads(threads);
+    const only = flagString(flags, 'only')?.split(',');
+    const res = b.run(threads, only);
+    const report = {
+      bench: name, device, threads, machine: `${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}`,
+      torch: res.torch, torchError: res.torchError, rows: res.rows, date: new Date().toISOString(),
+    };
+    console.log(flags.json ? JSON.stringify(report, null, 2) : formatReport(report));
+    return 0;
+  },
+};
