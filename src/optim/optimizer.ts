@@ -132,8 +132,8 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
     };
   }
 
-  /** Restores what stateDict() returned (tensors are copied into fresh state). Checked before anything changes. */
-  loadStateDict(sd: OptimizerState): void {
+  /** Throws (changing nothing) unless `sd` fits this optimizer's parameters. */
+  checkStateDict(sd: OptimizerState): void {
     const params = this.params;
     if (!sd || !Array.isArray(sd.groups) || !Array.isArray(sd.state))
       throw new KilnError('INVALID_ARGUMENT', 'optimizer loadStateDict: not an optimizer state');
@@ -152,6 +152,12 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
             `optimizer loadStateDict: state '${k}' of parameter ${i} is ${t instanceof Tensor ? `${t.dtype} ${shapeStr(t.shape)}` : typeof t}, parameter is ${p.dtype} ${shapeStr(p.shape)}`);
       }
     });
+  }
+
+  /** Restores what stateDict() returned (tensors are copied into fresh state). Checked before anything changes. */
+  loadStateDict(sd: OptimizerState): void {
+    this.checkStateDict(sd);
+    const params = this.params;
     this.stepCount = sd.step ?? 0;
     sd.groups.forEach((g, i) => {
       const { initialLr, size, ...opts } = g as Record<string, unknown>;

@@ -1,0 +1,113 @@
+// Training checkpoints as safetensors files. The model's tensors keep their own names (so PyTorch
+// and Hugging Face tools read them as a state dict); optimizer state tensors are stored as
+// `optimizer.<param index>.<slot>`; kiln's metadata (config, step, RNG state, optimizer and
+// scheduler state with the names of their tensors, anything extra) is JSON under __metadata__.kiln.
+import { KilnError } from '../errors.js';
+import { getRngState, setRngState, type RngState } from '../tensor/random.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
+import type { Module } from './module.js';
+import type { Optimizer, OptimizerState } from '../optim/optimizer.js';
+
+const OPT_PREFIX = 'optimizer.';
+
+export interface CheckpointMeta {
+  format: 'kiln-checkpoint';
+  version: 1;
+  step: number;
+  config?: unknown;
+  rng: RngState;
+  optimizer?: { type: string; step: number; groups: Record<string, unknown>[]; state: Record<string, string>[] };
+  scheduler?: { step: number };
+  extra?: unknown;
+}
+
+export interface SaveCheckpointOptions {
+  model: Module;
+  optimizer?: Optimizer<any>;
+  scheduler?: { stateDict(): { step: number } };
+  step?: number;
+  config?: unknown;
+  extra?: unknown;
+}
+
+/** Writes model (+ optimizer, scheduler, RNG state, step, config) to a safetensors file, atomically. */
+export function saveCheckpoint(path: string, o: SaveCheckpointOptions): void {
+  const tensors: Record<string, Tensor> = { ...o.model.stateDict() };
+  for (const k of Object.keys(tensors))
+    if (k.startsWith(OPT_PREFIX)) throw new KilnError('INVALID_ARGUMENT', `saveCheckpoint: model key '${k}' clashes with the optimizer prefix`);
+  const meta: CheckpointMeta = { format: 'kiln-checkpoint', version: 1, step: o.step ?? o.optimizer?.stepCount ?? 0, rng: getRngState() };
+  if (o.config !== undefined) meta.config = o.config;
+  if (o.extra !== undefined) meta.extra = o.extra;
+  if (o.scheduler) meta.scheduler = o.scheduler.stateDict();
+  if (o.optimizer) {
+    const sd = o.optimizer.stateDict();
+    const refs = sd.state.map((s, i) => {
+      const r: Record<string, string> = {};
+      for (const [slot, t] of Object.entries(s)) {
+        const key = `${OPT_PREFIX}${i}.${slot}`;
+        tensors[key] = t;
+        r[slot] = key;
+      }
+      return r;
+    });
+    meta.optimizer = { type: o.optimizer.constructor.name, step: sd.step, groups: sd.groups, state: refs };
+  }
+  saveSafetensors(path, tensors, { format: 'pt', kiln: JSON.stringify(meta) });
+}
+
+export interface LoadCheckpointOptions {
+  model?: Module;
+  optimizer?: Optimizer<any>;
+  scheduler?: { loadStateDict(s: { step: number }): void };
+  /** Restore the global RNG stream (default true: a resumed run draws what the original would have). */
+  restoreRng?: boolean;
+  /** Strict model loading (default true). */
+  strict?: boolean;
+}
+
+export interface LoadedCheckpoint {
+  meta: CheckpointMeta;
+  /** Every tensor in the file by name (model and optimizer). */
+  tensors: Record<string, Tensor>;
+}
+
+/** Reads a checkpoint and restores what it is given; validates everything before changing anything. */
+export function loadCheckpoint(path: string, o: LoadCheckpointOptions = {}): LoadedCheckpoint {
+  const { tensors, metadata } = loadSafetensors(path);
+  let meta: CheckpointMeta;
+  try {
+    meta = JSON.parse(metadata.kiln ?? 'null');
+  } catch (e) {
+    throw new KilnError('CHECKPOINT_CORRUPT', `${path}: kiln metadata is not valid JSON (${(e as Error).message})`);
+  }
+  if (!meta || meta.format !== 'kiln-checkpoint')
+    throw new KilnError('CHECKPOINT_CORRUPT', `${path}: no kiln checkpoint metadata (a plain safetensors file? use loadSafetensors)`);
+  let optState: OptimizerState | null = null;
+  if (o.optimizer) {
+    if (!meta.optimizer) throw new KilnError('INVALID_ARGUMENT', `${path}: the checkpoint holds no optimizer state`);
+    if (meta.optimizer.type !== o.optimizer.constructor.name)
+      throw new KilnError('INVALID_ARGUMENT', `${path}: optimizer state is for ${meta.optimizer.type}, not ${o.optimizer.constructor.name}`);
+    const state = meta.optimizer.state.map((refs) => {
+      const s: Record<string, Tensor> = {};
+      for (const [slot, key] of Object.entries(refs)) {
+        const t = tensors[key];
+        if (!t) throw new KilnError('CHECKPOINT_CORRUPT', `${path}: optimizer tensor '${key}' named in the metadata is missing`);
+        s[slot] = t;
+      }
+      return s;
+    });
+    optState = { step: meta.optimizer.step, groups: meta.optimizer.groups, state };
+    o.optimizer.checkStateDict(optState);
+  }
+  if (o.model) {
+    const own: Record<string, Tensor> = {};
+    for (const [k, t] of Object.entries(tensors)) if (!k.startsWith(OPT_PREFIX)) own[k] = t;
+    // Model first: it checks everything before copying; then the optimizer (also checked first).
+    o.model.loadStateDict(own, { strict: o.strict ?? true });
+  }
+  if (o.optimizer && optState) o.optimizer.loadStateDict(optState);
+  if (o.scheduler && meta.scheduler) o.scheduler.loadStateDict(meta.scheduler);
+  if (o.restoreRng ?? true) setRngState(meta.rng);
+  return { meta, tensors };
+}

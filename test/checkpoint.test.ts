@@ -1,0 +1,234 @@
+// safetensors checkpoints: round trip of model + optimizer + RNG, PyTorch-side reading and writing
+// (parsed by hand with struct/json/numpy, as the safetensors package may be absent), refusal of
+// truncated and corrupt files, strict state-dict loading that never half-loads.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as kiln from '../src/index.js';
+import { decodeSafetensors, encodeSafetensors, loadSafetensors, saveSafetensors } from '../src/io/safetensors.js';
+import { loadCheckpoint, saveCheckpoint } from '../src/nn/checkpoint.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'kiln-ckpt-'));
+const cfg = { nLayer: 2, nHead: 2, nEmbd: 16, vocabSize: 20, blockSize: 8 };
+
+function trainSteps(model: kiln.nn.GPT, opt: kiln.optim.Optimizer<any>, n: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push(kiln.tidy(() => {
+      const x = kiln.randint(0, 20, [2, 8]);
+      opt.zeroGrad();
+      const loss = kiln.crossEntropy(model.forward(x).reshape([-1, 20]), x.reshape([-1]));
+      loss.backward();
+      opt.step();
+      return loss.item();
+    }));
+  }
+  return out;
+}
+
+test('checkpoint round trip resumes with identical losses', (t) => {
+  kiln.manualSeed(1);
+  const a = new kiln.nn.GPT(cfg);
+  const optA = new kiln.optim.AdamW(a.parameters(), { lr: 1e-2 });
+  trainSteps(a, optA, 3);
+  const path = join(dir, 'a.safetensors');
+  saveCheckpoint(path, { model: a, optimizer: optA, config: cfg, extra: { note: 'x' } });
+  const cont = trainSteps(a, optA, 3);
+
+  kiln.manualSeed(99); // a different stream: loading must restore the saved one
+  const b = new kiln.nn.GPT(cfg);
+  const optB = new kiln.optim.AdamW(b.parameters(), { lr: 1e-2 });
+  const { meta } = loadCheckpoint(path, { model: b, optimizer: optB });
+  t.is(meta.step, 3);
+  t.deepEqual(meta.config, cfg);
+  t.deepEqual(meta.extra, { note: 'x' });
+  t.is(optB.stepCount, 3);
+  t.deepEqual(trainSteps(b, optB, 3), cont);
+});
+
+test('safetensors layout: header length, 8-byte padding, dtypes, offsets, metadata', (t) => {
+  const buf = encodeSafetensors(
+    { a: kiln.tensor([[1, 2, 3], [4, 5, 6]]), i: kiln.tensor([7, -8], { dtype: 'int32' }), d: kiln.tensor([0.1], { dtype: 'float64' }) },
+    { k: 'v' },
+  );
+  const n = Number(buf.readBigUInt64LE(0));
+  t.is(n % 8, 0);
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString());
+  t.deepEqual(header.a, { dtype: 'F32', shape: [2, 3], data_offsets: [0, 24] });
+  t.deepEqual(header.i, { dtype: 'I32', shape: [2], data_offsets: [24, 32] });
+  t.deepEqual(header.d, { dtype: 'F64', shape: [1], data_offsets: [32, 40] });
+  t.deepEqual(header.__metadata__, { k: 'v' });
+  t.is(buf.length, 8 + n + 40);
+  t.is(buf.readFloatLE(8 + n + 20), 6);
+  t.is(buf.readInt32LE(8 + n + 28), -8);
+  t.is(buf.readDoubleLE(8 + n + 32), 0.1);
+  const back = decodeSafetensors(buf);
+  t.deepEqual(back.tensors.a.toArray(), [[1, 2, 3], [4, 5, 6]]);
+  t.deepEqual(back.tensors.i.toArray(), [7, -8]);
+  t.is(back.tensors.i.dtype, 'int32');
+  t.deepEqual(back.metadata, { k: 'v' });
+});
+
+const PY = `
+import json, struct, sys
+import numpy as np
+import torch
+def read(path):
+    b = open(path, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    meta = h.pop('__metadata__', {})
+    dt = {'F32': np.float32, 'I32': np.int32, 'F64': np.float64}
+    out = {}
+    for k, e in h.items():
+        s, en = e['data_offsets']
+        out[k] = torch.from_numpy(np.frombuffer(b[8 + n + s:8 + n + en], dtype=dt[e['dtype']]).reshape(e['shape']).copy())
+    return out, meta
+def write(path, tensors, meta):
+    names = {torch.float32: 'F32', torch.int32: 'I32', torch.float64: 'F64'}
+    h, blobs, off = {'__metadata__': meta}, [], 0
+    for k, t in tensors.items():
+        raw = t.contiguous().numpy().tobytes()
+        h[k] = {'dtype': names[t.dtype], 'shape': list(t.shape), 'data_offsets': [off, off + len(raw)]}
+        blobs.append(raw); off += len(raw)
+    hb = json.dumps(h).encode()
+    hb += b' ' * ((8 - len(hb) % 8) % 8)
+    open(path, 'wb').write(struct.pack('<Q', len(hb)) + hb + b''.join(blobs))
+sd, meta = read(sys.argv[1])
+kiln_meta = json.loads(meta['kiln'])
+model_keys = [k for k in sd if not k.startswith('optimizer.')]
+# The model tensors form a PyTorch state dict: run the tied LM head on the final layer norm's bias.
+logit = (sd['lnF.bias'] @ sd['wte.weight'].t()).sum().item()
+print(json.dumps({'keys': model_keys, 'sums': {k: sd[k].double().sum().item() for k in sd}, 'step': kiln_meta['step'],
+                  'format': meta['format'], 'logit': logit}))
+write(sys.argv[2], {'w': torch.arange(6, dtype=torch.float32).reshape(2, 3) / 4, 'n': torch.tensor([3, -1], dtype=torch.int32),
+                    'd': torch.tensor([1e-300], dtype=torch.float64)}, {'from': 'torch'})
+`;
+
+test('PyTorch reads kiln checkpoints and kiln reads PyTorch-written safetensors', (t) => {
+  const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy'], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    t.log('skipped: /usr/bin/python3 with torch and numpy is not available');
+    t.pass();
+    return;
+  }
+  kiln.manualSeed(2);
+  const m = new kiln.nn.GPT(cfg);
+  const opt = new kiln.optim.Adam(m.parameters(), { lr: 1e-3 });
+  trainSteps(m, opt, 2);
+  const path = join(dir, 'for-torch.safetensors');
+  const back = join(dir, 'from-torch.safetensors');
+  saveCheckpoint(path, { model: m, optimizer: opt });
+  const r = spawnSync('/usr/bin/python3', ['-c', PY, path, back], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  const got = JSON.parse(r.stdout);
+  t.deepEqual(got.keys, m.namedParameters().map(([n]) => n));
+  t.is(got.step, 2);
+  t.is(got.format, 'pt');
+  for (const [n, p] of m.namedParameters()) t.true(Math.abs(got.sums[n] - (p.sum().item() as number)) < 1e-4, n);
+  const expectLogit = kiln.matmul(m.lnF.bias!, m.wte!.weight.T).sum().item();
+  t.true(Math.abs(got.logit - expectLogit) < 1e-4);
+  t.true('optimizer.0.exp_avg' in got.sums && 'optimizer.0.exp_avg_sq' in got.sums);
+  const f = loadSafetensors(back);
+  t.deepEqual(f.tensors.w.toArray(), [[0, 0.25, 0.5], [0.75, 1, 1.25]]);
+  t.deepEqual(f.tensors.n.toArray(), [3, -1]);
+  t.is(f.tensors.d.dtype, 'float64');
+  t.is(f.tensors.d.item(), 1e-300);
+  t.deepEqual(f.metadata, { from: 'torch' });
+});
+
+function corruptCode(t: any, bytes: Uint8Array, pattern: RegExp): void {
+  const p = join(dir, `bad-${Math.random().toString(36).slice(2)}.safetensors`);
+  writeFileSync(p, bytes);
+  const e = t.throws(() => loadCheckpoint(p, {}));
+  t.is(e.code, 'CHECKPOINT_CORRUPT', e.message);
+  t.regex(e.message, pattern);
+}
+
+test('truncated and corrupt files are refused with CHECKPOINT_CORRUPT naming the problem', (t) => {
+  kiln.manualSeed(3);
+  const m = new kiln.nn.GPT(cfg);
+  const path = join(dir, 'good.safetensors');
+  saveCheckpoint(path, { model: m });
+  const good = readFileSync(path);
+  const n = Number(good.readBigUInt64LE(0));
+  corruptCode(t, good.subarray(0, 5), /shorter than the 8-byte header/);
+  corruptCode(t, good.subarray(0, 8 + n - 10), /header length .* larger than/);
+  corruptCode(t, good.subarray(0, good.length - 1), /truncated/);
+  const badJson = Buffer.from(good);
+  badJson[8] = 0x5b; // '[' instead of '{'
+  corruptCode(t, badJson, /not valid JSON|not a JSON object/);
+  const huge = Buffer.from(good);
+  huge.writeBigUInt64LE(1n << 60n, 0);
+  corruptCode(t, huge, /header length/);
+  const mk = (header: object, data = 0) => {
+    const h = Buffer.from(JSON.stringify(header));
+    const b = Buffer.alloc(8 + h.length + data);
+    b.writeBigUInt64LE(BigInt(h.length), 0);
+    h.copy(b, 8);
+    return b;
+  };
+  corruptCode(t, mk({ a: { dtype: 'BF16', shape: [1], data_offsets: [0, 2] } }, 2), /dtype BF16/);
+  corruptCode(t, mk({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, 8), /needs 8 bytes/);
+  corruptCode(t, mk({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8), /overlap/);
+  corruptCode(t, mk({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, 4), /bad shape/);
+  corruptCode(t, mk({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 4), /no kiln checkpoint metadata/);
+  // A plain (metadata-free) safetensors file still loads as tensors.
+  t.deepEqual(decodeSafetensors(mk({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 4)).tensors.a.toArray(), [0]);
+});
+
+test('writes are atomic: no temporary files left, an existing file is replaced whole', (t) => {
+  const d = mkdtempSync(join(tmpdir(), 'kiln-atomic-'));
+  const p = join(d, 'x.safetensors');
+  saveSafetensors(p, { a: kiln.ones([1000]) });
+  saveSafetensors(p, { b: kiln.zeros([3]) });
+  t.deepEqual(readdirSync(d), ['x.safetensors']);
+  t.deepEqual(Object.keys(loadSafetensors(p).tensors), ['b']);
+  t.throws(() => saveSafetensors(join(d, 'missing-dir', 'y.safetensors'), { a: kiln.ones([1]) }));
+  t.deepEqual(readdirSync(d), ['x.safetensors']);
+  t.false(existsSync(join(d, 'missing-dir')));
+});
+
+test('loadStateDict is strict, names the problem, and never half-loads', (t) => {
+  kiln.manualSeed(4);
+  const m = new kiln.nn.GPT(cfg);
+  const before = m.parameters().map((p) => p.dataSync().slice());
+  const other = new kiln.nn.GPT(cfg);
+  const sd = { ...other.stateDict() };
+  const check = (state: Record<string, kiln.Tensor>, code: string, pattern: RegExp, opts?: { strict?: boolean }) => {
+    const e = t.throws(() => m.loadStateDict(state, opts)) as kiln.KilnError;
+    t.is(e.code, code, e.message);
+    t.regex(e.message, pattern);
+    m.parameters().forEach((p, i) => t.deepEqual(p.dataSync(), before[i]));
+  };
+  const missing = { ...sd };
+  delete missing['h.1.mlp.cFc.bias'];
+  check(missing, 'INVALID_ARGUMENT', /missing keys: h\.1\.mlp\.cFc\.bias/);
+  check({ ...sd, 'extra.weight': kiln.zeros([1]) }, 'INVALID_ARGUMENT', /unexpected keys: extra\.weight/);
+  check({ ...sd, 'lnF.weight': kiln.zeros([17]) }, 'SHAPE_MISMATCH', /lnF\.weight: shape \[17\] in the state dict, \[16\] in the model/);
+  check({ ...sd, 'lnF.bias': kiln.zeros([16], { dtype: 'float64' }) }, 'DTYPE_MISMATCH', /lnF\.bias: dtype float64/);
+  // A shape error with strict off still refuses (and still changes nothing).
+  check({ 'wpe.weight': kiln.zeros([3, 16]) }, 'SHAPE_MISMATCH', /wpe\.weight/, { strict: false });
+  const r = m.loadStateDict({ 'lnF.bias': kiln.ones([16]) }, { strict: false });
+  t.is(r.missing.length, m.namedParameters().length - 1);
+  t.deepEqual(m.lnF.bias!.toArray(), new Array(16).fill(1));
+  m.loadStateDict(sd);
+  m.parameters().forEach((p, i) => t.deepEqual(p.dataSync(), other.parameters()[i].dataSync()));
+});
+
+test('checkpoint refuses a model of another shape before changing anything', (t) => {
+  kiln.manualSeed(5);
+  const path = join(dir, 'small.safetensors');
+  const small = new kiln.nn.GPT(cfg);
+  const smallOpt = new kiln.optim.AdamW(small.parameters());
+  saveCheckpoint(path, { model: small, optimizer: smallOpt });
+  const big = new kiln.nn.GPT({ ...cfg, nEmbd: 32 });
+  const before = big.parameters()[0].dataSync().slice();
+  const e = t.throws(() => loadCheckpoint(path, { model: big })) as kiln.KilnError;
+  t.is(e.code, 'SHAPE_MISMATCH');
+  t.deepEqual(big.parameters()[0].dataSync(), before);
+  const e2 = t.throws(() => loadCheckpoint(path, { model: small, optimizer: new kiln.optim.SGD(small.parameters(), { lr: 1 }) })) as kiln.KilnError;
+  t.regex(e2.message, /AdamW, not SGD/);
+});
