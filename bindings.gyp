@@ -6,8 +6,7 @@
     {
       "target_name": "kiln",
       "sources": [
-        "native/addon.cc", "native/context.cc", "native/storage.cc", "native/memory.cc",
-        "native/elementwise.cc", "native/ops.cc", "native/cuda_stub.cc",
+        "<!@(node -p \"require('fs').readdirSync('native').filter(f => f.endsWith('.cc')).map(f => 'native/' + f).join(' ')\")",
         "<!@(node -p \"require('fs').readdirSync('kernels/cpu').filter(f => f.endsWith('.cc')).map(f => 'kernels/cpu/' + f).join(' ')\")"
       ],
       "include_dirs": [

@@ -12,7 +12,9 @@ const outIdx = process.argv.indexOf('--out');
 const out = resolve(outIdx > 0 ? process.argv[outIdx + 1] : join(root, 'build-gyp', 'kiln.node'));
 
 const work = mkdtempSync(join(tmpdir(), 'kiln-gyp-'));
-for (const p of ['native', 'kernels', 'bindings.gyp', 'package.json']) cpSync(join(root, p), join(work, p), { recursive: true });
+for (const p of ['native', 'kernels', 'package.json']) cpSync(join(root, p), join(work, p), { recursive: true });
+// node-gyp reads binding.gyp; the project keeps the description as bindings.gyp.
+copyFileSync(join(root, 'bindings.gyp'), join(work, 'binding.gyp'));
 symlinkSync(join(root, 'node_modules'), join(work, 'node_modules'));
 
 // Node's own headers: npm's configured nodedir, else the running Node's install prefix.
