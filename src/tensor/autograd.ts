@@ -142,6 +142,11 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
           accumulate(x, gi.shape.length === x.shape.length ? gi : gi.reshape(x.shape));
         }
         if (!opts.retainGraph) t._node = null;
+      } else if (t.requiresGrad && t.isDisposed) {
+        // A leaf disposed after use: nothing can read its gradient, so free it rather than leak it.
+        grads.delete(t);
+        drop(g);
+        continue;
       } else if (t.requiresGrad) {
         // A leaf: hand the gradient over (a copy if something else still holds the same object).
         let own: Tensor;
