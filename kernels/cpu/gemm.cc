@@ -9,7 +9,9 @@
 #include "kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #ifdef _OPENMP
 #include <omp.h>
@@ -155,21 +157,20 @@ void macro_tile(const Plan<T>& g, int64_t ic, int64_t m, int64_t pc, int64_t kc,
 }
 
 // The whole product as seen by thread `tid` of `nth` (nth == 1: no parallel region around it).
+// Row split: the mc-row blocks of each (jc, pc) slice are handed out through next_block[slice], so
+// a thread that the OS preempts (the machine is shared) does not hold up the others.
 template <class T>
-void run_blocked(const Plan<T>& g, T* Bp, T* Ap_shared, int tid, int nth) {
-  const int MR = g.ks->mr, NR = g.ks->nr;
-  int64_t r0 = 0, r1 = g.M;
-  if (g.splitM) {
-    const int64_t tiles = ceil_div(g.M, MR);
-    r0 = std::min(g.M, tiles * tid / nth * MR);
-    r1 = std::min(g.M, tiles * (tid + 1) / nth * MR);
-  }
+void run_blocked(const Plan<T>& g, T* Bp, T* Ap_shared, std::atomic<int64_t>* next_block, int tid,
+                 int nth) {
+  const int NR = g.ks->nr;
   T* Ap = g.packA ? (g.splitM ? scratch<T>(1, g.mc * g.kc) : Ap_shared) : nullptr;
+  const int64_t row_blocks = ceil_div(g.M, g.mc);
+  int64_t slice = 0;
   for (int64_t jc = 0; jc < g.N; jc += g.nc) {
     const int64_t nc = std::min(g.nc, g.N - jc), panels = ceil_div(nc, NR);
     const int64_t q0 = g.splitM ? 0 : panels * tid / nth;
     const int64_t q1 = g.splitM ? panels : panels * (tid + 1) / nth;
-    for (int64_t pc = 0; pc < g.K; pc += g.kc) {
+    for (int64_t pc = 0; pc < g.K; pc += g.kc, ++slice) {
       const int64_t kc = std::min(g.kc, g.K - pc);
       const T beta = pc == 0 ? g.beta : T(1);  // later slices accumulate into C
       if (g.packB) {
@@ -177,8 +178,11 @@ void run_blocked(const Plan<T>& g, T* Bp, T* Ap_shared, int tid, int nth) {
         if (nth > 1) barrier();
       }
       if (g.splitM) {
-        for (int64_t ic = r0; ic < r1; ic += g.mc) {
-          const int64_t mc = std::min(g.mc, r1 - ic);
+        auto next = [&](int64_t b) {
+          return nth > 1 ? next_block[slice].fetch_add(1, std::memory_order_relaxed) : b + 1;
+        };
+        for (int64_t b = next(-1); b < row_blocks; b = next(b)) {
+          const int64_t ic = b * g.mc, mc = std::min(g.mc, g.M - ic);
           if (g.packA) pack_a(g, ic, mc, pc, kc, 0, 1, Ap);
           macro_tile(g, ic, mc, pc, kc, jc, nc, q0, q1, Ap, Bp, beta);
         }
@@ -193,7 +197,9 @@ void run_blocked(const Plan<T>& g, T* Bp, T* Ap_shared, int tid, int nth) {
           if (g.packA && nth > 1) barrier();  // before the shared A block is overwritten
         }
       }
-      if (g.packB && nth > 1) barrier();  // before the shared B block is overwritten
+      // Before the shared B block is overwritten, and before the next slice updates C rows that
+      // another thread may still be accumulating.
+      if (nth > 1 && (g.packB || (g.splitM && pc + g.kc < g.K))) barrier();
     }
   }
 }
@@ -201,21 +207,62 @@ void run_blocked(const Plan<T>& g, T* Bp, T* Ap_shared, int tid, int nth) {
 // Below this many flops a matrix runs on one thread (a parallel region costs a few microseconds).
 constexpr double kParallelFlops = 4e6;
 
+// At most kMaxGemvRows rows: memory-bound, so B is streamed once in its own layout (packing it
+// would double the traffic) and only op(A), a few rows, is copied (and scaled by alpha).
+template <class T>
+void gemv_few_rows(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64_t N,
+                   int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
+                   T* C, int64_t ldc, int nt) {
+  T* a = scratch<T>(1, M * K);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k) a[i * K + k] = alpha * (transA ? A[k * lda + i] : A[i * lda + k]);
+  const auto kernel = transB ? ks.gemv_dots : ks.gemv_rows;
+  const int m = static_cast<int>(M);
+  if (nt > 1 && N * K >= (int64_t(1) << 16) && N >= 32) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+      const int64_t vecs = ceil_div(N, 16), tid = omp_get_thread_num(), nth = omp_get_num_threads();
+      const int64_t j0 = std::min(N, vecs * tid / nth * 16), j1 = std::min(N, vecs * (tid + 1) / nth * 16);
+      if (j1 > j0) kernel(m, K, a, transB ? B + j0 * ldb : B + j0, ldb, C + j0, ldc, beta, j1 - j0);
+    }
+    return;
+#endif
+  }
+  kernel(m, K, a, B, ldb, C, ldc, beta, N);
+}
+
 template <class T>
 void gemm_one(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
               T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
               int64_t ldc, int nt) {
+  if (M <= gemm_detail::kMaxGemvRows) {
+    gemv_few_rows(ks, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt);
+    return;
+  }
   Plan<T> g{&ks, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
             true, true, true, 0, 0, 0};
   const int MR = ks.mr, NR = ks.nr;
-  // Packing B pays when its panels are reused by several row tiles (or to transpose it);
-  // packing A pays when its micro-panels are reused by several column panels.
+  // Packing B pays when its panels are reused by several row tiles (or to transpose it).
+  // A row-major A is read in place: its mr rows stream well and the mr x kc micro-panel stays in
+  // L1 across the column panels, so packing it measured slower. A transposed A is packed (a
+  // contiguous copy) when more than one column panel reuses it.
   g.packB = transB || M > 2 * MR;
-  g.packA = N > 2 * NR;
+  g.packA = transA && N > NR;
+  int64_t mc = ks.mc, kc = ks.kc, nc = ks.nc;
+#ifdef KILN_GEMM_TUNING  // experiments only: KILN_GEMM_{PACKA,PACKB,MC,KC,NC} override the plan
+  auto env = [](const char* name, int64_t dflt) {
+    const char* v = std::getenv(name);
+    return v ? std::atoll(v) : dflt;
+  };
+  g.packA = env("KILN_GEMM_PACKA", g.packA);
+  if (!transB) g.packB = env("KILN_GEMM_PACKB", g.packB);
+  mc = env("KILN_GEMM_MC", mc), kc = env("KILN_GEMM_KC", kc), nc = env("KILN_GEMM_NC", nc);
+#endif
   if (2.0 * M * N * K < kParallelFlops) nt = 1;
-  g.kc = balanced_block(K, ks.kc, 1);
-  g.nc = balanced_block(N, ks.nc, NR);
-  g.mc = balanced_block(M, ks.mc, MR);
+  g.kc = balanced_block(K, kc, 1);
+  g.nc = balanced_block(N, nc, NR);
+  g.mc = balanced_block(M, mc, MR);
   if (nt > 1) {
     // Split the dimension whose tiles divide more evenly among the threads (rows on a tie).
     const int64_t tilesM = ceil_div(M, MR), tilesN = ceil_div(std::min(N, g.nc), NR);
@@ -227,14 +274,17 @@ void gemm_one(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64
   T* Bp = g.packB ? scratch<T>(0, g.kc * ceil_div(g.nc, NR) * NR) : nullptr;
   T* Ap_shared = (!g.splitM && g.packA) ? scratch<T>(1, g.mc * g.kc) : nullptr;
   if (nt <= 1) {
-    run_blocked(g, Bp, Ap_shared, 0, 1);
+    run_blocked(g, Bp, Ap_shared, nullptr, 0, 1);
     return;
   }
 #ifdef _OPENMP
+  const int64_t slices = ceil_div(N, g.nc) * ceil_div(K, g.kc);
+  std::unique_ptr<std::atomic<int64_t>[]> next_block(new std::atomic<int64_t>[slices]);
+  for (int64_t i = 0; i < slices; ++i) next_block[i].store(0, std::memory_order_relaxed);
 #pragma omp parallel num_threads(nt)
-  run_blocked(g, Bp, Ap_shared, omp_get_thread_num(), omp_get_num_threads());
+  run_blocked(g, Bp, Ap_shared, next_block.get(), omp_get_thread_num(), omp_get_num_threads());
 #else
-  run_blocked(g, Bp, Ap_shared, 0, 1);
+  run_blocked(g, Bp, Ap_shared, nullptr, 0, 1);
 #endif
 }
 
@@ -266,7 +316,10 @@ void gemm_batched(const KernelSet<T>& ks, int64_t batch, bool transA, bool trans
                          (flops < kParallelFlops || batch % nt == 0 || batch >= 4 * nt);
   if (perMatrix) {
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(static_cast<int>(std::min<int64_t>(nt, batch))) schedule(static)
+    // Dynamic chunks: a thread that the OS preempts does not hold up the others.
+    const int64_t chunk = std::max<int64_t>(1, batch / (8 * nt));
+#pragma omp parallel for num_threads(static_cast<int>(std::min<int64_t>(nt, batch))) \
+    schedule(dynamic, chunk)
 #endif
     for (int64_t b = 0; b < batch; ++b) {
       gemm_one(ks, transA, transB, M, N, K, alpha, A + b * strideA, lda, B + b * strideB, ldb,

@@ -198,7 +198,8 @@ void strided_generic(int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B
 
 template <class T>
 KernelSet<T> generic_set(const char* name) {
-  KernelSet<T> ks{name, kMRg, kNRg, 128, 256, 2048, packed_generic<T>, {}};
+  KernelSet<T> ks{name, kMRg, kNRg, 128, 256, 2048, packed_generic<T>, {},
+                  gemv_rows_generic<T>, gemv_dots_generic<T>};
   ks.strided[1] = strided_generic<T, 1>;
   ks.strided[2] = strided_generic<T, 2>;
   ks.strided[3] = strided_generic<T, 3>;
@@ -215,7 +216,8 @@ const KernelSet<float>* choose_float() {
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma")) {
     // kc x 32 B micro-panels stream from L2 while the 12 x kc A micro-panel (12 KiB) stays in L1;
     // the shared kc x nc block of B (1 MiB) fits the 2 MiB L2 of each core.
-    static KernelSet<float> ks{"avx512-12x32", kMR512, 32, 144, 256, 1024, packed_avx512, {}};
+    static KernelSet<float> ks{"avx512-12x32", kMR512, 32, 96, 256, 1024, packed_avx512, {},
+                                 gemv_rows_avx512, gemv_dots_avx512};
     ks.strided[1] = strided_avx512<1>;
     ks.strided[2] = strided_avx512<2>;
     ks.strided[3] = strided_avx512<3>;
@@ -231,7 +233,8 @@ const KernelSet<float>* choose_float() {
     return &ks;
   }
   if (want("avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    static KernelSet<float> ks{"avx2-6x16", kMR2, 16, 120, 256, 1024, packed_avx2, {}};
+    static KernelSet<float> ks{"avx2-6x16", kMR2, 16, 120, 256, 1024, packed_avx2, {},
+                                 gemv_rows_avx2, gemv_dots_avx2};
     ks.strided[1] = strided_avx2<1>;
     ks.strided[2] = strided_avx2<2>;
     ks.strided[3] = strided_avx2<3>;

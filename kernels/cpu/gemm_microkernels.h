@@ -22,6 +22,15 @@ template <class T>
 using StridedKernel = void (*)(int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B,
                                int64_t ldb, T* C, int64_t ldc, T alpha, T beta, int n);
 
+// Few-row products (matrix-vector and the like), memory-bound, so B is streamed once in its own
+// layout. a holds op(A) as m <= kMaxGemvRows contiguous rows of K, already scaled by alpha.
+// Rows:  C[i*ldc + j] = sum_k a[i*K + k] * B[k*ldb + j] + beta * C[i*ldc + j]    (B is K x n)
+// Dots:  C[i*ldc + j] = sum_k a[i*K + k] * B[j*ldb + k] + beta * C[i*ldc + j]    (B is n x K)
+template <class T>
+using GemvKernel = void (*)(int m, int64_t K, const T* a, const T* B, int64_t ldb, T* C,
+                            int64_t ldc, T beta, int64_t n);
+constexpr int kMaxGemvRows = 4;
+
 constexpr int kMaxMR = 16;
 
 template <class T>
@@ -31,7 +40,24 @@ struct KernelSet {
   int64_t mc, kc, nc;  // cache blocks: packed A is mc x kc, packed B is kc x nc
   PackedKernel<T> packed;
   StridedKernel<T> strided[kMaxMR + 1];  // strided[m] for 1 <= m <= mr
+  GemvKernel<T> gemv_rows, gemv_dots;
 };
+
+// gemm_gemv.cc
+template <class T>
+void gemv_rows_generic(int m, int64_t K, const T* a, const T* B, int64_t ldb, T* C, int64_t ldc,
+                       T beta, int64_t n);
+template <class T>
+void gemv_dots_generic(int m, int64_t K, const T* a, const T* B, int64_t ldb, T* C, int64_t ldc,
+                       T beta, int64_t n);
+void gemv_rows_avx512(int m, int64_t K, const float* a, const float* B, int64_t ldb, float* C,
+                      int64_t ldc, float beta, int64_t n);
+void gemv_dots_avx512(int m, int64_t K, const float* a, const float* B, int64_t ldb, float* C,
+                      int64_t ldc, float beta, int64_t n);
+void gemv_rows_avx2(int m, int64_t K, const float* a, const float* B, int64_t ldb, float* C,
+                    int64_t ldc, float beta, int64_t n);
+void gemv_dots_avx2(int m, int64_t K, const float* a, const float* B, int64_t ldb, float* C,
+                    int64_t ldc, float beta, int64_t n);
 
 // Chosen once from the CPU's features (AVX-512, then AVX2+FMA, then portable C++).
 // KILN_GEMM_KERNEL=avx512|avx2|generic overrides the choice (for tests and benchmarks).
