@@ -1,4 +1,5 @@
 // Reductions, matmul and views, forward and backward, against the plain references.
+import test from 'ava';
 import * as kiln from '../src/index.js';
 import { checkOp } from './helpers/checkop.js';
 import * as R from './helpers/reference.js';
@@ -62,3 +63,27 @@ checkOp('slice with negative start', [[4, 3]], (a) => a.slice(0, -2).mul(1), (a)
 checkOp('expand', [[1, 4]], (a) => a.expand([3, 4]).mul(1), (a) => R.zipN([a, R.ref(new Array(12).fill(0), [3, 4])], (v) => v));
 checkOp('unsqueeze/squeeze', [[3, 4]], (a) => a.unsqueeze(1).mul(2).squeeze(1), (a) => R.map(a, (v) => 2 * v));
 checkOp('flatten', [[2, 3, 4]], (a) => a.flatten(1).mul(1), (a) => R.reshape(a, [2, 12]));
+
+test('matmul reads transposed views in place: only the output is allocated', (t) => {
+  kiln.noGrad(() =>
+    kiln.tidy(() => {
+      const a = kiln.randn([64, 32]), b = kiln.randn([48, 64]);
+      const ab = kiln.randn([3, 64, 32]), bb = kiln.randn([3, 48, 64]);
+      for (const [x, y, what] of [[a.T, b.T, '2-D'], [ab.transpose(-1, -2), bb.transpose(1, 2), 'batched']] as const) {
+        const id0 = kiln.Tensor.peekNextId();
+        const bytes0 = kiln.memory().bytes;
+        const out = x.matmul(y);
+        t.is(kiln.Tensor.peekNextId() - id0, 1, `${what}: one new tensor (the output), no contiguous copies`);
+        t.is(kiln.memory().bytes - bytes0, out.size * 4, `${what}: only the output's bytes`);
+        const want = R.matmul(R.ref(x.dataSync(), x.shape), R.ref(y.dataSync(), y.shape));
+        const got = out.dataSync();
+        t.true(got.every((v, i) => Math.abs(v - want.data[i]) < 1e-4 * (1 + Math.abs(want.data[i]))), `${what}: values`);
+      }
+    }),
+  );
+});
+
+// empty tensors
+checkOp('sum over an empty axis is 0', [[0, 3]], (a) => a.sum(0), (a) => R.reduce(a, 'sum', 0));
+checkOp('matmul with K = 0 is all zeros', [[2, 0], [0, 3]], (a, b) => a.matmul(b), R.matmul);
+checkOp('add of empty tensors', [[0, 3], [3]], (a, b) => a.add(b), R.add);
