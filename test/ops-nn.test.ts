@@ -113,3 +113,21 @@ test('dropout backward uses the same mask as forward', (t) => {
     t.pass();
   });
 });
+
+test('crossEntropy with every target ignored: NaN loss (0/0, like PyTorch) and zero gradient', (t) => {
+  kiln.tidy(() => {
+    const l = kiln.tensor([[1, 2], [3, 4]], { requiresGrad: true });
+    const ce = kiln.crossEntropy(l, kiln.tensor(Int32Array.from([-100, -100])));
+    t.true(Number.isNaN(ce.item()));
+    ce.backward();
+    t.deepEqual(Array.from(l.grad!.dataSync()), [0, 0, 0, 0]);
+  });
+});
+
+test('topk and argmax break ties toward the lower index', (t) => {
+  kiln.tidy(() => {
+    const x = kiln.tensor([[1, 3, 3, 2], [5, 5, 5, 5]]);
+    t.deepEqual(x.topk(2).indices.toArray(), [[1, 2], [0, 1]]);
+    t.deepEqual(x.argmax(1).toArray(), [1, 0]);
+  });
+});

@@ -87,3 +87,15 @@ test('matmul reads transposed views in place: only the output is allocated', (t)
 checkOp('sum over an empty axis is 0', [[0, 3]], (a) => a.sum(0), (a) => R.reduce(a, 'sum', 0));
 checkOp('matmul with K = 0 is all zeros', [[2, 0], [0, 3]], (a, b) => a.matmul(b), R.matmul);
 checkOp('add of empty tensors', [[0, 3], [3]], (a, b) => a.add(b), R.add);
+
+test('max/min share the gradient evenly over ties (like torch.amax); logsumexp of an all -inf row is -inf', (t) => {
+  kiln.tidy(() => {
+    const x = kiln.tensor([[1, 3, 3], [2, 2, 2]], { requiresGrad: true });
+    x.max(1).sum().backward();
+    t.deepEqual(Array.from(x.grad!.dataSync()), [0, 0.5, 0.5, 1 / 3, 1 / 3, 1 / 3].map(Math.fround));
+    const y = kiln.tensor([-1, -4, -4], { requiresGrad: true });
+    y.min().backward();
+    t.deepEqual(Array.from(y.grad!.dataSync()), [0, 0.5, 0.5]);
+    t.deepEqual(kiln.tensor([[-Infinity, -Infinity], [0, -Infinity]]).logsumexp(1).toArray(), [-Infinity, 0]);
+  });
+});
