@@ -45,3 +45,5 @@ export function getNumThreads(): number {
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * as sched from './sched/index.js';
+export * as io from './io/index.js';
+export * as train from './train/index.js';
