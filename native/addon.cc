@@ -10,7 +10,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_elementwise(env, exports);
   register_ops(env, exports);
   register_optim(env, exports);
+  for (Registrar r : registrars()) r(env, exports);
   return exports;
+}
+
+std::vector<Registrar>& registrars() {
+  static std::vector<Registrar> list;
+  return list;
 }
 
 NODE_API_MODULE(kiln, Init)

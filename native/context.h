@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../kernels/cpu/elementwise.h"
 #include "storage.h"
@@ -65,6 +66,16 @@ void register_memory(Napi::Env env, Napi::Object exports);
 void register_elementwise(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);
 void register_optim(Napi::Env, Napi::Object);
+
+// Op families register themselves at load: a new native/*.cc file adds
+// `KILN_REGISTER(register_xyz);` after defining `void register_xyz(Napi::Env, Napi::Object)`,
+// with no edit to addon.cc.
+using Registrar = void (*)(Napi::Env, Napi::Object);
+std::vector<Registrar>& registrars();
+struct AutoRegister {
+  explicit AutoRegister(Registrar r) { registrars().push_back(r); }
+};
+#define KILN_REGISTER(fn) static ::kiln::native::AutoRegister kiln_auto_register_##fn(fn)
 
 #define KILN_EXPORT(exports, name, fn) \
   exports.Set(name, Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return ::kiln::native::guard(info, fn); }, name))
