@@ -8,7 +8,7 @@ import { cudaReason } from './helpers/checkop.js';
 const i32 = (v: number[]) => kiln.tensor(Int32Array.from(v));
 
 /** fn throws a KilnError with `code` whose message matches every pattern. */
-function throwsKiln(t: ExecutionContext, fn: () => unknown, code: string, ...patterns: (string | RegExp)[]): void {
+function throwsKiln(t: ExecutionContext, fn: () => unknown, code: kiln.KilnErrorCode, ...patterns: (string | RegExp)[]): void {
   const base = kiln.memory().tensors;
   const err = t.throws(() => kiln.tidy(() => { fn(); }), { instanceOf: kiln.KilnError }) as kiln.KilnError | undefined;
   if (!err) return;
@@ -176,7 +176,7 @@ test('the process goes on after every kind of error', (t) => {
 // ---------------------------------------------------------------- the raw addon
 
 /** The addon throws a KilnError (not an abort) with `code`. */
-function addonThrows(t: ExecutionContext, fn: () => unknown, code: string, what: string): void {
+function addonThrows(t: ExecutionContext, fn: () => unknown, code: kiln.KilnErrorCode, what: string): void {
   const e = t.throws(fn, { instanceOf: kiln.KilnError }, what) as kiln.KilnError | undefined;
   if (e) t.is(e.code, code, `${what}: ${e.message}`);
 }

@@ -103,14 +103,14 @@ test('uniform and normal moments; randint covers its range uniformly', (t) => {
   kiln.manualSeed(31337);
   const n = 200_000;
   kiln.tidy(() => {
-    const u = kiln.rand([n]).dataSync();
+    const u = Array.from(kiln.rand([n]).dataSync());
     const mu = u.reduce((s, v) => s + v, 0) / n;
     const vu = u.reduce((s, v) => s + (v - mu) ** 2, 0) / n;
     t.true(Math.abs(mu - 0.5) < 5 * Math.sqrt(1 / 12 / n), `uniform mean ${mu}`);
     t.true(Math.abs(vu - 1 / 12) < 0.002, `uniform variance ${vu}`);
     t.true(u.every((v) => v >= 0 && v < 1), 'uniform values in [0, 1)');
 
-    const z = kiln.randn([n], { dtype: 'float64' }).dataSync();
+    const z = Array.from(kiln.randn([n], { dtype: 'float64' }).dataSync());
     const mz = z.reduce((s, v) => s + v, 0) / n;
     const m2 = z.reduce((s, v) => s + (v - mz) ** 2, 0) / n;
     const m3 = z.reduce((s, v) => s + (v - mz) ** 3, 0) / n;
@@ -122,12 +122,12 @@ test('uniform and normal moments; randint covers its range uniformly', (t) => {
     const within1 = z.filter((v) => Math.abs(v) < 1).length / n;
     t.true(Math.abs(within1 - 0.6827) < 0.005, `P(|z| < 1) = ${within1}`);
 
-    const s = kiln.randn([50_000], { mean: 3, std: 0.5 }).dataSync();
+    const s = Array.from(kiln.randn([50_000], { mean: 3, std: 0.5 }).dataSync());
     const ms = s.reduce((p, v) => p + v, 0) / s.length;
     const sd = Math.sqrt(s.reduce((p, v) => p + (v - ms) ** 2, 0) / s.length);
     t.true(Math.abs(ms - 3) < 0.01 && Math.abs(sd - 0.5) < 0.01, `randn mean/std ${ms}/${sd}`);
 
-    const k = kiln.randint(-5, 5, [100_000]).dataSync();
+    const k = Array.from(kiln.randint(-5, 5, [100_000]).dataSync());
     t.true(k.every((v) => v >= -5 && v < 5), 'randint in [low, high)');
     const counts = new Array(10).fill(0);
     k.forEach((v) => counts[v + 5]++);
