@@ -1,0 +1,213 @@
+// Bidirectional encoder (with a timestep-embedding hook for diffusion denoisers), a small Vision
+// Transformer, and an encoder-decoder Seq2Seq with cross-attention. All pre-LN, GPT-2 initialised.
+import { KilnError, shapeStr } from '../errors.js';
+import { Tensor } from '../tensor/tensor.js';
+import { arange, zeros } from '../ops/creation.js';
+import { add, cos, exp, mul, sin } from '../ops/elementwise.js';
+import { embedding } from '../ops/nn.js';
+import { concat } from '../ops/views.js';
+import { MultiheadAttention } from './attention.js';
+import { TransformerBlock, type BlockOptions } from './gpt.js';
+import { gpt2Init } from './init.js';
+import { Embedding, LayerNorm, Linear, MLP, type LayerOptions } from './layers.js';
+import { Module, parameter } from './module.js';
+
+/** Sinusoidal embedding of (float) timesteps t [B] -> [B, dim] (sin half, then cos half). */
+export function timestepEmbedding(t: Tensor, dim: number, maxPeriod = 10000): Tensor {
+  if (t.ndim !== 1) throw new KilnError('SHAPE_MISMATCH', `timestepEmbedding: t must be [B], got ${shapeStr(t.shape)}`);
+  const half = Math.floor(dim / 2);
+  const freqs = exp(mul(arange(0, half, 1, { dtype: t.dtype === 'float64' ? 'float64' : 'float32' }), -Math.log(maxPeriod) / half));
+  const args = mul(t.reshape([-1, 1]).to(freqs.dtype), freqs.reshape([1, half]));
+  const e = concat([sin(args), cos(args)], 1);
+  return dim % 2 ? concat([e, zeros([t.shape[0], 1], { dtype: e.dtype })], 1) : e;
+}
+
+export interface EncoderConfig {
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+  /** Longest sequence (learned position embeddings). */
+  maxLen: number;
+  /** Token input, or vector input of inputDim; output is the hidden state, or a linear read-out of outputDim. */
+  vocabSize?: number;
+  inputDim?: number;
+  outputDim?: number;
+  /** Adds an MLP of the sinusoidal embedding of a timestep t [B] to every position (diffusion denoisers). */
+  timestep?: boolean;
+  dropout?: number;
+  dtype?: LayerOptions['dtype'];
+  device?: LayerOptions['device'];
+}
+
+/** Bidirectional transformer encoder. */
+export class TransformerEncoder extends Module {
+  wte: Embedding | null = null;
+  readIn: Linear | null = null;
+  wpe: Embedding;
+  timeMlp: MLP | null = null;
+  h: TransformerBlock[];
+  lnF: LayerNorm;
+  readOut: Linear | null = null;
+  constructor(readonly config: EncoderConfig) {
+    super();
+    const { nLayer, nHead, nEmbd, maxLen } = config;
+    const o = { dtype: config.dtype, device: config.device };
+    if ((config.vocabSize === undefined) === (config.inputDim === undefined))
+      throw new KilnError('INVALID_ARGUMENT', 'TransformerEncoder: give either vocabSize or inputDim');
+    if (config.vocabSize !== undefined) this.wte = new Embedding(config.vocabSize, nEmbd, o);
+    else this.readIn = new Linear(config.inputDim!, nEmbd, o);
+    this.wpe = new Embedding(maxLen, nEmbd, o);
+    if (config.timestep) this.timeMlp = new MLP(nEmbd, { ...o, activation: 'gelu' });
+    const bo: BlockOptions = { ...o, causal: false, dropout: config.dropout };
+    this.h = Array.from({ length: nLayer }, () => new TransformerBlock(nEmbd, nHead, bo));
+    this.lnF = new LayerNorm(nEmbd, o);
+    if (config.outputDim !== undefined) this.readOut = new Linear(nEmbd, config.outputDim, o);
+    gpt2Init(this, { nLayer });
+  }
+
+  /**
+   * x: int32 [B, T] or float [B, T, inputDim]; t: timesteps [B] (needs `timestep`); cond: an extra
+   * [B, nEmbd] vector added to every position; mask: nonzero = hidden, broadcastable to [B, H, T, T].
+   */
+  forward(x: Tensor, opts: { t?: Tensor; cond?: Tensor; mask?: Tensor } = {}): Tensor {
+    const T = x.shape[1];
+    if (T > this.config.maxLen) throw new KilnError('SHAPE_MISMATCH', `TransformerEncoder: length ${T} exceeds maxLen ${this.config.maxLen}`);
+    let h = this.wte ? this.wte.forward(x) : this.readIn!.forward(x);
+    h = add(h, embedding(this.wpe.weight, arange(0, T)));
+    if (opts.t) {
+      if (!this.timeMlp) throw new KilnError('INVALID_ARGUMENT', 'TransformerEncoder: built without timestep: true');
+      const te = this.timeMlp.forward(timestepEmbedding(opts.t, this.config.nEmbd).to(h.dtype));
+      h = add(h, te.unsqueeze(1));
+    }
+    if (opts.cond) h = add(h, opts.cond.unsqueeze(1));
+    for (const b of this.h) h = b.forward(h, opts.mask);
+    h = this.lnF.forward(h);
+    return this.readOut ? this.readOut.forward(h) : h;
+  }
+}
+
+export interface ViTConfig {
+  imageSize: number;
+  patchSize: number;
+  channels: number;
+  numClasses: number;
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+  dtype?: LayerOptions['dtype'];
+}
+
+/** Vision Transformer: non-overlapping patches -> linear embedding, a class token, encoder, head. */
+export class ViT extends Module {
+  patchEmbed: Linear;
+  clsToken: Tensor;
+  wpe: Embedding;
+  h: TransformerBlock[];
+  lnF: LayerNorm;
+  head: Linear;
+  readonly nPatches: number;
+  constructor(readonly config: ViTConfig) {
+    super();
+    const { imageSize: S, patchSize: P, channels: C, nEmbd } = config;
+    if (S % P !== 0) throw new KilnError('INVALID_ARGUMENT', `ViT: imageSize ${S} is not a multiple of patchSize ${P}`);
+    const o = { dtype: config.dtype };
+    this.nPatches = (S / P) ** 2;
+    this.patchEmbed = new Linear(C * P * P, nEmbd, o);
+    this.clsToken = parameter(zeros([1, 1, nEmbd], o));
+    this.wpe = new Embedding(this.nPatches + 1, nEmbd, o);
+    this.h = Array.from({ length: config.nLayer }, () => new TransformerBlock(nEmbd, config.nHead, { ...o, causal: false, activation: 'gelu' }));
+    this.lnF = new LayerNorm(nEmbd, o);
+    this.head = new Linear(nEmbd, config.numClasses, o);
+    gpt2Init(this, { nLayer: config.nLayer });
+  }
+
+  /** images [B, C, H, W] -> patches [B, N, C*P*P] (each patch flattened channel-major). */
+  patchify(x: Tensor): Tensor {
+    const { imageSize: S, patchSize: P, channels: C } = this.config;
+    if (x.ndim !== 4 || x.shape[1] !== C || x.shape[2] !== S || x.shape[3] !== S)
+      throw new KilnError('SHAPE_MISMATCH', `ViT: images must be [B, ${C}, ${S}, ${S}], got ${shapeStr(x.shape)}`);
+    const B = x.shape[0], g = S / P;
+    return x.reshape([B, C, g, P, g, P]).permute([0, 2, 4, 1, 3, 5]).reshape([B, g * g, C * P * P]);
+  }
+
+  /** Class logits [B, numClasses]; `features` returns the class token's final state instead. */
+  forward(x: Tensor, features = false): Tensor {
+    const B = x.shape[0];
+    let h = this.patchEmbed.forward(this.patchify(x));
+    h = concat([this.clsToken.expand([B, 1, this.config.nEmbd]), h], 1);
+    h = add(h, embedding(this.wpe.weight, arange(0, this.nPatches + 1)));
+    for (const b of this.h) h = b.forward(h);
+    const cls = this.lnF.forward(h).narrow(1, 0, 1).squeeze(1);
+    return features ? cls : this.head.forward(cls);
+  }
+}
+
+/** Decoder block: causal self-attention, cross-attention to the encoder memory, MLP (all pre-LN). */
+export class DecoderBlock extends Module {
+  ln1: LayerNorm;
+  selfAttn: MultiheadAttention;
+  ln2: LayerNorm;
+  crossAttn: MultiheadAttention;
+  ln3: LayerNorm;
+  mlp: MLP;
+  constructor(nEmbd: number, nHead: number, opts: LayerOptions & { dropout?: number } = {}) {
+    super();
+    const o = { dtype: opts.dtype, device: opts.device };
+    this.ln1 = new LayerNorm(nEmbd, o);
+    this.selfAttn = new MultiheadAttention(nEmbd, nHead, { ...o, causal: true, dropout: opts.dropout });
+    this.ln2 = new LayerNorm(nEmbd, o);
+    this.crossAttn = new MultiheadAttention(nEmbd, nHead, { ...o, cross: true, dropout: opts.dropout });
+    this.ln3 = new LayerNorm(nEmbd, o);
+    this.mlp = new MLP(nEmbd, { ...o, activation: 'gelu_tanh', dropout: opts.dropout });
+  }
+  forward(x: Tensor, memory: Tensor, memoryMask?: Tensor | null): Tensor {
+    x = add(x, this.selfAttn.forward(this.ln1.forward(x)));
+    x = add(x, this.crossAttn.forward(this.ln2.forward(x), memory, memoryMask));
+    return add(x, this.mlp.forward(this.ln3.forward(x)));
+  }
+}
+
+export interface Seq2SeqConfig {
+  srcVocabSize: number;
+  tgtVocabSize: number;
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+  maxLen: number;
+  dropout?: number;
+  dtype?: LayerOptions['dtype'];
+}
+
+/** Encoder-decoder transformer; the output projection is tied to the target embedding. */
+export class Seq2Seq extends Module {
+  encoder: TransformerEncoder;
+  tgtEmbed: Embedding;
+  tgtPos: Embedding;
+  decoder: DecoderBlock[];
+  lnF: LayerNorm;
+  constructor(readonly config: Seq2SeqConfig) {
+    super();
+    const { nLayer, nHead, nEmbd, maxLen } = config;
+    const o = { dtype: config.dtype };
+    this.encoder = new TransformerEncoder({ nLayer, nHead, nEmbd, maxLen, vocabSize: config.srcVocabSize, dropout: config.dropout, dtype: config.dtype });
+    this.tgtEmbed = new Embedding(config.tgtVocabSize, nEmbd, o);
+    this.tgtPos = new Embedding(maxLen, nEmbd, o);
+    this.decoder = Array.from({ length: nLayer }, () => new DecoderBlock(nEmbd, nHead, { ...o, dropout: config.dropout }));
+    this.lnF = new LayerNorm(nEmbd, o);
+    gpt2Init(this, { nLayer: 2 * nLayer });
+  }
+  encode(src: Tensor, srcMask?: Tensor): Tensor {
+    return this.encoder.forward(src, { mask: srcMask });
+  }
+  /** Logits [B, T, tgtVocabSize] for target prefix tgt [B, T] given the encoder memory. */
+  decode(tgt: Tensor, memory: Tensor, memoryMask?: Tensor | null): Tensor {
+    const T = tgt.shape[1];
+    let h = add(this.tgtEmbed.forward(tgt), embedding(this.tgtPos.weight, arange(0, T)));
+    for (const b of this.decoder) h = b.forward(h, memory, memoryMask);
+    h = this.lnF.forward(h);
+    return h.matmul(this.tgtEmbed.weight.transpose(0, 1));
+  }
+  forward(src: Tensor, tgt: Tensor): Tensor {
+    return this.decode(tgt, this.encode(src));
+  }
+}
