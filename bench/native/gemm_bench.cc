@@ -1,6 +1,7 @@
 // Standalone correctness check and benchmark for kiln::cpu::gemm (kernels/cpu/gemm.cc).
 // Build (from the repository root):
-//   g++ -O3 -fopenmp -std=c++17 -Ikernels/cpu bench/native/gemm_bench.cc kernels/cpu/gemm.cc kernels/cpu/gemm_microkernels.cc kernels/cpu/threads.cc -o /tmp/gemm_bench
+//   g++ -O3 -fopenmp -std=c++17 -Ikernels/cpu bench/native/gemm_bench.cc kernels/cpu/gemm.cc kernels/cpu/gemm_microkernels.cc kernels/cpu/gemm_gemv.cc kernels/cpu/threads.cc -o /tmp/gemm_bench
+//   (add -DKILN_GEMM_TUNING to honour the KILN_GEMM_{PACKA,PACKB,MC,KC,NC} plan overrides)
 // Usage:
 //   /tmp/gemm_bench --check [--all-kernels]   check against a naive double-precision triple loop;
 //                                             exits 1 on any failure. --all-kernels reruns the check

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <vector>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -30,7 +31,7 @@ T* scratch(int slot, int64_t count) {
     size_t bytes = 0;
     ~Buffer() { std::free(p); }
   };
-  static thread_local Buffer buffers[2];
+  static thread_local Buffer buffers[3];  // 0: packed B, 1: packed A, 2: partial C
   Buffer& b = buffers[slot];
   size_t need = (static_cast<size_t>(count) * sizeof(T) + 63) / 64 * 64;
   if (need > b.bytes) {
@@ -120,13 +121,12 @@ void pack_b(const Plan<T>& g, int64_t k0, int64_t kc, int64_t j0, int64_t n, int
         for (int c = 0; c < cols; ++c) d[k * NR + c] = s[c];
         for (int c = cols; c < NR; ++c) d[k * NR + c] = T(0);
       }
-    } else {
-      for (int c = 0; c < cols; ++c) {
-        const T* s = g.B + (j + c) * g.ldb + k0;
-        for (int64_t k = 0; k < kc; ++k) d[k * NR + c] = s[k];
+    } else {  // a transpose: gather each k row of the panel from `cols` rows of B
+      const T* s = g.B + j * g.ldb + k0;
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int c = 0; c < cols; ++c) d[k * NR + c] = s[c * g.ldb + k];
+        for (int c = cols; c < NR; ++c) d[k * NR + c] = T(0);
       }
-      for (int c = cols; c < NR; ++c)
-        for (int64_t k = 0; k < kc; ++k) d[k * NR + c] = T(0);
     }
   }
 }
@@ -235,19 +235,65 @@ void gemv_few_rows(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, 
 template <class T>
 void gemm_one(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
               T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
+              int64_t ldc, int nt);
+
+// Long K against a small C (weight gradients: K is batch x tokens): each thread multiplies its
+// own K range on its own, with no barrier and nothing packed twice, then the partial products
+// are summed into C.
+template <class T>
+void gemm_split_k(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64_t N,
+                  int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
+                  T* C, int64_t ldc, int nt) {
+#ifdef _OPENMP
+  std::vector<T*> parts(nt, nullptr);
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    const int64_t k0 = K * tid / nth, k1 = K * (tid + 1) / nth;
+    const T* a = transA ? A + k0 * lda : A + k0;
+    const T* b = transB ? B + k0 : B + k0 * ldb;
+    if (tid == 0) {  // the first range goes straight into C, with beta
+      gemm_one(ks, transA, transB, M, N, k1 - k0, alpha, a, lda, b, ldb, beta, C, ldc, 1);
+    } else {
+      parts[tid] = scratch<T>(2, M * N);
+      gemm_one(ks, transA, transB, M, N, k1 - k0, alpha, a, lda, b, ldb, T(0), parts[tid], N, 1);
+    }
+#pragma omp barrier
+    for (int64_t i = M * tid / nth; i < M * (tid + 1) / nth; ++i) {
+      T* c = C + i * ldc;
+      for (int t = 1; t < nth; ++t) {
+        const T* p = parts[t] + i * N;
+        for (int64_t j = 0; j < N; ++j) c[j] += p[j];
+      }
+    }
+  }
+#else
+  gemm_one(ks, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+#endif
+}
+
+template <class T>
+void gemm_one(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+              T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
               int64_t ldc, int nt) {
   if (M <= gemm_detail::kMaxGemvRows) {
     gemv_few_rows(ks, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt);
     return;
   }
+  if (nt > 1 && 2.0 * M * N * K >= kParallelFlops && K >= 2 * std::max(M, N) &&
+      M * N <= (int64_t(1) << 22)) {
+    gemm_split_k(ks, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt);
+    return;
+  }
   Plan<T> g{&ks, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
             true, true, true, 0, 0, 0};
   const int MR = ks.mr, NR = ks.nr;
-  // Packing B pays when its panels are reused by several row tiles (or to transpose it).
+  // Packing B pays when its panels are reused by several row tiles and B does not sit in L1
+  // anyway (then in-place rows cost TLB misses and defeat the prefetchers), or to transpose it.
   // A row-major A is read in place: its mr rows stream well and the mr x kc micro-panel stays in
   // L1 across the column panels, so packing it measured slower. A transposed A is packed (a
   // contiguous copy) when more than one column panel reuses it.
-  g.packB = transB || M > 2 * MR;
+  g.packB = transB || (M > 2 * MR && K * N * int64_t(sizeof(T)) > 48 * 1024);
   g.packA = transA && N > NR;
   int64_t mc = ks.mc, kc = ks.kc, nc = ks.nc;
 #ifdef KILN_GEMM_TUNING  // experiments only: KILN_GEMM_{PACKA,PACKB,MC,KC,NC} override the plan

@@ -24,7 +24,7 @@ namespace {
 // keeping two FMAs per broadcast element.
 constexpr int kMR512 = 12;
 
-template <int MR, bool kPackedA>
+template <int MR, bool kPackedA, int NV>  // NV: 16-wide vectors per row (1 for n <= 16)
 KILN_TARGET_AVX512 inline void tile_avx512(int64_t K, const float* A, int64_t rsa, int64_t csa,
                                            const float* B, int64_t ldb, float* C, int64_t ldc,
                                            float alpha, float beta, int m, int n) {
@@ -38,12 +38,12 @@ KILN_TARGET_AVX512 inline void tile_avx512(int64_t K, const float* A, int64_t rs
 #pragma GCC unroll 2
     for (int64_t k = 0; k < K; ++k) {
       const __m512 b0 = _mm512_maskz_loadu_ps(k0, B);
-      const __m512 b1 = _mm512_maskz_loadu_ps(k1, B + 16);
+      const __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(k1, B + 16) : b0;
 #pragma GCC unroll 16
       for (int r = 0; r < MR; ++r) {
         const __m512 a = _mm512_set1_ps(A[r]);
         c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-        c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+        if (NV > 1) c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
       }
       A += MR;
       B += ldb;
@@ -51,12 +51,12 @@ KILN_TARGET_AVX512 inline void tile_avx512(int64_t K, const float* A, int64_t rs
   } else {
     for (int64_t k = 0; k < K; ++k) {
       const __m512 b0 = _mm512_maskz_loadu_ps(k0, B);
-      const __m512 b1 = _mm512_maskz_loadu_ps(k1, B + 16);
+      const __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(k1, B + 16) : b0;
 #pragma GCC unroll 16
       for (int r = 0; r < MR; ++r) {
         const __m512 a = _mm512_set1_ps(A[r * rsa]);
         c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-        c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+        if (NV > 1) c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
       }
       A += csa;
       B += ldb;
@@ -68,7 +68,7 @@ KILN_TARGET_AVX512 inline void tile_avx512(int64_t K, const float* A, int64_t rs
     for (int r = 0; r < MR; ++r) {
       if (kPackedA && r >= m) break;
       _mm512_mask_storeu_ps(C + r * ldc, k0, _mm512_mul_ps(va, c0[r]));
-      _mm512_mask_storeu_ps(C + r * ldc + 16, k1, _mm512_mul_ps(va, c1[r]));
+      if (NV > 1) _mm512_mask_storeu_ps(C + r * ldc + 16, k1, _mm512_mul_ps(va, c1[r]));
     }
   } else {
     const __m512 vb = _mm512_set1_ps(beta);
@@ -78,21 +78,24 @@ KILN_TARGET_AVX512 inline void tile_avx512(int64_t K, const float* A, int64_t rs
       float* c = C + r * ldc;
       _mm512_mask_storeu_ps(c, k0, _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, c),
                                                    _mm512_mul_ps(va, c0[r])));
-      _mm512_mask_storeu_ps(c + 16, k1, _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, c + 16),
-                                                        _mm512_mul_ps(va, c1[r])));
+      if (NV > 1)
+        _mm512_mask_storeu_ps(c + 16, k1, _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, c + 16),
+                                                          _mm512_mul_ps(va, c1[r])));
     }
   }
 }
 
 KILN_TARGET_AVX512 void packed_avx512(int64_t K, const float* A, const float* B, int64_t ldb,
                                       float* C, int64_t ldc, float alpha, float beta, int m, int n) {
-  tile_avx512<kMR512, true>(K, A, 1, kMR512, B, ldb, C, ldc, alpha, beta, m, n);
+  if (n > 16) tile_avx512<kMR512, true, 2>(K, A, 1, kMR512, B, ldb, C, ldc, alpha, beta, m, n);
+  else tile_avx512<kMR512, true, 1>(K, A, 1, kMR512, B, ldb, C, ldc, alpha, beta, m, n);
 }
 template <int MR>
 KILN_TARGET_AVX512 void strided_avx512(int64_t K, const float* A, int64_t rsa, int64_t csa,
                                        const float* B, int64_t ldb, float* C, int64_t ldc,
                                        float alpha, float beta, int n) {
-  tile_avx512<MR, false>(K, A, rsa, csa, B, ldb, C, ldc, alpha, beta, MR, n);
+  if (n > 16) tile_avx512<MR, false, 2>(K, A, rsa, csa, B, ldb, C, ldc, alpha, beta, MR, n);
+  else tile_avx512<MR, false, 1>(K, A, rsa, csa, B, ldb, C, ldc, alpha, beta, MR, n);
 }
 
 // ---------------------------------------------------------------- AVX2 + FMA: 6 x 16 tile
