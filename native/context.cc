@@ -30,8 +30,10 @@ Napi::Value guard(const Napi::CallbackInfo& info, Napi::Value (*fn)(const Napi::
   } catch (const std::bad_alloc&) {
     code = "OUT_OF_MEMORY";
     message = "native allocation failed";
-  } catch (const Napi::Error&) {
-    throw;
+  } catch (const Napi::Error& e) {
+    // A wrong JavaScript type reached node-addon-api (e.g. a string where a number belongs).
+    code = "INVALID_ARGUMENT";
+    message = e.Message();
   } catch (const std::exception& e) {
     code = "INTERNAL";
     message = e.what();
