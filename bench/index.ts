@@ -1,12 +1,18 @@
 // The benchmarks behind `kiln bench <name>`.
 import { benchGemm, benchOverhead } from './core.js';
+import { benchTrainStep } from './train.js';
 import type { BenchRow } from './harness.js';
+import { benchContrastive } from './contrastive.js';
+import { benchDiffusion } from './diffusion.js';
 
 export type BenchFn = (threads: number, only?: string[]) => { rows: BenchRow[]; torch: string | null; torchError?: string };
 
 export const benchmarks: Record<string, { summary: string; run: BenchFn }> = {
   gemm: { summary: 'float32 GEMM shapes from bench/gemm_shapes.txt vs torch.mm/bmm', run: benchGemm },
   overhead: { summary: 'dispatch overhead of a 16-element add vs PyTorch eager', run: benchOverhead },
+  contrastive: { summary: 'fused NT-Xent forward+backward at (N, D) = (512, 128), (2048, 256) vs PyTorch eager', run: benchContrastive },
+  diffusion: { summary: 'fused DDPM step with Philox noise on (64, 64, 128) vs PyTorch eager', run: benchDiffusion },
+  'train-step': { summary: 'ICL GPT-2 training step (small: 4L/4H/128, paper: 12L/8H/256) vs PyTorch', run: benchTrainStep },
 };
 
 export { formatReport } from './harness.js';

@@ -1,0 +1,43 @@
+// `kiln bench train-step`: the in-context-learning GPT-2 training step (vector read-in, scalar
+// read-out, MSE, Adam) in kiln against the same model in PyTorch (bench/reference/torch_train_step.py).
+import * as kiln from '../src/index.js';
+import { runTorch, timeIt, type BenchRow } from './harness.js';
+
+const SIZES: Record<string, { L: number; H: number; C: number }> = {
+  small: { L: 4, H: 4, C: 128 },
+  paper: { L: 12, H: 8, C: 256 },
+};
+
+export function benchTrainStep(threads: number, only?: string[]): { rows: BenchRow[]; torch: string | null; torchError?: string } {
+  const rows: BenchRow[] = [];
+  let torchName: string | null = null, torchError: string | undefined;
+  const B = 64, T = 42, D = 10;
+  for (const [name, { L, H, C }] of Object.entries(SIZES)) {
+    if (only && !only.includes(name)) continue;
+    kiln.manualSeed(0);
+    const model = new kiln.nn.GPT({ nLayer: L, nHead: H, nEmbd: C, inputDim: D, outputDim: 1, blockSize: T });
+    const opt = new kiln.optim.Adam(model.parameters(), { lr: 1e-4 });
+    const x = kiln.randn([B, T, D]), y = kiln.randn([B, T, 1]);
+    const step = () => {
+      opt.zeroGrad();
+      kiln.tidy(() => kiln.mseLoss(model.forward(x), y).backward());
+      opt.step();
+    };
+    const t = timeIt(step, { reps: 5, targetMs: 500, warmup: 3 });
+    const label = `${name} (${L}L ${H}H ${C}w, B${B} T${T})`;
+    const row: BenchRow = { case: label, kiln: t, unit: 'steps/s', kilnRate: 1000 / t.medianMs };
+    const ref = runTorch('torch_train_step.py', ['--layers', `${L}`, '--heads', `${H}`, '--embd', `${C}`, '--threads', `${threads}`,
+      '--steps', name === 'paper' ? '5' : '20', '--batch', `${B}`, '--positions', `${T}`, '--dim', `${D}`]);
+    if (ref.json) {
+      torchName = ref.json.framework;
+      row.torch = { ms: ref.json.ms_per_step };
+      row.torchRate = ref.json.steps_per_s;
+      row.speedup = ref.json.ms_per_step / t.medianMs;
+    } else torchError = ref.error;
+    rows.push(row);
+    for (const p of model.parameters()) p.dispose();
+    x.dispose();
+    y.dispose();
+  }
+  return { rows, torch: torchName, torchError };
+}
