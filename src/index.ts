@@ -47,3 +47,5 @@ export * as optim from './optim/index.js';
 export * as sched from './sched/index.js';
 export * as io from './io/index.js';
 export * as train from './train/index.js';
+export { scaledDotProductAttention } from './ops/attention.js';
+export type { AttentionOptions } from './ops/attention.js';

@@ -1,0 +1,509 @@
+// Fused attention, FlashAttention-2 style (Dao 2023): the forward walks key tiles with an online
+// softmax per query tile; the backward walks query tiles per key tile, recomputing the scores
+// from the saved logsumexp, with D_i = rowsum(dO o O). Tiles are Br x Bc (Bc = four SIMD vectors),
+// multiplied by register-blocked micro-kernels on GCC vector types; AVX-512/AVX2 clones are picked
+// at load time. Scratch per task is a few tiles, plus O(T * D) per head: linear in T.
+#include "attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "../common/philox.h"
+#include "parallel.h"
+#include "vmath.h"
+
+namespace kiln {
+namespace cpu {
+namespace {
+
+// The tile helpers are always inlined into the ISA clones, so vector-argument ABI notes do not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define KILN_AI __attribute__((always_inline)) inline
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(KILN_NO_CLONES)
+// Unlike KILN_CLONES these clones use FMA: attention sums in tile order anyway, so bitwise
+// agreement across ISAs is not promised (results agree to rounding).
+#define KILN_ATTN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define KILN_ATTN_CLONES
+#endif
+
+template <class T> struct VecOf { typedef T type __attribute__((vector_size(64))); };
+template <class T> using Vec = typename VecOf<T>::type;
+template <class T> constexpr int kLanes = 64 / int(sizeof(T));
+template <class T> constexpr int kBc = 4 * kLanes<T>;  // key columns per tile
+constexpr int64_t kBr = 64;                            // query rows per tile
+
+template <class T> KILN_AI Vec<T> vload(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof v); return v; }
+template <class T> KILN_AI void vstore(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof v); }
+
+KILN_AI float exp_t(float x) { return vmath::exp_f(x); }
+KILN_AI double exp_t(double x) { return std::exp(x); }
+KILN_AI float sel(bool c, float a, float b) { return vmath::select_f(c, a, b); }
+KILN_AI double sel(bool c, double a, double b) {
+  int64_t m = -static_cast<int64_t>(c), ia, ib;
+  std::memcpy(&ia, &a, 8);
+  std::memcpy(&ib, &b, 8);
+  int64_t r = (ia & m) | (ib & ~m);
+  double out;
+  std::memcpy(&out, &r, 8);
+  return out;
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// C[r][0, Bc) = sum_d A[r * lda + d] * BT[d * Bc + (0, Bc)] for r < NR (BT is a packed transposed tile).
+template <class T, int NR>
+KILN_AI void tile_abt_rows(const T* A, int64_t lda, const T* BT, int64_t D, T* C) {
+  constexpr int L = kLanes<T>, Bc = kBc<T>;
+  Vec<T> acc[NR][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) acc[r][u] = Vec<T>{};
+  for (int64_t d = 0; d < D; ++d) {
+    const T* b = BT + d * Bc;
+    Vec<T> b0 = vload(b), b1 = vload(b + L), b2 = vload(b + 2 * L), b3 = vload(b + 3 * L);
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      T x = A[r * lda + d];
+      acc[r][0] += x * b0;
+      acc[r][1] += x * b1;
+      acc[r][2] += x * b2;
+      acc[r][3] += x * b3;
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) vstore(C + r * Bc + u * L, acc[r][u]);
+}
+
+// C [nr x Bc] (row stride Bc) = A [nr x D] (row stride lda) times the packed BT [D x Bc].
+template <class T>
+KILN_AI void tile_abt(const T* A, int64_t lda, const T* BT, int64_t D, T* C, int64_t nr) {
+  constexpr int Bc = kBc<T>;
+  int64_t r = 0;
+  for (; r + 4 <= nr; r += 4) tile_abt_rows<T, 4>(A + r * lda, lda, BT, D, C + r * Bc);
+  switch (nr - r) {
+    case 3: tile_abt_rows<T, 3>(A + r * lda, lda, BT, D, C + r * Bc); break;
+    case 2: tile_abt_rows<T, 2>(A + r * lda, lda, BT, D, C + r * Bc); break;
+    case 1: tile_abt_rows<T, 1>(A + r * lda, lda, BT, D, C + r * Bc); break;
+    default: break;
+  }
+}
+
+// C[r][c0, c0 + NV*L) += sum_k W[r * wr + k * wk] * M[k * ldm + (c0, ...)] for r < NR, k < K.
+template <class T, int NR, int NV>
+KILN_AI void tile_acc_block(const T* W, int64_t wr, int64_t wk, const T* M, int64_t ldm, int64_t K, T* C,
+                            int64_t ldc) {
+  constexpr int L = kLanes<T>;
+  Vec<T> acc[NR][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < NV; ++u) acc[r][u] = vload(C + r * ldc + u * L);
+  for (int64_t k = 0; k < K; ++k) {
+    Vec<T> m[NV];
+#pragma GCC unroll 4
+    for (int u = 0; u < NV; ++u) m[u] = vload(M + k * ldm + u * L);
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      T w = W[r * wr + k * wk];
+#pragma GCC unroll 4
+      for (int u = 0; u < NV; ++u) acc[r][u] += w * m[u];
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < NV; ++u) vstore(C + r * ldc + u * L, acc[r][u]);
+}
+
+template <class T, int NR>
+KILN_AI void tile_acc_rows(const T* W, int64_t wr, int64_t wk, const T* M, int64_t ldm, int64_t K, T* C, int64_t ldc,
+                           int64_t Dp) {
+  constexpr int L = kLanes<T>;
+  int64_t c0 = 0;
+  for (; c0 + 4 * L <= Dp; c0 += 4 * L) tile_acc_block<T, NR, 4>(W, wr, wk, M + c0, ldm, K, C + c0, ldc);
+  switch ((Dp - c0) / L) {
+    case 3: tile_acc_block<T, NR, 3>(W, wr, wk, M + c0, ldm, K, C + c0, ldc); break;
+    case 2: tile_acc_block<T, NR, 2>(W, wr, wk, M + c0, ldm, K, C + c0, ldc); break;
+    case 1: tile_acc_block<T, NR, 1>(W, wr, wk, M + c0, ldm, K, C + c0, ldc); break;
+    default: break;
+  }
+}
+
+// C [nr x Dp] (row stride ldc) += W [nr x K] (element (r, k) at W[r * wr + k * wk]) times M [K x Dp].
+// Dp is a multiple of the vector width; M and C rows hold Dp readable/writable elements.
+template <class T>
+KILN_AI void tile_acc(const T* W, int64_t wr, int64_t wk, const T* M, int64_t ldm, int64_t K, T* C, int64_t ldc,
+                      int64_t Dp, int64_t nr) {
+  int64_t r = 0;
+  for (; r + 4 <= nr; r += 4) tile_acc_rows<T, 4>(W + r * wr, wr, wk, M, ldm, K, C + r * ldc, ldc, Dp);
+  switch (nr - r) {
+    case 3: tile_acc_rows<T, 3>(W + r * wr, wr, wk, M, ldm, K, C + r * ldc, ldc, Dp); break;
+    case 2: tile_acc_rows<T, 2>(W + r * wr, wr, wk, M, ldm, K, C + r * ldc, ldc, Dp); break;
+    case 1: tile_acc_rows<T, 1>(W + r * wr, wr, wk, M, ldm, K, C + r * ldc, ldc, Dp); break;
+    default: break;
+  }
+}
+
+// Packs rows [j0, j0 + nc) of X [T x D] transposed into XT [D x Bc], zero beyond nc.
+template <class T>
+KILN_AI void pack_transposed(const T* X, int64_t D, int64_t j0, int64_t nc, T* XT) {
+  constexpr int Bc = kBc<T>;
+  for (int64_t d = 0; d < D; ++d) {
+    T* o = XT + d * Bc;
+    for (int64_t c = 0; c < nc; ++c) o[c] = X[(j0 + c) * D + d];
+    for (int64_t c = nc; c < Bc; ++c) o[c] = T(0);
+  }
+}
+
+// Copies rows [j0, j0 + n) of X [T x D] into P [n x Dp], zero in the padding columns.
+template <class T>
+KILN_AI void pack_rows(const T* X, int64_t D, int64_t Dp, int64_t j0, int64_t n, T* P) {
+  for (int64_t r = 0; r < n; ++r) {
+    std::memcpy(P + r * Dp, X + (j0 + r) * D, sizeof(T) * D);
+    for (int64_t d = D; d < Dp; ++d) P[r * Dp + d] = T(0);
+  }
+}
+
+// Number of keys batch b can see at all (padding lengths cut the key range short).
+inline int64_t key_end(const AttentionArgs& a, int64_t b) {
+  if (!a.keyLens) return a.Tk;
+  return std::max<int64_t>(0, std::min<int64_t>(a.Tk, a.keyLens[b]));
+}
+
+// Columns [0, limit) of tile row (query i, keys from j0) pass the causal rule.
+inline int64_t causal_limit(const AttentionArgs& a, int64_t i, int64_t j0, int64_t nc) {
+  if (!a.causal) return nc;
+  return std::max<int64_t>(0, std::min<int64_t>(nc, i + (a.Tk - a.Tq) - j0 + 1));
+}
+
+// z[c] = 1/(1 - p) where element c of the row is kept, 0 where it is dropped, for c < n;
+// `word` is the Philox word of column 0.
+template <class T>
+void dropout_scales(T* z, int64_t n, uint64_t seed, uint64_t word, uint32_t threshold, T keepScale) {
+  philox::Words4 blk{};
+  uint64_t cur = ~uint64_t(0);
+  for (int64_t c = 0; c < n; ++c) {
+    uint64_t w = word + static_cast<uint64_t>(c);
+    if ((w >> 2) != cur) {
+      cur = w >> 2;
+      blk = philox::stream_block(seed, cur);
+    }
+    z[c] = (blk.v[w & 3] >> 8) >= threshold ? keepScale : T(0);
+  }
+}
+
+uint32_t dropout_threshold(double p) { return static_cast<uint32_t>(std::ceil(p * 16777216.0)); }
+
+template <class T>
+KILN_AI void forward_task(const AttentionArgs& a, const T* q, const T* k, const T* v, T* out, T* lse, int64_t task,
+                          T* scratch) {
+  constexpr int64_t Bc = kBc<T>;
+  const int64_t D = a.D, Dp = round_up(D, kLanes<T>), nqb = ceil_div(a.Tq, kBr);
+  const int64_t bh = task / nqb, i0 = (task % nqb) * kBr, b = bh / a.H;
+  const int64_t nr = std::min(kBr, a.Tq - i0);
+  const T* Q = q + (bh * a.Tq + i0) * D;
+  const T* K = k + bh * a.Tk * D;
+  const T* V = v + bh * a.Tk * D;
+  const T scale = T(a.scale), ninf = -std::numeric_limits<T>::infinity();
+  T* O = scratch;            // kBr x Dp
+  T* S = O + kBr * Dp;       // kBr x Bc
+  T* KT = S + kBr * Bc;      // D x Bc
+  T* Vb = KT + D * Bc;       // Bc x Dp
+  T* m = Vb + Bc * Dp;       // kBr
+  T* l = m + kBr;            // kBr
+  std::fill(O, O + kBr * Dp, T(0));
+  std::fill(m, m + kBr, ninf);
+  std::fill(l, l + kBr, T(0));
+  int64_t kend = key_end(a, b);
+  if (a.causal) kend = std::min(kend, std::max<int64_t>(0, i0 + nr + (a.Tk - a.Tq)));
+  const uint32_t thr = dropout_threshold(a.dropout);
+  const T keepScale = T(1) / T(1 - a.dropout);
+  for (int64_t j0 = 0; j0 < kend; j0 += Bc) {
+    const int64_t nc = std::min(Bc, kend - j0);
+    pack_transposed(K, D, j0, nc, KT);
+    pack_rows(V, D, Dp, j0, nc, Vb);
+    tile_abt(Q, D, KT, D, S, nr);
+    const int32_t* km = a.keyMask ? a.keyMask + b * a.Tk + j0 : nullptr;
+    for (int64_t r = 0; r < nr; ++r) {
+      T* s = S + r * Bc;
+      const int64_t lim = causal_limit(a, i0 + r, j0, nc);
+      T mx = ninf;
+#pragma omp simd reduction(max : mx)
+      for (int64_t c = 0; c < Bc; ++c) {
+        bool ok = c < lim && (!km || km[std::min(c, nc - 1)] != 0);
+        T x = sel(ok, s[c] * scale, ninf);
+        s[c] = x;
+        mx = std::max(mx, x);
+      }
+      const T mnew = std::max(m[r], mx);
+      const T muse = mnew == ninf ? T(0) : mnew;  // a row with no key yet: keep every exp at 0
+      const T alpha = exp_t(m[r] - muse);
+      T sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t c = 0; c < Bc; ++c) {
+        T p = exp_t(s[c] - muse);
+        s[c] = p;
+        sum += p;
+      }
+      l[r] = l[r] * alpha + sum;
+      m[r] = mnew;
+      if (alpha != T(1)) {
+        T* o = O + r * Dp;
+#pragma omp simd
+        for (int64_t d = 0; d < Dp; ++d) o[d] *= alpha;
+      }
+      if (a.dropout > 0) {
+        T z[Bc];
+        dropout_scales(z, nc, a.seed, a.offset + static_cast<uint64_t>((bh * a.Tq + i0 + r) * a.Tk + j0), thr, keepScale);
+        for (int64_t c = 0; c < nc; ++c) s[c] *= z[c];
+      }
+    }
+    tile_acc(S, Bc, 1, Vb, Dp, nc, O, Dp, Dp, nr);
+  }
+  for (int64_t r = 0; r < nr; ++r) {
+    const T inv = l[r] > T(0) ? T(1) / l[r] : T(0);
+    T* o = out + (bh * a.Tq + i0 + r) * D;
+    for (int64_t d = 0; d < D; ++d) o[d] = O[r * Dp + d] * inv;
+    lse[bh * a.Tq + i0 + r] = l[r] > T(0) ? m[r] + std::log(l[r]) : ninf;
+  }
+}
+
+template <class T>
+int64_t forward_scratch(const AttentionArgs& a) {
+  const int64_t Dp = round_up(a.D, kLanes<T>);
+  return kBr * Dp + kBr * kBc<T> + a.D * kBc<T> + kBc<T> * Dp + 2 * kBr;
+}
+
+// Backward over the key tiles of one head assigned to group g (tiles g, g + G, ...): owns those
+// rows of dk and dv, and adds its share of dq into its own partial buffer dqp [Tq x Dp].
+template <class T>
+KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const T* v, const T* dout, const T* lse,
+                           const T* Di, T* dq_part, T* dk, T* dv, int64_t G, int64_t task, T* scratch) {
+  constexpr int64_t Bc = kBc<T>;
+  const int64_t D = a.D, Dp = round_up(D, kLanes<T>);
+  const int64_t bh = task / G, g = task % G, b = bh / a.H;
+  const int64_t off = a.Tk - a.Tq;
+  const T* Qh = q + bh * a.Tq * D;
+  const T* dOh = dout + bh * a.Tq * D;
+  const T* K = k + bh * a.Tk * D;
+  const T* V = v + bh * a.Tk * D;
+  const T* L = lse + bh * a.Tq;
+  const T* Dh = Di + bh * a.Tq;
+  T* dQ = dq_part + task * a.Tq * Dp;
+  const T scale = T(a.scale), ninf = -std::numeric_limits<T>::infinity();
+  T* KT = scratch;          // D x Bc
+  T* VT = KT + D * Bc;      // D x Bc
+  T* Kb = VT + D * Bc;      // Bc x Dp
+  T* dK = Kb + Bc * Dp;     // Bc x Dp
+  T* dV = dK + Bc * Dp;     // Bc x Dp
+  T* Qb = dV + Bc * Dp;     // kBr x Dp
+  T* dOb = Qb + kBr * Dp;   // kBr x Dp
+  T* P = dOb + kBr * Dp;    // kBr x Bc
+  T* dP = P + kBr * Bc;     // kBr x Bc
+  T* PZ = dP + kBr * Bc;    // kBr x Bc (dropped and rescaled P)
+  std::fill(dQ, dQ + a.Tq * Dp, T(0));
+  const int64_t kend = key_end(a, b);
+  const uint32_t thr = dropout_threshold(a.dropout);
+  const T keepScale = T(1) / T(1 - a.dropout);
+  const bool drop = a.dropout > 0;
+  const int64_t nkb = ceil_div(a.Tk, Bc);
+  for (int64_t kb = g; kb < nkb; kb += G) {
+    const int64_t j0 = kb * Bc, ncAll = std::min(Bc, a.Tk - j0);
+    const int64_t nc = std::max<int64_t>(0, std::min(ncAll, kend - j0));  // keys this batch can see
+    std::fill(dK, dK + Bc * Dp, T(0));
+    std::fill(dV, dV + Bc * Dp, T(0));
+    // Causal: query i sees key j iff i >= j - off, so the first query tile is where i = j0 - off lies.
+    const int64_t iFirst = a.causal ? std::max<int64_t>(0, j0 - off) : 0;
+    if (nc > 0 && iFirst < a.Tq) {
+      pack_transposed(K, D, j0, nc, KT);
+      pack_transposed(V, D, j0, nc, VT);
+      pack_rows(K, D, Dp, j0, nc, Kb);
+      const int32_t* km = a.keyMask ? a.keyMask + b * a.Tk + j0 : nullptr;
+      for (int64_t i0 = (iFirst / kBr) * kBr; i0 < a.Tq; i0 += kBr) {
+        const int64_t nr = std::min(kBr, a.Tq - i0);
+        pack_rows(Qh, D, Dp, i0, nr, Qb);
+        pack_rows(dOh, D, Dp, i0, nr, dOb);
+        tile_abt(Qb, Dp, KT, D, P, nr);
+        tile_abt(dOb, Dp, VT, D, dP, nr);
+        for (int64_t r = 0; r < nr; ++r) {
+          const int64_t i = i0 + r;
+          T* p = P + r * Bc;
+          T* dp = dP + r * Bc;
+          const T li = L[i];
+          const int64_t lim = li == ninf ? 0 : causal_limit(a, i, j0, nc);
+          const T lu = li == ninf ? T(0) : li;
+#pragma omp simd
+          for (int64_t c = 0; c < Bc; ++c) {
+            bool ok = c < lim && (!km || km[std::min(c, nc - 1)] != 0);
+            p[c] = sel(ok, exp_t(p[c] * scale - lu), T(0));
+          }
+          T* pz = p;
+          if (drop) {
+            pz = PZ + r * Bc;
+            T z[Bc];
+            dropout_scales(z, nc, a.seed, a.offset + static_cast<uint64_t>((bh * a.Tq + i) * a.Tk + j0), thr, keepScale);
+            // The gradient reaches the undropped probabilities through the same mask and 1/(1-p).
+            for (int64_t c = 0; c < nc; ++c) {
+              pz[c] = p[c] * z[c];
+              dp[c] *= z[c];
+            }
+            for (int64_t c = nc; c < Bc; ++c) pz[c] = T(0);
+          }
+          const T di = Dh[i];
+#pragma omp simd
+          for (int64_t c = 0; c < Bc; ++c) dp[c] = p[c] * (dp[c] - di) * scale;  // dS, already scaled
+        }
+        // dV += PZ^T dO, dQ += dS K, dK += dS^T Q.
+        tile_acc(drop ? PZ : P, 1, Bc, dOb, Dp, nr, dV, Dp, Dp, nc);
+        tile_acc(dP, Bc, 1, Kb, Dp, nc, dQ + i0 * Dp, Dp, Dp, nr);
+        tile_acc(dP, 1, Bc, Qb, Dp, nr, dK, Dp, Dp, nc);
+      }
+    }
+    for (int64_t c = 0; c < ncAll; ++c) {
+      std::memcpy(dk + (bh * a.Tk + j0 + c) * D, dK + c * Dp, sizeof(T) * D);
+      std::memcpy(dv + (bh * a.Tk + j0 + c) * D, dV + c * Dp, sizeof(T) * D);
+    }
+  }
+}
+
+template <class T>
+int64_t backward_scratch(const AttentionArgs& a) {
+  const int64_t Dp = round_up(a.D, kLanes<T>), Bc = kBc<T>;
+  return 2 * a.D * Bc + 3 * Bc * Dp + 2 * kBr * Dp + 3 * kBr * Bc;
+}
+
+// The ISA clones: one entry per (direction, type), the tile code inlined into each.
+KILN_ATTN_CLONES void forward_task_f32(const AttentionArgs& a, const float* q, const float* k, const float* v,
+                                       float* out, float* lse, int64_t task, float* scratch) {
+  forward_task<float>(a, q, k, v, out, lse, task, scratch);
+}
+KILN_ATTN_CLONES void forward_task_f64(const AttentionArgs& a, const double* q, const double* k, const double* v,
+                                       double* out, double* lse, int64_t task, double* scratch) {
+  forward_task<double>(a, q, k, v, out, lse, task, scratch);
+}
+KILN_ATTN_CLONES void backward_task_f32(const AttentionArgs& a, const float* q, const float* k, const float* v,
+                                        const float* dout, const float* lse, const float* Di, float* dqp, float* dk,
+                                        float* dv, int64_t G, int64_t task, float* scratch) {
+  backward_task<float>(a, q, k, v, dout, lse, Di, dqp, dk, dv, G, task, scratch);
+}
+KILN_ATTN_CLONES void backward_task_f64(const AttentionArgs& a, const double* q, const double* k, const double* v,
+                                        const double* dout, const double* lse, const double* Di, double* dqp,
+                                        double* dk, double* dv, int64_t G, int64_t task, double* scratch) {
+  backward_task<double>(a, q, k, v, dout, lse, Di, dqp, dk, dv, G, task, scratch);
+}
+inline void forward_task_t(const AttentionArgs& a, const float* q, const float* k, const float* v, float* out,
+                           float* lse, int64_t task, float* s) { forward_task_f32(a, q, k, v, out, lse, task, s); }
+inline void forward_task_t(const AttentionArgs& a, const double* q, const double* k, const double* v, double* out,
+                           double* lse, int64_t task, double* s) { forward_task_f64(a, q, k, v, out, lse, task, s); }
+inline void backward_task_t(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* dout,
+                            const float* lse, const float* Di, float* dqp, float* dk, float* dv, int64_t G,
+                            int64_t task, float* s) { backward_task_f32(a, q, k, v, dout, lse, Di, dqp, dk, dv, G, task, s); }
+inline void backward_task_t(const AttentionArgs& a, const double* q, const double* k, const double* v,
+                            const double* dout, const double* lse, const double* Di, double* dqp, double* dk,
+                            double* dv, int64_t G, int64_t task, double* s) {
+  backward_task_f64(a, q, k, v, dout, lse, Di, dqp, dk, dv, G, task, s);
+}
+
+inline int omp_thread() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+int team_size(int64_t tasks, int64_t work) {
+  int64_t nt = threads_for(work);
+  return static_cast<int>(std::max<int64_t>(1, std::min(nt, tasks)));
+}
+
+}  // namespace
+
+template <class T>
+void attention_forward(const AttentionArgs& a, const T* q, const T* k, const T* v, T* out, T* lse) {
+  const int64_t tasks = a.B * a.H * ceil_div(a.Tq, kBr);
+  if (tasks == 0) return;
+  const int nt = team_size(tasks, a.B * a.H * a.Tq * std::max<int64_t>(a.Tk, 1) * a.D / 16);
+  const int64_t per = forward_scratch<T>(a);
+  std::vector<T> scratch(static_cast<size_t>(per * nt));
+  // Dynamic: causal tiles differ in cost and the machine may be shared; outputs do not depend on it.
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    T* s = scratch.data() + per * omp_thread();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) forward_task_t(a, q, k, v, out, lse, t, s);
+  }
+}
+
+template <class T>
+void attention_backward(const AttentionArgs& a, const T* q, const T* k, const T* v, const T* out, const T* dout,
+                        const T* lse, T* dq, T* dk, T* dv) {
+  const int64_t BH = a.B * a.H, D = a.D, Dp = round_up(D, kLanes<T>);
+  if (BH == 0) return;
+  if (a.Tq == 0 || a.Tk == 0) {
+    std::fill(dq, dq + BH * a.Tq * D, T(0));
+    std::fill(dk, dk + BH * a.Tk * D, T(0));
+    std::fill(dv, dv + BH * a.Tk * D, T(0));
+    return;
+  }
+  const int64_t work = BH * a.Tq * a.Tk * D / 16;
+  // D_i = rowsum(dO o O).
+  std::vector<T> Di(static_cast<size_t>(BH * a.Tq));
+  parallel_tasks(BH, BH * a.Tq * D, [&](int64_t bh) {
+    for (int64_t i = 0; i < a.Tq; ++i) {
+      const T* o = out + (bh * a.Tq + i) * D;
+      const T* g = dout + (bh * a.Tq + i) * D;
+      T s = 0;
+      for (int64_t d = 0; d < D; ++d) s += o[d] * g[d];
+      Di[bh * a.Tq + i] = s;
+    }
+  });
+  // Few heads: split each head's key tiles over G groups (a function of the shape only, so the
+  // summation order of dq does not depend on the thread count).
+  const int64_t nkb = ceil_div(a.Tk, kBc<T>);
+  const int64_t G = std::max<int64_t>(1, std::min(nkb, ceil_div(8, BH)));
+  const int64_t tasks = BH * G;
+  std::vector<T> dqp(static_cast<size_t>(tasks * a.Tq * Dp));
+  const int nt = team_size(tasks, work);
+  const int64_t per = backward_scratch<T>(a);
+  std::vector<T> scratch(static_cast<size_t>(per * nt));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    T* s = scratch.data() + per * omp_thread();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) backward_task_t(a, q, k, v, dout, lse, Di.data(), dqp.data(), dk, dv, G, t, s);
+  }
+  parallel_tasks(BH, BH * a.Tq * D * G, [&](int64_t bh) {
+    for (int64_t i = 0; i < a.Tq; ++i) {
+      T* o = dq + (bh * a.Tq + i) * D;
+      const T* p0 = dqp.data() + (bh * G * a.Tq + i) * Dp;
+      for (int64_t d = 0; d < D; ++d) o[d] = p0[d];
+      for (int64_t g = 1; g < G; ++g) {
+        const T* p = p0 + g * a.Tq * Dp;
+        for (int64_t d = 0; d < D; ++d) o[d] += p[d];
+      }
+    }
+  });
+}
+
+template void attention_forward<float>(const AttentionArgs&, const float*, const float*, const float*, float*, float*);
+template void attention_forward<double>(const AttentionArgs&, const double*, const double*, const double*, double*,
+                                        double*);
+template void attention_backward<float>(const AttentionArgs&, const float*, const float*, const float*, const float*,
+                                        const float*, const float*, float*, float*, float*);
+template void attention_backward<double>(const AttentionArgs&, const double*, const double*, const double*,
+                                         const double*, const double*, const double*, double*, double*, double*);
+
+}  // namespace cpu
+}  // namespace kiln

@@ -1,0 +1,133 @@
+// Fused scaled-dot-product attention (FlashAttention-2 algorithm): one kernel call forward, one
+// backward; the Tq x Tk score matrix is never stored, only the per-row logsumexp.
+import { KilnError, shapeStr } from '../errors.js';
+import { A, N } from '../native.js';
+import { isGradEnabled, record } from '../tensor/autograd.js';
+import { reserve } from '../tensor/random.js';
+import { Tensor, empty } from '../tensor/tensor.js';
+import { ne } from './elementwise.js';
+import { arg, checkTensor, contig, needDType, needFloat, sameDevice } from './util.js';
+
+type B = ArrayBuffer | undefined;
+const NA = N as unknown as {
+  attentionForward(q: B, k: B, v: B, out: B, lse: B, mask: B): void;
+  attentionBackward(q: B, k: B, v: B, out: B, dout: B, lse: B, mask: B, dq: B, dk: B, dv: B): void;
+};
+
+const OP = 'scaledDotProductAttention';
+/** Largest head dim on the CPU (the tiles are 64 x D); CUDA supports 32, 64 and 128. */
+export const MAX_HEAD_DIM_CPU = 512;
+const CUDA_HEAD_DIMS = [32, 64, 128];
+
+export interface AttentionOptions {
+  /**
+   * Causal masking, aligned to the bottom-right: query i sees key j iff j <= i + (Tk - Tq), so
+   * with a KV cache (Tq < Tk) the last query sees every key. Equal to the usual triangle when
+   * Tq == Tk. (PyTorch 1.13's private SDPA aligns to the top-left instead; FlashAttention-2 and
+   * PyTorch 2's causal_lower_right align like kiln.) Rows that see no key output 0.
+   */
+  causal?: boolean;
+  /** Multiplies q k^T; default 1/sqrt(D). */
+  scale?: number;
+  /** int32 [B]: batch b attends to keys [0, len_b) only (values are clamped to [0, Tk]). */
+  keyPaddingLengths?: Tensor;
+  /** [B, Tk], int32 or float: key j of batch b is attended to iff the mask is nonzero. */
+  keyMask?: Tensor;
+  /** Dropout probability on the attention weights, in [0, 1); the mask comes from the Philox stream. */
+  dropout?: number;
+}
+
+function checkShapes(q: Tensor, k: Tensor, v: Tensor): void {
+  for (const [t, name] of [[q, 'q'], [k, 'k'], [v, 'v']] as const) {
+    checkTensor(OP, t, name);
+    needFloat(OP, t, name);
+    if (t.ndim !== 4) throw new KilnError('SHAPE_MISMATCH', `${OP}: ${name} must be [B, H, T, D], got ${shapeStr(t.shape)}`);
+  }
+  sameDevice(OP, q, k);
+  sameDevice(OP, q, v);
+  needDType(OP, k, q.dtype, 'k');
+  needDType(OP, v, q.dtype, 'v');
+  const [Bq, Hq, , Dq] = q.shape;
+  const ok = k.shape[0] === Bq && k.shape[1] === Hq && k.shape[3] === Dq && v.shape.every((d, i) => d === k.shape[i]);
+  if (!ok)
+    throw new KilnError('SHAPE_MISMATCH',
+      `${OP}: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} (want [B, H, Tq, D], [B, H, Tk, D], [B, H, Tk, D])`);
+  if (q.device === 'cuda') {
+    needDType(OP, q, 'float32', 'q');
+    if (!CUDA_HEAD_DIMS.includes(Dq))
+      throw new KilnError('INVALID_ARGUMENT', `${OP}: the CUDA kernel supports head dims ${CUDA_HEAD_DIMS.join(', ')}, got D = ${Dq} in q ${shapeStr(q.shape)}`);
+  } else if (Dq > MAX_HEAD_DIM_CPU) {
+    throw new KilnError('INVALID_ARGUMENT', `${OP}: head dim D = ${Dq} in q ${shapeStr(q.shape)} is larger than ${MAX_HEAD_DIM_CPU}`);
+  }
+}
+
+/** The mask operand as int32 (kind 1: lengths [B], kind 2: key mask [B, Tk]); caller disposes `owned`. */
+function maskOperand(q: Tensor, k: Tensor, opts: AttentionOptions): { kind: 0 | 1 | 2; t: Tensor | null; owned: boolean } {
+  const { keyPaddingLengths: lens, keyMask: mask } = opts;
+  if (lens && mask) throw new KilnError('INVALID_ARGUMENT', `${OP}: give keyPaddingLengths or keyMask, not both`);
+  const B = q.shape[0], Tk = k.shape[2];
+  if (lens) {
+    checkTensor(OP, lens, 'keyPaddingLengths');
+    sameDevice(OP, q, lens);
+    needDType(OP, lens, 'int32', 'keyPaddingLengths');
+    if (lens.ndim !== 1 || lens.shape[0] !== B)
+      throw new KilnError('SHAPE_MISMATCH', `${OP}: keyPaddingLengths ${shapeStr(lens.shape)} for q ${shapeStr(q.shape)} (want [${B}])`);
+    const t = contig(lens);
+    return { kind: 1, t, owned: t !== lens };
+  }
+  if (mask) {
+    checkTensor(OP, mask, 'keyMask');
+    sameDevice(OP, q, mask);
+    if (mask.ndim !== 2 || mask.shape[0] !== B || mask.shape[1] !== Tk)
+      throw new KilnError('SHAPE_MISMATCH', `${OP}: keyMask ${shapeStr(mask.shape)} for k ${shapeStr(k.shape)} (want [${B}, ${Tk}])`);
+    const t = mask.dtype === 'int32' ? contig(mask) : ne(mask.detach(), 0);
+    return { kind: 2, t, owned: t !== mask };
+  }
+  return { kind: 0, t: null, owned: false };
+}
+
+/**
+ * softmax(scale * q k^T + mask) v over q [B, H, Tq, D] and k, v [B, H, Tk, D] -> [B, H, Tq, D],
+ * with optional causal masking, key padding and dropout; differentiable in q, k and v.
+ */
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  checkShapes(q, k, v);
+  const [B, H, Tq, D] = q.shape;
+  const Tk = k.shape[2];
+  const scale = opts.scale ?? 1 / Math.sqrt(D);
+  if (!Number.isFinite(scale)) throw new KilnError('INVALID_ARGUMENT', `${OP}: scale must be finite, got ${scale}`);
+  const p = opts.dropout ?? 0;
+  if (!(p >= 0 && p < 1)) throw new KilnError('INVALID_ARGUMENT', `${OP}: dropout must be in [0, 1), got ${p}`);
+  const mask = maskOperand(q, k, opts);
+  // One Philox word per score element, whether or not it is masked, so the mask is layout-free.
+  const [seedLo, seedHi, offset] = p > 0 ? reserve(B * H * Tq * Tk) : [0, 0, 0];
+  const header = () => {
+    A[0] = B; A[1] = H; A[2] = Tq; A[3] = Tk; A[4] = D; A[5] = scale; A[6] = opts.causal ? 1 : 0;
+    A[7] = mask.kind; A[8] = p; A[9] = seedLo; A[10] = seedHi; A[11] = offset;
+  };
+  const qc = contig(q), kc = contig(k), vc = contig(v);
+  const out = empty([B, H, Tq, D], q.dtype, q.device);
+  const lse = empty([B, H, Tq], q.dtype, q.device);
+  header();
+  NA.attentionForward(arg(12, qc), arg(15, kc), arg(18, vc), arg(21, out), arg(24, lse), mask.t ? arg(27, mask.t) : undefined);
+  const release = () => {
+    for (const [c, t] of [[qc, q], [kc, k], [vc, v]]) if (c !== t) c.dispose();
+    if (mask.owned) mask.t!.dispose();
+    lse.dispose();
+  };
+  if (!isGradEnabled() || !(q.requiresGrad || k.requiresGrad || v.requiresGrad)) {
+    release();
+    return out;
+  }
+  return record(out, OP, [q, k, v], (g) => {
+    const gc = contig(g);
+    const dq = empty([B, H, Tq, D], q.dtype, q.device);
+    const dk = empty([B, H, Tk, D], q.dtype, q.device);
+    const dv = empty([B, H, Tk, D], q.dtype, q.device);
+    header();
+    NA.attentionBackward(arg(12, qc), arg(15, kc), arg(18, vc), arg(21, out), arg(24, gc), arg(27, lse),
+      mask.t ? arg(30, mask.t) : undefined, arg(33, dq), arg(36, dk), arg(39, dv));
+    if (gc !== g) gc.dispose();
+    return [dq, dk, dv];
+  });
+}

@@ -1,0 +1,313 @@
+// scaledDotProductAttention against a naive TypeScript reference that materialises
+// softmax(scale q k^T + mask) v (forward and backward), gradcheck in float64, dropout masks against
+// the documented Philox formula, memory at T = 4096, and typed errors for bad input.
+import test from 'ava';
+import * as kiln from '../src/index.js';
+import type { Tensor } from '../src/index.js';
+import { prng } from './helpers/checkop.js';
+
+interface RefOpts {
+  causal?: boolean;
+  scale?: number;
+  lens?: number[];          // [B]
+  mask?: number[];          // [B * Tk], nonzero = attend
+  z?: Float64Array;         // dropout scales per score element [B*H*Tq*Tk]: 0 or 1/(1-p)
+}
+
+/** Naive attention in float64: returns out and, given dout, dq/dk/dv. */
+function naive(q: Float64Array, k: Float64Array, v: Float64Array, shape: [number, number, number, number, number], o: RefOpts,
+  dout?: Float64Array) {
+  const [B, H, Tq, Tk, D] = shape;
+  const scale = o.scale ?? 1 / Math.sqrt(D);
+  const out = new Float64Array(B * H * Tq * D);
+  const dq = new Float64Array(B * H * Tq * D), dk = new Float64Array(B * H * Tk * D), dv = new Float64Array(B * H * Tk * D);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) {
+    const bh = b * H + h;
+    const P = new Float64Array(Tq * Tk);
+    for (let i = 0; i < Tq; i++) {
+      let mx = -Infinity;
+      const row = new Float64Array(Tk).fill(-Infinity);
+      for (let j = 0; j < Tk; j++) {
+        const okCausal = !o.causal || j <= i + Tk - Tq;
+        const okLen = !o.lens || j < o.lens[b];
+        const okMask = !o.mask || o.mask[b * Tk + j] !== 0;
+        if (!(okCausal && okLen && okMask)) continue;
+        let s = 0;
+        for (let d = 0; d < D; d++) s += q[(bh * Tq + i) * D + d] * k[(bh * Tk + j) * D + d];
+        row[j] = s * scale;
+        mx = Math.max(mx, row[j]);
+      }
+      if (mx === -Infinity) continue; // a row that sees no key: P = 0
+      let sum = 0;
+      for (let j = 0; j < Tk; j++) sum += (P[i * Tk + j] = Math.exp(row[j] - mx));
+      for (let j = 0; j < Tk; j++) P[i * Tk + j] /= sum;
+    }
+    const Z = (i: number, j: number) => (o.z ? o.z[(bh * Tq + i) * Tk + j] : 1);
+    for (let i = 0; i < Tq; i++) for (let j = 0; j < Tk; j++) {
+      const pz = P[i * Tk + j] * Z(i, j);
+      if (pz !== 0) for (let d = 0; d < D; d++) out[(bh * Tq + i) * D + d] += pz * v[(bh * Tk + j) * D + d];
+    }
+    if (!dout) continue;
+    for (let i = 0; i < Tq; i++) {
+      const dP = new Float64Array(Tk);
+      let rs = 0;
+      for (let j = 0; j < Tk; j++) {
+        let s = 0;
+        for (let d = 0; d < D; d++) s += dout[(bh * Tq + i) * D + d] * v[(bh * Tk + j) * D + d];
+        dP[j] = s * Z(i, j);
+        rs += P[i * Tk + j] * dP[j];
+        const pz = P[i * Tk + j] * Z(i, j);
+        for (let d = 0; d < D; d++) dv[(bh * Tk + j) * D + d] += pz * dout[(bh * Tq + i) * D + d];
+      }
+      for (let j = 0; j < Tk; j++) {
+        const ds = P[i * Tk + j] * (dP[j] - rs) * scale;
+        if (ds === 0) continue;
+        for (let d = 0; d < D; d++) {
+          dq[(bh * Tq + i) * D + d] += ds * k[(bh * Tk + j) * D + d];
+          dk[(bh * Tk + j) * D + d] += ds * q[(bh * Tq + i) * D + d];
+        }
+      }
+    }
+  }
+  return { out, dq, dk, dv };
+}
+
+function randArray(n: number, rnd: () => number, amp = 1): Float64Array {
+  const a = new Float64Array(n);
+  for (let i = 0; i < n; i++) a[i] = (rnd() * 2 - 1) * amp;
+  return a;
+}
+
+function maxErr(got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol: number) {
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]) - rtol * Math.abs(want[i]);
+    if (!(e <= atol)) return { ok: false, i, got: got[i], want: want[i] };
+    worst = Math.max(worst, e);
+  }
+  return { ok: true, worst };
+}
+
+interface Case { B: number; H: number; Tq: number; Tk: number; D: number; causal?: boolean; lens?: number[]; mask?: number[]; scale?: number }
+
+/** Runs kiln forward + backward (float32 or float64) and compares with the naive reference. */
+function compare(tc: import('ava').ExecutionContext, c: Case, dtype: 'float32' | 'float64', seed: number) {
+  const rnd = prng(seed);
+  const { B, H, Tq, Tk, D } = c;
+  const q = randArray(B * H * Tq * D, rnd, 1.5), k = randArray(B * H * Tk * D, rnd, 1.5), v = randArray(B * H * Tk * D, rnd);
+  const g = randArray(B * H * Tq * D, rnd);
+  const ref = naive(q, k, v, [B, H, Tq, Tk, D], c, g);
+  kiln.tidy(() => {
+    const mk = (a: Float64Array, T: number) => kiln.fromTyped(a, [B, H, T, D], { dtype, requiresGrad: true });
+    const qt = mk(q, Tq), kt = mk(k, Tk), vt = mk(v, Tk);
+    const opts: kiln.AttentionOptions = { causal: c.causal, scale: c.scale };
+    if (c.lens) opts.keyPaddingLengths = kiln.fromTyped(Int32Array.from(c.lens), [B], { dtype: 'int32' });
+    if (c.mask) opts.keyMask = kiln.fromTyped(Int32Array.from(c.mask), [B, Tk], { dtype: 'int32' });
+    const out = kiln.scaledDotProductAttention(qt, kt, vt, opts);
+    out.backward(kiln.fromTyped(g, [B, H, Tq, D], { dtype }));
+    const tol = dtype === 'float32' ? { atol: 2e-5, rtol: 2e-4 } : { atol: 1e-11, rtol: 1e-9 };
+    const gtol = dtype === 'float32' ? { atol: 1e-4, rtol: 1e-3 } : { atol: 1e-10, rtol: 1e-8 };
+    const label = `${JSON.stringify(c)} ${dtype}`;
+    for (const [name, got, want, tl] of [['out', out, ref.out, tol], ['dq', qt.grad!, ref.dq, gtol], ['dk', kt.grad!, ref.dk, gtol],
+      ['dv', vt.grad!, ref.dv, gtol]] as const) {
+      const vals = got.dataSync();
+      tc.true(Array.from(vals).every(Number.isFinite), `${name} has NaN/inf for ${label}`);
+      const r = maxErr(vals, want, tl.atol, tl.rtol);
+      tc.true(r.ok, `${name} differs for ${label}: ${JSON.stringify(r)}`);
+    }
+  });
+}
+
+test('forward and backward match the naive reference over random shapes', (t) => {
+  const rnd = prng(1234);
+  const pick = <T>(xs: T[]) => xs[Math.floor(rnd() * xs.length)];
+  const cases: Case[] = [
+    { B: 1, H: 1, Tq: 1, Tk: 1, D: 8 },
+    { B: 2, H: 3, Tq: 70, Tk: 70, D: 16, causal: true },
+    { B: 1, H: 2, Tq: 65, Tk: 130, D: 32, causal: true },   // Tq < Tk: bottom-right causal
+    { B: 1, H: 2, Tq: 100, Tk: 37, D: 64, causal: true },   // Tq > Tk: the first rows see no key
+    { B: 1, H: 1, Tq: 33, Tk: 200, D: 128 },
+    { B: 2, H: 1, Tq: 64, Tk: 64, D: 64, causal: true, scale: 0.3 },
+    { B: 1, H: 1, Tq: 5, Tk: 129, D: 24 },                  // D not a multiple of the vector width
+  ];
+  for (let i = 0; i < 8; i++) {
+    const Tq = 1 + Math.floor(rnd() * 150), Tk = pick([Tq, 1 + Math.floor(rnd() * 150)]);
+    cases.push({ B: 1 + Math.floor(rnd() * 2), H: 1 + Math.floor(rnd() * 3), Tq, Tk, D: pick([8, 16, 32, 64, 128]), causal: rnd() < 0.5 });
+  }
+  let s = 0;
+  for (const c of cases) for (const dt of ['float32', 'float64'] as const) compare(t, c, dt, ++s);
+});
+
+test('key padding lengths and key masks, with fully masked rows: output 0, gradient 0, no NaN', (t) => {
+  // Lengths: batch 1 sees no key at all; causal + lengths leaves early rows of batch 0 empty too.
+  compare(t, { B: 3, H: 2, Tq: 40, Tk: 90, D: 16, lens: [70, 0, 90] }, 'float32', 7);
+  compare(t, { B: 2, H: 2, Tq: 90, Tk: 40, D: 32, lens: [3, 40], causal: true }, 'float64', 8);
+  // Mask: batch 0 has every key masked, batch 1 a random pattern.
+  const Tk = 77, rnd = prng(9);
+  const mask = [...new Array(Tk).fill(0), ...Array.from({ length: Tk }, () => (rnd() < 0.6 ? 1 : 0))];
+  compare(t, { B: 2, H: 2, Tq: 50, Tk, D: 64, mask }, 'float32', 10);
+  compare(t, { B: 2, H: 1, Tq: 50, Tk, D: 8, mask, causal: true }, 'float64', 11);
+  // A float mask means the same as its nonzero pattern; an all-masked row gives exact zeros.
+  kiln.tidy(() => {
+    const q = kiln.randn([2, 1, 4, 8], { requiresGrad: true }), k = kiln.randn([2, 1, 6, 8], { requiresGrad: true });
+    const v = kiln.randn([2, 1, 6, 8], { requiresGrad: true });
+    const fm = kiln.tensor([[0, 0, 0, 0, 0, 0], [1, 0.5, 0, 1, 1, 0]]);
+    const out = kiln.scaledDotProductAttention(q, k, v, { keyMask: fm });
+    const im = kiln.scaledDotProductAttention(q, k, v, { keyMask: kiln.ne(fm, 0) });
+    t.deepEqual(Array.from(out.dataSync()), Array.from(im.dataSync()));
+    t.true(Array.from(out.dataSync()).slice(0, 32).every((x) => x === 0));
+    out.sum().backward();
+    for (const x of [q, k, v]) t.true(Array.from(x.grad!.dataSync()).every(Number.isFinite));
+    t.true(Array.from(q.grad!.dataSync()).slice(0, 32).every((x) => x === 0));
+  });
+});
+
+test('gradcheck in float64 on small shapes (causal, masks, Tq != Tk)', (t) => {
+  const rnd = prng(77);
+  for (const c of [{ Tq: 3, Tk: 5, causal: true }, { Tq: 6, Tk: 4, causal: false }, { Tq: 5, Tk: 5, causal: true }]) {
+    const B = 2, H = 1, D = 3;
+    const w = kiln.fromTyped(randArray(B * H * c.Tq * D, rnd), [B, H, c.Tq, D], { dtype: 'float64' });
+    const lens = kiln.fromTyped(Int32Array.from([c.Tk, c.Tk - 2]), [B], { dtype: 'int32' });
+    const f = (q: Tensor, k: Tensor, v: Tensor) =>
+      kiln.mul(kiln.scaledDotProductAttention(q, k, v, { causal: c.causal, keyPaddingLengths: lens }), w);
+    const ins = [[B, H, c.Tq, D], [B, H, c.Tk, D], [B, H, c.Tk, D]].map((s) =>
+      kiln.fromTyped(randArray(s.reduce((a, b) => a * b), rnd), s, { dtype: 'float64' }));
+    const r = kiln.gradcheck(f, ins, { atol: 1e-6, rtol: 1e-4 });
+    t.true(r.ok, `gradcheck ${JSON.stringify(c)}: ${JSON.stringify(r.worst)}`);
+  }
+});
+
+/** Philox 4x32-10 word w of a seed (kernels/common/philox.h), written independently with BigInt. */
+function philoxWord(seed: bigint, w: bigint): number {
+  const M = 0xffffffffn;
+  let c = [(w >> 2n) & M, (w >> 34n) & M, 0n, 0n];
+  let k0 = seed & M, k1 = (seed >> 32n) & M;
+  for (let r = 0; r < 10; r++) {
+    if (r > 0) { k0 = (k0 + 0x9e3779b9n) & M; k1 = (k1 + 0xbb67ae85n) & M; }
+    const p0 = 0xd2511f53n * c[0], p1 = 0xcd9e8d57n * c[2];
+    c = [((p1 >> 32n) ^ c[1] ^ k0) & M, p1 & M, ((p0 >> 32n) ^ c[3] ^ k1) & M, p0 & M];
+  }
+  return Number(c[Number(w & 3n)]);
+}
+
+test('dropout: the mask is the documented Philox stream, p is respected, same seed same mask', (t) => {
+  // With q = 0 every visible key gets weight 1/Tk, and v = identity reads the scaled mask out.
+  const B = 2, H = 2, Tq = 24, Tk = 40, p = 0.3;
+  const run = () => kiln.tidy(() => {
+    const q = kiln.zeros([B, H, Tq, Tk], { requiresGrad: true });
+    const eye = kiln.fromTyped(Float32Array.from({ length: B * H * Tk * Tk }, (_, i) => (Math.floor(i / Tk) % Tk === i % Tk ? 1 : 0)), [B, H, Tk, Tk]);
+    return kiln.keep(kiln.scaledDotProductAttention(q, kiln.zeros([B, H, Tk, Tk]), eye, { dropout: p }));
+  });
+  kiln.manualSeed(42);
+  const before = kiln.getRngState();
+  const a = run().dataSync();
+  const after = kiln.getRngState();
+  t.is(after.offset - before.offset, B * H * Tq * Tk, 'one Philox word per score element');
+  kiln.manualSeed(42);
+  const b = run().dataSync();
+  t.deepEqual(Array.from(a), Array.from(b), 'same seed gives the same mask');
+  const c = run().dataSync();
+  t.notDeepEqual(Array.from(a), Array.from(c), 'the stream moves on');
+  let dropped = 0;
+  const thr = Math.ceil(p * 2 ** 24);
+  for (let e = 0; e < a.length; e++) {
+    const keep = (philoxWord(42n, BigInt(before.offset + e)) >>> 8) >= thr;
+    const want = keep ? 1 / ((1 - p) * Tk) : 0;
+    if (Math.abs(a[e] - want) > 1e-6) return t.fail(`element ${e}: ${a[e]} vs ${want}`);
+    if (!keep) dropped++;
+  }
+  const frac = dropped / a.length, sd = Math.sqrt(p * (1 - p) / a.length);
+  t.true(Math.abs(frac - p) < 5 * sd, `dropped fraction ${frac} for p = ${p}`);
+});
+
+test('dropout: backward matches the naive reference with the same mask', (t) => {
+  const B = 1, H = 2, Tq = 70, Tk = 90, D = 16, p = 0.25;
+  kiln.manualSeed(5);
+  const off = kiln.getRngState().offset;
+  const z = new Float64Array(B * H * Tq * Tk);
+  for (let e = 0; e < z.length; e++) z[e] = (philoxWord(5n, BigInt(off + e)) >>> 8) >= Math.ceil(p * 2 ** 24) ? 1 / (1 - p) : 0;
+  const rnd = prng(3);
+  const q = randArray(B * H * Tq * D, rnd), k = randArray(B * H * Tk * D, rnd), v = randArray(B * H * Tk * D, rnd), g = randArray(B * H * Tq * D, rnd);
+  const ref = naive(q, k, v, [B, H, Tq, Tk, D], { causal: true, z }, g);
+  kiln.tidy(() => {
+    const mk = (a: Float64Array, T: number) => kiln.fromTyped(a, [B, H, T, D], { dtype: 'float64', requiresGrad: true });
+    const qt = mk(q, Tq), kt = mk(k, Tk), vt = mk(v, Tk);
+    const out = kiln.scaledDotProductAttention(qt, kt, vt, { causal: true, dropout: p });
+    out.backward(kiln.fromTyped(g, [B, H, Tq, D], { dtype: 'float64' }));
+    for (const [name, got, want] of [['out', out, ref.out], ['dq', qt.grad!, ref.dq], ['dk', kt.grad!, ref.dk], ['dv', vt.grad!, ref.dv]] as const) {
+      const r = maxErr(got.dataSync(), want, 1e-10, 1e-8);
+      t.true(r.ok, `${name}: ${JSON.stringify(r)}`);
+    }
+  });
+});
+
+test('memory stays linear in T: T = 4096 forward + backward', (t) => {
+  const B = 1, H = 2, T = 4096, D = 64;
+  kiln.tidy(() => {
+    const q = kiln.randn([B, H, T, D], { requiresGrad: true }), k = kiln.randn([B, H, T, D], { requiresGrad: true });
+    const v = kiln.randn([B, H, T, D], { requiresGrad: true });
+    const inputBytes = 3 * B * H * T * D * 4;
+    const rss0 = process.memoryUsage().rss;
+    const out = kiln.scaledDotProductAttention(q, k, v, { causal: true });
+    out.sum().backward();
+    const m = kiln.memory();
+    const rssGrowth = process.memoryUsage().rss - rss0;
+    const scoreBytes = B * H * T * T * 4; // 128 MiB: one score matrix
+    t.true(m.bytes < 6 * inputBytes, `tracked bytes ${m.bytes}`);
+    t.true(rssGrowth < scoreBytes / 2, `RSS grew by ${rssGrowth} bytes (a T x T float matrix per head is ${scoreBytes})`);
+    t.true(Array.from(q.grad!.dataSync().slice(0, 1000)).every(Number.isFinite));
+  });
+});
+
+test('bad input is a KilnError with the right code', (t) => {
+  const q = kiln.randn([1, 2, 4, 8]);
+  const code = (f: () => unknown) => {
+    try {
+      f();
+      return 'no error';
+    } catch (e) {
+      return e instanceof kiln.KilnError ? e.code : `not a KilnError: ${e}`;
+    }
+  };
+  const sdpa = kiln.scaledDotProductAttention;
+  t.is(code(() => sdpa(q, kiln.randn([1, 3, 4, 8]), kiln.randn([1, 3, 4, 8]))), 'SHAPE_MISMATCH', 'mismatched heads');
+  t.is(code(() => sdpa(q, kiln.randn([1, 2, 5, 8]), kiln.randn([1, 2, 6, 8]))), 'SHAPE_MISMATCH', 'k and v lengths');
+  t.is(code(() => sdpa(q, kiln.randn([1, 2, 4, 7]), kiln.randn([1, 2, 4, 7]))), 'SHAPE_MISMATCH', 'head dims');
+  t.is(code(() => sdpa(kiln.randn([2, 4, 8]), q, q)), 'SHAPE_MISMATCH', 'rank');
+  t.is(code(() => sdpa(q, kiln.randn([1, 2, 4, 8], { dtype: 'float64' }), q)), 'DTYPE_MISMATCH', 'mixed dtypes');
+  t.is(code(() => sdpa(kiln.zeros([1, 2, 4, 8], { dtype: 'int32' }), q, q)), 'DTYPE_MISMATCH', 'int32 q');
+  const big = kiln.randn([1, 1, 2, 600]);
+  t.is(code(() => sdpa(big, big, big)), 'INVALID_ARGUMENT', 'D too large');
+  t.is(code(() => sdpa(q, q, q, { dropout: 1 })), 'INVALID_ARGUMENT', 'dropout 1');
+  t.is(code(() => sdpa(q, q, q, { scale: NaN })), 'INVALID_ARGUMENT', 'scale NaN');
+  t.is(code(() => sdpa(q, q, q, { keyPaddingLengths: kiln.tensor([1, 2]) })), 'DTYPE_MISMATCH', 'float lengths');
+  t.is(code(() => sdpa(q, q, q, { keyPaddingLengths: kiln.fromTyped(Int32Array.from([1, 2]), [2], { dtype: 'int32' }) })), 'SHAPE_MISMATCH', 'lengths shape');
+  t.is(code(() => sdpa(q, q, q, { keyMask: kiln.ones([1, 5]) })), 'SHAPE_MISMATCH', 'mask shape');
+  const lens = kiln.fromTyped(Int32Array.from([1]), [1], { dtype: 'int32' });
+  t.is(code(() => sdpa(q, q, q, { keyPaddingLengths: lens, keyMask: kiln.ones([1, 4]) })), 'INVALID_ARGUMENT', 'both masks');
+  if (!kiln.cuda.isAvailable()) t.log('no CUDA device: the CUDA head-dim check (32/64/128) is not exercised here');
+  else {
+    const g = kiln.randn([1, 1, 4, 48]).to('cuda');
+    t.is(code(() => sdpa(g, g, g)), 'INVALID_ARGUMENT', 'CUDA head dim 48');
+  }
+});
+
+test('the output does not depend on the thread count', (t) => {
+  const prev = kiln.getNumThreads();
+  const rnd = prng(21);
+  const [B, H, T, D] = [1, 2, 300, 32];
+  const mk = () => kiln.fromTyped(randArray(B * H * T * D, rnd), [B, H, T, D], { requiresGrad: true });
+  const q = mk(), k = mk(), v = mk();
+  const run = () => kiln.tidy(() => {
+    for (const x of [q, k, v]) x.grad = null;
+    const o = kiln.scaledDotProductAttention(q, k, v, { causal: true });
+    o.sum().backward();
+    return [o, q.grad!, k.grad!, v.grad!].map((x) => Array.from(x.dataSync()));
+  });
+  kiln.setNumThreads(1);
+  const one = run();
+  kiln.setNumThreads(Math.max(2, prev));
+  const many = run();
+  kiln.setNumThreads(prev);
+  t.deepEqual(one, many);
+});
