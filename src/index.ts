@@ -49,3 +49,4 @@ export * as io from './io/index.js';
 export * as train from './train/index.js';
 export { scaledDotProductAttention } from './ops/attention.js';
 export type { AttentionOptions } from './ops/attention.js';
+export * as calibration from './recipes/calibrated-ensembles/index.js';

@@ -166,7 +166,12 @@ export function calibrationReport(probs: LogitsLike | Logits, labels: LabelsLike
   }
   const members: number[][] = Array.from({ length: B }, () => []);
   if (binning === 'equal-width') {
-    for (let i = 0; i < p.n; i++) members[Math.min(B - 1, Math.max(0, Math.ceil(conf[i] * B) - 1))].push(i);
+    for (let i = 0; i < p.n; i++) {
+      // Bin b covers (b/B, (b+1)/B]; the second test keeps a confidence on an edge (0.8 with 15 bins) out of the bin above.
+      let b = Math.ceil(conf[i] * B) - 1;
+      if (b > 0 && conf[i] <= b / B) b--;
+      members[Math.min(B - 1, Math.max(0, b))].push(i);
+    }
   } else {
     const order = Array.from({ length: p.n }, (_, i) => i).sort((a, b) => conf[a] - conf[b] || a - b);
     for (let b = 0; b < B; b++) members[b] = order.slice(Math.floor((p.n * b) / B), Math.floor((p.n * (b + 1)) / B));

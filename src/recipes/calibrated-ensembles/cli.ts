@@ -45,13 +45,13 @@ export function formatResult(r: ExperimentResult): string {
   lines.push(`temperatures (ID validation): standard ${r.temperatures.standard.mean.toFixed(2)} ± ${r.temperatures.standard.std.toFixed(2)}, ` +
     `robust ${r.temperatures.robust.mean.toFixed(2)} ± ${r.temperatures.robust.std.toFixed(2)}, standard x${c.stressScale} ${r.temperatures.standardX5.mean.toFixed(2)} ± ${r.temperatures.standardX5.std.toFixed(2)}`);
   lines.push(`accuracy and ECE in % (ECE: ${c.bins} equal-width bins; equal-mass in results.json), mean ± std over seeds`, '');
-  const head = ['system'.padEnd(34), ...SHIFT_SPLITS.flatMap((s) => [`${s} acc`.padStart(22), 'ECE'.padStart(12)])].join('');
+  const head = ['system'.padEnd(34), ...SHIFT_SPLITS.flatMap((s) => [`${s} acc`.padStart(26), 'ECE'.padStart(12)])].join('');
   lines.push(head);
   for (const s of TABLE_SYSTEMS) {
     const row = [s.padEnd(34)];
     for (const split of SHIFT_SPLITS) {
       const m = r.summary[split][s];
-      row.push(pct(m.accuracy).padStart(22), pct(m.eceEqualWidth).padStart(12));
+      row.push(pct(m.accuracy).padStart(26), pct(m.eceEqualWidth).padStart(12));
     }
     lines.push(row.join(''));
   }
