@@ -1,0 +1,167 @@
+// Training: Adam on fresh prompts every step (the batch of step s is a pure function of the seed
+// and s), the curriculum over active dimensions and points, and a run folder holding config.json,
+// metrics.jsonl and checkpoint.safetensors (written by kiln.train.Trainer, so a run resumes exactly).
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as kiln from '../../index.js';
+import type { Device } from '../../index.js';
+import { buildModel, MODEL_SIZES, predict, promptLoss, type ModelSize } from './model.js';
+import { curriculumAt, defaultCurriculum, samplePrompts, type Curriculum } from './prompts.js';
+import { errorScale, mixSeed, type TaskName, type TaskOptions } from './tasks.js';
+
+export interface IclConfig {
+  task: TaskName;
+  taskOptions: TaskOptions;
+  /** Input dimension d. */
+  d: number;
+  /** Points per prompt at the end of the curriculum (the model sees 2 × points tokens). */
+  points: number;
+  model: ModelSize | 'custom';
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+  batchSize: number;
+  lr: number;
+  /** Linear lr warmup steps (0: none, as the paper). */
+  warmup: number;
+  steps: number;
+  /** null: every prompt has all d dimensions and all points from the start. */
+  curriculum: Curriculum | null;
+  seed: number;
+  evalEvery: number;
+  evalPrompts: number;
+  checkpointEvery: number;
+  device: Device;
+}
+
+export type IclConfigInput = Partial<Omit<IclConfig, 'curriculum'>> & {
+  curriculum?: Curriculum | null;
+  /** Shorthand: the paper's curriculum scaled to (d, points) with this interval (0: none). */
+  curriculumInterval?: number;
+};
+
+/** Fills in the defaults: the paper's recipe (Adam, lr 1e-4, batch 64) on linear functions, d = 5, 11 points, tiny model. */
+export function resolveConfig(c: IclConfigInput = {}): IclConfig {
+  const task = c.task ?? 'linear';
+  const d = c.d ?? 5;
+  const points = c.points ?? 2 * d + 1;
+  const model = c.model ?? 'tiny';
+  const size = model === 'custom' ? { nLayer: c.nLayer ?? 3, nHead: c.nHead ?? 2, nEmbd: c.nEmbd ?? 64 } : MODEL_SIZES[model];
+  const interval = c.curriculumInterval ?? 2000;
+  let curriculum = c.curriculum !== undefined ? c.curriculum : interval > 0 ? defaultCurriculum(d, points, interval) : null;
+  if (curriculum && curriculum.dims.start === curriculum.dims.end && curriculum.points.start === curriculum.points.end) curriculum = null;
+  const taskOptions: TaskOptions = { ...c.taskOptions };
+  if (task === 'sparse') taskOptions.sparsity ??= 3;
+  if (task === 'noisy') taskOptions.noiseStd ??= 1;
+  if (task === 'tree') taskOptions.depth ??= 4;
+  if (task === 'relu2nn') taskOptions.hidden ??= 100;
+  return {
+    task, taskOptions, d, points, model,
+    nLayer: c.nLayer ?? size.nLayer, nHead: c.nHead ?? size.nHead, nEmbd: c.nEmbd ?? size.nEmbd,
+    batchSize: c.batchSize ?? 64, lr: c.lr ?? 1e-4, warmup: c.warmup ?? 0, steps: c.steps ?? 5000,
+    curriculum, seed: c.seed ?? 0, evalEvery: c.evalEvery ?? 500, evalPrompts: c.evalPrompts ?? 256,
+    checkpointEvery: c.checkpointEvery ?? 500, device: c.device ?? 'cpu',
+  };
+}
+
+/** The training batch of a step: fresh functions and inputs at the curriculum's dims and points. */
+export function trainBatch(cfg: IclConfig, step: number) {
+  const { dims, points } = cfg.curriculum ? curriculumAt(cfg.curriculum, step) : { dims: cfg.d, points: cfg.points };
+  return samplePrompts({ task: cfg.task, taskOptions: cfg.taskOptions, B: cfg.batchSize, n: points, d: cfg.d, active: dims, seed: mixSeed(cfg.seed, 1, step) });
+}
+
+export function modelFor(cfg: IclConfig): kiln.nn.GPT {
+  kiln.manualSeed(cfg.seed);
+  return buildModel({ nLayer: cfg.nLayer, nHead: cfg.nHead, nEmbd: cfg.nEmbd, d: cfg.d, points: cfg.points, device: cfg.device });
+}
+
+export const runPaths = (dir: string) => ({
+  config: join(dir, 'config.json'),
+  metrics: join(dir, 'metrics.jsonl'),
+  checkpoint: join(dir, 'checkpoint.safetensors'),
+  eval: join(dir, 'eval.json'),
+  plot: join(dir, 'eval.svg'),
+  log: join(dir, 'train.log'),
+});
+
+export function readConfig(dir: string): IclConfig {
+  const p = runPaths(dir).config;
+  if (!existsSync(p)) throw new Error(`${dir}: no config.json (not an icl run folder?)`);
+  return JSON.parse(readFileSync(p, 'utf8')) as IclConfig;
+}
+
+/** Loads a trained model from a run folder. */
+export function loadModel(dir: string): { cfg: IclConfig; model: kiln.nn.GPT; step: number } {
+  const cfg = readConfig(dir);
+  const model = modelFor(cfg);
+  const { meta } = kiln.nn.loadCheckpoint(runPaths(dir).checkpoint, { model, restoreRng: false });
+  model.eval();
+  return { cfg, model, step: meta.step };
+}
+
+/** Normalised squared error of the model per position (k in-context examples at position k), noGrad. */
+export function modelErrors(model: kiln.nn.GPT, batch: ReturnType<typeof samplePrompts>, scale: number, device: Device = 'cpu', chunk = 256): Float64Array {
+  const { B, n, d } = batch;
+  const err = new Float64Array(B * n);
+  kiln.noGrad(() => {
+    for (let b0 = 0; b0 < B; b0 += chunk) {
+      const nb = Math.min(chunk, B - b0);
+      const sub = { B: nb, n, d, xs: batch.xs.subarray(b0 * n * d, (b0 + nb) * n * d), ys: batch.ys.subarray(b0 * n, (b0 + nb) * n), clean: batch.clean.subarray(b0 * n, (b0 + nb) * n) };
+      kiln.tidy(() => {
+        const p = predict(model, sub, device).toArray() as number[][];
+        for (let b = 0; b < nb; b++) for (let i = 0; i < n; i++) err[(b0 + b) * n + i] = (p[b][i] - sub.clean[b * n + i]) ** 2 / scale;
+      });
+    }
+  });
+  return err;
+}
+
+export interface TrainResult {
+  dir: string;
+  step: number;
+  stepsPerSecond: number;
+  losses: number[];
+  evals: Record<string, number>[];
+}
+
+/** Trains (or resumes) the run in `dir`. */
+export async function trainIcl(cfgIn: IclConfigInput, dir: string, opts: { progress?: 'auto' | 'bar' | 'lines' | 'none'; log?: (s: string) => void; logEvery?: number } = {}): Promise<TrainResult> {
+  const cfg = resolveConfig(cfgIn);
+  const paths = runPaths(dir);
+  mkdirSync(dir, { recursive: true });
+  if (existsSync(paths.config)) {
+    const old = readConfig(dir);
+    const same = (k: keyof IclConfig) => JSON.stringify(old[k]) === JSON.stringify(cfg[k]);
+    for (const k of ['task', 'd', 'points', 'nLayer', 'nHead', 'nEmbd', 'seed'] as const)
+      if (!same(k)) throw new Error(`${dir} holds a run with a different ${k} (${JSON.stringify(old[k])} vs ${JSON.stringify(cfg[k])}); use another --out`);
+  }
+  writeFileSync(paths.config, JSON.stringify(cfg, null, 2) + '\n');
+  const model = modelFor(cfg);
+  const optimizer = new kiln.optim.Adam(model.parameters(), { lr: cfg.lr });
+  const evalBatch = samplePrompts({ task: cfg.task, taskOptions: cfg.taskOptions, B: cfg.evalPrompts, n: cfg.points, d: cfg.d, seed: mixSeed(cfg.seed, 2) });
+  const scale = errorScale(cfg.task, cfg.d, cfg.taskOptions);
+  const ks = [...new Set([Math.floor(cfg.d / 2), cfg.d, Math.min(2 * cfg.d, cfg.points - 1), cfg.points - 1])].filter((k) => k < cfg.points);
+  const t0 = performance.now();
+  const trainer = new kiln.train.Trainer({
+    model, optimizer, steps: cfg.steps,
+    data: (step: number) => trainBatch(cfg, step),
+    loss: (batch) => promptLoss(model, batch, cfg.device),
+    schedule: cfg.warmup > 0 ? kiln.sched.linearWarmup(cfg.warmup, 0.01) : undefined,
+    evalEvery: cfg.evalEvery,
+    evaluate: () => {
+      const e = modelErrors(model, evalBatch, scale, cfg.device);
+      const out: Record<string, number> = {};
+      for (const k of ks) {
+        let s = 0;
+        for (let b = 0; b < evalBatch.B; b++) s += e[b * cfg.points + k];
+        out[`err_k${k}`] = s / evalBatch.B;
+      }
+      return out;
+    },
+    checkpointEvery: cfg.checkpointEvery, checkpointPath: paths.checkpoint, config: cfg,
+    metricsPath: paths.metrics, logEvery: opts.logEvery, progress: opts.progress, log: opts.log,
+  });
+  const r = await trainer.fit();
+  const secs = (performance.now() - t0) / 1000;
+  return { dir, step: r.step, stepsPerSecond: (r.step - r.startStep) / secs, losses: r.losses, evals: r.evals };
+}
