@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { flagNumber, flagString, parseArgs, UsageError, type Command } from '../../cli/args.js';
 import { calibrationReport } from './calibration.js';
-import { DEFAULT_EXPERIMENT, runExperiment, SYSTEMS, type ExperimentConfig, type ExperimentResult, type SystemName } from './experiment.js';
+import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult, type SystemName } from './experiment.js';
 import { writeReliabilityDiagram } from './reliability.js';
 import { SHIFT_SPLITS } from './shift.js';
 
@@ -119,4 +119,3 @@ export const command: Command = {
   },
 };
 
-export { SYSTEMS };

@@ -4,7 +4,7 @@
 import * as kiln from '../../index.js';
 import { calibrationReport, accuracy, brierScore, nll, DEFAULT_BINS, TEMPERATURE_METHOD, type Logits } from './calibration.js';
 import { calibratedEnsemble, ensembleProbs, type Classifier } from './ensemble.js';
-import { DEFAULT_SHIFT, generateShift, SHIFT_SPLITS, type ShiftConfig, type ShiftData, type ShiftSplit } from './shift.js';
+import { DEFAULT_SHIFT, dropColumns, generateShift, SHIFT_SPLITS, type ShiftConfig, type ShiftData, type ShiftSplit } from './shift.js';
 import { DEFAULT_TRAIN, trainClassifier, type TrainOptions } from './train.js';
 
 export interface ExperimentConfig {
@@ -93,7 +93,7 @@ export function runSeed(cfg: ExperimentConfig, seed: number): { result: SeedResu
   const val = generateShift(sh, 'id', cfg.nVal, dataSeed(1));
   const tests = Object.fromEntries(SHIFT_SPLITS.map((s, i) => [s, generateShift(sh, s, cfg.nTest, dataSeed(2 + i))])) as Record<ShiftSplit, ShiftData>;
   const spur = train.columns.spurious;
-  const robustTrain = { ...train, x: dropped(train, spur), dims: train.dims - (spur[1] - spur[0]) };
+  const robustTrain = dropColumns(train, spur);
 
   const standard = trainClassifier(train, train.y, sh.classes, { ...cfg.train, seed: 2 * seed });
   const robustMlp = trainClassifier(robustTrain, train.y, sh.classes, { ...cfg.train, seed: 2 * seed + 1 });
@@ -132,17 +132,6 @@ export function runSeed(cfg: ExperimentConfig, seed: number): { result: SeedResu
     for (const prm of [...standard.parameters(), ...robustMlp.parameters()]) prm.dispose();
     return { result: { seed, temperatures: { standard: tS, robust: tR, standardX5: tS5 }, metrics }, probs, labels };
   });
-}
-
-function dropped(d: ShiftData, [a, b]: [number, number]): Float32Array {
-  const keep = d.dims - (b - a);
-  const x = new Float32Array(d.n * keep);
-  for (let i = 0; i < d.n; i++) {
-    const row = d.x.subarray(i * d.dims, (i + 1) * d.dims);
-    x.set(row.subarray(0, a), i * keep);
-    x.set(row.subarray(b), i * keep + a);
-  }
-  return x;
 }
 
 export function meanStd(v: number[]): Summary {
