@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""NT-Xent (SimCLR) forward + backward in PyTorch eager: normalize, similarity matmul, mask the
+self pair, cross-entropy against the other view, backward to z. Prints JSON. Run with /usr/bin/python3."""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def nt_xent(z, temperature):
+    n2 = z.shape[0]
+    zn = F.normalize(z, dim=1)
+    sim = zn @ zn.t() / temperature
+    sim = sim.masked_fill(torch.eye(n2, dtype=torch.bool), float('-inf'))
+    half = n2 // 2
+    target = torch.cat([torch.arange(half, n2), torch.arange(0, half)])
+    return F.cross_entropy(sim, target)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--reps', type=int, default=7)
+    p.add_argument('--shapes', default='512x128,2048x256')
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    results = []
+    for shape in args.shapes.split(','):
+        n, d = (int(v) for v in shape.split('x'))
+        z = torch.randn(2 * n, d, requires_grad=True)
+
+        def step():
+            loss = nt_xent(z, 0.1)
+            loss.backward()
+            z.grad = None
+
+        t0 = time.perf_counter()
+        calls = 0
+        while calls < 2 or time.perf_counter() - t0 < 0.2:
+            step()
+            calls += 1
+        one = (time.perf_counter() - t0) / calls
+        inner = max(1, int(0.1 / one))
+        times = []
+        for _ in range(args.reps):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                step()
+            times.append((time.perf_counter() - t0) / inner)
+        results.append({'name': f'ntxent N={n} D={d}', 'ms': statistics.median(times) * 1e3, 'min_ms': min(times) * 1e3})
+    print(json.dumps({'library': 'torch ' + torch.__version__, 'threads': args.threads, 'results': results}))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""One DDPM reverse step in PyTorch eager, as improved-diffusion writes it: per-row coefficients
+gathered by t, predicted x0 from eps, posterior mean, fresh Gaussian noise for t > 0.
+Prints JSON. Run with /usr/bin/python3."""
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def extract(arr, t, shape):
+    out = arr[t]
+    while out.dim() < len(shape):
+        out = out[..., None]
+    return out.expand(shape)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--reps', type=int, default=7)
+    p.add_argument('--shape', default='64x64x128')
+    p.add_argument('--t', type=int, default=500)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    shape = tuple(int(v) for v in args.shape.split('x'))
+    T = 1000
+    betas = np.linspace(1e-4, 0.02, T, dtype=np.float64)
+    ac = np.cumprod(1 - betas)
+    acp = np.append(1.0, ac[:-1])
+    post_var = betas * (1 - acp) / (1 - ac)
+    tab = lambda a: torch.tensor(a, dtype=torch.float32)
+    sqrt_recip, sqrt_recipm1 = tab(np.sqrt(1 / ac)), tab(np.sqrt(1 / ac - 1))
+    coef1, coef2 = tab(betas * np.sqrt(acp) / (1 - ac)), tab((1 - acp) * np.sqrt(1 - betas) / (1 - ac))
+    logvar = tab(np.log(np.append(post_var[1], post_var[1:])))
+    x = torch.randn(shape)
+    eps = torch.randn(shape)
+    t = torch.full((shape[0],), args.t, dtype=torch.long)
+
+    def step():
+        with torch.no_grad():
+            x0 = extract(sqrt_recip, t, x.shape) * x - extract(sqrt_recipm1, t, x.shape) * eps
+            mean = extract(coef1, t, x.shape) * x0 + extract(coef2, t, x.shape) * x
+            noise = torch.randn_like(x)
+            nonzero = (t != 0).float().view(-1, *([1] * (x.dim() - 1)))
+            return mean + nonzero * torch.exp(0.5 * extract(logvar, t, x.shape)) * noise, x0
+
+    t0 = time.perf_counter()
+    calls = 0
+    while calls < 2 or time.perf_counter() - t0 < 0.2:
+        step()
+        calls += 1
+    one = (time.perf_counter() - t0) / calls
+    inner = max(1, int(0.1 / one))
+    times = []
+    for _ in range(args.reps):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            step()
+        times.append((time.perf_counter() - t0) / inner)
+    print(json.dumps({'library': 'torch ' + torch.__version__, 'threads': args.threads,
+                      'results': [{'name': 'ddpm step ' + args.shape, 'ms': statistics.median(times) * 1e3,
+                                   'min_ms': min(times) * 1e3}]}))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,189 @@
+// Fused diffusion steps: one pass over x (and the model output) per step, the Gaussian noise drawn
+// in place from the Philox stream in chunks, so a step reads its inputs once and writes once.
+// Chunks are fixed ranges of elements, so results do not depend on the thread count.
+#include "diffusion.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels.h"
+#include "parallel.h"
+#include "philox.h"
+#include "vmath.h"
+
+namespace kiln {
+namespace cpu {
+namespace {
+
+constexpr int64_t kChunk = 2048;  // elements per task; even, so normal pairs never straddle tasks
+
+template <class T>
+T unit(uint32_t x) { return static_cast<T>(x >> 8) * static_cast<T>(5.9604644775390625e-8); }
+template <class T>
+T unit_open0(uint32_t x) { return static_cast<T>((x >> 8) + 1u) * static_cast<T>(5.9604644775390625e-8); }
+
+// The Box-Muller pair of kernels/cpu/random.cc, operation for operation, so z matches kiln.randn.
+inline void box_muller(float u1, float u2, float* z0, float* z1) {
+  float r = std::sqrt(-2.0f * vmath::log_f(u1));
+  float s, c;
+  vmath::sincos_2pi_f(u2, &s, &c);
+  *z0 = r * c;
+  *z1 = r * s;
+}
+inline void box_muller(double u1, double u2, double* z0, double* z1) {
+  const double kTwoPi = 6.283185307179586476925;
+  double r = std::sqrt(-2.0 * std::log(u1));
+  *z0 = r * std::cos(kTwoPi * u2);
+  *z1 = r * std::sin(kTwoPi * u2);
+}
+
+// z[i] = normal element (e0 + i) of the stream, i in [0, count); e0 even, count even.
+template <class T>
+KILN_CLONES void normals(uint64_t seed, uint64_t offset, int64_t e0, int64_t count, uint32_t* w, T* z) {
+  const uint64_t w0 = offset + static_cast<uint64_t>(e0);
+  if ((w0 & 3) == 0) {
+    const uint64_t b0 = w0 >> 2;
+    const int64_t nb = count >> 2;
+#pragma omp simd
+    for (int64_t b = 0; b < nb; ++b) {
+      philox::Words4 r = philox::stream_block(seed, b0 + b);
+      w[4 * b + 0] = r.v[0];
+      w[4 * b + 1] = r.v[1];
+      w[4 * b + 2] = r.v[2];
+      w[4 * b + 3] = r.v[3];
+    }
+    for (int64_t i = 4 * nb; i < count; ++i) w[i] = philox::stream_word(seed, w0 + i);
+  } else {
+    for (int64_t i = 0; i < count; ++i) w[i] = philox::stream_word(seed, w0 + i);
+  }
+  const int64_t pairs = count / 2;
+#pragma omp simd
+  for (int64_t j = 0; j < pairs; ++j) {
+    T z0, z1;
+    box_muller(unit_open0<T>(w[2 * j]), unit<T>(w[2 * j + 1]), &z0, &z1);
+    z[2 * j] = z0;
+    z[2 * j + 1] = z1;
+  }
+}
+
+template <class T>
+struct Coef {
+  T a0, a1, b0, b1, c0, c1, c2, sigma;
+};
+
+// One run of elements that share a row's coefficients.
+template <class T>
+KILN_CLONES void step_run(const Coef<T> k, bool clip, T lo, T hi, const T* __restrict x, const T* __restrict y,
+                          const T* __restrict z, T* __restrict out, T* __restrict x0o, int64_t n) {
+  const bool hasY = y != nullptr, hasZ = z != nullptr;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const T xv = x[i];
+    T x0 = k.a0 * xv + (hasY ? k.a1 * y[i] : T(0));
+    if (clip) x0 = std::min(std::max(x0, lo), hi);
+    const T e = k.b0 * xv + k.b1 * x0;
+    T o = k.c0 * xv + k.c1 * x0 + k.c2 * e;
+    if (hasZ) o += k.sigma * z[i];
+    out[i] = o;
+    if (x0o) x0o[i] = x0;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void diffusion_step(const DiffusionSpec& s, const double* coef, const T* x, const T* y, const T* noise, T* out,
+                    T* x0_out, T* noise_out) {
+  const int64_t n = s.rows * s.inner;
+  if (n == 0) return;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  parallel_tasks(chunks, n * 6, [&](int64_t ch) {
+    const int64_t e0 = ch * kChunk, count = std::min(kChunk, n - e0);
+    uint32_t w[kChunk];
+    T zbuf[kChunk];
+    const T* z = nullptr;
+    // Rows in this chunk that need noise decide whether it is drawn at all.
+    bool need = false;
+    for (int64_t r = e0 / s.inner; r <= (e0 + count - 1) / s.inner && !need; ++r) need = coef[r * 8 + 7] != 0;
+    if (s.noise == NoiseSource::Given) {
+      z = noise + e0;
+    } else if (s.noise == NoiseSource::Philox && (need || noise_out)) {
+      normals<T>(s.seed, s.offset, e0, (count + 1) & ~int64_t(1), w, zbuf);
+      z = zbuf;
+    }
+    if (noise_out && z) std::copy(z, z + count, noise_out + e0);
+    for (int64_t i = e0; i < e0 + count;) {
+      const int64_t r = i / s.inner, end = std::min(e0 + count, (r + 1) * s.inner);
+      const double* c = coef + r * 8;
+      Coef<T> k{T(c[0]), T(c[1]), T(c[2]), T(c[3]), T(c[4]), T(c[5]), T(c[6]), T(c[7])};
+      const bool useZ = z && k.sigma != T(0);
+      step_run(k, s.clip, T(s.lo), T(s.hi), x + i, y ? y + i : nullptr, useZ ? z + (i - e0) : nullptr, out + i,
+               x0_out ? x0_out + i : nullptr, end - i);
+      i = end;
+    }
+  });
+}
+
+namespace {
+constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kVocabBlock = 512;
+
+// Best (lowest) score in one tile row: score_v = |E_v|^2 - 2 <x, E_v>.
+template <class T>
+KILN_CLONES void tile_argmin(const T* __restrict dotv, const T* __restrict en, int64_t n, int64_t base, T& best,
+                             int64_t& arg) {
+  T b = best;
+  int64_t a = arg;
+  for (int64_t j = 0; j < n; ++j) {
+    const T sc = en[j] - T(2) * dotv[j];
+    if (sc < b) {
+      b = sc;
+      a = base + j;
+    }
+  }
+  best = b;
+  arg = a;
+}
+}  // namespace
+
+template <class T>
+void nearest_rows(const T* x, const T* E, int64_t m, int64_t v, int64_t d, int32_t* idx, T* snapped) {
+  if (m == 0) return;
+  std::vector<T> en(static_cast<size_t>(v));
+  parallel_tasks(v, v * d, [&](int64_t j) {
+    const T* e = E + j * d;
+    T s = 0;
+    for (int64_t k = 0; k < d; ++k) s += e[k] * e[k];
+    en[j] = s;
+  });
+  const int64_t tasks = (m + kQueryBlock - 1) / kQueryBlock;
+  parallel_tasks(tasks, m * v * d / 8, [&](int64_t task) {
+    const int64_t i0 = task * kQueryBlock, rows = std::min(kQueryBlock, m - i0);
+    const int64_t vb = std::min(kVocabBlock, v);
+    std::vector<T> S(static_cast<size_t>(kQueryBlock * vb));
+    T best[kQueryBlock];
+    int64_t arg[kQueryBlock];
+    for (int64_t a = 0; a < rows; ++a) best[a] = std::numeric_limits<T>::infinity(), arg[a] = 0;
+    for (int64_t j0 = 0; j0 < v; j0 += kVocabBlock) {
+      const int64_t n = std::min(kVocabBlock, v - j0);
+      gemm<T>(1, false, true, rows, n, d, T(1), x + i0 * d, d, 0, E + j0 * d, d, 0, T(0), S.data(), n, 0);
+      for (int64_t a = 0; a < rows; ++a) tile_argmin(S.data() + a * n, en.data() + j0, n, j0, best[a], arg[a]);
+    }
+    for (int64_t a = 0; a < rows; ++a) {
+      idx[i0 + a] = static_cast<int32_t>(arg[a]);
+      if (snapped) std::copy(E + arg[a] * d, E + (arg[a] + 1) * d, snapped + (i0 + a) * d);
+    }
+  });
+}
+
+template void diffusion_step<float>(const DiffusionSpec&, const double*, const float*, const float*, const float*,
+                                    float*, float*, float*);
+template void diffusion_step<double>(const DiffusionSpec&, const double*, const double*, const double*,
+                                     const double*, double*, double*, double*);
+template void nearest_rows<float>(const float*, const float*, int64_t, int64_t, int64_t, int32_t*, float*);
+template void nearest_rows<double>(const double*, const double*, int64_t, int64_t, int64_t, int32_t*, double*);
+
+}  // namespace cpu
+}  // namespace kiln
