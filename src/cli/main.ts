@@ -9,6 +9,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'plan data/pipeline-parallel layouts over heterogeneous networks (arXiv 2206.01288)',
     load: async () => (await import('../recipes/decentralized/cli.js')).command,
   },
+  'calibrated-ensembles': {
+    summary: 'ID-calibrated ensembles under distribution shift (arXiv 2207.08977)',
+    load: async () => (await import('../recipes/calibrated-ensembles/cli.js')).command,
+  },
   bigbench: {
     summary: 'run BIG-bench JSON tasks against models; emergence statistics (arXiv 2206.04615)',
     load: async () => (await import('../recipes/bigbench/cli.js')).command,
