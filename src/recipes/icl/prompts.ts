@@ -9,6 +9,8 @@ export interface Ramp {
   end: number;
   inc: number;
   interval: number;
+  /** Steps before the first increment (default `interval`, the paper's schedule). */
+  hold?: number;
 }
 
 export interface Curriculum {
@@ -18,7 +20,9 @@ export interface Curriculum {
 
 export function rampAt(r: Ramp, step: number): number {
   if (r.interval <= 0 || r.inc === 0) return r.end;
-  return Math.min(r.end, r.start + r.inc * Math.floor(step / r.interval));
+  const hold = r.hold ?? r.interval;
+  if (step < hold) return r.start;
+  return Math.min(r.end, r.start + r.inc * (1 + Math.floor((step - hold) / r.interval)));
 }
 
 /** Active dimensions and points at a training step. */
@@ -30,15 +34,15 @@ export function curriculumAt(c: Curriculum, step: number): { dims: number; point
  * The paper's curriculum scaled to (d, n): dims from min(d, 5) up by 1, points from 2·dims + 1
  * up by 2, both every `interval` steps (the paper: d = 20, dims 5→20, points 11→41, interval 2000).
  */
-export function defaultCurriculum(d: number, n: number, interval = 2000): Curriculum {
+export function defaultCurriculum(d: number, n: number, interval = 2000, hold = interval): Curriculum {
   const d0 = Math.min(d, 5);
   const n0 = Math.min(n, 2 * d0 + 1);
-  return { dims: { start: d0, end: d, inc: 1, interval }, points: { start: n0, end: n, inc: 2, interval } };
+  return { dims: { start: d0, end: d, inc: 1, interval, hold }, points: { start: n0, end: n, inc: 2, interval, hold } };
 }
 
 /** The step at which the curriculum reaches its end. */
 export function curriculumEnd(c: Curriculum): number {
-  const steps = (r: Ramp) => (r.inc === 0 || r.interval <= 0 ? 0 : Math.ceil((r.end - r.start) / r.inc) * r.interval);
+  const steps = (r: Ramp) => (r.inc === 0 || r.interval <= 0 || r.end === r.start ? 0 : (r.hold ?? r.interval) + (Math.ceil((r.end - r.start) / r.inc) - 1) * r.interval);
   return Math.max(steps(c.dims), steps(c.points));
 }
 

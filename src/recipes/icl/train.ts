@@ -38,6 +38,8 @@ export type IclConfigInput = Partial<Omit<IclConfig, 'curriculum'>> & {
   curriculum?: Curriculum | null;
   /** Shorthand: the paper's curriculum scaled to (d, points) with this interval (0: none). */
   curriculumInterval?: number;
+  /** Steps at the starting dims/points before the first increment (default: the interval). */
+  curriculumHold?: number;
 };
 
 /** Fills in the defaults: the paper's recipe (Adam, lr 1e-4, batch 64) on linear functions, d = 5, 11 points, tiny model. */
@@ -48,7 +50,7 @@ export function resolveConfig(c: IclConfigInput = {}): IclConfig {
   const model = c.model ?? 'tiny';
   const size = model === 'custom' ? { nLayer: c.nLayer ?? 3, nHead: c.nHead ?? 2, nEmbd: c.nEmbd ?? 64 } : MODEL_SIZES[model];
   const interval = c.curriculumInterval ?? 2000;
-  let curriculum = c.curriculum !== undefined ? c.curriculum : interval > 0 ? defaultCurriculum(d, points, interval) : null;
+  let curriculum = c.curriculum !== undefined ? c.curriculum : interval > 0 ? defaultCurriculum(d, points, interval, c.curriculumHold ?? interval) : null;
   if (curriculum && curriculum.dims.start === curriculum.dims.end && curriculum.points.start === curriculum.points.end) curriculum = null;
   const taskOptions: TaskOptions = { ...c.taskOptions };
   if (task === 'sparse') taskOptions.sparsity ??= 3;
@@ -159,7 +161,7 @@ export async function trainIcl(cfgIn: IclConfigInput, dir: string, opts: { progr
       return out;
     },
     checkpointEvery: cfg.checkpointEvery, checkpointPath: paths.checkpoint, config: cfg,
-    metricsPath: paths.metrics, logEvery: opts.logEvery, progress: opts.progress, log: opts.log,
+    metricsPath: paths.metrics, logEvery: opts.logEvery ?? Math.max(1, Math.min(50, Math.floor(cfg.steps / 20))), progress: opts.progress, log: opts.log,
   });
   const r = await trainer.fit();
   const secs = (performance.now() - t0) / 1000;
