@@ -49,6 +49,7 @@ KILN_TARGET_AVX512 inline void tile_avx512(int64_t K, const float* A, int64_t rs
       B += ldb;
     }
   } else {
+#pragma GCC unroll 2
     for (int64_t k = 0; k < K; ++k) {
       const __m512 b0 = _mm512_maskz_loadu_ps(k0, B);
       const __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(k1, B + 16) : b0;
