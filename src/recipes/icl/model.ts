@@ -25,7 +25,16 @@ export interface ModelSpec {
 }
 
 export function buildModel(s: ModelSpec): kiln.nn.GPT {
-  return new kiln.nn.GPT({ nLayer: s.nLayer, nHead: s.nHead, nEmbd: s.nEmbd, inputDim: s.d, outputDim: 1, blockSize: 2 * s.points, device: s.device });
+  const model = new kiln.nn.GPT({ nLayer: s.nLayer, nHead: s.nHead, nEmbd: s.nEmbd, inputDim: s.d, outputDim: 1, blockSize: 2 * s.points, device: s.device });
+  // The paper's read-in and read-out are plain nn.Linear layers around the GPT-2 backbone, so they
+  // keep PyTorch's default init (U(±1/√fan_in)), not GPT-2's N(0, 0.02): the inputs then dominate
+  // the position embeddings from the first step, as in the authors' model.
+  for (const l of [model.readIn!, model.readOut!]) {
+    const bound = 1 / Math.sqrt(l.inFeatures);
+    kiln.nn.uniform_(l.weight, -bound, bound);
+    if (l.bias) kiln.nn.uniform_(l.bias, -bound, bound);
+  }
+  return model;
 }
 
 /** Predictions [B, n] at the x positions of a batch of prompts. */

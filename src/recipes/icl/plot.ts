@@ -36,7 +36,7 @@ export function formatTable(r: EvalReport, ks?: number[]): string {
   const n = r.points;
   const pick = ks ?? [...new Set([0, 1, Math.floor(r.d / 2), r.d - 1, r.d, Math.min(2 * r.d, n - 1), n - 1])].filter((k) => k >= 0 && k < n).sort((a, b) => a - b);
   const names = Object.keys(r.curves);
-  const w = Math.max(12, ...names.map((s) => s.length)) + 2;
+  const w = Math.max(20, ...names.map((s) => s.length)) + 2;
   const lines = [`${r.task}, d = ${r.d}, shift ${r.shift}: normalised squared error (mean [90% bootstrap interval])`];
   lines.push('k'.padEnd(5) + names.map((s) => s.padStart(w)).join(''));
   for (const k of pick) {
