@@ -121,6 +121,8 @@ void pack_b(const Plan<T>& g, int64_t k0, int64_t kc, int64_t j0, int64_t n, int
         for (int c = 0; c < cols; ++c) d[k * NR + c] = s[c];
         for (int c = cols; c < NR; ++c) d[k * NR + c] = T(0);
       }
+    } else if (g.ks->pack_bt) {
+      g.ks->pack_bt(g.B + j * g.ldb + k0, g.ldb, kc, cols, d);
     } else {  // a transpose: gather each k row of the panel from `cols` rows of B
       const T* s = g.B + j * g.ldb + k0;
       for (int64_t k = 0; k < kc; ++k) {

@@ -3,6 +3,7 @@
 // other) CPU. Row-major C: vectors run along N, elements of A are broadcast.
 #include "gemm_microkernels.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -98,6 +99,56 @@ KILN_TARGET_AVX512 void strided_avx512(int64_t K, const float* A, int64_t rsa, i
   if (n > 16) tile_avx512<MR, false, 2>(K, A, rsa, csa, B, ldb, C, ldc, alpha, beta, MR, n);
   else tile_avx512<MR, false, 1>(K, A, rsa, csa, B, ldb, C, ldc, alpha, beta, MR, n);
 }
+
+// In-register 16 x 16 transpose (64 shuffles for 256 floats, against one scalar move each).
+// GCC 12's shuffle intrinsics raise a false -Wmaybe-uninitialized (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+KILN_TARGET_AVX512 inline void transpose16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {  // lane L: [a(4L) b(4L) a(4L+1) b(4L+1)], [a(4L+2) ...]
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // r[4i+j], lane L: rows 4i..4i+3 of column 4L+j
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  __m512 out[16];
+  for (int j = 0; j < 4; ++j) {  // gather lane L of the four row groups into column 4L+j
+    const __m512 t0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
+    const __m512 t1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+    const __m512 t2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+    const __m512 t3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+    out[j] = _mm512_shuffle_f32x4(t0, t2, 0x88);
+    out[4 + j] = _mm512_shuffle_f32x4(t0, t2, 0xDD);
+    out[8 + j] = _mm512_shuffle_f32x4(t1, t3, 0x88);
+    out[12 + j] = _mm512_shuffle_f32x4(t1, t3, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = out[i];
+}
+
+KILN_TARGET_AVX512 void pack_bt_avx512(const float* B, int64_t ldb, int64_t kc, int cols,
+                                       float* dst) {
+  constexpr int NR = 32;
+  for (int64_t k = 0; k < kc; k += 16) {
+    const int64_t kn = std::min<int64_t>(16, kc - k);
+    const __mmask16 km = kn == 16 ? 0xFFFF : static_cast<__mmask16>((1u << kn) - 1);
+    for (int cb = 0; cb < NR; cb += 16) {
+      __m512 r[16];
+      for (int c = 0; c < 16; ++c)
+        r[c] = cb + c < cols ? _mm512_maskz_loadu_ps(km, B + (cb + c) * ldb + k) : _mm512_setzero_ps();
+      transpose16x16(r);
+      for (int64_t kk = 0; kk < kn; ++kk) _mm512_storeu_ps(dst + (k + kk) * NR + cb, r[kk]);
+    }
+  }
+}
+#pragma GCC diagnostic pop
 
 // ---------------------------------------------------------------- AVX2 + FMA: 6 x 16 tile
 // 12 ymm accumulators + 2 B vectors + 1 broadcast of the 16 registers.
@@ -203,7 +254,7 @@ void strided_generic(int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B
 template <class T>
 KernelSet<T> generic_set(const char* name) {
   KernelSet<T> ks{name, kMRg, kNRg, 128, 256, 2048, packed_generic<T>, {},
-                  gemv_rows_generic<T>, gemv_dots_generic<T>};
+                  gemv_rows_generic<T>, gemv_dots_generic<T>, nullptr};
   ks.strided[1] = strided_generic<T, 1>;
   ks.strided[2] = strided_generic<T, 2>;
   ks.strided[3] = strided_generic<T, 3>;
@@ -221,7 +272,7 @@ const KernelSet<float>* choose_float() {
     // kc x 32 B micro-panels stream from L2 while the 12 x kc A micro-panel (12 KiB) stays in L1;
     // the shared kc x nc block of B (1 MiB) fits the 2 MiB L2 of each core.
     static KernelSet<float> ks{"avx512-12x32", kMR512, 32, 96, 256, 1024, packed_avx512, {},
-                                 gemv_rows_avx512, gemv_dots_avx512};
+                                 gemv_rows_avx512, gemv_dots_avx512, pack_bt_avx512};
     ks.strided[1] = strided_avx512<1>;
     ks.strided[2] = strided_avx512<2>;
     ks.strided[3] = strided_avx512<3>;
@@ -238,7 +289,7 @@ const KernelSet<float>* choose_float() {
   }
   if (want("avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     static KernelSet<float> ks{"avx2-6x16", kMR2, 16, 120, 256, 1024, packed_avx2, {},
-                                 gemv_rows_avx2, gemv_dots_avx2};
+                                 gemv_rows_avx2, gemv_dots_avx2, nullptr};
     ks.strided[1] = strided_avx2<1>;
     ks.strided[2] = strided_avx2<2>;
     ks.strided[3] = strided_avx2<3>;

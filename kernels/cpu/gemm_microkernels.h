@@ -31,6 +31,11 @@ using GemvKernel = void (*)(int m, int64_t K, const T* a, const T* B, int64_t ld
                             int64_t ldc, T beta, int64_t n);
 constexpr int kMaxGemvRows = 4;
 
+// Packs one nr-wide panel of a transposed B: dst[k*nr + c] = B[c*ldb + k] for c < cols, zero for
+// cols <= c < nr (null in a set: gemm.cc's portable loop does it).
+template <class T>
+using PackTransposedKernel = void (*)(const T* B, int64_t ldb, int64_t kc, int cols, T* dst);
+
 constexpr int kMaxMR = 16;
 
 template <class T>
@@ -41,6 +46,7 @@ struct KernelSet {
   PackedKernel<T> packed;
   StridedKernel<T> strided[kMaxMR + 1];  // strided[m] for 1 <= m <= mr
   GemvKernel<T> gemv_rows, gemv_dots;
+  PackTransposedKernel<T> pack_bt;
 };
 
 // gemm_gemv.cc
