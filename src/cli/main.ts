@@ -9,6 +9,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'plan data/pipeline-parallel layouts over heterogeneous networks (arXiv 2206.01288)',
     load: async () => (await import('../recipes/decentralized/cli.js')).command,
   },
+  icl: {
+    summary: 'transformers learn function classes in context (arXiv 2208.01066): train|eval|plot|default',
+    load: async () => (await import('../recipes/icl/cli.js')).command,
+  },
   'calibrated-ensembles': {
     summary: 'ID-calibrated ensembles under distribution shift (arXiv 2207.08977)',
     load: async () => (await import('../recipes/calibrated-ensembles/cli.js')).command,
