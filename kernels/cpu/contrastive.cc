@@ -17,11 +17,19 @@ namespace kiln {
 namespace cpu {
 namespace {
 
-constexpr int64_t kRowBlock = 64;   // queries per task
+constexpr int64_t kRowBlock = 128;  // queries per task
 constexpr int64_t kColBlock = 256;  // keys per tile
 
 template <class T>
 T neg_inf() { return -std::numeric_limits<T>::infinity(); }
+
+// exp that returns 0 instead of a subnormal, and never forms one inside exp_f either: far-off
+// logits would otherwise take the slow subnormal path (measured: 3x on dot-product similarities).
+inline float exp_flush(float x) {
+  const bool tiny = x < -87.0f;
+  return vmath::select_f(tiny, 0.0f, vmath::exp_f(vmath::select_f(tiny, 0.0f, x)));
+}
+inline double exp_flush(double x) { return std::exp(x); }
 
 template <class T>
 KILN_CLONES T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
@@ -34,7 +42,7 @@ KILN_CLONES T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
 template <class T>
 KILN_CLONES T range_max(const T* __restrict x, int64_t lo, int64_t hi, T m) {
 #pragma omp simd reduction(max : m)
-  for (int64_t j = lo; j < hi; ++j) m = std::max(m, x[j]);
+  for (int64_t j = lo; j < hi; ++j) m = x[j] > m ? x[j] : m;
   return m;
 }
 
@@ -44,7 +52,7 @@ KILN_CLONES void range_expsum(const T* __restrict x, int64_t lo, int64_t hi, T s
   T s = 0, ss = 0;
 #pragma omp simd reduction(+ : s, ss)
   for (int64_t j = lo; j < hi; ++j) {
-    T e = vmath::vexp(scale * x[j] - mx);
+    T e = exp_flush(scale * x[j] - mx);
     s += e;
     ss += e * x[j];
   }
@@ -74,7 +82,7 @@ void row_update(const T* x, int64_t n, int64_t d, T scale, T& mx, T& sum, T& ssu
 template <class T>
 KILN_CLONES void grad_row(const T* __restrict x, T* __restrict g, int64_t n, T scale, T c, T l) {
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) g[j] = c * vmath::vexp(scale * x[j] - l);
+  for (int64_t j = 0; j < n; ++j) g[j] = c * exp_flush(scale * x[j] - l);
 }
 
 // g[j] = ca exp(scale x_j - la) + cb_j exp(scale x_j - lb_j): row a of dL plus column a of dL^T.
@@ -84,7 +92,7 @@ KILN_CLONES void grad_row_sym(const T* __restrict x, T* __restrict g, int64_t n,
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
     const T sx = scale * x[j];
-    g[j] = ca * vmath::vexp(sx - la) + cb[j] * vmath::vexp(sx - lb[j]);
+    g[j] = ca * exp_flush(sx - la) + cb[j] * exp_flush(sx - lb[j]);
   }
 }
 
@@ -117,13 +125,39 @@ void normalize_backward(const T* y, const T* norms, T* g, int64_t rows, int64_t 
   });
 }
 
-// The operands after normalisation (cosine) or as given (dot).
+// out [cols, rows] = in [rows, cols] transposed.
+template <class T>
+void transpose(const T* in, T* out, int64_t rows, int64_t cols) {
+  constexpr int64_t kB = 32;
+  parallel_tasks((rows + kB - 1) / kB, rows * cols, [&](int64_t b) {
+    const int64_t r0 = b * kB, r1 = std::min(rows, r0 + kB);
+    for (int64_t c = 0; c < cols; ++c)
+      for (int64_t r = r0; r < r1; ++r) out[c * rows + r] = in[r * cols + c];
+  });
+}
+
+// The operands after normalisation (cosine) or as given (dot), and their transposes [dim, rows]:
+// tiles then multiply by a plain (not transposed) B, which the GEMM packs faster.
 template <class T>
 struct Operands {
   const T* q;
   const T* k;
-  std::vector<T> qn, kn, qnorm, knorm;
-  Operands(const NceSpec& s, const T* q0, const T* k0) : q(q0), k(s.shared ? q0 : k0) {
+  const T* qt = nullptr;
+  const T* kt = nullptr;
+  std::vector<T> qn, kn, qnorm, knorm, qtb, ktb;
+  Operands(const NceSpec& s, const T* q0, const T* k0, bool needQt) : q(q0), k(s.shared ? q0 : k0) {
+    normalise(s, q0, k0);
+    const int64_t n = s.rows * s.dim;
+    ktb.resize(n);
+    transpose(k, ktb.data(), s.rows, s.dim);
+    kt = ktb.data();
+    if (needQt && !s.shared) {
+      qtb.resize(n);
+      transpose(q, qtb.data(), s.rows, s.dim);
+      qt = qtb.data();
+    }
+  }
+  void normalise(const NceSpec& s, const T* q0, const T* k0) {
     if (!s.cosine) return;
     const int64_t n = s.rows * s.dim;
     qn.resize(n);
@@ -140,10 +174,10 @@ struct Operands {
   }
 };
 
-// S[m, n] = A[i0 : i0 + m] * B[j0 : j0 + n]^T on one thread.
+// S[m, n] = A[i0 : i0 + m] * B[j0 : j0 + n]^T on one thread; Bt is B transposed ([dim, rows]).
 template <class T>
-void tile_sim(const T* A, int64_t i0, int64_t m, const T* B, int64_t j0, int64_t n, int64_t dim, T* S) {
-  gemm<T>(1, false, true, m, n, dim, T(1), A + i0 * dim, dim, 0, B + j0 * dim, dim, 0, T(0), S, n, 0);
+void tile_sim(const T* A, int64_t i0, int64_t m, const T* Bt, int64_t rows, int64_t j0, int64_t n, int64_t dim, T* S) {
+  gemm<T>(1, false, false, m, n, dim, T(1), A + i0 * dim, dim, 0, Bt + j0, rows, 0, T(0), S, n, 0);
 }
 
 inline int64_t pos_of(const NceSpec& s, int64_t i) { return (i + s.shift) % s.rows; }
@@ -155,7 +189,7 @@ template <class T>
 void nce_forward(const NceSpec& s, const T* q0, const T* k0, T* loss, T* lse, T* esim, T* tsim) {
   const int64_t R = s.rows, D = s.dim;
   if (R == 0) return;
-  Operands<T> o(s, q0, k0);
+  Operands<T> o(s, q0, k0, false);
   const T scale = T(s.scale), wpos = T(s.w_pos), wself = T(s.w_self), wsum = wpos + wself;
   const int64_t tasks = (R + kRowBlock - 1) / kRowBlock;
   parallel_tasks(tasks, R * R * D / 8, [&](int64_t task) {
@@ -165,7 +199,7 @@ void nce_forward(const NceSpec& s, const T* q0, const T* k0, T* loss, T* lse, T*
     for (int64_t a = 0; a < m; ++a) mx[a] = neg_inf<T>(), sum[a] = 0, ssum[a] = 0;
     for (int64_t j0 = 0; j0 < R; j0 += kColBlock) {
       const int64_t n = std::min(kColBlock, R - j0);
-      tile_sim(o.q, i0, m, o.k, j0, n, D, S.data());
+      tile_sim(o.q, i0, m, o.kt, R, j0, n, D, S.data());
       for (int64_t a = 0; a < m; ++a) {
         const int64_t i = i0 + a;
         const int64_t d = (s.mask_self && in(i, j0, n)) ? i - j0 : -1;
@@ -191,7 +225,7 @@ template <class T>
 void nce_backward(const NceSpec& s, const T* q0, const T* k0, const T* lse, const T* grow, T* dq, T* dk) {
   const int64_t R = s.rows, D = s.dim;
   if (R == 0) return;
-  Operands<T> o(s, q0, k0);
+  Operands<T> o(s, q0, k0, true);
   const T scale = T(s.scale), wpos = T(s.w_pos), wself = T(s.w_self), wsum = wpos + wself;
   // c[i] = d total / d sim(i, .) per unit of probability: grow_i * scale.
   std::vector<T> c(static_cast<size_t>(R)), cw(static_cast<size_t>(R));
@@ -205,7 +239,7 @@ void nce_backward(const NceSpec& s, const T* q0, const T* k0, const T* lse, cons
     std::vector<T> S(static_cast<size_t>(kRowBlock * cb)), G(static_cast<size_t>(kRowBlock * cb));
     for (int64_t j0 = 0; j0 < R; j0 += kColBlock) {
       const int64_t n = std::min(kColBlock, R - j0);
-      tile_sim(o.q, i0, m, o.k, j0, n, D, S.data());
+      tile_sim(o.q, i0, m, o.kt, R, j0, n, D, S.data());
       for (int64_t a = 0; a < m; ++a) {
         const int64_t i = i0 + a;
         T* g = G.data() + a * n;
@@ -236,12 +270,12 @@ void nce_backward(const NceSpec& s, const T* q0, const T* k0, const T* lse, cons
     std::vector<T> S(static_cast<size_t>(kRowBlock * cb)), G(static_cast<size_t>(kRowBlock * cb));
     for (int64_t i0 = 0; i0 < R; i0 += kColBlock) {
       const int64_t m = std::min(kColBlock, R - i0);
-      tile_sim(o.k, j0, n, o.q, i0, m, D, S.data());  // S[b, a] = sim(q_{i0+a}, k_{j0+b})
+      tile_sim(o.k, j0, n, o.qt, R, i0, m, D, S.data());  // S[b, a] = sim(q_{i0+a}, k_{j0+b})
       for (int64_t b = 0; b < n; ++b) {
         T* g = G.data() + b * m;
         const T* x = S.data() + b * m;
 #pragma omp simd
-        for (int64_t a = 0; a < m; ++a) g[a] = cw[i0 + a] * vmath::vexp(scale * x[a] - lse[i0 + a]);
+        for (int64_t a = 0; a < m; ++a) g[a] = cw[i0 + a] * exp_flush(scale * x[a] - lse[i0 + a]);
       }
       for (int64_t a = 0; a < m; ++a) {
         const int64_t i = i0 + a, p = pos_of(s, i);
