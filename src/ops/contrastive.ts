@@ -265,6 +265,11 @@ export function disslCrossEntropy(teacherLogits: Tensor, studentLogits: Tensor, 
   NA.disslCrossEntropy(arg(8, t), arg(11, s), arg(14, loss), undefined, undefined);
   const { out, rowGrad } = reduceRows(loss, reduction);
   const inputs = [teacherLogits, studentLogits];
+  if (!isGradEnabled() || !inputs.some((x) => x.requiresGrad)) {
+    if (t !== teacherLogits) t.dispose();
+    if (s !== studentLogits) s.dispose();
+    return out;
+  }
   return record(out, op, inputs, (g) => {
     const grow = rowGrad(g);
     const dt = teacherLogits.requiresGrad ? empty([n, C], t.dtype, t.device) : null;
