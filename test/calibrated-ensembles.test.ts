@@ -11,11 +11,12 @@ import {
   brierScore, calibrateTemperature, calibrationReport, ece, nll, softmaxRows, binaryLabels, accuracy,
 } from '../src/recipes/calibrated-ensembles/calibration.js';
 import { calibratedEnsemble } from '../src/recipes/calibrated-ensembles/ensemble.js';
-import { DEFAULT_SHIFT, generateShift, dropColumns, type ShiftConfig } from '../src/recipes/calibrated-ensembles/shift.js';
+import { DEFAULT_SHIFT, generateShift, dropColumns, featureColumns, type ShiftConfig } from '../src/recipes/calibrated-ensembles/shift.js';
 import { DEFAULT_EXPERIMENT, runExperiment } from '../src/recipes/calibrated-ensembles/experiment.js';
 import { command } from '../src/recipes/calibrated-ensembles/cli.js';
 import { DEFAULT_TRAIN, trainClassifier } from '../src/recipes/calibrated-ensembles/train.js';
 import { seededRandom } from '../src/train/data.js';
+import { MLP } from '../src/nn/index.js';
 
 const close = (t: { true: (v: boolean, m?: string) => void }, a: number, b: number, tol: number, what = '') =>
   t.true(Math.abs(a - b) <= tol, `${what} ${a} vs ${b} (tol ${tol})`);
@@ -119,8 +120,8 @@ function corr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return sab / Math.sqrt(saa * sbb);
 }
 
-test('shift generator: core and spurious correlations with y per split (binary)', (t) => {
-  const c: ShiftConfig = { ...DEFAULT_SHIFT, coreMean: 2, spuriousAgreement: 0.9, spuriousNoise: 1 };
+test('shift generator: core and spurious correlations with y per split (binary, linear core)', (t) => {
+  const c: ShiftConfig = { ...DEFAULT_SHIFT, coreShape: 'linear', rho: 0.5, coreMean: 2, spuriousAgreement: 0.9, spuriousNoise: 1, nuisanceDims: 2 };
   const n = 40000;
   const col = (d: ReturnType<typeof generateShift>, j: number) => Array.from({ length: d.n }, (_, i) => d.x[i * d.dims + j]);
   const coreCorr = (c.rho * c.coreMean) / Math.sqrt(c.rho * c.coreMean ** 2 + c.coreNoise ** 2);
@@ -142,8 +143,42 @@ test('shift generator: core and spurious correlations with y per split (binary)'
   t.throws(() => generateShift({ ...c, rho: 2 }, 'id', 10, 0), { instanceOf: KilnError });
 });
 
+test('shift generator: signed (nonlinear) core: zero linear signal, |x_y| carries the label, same law in every split', (t) => {
+  const c = DEFAULT_SHIFT;
+  t.is(c.coreShape, 'signed');
+  const cols = featureColumns(c);
+  t.deepEqual(cols, { core: [0, 2], spurious: [2, 3], nuisance: [3, 3 + c.nuisanceDims] }, 'K = 2: two core columns, one spurious');
+  const n = 40000;
+  for (const split of ['id', 'ood-independent', 'ood-anticorrelated'] as const) {
+    const d = generateShift(c, split, n, 4);
+    t.is(d.dims, 3 + c.nuisanceDims);
+    const ys = Array.from(d.y, (k) => (k === 1 ? 1 : -1));
+    const x0 = Array.from({ length: n }, (_, i) => d.x[i * d.dims]);
+    const x1 = Array.from({ length: n }, (_, i) => d.x[i * d.dims + 1]);
+    // Each class's core is ±μ on its own column with a fair sign: no linear correlation with y ...
+    close(t, corr(x0, ys), 0, 0.015, `${split} core col 0 linear corr`);
+    close(t, corr(x1, ys), 0, 0.015, `${split} core col 1 linear corr`);
+    // ... but |x_1| − |x_0| does carry it, with the same strength in every split.
+    const mag = x0.map((v, i) => Math.abs(x1[i]) - Math.abs(v));
+    t.true(corr(mag, ys) > 0.6, `${split} |x1| − |x0| corr ${corr(mag, ys)}`);
+    let hit = 0, inf = 0, signs = 0;
+    for (let i = 0; i < n; i++) {
+      if (!d.informative[i]) continue;
+      inf++;
+      if ((Math.abs(x1[i]) > Math.abs(x0[i]) ? 1 : 0) === d.y[i]) hit++;
+      if ((d.y[i] === 1 ? x1[i] : x0[i]) > 0) signs++;
+    }
+    close(t, inf / n, c.rho, 0.01, 'informative rate');
+    close(t, signs / inf, 0.5, 0.015, 'fair sign');
+    t.true(hit / inf > 0.95, `${split}: larger |core| finds y on informative rows (${hit / inf})`);
+  }
+  t.throws(() => generateShift({ ...c, coreShape: 'cubic' as never }, 'id', 10, 0), { instanceOf: KilnError });
+  // The linear core keeps its old layout and random stream.
+  t.deepEqual(featureColumns({ ...c, coreShape: 'linear' }).core, [0, 1]);
+});
+
 test('shift generator: multi-class version', (t) => {
-  const c: ShiftConfig = { ...DEFAULT_SHIFT, classes: 4, spuriousAgreement: 0.85 };
+  const c: ShiftConfig = { ...DEFAULT_SHIFT, coreShape: 'linear', rho: 0.5, coreMean: 5, nuisanceDims: 2, classes: 4, spuriousAgreement: 0.85 };
   const n = 20000;
   for (const [split, agree] of [['id', 0.85], ['ood-independent', 0.25], ['ood-anticorrelated', 0.05]] as const) {
     const d = generateShift(c, split, n, 5);
@@ -186,26 +221,42 @@ test('calibratedEnsemble: any kiln classifier; invariant to rescaled member logi
   xt.dispose();
 });
 
-test('end to end (3 seeds, small): the calibrated ensemble gets ID of standard and OOD of robust', (t) => {
+test('linear-probe member: the first layer stays at its random initialisation, the readout is trained', (t) => {
+  const train = generateShift(DEFAULT_SHIFT, 'id', 300, 21);
+  const opts = { ...DEFAULT_TRAIN, hidden: 16, steps: 30, seed: 5 };
+  kiln.manualSeed(opts.seed);
+  const init = new MLP(train.dims, { hidden: 16, outFeatures: 2, activation: 'relu' });
+  const [w0, b0, r0] = [init.cFc.weight, init.cFc.bias!, init.cProj.weight].map((p) => Array.from(p.dataSync() as ArrayLike<number>));
+  const probe = trainClassifier(train, train.y, 2, { ...opts, frozenEncoder: true });
+  t.deepEqual(Array.from(probe.cFc.weight.dataSync() as ArrayLike<number>), w0, 'frozen weight = seeded init');
+  t.deepEqual(Array.from(probe.cFc.bias!.dataSync() as ArrayLike<number>), b0, 'frozen bias = seeded init');
+  t.false(probe.cFc.weight.requiresGrad);
+  t.notDeepEqual(Array.from(probe.cProj.weight.dataSync() as ArrayLike<number>), r0, 'readout trained');
+  const full = trainClassifier(train, train.y, 2, opts);
+  t.notDeepEqual(Array.from(full.cFc.weight.dataSync() as ArrayLike<number>), w0, 'standard member trains its first layer');
+  for (const p of [...init.parameters(), ...probe.parameters(), ...full.parameters()]) p.dispose();
+});
+
+test('end to end (3 seeds, small): the calibrated ensemble gets ID of standard and beats both members OOD', (t) => {
   const cfg = { ...DEFAULT_EXPERIMENT, seeds: 3, nTrain: 1500, nVal: 600, nTest: 6000, train: { ...DEFAULT_EXPERIMENT.train, steps: 400 } };
+  t.is(cfg.robust, 'linear-probe');
   const { result: r } = runExperiment(cfg);
   const m = (split: 'id' | 'ood-independent' | 'ood-anticorrelated', s: Parameters<typeof pick>[0]) => pick(s, r.summary[split]);
   function pick(s: 'standard' | 'robust' | 'vanilla ensemble' | 'calibrated ensemble' | 'vanilla ensemble, standard x5' | 'calibrated ensemble, standard x5', x: (typeof r.summary)['id']) {
     return 100 * x[s].accuracy.mean;
   }
-  // The trade-off exists: standard better ID, robust better OOD.
-  t.true(m('id', 'standard') > m('id', 'robust') + 15);
-  t.true(m('ood-independent', 'robust') > m('ood-independent', 'standard') + 1);
-  t.true(m('ood-anticorrelated', 'robust') > m('ood-anticorrelated', 'standard') + 15);
-  // Best of both: within ~1 point of standard ID and of robust OOD (independent spurious feature).
-  t.true(m('id', 'calibrated ensemble') >= m('id', 'standard') - 1, 'ID');
-  t.true(m('ood-independent', 'calibrated ensemble') >= m('ood-independent', 'robust') - 1, 'OOD independent');
-  t.true(m('ood-independent', 'calibrated ensemble') > m('ood-independent', 'standard'));
+  // Complementary members: standard better ID (core + shortcut), robust better under the anticorrelated shift.
+  t.true(m('id', 'standard') > m('id', 'robust') + 5);
+  t.true(m('ood-anticorrelated', 'robust') > m('ood-anticorrelated', 'standard') + 5);
+  // Best of both: near standard ID, above both members OOD with an independent spurious feature.
+  t.true(m('id', 'calibrated ensemble') >= m('id', 'standard') - 1.5, 'ID');
+  t.true(m('ood-independent', 'calibrated ensemble') > m('ood-independent', 'robust'), 'OOD independent vs robust');
+  t.true(m('ood-independent', 'calibrated ensemble') > m('ood-independent', 'standard'), 'OOD independent vs standard');
   // Overconfident standard (x5): the vanilla ensemble follows it, the calibrated one is unchanged.
   t.true(m('ood-independent', 'vanilla ensemble, standard x5') < m('ood-independent', 'calibrated ensemble, standard x5'));
   close(t, m('ood-independent', 'calibrated ensemble, standard x5'), m('ood-independent', 'calibrated ensemble'), 0.05, 'x5 invariance');
   // Anticorrelated spurious features break it.
-  t.true(m('ood-anticorrelated', 'calibrated ensemble') < m('ood-anticorrelated', 'robust') - 5);
+  t.true(m('ood-anticorrelated', 'calibrated ensemble') < m('ood-anticorrelated', 'robust') - 2);
   t.is(r.calibration.eceBins, 15);
 });
 
@@ -230,4 +281,6 @@ test('CLI: writes results.json, table and reliability SVG; rejects bad options',
   await t.throwsAsync(() => command.run(['run', '--bogus']), { message: /unknown option/ });
   await t.throwsAsync(() => command.run(['run', '--agreement', '0.2']), { message: /agreement/ });
   await t.throwsAsync(() => command.run(['fit']), { message: /unknown verb/ });
+  await t.throwsAsync(() => command.run(['run', '--robust', 'svm']), { message: /--robust/ });
+  await t.throwsAsync(() => command.run(['run', '--core', 'cubic']), { message: /--core/ });
 });

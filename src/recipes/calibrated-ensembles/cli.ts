@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { flagNumber, flagString, parseArgs, UsageError, type Command } from '../../cli/args.js';
 import { calibrationReport } from './calibration.js';
-import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult, type SystemName } from './experiment.js';
+import { DEFAULT_EXPERIMENT, ROBUST_MEMBERS, runExperiment, type ExperimentConfig, type ExperimentResult, type RobustMember, type SystemName } from './experiment.js';
 import { writeReliabilityDiagram } from './reliability.js';
 import { SHIFT_SPLITS } from './shift.js';
 
@@ -13,9 +13,11 @@ const D = DEFAULT_EXPERIMENT;
 const HELP = `usage: kiln calibrated-ensembles run [options]
 
 ID-calibrated ensembles under distribution shift (Kumar et al., arXiv 2207.08977). On a synthetic
-shift (label y = ±1 or K classes; a core feature informative with probability rho; a spurious feature
-that agrees with y with probability --agreement in distribution, independently of y or against it OOD)
-it trains a standard MLP (all features) and a robust MLP (without the spurious features), fits one
+shift (label y = ±1 or K classes; a nonlinear core feature, ±mu on the label's own dimension with
+probability rho; a spurious feature that agrees with y with probability --agreement in distribution,
+independently of y or against it OOD; nuisance dimensions) it trains a standard MLP on all features
+and a robust member without the spurious features (by default a linear probe on frozen random ReLU
+features: the paper's complementary pair, better core features vs no shortcut), fits one
 temperature per member on ID validation data only (minimum NLL), averages the calibrated
 probabilities, and reports accuracy and ECE (${D.bins} equal-width and equal-mass bins) of each member,
 the vanilla ensemble and the calibrated ensemble on ID, OOD-independent and OOD-anticorrelated test
@@ -27,6 +29,8 @@ options:
   --classes K      number of classes (default ${D.shift.classes}; 2 is the y = ±1 setting)
   --rho P          probability the core feature is informative (default ${D.shift.rho})
   --agreement P    ID probability that the spurious feature points to y (default ${D.shift.spuriousAgreement})
+  --core SHAPE     signed (nonlinear, default) or linear core feature (default ${D.shift.coreShape})
+  --robust KIND    linear-probe (frozen random first layer, readout trained) or mlp (default ${D.robust})
   --steps N        training steps per member (default ${D.train.steps})
   --n-train N      training examples (default ${D.nTrain}); --n-val N (default ${D.nVal}); --n-test N per split (default ${D.nTest})
   --bins B         ECE bins (default ${D.bins})
@@ -40,7 +44,8 @@ const TABLE_SYSTEMS: SystemName[] = ['standard', 'robust', 'vanilla ensemble', '
 export function formatResult(r: ExperimentResult): string {
   const lines: string[] = [];
   const c = r.config;
-  lines.push(`calibrated ensembles: ${c.seeds} seeds, ${c.shift.classes} classes, rho ${c.shift.rho}, ID spurious agreement ${c.shift.spuriousAgreement}; ` +
+  lines.push(`calibrated ensembles: ${c.seeds} seeds, ${c.shift.classes} classes, ${c.shift.coreShape} core (rho ${c.shift.rho}, mean ${c.shift.coreMean}), ` +
+    `ID spurious agreement ${c.shift.spuriousAgreement}, ${c.shift.nuisanceDims} nuisance dims; robust member: ${c.robust}; ` +
     `${c.nTrain} train / ${c.nVal} ID-validation / ${c.nTest} test rows per split`);
   lines.push(`temperatures (ID validation): standard ${r.temperatures.standard.mean.toFixed(2)} ± ${r.temperatures.standard.std.toFixed(2)}, ` +
     `robust ${r.temperatures.robust.mean.toFixed(2)} ± ${r.temperatures.robust.std.toFixed(2)}, standard x${c.stressScale} ${r.temperatures.standardX5.mean.toFixed(2)} ± ${r.temperatures.standardX5.std.toFixed(2)}`);
@@ -86,15 +91,20 @@ export const command: Command = {
     const [verb, ...extra] = positional;
     if (verb !== 'run') throw new UsageError(`calibrated-ensembles: unknown verb '${verb}' (expected 'run')`);
     if (extra.length) throw new UsageError(`calibrated-ensembles run: unexpected argument '${extra[0]}'`);
-    const known = new Set(['seeds', 'seed', 'classes', 'rho', 'agreement', 'steps', 'n-train', 'n-val', 'n-test', 'bins', 'out', 'json', 'help']);
+    const known = new Set(['seeds', 'seed', 'classes', 'rho', 'agreement', 'core', 'robust', 'steps', 'n-train', 'n-val', 'n-test', 'bins', 'out', 'json', 'help']);
     for (const k of Object.keys(flags)) if (!known.has(k)) throw new UsageError(`calibrated-ensembles run: unknown option --${k}`);
     const classes = flagNumber(flags, 'classes', D.shift.classes)!;
     if (!Number.isInteger(classes) || classes < 2) throw new UsageError(`--classes must be an integer >= 2, got ${classes}`);
     const seed0 = flagNumber(flags, 'seed', D.seed0)!;
     if (!Number.isInteger(seed0) || seed0 < 0) throw new UsageError(`--seed must be a non-negative integer, got ${seed0}`);
+    const core = flagString(flags, 'core') ?? D.shift.coreShape;
+    if (core !== 'signed' && core !== 'linear') throw new UsageError(`--core must be 'signed' or 'linear', got '${core}'`);
+    const robust = (flagString(flags, 'robust') ?? D.robust) as RobustMember;
+    if (!ROBUST_MEMBERS.includes(robust)) throw new UsageError(`--robust must be one of ${ROBUST_MEMBERS.join(', ')}, got '${robust}'`);
     const cfg: ExperimentConfig = {
       ...D,
-      shift: { ...D.shift, classes, rho: probability(flags, 'rho', D.shift.rho), spuriousAgreement: probability(flags, 'agreement', D.shift.spuriousAgreement, 1 / classes) },
+      robust,
+      shift: { ...D.shift, classes, coreShape: core, rho: probability(flags, 'rho', D.shift.rho), spuriousAgreement: probability(flags, 'agreement', D.shift.spuriousAgreement, 1 / classes) },
       train: { ...D.train, steps: positiveInt(flags, 'steps', D.train.steps) },
       nTrain: positiveInt(flags, 'n-train', D.nTrain),
       nVal: positiveInt(flags, 'n-val', D.nVal),

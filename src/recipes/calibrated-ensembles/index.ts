@@ -9,5 +9,5 @@ export { calibratedEnsemble, ensembleProbs, averageProbs, memberLogits } from '.
 export type { Classifier, NamedClassifier, CalibratedEnsemble } from './ensemble.js';
 export { reliabilitySpec, writeReliabilityDiagram } from './reliability.js';
 export type { ReliabilityCurve } from './reliability.js';
-export { generateShift, dropColumns, featureColumns, spuriousAgreementOf, DEFAULT_SHIFT, SHIFT_SPLITS } from './shift.js';
-export type { ShiftConfig, ShiftData, ShiftSplit } from './shift.js';
+export { generateShift, dropColumns, featureColumns, coreDims, spuriousAgreementOf, DEFAULT_SHIFT, SHIFT_SPLITS } from './shift.js';
+export type { ShiftConfig, ShiftData, ShiftSplit, CoreShape } from './shift.js';

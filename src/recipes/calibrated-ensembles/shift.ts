@@ -1,7 +1,12 @@
 // A controlled distribution shift with core and spurious features (the stylized setting of
 // Kumar et al., arXiv 2207.08977). Each example has a label y, and:
-//   core      informative with probability ρ: then it is μ_c·e_y + σ_c·ε, otherwise pure noise σ_c·ε.
+//   core      informative with probability ρ: then it is μ_c·v_y + σ_c·ε, otherwise pure noise σ_c·ε.
 //             Its law given y is the same in every split, so a model of the core alone transfers.
+//             'signed' (default): K core dimensions, v_y = ±e_y with a fair random sign, so the class
+//             means are all zero and the core is read through |x_k|: it needs a nonlinear feature, which
+//             a trained MLP learns and a linear probe on frozen random features only approximates (the
+//             paper's complementary members: the standard model has the better core features).
+//             'linear': v_y = e_y (the d signal dimensions below), linearly decodable.
 //   spurious  μ_s·e_s + σ_s·ε, where the class s it points to agrees with y with probability
 //             `agreement`: high in distribution, 1/K (independent of y) or below 1/K (anticorrelated) OOD.
 //   nuisance  standard-normal dimensions that carry nothing, so an over-parametrised MLP can overfit.
@@ -12,8 +17,12 @@ import { seededRandom } from '../../train/data.js';
 export type ShiftSplit = 'id' | 'ood-independent' | 'ood-anticorrelated';
 export const SHIFT_SPLITS: readonly ShiftSplit[] = ['id', 'ood-independent', 'ood-anticorrelated'];
 
+export type CoreShape = 'signed' | 'linear';
+
 export interface ShiftConfig {
   classes: number;
+  /** How the core encodes y: 'signed' (±e_y in K dims, nonlinear) or 'linear' (e_y in d dims). */
+  coreShape: CoreShape;
   /** P(core informative). */
   rho: number;
   coreMean: number;
@@ -25,19 +34,24 @@ export interface ShiftConfig {
   nuisanceDims: number;
 }
 
-// Defaults: the core decides the label when informative (5σ from the noise, so a model of the core
-// alone is either sure or at chance: the paper's "informative with probability ρ"); the spurious
-// feature is a clean pointer that agrees with y 98% of the time in distribution (so disagreements are
-// rare in training, as with real shortcuts), and its evidence is bounded by log(0.98/0.02) ≈ 3.9 nats.
+// Defaults (the paper's premise: both members see a real core signal, the standard one also leans on
+// a spurious shortcut). The core is signed (nonlinear) and informative with probability ρ = 0.9 at
+// μ_c = 3σ_c: the main signal in distribution (Bayes accuracy from the core alone ≈ 92%). The spurious
+// feature is a clean pointer that agrees with y 90% of the time in distribution, worth
+// log(0.9/0.1) ≈ 2.2 nats, so it adds to the core ID (Bayes ≈ 97% with both) rather than replacing
+// it: with agreement 0.98 the shortcut alone explains almost every training label and the standard
+// model's core is learned only from the rare disagreements. 8 nuisance dimensions carry nothing: a
+// trained first layer learns to ignore them, a frozen random one mixes them into every feature.
 export const DEFAULT_SHIFT: ShiftConfig = {
   classes: 2,
-  rho: 0.5,
-  coreMean: 5,
+  coreShape: 'signed',
+  rho: 0.9,
+  coreMean: 3,
   coreNoise: 1,
-  spuriousAgreement: 0.98,
+  spuriousAgreement: 0.9,
   spuriousMean: 2,
   spuriousNoise: 0.5,
-  nuisanceDims: 2,
+  nuisanceDims: 8,
 };
 
 export interface ShiftData {
@@ -60,9 +74,15 @@ export function signalDims(classes: number): number {
   return classes === 2 ? 1 : classes;
 }
 
+/** Core columns: K for the signed core (one per class, even for K = 2), d = signalDims(K) for the linear one. */
+export function coreDims(cfg: Pick<ShiftConfig, 'classes' | 'coreShape'>): number {
+  return cfg.coreShape === 'signed' ? cfg.classes : signalDims(cfg.classes);
+}
+
 export function featureColumns(cfg: ShiftConfig): ShiftData['columns'] {
+  const c = coreDims(cfg);
   const d = signalDims(cfg.classes);
-  return { core: [0, d], spurious: [d, 2 * d], nuisance: [2 * d, 2 * d + cfg.nuisanceDims] };
+  return { core: [0, c], spurious: [c, c + d], nuisance: [c + d, c + d + cfg.nuisanceDims] };
 }
 
 /** P(spurious class = y) in each split. */
@@ -75,6 +95,7 @@ export function spuriousAgreementOf(cfg: ShiftConfig, split: ShiftSplit): number
 function checkConfig(c: ShiftConfig): void {
   const bad = (m: string) => { throw new KilnError('INVALID_ARGUMENT', `shift generator: ${m}`); };
   if (!Number.isInteger(c.classes) || c.classes < 2) bad(`classes must be an integer >= 2, got ${c.classes}`);
+  if (c.coreShape !== 'signed' && c.coreShape !== 'linear') bad(`coreShape must be 'signed' or 'linear', got '${c.coreShape}'`);
   if (!(c.rho >= 0 && c.rho <= 1)) bad(`rho must be in [0, 1], got ${c.rho}`);
   if (!(c.spuriousAgreement >= 1 / c.classes && c.spuriousAgreement <= 1)) bad(`spuriousAgreement must be in [1/K, 1], got ${c.spuriousAgreement}`);
   for (const k of ['coreMean', 'coreNoise', 'spuriousMean', 'spuriousNoise'] as const) if (!(c[k] >= 0)) bad(`${k} must be >= 0, got ${c[k]}`);
@@ -104,6 +125,8 @@ export function generateShift(cfg: ShiftConfig, split: ShiftSplit, n: number, se
   const columns = featureColumns(cfg);
   const dims = columns.nuisance[1];
   const d = signalDims(K);
+  const dc = coreDims(cfg);
+  const signed = cfg.coreShape === 'signed';
   const x = new Float32Array(n * dims);
   const y = new Int32Array(n);
   const informative = new Uint8Array(n);
@@ -119,12 +142,13 @@ export function generateShift(cfg: ShiftConfig, split: ShiftSplit, n: number, se
     const yi = Math.floor(rnd() * K);
     y[i] = yi;
     const o = i * dims;
-    for (let j = 0; j < d; j++) x[o + columns.core[0] + j] = cfg.coreNoise * gauss();
+    for (let j = 0; j < dc; j++) x[o + columns.core[0] + j] = cfg.coreNoise * gauss();
     for (let j = 0; j < d; j++) x[o + columns.spurious[0] + j] = cfg.spuriousNoise * gauss();
     for (let j = columns.nuisance[0]; j < dims; j++) x[o + j] = gauss();
     if (rnd() < cfg.rho) {
       informative[i] = 1;
-      put(i, columns.core[0], yi, cfg.coreMean);
+      if (signed) x[o + columns.core[0] + yi] += rnd() < 0.5 ? cfg.coreMean : -cfg.coreMean;
+      else put(i, columns.core[0], yi, cfg.coreMean);
     }
     const s = rnd() < agree ? yi : otherClass(yi);
     spuriousClass[i] = s;

@@ -1,4 +1,7 @@
 // The two members: MLP classifiers trained with kiln (AdamW, seeded mini-batches, cross-entropy).
+// The standard member trains every layer ("fine-tuning"); the robust member can be a linear probe on
+// frozen features: the same MLP with its first layer frozen at its seeded random initialisation, so
+// only the readout is fit (the paper's LP member: it cannot reshape its features around the data).
 import * as kiln from '../../index.js';
 import { MLP } from '../../nn/index.js';
 import { AdamW } from '../../optim/index.js';
@@ -11,6 +14,8 @@ export interface TrainOptions {
   lr: number;
   weightDecay: number;
   seed: number;
+  /** Freeze the first layer at its random initialisation and fit only the readout (a linear probe). */
+  frozenEncoder?: boolean;
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'seed'> = { hidden: 64, steps: 600, batchSize: 64, lr: 3e-3, weightDecay: 0 };
@@ -21,11 +26,21 @@ export interface Features {
   dims: number;
 }
 
-/** A ReLU MLP (dims → hidden → classes) fit by mini-batch cross-entropy; returns it in eval mode. */
+/**
+ * A ReLU MLP (dims → hidden → classes) fit by mini-batch cross-entropy; returns it in eval mode. With
+ * `frozenEncoder` the first layer keeps its random initialisation (no gradient) and only the readout
+ * is trained: logistic regression on `hidden` frozen random ReLU features.
+ */
 export function trainClassifier(data: Features, y: Int32Array, classes: number, opts: TrainOptions): MLP {
   kiln.manualSeed(opts.seed);
   const model = new MLP(data.dims, { hidden: opts.hidden, outFeatures: classes, activation: 'relu' });
-  const opt = new AdamW(model.parameters(), { lr: opts.lr, weightDecay: opts.weightDecay });
+  let trained = model.parameters();
+  if (opts.frozenEncoder) {
+    const frozen = model.cFc.parameters();
+    for (const p of frozen) p.requiresGrad = false;
+    trained = trained.filter((p) => !frozen.includes(p));
+  }
+  const opt = new AdamW(trained, { lr: opts.lr, weightDecay: opts.weightDecay });
   const loader = new ArrayDataLoader(
     { x: { data: data.x, rowShape: [data.dims] }, y: { data: y, rowShape: [], dtype: 'int32' } },
     Math.min(opts.batchSize, data.n),
