@@ -1,16 +1,18 @@
 // kiln's GEMM: C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] (semantics in kernels.h).
 // GotoBLAS/BLIS structure: for each nc-column block and kc-deep slice, op(B) is packed once into
-// nr-wide micro-panels shared by all threads (kept in L2); each thread packs mr-row micro-panels of
-// op(A) for its rows and sweeps them over the B block with a register-tile micro-kernel
-// (gemm_microkernels.cc). Packing reads any trans combination, so transposes cost no extra copy.
-// Small products skip packing A (the micro-kernel reads A in place through strides), and small
-// batched products run one matrix per thread.
+// nr-wide micro-panels shared by all threads (kept in L2); threads take mr-row tiles of op(A) and
+// sweep each over the B block with a register-tile micro-kernel (gemm_microkernels.cc), whose
+// A micro-panel stays in L1. Packing reads any trans combination, so transposes cost no extra copy.
+// Plans by shape (gemm_one): a few rows stream B (gemm_gemv.cc); a long K against a small C is
+// split over K; a row-major A and a small B are read in place; small batched products run one
+// matrix per thread.
 #include "gemm_microkernels.h"
 #include "kernels.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <new>
 #include <vector>
@@ -56,6 +58,20 @@ inline void barrier() {
 #pragma omp barrier
 #endif
 }
+
+// An exception must not leave an OpenMP region (that aborts the process): the first one thrown
+// inside (only scratch allocation can throw) is kept and rethrown after the region.
+struct RegionError {
+  std::atomic<bool> set{false};
+  std::exception_ptr error;
+  void capture() {
+    bool expected = false;
+    if (set.compare_exchange_strong(expected, true)) error = std::current_exception();
+  }
+  void rethrow() {
+    if (set.load()) std::rethrow_exception(error);
+  }
+};
 
 // One matrix of the batch, with its blocking plan.
 template <class T>
@@ -159,13 +175,13 @@ void macro_tile(const Plan<T>& g, int64_t ic, int64_t m, int64_t pc, int64_t kc,
 }
 
 // The whole product as seen by thread `tid` of `nth` (nth == 1: no parallel region around it).
+// Ap is this thread's A buffer (row split) or the shared one (column split).
 // Row split: the mc-row blocks of each (jc, pc) slice are handed out through next_block[slice], so
 // a thread that the OS preempts (the machine is shared) does not hold up the others.
 template <class T>
-void run_blocked(const Plan<T>& g, T* Bp, T* Ap_shared, std::atomic<int64_t>* next_block, int tid,
+void run_blocked(const Plan<T>& g, T* Bp, T* Ap, std::atomic<int64_t>* next_block, int tid,
                  int nth) {
   const int NR = g.ks->nr;
-  T* Ap = g.packA ? (g.splitM ? scratch<T>(1, g.mc * g.kc) : Ap_shared) : nullptr;
   const int64_t row_blocks = ceil_div(g.M, g.mc);
   int64_t slice = 0;
   for (int64_t jc = 0; jc < g.N; jc += g.nc) {
@@ -212,37 +228,6 @@ constexpr double kParallelFlops = 4e6;
 // into packed panels that only one or two row tiles would use (measured 1.5-2.5x faster).
 constexpr int64_t kGemvRowsTransB = 16;
 
-// At most kMaxGemvRows rows (or kGemvRowsTransB): memory-bound, so B is streamed once in its own layout (packing it
-// would double the traffic) and only op(A), a few rows, is copied (and scaled by alpha).
-template <class T>
-void gemv_few_rows(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64_t N,
-                   int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
-                   T* C, int64_t ldc, int nt) {
-  T* a = scratch<T>(1, M * K);
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t k = 0; k < K; ++k) a[i * K + k] = alpha * (transA ? A[k * lda + i] : A[i * lda + k]);
-  const auto kernel = transB ? ks.gemv_dots : ks.gemv_rows;
-  auto columns = [&](int64_t j0, int64_t j1) {  // rows in groups the kernel takes at once
-    for (int64_t i = 0; i < M; i += gemm_detail::kMaxGemvRows) {
-      const int m = static_cast<int>(std::min<int64_t>(gemm_detail::kMaxGemvRows, M - i));
-      kernel(m, K, a + i * K, transB ? B + j0 * ldb : B + j0, ldb, C + i * ldc + j0, ldc, beta,
-             j1 - j0);
-    }
-  };
-  if (nt > 1 && N * K >= (int64_t(1) << 16) && N >= 32) {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-    {
-      const int64_t vecs = ceil_div(N, 16), tid = omp_get_thread_num(), nth = omp_get_num_threads();
-      const int64_t j0 = std::min(N, vecs * tid / nth * 16), j1 = std::min(N, vecs * (tid + 1) / nth * 16);
-      if (j1 > j0) columns(j0, j1);
-    }
-    return;
-#endif
-  }
-  columns(0, N);
-}
-
 template <class T>
 void gemm_one(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
               T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
@@ -257,20 +242,26 @@ void gemm_split_k(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, i
                   T* C, int64_t ldc, int nt) {
 #ifdef _OPENMP
   std::vector<T*> parts(nt, nullptr);
+  RegionError err;
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
     const int64_t k0 = K * tid / nth, k1 = K * (tid + 1) / nth;
     const T* a = transA ? A + k0 * lda : A + k0;
     const T* b = transB ? B + k0 : B + k0 * ldb;
-    if (tid == 0) {  // the first range goes straight into C, with beta
-      gemm_one(ks, transA, transB, M, N, k1 - k0, alpha, a, lda, b, ldb, beta, C, ldc, 1);
-    } else {
-      parts[tid] = scratch<T>(2, M * N);
-      gemm_one(ks, transA, transB, M, N, k1 - k0, alpha, a, lda, b, ldb, T(0), parts[tid], N, 1);
+    try {
+      if (tid == 0) {  // the first range goes straight into C, with beta
+        gemm_one(ks, transA, transB, M, N, k1 - k0, alpha, a, lda, b, ldb, beta, C, ldc, 1);
+      } else {
+        parts[tid] = scratch<T>(2, M * N);
+        gemm_one(ks, transA, transB, M, N, k1 - k0, alpha, a, lda, b, ldb, T(0), parts[tid], N, 1);
+      }
+    } catch (...) {
+      err.capture();
     }
 #pragma omp barrier
-    for (int64_t i = M * tid / nth; i < M * (tid + 1) / nth; ++i) {
+    if (!err.set.load())
+      for (int64_t i = M * tid / nth; i < M * (tid + 1) / nth; ++i) {
       T* c = C + i * ldc;
       for (int t = 1; t < nth; ++t) {
         const T* p = parts[t] + i * N;
@@ -278,7 +269,9 @@ void gemm_split_k(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, i
       }
     }
   }
+  err.rethrow();
 #else
+  (void)nt;
   gemm_one(ks, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
 #endif
 }
@@ -288,7 +281,8 @@ void gemm_one(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64
               T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
               int64_t ldc, int nt) {
   if (M <= gemm_detail::kMaxGemvRows || (transB && M <= kGemvRowsTransB)) {
-    gemv_few_rows(ks, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt);
+    gemm_detail::gemv_few_rows(ks, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                               nt, scratch<T>(1, M * K));
     return;
   }
   if (nt > 1 && 2.0 * M * N * K >= kParallelFlops && K >= 2 * std::max(M, N) &&
@@ -329,7 +323,7 @@ void gemm_one(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64
     if (!g.splitM && g.packA) g.mc = balanced_block(M, 4 * ks.mc, MR);  // fewer barriers
   }
   T* Bp = g.packB ? scratch<T>(0, g.kc * ceil_div(g.nc, NR) * NR) : nullptr;
-  T* Ap_shared = (!g.splitM && g.packA) ? scratch<T>(1, g.mc * g.kc) : nullptr;
+  T* Ap_shared = g.packA && (nt <= 1 || !g.splitM) ? scratch<T>(1, g.mc * g.kc) : nullptr;
   if (nt <= 1) {
     run_blocked(g, Bp, Ap_shared, nullptr, 0, 1);
     return;
@@ -338,8 +332,22 @@ void gemm_one(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64
   const int64_t slices = ceil_div(N, g.nc) * ceil_div(K, g.kc);
   std::unique_ptr<std::atomic<int64_t>[]> next_block(new std::atomic<int64_t>[slices]);
   for (int64_t i = 0; i < slices; ++i) next_block[i].store(0, std::memory_order_relaxed);
+  RegionError err;
 #pragma omp parallel num_threads(nt)
-  run_blocked(g, Bp, Ap_shared, next_block.get(), omp_get_thread_num(), omp_get_num_threads());
+  {
+    T* Ap = Ap_shared;
+    if (g.packA && g.splitM) {
+      try {
+        Ap = scratch<T>(1, g.mc * g.kc);
+      } catch (...) {
+        err.capture();
+      }
+    }
+#pragma omp barrier
+    if (!err.set.load())  // every thread takes the same branch, so the barriers inside match
+      run_blocked(g, Bp, Ap, next_block.get(), omp_get_thread_num(), omp_get_num_threads());
+  }
+  err.rethrow();
 #else
   run_blocked(g, Bp, Ap_shared, nullptr, 0, 1);
 #endif
@@ -372,6 +380,7 @@ void gemm_batched(const KernelSet<T>& ks, int64_t batch, bool transA, bool trans
   const bool perMatrix = nt > 1 && batch > 1 && strideC != 0 &&
                          (flops < kParallelFlops || batch % nt == 0 || batch >= 4 * nt);
   if (perMatrix) {
+    RegionError err;
 #ifdef _OPENMP
     // Dynamic chunks: a thread that the OS preempts does not hold up the others.
     const int64_t chunk = std::max<int64_t>(1, batch / (8 * nt));
@@ -379,9 +388,14 @@ void gemm_batched(const KernelSet<T>& ks, int64_t batch, bool transA, bool trans
     schedule(dynamic, chunk)
 #endif
     for (int64_t b = 0; b < batch; ++b) {
-      gemm_one(ks, transA, transB, M, N, K, alpha, A + b * strideA, lda, B + b * strideB, ldb,
-               beta, C + b * strideC, ldc, 1);
+      try {
+        gemm_one(ks, transA, transB, M, N, K, alpha, A + b * strideA, lda, B + b * strideB, ldb,
+                 beta, C + b * strideC, ldc, 1);
+      } catch (...) {
+        err.capture();
+      }
     }
+    err.rethrow();
     return;
   }
   for (int64_t b = 0; b < batch; ++b) {

@@ -1,9 +1,12 @@
-// Few-row GEMM kernels (matrix-vector products and up to 4 rows): memory-bound, so instead of
-// packing, B is streamed once in its own layout. AVX-512 and AVX2 versions are picked at run time
+// Few-row GEMM (matrix-vector products and the like) and its kernels: memory-bound, so instead
+// of packing, B is streamed in its own layout. AVX-512 and AVX2 versions are picked at run time
 // with the micro-kernels (gemm_microkernels.cc); the portable versions also serve float64.
 #include <algorithm>
 
 #include "gemm_microkernels.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -238,6 +241,43 @@ void gemv_dots_avx2(int m, int64_t K, const float* a, const float* B, int64_t ld
 }
 #undef KILN_GEMV_SWITCH
 #endif
+
+// Few rows: memory-bound, so B is streamed in its own layout (packing it would double the
+// traffic) once per kMaxGemvRows rows, and only op(A), a few rows, is copied (scaled by alpha).
+template <class T>
+void gemv_few_rows(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64_t N,
+                   int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
+                   T* C, int64_t ldc, int nt, T* a) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k) a[i * K + k] = alpha * (transA ? A[k * lda + i] : A[i * lda + k]);
+  const auto kernel = transB ? ks.gemv_dots : ks.gemv_rows;
+  auto columns = [&](int64_t j0, int64_t j1) {  // rows in groups the kernel takes at once
+    for (int64_t i = 0; i < M; i += kMaxGemvRows) {
+      const int m = static_cast<int>(std::min<int64_t>(kMaxGemvRows, M - i));
+      kernel(m, K, a + i * K, transB ? B + j0 * ldb : B + j0, ldb, C + i * ldc + j0, ldc, beta,
+             j1 - j0);
+    }
+  };
+  if (nt > 1 && N * K >= (int64_t(1) << 16) && N >= 32) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+      const int64_t vecs = (N + 15) / 16, tid = omp_get_thread_num(), nth = omp_get_num_threads();
+      const int64_t j0 = std::min(N, vecs * tid / nth * 16), j1 = std::min(N, vecs * (tid + 1) / nth * 16);
+      if (j1 > j0) columns(j0, j1);
+    }
+    return;
+#endif
+  }
+  columns(0, N);
+}
+
+template void gemv_few_rows<float>(const KernelSet<float>&, bool, bool, int64_t, int64_t, int64_t,
+                                   float, const float*, int64_t, const float*, int64_t, float,
+                                   float*, int64_t, int, float*);
+template void gemv_few_rows<double>(const KernelSet<double>&, bool, bool, int64_t, int64_t,
+                                    int64_t, double, const double*, int64_t, const double*,
+                                    int64_t, double, double*, int64_t, int, double*);
 
 }  // namespace gemm_detail
 }  // namespace cpu

@@ -65,6 +65,13 @@ void gemv_rows_avx2(int m, int64_t K, const float* a, const float* B, int64_t ld
 void gemv_dots_avx2(int m, int64_t K, const float* a, const float* B, int64_t ldb, float* C,
                     int64_t ldc, float beta, int64_t n);
 
+// The few-rows plan (gemm_gemv.cc): C = alpha op(A) op(B) + beta C for M <= 16 or so, using
+// the set's gemv kernels, on nt threads split over columns; a is scratch for M * K elements.
+template <class T>
+void gemv_few_rows(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, int64_t N,
+                   int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
+                   T* C, int64_t ldc, int nt, T* a);
+
 // Chosen once from the CPU's features (AVX-512, then AVX2+FMA, then portable C++).
 // KILN_GEMM_KERNEL=avx512|avx2|generic overrides the choice (for tests and benchmarks).
 const KernelSet<float>& float_kernels();
