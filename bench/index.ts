@@ -1,4 +1,5 @@
 // The benchmarks behind `kiln bench <name>`.
+import { benchAttention } from './attention.js';
 import { benchGemm, benchOverhead } from './core.js';
 import { benchTrainStep } from './train.js';
 import type { BenchRow } from './harness.js';
@@ -9,6 +10,7 @@ export type BenchFn = (threads: number, only?: string[]) => { rows: BenchRow[]; 
 
 export const benchmarks: Record<string, { summary: string; run: BenchFn }> = {
   gemm: { summary: 'float32 GEMM shapes from bench/gemm_shapes.txt vs torch.mm/bmm', run: benchGemm },
+  attention: { summary: 'causal attention forward+backward (float32) vs PyTorch 1.13 explicit/private SDPA', run: benchAttention },
   overhead: { summary: 'dispatch overhead of a 16-element add vs PyTorch eager', run: benchOverhead },
   contrastive: { summary: 'fused NT-Xent forward+backward at (N, D) = (512, 128), (2048, 256) vs PyTorch eager', run: benchContrastive },
   diffusion: { summary: 'fused DDPM step with Philox noise on (64, 64, 128) vs PyTorch eager', run: benchDiffusion },

@@ -58,57 +58,76 @@ KILN_AI double sel(bool c, double a, double b) {
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// C[r][0, Bc) = sum_d A[r * lda + d] * BT[d * Bc + (0, Bc)] for r < NR (BT is a packed transposed tile).
-template <class T, int NR>
-KILN_AI void tile_abt_rows(const T* A, int64_t lda, const T* BT, int64_t D, T* C) {
+// Causal tiles are banded: row r of a tile sees columns [0, diag + r), so row groups skip the
+// columns (and the products) that the mask would zero anyway. kNoBand means no band.
+constexpr int64_t kNoBand = int64_t(1) << 40;
+inline int64_t clamp64(int64_t x, int64_t lo, int64_t hi) { return std::max(lo, std::min(hi, x)); }
+
+// C[r][0, NV*L) = sum_d A[r * lda + d] * BT[d * Bc + (0, NV*L)] for r < NR (BT: a packed transposed tile).
+template <class T, int NR, int NV>
+KILN_AI void tile_abt_block(const T* A, int64_t lda, const T* BT, int64_t D, T* C) {
   constexpr int L = kLanes<T>, Bc = kBc<T>;
-  Vec<T> acc[NR][4];
+  Vec<T> acc[NR][NV];
 #pragma GCC unroll 4
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 4
-    for (int u = 0; u < 4; ++u) acc[r][u] = Vec<T>{};
+    for (int u = 0; u < NV; ++u) acc[r][u] = Vec<T>{};
   for (int64_t d = 0; d < D; ++d) {
-    const T* b = BT + d * Bc;
-    Vec<T> b0 = vload(b), b1 = vload(b + L), b2 = vload(b + 2 * L), b3 = vload(b + 3 * L);
+    Vec<T> bv[NV];
+#pragma GCC unroll 4
+    for (int u = 0; u < NV; ++u) bv[u] = vload(BT + d * Bc + u * L);
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
       T x = A[r * lda + d];
-      acc[r][0] += x * b0;
-      acc[r][1] += x * b1;
-      acc[r][2] += x * b2;
-      acc[r][3] += x * b3;
+#pragma GCC unroll 4
+      for (int u = 0; u < NV; ++u) acc[r][u] += x * bv[u];
     }
   }
 #pragma GCC unroll 4
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 4
-    for (int u = 0; u < 4; ++u) vstore(C + r * Bc + u * L, acc[r][u]);
+    for (int u = 0; u < NV; ++u) vstore(C + r * Bc + u * L, acc[r][u]);
 }
 
-// C [nr x Bc] (row stride Bc) = A [nr x D] (row stride lda) times the packed BT [D x Bc].
+template <class T, int NR>
+KILN_AI void tile_abt_rows(const T* A, int64_t lda, const T* BT, int64_t D, T* C, int64_t ncols) {
+  constexpr int L = kLanes<T>;
+  switch ((ncols + L - 1) / L) {
+    case 4: tile_abt_block<T, NR, 4>(A, lda, BT, D, C); break;
+    case 3: tile_abt_block<T, NR, 3>(A, lda, BT, D, C); break;
+    case 2: tile_abt_block<T, NR, 2>(A, lda, BT, D, C); break;
+    case 1: tile_abt_block<T, NR, 1>(A, lda, BT, D, C); break;
+    default: break;
+  }
+}
+
+// C [nr x Bc] (row stride Bc) = A [nr x D] (row stride lda) times the packed BT [D x Bc]; with a
+// band, row r's columns from diag + r on are left unwritten (the caller masks them).
 template <class T>
-KILN_AI void tile_abt(const T* A, int64_t lda, const T* BT, int64_t D, T* C, int64_t nr) {
-  constexpr int Bc = kBc<T>;
+KILN_AI void tile_abt(const T* A, int64_t lda, const T* BT, int64_t D, T* C, int64_t nr, int64_t diag) {
+  constexpr int64_t Bc = kBc<T>;
   int64_t r = 0;
-  for (; r + 4 <= nr; r += 4) tile_abt_rows<T, 4>(A + r * lda, lda, BT, D, C + r * Bc);
+  for (; r + 4 <= nr; r += 4) tile_abt_rows<T, 4>(A + r * lda, lda, BT, D, C + r * Bc, clamp64(diag + r + 3, 0, Bc));
+  const int64_t n = clamp64(diag + nr - 1, 0, Bc);
   switch (nr - r) {
-    case 3: tile_abt_rows<T, 3>(A + r * lda, lda, BT, D, C + r * Bc); break;
-    case 2: tile_abt_rows<T, 2>(A + r * lda, lda, BT, D, C + r * Bc); break;
-    case 1: tile_abt_rows<T, 1>(A + r * lda, lda, BT, D, C + r * Bc); break;
+    case 3: tile_abt_rows<T, 3>(A + r * lda, lda, BT, D, C + r * Bc, n); break;
+    case 2: tile_abt_rows<T, 2>(A + r * lda, lda, BT, D, C + r * Bc, n); break;
+    case 1: tile_abt_rows<T, 1>(A + r * lda, lda, BT, D, C + r * Bc, n); break;
     default: break;
   }
 }
 
 // C[r][c0, c0 + NV*L) += sum_k W[r * wr + k * wk] * M[k * ldm + (c0, ...)] for r < NR, k < K.
+// With rs, C's rows are first multiplied by rs[r] (the online softmax's rescaling of O).
 template <class T, int NR, int NV>
 KILN_AI void tile_acc_block(const T* W, int64_t wr, int64_t wk, const T* M, int64_t ldm, int64_t K, T* C,
-                            int64_t ldc) {
+                            int64_t ldc, const T* rs) {
   constexpr int L = kLanes<T>;
   Vec<T> acc[NR][NV];
 #pragma GCC unroll 4
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 4
-    for (int u = 0; u < NV; ++u) acc[r][u] = vload(C + r * ldc + u * L);
+    for (int u = 0; u < NV; ++u) acc[r][u] = rs ? vload(C + r * ldc + u * L) * rs[r] : vload(C + r * ldc + u * L);
   for (int64_t k = 0; k < K; ++k) {
     Vec<T> m[NV];
 #pragma GCC unroll 4
@@ -127,30 +146,48 @@ KILN_AI void tile_acc_block(const T* W, int64_t wr, int64_t wk, const T* M, int6
 }
 
 template <class T, int NR>
-KILN_AI void tile_acc_rows(const T* W, int64_t wr, int64_t wk, const T* M, int64_t ldm, int64_t K, T* C, int64_t ldc,
-                           int64_t Dp) {
+KILN_AI void tile_acc_rows(const T* W, int64_t wr, int64_t wk, const T* M, int64_t ldm, int64_t k0, int64_t k1,
+                           T* C, int64_t ldc, int64_t Dp, const T* rs) {
   constexpr int L = kLanes<T>;
+  if (k1 <= k0 && !rs) return;
+  W += k0 * wk;
+  M += k0 * ldm;
+  const int64_t K = std::max<int64_t>(0, k1 - k0);
   int64_t c0 = 0;
-  for (; c0 + 4 * L <= Dp; c0 += 4 * L) tile_acc_block<T, NR, 4>(W, wr, wk, M + c0, ldm, K, C + c0, ldc);
+  for (; c0 + 4 * L <= Dp; c0 += 4 * L) tile_acc_block<T, NR, 4>(W, wr, wk, M + c0, ldm, K, C + c0, ldc, rs);
   switch ((Dp - c0) / L) {
-    case 3: tile_acc_block<T, NR, 3>(W, wr, wk, M + c0, ldm, K, C + c0, ldc); break;
-    case 2: tile_acc_block<T, NR, 2>(W, wr, wk, M + c0, ldm, K, C + c0, ldc); break;
-    case 1: tile_acc_block<T, NR, 1>(W, wr, wk, M + c0, ldm, K, C + c0, ldc); break;
+    case 3: tile_acc_block<T, NR, 3>(W, wr, wk, M + c0, ldm, K, C + c0, ldc, rs); break;
+    case 2: tile_acc_block<T, NR, 2>(W, wr, wk, M + c0, ldm, K, C + c0, ldc, rs); break;
+    case 1: tile_acc_block<T, NR, 1>(W, wr, wk, M + c0, ldm, K, C + c0, ldc, rs); break;
     default: break;
   }
 }
+
+// Which products a band keeps: none (every k), rows are queries and k keys (k < diag + r), or rows
+// are keys and k queries (k >= r - diag + 1).
+enum class Band { None, QueryRows, KeyRows };
 
 // C [nr x Dp] (row stride ldc) += W [nr x K] (element (r, k) at W[r * wr + k * wk]) times M [K x Dp].
 // Dp is a multiple of the vector width; M and C rows hold Dp readable/writable elements.
 template <class T>
 KILN_AI void tile_acc(const T* W, int64_t wr, int64_t wk, const T* M, int64_t ldm, int64_t K, T* C, int64_t ldc,
-                      int64_t Dp, int64_t nr) {
-  int64_t r = 0;
-  for (; r + 4 <= nr; r += 4) tile_acc_rows<T, 4>(W + r * wr, wr, wk, M, ldm, K, C + r * ldc, ldc, Dp);
+                      int64_t Dp, int64_t nr, Band band, int64_t diag, const T* rs = nullptr) {
+  auto range = [&](int64_t r, int64_t last, int64_t* k0, int64_t* k1) {
+    *k0 = 0;
+    *k1 = K;
+    if (band == Band::QueryRows) *k1 = clamp64(diag + last, 0, K);
+    if (band == Band::KeyRows) *k0 = clamp64(r - diag + 1, 0, K);
+  };
+  int64_t r = 0, k0, k1;
+  for (; r + 4 <= nr; r += 4) {
+    range(r, r + 3, &k0, &k1);
+    tile_acc_rows<T, 4>(W + r * wr, wr, wk, M, ldm, k0, k1, C + r * ldc, ldc, Dp, rs ? rs + r : nullptr);
+  }
+  range(r, nr - 1, &k0, &k1);
   switch (nr - r) {
-    case 3: tile_acc_rows<T, 3>(W + r * wr, wr, wk, M, ldm, K, C + r * ldc, ldc, Dp); break;
-    case 2: tile_acc_rows<T, 2>(W + r * wr, wr, wk, M, ldm, K, C + r * ldc, ldc, Dp); break;
-    case 1: tile_acc_rows<T, 1>(W + r * wr, wr, wk, M, ldm, K, C + r * ldc, ldc, Dp); break;
+    case 3: tile_acc_rows<T, 3>(W + r * wr, wr, wk, M, ldm, k0, k1, C + r * ldc, ldc, Dp, rs ? rs + r : nullptr); break;
+    case 2: tile_acc_rows<T, 2>(W + r * wr, wr, wk, M, ldm, k0, k1, C + r * ldc, ldc, Dp, rs ? rs + r : nullptr); break;
+    case 1: tile_acc_rows<T, 1>(W + r * wr, wr, wk, M, ldm, k0, k1, C + r * ldc, ldc, Dp, rs ? rs + r : nullptr); break;
     default: break;
   }
 }
@@ -203,86 +240,124 @@ void dropout_scales(T* z, int64_t n, uint64_t seed, uint64_t word, uint32_t thre
   }
 }
 
+// Per key tile: colok[c] = 1 where column c exists (c < nc) and the key mask lets it through, else 0;
+// cidx[c] = c. Both as T so the per-row loops compare floats only and vectorise.
+template <class T>
+KILN_AI void column_flags(const int32_t* km, int64_t nc, T* colok, T* cidx) {
+  constexpr int Bc = kBc<T>;
+  for (int c = 0; c < Bc; ++c) {
+    colok[c] = (c < nc && (!km || km[c] != 0)) ? T(1) : T(0);
+    cidx[c] = T(c);
+  }
+}
+
 uint32_t dropout_threshold(double p) { return static_cast<uint32_t>(std::ceil(p * 16777216.0)); }
 
+// Forward over the query tiles of one head assigned to group g (tiles g, g + G, ...), FlashAttention
+// loop order inverted so each key tile is packed once per task: for each key tile, every query
+// tile of the group updates its running max m, normaliser l and unnormalised output O.
 template <class T>
-KILN_AI void forward_task(const AttentionArgs& a, const T* q, const T* k, const T* v, T* out, T* lse, int64_t task,
-                          T* scratch) {
+KILN_AI void forward_task(const AttentionArgs& a, const T* q, const T* k, const T* v, T* out, T* lse, int64_t G,
+                          int64_t task, T* scratch) {
   constexpr int64_t Bc = kBc<T>;
   const int64_t D = a.D, Dp = round_up(D, kLanes<T>), nqb = ceil_div(a.Tq, kBr);
-  const int64_t bh = task / nqb, i0 = (task % nqb) * kBr, b = bh / a.H;
-  const int64_t nr = std::min(kBr, a.Tq - i0);
-  const T* Q = q + (bh * a.Tq + i0) * D;
+  const int64_t bh = task / G, g = task % G, b = bh / a.H, off = a.Tk - a.Tq;
+  const T* Qh = q + bh * a.Tq * D;
   const T* K = k + bh * a.Tk * D;
   const T* V = v + bh * a.Tk * D;
   const T scale = T(a.scale), ninf = -std::numeric_limits<T>::infinity();
-  T* O = scratch;            // kBr x Dp
-  T* S = O + kBr * Dp;       // kBr x Bc
+  T* O = scratch;            // Tq x Dp (rows of this group's tiles only are used)
+  T* m = O + a.Tq * Dp;      // Tq
+  T* l = m + a.Tq;           // Tq
+  T* S = l + a.Tq;           // kBr x Bc
   T* KT = S + kBr * Bc;      // D x Bc
   T* Vb = KT + D * Bc;       // Bc x Dp
-  T* m = Vb + Bc * Dp;       // kBr
-  T* l = m + kBr;            // kBr
-  std::fill(O, O + kBr * Dp, T(0));
-  std::fill(m, m + kBr, ninf);
-  std::fill(l, l + kBr, T(0));
+  int64_t lastRow = -1;
+  for (int64_t qb = g; qb < nqb; qb += G) {
+    const int64_t i0 = qb * kBr, nr = std::min(kBr, a.Tq - i0);
+    std::fill(O + i0 * Dp, O + (i0 + nr) * Dp, T(0));
+    std::fill(m + i0, m + i0 + nr, ninf);
+    std::fill(l + i0, l + i0 + nr, T(0));
+    lastRow = i0 + nr - 1;
+  }
   int64_t kend = key_end(a, b);
-  if (a.causal) kend = std::min(kend, std::max<int64_t>(0, i0 + nr + (a.Tk - a.Tq)));
+  if (a.causal) kend = std::min(kend, std::max<int64_t>(0, lastRow + 1 + off));
   const uint32_t thr = dropout_threshold(a.dropout);
   const T keepScale = T(1) / T(1 - a.dropout);
   for (int64_t j0 = 0; j0 < kend; j0 += Bc) {
     const int64_t nc = std::min(Bc, kend - j0);
     pack_transposed(K, D, j0, nc, KT);
     pack_rows(V, D, Dp, j0, nc, Vb);
-    tile_abt(Q, D, KT, D, S, nr);
     const int32_t* km = a.keyMask ? a.keyMask + b * a.Tk + j0 : nullptr;
-    for (int64_t r = 0; r < nr; ++r) {
-      T* s = S + r * Bc;
-      const int64_t lim = causal_limit(a, i0 + r, j0, nc);
-      T mx = ninf;
-#pragma omp simd reduction(max : mx)
-      for (int64_t c = 0; c < Bc; ++c) {
-        bool ok = c < lim && (!km || km[std::min(c, nc - 1)] != 0);
-        T x = sel(ok, s[c] * scale, ninf);
-        s[c] = x;
-        mx = std::max(mx, x);
+    T colok[Bc], cidx[Bc];
+    column_flags(km, nc, colok, cidx);
+    // Causal: query i sees this tile iff i + off >= j0.
+    const int64_t qbFirst = a.causal ? std::max<int64_t>(0, j0 - off) / kBr : 0;
+    for (int64_t qb = g + ceil_div(std::max<int64_t>(0, qbFirst - g), G) * G; qb < nqb; qb += G) {
+      const int64_t i0 = qb * kBr, nr = std::min(kBr, a.Tq - i0);
+      const int64_t diag = a.causal ? i0 + off - j0 + 1 : kNoBand;
+      tile_abt(Qh + i0 * D, D, KT, D, S, nr, diag);
+      // Row maxima, then the running max, rescale factor and normaliser vectorised over the rows.
+      T mx[kBr], alpha[kBr], muse[kBr], rsum[kBr];
+      for (int64_t r = 0; r < nr; ++r) {
+        T* s = S + r * Bc;
+        const T lim = T(clamp64(diag + r, 0, nc));
+        T x = ninf;
+#pragma omp simd reduction(max : x)
+        for (int c = 0; c < Bc; ++c) {
+          T y = sel(cidx[c] < lim && colok[c] != T(0), s[c] * scale, ninf);
+          s[c] = y;
+          x = std::max(x, y);
+        }
+        mx[r] = x;
       }
-      const T mnew = std::max(m[r], mx);
-      const T muse = mnew == ninf ? T(0) : mnew;  // a row with no key yet: keep every exp at 0
-      const T alpha = exp_t(m[r] - muse);
-      T sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t c = 0; c < Bc; ++c) {
-        T p = exp_t(s[c] - muse);
-        s[c] = p;
-        sum += p;
-      }
-      l[r] = l[r] * alpha + sum;
-      m[r] = mnew;
-      if (alpha != T(1)) {
-        T* o = O + r * Dp;
+      T* mi = m + i0;
 #pragma omp simd
-        for (int64_t d = 0; d < Dp; ++d) o[d] *= alpha;
+      for (int64_t r = 0; r < nr; ++r) {
+        const T mnew = std::max(mi[r], mx[r]);
+        const T mu = sel(mnew == ninf, T(0), mnew);  // a row with no key yet: keep every exp at 0
+        alpha[r] = exp_t(mi[r] - mu);
+        muse[r] = mu;
+        mi[r] = mnew;
       }
-      if (a.dropout > 0) {
-        T z[Bc];
-        dropout_scales(z, nc, a.seed, a.offset + static_cast<uint64_t>((bh * a.Tq + i0 + r) * a.Tk + j0), thr, keepScale);
-        for (int64_t c = 0; c < nc; ++c) s[c] *= z[c];
+      for (int64_t r = 0; r < nr; ++r) {
+        T* s = S + r * Bc;
+        const T mu = muse[r];
+        T sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int c = 0; c < Bc; ++c) {
+          T p = exp_t(s[c] - mu);
+          s[c] = p;
+          sum += p;
+        }
+        rsum[r] = sum;
+        if (a.dropout > 0) {
+          T z[Bc];
+          dropout_scales(z, nc, a.seed, a.offset + static_cast<uint64_t>((bh * a.Tq + i0 + r) * a.Tk + j0), thr, keepScale);
+          for (int64_t c = 0; c < nc; ++c) s[c] *= z[c];
+        }
       }
+      T* li = l + i0;
+#pragma omp simd
+      for (int64_t r = 0; r < nr; ++r) li[r] = li[r] * alpha[r] + rsum[r];
+      tile_acc(S, Bc, 1, Vb, Dp, nc, O + i0 * Dp, Dp, Dp, nr, a.causal ? Band::QueryRows : Band::None, diag, alpha);
     }
-    tile_acc(S, Bc, 1, Vb, Dp, nc, O, Dp, Dp, nr);
   }
-  for (int64_t r = 0; r < nr; ++r) {
-    const T inv = l[r] > T(0) ? T(1) / l[r] : T(0);
-    T* o = out + (bh * a.Tq + i0 + r) * D;
-    for (int64_t d = 0; d < D; ++d) o[d] = O[r * Dp + d] * inv;
-    lse[bh * a.Tq + i0 + r] = l[r] > T(0) ? m[r] + std::log(l[r]) : ninf;
+  for (int64_t qb = g; qb < nqb; qb += G) {
+    const int64_t i0 = qb * kBr, nr = std::min(kBr, a.Tq - i0);
+    for (int64_t i = i0; i < i0 + nr; ++i) {
+      const T inv = l[i] > T(0) ? T(1) / l[i] : T(0);
+      T* o = out + (bh * a.Tq + i) * D;
+      for (int64_t d = 0; d < D; ++d) o[d] = O[i * Dp + d] * inv;
+      lse[bh * a.Tq + i] = l[i] > T(0) ? m[i] + std::log(l[i]) : ninf;
+    }
   }
 }
 
 template <class T>
 int64_t forward_scratch(const AttentionArgs& a) {
   const int64_t Dp = round_up(a.D, kLanes<T>);
-  return kBr * Dp + kBr * kBc<T> + a.D * kBc<T> + kBc<T> * Dp + 2 * kBr;
+  return a.Tq * Dp + 2 * a.Tq + kBr * kBc<T> + a.D * kBc<T> + kBc<T> * Dp;
 }
 
 // Backward over the key tiles of one head assigned to group g (tiles g, g + G, ...): owns those
@@ -330,23 +405,26 @@ KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const
       pack_transposed(V, D, j0, nc, VT);
       pack_rows(K, D, Dp, j0, nc, Kb);
       const int32_t* km = a.keyMask ? a.keyMask + b * a.Tk + j0 : nullptr;
+      T colok[Bc], cidx[Bc];
+      column_flags(km, nc, colok, cidx);
       for (int64_t i0 = (iFirst / kBr) * kBr; i0 < a.Tq; i0 += kBr) {
         const int64_t nr = std::min(kBr, a.Tq - i0);
         pack_rows(Qh, D, Dp, i0, nr, Qb);
         pack_rows(dOh, D, Dp, i0, nr, dOb);
-        tile_abt(Qb, Dp, KT, D, P, nr);
-        tile_abt(dOb, Dp, VT, D, dP, nr);
+        const int64_t diag = a.causal ? i0 + off - j0 + 1 : kNoBand;
+        tile_abt(Qb, Dp, KT, D, P, nr, diag);
+        tile_abt(dOb, Dp, VT, D, dP, nr, diag);
         for (int64_t r = 0; r < nr; ++r) {
           const int64_t i = i0 + r;
           T* p = P + r * Bc;
           T* dp = dP + r * Bc;
           const T li = L[i];
-          const int64_t lim = li == ninf ? 0 : causal_limit(a, i, j0, nc);
+          const T lim = li == ninf ? T(0) : T(clamp64(diag + r, 0, nc));
           const T lu = li == ninf ? T(0) : li;
 #pragma omp simd
-          for (int64_t c = 0; c < Bc; ++c) {
-            bool ok = c < lim && (!km || km[std::min(c, nc - 1)] != 0);
-            p[c] = sel(ok, exp_t(p[c] * scale - lu), T(0));
+          for (int c = 0; c < Bc; ++c) {
+            T e = exp_t(sel(colok[c] != T(0), p[c] * scale - lu, T(-200)));
+            p[c] = sel(cidx[c] < lim && colok[c] != T(0), e, T(0));
           }
           T* pz = p;
           if (drop) {
@@ -362,12 +440,13 @@ KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const
           }
           const T di = Dh[i];
 #pragma omp simd
-          for (int64_t c = 0; c < Bc; ++c) dp[c] = p[c] * (dp[c] - di) * scale;  // dS, already scaled
+          for (int c = 0; c < Bc; ++c) dp[c] = p[c] * (dp[c] - di) * scale;  // dS, already scaled
         }
         // dV += PZ^T dO, dQ += dS K, dK += dS^T Q.
-        tile_acc(drop ? PZ : P, 1, Bc, dOb, Dp, nr, dV, Dp, Dp, nc);
-        tile_acc(dP, Bc, 1, Kb, Dp, nc, dQ + i0 * Dp, Dp, Dp, nr);
-        tile_acc(dP, 1, Bc, Qb, Dp, nr, dK, Dp, Dp, nc);
+        const Band qrows = a.causal ? Band::QueryRows : Band::None, krows = a.causal ? Band::KeyRows : Band::None;
+        tile_acc(drop ? PZ : P, 1, Bc, dOb, Dp, nr, dV, Dp, Dp, nc, krows, diag);
+        tile_acc(dP, Bc, 1, Kb, Dp, nc, dQ + i0 * Dp, Dp, Dp, nr, qrows, diag);
+        tile_acc(dP, 1, Bc, Qb, Dp, nr, dK, Dp, Dp, nc, krows, diag);
       }
     }
     for (int64_t c = 0; c < ncAll; ++c) {
@@ -385,12 +464,12 @@ int64_t backward_scratch(const AttentionArgs& a) {
 
 // The ISA clones: one entry per (direction, type), the tile code inlined into each.
 KILN_ATTN_CLONES void forward_task_f32(const AttentionArgs& a, const float* q, const float* k, const float* v,
-                                       float* out, float* lse, int64_t task, float* scratch) {
-  forward_task<float>(a, q, k, v, out, lse, task, scratch);
+                                       float* out, float* lse, int64_t G, int64_t task, float* scratch) {
+  forward_task<float>(a, q, k, v, out, lse, G, task, scratch);
 }
 KILN_ATTN_CLONES void forward_task_f64(const AttentionArgs& a, const double* q, const double* k, const double* v,
-                                       double* out, double* lse, int64_t task, double* scratch) {
-  forward_task<double>(a, q, k, v, out, lse, task, scratch);
+                                       double* out, double* lse, int64_t G, int64_t task, double* scratch) {
+  forward_task<double>(a, q, k, v, out, lse, G, task, scratch);
 }
 KILN_ATTN_CLONES void backward_task_f32(const AttentionArgs& a, const float* q, const float* k, const float* v,
                                         const float* dout, const float* lse, const float* Di, float* dqp, float* dk,
@@ -403,9 +482,9 @@ KILN_ATTN_CLONES void backward_task_f64(const AttentionArgs& a, const double* q,
   backward_task<double>(a, q, k, v, dout, lse, Di, dqp, dk, dv, G, task, scratch);
 }
 inline void forward_task_t(const AttentionArgs& a, const float* q, const float* k, const float* v, float* out,
-                           float* lse, int64_t task, float* s) { forward_task_f32(a, q, k, v, out, lse, task, s); }
+                           float* lse, int64_t G, int64_t task, float* s) { forward_task_f32(a, q, k, v, out, lse, G, task, s); }
 inline void forward_task_t(const AttentionArgs& a, const double* q, const double* k, const double* v, double* out,
-                           double* lse, int64_t task, double* s) { forward_task_f64(a, q, k, v, out, lse, task, s); }
+                           double* lse, int64_t G, int64_t task, double* s) { forward_task_f64(a, q, k, v, out, lse, G, task, s); }
 inline void backward_task_t(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* dout,
                             const float* lse, const float* Di, float* dqp, float* dk, float* dv, int64_t G,
                             int64_t task, float* s) { backward_task_f32(a, q, k, v, dout, lse, Di, dqp, dk, dv, G, task, s); }
@@ -430,11 +509,18 @@ int team_size(int64_t tasks, int64_t work) {
 
 }  // namespace
 
+// Groups per head: enough tasks to keep 8 threads busy, a function of the shape only (so results do
+// not depend on the thread count).
+inline int64_t groups_per_head(int64_t BH, int64_t tiles) {
+  return std::max<int64_t>(1, std::min(tiles, ceil_div(8, BH)));
+}
+
 template <class T>
 void attention_forward(const AttentionArgs& a, const T* q, const T* k, const T* v, T* out, T* lse) {
-  const int64_t tasks = a.B * a.H * ceil_div(a.Tq, kBr);
-  if (tasks == 0) return;
-  const int nt = team_size(tasks, a.B * a.H * a.Tq * std::max<int64_t>(a.Tk, 1) * a.D / 16);
+  const int64_t BH = a.B * a.H;
+  if (BH == 0 || a.Tq == 0) return;
+  const int64_t G = groups_per_head(BH, ceil_div(a.Tq, kBr)), tasks = BH * G;
+  const int nt = team_size(tasks, BH * a.Tq * std::max<int64_t>(a.Tk, 1) * a.D / 16);
   const int64_t per = forward_scratch<T>(a);
   std::vector<T> scratch(static_cast<size_t>(per * nt));
   // Dynamic: causal tiles differ in cost and the machine may be shared; outputs do not depend on it.
@@ -442,7 +528,7 @@ void attention_forward(const AttentionArgs& a, const T* q, const T* k, const T* 
   {
     T* s = scratch.data() + per * omp_thread();
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < tasks; ++t) forward_task_t(a, q, k, v, out, lse, t, s);
+    for (int64_t t = 0; t < tasks; ++t) forward_task_t(a, q, k, v, out, lse, G, t, s);
   }
 }
 
@@ -472,7 +558,7 @@ void attention_backward(const AttentionArgs& a, const T* q, const T* k, const T*
   // Few heads: split each head's key tiles over G groups (a function of the shape only, so the
   // summation order of dq does not depend on the thread count).
   const int64_t nkb = ceil_div(a.Tk, kBc<T>);
-  const int64_t G = std::max<int64_t>(1, std::min(nkb, ceil_div(8, BH)));
+  const int64_t G = groups_per_head(BH, nkb);
   const int64_t tasks = BH * G;
   std::vector<T> dqp(static_cast<size_t>(tasks * a.Tq * Dp));
   const int nt = team_size(tasks, work);

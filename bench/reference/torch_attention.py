@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""PyTorch reference timings for `kiln bench attention` (float32, CPU, forward + backward).
+
+For each (B, H, T, D) case it times two PyTorch 1.13 formulations and reports both:
+  explicit: softmax(q k^T * scale + causal mask) v with autograd;
+  private:  torch.nn.functional._scaled_dot_product_attention (1.13's private fused entry point).
+Options: --threads N (default 2), --reps R (median of R timed repeats, default 7), --cases B,H,T,D;...,
+--causal 0|1 (default 1). Prints one JSON object: {"library", "threads", "results": [...]}.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def explicit(q, k, v, causal, scale):
+    s = torch.matmul(q, k.transpose(-2, -1)) * scale
+    if causal:
+        t = q.shape[-2]
+        mask = torch.ones(t, t, dtype=torch.bool).triu(1)
+        s = s.masked_fill(mask, float('-inf'))
+    return torch.matmul(torch.softmax(s, dim=-1), v)
+
+
+def private(q, k, v, causal, scale):
+    # 1.13 scales by 1/sqrt(D) itself; the benchmark uses that scale on both sides.
+    out = F._scaled_dot_product_attention(q, k, v, None, 0.0, False, causal)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def time_step(fn, reps):
+    fn()
+    t0 = time.perf_counter(); fn(); one = max(time.perf_counter() - t0, 1e-6)
+    inner = max(1, min(1000, int(0.1 / one)))
+    for _ in range(inner):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t0) / inner)
+    return statistics.median(times) * 1e3
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--reps', type=int, default=7)
+    p.add_argument('--cases', default='8,4,64,32;16,8,128,64;4,8,512,64')
+    p.add_argument('--causal', type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    causal = bool(args.causal)
+    results = []
+    for spec in args.cases.split(';'):
+        b, h, t, d = (int(x) for x in spec.split(','))
+        q, k, v = (torch.randn(b, h, t, d, requires_grad=True) for _ in range(3))
+        g = torch.randn(b, h, t, d)
+        scale = d ** -0.5
+        row = dict(B=b, H=h, T=t, D=d)
+        for name, f in (('explicit', explicit), ('private', private)):
+            if name == 'private' and not hasattr(F, '_scaled_dot_product_attention'):
+                continue
+
+            def step():
+                for x in (q, k, v):
+                    x.grad = None
+                f(q, k, v, causal, scale).backward(g)
+            try:
+                row[name + '_ms'] = round(time_step(step, args.reps), 4)
+            except Exception as e:  # noqa: BLE001 - report, do not fail the whole run
+                row[name + '_error'] = str(e).split('\n')[0]
+        cands = [(row[n + '_ms'], n) for n in ('explicit', 'private') if n + '_ms' in row]
+        row['ms'], row['best'] = min(cands)
+        results.append(row)
+    print(json.dumps({'library': 'torch ' + torch.__version__, 'threads': args.threads, 'results': results}, indent=1))
+
+
+if __name__ == '__main__':
+    main()
