@@ -56,6 +56,11 @@ function locate(): string {
   throw new KilnError('INTERNAL', 'kiln native addon not found: run `npm install` (or `npm run build`) first');
 }
 
+// libgomp reads its wait policy once, when the addon loads it. Its default spins for a long time
+// at every barrier, which on a busy or shared machine (2 cores, other processes) costs far more
+// than it saves; a short spin then sleep keeps small-op latency and stops the thrashing.
+if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = '10000';
+
 const require = createRequire(import.meta.url);
 export const N: NativeAddon = require(locate());
 const setup = N.setup(KilnError);

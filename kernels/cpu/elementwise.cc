@@ -5,8 +5,11 @@
 #include <cmath>
 #include <cstring>
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels.h"
+#include "parallel.h"
+#include "vmath.h"
 
 namespace kiln {
 namespace cpu {
@@ -14,11 +17,10 @@ namespace {
 
 constexpr int64_t kParallelGrain = 1 << 15;
 
-// Transcendentals used by the elementwise ops (a vectorisable float version can slot in here).
-template <class T> inline T vexp(T x) { return std::exp(x); }
-template <class T> inline T vlog(T x) { return std::log(x); }
-template <class T> inline T vtanh(T x) { return std::tanh(x); }
-template <class T> inline T verf(T x) { return std::erf(x); }
+using vmath::verf;
+using vmath::vexp;
+using vmath::vlog;
+using vmath::vtanh;
 
 // Collapsed iteration space for up to 4 operands (out + 3 inputs).
 struct Space {
@@ -110,6 +112,72 @@ inline T gelu_tanh(T x) {
 }
 template <class T>
 inline T gelu_erf(T x) { return T(0.5) * x * (T(1) + verf(x * T(0.7071067811865476))); }
+template <class T>
+inline T gelu_tanh_grad(T g, T x) {
+  const T k = T(0.7978845608028654), c = T(0.044715);
+  T t = vtanh(k * (x + c * x * x * x));
+  T du = k * (T(1) + T(3) * c * x * x);
+  return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
+}
+template <class T>
+inline T gelu_erf_grad(T g, T x) {
+  T cdf = T(0.5) * (T(1) + verf(x * T(0.7071067811865476)));
+  T pdf = vexp(T(-0.5) * x * x) * T(0.3989422804014327);
+  return g * (cdf + x * pdf);
+}
+
+// Transcendental-heavy float32 ops on contiguous rows: separate functions so they get AVX-512 /
+// AVX2 clones (the file is built for the baseline ISA); the lambdas below stay baseline.
+using RowFn = void (*)(float*, const float*, int64_t);
+using Row2Fn = void (*)(float*, const float*, const float*, int64_t);
+KILN_CLONES void row_exp(float* o, const float* a, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = vmath::exp_f(a[i]);
+}
+KILN_CLONES void row_log(float* o, const float* a, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = vmath::log_f(a[i]);
+}
+KILN_CLONES void row_tanh(float* o, const float* a, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = vmath::tanh_f(a[i]);
+}
+KILN_CLONES void row_sigmoid(float* o, const float* a, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = 1.0f / (1.0f + vmath::exp_f(-a[i]));
+}
+KILN_CLONES void row_gelu_tanh(float* o, const float* a, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = gelu_tanh(a[i]);
+}
+KILN_CLONES void row_gelu_erf(float* o, const float* a, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = gelu_erf(a[i]);
+}
+KILN_CLONES void row_gelu_tanh_bwd(float* o, const float* g, const float* x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = gelu_tanh_grad(g[i], x[i]);
+}
+KILN_CLONES void row_gelu_erf_bwd(float* o, const float* g, const float* x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = gelu_erf_grad(g[i], x[i]);
+}
+
+// Uses `row` on unit-stride rows and the scalar `f` otherwise.
+template <class F>
+void unary_rows(const Space& s, float* out, const float* in, RowFn row, F f) {
+  drive(s, 2, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    if (st[0] == 1 && st[1] == 1) return row(out + off[0], in + off[1], n);
+    for (int64_t i = 0; i < n; ++i) out[off[0] + i * st[0]] = f(in[off[1] + i * st[1]]);
+  });
+}
+template <class F>
+void binary_rows(const Space& s, float* out, const float* a, const float* b, Row2Fn row, F f) {
+  drive(s, 3, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    if (st[0] == 1 && st[1] == 1 && st[2] == 1) return row(out + off[0], a + off[1], b + off[2], n);
+    for (int64_t i = 0; i < n; ++i) out[off[0] + i * st[0]] = f(a[off[1] + i * st[1]], b[off[2] + i * st[2]]);
+  });
+}
 
 template <class TI, class TO, class F>
 void unary_loop(const Space& s, TO* out, const TI* in, F f) {
@@ -127,6 +195,17 @@ void unary_loop(const Space& s, TO* out, const TI* in, F f) {
 
 template <class T>
 void unary_float(UnaryOp op, const Space& s, T* o, const T* a, T p0, T p1) {
+  if constexpr (std::is_same_v<T, float>) {
+    switch (op) {
+      case UnaryOp::Exp: return unary_rows(s, o, a, row_exp, [](float x) { return vexp(x); });
+      case UnaryOp::Log: return unary_rows(s, o, a, row_log, [](float x) { return vlog(x); });
+      case UnaryOp::Tanh: return unary_rows(s, o, a, row_tanh, [](float x) { return vtanh(x); });
+      case UnaryOp::Sigmoid: return unary_rows(s, o, a, row_sigmoid, [](float x) { return 1.0f / (1.0f + vexp(-x)); });
+      case UnaryOp::GeluTanh: return unary_rows(s, o, a, row_gelu_tanh, gelu_tanh<float>);
+      case UnaryOp::GeluErf: return unary_rows(s, o, a, row_gelu_erf, gelu_erf<float>);
+      default: break;
+    }
+  }
   switch (op) {
     case UnaryOp::Copy: return unary_loop(s, o, a, [](T x) { return x; });
     case UnaryOp::Neg: return unary_loop(s, o, a, [](T x) { return -x; });
@@ -252,19 +331,11 @@ void binary_float(BinaryOp op, const Space& s, T* o, const T* a, const T* b) {
       return binary_loop(s, o, a, b, [](T x, T y) { return (x != x || x < y) ? x : (y != y ? y : (x == y ? x : y)); });
     case BinaryOp::ReluBackward: return binary_loop(s, o, a, b, [](T g, T x) { return x > T(0) ? g : T(0); });
     case BinaryOp::GeluTanhBackward:
-      return binary_loop(s, o, a, b, [](T g, T x) {
-        const T k = T(0.7978845608028654), c = T(0.044715);
-        T u = k * (x + c * x * x * x);
-        T t = vtanh(u);
-        T du = k * (T(1) + T(3) * c * x * x);
-        return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
-      });
+      if constexpr (std::is_same_v<T, float>) return binary_rows(s, o, a, b, row_gelu_tanh_bwd, gelu_tanh_grad<float>);
+      return binary_loop(s, o, a, b, gelu_tanh_grad<T>);
     case BinaryOp::GeluErfBackward:
-      return binary_loop(s, o, a, b, [](T g, T x) {
-        T cdf = T(0.5) * (T(1) + verf(x * T(0.7071067811865476)));
-        T pdf = vexp(T(-0.5) * x * x) * T(0.3989422804014327);
-        return g * (cdf + x * pdf);
-      });
+      if constexpr (std::is_same_v<T, float>) return binary_rows(s, o, a, b, row_gelu_erf_bwd, gelu_erf_grad<float>);
+      return binary_loop(s, o, a, b, gelu_erf_grad<T>);
     case BinaryOp::SigmoidBackward: return binary_loop(s, o, a, b, [](T g, T y) { return g * y * (T(1) - y); });
     case BinaryOp::TanhBackward: return binary_loop(s, o, a, b, [](T g, T y) { return g * (T(1) - y * y); });
     default: return;
