@@ -311,3 +311,36 @@ test('the output does not depend on the thread count', (t) => {
   kiln.setNumThreads(prev);
   t.deepEqual(one, many);
 });
+
+test('CUDA matches the CPU kernel, forward and backward (float32), dropout mask included', (t) => {
+  if (!kiln.cuda.isAvailable()) {
+    t.log('skipped: no CUDA device (the CUDA kernels are compiled but were not run here)');
+    t.pass();
+    return;
+  }
+  const rnd = prng(99);
+  for (const c of [
+    { B: 2, H: 2, Tq: 70, Tk: 70, D: 32, causal: true, p: 0 },
+    { B: 1, H: 3, Tq: 33, Tk: 130, D: 64, causal: true, p: 0.2 },
+    { B: 2, H: 1, Tq: 129, Tk: 40, D: 128, causal: false, p: 0, lens: [17, 40] },
+  ]) {
+    const mk = (T: number) => kiln.fromTyped(randArray(c.B * c.H * T * c.D, rnd), [c.B, c.H, T, c.D]);
+    const host = [mk(c.Tq), mk(c.Tk), mk(c.Tk)], g = mk(c.Tq);
+    const lens = c.lens ? kiln.fromTyped(Int32Array.from(c.lens), [c.B], { dtype: 'int32' }) : undefined;
+    const run = (device: 'cpu' | 'cuda') => kiln.tidy(() => {
+      const xs = host.map((x) => kiln.detach(device === 'cpu' ? x : x.to('cuda')));
+      for (const x of xs) x.requiresGrad = true;
+      kiln.manualSeed(1234);
+      const out = kiln.scaledDotProductAttention(xs[0], xs[1], xs[2], {
+        causal: c.causal, dropout: c.p, keyPaddingLengths: lens && (device === 'cpu' ? lens : lens.to('cuda')),
+      });
+      out.backward(device === 'cpu' ? g : g.to('cuda'));
+      return [out, ...xs.map((x) => x.grad!)].map((x) => Array.from(x.to('cpu').dataSync()));
+    });
+    const cpu = run('cpu'), gpu = run('cuda');
+    ['out', 'dq', 'dk', 'dv'].forEach((name, i) => {
+      const r = maxErr(gpu[i], cpu[i], 1e-4, 1e-3);
+      t.true(r.ok, `${name} ${JSON.stringify(c)}: ${JSON.stringify(r)}`);
+    });
+  }
+});
