@@ -44,14 +44,6 @@ Napi::Value guard(const Napi::CallbackInfo& info, Napi::Value (*fn)(const Napi::
   throw Napi::Error(env, err);
 }
 
-size_t dtype_size(cpu::DType d) { return d == cpu::DType::F64 ? 8 : 4; }
-
-cpu::DType dtype_arg(double v, const char* op) {
-  if (v == 0) return cpu::DType::F32;
-  if (v == 1) return cpu::DType::I32;
-  if (v == 2) return cpu::DType::F64;
-  fail("INVALID_ARGUMENT", std::string(op) + ": unknown dtype code " + std::to_string(v));
-}
 
 TensorRef tensor_arg(const Napi::CallbackInfo& info, Context& c, int jsArg, int pos, const char* op, const char* name) {
   TensorRef t;
@@ -79,20 +71,24 @@ TensorRef tensor_arg(const Napi::CallbackInfo& info, Context& c, int jsArg, int 
   return t;
 }
 
-void need_elems(const TensorRef& t, int64_t elems, const char* op, const char* name) {
-  if (elems < 0 || static_cast<uint64_t>(elems) * dtype_size(t.dtype) > t.avail)
-    fail("INVALID_ARGUMENT", std::string(op) + ": " + name + " needs " + std::to_string(elems) +
-                                 " elements but its storage holds " + std::to_string(t.avail / dtype_size(t.dtype)));
+
+
+void fail_dtype_code(double v, const char* op) {
+  fail("INVALID_ARGUMENT", std::string(op) + ": unknown dtype code " + std::to_string(v));
 }
 
-void need_strided(const TensorRef& t, int ndim, const int64_t* shape, const int64_t* strides, const char* op, const char* name) {
-  int64_t maxIndex = 0;
-  for (int d = 0; d < ndim; ++d) {
-    if (shape[d] < 0 || strides[d] < 0) fail("INVALID_ARGUMENT", std::string(op) + ": negative size or stride in " + name);
-    if (shape[d] == 0) return;  // empty: nothing is touched
-    maxIndex += (shape[d] - 1) * strides[d];
-  }
-  need_elems(t, maxIndex + 1, op, name);
+void fail_elems(const TensorRef& t, int64_t elems, const char* op, const char* name) {
+  fail("INVALID_ARGUMENT", std::string(op) + ": " + name + " needs " + std::to_string(elems) +
+                               " elements but its storage holds " + std::to_string(t.avail / dtype_size(t.dtype)));
+}
+
+void fail_negative(const char* op, const char* name) {
+  fail("INVALID_ARGUMENT", std::string(op) + ": negative size or stride in " + name);
+}
+
+void fail_int_arg(double v, const char* op, const char* name, int64_t lo, int64_t hi) {
+  fail("INVALID_ARGUMENT", std::string(op) + ": " + name + " = " + std::to_string(v) + " is out of range [" +
+                               std::to_string(lo) + ", " + std::to_string(hi) + "]");
 }
 
 void need_dtype(const TensorRef& t, cpu::DType d, const char* op, const char* name) {
@@ -106,13 +102,6 @@ void need_cpu(const TensorRef& t, const char* op, const char* name) {
     fail("DEVICE_MISMATCH", std::string(op) + ": " + name + " is on cuda but this op has no CUDA kernel yet");
 }
 
-int64_t int_arg(const Context& c, int pos, const char* op, const char* name, int64_t lo, int64_t hi) {
-  double v = c.args[pos];
-  if (!(v >= static_cast<double>(lo) && v <= static_cast<double>(hi)) || v != static_cast<double>(static_cast<int64_t>(v)))
-    fail("INVALID_ARGUMENT", std::string(op) + ": " + name + " = " + std::to_string(v) + " is out of range [" +
-                                 std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return static_cast<int64_t>(v);
-}
 
 void adjust_external(Napi::Env env, Context& c, int64_t delta) {
   c.pendingExternal += delta;

@@ -100,18 +100,6 @@ double HandleTable::insert(void* ptr, size_t bytes, Device device) {
   return static_cast<double>((uint64_t(a.gen) << 24 | slot) + 1);
 }
 
-const Allocation* HandleTable::find(double handle) const {
-  if (!(handle >= 1 && handle < 9007199254740992.0)) return nullptr;
-  uint64_t h = static_cast<uint64_t>(handle);
-  if (static_cast<double>(h) != handle) return nullptr;
-  h -= 1;
-  uint32_t slot = static_cast<uint32_t>(h & 0xFFFFFF);
-  uint32_t gen = static_cast<uint32_t>(h >> 24);
-  if (slot >= slots_.size()) return nullptr;
-  const Allocation& a = slots_[slot];
-  if (a.ptr == nullptr || a.gen != gen) return nullptr;
-  return &a;
-}
 
 bool HandleTable::erase(double handle, Allocation* out) {
   const Allocation* a = find(handle);

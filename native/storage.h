@@ -27,7 +27,16 @@ class HandleTable {
  public:
   // Handles are (gen << 24 | slot) + 1 as a double-exact integer; 0 is never a handle.
   double insert(void* ptr, size_t bytes, Device device);
-  const Allocation* find(double handle) const;
+  const Allocation* find(double handle) const {
+    if (!(handle >= 1 && handle < 9007199254740992.0)) return nullptr;
+    uint64_t h = static_cast<uint64_t>(handle);
+    if (static_cast<double>(h) != handle) return nullptr;
+    h -= 1;
+    uint32_t slot = static_cast<uint32_t>(h & 0xFFFFFF);
+    if (slot >= slots_.size()) return nullptr;
+    const Allocation& a = slots_[slot];
+    return (a.ptr == nullptr || a.gen != static_cast<uint32_t>(h >> 24)) ? nullptr : &a;
+  }
   bool erase(double handle, Allocation* out);
   std::vector<Allocation> drain();  // removes and returns every live allocation
   size_t live_bytes(Device d) const { return live_[d]; }

@@ -17,13 +17,16 @@ export type TensorLike = Tensor | number;
 
 function binaryKernel(op: Binary, name: string, a: Tensor, b: Tensor, outDtype: DType): Tensor {
   const same = sameShape(a.shape, b.shape);
-  const shape = same ? a.shape.slice() : broadcastShapes(name, a.shape, b.shape);
-  const out = empty(shape, outDtype, a.device);
+  const dense = same && a.isContiguous() && b.isContiguous();
+  // A dense same-shape result can share a's (immutable) shape and strides arrays.
+  const out = dense ? empty(a.shape, outDtype, a.device, a.strides)
+    : empty(same ? a.shape.slice() : broadcastShapes(name, a.shape, b.shape), outDtype, a.device);
+  const shape = out.shape;
   A[0] = op;
   const ob = arg(4, out);
   const ab = arg(7, a);
   const bb = arg(10, b);
-  if (same && a.isContiguous() && b.isContiguous()) {
+  if (dense) {
     A[1] = 1;
     A[16] = out.size;
     A[24] = 1;

@@ -61,8 +61,10 @@ export class Tensor {
   get isLeaf(): boolean {
     return this._node === null;
   }
+  private _contig: boolean | undefined;
+  /** Row-major dense (shape and strides never change after construction, so this is cached). */
   isContiguous(): boolean {
-    return isContiguous(this.shape, this.strides);
+    return (this._contig ??= isContiguous(this.shape, this.strides));
   }
 
   /** Frees this tensor's reference to its memory now (views keep shared memory alive). */
@@ -166,10 +168,13 @@ export class Tensor {
   }
 }
 
-/** A fresh, uninitialised, contiguous tensor. */
-export function empty(shape: number[], dtype: DType, device: Device): Tensor {
+/**
+ * A fresh, uninitialised, contiguous tensor. Shape and strides arrays are never mutated after a
+ * tensor is made, so callers may pass arrays shared with another contiguous tensor of that shape.
+ */
+export function empty(shape: number[], dtype: DType, device: Device, strides?: number[]): Tensor {
   const storage = Storage.alloc(device, numel(shape) * itemSize[dtype]);
-  return new Tensor(storage, shape, contiguousStrides(shape), 0, dtype);
+  return new Tensor(storage, shape, strides ?? contiguousStrides(shape), 0, dtype);
 }
 
 /** A view sharing `base`'s storage. */
