@@ -378,7 +378,8 @@ int64_t forward_scratch(const AttentionArgs& a) {
 // rows of dk and dv, and adds its share of dq into its own partial buffer dqp [Tq x Dp].
 template <class T>
 KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const T* v, const T* dout, const T* lse,
-                           const T* Di, T* dq_part, T* dk, T* dv, int64_t G, int64_t task, T* scratch) {
+                           const T* out, T* dq_part, T* dq, T* dk, T* dv, int64_t G, int64_t task,
+                           T* scratch) {
   constexpr int64_t Bc = kBc<T>;
   const int64_t D = a.D, Dp = round_up(D, kLanes<T>);
   const int64_t bh = task / G, g = task % G, b = bh / a.H;
@@ -388,8 +389,6 @@ KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const
   const T* K = k + bh * a.Tk * D;
   const T* V = v + bh * a.Tk * D;
   const T* L = lse + bh * a.Tq;
-  const T* Dh = Di + bh * a.Tq;
-  T* dQ = dq_part + task * a.Tq * Dp;
   const T scale = T(a.scale), ninf = -std::numeric_limits<T>::infinity();
   T* KT = scratch;          // D x Bc
   T* VT = KT + D * Bc;      // D x Bc
@@ -401,6 +400,17 @@ KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const
   T* P = dOb + kBr * Dp;    // kBr x Bc
   T* dP = P + kBr * Bc;     // kBr x Bc
   T* PZ = dP + kBr * Bc;    // kBr x Bc (dropped and rescaled P)
+  T* Dh = PZ + kBr * Bc;    // Tq: D_i = rowsum(dO o O) of this head
+  for (int64_t i = 0; i < a.Tq; ++i) {
+    const T* o = out + (bh * a.Tq + i) * D;
+    const T* g = dOh + i * D;
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t d = 0; d < D; ++d) sum += o[d] * g[d];
+    Dh[i] = sum;
+  }
+  // dq accumulates here: in scratch when this task is the head's only one, else in its partial buffer.
+  T* dQ = G == 1 ? Dh + a.Tq : dq_part + task * a.Tq * Dp;
   std::fill(dQ, dQ + a.Tq * Dp, T(0));
   const int64_t kend = key_end(a, b);
   const uint32_t thr = dropout_threshold(a.dropout);
@@ -468,12 +478,14 @@ KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const
       std::memcpy(dv + (bh * a.Tk + j0 + c) * D, dV + c * Dp, sizeof(T) * D);
     }
   }
+  if (G == 1)  // this task is the head's only one: its partial dq is the answer
+    for (int64_t i = 0; i < a.Tq; ++i) std::memcpy(dq + (bh * a.Tq + i) * D, dQ + i * Dp, sizeof(T) * D);
 }
 
 template <class T>
 int64_t backward_scratch(const AttentionArgs& a) {
   const int64_t Dp = round_up(a.D, kLanes<T>), Bc = kBc<T>;
-  return 2 * a.D * Bc + 3 * Bc * Dp + 2 * kBr * Dp + 3 * kBr * Bc;
+  return 2 * a.D * Bc + 3 * Bc * Dp + 2 * kBr * Dp + 3 * kBr * Bc + a.Tq + a.Tq * Dp;
 }
 
 // The ISA clones: one entry per (direction, type), the tile code inlined into each.
@@ -486,26 +498,26 @@ KILN_ATTN_CLONES void forward_task_f64(const AttentionArgs& a, const double* q, 
   forward_task<double>(a, q, k, v, out, lse, G, task, scratch);
 }
 KILN_ATTN_CLONES void backward_task_f32(const AttentionArgs& a, const float* q, const float* k, const float* v,
-                                        const float* dout, const float* lse, const float* Di, float* dqp, float* dk,
+                                        const float* dout, const float* lse, const float* out, float* dqp, float* dq, float* dk,
                                         float* dv, int64_t G, int64_t task, float* scratch) {
-  backward_task<float>(a, q, k, v, dout, lse, Di, dqp, dk, dv, G, task, scratch);
+  backward_task<float>(a, q, k, v, dout, lse, out, dqp, dq, dk, dv, G, task, scratch);
 }
 KILN_ATTN_CLONES void backward_task_f64(const AttentionArgs& a, const double* q, const double* k, const double* v,
-                                        const double* dout, const double* lse, const double* Di, double* dqp,
+                                        const double* dout, const double* lse, const double* out, double* dqp, double* dq,
                                         double* dk, double* dv, int64_t G, int64_t task, double* scratch) {
-  backward_task<double>(a, q, k, v, dout, lse, Di, dqp, dk, dv, G, task, scratch);
+  backward_task<double>(a, q, k, v, dout, lse, out, dqp, dq, dk, dv, G, task, scratch);
 }
 inline void forward_task_t(const AttentionArgs& a, const float* q, const float* k, const float* v, float* out,
                            float* lse, int64_t G, int64_t task, float* s) { forward_task_f32(a, q, k, v, out, lse, G, task, s); }
 inline void forward_task_t(const AttentionArgs& a, const double* q, const double* k, const double* v, double* out,
                            double* lse, int64_t G, int64_t task, double* s) { forward_task_f64(a, q, k, v, out, lse, G, task, s); }
 inline void backward_task_t(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* dout,
-                            const float* lse, const float* Di, float* dqp, float* dk, float* dv, int64_t G,
-                            int64_t task, float* s) { backward_task_f32(a, q, k, v, dout, lse, Di, dqp, dk, dv, G, task, s); }
+                            const float* lse, const float* out, float* dqp, float* dq, float* dk, float* dv, int64_t G,
+                            int64_t task, float* s) { backward_task_f32(a, q, k, v, dout, lse, out, dqp, dq, dk, dv, G, task, s); }
 inline void backward_task_t(const AttentionArgs& a, const double* q, const double* k, const double* v,
-                            const double* dout, const double* lse, const double* Di, double* dqp, double* dk,
+                            const double* dout, const double* lse, const double* out, double* dqp, double* dq, double* dk,
                             double* dv, int64_t G, int64_t task, double* s) {
-  backward_task_f64(a, q, k, v, dout, lse, Di, dqp, dk, dv, G, task, s);
+  backward_task_f64(a, q, k, v, dout, lse, out, dqp, dq, dk, dv, G, task, s);
 }
 
 inline int omp_thread() {
@@ -558,23 +570,12 @@ void attention_backward(const AttentionArgs& a, const T* q, const T* k, const T*
     return;
   }
   const int64_t work = BH * a.Tq * a.Tk * D / 16;
-  // D_i = rowsum(dO o O).
-  std::vector<T> Di(static_cast<size_t>(BH * a.Tq));
-  parallel_tasks(BH, BH * a.Tq * D, [&](int64_t bh) {
-    for (int64_t i = 0; i < a.Tq; ++i) {
-      const T* o = out + (bh * a.Tq + i) * D;
-      const T* g = dout + (bh * a.Tq + i) * D;
-      T s = 0;
-      for (int64_t d = 0; d < D; ++d) s += o[d] * g[d];
-      Di[bh * a.Tq + i] = s;
-    }
-  });
   // Few heads: split each head's key tiles over G groups (a function of the shape only, so the
   // summation order of dq does not depend on the thread count).
   const int64_t nkb = ceil_div(a.Tk, kBc<T>);
   const int64_t G = groups_per_head(BH, nkb);
   const int64_t tasks = BH * G;
-  std::vector<T> dqp(static_cast<size_t>(tasks * a.Tq * Dp));
+  std::vector<T> dqp(G > 1 ? static_cast<size_t>(tasks * a.Tq * Dp) : 0);
   const int nt = team_size(tasks, work);
   const int64_t per = backward_scratch<T>(a);
   std::vector<T> scratch(static_cast<size_t>(per * nt));
@@ -582,8 +583,9 @@ void attention_backward(const AttentionArgs& a, const T* q, const T* k, const T*
   {
     T* s = scratch.data() + per * omp_thread();
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < tasks; ++t) backward_task_t(a, q, k, v, dout, lse, Di.data(), dqp.data(), dk, dv, G, t, s);
+    for (int64_t t = 0; t < tasks; ++t) backward_task_t(a, q, k, v, dout, lse, out, dqp.data(), dq, dk, dv, G, t, s);
   }
+  if (G == 1) return;  // each head's task wrote dq itself
   parallel_tasks(BH, BH * a.Tq * D * G, [&](int64_t bh) {
     for (int64_t i = 0; i < a.Tq; ++i) {
       T* o = dq + (bh * a.Tq + i) * D;
