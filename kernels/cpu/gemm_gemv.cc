@@ -258,7 +258,9 @@ void gemv_few_rows(const KernelSet<T>& ks, bool transA, bool transB, int64_t M, 
              j1 - j0);
     }
   };
-  if (nt > 1 && N * K >= (int64_t(1) << 16) && N >= 32) {
+  // Threads only when B is large (over 4 MiB of float): a matrix-vector product of a few MiB
+  // is done in ~0.1 ms by one thread, less than a parallel region can cost on a busy machine.
+  if (nt > 1 && N * K > (int64_t(1) << 20) && N >= 32) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
     {
