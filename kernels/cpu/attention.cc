@@ -221,8 +221,11 @@ KILN_AI void pack_transposed(const T* __restrict X, int64_t D, int64_t j0, int64
 template <class T>
 KILN_AI void pack_rows(const T* X, int64_t D, int64_t Dp, int64_t j0, int64_t n, T* P) {
   for (int64_t r = 0; r < n; ++r) {
-    std::memcpy(P + r * Dp, X + (j0 + r) * D, sizeof(T) * D);
-    for (int64_t d = D; d < Dp; ++d) P[r * Dp + d] = T(0);
+    T* __restrict o = P + r * Dp;
+    const T* __restrict x = X + (j0 + r) * D;
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) o[d] = x[d];  // rows are short: an inline copy beats a memcpy call
+    for (int64_t d = D; d < Dp; ++d) o[d] = T(0);
   }
 }
 
@@ -474,8 +477,13 @@ KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const
       }
     }
     for (int64_t c = 0; c < ncAll; ++c) {
-      std::memcpy(dk + (bh * a.Tk + j0 + c) * D, dK + c * Dp, sizeof(T) * D);
-      std::memcpy(dv + (bh * a.Tk + j0 + c) * D, dV + c * Dp, sizeof(T) * D);
+      T* __restrict ok = dk + (bh * a.Tk + j0 + c) * D;
+      T* __restrict ov = dv + (bh * a.Tk + j0 + c) * D;
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) {
+        ok[d] = dK[c * Dp + d];
+        ov[d] = dV[c * Dp + d];
+      }
     }
   }
   if (G == 1)  // this task is the head's only one: its partial dq is the answer
