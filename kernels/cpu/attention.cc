@@ -217,6 +217,37 @@ KILN_AI void pack_transposed(const T* __restrict X, int64_t D, int64_t j0, int64
   }
 }
 
+// float, full tiles: 4 x 4 blocks transposed in registers (the strided scalar copy above costs as
+// much as the products for short sequences).
+typedef float V4f __attribute__((vector_size(16)));
+typedef int V4i __attribute__((vector_size(16)));
+template <>
+KILN_AI void pack_transposed<float>(const float* __restrict X, int64_t D, int64_t j0, int64_t nc,
+                                    float* __restrict XT) {
+  constexpr int Bc = kBc<float>;
+  if (nc != Bc || D % 4 != 0) {
+    for (int64_t d = 0; d < D; ++d) {
+      for (int64_t c = 0; c < nc; ++c) XT[d * Bc + c] = X[(j0 + c) * D + d];
+      for (int64_t c = nc; c < Bc; ++c) XT[d * Bc + c] = 0.0f;
+    }
+    return;
+  }
+  const float* x0 = X + j0 * D;
+  auto ld = [](const float* p) { V4f v; std::memcpy(&v, p, sizeof v); return v; };
+  auto st = [](float* p, V4f v) { std::memcpy(p, &v, sizeof v); };
+  for (int64_t c = 0; c < Bc; c += 4)
+    for (int64_t d = 0; d < D; d += 4) {
+      V4f r0 = ld(x0 + c * D + d), r1 = ld(x0 + (c + 1) * D + d), r2 = ld(x0 + (c + 2) * D + d),
+          r3 = ld(x0 + (c + 3) * D + d);
+      V4f t0 = __builtin_shuffle(r0, r1, V4i{0, 4, 1, 5}), t1 = __builtin_shuffle(r0, r1, V4i{2, 6, 3, 7});
+      V4f t2 = __builtin_shuffle(r2, r3, V4i{0, 4, 1, 5}), t3 = __builtin_shuffle(r2, r3, V4i{2, 6, 3, 7});
+      st(XT + d * Bc + c, __builtin_shuffle(t0, t2, V4i{0, 1, 4, 5}));
+      st(XT + (d + 1) * Bc + c, __builtin_shuffle(t0, t2, V4i{2, 3, 6, 7}));
+      st(XT + (d + 2) * Bc + c, __builtin_shuffle(t1, t3, V4i{0, 1, 4, 5}));
+      st(XT + (d + 3) * Bc + c, __builtin_shuffle(t1, t3, V4i{2, 3, 6, 7}));
+    }
+}
+
 // Copies rows [j0, j0 + n) of X [T x D] into P [n x Dp], zero in the padding columns.
 template <class T>
 KILN_AI void pack_rows(const T* X, int64_t D, int64_t Dp, int64_t j0, int64_t n, T* P) {
