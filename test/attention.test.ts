@@ -344,3 +344,32 @@ test('CUDA matches the CPU kernel, forward and backward (float32), dropout mask 
     });
   }
 });
+
+test('raw addon: forged sizes and options are refused by the native decoder, never a crash', async (t) => {
+  const { A, N } = await import('../src/native.js');
+  const { arg } = await import('../src/ops/util.js');
+  const NA = N as unknown as { attentionForward(...xs: unknown[]): void };
+  const q = kiln.randn([1, 2, 4, 8]), out = kiln.zeros([1, 2, 4, 8]), lse = kiln.zeros([1, 2, 4]);
+  const call = (over: Record<number, number>) => {
+    const h = [1, 2, 4, 4, 8, 0.35, 0, 0, 0, 0, 0, 0];
+    for (const [i, v] of Object.entries(over)) h[+i] = v;
+    h.forEach((v, i) => (A[i] = v));
+    A[27] = 0; // no mask handle
+    try {
+      NA.attentionForward(arg(12, q), arg(15, q), arg(18, q), arg(21, out), arg(24, lse), undefined);
+      return 'ok';
+    } catch (e) {
+      return e instanceof kiln.KilnError ? e.code : `not a KilnError: ${e}`;
+    }
+  };
+  t.is(call({}), 'ok');
+  t.is(call({ 2: 400 }), 'INVALID_ARGUMENT', 'Tq past the storage');
+  t.is(call({ 3: 400 }), 'INVALID_ARGUMENT', 'Tk past the storage');
+  t.is(call({ 4: 0 }), 'INVALID_ARGUMENT', 'D = 0');
+  t.is(call({ 4: 4096 }), 'INVALID_ARGUMENT', 'D too large');
+  t.is(call({ 7: 3 }), 'INVALID_ARGUMENT', 'mask kind');
+  t.is(call({ 7: 1 }), 'DISPOSED', 'mask kind without a mask operand');
+  t.is(call({ 8: 1 }), 'INVALID_ARGUMENT', 'dropout 1');
+  t.is(call({ 5: Infinity }), 'INVALID_ARGUMENT', 'scale inf');
+  t.is(call({ 0: -1 }), 'INVALID_ARGUMENT', 'negative batch');
+});
