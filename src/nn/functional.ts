@@ -9,7 +9,8 @@ import { matmul } from '../ops/matmul.js';
 import { sum } from '../ops/reduce.js';
 import { softmax } from '../ops/nn.js';
 import { dropout } from '../ops/nn.js';
-import { gt } from '../ops/elementwise.js';
+import { eq, gt } from '../ops/elementwise.js';
+import { scaledDotProductAttention as fusedAttention } from '../ops/attention.js';
 import { arange } from '../ops/creation.js';
 
 /** y = x @ weight^T + bias for x [..., in], weight [out, in], bias [out]. */
@@ -69,22 +70,46 @@ export interface AttentionOptions {
 }
 
 /**
- * softmax(q k^T * scale + mask) v for q [B, H, Tq, D], k and v [B, H, Tk, D]. This is the interface
- * the fused attention op will fill; today it is composed from differentiable ops.
+ * softmax(q k^T * scale + mask) v for q [B, H, Tq, D], k and v [B, H, Tk, D]. Runs the fused
+ * FlashAttention-style op (src/ops/attention.ts: no T x T matrix, recomputing backward) whenever
+ * the masking fits it (causal and/or a per-key mask); a general [.., Tq, Tk] mask falls back to
+ * the composed form.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4)
     throw new KilnError('SHAPE_MISMATCH', `attention: q, k, v must be [B, H, T, D], got ${shapeStr(q.shape)}, ${shapeStr(k.shape)}, ${shapeStr(v.shape)}`);
   const D = q.shape[3], Tq = q.shape[2], Tk = k.shape[2];
   const scale = opts.scale ?? 1 / Math.sqrt(D);
+  if (opts.causal && Tq !== Tk) throw new KilnError('SHAPE_MISMATCH', `attention: causal needs Tq == Tk, got ${Tq} and ${Tk}`);
+  const p = opts.dropout && opts.training ? opts.dropout : 0;
+  const keyMask = opts.mask ? perKeyMask(opts.mask, q.shape[0], Tq, Tk) : undefined;
+  if (q.device === 'cpu' && D <= 512 && keyMask !== null)
+    return fusedAttention(q, k, v, { causal: opts.causal, scale, dropout: p, keyMask });
   let s = matmul(q, k.transpose(-2, -1));
   s = s.mul(scale);
-  if (opts.causal) {
-    if (Tq !== Tk) throw new KilnError('SHAPE_MISMATCH', `attention: causal needs Tq == Tk, got ${Tq} and ${Tk}`);
-    s = maskedFill(s, causalMask(Tq), -Infinity);
-  }
+  if (opts.causal) s = maskedFill(s, causalMask(Tq), -Infinity);
   if (opts.mask) s = maskedFill(s, opts.mask, -Infinity);
-  let p = softmax(s, -1);
-  if (opts.dropout && opts.training) p = dropout(p, opts.dropout, true);
-  return matmul(p, v);
+  let probs = softmax(s, -1);
+  if (p) probs = dropout(probs, p, true);
+  return matmul(probs, v);
+}
+
+/**
+ * A hiding mask of shape [B, 1, 1, Tk] (or [B, Tk] broadcastable the same way) as the fused op's
+ * keyMask [B, Tk] (nonzero = attend); null when the mask depends on the query position.
+ */
+function perKeyMask(mask: Tensor, B: number, Tq: number, Tk: number): Tensor | null {
+  const s = mask.shape;
+  const lead = s.slice(0, -1);
+  if (s[s.length - 1] !== Tk) return null;
+  if (s.length === 4 && (s[0] === B || s[0] === 1) && s[1] === 1 && s[2] === 1) {
+    const m = mask.reshape([s[0], Tk]);
+    return noGrad(() => eqZero(s[0] === B ? m : m.expand([B, Tk])));
+  }
+  if (lead.every((d) => d === 1) && Tq >= 1) return noGrad(() => eqZero(mask.reshape([1, Tk]).expand([B, Tk])));
+  return null;
+}
+
+function eqZero(m: Tensor): Tensor {
+  return eq(m, 0);
 }
