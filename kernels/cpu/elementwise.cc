@@ -106,21 +106,21 @@ void drive(const Space& s, int nops, Inner inner) {
 
 // ---- unary ----
 template <class T>
-inline T gelu_tanh(T x) {
+__attribute__((always_inline)) inline T gelu_tanh(T x) {
   const T k = T(0.7978845608028654), c = T(0.044715);
   return T(0.5) * x * (T(1) + vtanh(k * (x + c * x * x * x)));
 }
 template <class T>
-inline T gelu_erf(T x) { return T(0.5) * x * (T(1) + verf(x * T(0.7071067811865476))); }
+__attribute__((always_inline)) inline T gelu_erf(T x) { return T(0.5) * x * (T(1) + verf(x * T(0.7071067811865476))); }
 template <class T>
-inline T gelu_tanh_grad(T g, T x) {
+__attribute__((always_inline)) inline T gelu_tanh_grad(T g, T x) {
   const T k = T(0.7978845608028654), c = T(0.044715);
   T t = vtanh(k * (x + c * x * x * x));
   T du = k * (T(1) + T(3) * c * x * x);
   return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
 }
 template <class T>
-inline T gelu_erf_grad(T g, T x) {
+__attribute__((always_inline)) inline T gelu_erf_grad(T g, T x) {
   T cdf = T(0.5) * (T(1) + verf(x * T(0.7071067811865476)));
   T pdf = vexp(T(-0.5) * x * x) * T(0.3989422804014327);
   return g * (cdf + x * pdf);

@@ -9,27 +9,30 @@
 #include <cstring>
 #include <limits>
 
+// Forced inline: callers are ISA clones (target_clones), and a call would break vectorisation.
+#define KILN_VINLINE __attribute__((always_inline)) inline
+
 namespace kiln {
 namespace vmath {
 
-inline float bits_to_float(int32_t i) { float f; std::memcpy(&f, &i, sizeof f); return f; }
-inline int32_t float_to_bits(float f) { int32_t i; std::memcpy(&i, &f, sizeof i); return i; }
+KILN_VINLINE float bits_to_float(int32_t i) { float f; std::memcpy(&f, &i, sizeof f); return f; }
+KILN_VINLINE int32_t float_to_bits(float f) { int32_t i; std::memcpy(&i, &f, sizeof i); return i; }
 
 // Round to nearest integer (|x| < 2^22) with the 1.5 * 2^23 trick: one add and one subtract.
-inline float round_f(float x) { return (x + 12582912.0f) - 12582912.0f; }
+KILN_VINLINE float round_f(float x) { return (x + 12582912.0f) - 12582912.0f; }
 
 // c ? a : b as bit operations. A plain ?: between computed values defeats the vectoriser under the
 // default -ftrapping-math (it sinks the computation into a branch), so every select goes through here.
-inline float select_f(bool c, float a, float b) {
+KILN_VINLINE float select_f(bool c, float a, float b) {
   int32_t m = -static_cast<int32_t>(c);
   return bits_to_float((float_to_bits(a) & m) | (float_to_bits(b) & ~m));
 }
 
 // 2^n for integer n in [-126, 127], built from the exponent bits.
-inline float pow2i_f(int32_t n) { return bits_to_float((n + 127) << 23); }
+KILN_VINLINE float pow2i_f(int32_t n) { return bits_to_float((n + 127) << 23); }
 
 // exp: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), degree-6 polynomial for e^r.
-inline float exp_f(float x) {
+KILN_VINLINE float exp_f(float x) {
   const float kInf = std::numeric_limits<float>::infinity();
   const float kHi = 88.72283935546875f;  // expf overflows above this
   float xc = select_f(x < -104.0f, -104.0f, x);  // below -104 the result rounds to 0 anyway
@@ -53,7 +56,7 @@ inline float exp_f(float x) {
 }
 
 // log: x = m 2^e with m in [sqrt(1/2), sqrt(2)), f = m - 1, log(1+f) = f - f^2/2 + f^3 P(f).
-inline float log_f(float x) {
+KILN_VINLINE float log_f(float x) {
   const float kInf = std::numeric_limits<float>::infinity();
   bool sub = x < 1.17549435e-38f;          // subnormal (or <= 0): rescale by 2^23 first
   float xs = select_f(sub, x * 8388608.0f, x);
@@ -82,7 +85,7 @@ inline float log_f(float x) {
 }
 
 // tanh: odd polynomial below 0.625, 1 - 2 / (e^{2|x|} + 1) above (no cancellation there).
-inline float tanh_f(float x) {
+KILN_VINLINE float tanh_f(float x) {
   float a = std::fabs(x);
   float z = x * x;
   float p = -5.70498872745e-3f;
@@ -98,7 +101,7 @@ inline float tanh_f(float x) {
 
 // erf: Maclaurin series below 1; above, erf = 1 - erfc with the Chebyshev-fitted
 // erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2) (fractional error ~1.2e-7).
-inline float erf_f(float x) {
+KILN_VINLINE float erf_f(float x) {
   float a = std::fabs(x);
   float z = x * x;
   float s = -1.0f / 918086400.0f;
@@ -131,7 +134,7 @@ inline float erf_f(float x) {
 
 // sin(2 pi u) and cos(2 pi u) for any finite u; exact reduction when u is a multiple of 2^-24
 // (Philox uniforms), then minimax polynomials on [-pi/4, pi/4] and a quadrant rotation.
-inline void sincos_2pi_f(float u, float* sn, float* cs) {
+KILN_VINLINE void sincos_2pi_f(float u, float* sn, float* cs) {
   float t = u - round_f(u);                // [-1/2, 1/2]
   float q = round_f(t * 4.0f);             // quadrant in {-2..2}
   float a = (t - 0.25f * q) * 6.28318530717958647692f;  // [-pi/4, pi/4]
@@ -147,14 +150,14 @@ inline void sincos_2pi_f(float u, float* sn, float* cs) {
 }
 
 // Overloads that kernels templated on T call: float -> the approximations, double -> libm.
-inline float vexp(float x) { return exp_f(x); }
-inline double vexp(double x) { return std::exp(x); }
-inline float vlog(float x) { return log_f(x); }
-inline double vlog(double x) { return std::log(x); }
-inline float vtanh(float x) { return tanh_f(x); }
-inline double vtanh(double x) { return std::tanh(x); }
-inline float verf(float x) { return erf_f(x); }
-inline double verf(double x) { return std::erf(x); }
+KILN_VINLINE float vexp(float x) { return exp_f(x); }
+KILN_VINLINE double vexp(double x) { return std::exp(x); }
+KILN_VINLINE float vlog(float x) { return log_f(x); }
+KILN_VINLINE double vlog(double x) { return std::log(x); }
+KILN_VINLINE float vtanh(float x) { return tanh_f(x); }
+KILN_VINLINE double vtanh(double x) { return std::tanh(x); }
+KILN_VINLINE float verf(float x) { return erf_f(x); }
+KILN_VINLINE double verf(double x) { return std::erf(x); }
 
 }  // namespace vmath
 }  // namespace kiln
