@@ -31,6 +31,7 @@ train options:
   --steps N         training steps (default 5000)
   --lr X            Adam learning rate (default 1e-4, the paper's; short CPU runs want ~1e-3)
   --warmup N        linear lr warmup steps (default 0)
+  --decay D         none (the paper's constant lr) | cosine (to 0 at the last step) (default none)
   --batch N         prompts per step (default 64)
   --curriculum-interval N   steps between curriculum increments (default 2000; 0: none)
   --curriculum-hold N       steps at the starting dims/points before the first increment (default: the interval)
@@ -51,6 +52,13 @@ eval options:
 common: --threads N (CPU threads), --json, -h/--help`;
 
 const BOOLS = ['json', 'help', 'no-eval', 'no-baselines'];
+
+function decayFlag(f: Record<string, string | boolean>): 'none' | 'cosine' | undefined {
+  const v = f.decay;
+  if (v === undefined) return undefined;
+  if (v !== 'none' && v !== 'cosine') throw new UsageError(`--decay must be none or cosine, got '${String(v)}'`);
+  return v;
+}
 
 function intFlag(f: Record<string, string | boolean>, name: string, min = 0): number | undefined {
   const v = flagNumber(f, name);
@@ -76,7 +84,7 @@ function trainConfig(f: Record<string, string | boolean>): IclConfigInput {
   if (noise !== undefined && !(noise >= 0)) throw new UsageError(`--noise must be >= 0, got ${noise}`);
   const c: IclConfigInput = {
     task, model, device, lr,
-    d: intFlag(f, 'd', 1), points: intFlag(f, 'points', 2), steps: intFlag(f, 'steps'), warmup: intFlag(f, 'warmup'),
+    d: intFlag(f, 'd', 1), points: intFlag(f, 'points', 2), steps: intFlag(f, 'steps'), warmup: intFlag(f, 'warmup'), decay: decayFlag(f),
     batchSize: intFlag(f, 'batch', 1), curriculumInterval: intFlag(f, 'curriculum-interval'), curriculumHold: intFlag(f, 'curriculum-hold'), seed: intFlag(f, 'seed'),
     taskOptions: { sparsity: intFlag(f, 'sparsity', 1), noiseStd: noise },
   };
@@ -105,7 +113,7 @@ export const command: Command = {
       return 0;
     }
     if (verb === 'train') {
-      checkKnown(verb, f, ['task', 'd', 'points', 'model', 'steps', 'lr', 'warmup', 'batch', 'curriculum-interval', 'curriculum-hold', 'sparsity', 'noise', 'seed', 'device', 'out', 'no-eval']);
+      checkKnown(verb, f, ['task', 'd', 'points', 'model', 'steps', 'lr', 'warmup', 'decay', 'batch', 'curriculum-interval', 'curriculum-hold', 'sparsity', 'noise', 'seed', 'device', 'out', 'no-eval']);
       const c = trainConfig(f);
       const d = c.d ?? 5;
       const out = flagString(f, 'out') ?? join('runs', `icl-${c.task}-d${d}-${c.model}-${c.seed ?? 0}`);

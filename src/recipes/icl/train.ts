@@ -24,6 +24,8 @@ export interface IclConfig {
   lr: number;
   /** Linear lr warmup steps (0: none, as the paper). */
   warmup: number;
+  /** Learning-rate decay after warm-up: 'none' (the paper's constant lr) or 'cosine' to 0 at the last step. */
+  decay: 'none' | 'cosine';
   steps: number;
   /** null: every prompt has all d dimensions and all points from the start. */
   curriculum: Curriculum | null;
@@ -60,7 +62,7 @@ export function resolveConfig(c: IclConfigInput = {}): IclConfig {
   return {
     task, taskOptions, d, points, model,
     nLayer: c.nLayer ?? size.nLayer, nHead: c.nHead ?? size.nHead, nEmbd: c.nEmbd ?? size.nEmbd,
-    batchSize: c.batchSize ?? 64, lr: c.lr ?? 1e-4, warmup: c.warmup ?? 0, steps: c.steps ?? 5000,
+    batchSize: c.batchSize ?? 64, lr: c.lr ?? 1e-4, warmup: c.warmup ?? 0, decay: c.decay ?? 'none', steps: c.steps ?? 5000,
     curriculum, seed: c.seed ?? 0, evalEvery: c.evalEvery ?? 500, evalPrompts: c.evalPrompts ?? 256,
     checkpointEvery: c.checkpointEvery ?? 500, device: c.device ?? 'cpu',
   };
@@ -148,7 +150,8 @@ export async function trainIcl(cfgIn: IclConfigInput, dir: string, opts: { progr
     model, optimizer, steps: cfg.steps,
     data: (step: number) => trainBatch(cfg, step),
     loss: (batch) => promptLoss(model, batch, cfg.device),
-    schedule: cfg.warmup > 0 ? kiln.sched.linearWarmup(cfg.warmup, 0.01) : undefined,
+    schedule: cfg.decay === 'cosine' ? kiln.sched.warmupCosine(cfg.warmup, cfg.steps)
+      : cfg.warmup > 0 ? kiln.sched.linearWarmup(cfg.warmup, 0.01) : undefined,
     evalEvery: cfg.evalEvery,
     evaluate: () => {
       const e = modelErrors(model, evalBatch, scale, cfg.device);
