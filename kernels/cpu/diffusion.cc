@@ -1,6 +1,7 @@
 // Fused diffusion steps: one pass over x (and the model output) per step, the Gaussian noise drawn
 // in place from the Philox stream in chunks, so a step reads its inputs once and writes once.
 // Chunks are fixed ranges of elements, so results do not depend on the thread count.
+#include "random_dist.h"
 #include "diffusion.h"
 
 #include <algorithm>
@@ -18,26 +19,6 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kChunk = 2048;  // elements per task; even, so normal pairs never straddle tasks
-
-template <class T>
-T unit(uint32_t x) { return static_cast<T>(x >> 8) * static_cast<T>(5.9604644775390625e-8); }
-template <class T>
-T unit_open0(uint32_t x) { return static_cast<T>((x >> 8) + 1u) * static_cast<T>(5.9604644775390625e-8); }
-
-// The Box-Muller pair of kernels/cpu/random.cc, operation for operation, so z matches kiln.randn.
-inline void box_muller(float u1, float u2, float* z0, float* z1) {
-  float r = std::sqrt(-2.0f * vmath::log_f(u1));
-  float s, c;
-  vmath::sincos_2pi_f(u2, &s, &c);
-  *z0 = r * c;
-  *z1 = r * s;
-}
-inline void box_muller(double u1, double u2, double* z0, double* z1) {
-  const double kTwoPi = 6.283185307179586476925;
-  double r = std::sqrt(-2.0 * std::log(u1));
-  *z0 = r * std::cos(kTwoPi * u2);
-  *z1 = r * std::sin(kTwoPi * u2);
-}
 
 // z[i] = normal element (e0 + i) of the stream, i in [0, count); e0 even, count even.
 template <class T>

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "random_dist.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "philox.h"
@@ -30,26 +31,6 @@ KILN_CLONES void fill_words(uint64_t seed, uint64_t w0, int64_t count, uint32_t*
     dst[4 * b + 3] = r.v[3];
   }
   for (i += 4 * nblocks; i < count; ++i) buf[i] = philox::stream_word(seed, w0 + i);
-}
-
-template <class T>
-T unit(uint32_t x) { return static_cast<T>(x >> 8) * static_cast<T>(5.9604644775390625e-8); }
-template <class T>
-T unit_open0(uint32_t x) { return static_cast<T>((x >> 8) + 1u) * static_cast<T>(5.9604644775390625e-8); }
-
-// Box-Muller on one pair of uniforms: r = sqrt(-2 log u1), (r cos 2 pi u2, r sin 2 pi u2).
-inline void box_muller(float u1, float u2, float* z0, float* z1) {
-  float r = std::sqrt(-2.0f * vmath::log_f(u1));
-  float s, c;
-  vmath::sincos_2pi_f(u2, &s, &c);
-  *z0 = r * c;
-  *z1 = r * s;
-}
-inline void box_muller(double u1, double u2, double* z0, double* z1) {
-  const double kTwoPi = 6.283185307179586476925;
-  double r = std::sqrt(-2.0 * std::log(u1));
-  *z0 = r * std::cos(kTwoPi * u2);
-  *z1 = r * std::sin(kTwoPi * u2);
 }
 
 template <class T>
