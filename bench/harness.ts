@@ -84,13 +84,13 @@ export function formatReport(r: BenchReport): string {
   const lines = [`kiln bench ${r.bench} (device ${r.device}, ${r.threads} threads, ${r.machine}; reference: ${r.torch ?? `none (${r.torchError})`})`];
   const w = Math.max(...r.rows.map((x) => x.case.length), 4);
   const unit = r.rows[0]?.unit ?? '';
-  lines.push(`${'case'.padEnd(w)}  ${'kiln ms'.padStart(10)}  ${'torch ms'.padStart(10)}  ${('kiln ' + unit).padStart(12)}  ${('torch ' + unit).padStart(12)}  ${'ratio'.padStart(7)}`);
+  lines.push(`${'case'.padEnd(w)}  ${'kiln ms'.padStart(10)}  ${'(min-max)'.padStart(19)}  ${'torch ms'.padStart(10)}  ${('kiln ' + unit).padStart(12)}  ${('torch ' + unit).padStart(12)}  ${'ratio'.padStart(7)}`);
   for (const x of r.rows) {
     const f = (v: number | undefined, d = 4) => (v === undefined ? '-' : v < 0.01 ? v.toExponential(2) : v.toFixed(d));
     lines.push(
-      `${x.case.padEnd(w)}  ${f(x.kiln.medianMs).padStart(10)}  ${f(x.torch?.ms).padStart(10)}  ${f(x.kilnRate, 1).padStart(12)}  ${f(x.torchRate, 1).padStart(12)}  ${(x.speedup === undefined ? '-' : x.speedup.toFixed(2) + 'x').padStart(7)}`,
+      `${x.case.padEnd(w)}  ${f(x.kiln.medianMs).padStart(10)}  ${`(${f(x.kiln.minMs)}-${f(x.kiln.maxMs)})`.padStart(19)}  ${f(x.torch?.ms).padStart(10)}  ${f(x.kilnRate, 1).padStart(12)}  ${f(x.torchRate, 1).padStart(12)}  ${(x.speedup === undefined ? '-' : x.speedup.toFixed(2) + 'x').padStart(7)}`,
     );
   }
-  lines.push('ratio = PyTorch time / kiln time (above 1: kiln is faster), medians of repeats in this run');
+  lines.push(`ratio = PyTorch time / kiln time (above 1: kiln is faster); kiln: median (min-max) of ${r.rows[0]?.kiln.reps ?? 0} repeats after warm-up, PyTorch: median of its repeats, same run`);
   return lines.join('\n');
 }
