@@ -238,8 +238,10 @@ test('CLI run with a replay model writes per-shot scores and per-example outputs
   t.regex(exs.find((e) => e.error)!.error!, /has no recorded (completion|log-probability)/);
 });
 
-test('CLI: kiln models are refused as not available yet; help; usage errors', async (t) => {
-  await t.throwsAsync(runBigBenchCli(['run', '--task', TASKS, '--model', 'kiln:gpt.safetensors'], io().io), { instanceOf: UsageError, message: /not available yet/ });
+test('CLI: a missing kiln checkpoint is a clear error; help; usage errors', async (t) => {
+  const k = io();
+  t.is(await runBigBenchCli(['run', '--task', TASKS, '--model', 'kiln:no-such-gpt.safetensors'], k.io), 1);
+  t.regex(k.o.err, /no-such-gpt\.safetensors: no such file or folder/);
   await t.throwsAsync(runBigBenchCli(['run', '--task', TASKS, '--model', 'gpt4'], io().io), { instanceOf: UsageError, message: /unknown model/ });
   await t.throwsAsync(runBigBenchCli(['run', '--model', 'random:1'], io().io), { instanceOf: UsageError, message: /--task/ });
   await t.throwsAsync(runBigBenchCli(['run', '--task', TASKS, '--model', 'random:1', '--shots', '0,x'], io().io), { instanceOf: UsageError });

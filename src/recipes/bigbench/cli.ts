@@ -7,7 +7,8 @@ import { writeVegaLiteSvg } from '../../plot/vegalite.js';
 import {
   DEFAULT_CRITERIA, emergenceSpec, emergenceTable, jsonWithInfinity, readScaledResults, taskCurves,
 } from './emergence.js';
-import { KilnModelUnavailableError, ModelSpecError, RandomModel, parseModelSpec, type LanguageModel } from './model.js';
+import { KilnError } from '../../errors.js';
+import { ModelSpecError, RandomModel, parseModelSpec, type LanguageModel } from './model.js';
 import { EndpointError, OpenAICompletionsModel, openAIOptionsFrom } from './openai.js';
 import { ReplayError, ReplayModel } from './replay.js';
 import { runBigBench, type RunResults } from './runner.js';
@@ -19,7 +20,13 @@ const HELP = `usage:
 
 run: evaluate BIG-bench JSON tasks few-shot and write a results JSON (per-shot scores, per-example
 outputs). --task is a task file, a task folder (task.json + subtask folders) or a folder of tasks.
-  --model kiln:<checkpoint>   a kiln language model (not available yet: needs the nn layer)
+  --model kiln:<path>         a kiln GPT (token mode) + tokenizer, greedy decoding, exact log-probs:
+                              <path> is a folder holding model.safetensors (kiln.nn.saveCheckpoint,
+                              its config the GPTConfig, or {gpt: GPTConfig}) and tokenizer.json
+                              (CharTokenizer/WordTokenizer save), or a checkpoint file with
+                              tokenizer.json beside it; a tokenizer embedded in the checkpoint as
+                              extra.tokenizer stands in for a missing tokenizer.json
+                              (saveKilnLanguageModel writes this layout)
           openai:<base URL>   an OpenAI-compatible /completions endpoint (URL may come from OPENAI_BASE_URL)
           replay:<file>       recorded outputs (a previous results file, or JSON Lines of
                               {"prompt", "completion", "logprobs": {continuation: logprob}})
@@ -31,6 +38,7 @@ outputs). --task is a task file, a task folder (task.json + subtask folders) or 
   --seed <n>                  prompt shuffling and shot sampling seed (default 42, as BIG-bench)
   --max-tokens <n>            generation limit per example (default 64)
   --concurrency <n>           requests in flight (default 4 for openai, 8 otherwise)
+  --batch-size <n>            kiln: rows per forward pass (default 8)
   --timeout-ms <n>            per request (default 60000), --retries <n> (default 3),
   --backoff-ms <n>            first retry delay, doubling (default 500)
   --max-failures <n>          stop asking the model after n failed examples (default 25)
@@ -68,8 +76,11 @@ export function parseShots(s: string): number[] {
 async function makeModel(spec: string, f: Record<string, string | boolean>): Promise<LanguageModel> {
   const parsed = parseModelSpec(spec);
   switch (parsed.kind) {
-    case 'kiln':
-      throw new KilnModelUnavailableError(parsed.checkpoint);
+    case 'kiln': {
+      // Loaded lazily: the rest of the harness does not need the native tensor library.
+      const { loadKilnLanguageModel } = await import('./kiln-model.js');
+      return loadKilnLanguageModel(parsed.checkpoint, { maxBatch: positiveInt(f, 'batch-size', 8) || 1 });
+    }
     case 'replay':
       return new ReplayModel(parsed.file);
     case 'random':
@@ -119,7 +130,7 @@ async function runCommand(argv: string[], io: CliIO): Promise<number> {
   if (scale !== undefined && !(scale > 0)) throw new UsageError(`--scale must be positive, got ${scale}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const out = flagString(f, 'out', join('runs', 'bigbench', `results-${stamp}.json`))!;
-  if (parseModelSpec(spec).kind === 'kiln') throw new KilnModelUnavailableError(spec.slice('kiln:'.length));
+  parseModelSpec(spec); // a bad spec is a usage error before the tasks are read
   const tasks = loadTasks(taskPath);
   for (const t of tasks) for (const w of [t, ...t.subtasks].flatMap((x) => x.warnings)) io.err(`bigbench: ${t.name}: warning: ${w}\n`);
   const model = await makeModel(spec, f);
@@ -173,7 +184,7 @@ export async function runBigBenchCli(argv: string[], io: CliIO = processIO): Pro
     throw new UsageError(`unknown bigbench verb '${verb}' (run, emergence)`);
   } catch (e) {
     if (e instanceof ModelSpecError) throw new UsageError(e.message);
-    if (e instanceof TaskFormatError || e instanceof EndpointError || e instanceof ReplayError) {
+    if (e instanceof TaskFormatError || e instanceof EndpointError || e instanceof ReplayError || e instanceof KilnError) {
       io.err(`kiln bigbench: ${e.message}\n`);
       return 1;
     }

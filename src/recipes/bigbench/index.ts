@@ -15,6 +15,7 @@ export * from './prompts.js';
 export * from './model.js';
 export * from './openai.js';
 export * from './replay.js';
+export * from './kiln-model.js';
 export * from './metrics.js';
 export * from './text-metrics.js';
 export * from './scoring.js';

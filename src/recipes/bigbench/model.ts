@@ -60,21 +60,6 @@ export function parseModelSpec(spec: string): ModelSpec {
 }
 
 /**
- * The kiln language-model adapter (GPT + tokenizer, greedy decoding, exact log-probabilities)
- * needs the nn layer, which does not exist yet; until then `kiln:` is refused with this error.
- */
-export class KilnModelUnavailableError extends ModelSpecError {
-  constructor(checkpoint: string) {
-    super(
-      `--model kiln:${checkpoint}: the kiln language-model adapter is not available yet ` +
-        '(it needs the nn layer: GPT and a tokenizer). Use openai:<base URL> against an ' +
-        'OpenAI-compatible server, or replay:<file> with recorded outputs.',
-    );
-    this.name = 'KilnModelUnavailableError';
-  }
-}
-
-/**
  * A uniformly random model: random choice scores and empty generations. Its
  * multiple_choice_grade is chance, so its normalised score is about 0 (a baseline and a test).
  */
