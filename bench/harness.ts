@@ -60,7 +60,7 @@ export function runTorch(script: string, args: string[]): { json: any; error?: u
 
 export interface BenchRow {
   case: string;
-  kiln: Timing;
+  kiln: Timing & { peakRssMiB?: number };
   torch?: { ms: number } & Record<string, unknown>;
   /** torch time / kiln time: above 1 means kiln is faster. */
   speedup?: number;

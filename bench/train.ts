@@ -8,6 +8,10 @@ const SIZES: Record<string, { L: number; H: number; C: number }> = {
   paper: { L: 12, H: 8, C: 256 },
 };
 
+/**
+ * Peak RSS is each process's own high-water mark (kiln: this process, which runs only this
+ * benchmark, small size first; PyTorch: one process per size), runtimes included on both sides.
+ */
 export function benchTrainStep(threads: number, only?: string[]): { rows: BenchRow[]; torch: string | null; torchError?: string } {
   const rows: BenchRow[] = [];
   let torchName: string | null = null, torchError: string | undefined;
@@ -25,15 +29,17 @@ export function benchTrainStep(threads: number, only?: string[]): { rows: BenchR
     };
     const t = timeIt(step, { reps: 5, targetMs: 500, warmup: 3 });
     const label = `${name} (${L}L ${H}H ${C}w, B${B} T${T})`;
-    const row: BenchRow = { case: label, kiln: t, unit: 'steps/s', kilnRate: 1000 / t.medianMs };
+    const kilnPeakRssMiB = process.resourceUsage().maxRSS / 1024;
+    const row: BenchRow = { case: label, kiln: { ...t, peakRssMiB: kilnPeakRssMiB } as BenchRow['kiln'], unit: 'steps/s', kilnRate: 1000 / t.medianMs };
     const ref = runTorch('torch_train_step.py', ['--layers', `${L}`, '--heads', `${H}`, '--embd', `${C}`, '--threads', `${threads}`,
       '--steps', name === 'paper' ? '5' : '20', '--batch', `${B}`, '--positions', `${T}`, '--dim', `${D}`]);
     if (ref.json) {
       torchName = ref.json.framework;
-      row.torch = { ms: ref.json.ms_per_step };
+      row.torch = { ms: ref.json.ms_per_step, peakRssMiB: ref.json.peak_rss_mib };
       row.torchRate = ref.json.steps_per_s;
       row.speedup = ref.json.ms_per_step / t.medianMs;
     } else torchError = ref.error;
+    row.case += ` peak RSS kiln ${kilnPeakRssMiB.toFixed(0)} MiB / torch ${ref.json ? (ref.json.peak_rss_mib as number).toFixed(0) : '-'} MiB`;
     rows.push(row);
     for (const p of model.parameters()) p.dispose();
     x.dispose();

@@ -62,4 +62,7 @@ t0 = time.perf_counter()
 for _ in range(a.steps):
     step()
 dt = (time.perf_counter() - t0) / a.steps
-print(json.dumps({"framework": "pytorch " + torch.__version__, "steps_per_s": 1 / dt, "ms_per_step": dt * 1000, "threads": a.threads}))
+import resource
+peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+print(json.dumps({"framework": "pytorch " + torch.__version__, "steps_per_s": 1 / dt, "ms_per_step": dt * 1000,
+                  "threads": a.threads, "peak_rss_mib": peak_mib}))
