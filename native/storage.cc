@@ -21,7 +21,12 @@ struct HostCache {
   std::mutex mu;
   std::unordered_map<size_t, std::vector<void*>> free;
   size_t cached = 0;
-  static constexpr size_t kLimit = size_t(2) << 30;  // keep at most 2 GiB cached
+  // Cached bytes kept at most (KILN_HOST_CACHE_MB, default 2048).
+  size_t limit = [] {
+    const char* env = std::getenv("KILN_HOST_CACHE_MB");
+    long mb = env ? std::atol(env) : 2048;
+    return static_cast<size_t>(mb < 0 ? 0 : mb) << 20;
+  }();
 };
 
 HostCache& cache() {
@@ -58,7 +63,7 @@ void host_release(void* p, size_t bytes) {
   HostCache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.cached + cls <= HostCache::kLimit) {
+    if (c.cached + cls <= c.limit) {
       c.free[cls].push_back(p);
       c.cached += cls;
       return;
