@@ -2,6 +2,8 @@
 // cross-attention (Seq2Seq) projects the query and the key/value memory separately.
 import { KilnError, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
+import { releaseData } from '../tensor/storage.js';
+import { internal } from '../tensor/autograd.js';
 import { scaledDotProductAttention } from './functional.js';
 import { Dropout, Linear, type LayerOptions } from './layers.js';
 import { Module } from './module.js';
@@ -52,10 +54,14 @@ export class MultiheadAttention extends Module {
     const [B, T, C] = x.shape;
     let q: Tensor, k: Tensor, v: Tensor;
     if (this.cAttn) {
-      const qkv = this.cAttn.forward(x).reshape([B, T, 3, this.nHead, C / this.nHead]).permute([2, 0, 3, 1, 4]);
-      q = qkv.narrow(0, 0, 1).squeeze(0);
-      k = qkv.narrow(0, 1, 1).squeeze(0);
-      v = qkv.narrow(0, 2, 1).squeeze(0);
+      const raw = this.cAttn.forward(x);
+      const qkv = raw.reshape([B, T, 3, this.nHead, C / this.nHead]).permute([2, 0, 3, 1, 4]);
+      q = qkv.narrow(0, 0, 1).squeeze(0).contiguous();
+      k = qkv.narrow(0, 1, 1).squeeze(0).contiguous();
+      v = qkv.narrow(0, 2, 1).squeeze(0).contiguous();
+      // The packed projection is only a layout step now: no backward reads its values (unless
+      // contiguous() returned views of it, e.g. for one position).
+      if (q.storage !== raw.storage && k.storage !== raw.storage && v.storage !== raw.storage) releaseData(raw);
     } else {
       if (!memory) throw new KilnError('INVALID_ARGUMENT', 'MultiheadAttention: cross-attention needs a memory tensor');
       const S = memory.shape[1];
@@ -70,7 +76,8 @@ export class MultiheadAttention extends Module {
       dropout: this.attnDropout,
       training: this.training,
     });
-    const merged = y.permute([0, 2, 1, 3]).reshape([B, T, C]);
+    internal(q, k, v, y);
+    const merged = internal(y.permute([0, 2, 1, 3]).reshape([B, T, C]));
     return this.residDrop.forward(this.cProj.forward(merged));
   }
 }

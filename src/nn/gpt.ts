@@ -3,6 +3,7 @@
 // LM head, or vectors in and out (linear read-in/read-out, for regression prompts as in the
 // in-context-learning paper).
 import { KilnError, shapeStr } from '../errors.js';
+import { internal } from '../tensor/autograd.js';
 import { Tensor } from '../tensor/tensor.js';
 import { arange } from '../ops/creation.js';
 import { add } from '../ops/elementwise.js';
@@ -35,8 +36,11 @@ export class TransformerBlock extends Module {
     this.mlp = new MLP(nEmbd, { ...o, activation: opts.activation ?? 'gelu_tanh', dropout: opts.dropout });
   }
   forward(x: Tensor, mask?: Tensor | null): Tensor {
-    x = add(x, this.attn.forward(this.ln1.forward(x), null, mask));
-    return add(x, this.mlp.forward(this.ln2.forward(x)));
+    const h1 = internal(this.ln1.forward(x));
+    const a = internal(this.attn.forward(h1, null, mask));
+    const x1 = internal(add(x, a));
+    const h2 = internal(this.ln2.forward(x1));
+    return add(x1, internal(this.mlp.forward(h2)));
   }
 }
 

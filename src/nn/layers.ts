@@ -1,5 +1,6 @@
 // The basic layers: Linear, Embedding, LayerNorm, Dropout, activations, Sequential and MLP.
 // Default initialisations follow PyTorch's, so a freshly built layer behaves like its torch twin.
+import { internal } from '../tensor/autograd.js';
 import { KilnError } from '../errors.js';
 import type { Device, DType } from '../tensor/dtype.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -140,9 +141,9 @@ export class MLP extends Module {
     this.activation = opts.activation ?? 'gelu';
   }
   forward(x: Tensor): Tensor {
-    let h = this.cFc.forward(x);
+    let h = internal(this.cFc.forward(x));
     const a = this.activation;
-    h = a === 'relu' ? relu(h) : a === 'tanh' ? tanh(h) : gelu(h, a === 'gelu_tanh' ? 'tanh' : 'none');
+    h = internal(a === 'relu' ? relu(h) : a === 'tanh' ? tanh(h) : gelu(h, a === 'gelu_tanh' ? 'tanh' : 'none'));
     return this.drop.forward(this.cProj.forward(h));
   }
 }

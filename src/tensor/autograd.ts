@@ -3,6 +3,7 @@
 // every consumer has used them.
 import { KilnError, shapeStr } from '../errors.js';
 import { Tensor, type GradNode } from './tensor.js';
+import { releaseData } from './storage.js';
 
 let gradEnabled = true;
 
@@ -29,6 +30,16 @@ export function enableGrad<T>(fn: () => T): T {
   } finally {
     gradEnabled = prev;
   }
+}
+
+/**
+ * Marks activations that only the module that made them can see (no caller reads them after
+ * backward), so backward frees them as soon as they are no longer needed. Returns the first.
+ */
+export function internal<T extends Tensor>(t: T, ...more: Tensor[]): T {
+  t._internal = true;
+  for (const m of more) m._internal = true;
+  return t;
 }
 
 /** Records `out` as produced by `inputs` when any of them needs a gradient. */
@@ -141,7 +152,13 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
             throw new KilnError('INTERNAL', `backward of ${node.name}: gradient ${shapeStr(gi.shape)} for input ${shapeStr(x.shape)}`);
           accumulate(x, gi.shape.length === x.shape.length ? gi : gi.reshape(x.shape));
         }
-        if (!opts.retainGraph) t._node = null;
+        if (!opts.retainGraph) {
+          t._node = null;
+          // Every consumer of t ran before t (reverse topological order) and t's own step just
+          // ran, so an internal activation's values are needed by nothing left: free them now,
+          // as PyTorch frees saved tensors during backward (not if its storage is shared).
+          if (t._internal && t.storage.refs === 1) releaseData(t);
+        }
       } else if (t.requiresGrad && t.isDisposed) {
         // A leaf disposed after use: nothing can read its gradient, so free it rather than leak it.
         grads.delete(t);

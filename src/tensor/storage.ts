@@ -51,6 +51,20 @@ export class Storage {
   }
 }
 
+/**
+ * Frees a tensor's memory now while the tensor (and every view of it) stays in the autograd graph.
+ * For activations whose values no backward step reads (only their shapes matter), so they need not
+ * wait for the end of the scope; any later read of the data throws DISPOSED.
+ */
+export function releaseData(t: { storage: Storage }): void {
+  const st = t.storage;
+  if (st.freed) return;
+  live.bytes[st.device] -= st.bytes;
+  if (st.handle !== 0) N.free(st.handle);
+  st.buf = undefined;
+  st.handle = 0;
+}
+
 /** What the scope machinery needs from a tensor (implemented by Tensor). */
 export interface Tracked {
   readonly storage: Storage;

@@ -30,6 +30,8 @@ export class Tensor {
   grad: Tensor | null = null;
   _node: GradNode | null = null;
   _disposed = false;
+  /** Module-internal activation: backward may free its memory once its own gradient step ran. */
+  _internal = false;
   _kept = false;
   _registered = false;
 
