@@ -3,10 +3,10 @@
 self pair, cross-entropy against the other view, backward to z. Prints JSON. Run with /usr/bin/python3."""
 import argparse
 import json
-import statistics
-import time
 
 import torch
+
+from timing import time_calls
 import torch.nn.functional as F
 
 
@@ -38,20 +38,8 @@ def main():
             loss.backward()
             z.grad = None
 
-        t0 = time.perf_counter()
-        calls = 0
-        while calls < 2 or time.perf_counter() - t0 < 0.2:
-            step()
-            calls += 1
-        one = (time.perf_counter() - t0) / calls
-        inner = max(1, int(0.1 / one))
-        times = []
-        for _ in range(args.reps):
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                step()
-            times.append((time.perf_counter() - t0) / inner)
-        results.append({'name': f'ntxent N={n} D={d}', 'ms': statistics.median(times) * 1e3, 'min_ms': min(times) * 1e3})
+        ms, min_ms = time_calls(step, args.reps)
+        results.append({'name': f'ntxent N={n} D={d}', 'ms': ms, 'min_ms': min_ms})
     print(json.dumps({'library': 'torch ' + torch.__version__, 'threads': args.threads, 'results': results}))
 
 

@@ -4,11 +4,11 @@ gathered by t, predicted x0 from eps, posterior mean, fresh Gaussian noise for t
 Prints JSON. Run with /usr/bin/python3."""
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 import torch
+
+from timing import time_calls
 
 
 def extract(arr, t, shape):
@@ -48,22 +48,9 @@ def main():
             nonzero = (t != 0).float().view(-1, *([1] * (x.dim() - 1)))
             return mean + nonzero * torch.exp(0.5 * extract(logvar, t, x.shape)) * noise, x0
 
-    t0 = time.perf_counter()
-    calls = 0
-    while calls < 2 or time.perf_counter() - t0 < 0.2:
-        step()
-        calls += 1
-    one = (time.perf_counter() - t0) / calls
-    inner = max(1, int(0.1 / one))
-    times = []
-    for _ in range(args.reps):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            step()
-        times.append((time.perf_counter() - t0) / inner)
+    ms, min_ms = time_calls(step, args.reps)
     print(json.dumps({'library': 'torch ' + torch.__version__, 'threads': args.threads,
-                      'results': [{'name': 'ddpm step ' + args.shape, 'ms': statistics.median(times) * 1e3,
-                                   'min_ms': min(times) * 1e3}]}))
+                      'results': [{'name': 'ddpm step ' + args.shape, 'ms': ms, 'min_ms': min_ms}]}))
 
 
 if __name__ == '__main__':
