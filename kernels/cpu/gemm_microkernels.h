@@ -3,6 +3,14 @@
 #pragma once
 #include <cstdint>
 
+// ISA targets of the hand-written x86 kernels (the files are built for the baseline ISA).
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define KILN_GEMM_X86 1
+#define KILN_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
+#define KILN_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
 namespace kiln {
 namespace cpu {
 namespace gemm_detail {
