@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as kiln from '../src/index.js';
 
 export interface Timing {
   medianMs: number;
@@ -14,8 +15,10 @@ export interface Timing {
 }
 
 /** Times fn: calibrates an inner loop to ~targetMs per repeat, then takes `reps` repeats. */
-export function timeIt(fn: () => void, opts: { reps?: number; targetMs?: number; warmup?: number } = {}): Timing {
+export function timeIt(fn: () => void, opts: { reps?: number; targetMs?: number; warmup?: number; sync?: () => void } = {}): Timing {
   const reps = opts.reps ?? 7, targetMs = opts.targetMs ?? 50;
+  // On a GPU the work is queued: `sync` waits for it, so each measured span covers finished work.
+  const sync = opts.sync ?? (() => {});
   // Warm up for a while (JIT tiers, caches, allocator pools), and calibrate from the warm calls.
   const warmMs = Math.max(targetMs * 2, 100);
   let calls = 0;
@@ -23,6 +26,7 @@ export function timeIt(fn: () => void, opts: { reps?: number; targetMs?: number;
   do {
     fn();
     calls++;
+    sync();
   } while (calls < (opts.warmup ?? 2) || performance.now() - t0 < warmMs);
   const one = Math.max((performance.now() - t0) / calls, 1e-5);
   const inner = Math.max(1, Math.min(10_000_000, Math.floor(targetMs / one)));
@@ -30,6 +34,7 @@ export function timeIt(fn: () => void, opts: { reps?: number; targetMs?: number;
   for (let r = 0; r < reps; r++) {
     t0 = performance.now();
     for (let i = 0; i < inner; i++) fn();
+    sync();
     times.push((performance.now() - t0) / inner);
   }
   times.sort((a, b) => a - b);
@@ -42,6 +47,13 @@ export const benchDir = (() => {
   for (const p of [here, join(here, '..', '..', 'bench')]) if (existsSync(join(p, 'reference'))) return p;
   return here;
 })();
+
+export type BenchDevice = 'cpu' | 'cuda';
+
+/** timeIt's options for a device: on cuda every repeat ends with a device synchronisation. */
+export function deviceTiming(device: BenchDevice): { sync?: () => void } {
+  return device === 'cuda' ? { sync: () => kiln.cuda.synchronize() } : {};
+}
 
 export const TORCH_PYTHON = process.env.KILN_TORCH_PYTHON ?? '/usr/bin/python3';
 

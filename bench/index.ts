@@ -2,13 +2,15 @@
 import { benchAttention } from './attention.js';
 import { benchGemm, benchOverhead } from './core.js';
 import { benchTrainStep } from './train.js';
-import type { BenchRow } from './harness.js';
+import type { BenchDevice, BenchRow } from './harness.js';
 import { benchContrastive } from './contrastive.js';
 import { benchDiffusion } from './diffusion.js';
 
-export type BenchFn = (threads: number, only?: string[]) => { rows: BenchRow[]; torch: string | null; torchError?: string };
+/** device: 'cpu' (default) or 'cuda' (benchmarks without a CUDA variant throw a UsageError-like Error). */
+export type BenchFn = (threads: number, only?: string[], device?: BenchDevice) => { rows: BenchRow[]; torch: string | null; torchError?: string };
 
-export const benchmarks: Record<string, { summary: string; run: BenchFn }> = {
+/** `cuda: true` marks the benchmarks that have a `--device cuda` variant. */
+export const benchmarks: Record<string, { summary: string; run: BenchFn; cuda?: boolean }> = {
   gemm: { summary: 'float32 GEMM shapes from bench/gemm_shapes.txt vs torch.mm/bmm', run: benchGemm },
   attention: { summary: 'causal attention forward+backward (float32) vs PyTorch 1.13 explicit/private SDPA', run: benchAttention },
   overhead: { summary: 'dispatch overhead of a 16-element add vs PyTorch eager', run: benchOverhead },

@@ -18,13 +18,16 @@ export const command: Command = {
     const b = benchmarks[name];
     if (!b) throw new UsageError(`unknown benchmark '${name}' (have: ${Object.keys(benchmarks).join(', ')})`);
     const device = flagString(flags, 'device', 'cpu');
-    if (device !== 'cpu') throw new UsageError(`kiln bench ${name}: only --device cpu is available in this build of the benchmarks`);
+    if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`kiln bench ${name}: --device must be cpu or cuda (got '${device}')`);
+    if (device === 'cuda' && !b.cuda) throw new UsageError(`kiln bench ${name}: no --device cuda variant (have: ${Object.keys(benchmarks).filter((n) => benchmarks[n].cuda).join(', ') || 'none'})`);
+    if (device === 'cuda' && !kiln.cuda.isAvailable())
+      throw new UsageError(`kiln bench ${name} --device cuda: CUDA is not available (${kiln.cuda.isCompiled() ? 'no usable GPU' : 'kiln was built without CUDA'})`);
     const threads = flagNumber(flags, 'threads', 2)!;
     kiln.setNumThreads(threads);
     const only = flagString(flags, 'only')?.split(',');
-    const res = b.run(threads, only);
+    const res = b.run(threads, only, device);
     const report = {
-      bench: name, device, threads, machine: `${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}`,
+      bench: name, device, threads, machine: `${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}${device === 'cuda' ? `, GPU ${kiln.cuda.deviceName(0)}` : ''}`,
       torch: res.torch, torchError: res.torchError, rows: res.rows, date: new Date().toISOString(),
     };
     console.log(flags.json ? JSON.stringify(report, null, 2) : formatReport(report));
