@@ -3,7 +3,7 @@
 // private F._scaled_dot_product_attention). Each case runs kiln then PyTorch back to back, so a
 // shared machine's load hits both sides alike.
 import * as kiln from '../src/index.js';
-import { runTorch, timeIt, type BenchRow } from './harness.js';
+import { deviceTiming, runTorch, timeIt, type BenchDevice, type BenchRow } from './harness.js';
 
 export const attentionCases: [number, number, number, number][] = [
   [8, 4, 64, 32],
@@ -18,7 +18,71 @@ export function attentionFlops(B: number, H: number, T: number, D: number, causa
   return fwd * 3.5;
 }
 
-export function benchAttention(threads: number, only?: string[]): { rows: BenchRow[]; torch: string | null; torchError?: string } {
+/** GPU cases (issue 4): causal, D = 64 and 128, T = 1k to 8k, 16k tokens per batch, width 1024 (FlashAttention's set-up). */
+export const cudaAttentionCases: [number, number, number, number][] = [
+  [16, 16, 1024, 64], [4, 16, 4096, 64], [2, 16, 8192, 64],
+  [16, 8, 1024, 128], [4, 8, 4096, 128], [2, 8, 8192, 128],
+];
+
+type Half = 'bfloat16' | 'float16';
+/** Casts to a half dtype through kiln's cast op (absent in builds without half dtypes: then null). */
+function castFn(): ((x: kiln.Tensor, d: Half) => kiln.Tensor) | null {
+  const k = kiln as unknown as { cast?: (x: kiln.Tensor, d: string) => kiln.Tensor };
+  return k.cast ? (x, d) => k.cast!(x, d) : null;
+}
+
+function benchAttentionCuda(only?: string[]): { rows: BenchRow[]; torch: string | null; torchError?: string } {
+  const rows: BenchRow[] = [];
+  let torchLib: string | null = null, torchError: string | undefined;
+  const cast = castFn();
+  const dtypes: ('float32' | Half)[] = cast ? ['bfloat16', 'float32'] : ['float32'];
+  for (const dtype of dtypes) {
+    // float32 has no tensor-core path on either side worth a full sweep: its two shortest cases.
+    const cases = cudaAttentionCases.filter(([, , T]) => dtype !== 'float32' || T === 1024)
+      .filter(([B, H, T, D]) => !only || only.includes(`${B},${H},${T},${D}`));
+    if (cases.length === 0) continue;
+    const caseRows: BenchRow[] = [];
+    for (const [B, H, T, D] of cases) {
+      const mk = (grad: boolean) => {
+        const x = kiln.randn([B, H, T, D], { device: 'cuda' });
+        if (dtype === 'float32') return kiln.keep(grad ? x.requiresGrad_(true) : x);
+        const h = kiln.keep(cast!(x, dtype));
+        x.dispose();
+        return grad ? h.requiresGrad_(true) : h;
+      };
+      const [q, k, v] = [0, 1, 2].map(() => mk(true));
+      const g = mk(false);
+      const step = () => {
+        kiln.tidy(() => kiln.scaledDotProductAttention(q, k, v, { causal: true }).backward(g));
+        for (const x of [q, k, v]) {
+          if (x.grad && !x.grad.isDisposed) x.grad.dispose();
+          x.grad = null;
+        }
+      };
+      const t = timeIt(step, { reps: 7, targetMs: 100, ...deviceTiming('cuda') });
+      const flops = attentionFlops(B, H, T, D);
+      caseRows.push({ case: `${dtype} B${B} H${H} T${T} D${D} causal`, kiln: t, unit: 'TFLOP/s', kilnRate: flops / (t.medianMs * 1e9) });
+      for (const x of [q, k, v, g]) x.dispose();
+    }
+    const torch = runTorch('torch_attention.py', ['--device', 'cuda', '--dtype', dtype === 'float32' ? 'f32' : dtype === 'bfloat16' ? 'bf16' : 'f16',
+      '--reps', '7', '--cases', cases.map((c) => c.join(',')).join(';')]);
+    if (torch.json) {
+      torchLib = torch.json.library;
+      caseRows.forEach((row, i) => {
+        const ref = torch.json.results[i];
+        const [B, H, T, D] = cases[i];
+        row.torch = { ms: ref.ms, minMs: ref.min_ms };
+        row.torchRate = attentionFlops(B, H, T, D) / (ref.ms * 1e9);
+        row.speedup = ref.ms / row.kiln.medianMs;
+      });
+    } else torchError = torch.error;
+    rows.push(...caseRows);
+  }
+  return { rows, torch: torchLib, torchError };
+}
+
+export function benchAttention(threads: number, only?: string[], device: BenchDevice = 'cpu'): { rows: BenchRow[]; torch: string | null; torchError?: string } {
+  if (device === 'cuda') return benchAttentionCuda(only);
   const rows: BenchRow[] = [];
   let torchLib: string | null = null, torchError: string | undefined;
   for (const [B, H, T, D] of attentionCases) {

@@ -6,6 +6,8 @@ For each (B, H, T, D) case it times two PyTorch 1.13 formulations and reports bo
   private:  torch.nn.functional._scaled_dot_product_attention (1.13's private fused entry point).
 Options: --threads N (default 2), --reps R (median of R timed repeats, default 7), --cases B,H,T,D;...,
 --causal 0|1 (default 1). Prints one JSON object: {"library", "threads", "results": [...]}.
+--device cuda [--dtype bf16|f16|f32]: times torch.nn.functional.scaled_dot_product_attention with its
+default backend selection on the GPU instead (torch 2.x), synchronising around each measured span.
 """
 import argparse
 import json
@@ -14,6 +16,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+from timing import time_calls
 
 
 def explicit(q, k, v, causal, scale):
@@ -52,7 +56,11 @@ def main():
     p.add_argument('--reps', type=int, default=7)
     p.add_argument('--cases', default='8,4,64,32;16,8,128,64;4,8,512,64')
     p.add_argument('--causal', type=int, default=1)
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--dtype', default='f32')
     args = p.parse_args()
+    if args.device == 'cuda':
+        return main_cuda(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     causal = bool(args.causal)
@@ -79,6 +87,26 @@ def main():
         row['ms'], row['best'] = min(cands)
         results.append(row)
     print(json.dumps({'library': 'torch ' + torch.__version__, 'threads': args.threads, 'results': results}, indent=1))
+
+
+def main_cuda(args):
+    dtype = {'bf16': torch.bfloat16, 'f16': torch.float16, 'f32': torch.float32}[args.dtype]
+    torch.manual_seed(0)
+    results = []
+    for spec in args.cases.split(';'):
+        b, h, t, d = (int(x) for x in spec.split(','))
+        q, k, v = (torch.randn(b, h, t, d, device='cuda', dtype=dtype, requires_grad=True) for _ in range(3))
+        g = torch.randn(b, h, t, d, device='cuda', dtype=dtype)
+
+        def step():
+            for x in (q, k, v):
+                x.grad = None
+            F.scaled_dot_product_attention(q, k, v, is_causal=bool(args.causal)).backward(g)
+        ms, best = time_calls(step, args.reps, sync=torch.cuda.synchronize)
+        results.append(dict(B=b, H=h, T=t, D=d, ms=round(ms, 5), min_ms=round(best, 5), best='sdpa'))
+        del q, k, v, g
+    print(json.dumps({'library': f'torch {torch.__version__} on {torch.cuda.get_device_name(0)}', 'dtype': args.dtype,
+                      'results': results}, indent=1))
 
 
 if __name__ == '__main__':

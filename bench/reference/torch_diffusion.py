@@ -24,7 +24,10 @@ def main():
     p.add_argument('--reps', type=int, default=7)
     p.add_argument('--shape', default='64x64x128')
     p.add_argument('--t', type=int, default=500)
+    p.add_argument('--device', default='cpu')
     args = p.parse_args()
+    dev = args.device
+    sync = torch.cuda.synchronize if dev == 'cuda' else None
     torch.set_num_threads(args.threads)
     shape = tuple(int(v) for v in args.shape.split('x'))
     T = 1000
@@ -32,13 +35,13 @@ def main():
     ac = np.cumprod(1 - betas)
     acp = np.append(1.0, ac[:-1])
     post_var = betas * (1 - acp) / (1 - ac)
-    tab = lambda a: torch.tensor(a, dtype=torch.float32)
+    tab = lambda a: torch.tensor(a, dtype=torch.float32, device=dev)
     sqrt_recip, sqrt_recipm1 = tab(np.sqrt(1 / ac)), tab(np.sqrt(1 / ac - 1))
     coef1, coef2 = tab(betas * np.sqrt(acp) / (1 - ac)), tab((1 - acp) * np.sqrt(1 - betas) / (1 - ac))
     logvar = tab(np.log(np.append(post_var[1], post_var[1:])))
-    x = torch.randn(shape)
-    eps = torch.randn(shape)
-    t = torch.full((shape[0],), args.t, dtype=torch.long)
+    x = torch.randn(shape, device=dev)
+    eps = torch.randn(shape, device=dev)
+    t = torch.full((shape[0],), args.t, dtype=torch.long, device=dev)
 
     def step():
         with torch.no_grad():
@@ -48,8 +51,8 @@ def main():
             nonzero = (t != 0).float().view(-1, *([1] * (x.dim() - 1)))
             return mean + nonzero * torch.exp(0.5 * extract(logvar, t, x.shape)) * noise, x0
 
-    ms, min_ms = time_calls(step, args.reps)
-    print(json.dumps({'library': 'torch ' + torch.__version__, 'threads': args.threads,
+    ms, min_ms = time_calls(step, args.reps, sync=sync)
+    print(json.dumps({'library': 'torch ' + torch.__version__ + (' on ' + torch.cuda.get_device_name(0) if dev == 'cuda' else ''), 'threads': args.threads,
                       'results': [{'name': 'ddpm step ' + args.shape, 'ms': ms, 'min_ms': min_ms}]}))
 
 
