@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# kiln's one GPU check (issues 6 and 7): run on a GPU machine in the unpacked payload of
+# scripts/gpu-pack.sh, with node on the PATH:  bash scripts/gpu-check.sh OUT_DIR
+# 1. the environment (nvidia-smi, node, torch);
+# 2. the whole test suite with the GPU present: every checkOp/perDevice test gets its [cuda] variant,
+#    compared with the same references as on the CPU (TAP in OUT/tests.tap);
+# 3. the card's yardsticks (torch bf16/TF32 matmul, copy bandwidth) and every `kiln bench` that has
+#    a --device cuda variant, against PyTorch on the same card (OUT/bench.json, OUT/bench.txt);
+# 4. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt).
+# Stages have time limits so the whole check ends in about 5 minutes; KILN_GPU_STAGES picks stages
+# (default "env tests bench memcheck"), KILN_GPU_BENCHES the benchmarks.
+set -uo pipefail
+OUT=${1:-${OUT:-/tmp/kiln-gpu-out}}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+exec > >(tee -a "$OUT/log.txt") 2>&1
+stages=${KILN_GPU_STAGES:-env tests bench memcheck}
+benches=${KILN_GPU_BENCHES:-attention gemm elementwise contrastive diffusion train-step}
+export KILN_TORCH_PYTHON=${KILN_TORCH_PYTHON:-$(command -v python3)}
+export KILN_ADDON=$PWD/build/Release/kiln.node
+ava="node node_modules/ava/entrypoints/cli.mjs"
+t0=$(date +%s)
+stamp() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
+has() { [[ " $stages " == *" $1 "* ]]; }
+
+if has env; then
+  stamp env
+  { echo "snapshot $(cat .gpu-rev 2>/dev/null)"; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv;
+    echo "node $(node --version)"; "$KILN_TORCH_PYTHON" -c 'import torch; print("torch", torch.__version__, torch.version.cuda)';
+    node -e "import('./dist/src/index.js').then(k => console.log('kiln cuda compiled', k.cuda.isCompiled(), 'available', k.cuda.isAvailable(), 'devices', k.cuda.deviceCount(), k.cuda.deviceName(0)))";
+    nproc; } 2>&1 | tee "$OUT/env.txt"
+fi
+
+if has tests; then
+  stamp "tests (whole suite, cuda variants included)"
+  timeout ${KILN_GPU_TEST_TIMEOUT:-200} $ava --tap --concurrency 8 --timeout 3m > "$OUT/tests.tap" 2>&1
+  echo "ava exit $?"
+  echo "tests: ok $(grep -c '^ok' "$OUT/tests.tap"), not ok $(grep -c '^not ok' "$OUT/tests.tap"); cuda variants: ok $(grep '^ok' "$OUT/tests.tap" | grep -c '\[cuda\]'), not ok $(grep '^not ok' "$OUT/tests.tap" | grep -c '\[cuda\]'); pending CUDA kernels logged: $(grep -c 'pending CUDA kernel' "$OUT/tests.tap")"
+  grep '^not ok' "$OUT/tests.tap" | head -40
+  grep -A25 '^not ok' "$OUT/tests.tap" | grep -v '^ok' | head -150
+fi
+
+if has bench; then
+  mkdir -p /tmp/kiln-bench
+  stamp "card yardsticks (torch)"
+  (cd bench/reference && timeout 60 "$KILN_TORCH_PYTHON" torch_card.py) > /tmp/kiln-bench/card.json
+  cat /tmp/kiln-bench/card.json
+  for b in $benches; do
+    stamp "kiln bench $b --device cuda"
+    timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench "$b" --device cuda --json > "/tmp/kiln-bench/$b.json"
+    echo "exit $?"
+  done
+  node -e "
+    const fs = require('fs');
+    import('./dist/bench/index.js').then(({ formatReport }) => {
+      const all = { card: null, benches: {} }, text = [];
+      try { all.card = JSON.parse(fs.readFileSync('/tmp/kiln-bench/card.json', 'utf8')); } catch (e) { all.card = { error: String(e) }; }
+      for (const b of process.argv[1].split(' ')) {
+        const raw = fs.existsSync('/tmp/kiln-bench/' + b + '.json') ? fs.readFileSync('/tmp/kiln-bench/' + b + '.json', 'utf8') : '';
+        try { const r = JSON.parse(raw); all.benches[b] = r; text.push(formatReport(r)); }
+        catch { all.benches[b] = { error: raw.slice(-2000) }; text.push('kiln bench ' + b + ': FAILED\n' + raw.slice(-2000)); }
+      }
+      fs.writeFileSync(process.argv[2] + '/bench.json', JSON.stringify(all, null, 1));
+      fs.writeFileSync(process.argv[2] + '/bench.txt', 'card: ' + JSON.stringify(all.card) + '\n\n' + text.join('\n\n') + '\n');
+    });" "$benches" "$OUT"
+  cat "$OUT/bench.txt"
+fi
+
+if has memcheck; then
+  stamp "compute-sanitizer memcheck (op tests)"
+  if command -v compute-sanitizer >/dev/null; then
+    timeout ${KILN_GPU_MEMCHECK_TIMEOUT:-120} compute-sanitizer --tool memcheck --target-processes all --print-limit 20 \
+      $ava --tap --concurrency 4 --timeout 3m test/ops-elementwise.test.ts test/ops-reduce-matmul.test.ts test/ops-nn.test.ts \
+      test/optim.test.ts test/random.test.ts test/contrastive.test.ts test/diffusion.test.ts test/attention.test.ts \
+      $(ls test/matmul-cuda.test.ts test/dtype-half.test.ts 2>/dev/null) > "$OUT/memcheck.txt" 2>&1
+    echo "memcheck exit $? (124 = stopped at its time limit)"
+    grep -E 'ERROR SUMMARY|========= (Invalid|Program hit|Error)' "$OUT/memcheck.txt" | sort | uniq -c | head -20
+    echo "memcheck tests: ok $(grep -c '^ok' "$OUT/memcheck.txt"), not ok $(grep -c '^not ok' "$OUT/memcheck.txt")"
+  else
+    echo "compute-sanitizer not found" | tee "$OUT/memcheck.txt"
+  fi
+fi
+stamp done
