@@ -324,7 +324,7 @@ test('CUDA matches the CPU kernel, forward and backward (float32), dropout mask 
     { B: 1, H: 3, Tq: 33, Tk: 130, D: 64, causal: true, p: 0.2 },
     { B: 2, H: 1, Tq: 129, Tk: 40, D: 128, causal: false, p: 0, lens: [17, 40] },
   ]) {
-    const mk = (T: number) => kiln.fromTyped(randArray(c.B * c.H * T * c.D, rnd), [c.B, c.H, T, c.D]);
+    const mk = (T: number) => kiln.fromTyped(Float32Array.from(randArray(c.B * c.H * T * c.D, rnd)), [c.B, c.H, T, c.D]);
     const host = [mk(c.Tq), mk(c.Tk), mk(c.Tk)], g = mk(c.Tq);
     const lens = c.lens ? kiln.fromTyped(Int32Array.from(c.lens), [c.B], { dtype: 'int32' }) : undefined;
     const run = (device: 'cpu' | 'cuda') => kiln.tidy(() => {

@@ -59,7 +59,7 @@ checkOp('abs int32', [[5]], (a) => a.abs(), (a) => R.map(a, Math.abs), int32Only
 checkOp('div int32 gives float32', [[3, 4], { shape: [4], values: [1, 2, 4, -8] }], (a, b) => a.div(b), R.div,
   { ...int32Only, outDtype: () => 'float32' });
 checkOp('int32 + float32 promotes to float32', [{ int: [-5, 5], shape: [3, 4] }, [4]], (a, b) => a.add(b), R.add, { dtypes: ['float32'], grad: true });
-checkOp('float32 + float64 promotes to float64', [[3, 4]], (a) => a.add(kiln.tensor(new Float64Array([0.25, 0.5, 1, 2]))),
+checkOp('float32 + float64 promotes to float64', [[3, 4]], (a) => a.add(kiln.tensor(new Float64Array([0.25, 0.5, 1, 2]), { device: a.device })),
   (a) => R.add(a, R.ref([0.25, 0.5, 1, 2], [4])), { dtypes: ['float32'], outDtype: () => 'float64' });
 checkOp('comparison gt gives int32', [[3, 4], [4]], (a, b) => a.gt(b), (a, b) => R.zip(a, b, (x, y) => +(x > y)),
   { grad: false, outDtype: () => 'int32' });

@@ -52,7 +52,7 @@ checkOp('matmul matrix @ vector', [[3, 4], [4]], (a, b) => a.matmul(b), R.matmul
 checkOp('matmul vector @ vector', [[4], [4]], (a, b) => a.matmul(b), R.matmul);
 checkOp('matmul batched @ vector', [[2, 3, 4], [4]], (a, b) => a.matmul(b), R.matmul);
 checkOp('matmul K=64 accumulates accurately', [[5, 64], [64, 7]], (a, b) => a.matmul(b), R.matmul, { tol: { float32: { atol: 1e-4, rtol: 1e-4 } } });
-checkOp('matmul float32 @ float64 promotes', [[3, 4]], (a) => a.matmul(kiln.ones([4, 2], { dtype: 'float64' })),
+checkOp('matmul float32 @ float64 promotes', [[3, 4]], (a) => a.matmul(kiln.ones([4, 2], { dtype: 'float64', device: a.device })),
   (a) => R.matmul(a, R.ref(new Array(8).fill(1), [4, 2])), { dtypes: ['float32'], outDtype: () => 'float64' });
 
 // views (gradients flow back through each)
