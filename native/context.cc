@@ -92,7 +92,7 @@ void fail_int_arg(double v, const char* op, const char* name, int64_t lo, int64_
 }
 
 void need_dtype(const TensorRef& t, cpu::DType d, const char* op, const char* name) {
-  static const char* names[] = {"float32", "int32", "float64"};
+  static const char* names[] = {"float32", "int32", "float64", "float16", "bfloat16"};
   if (t.dtype != d)
     fail("DTYPE_MISMATCH", std::string(op) + ": " + name + " must be " + names[int(d)] + ", got " + names[int(t.dtype)]);
 }

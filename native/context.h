@@ -39,12 +39,17 @@ struct Fail {
 // Wraps an exported function: a Fail or any C++ exception becomes a thrown KilnError, never an abort.
 Napi::Value guard(const Napi::CallbackInfo& info, Napi::Value (*fn)(const Napi::CallbackInfo&, Context&));
 
-inline size_t dtype_size(cpu::DType d) { return d == cpu::DType::F64 ? 8 : 4; }
+inline size_t dtype_size(cpu::DType d) {
+  static constexpr uint8_t kSize[] = {4, 4, 8, 2, 2};  // indexed by the code dtype_arg validated
+  return kSize[static_cast<int>(d)];
+}
 [[noreturn]] void fail_dtype_code(double v, const char* op);
 inline cpu::DType dtype_arg(double v, const char* op) {
   if (v == 0) return cpu::DType::F32;
   if (v == 1) return cpu::DType::I32;
   if (v == 2) return cpu::DType::F64;
+  if (v == 3) return cpu::DType::F16;
+  if (v == 4) return cpu::DType::BF16;
   fail_dtype_code(v, op);
 }
 

@@ -170,7 +170,7 @@ test('truncated and corrupt files are refused with CHECKPOINT_CORRUPT naming the
     h.copy(b, 8);
     return b;
   };
-  corruptCode(t, mk({ a: { dtype: 'BF16', shape: [1], data_offsets: [0, 2] } }, 2), /dtype BF16/);
+  corruptCode(t, mk({ a: { dtype: 'F8_E4M3', shape: [1], data_offsets: [0, 1] } }, 1), /dtype F8_E4M3/);
   corruptCode(t, mk({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, 8), /needs 8 bytes/);
   corruptCode(t, mk({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8), /overlap/);
   corruptCode(t, mk({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, 4), /bad shape/);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "../common/half.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "vmath.h"
@@ -280,6 +281,142 @@ void cast(const Space& s, TO* o, const TI* a) {
   unary_loop(s, o, a, [](TI x) { return static_cast<TO>(x); });
 }
 
+// ---- float16 / bfloat16: 2-byte storage, computed in float32 ----
+bool is_half(DType d) { return d == DType::F16 || d == DType::BF16; }
+
+// Half values are widened to float32 (exact), narrowed with round-to-nearest-even.
+float half_load(DType d, uint16_t h) { return d == DType::F16 ? half::f16_to_f32(h) : half::bf16_to_f32(h); }
+
+// Casts from or to a half dtype (in and out differ; at least one is half).
+void cast_half(const Space& s, const Operand& out, const Operand& in) {
+  using U = uint16_t;
+  void* o = out.data;
+  const void* a = in.data;
+  const bool f16out = out.dtype == DType::F16, f16in = in.dtype == DType::F16;
+  if (is_half(out.dtype)) {
+    U* ho = static_cast<U*>(o);
+    switch (in.dtype) {
+      case DType::F32:
+        if (f16out) return unary_loop(s, ho, static_cast<const float*>(a), [](float x) { return half::f32_to_f16(x); });
+        return unary_loop(s, ho, static_cast<const float*>(a), [](float x) { return half::f32_to_bf16(x); });
+      case DType::F64:
+        if (f16out) return unary_loop(s, ho, static_cast<const double*>(a), [](double x) { return half::f64_to_f16(x); });
+        return unary_loop(s, ho, static_cast<const double*>(a), [](double x) { return half::f64_to_bf16(x); });
+      case DType::I32:  // through double: exact, so a single rounding
+        if (f16out) return unary_loop(s, ho, static_cast<const int32_t*>(a), [](int32_t x) { return half::f64_to_f16(x); });
+        return unary_loop(s, ho, static_cast<const int32_t*>(a), [](int32_t x) { return half::f64_to_bf16(x); });
+      case DType::F16:
+        return unary_loop(s, ho, static_cast<const U*>(a), [](U h) { return half::f32_to_bf16(half::f16_to_f32(h)); });
+      case DType::BF16:
+        return unary_loop(s, ho, static_cast<const U*>(a), [](U h) { return half::f32_to_f16(half::bf16_to_f32(h)); });
+    }
+    return;
+  }
+  const U* ha = static_cast<const U*>(a);
+  switch (out.dtype) {
+    case DType::F32:
+      if (f16in) return unary_loop(s, static_cast<float*>(o), ha, [](U h) { return half::f16_to_f32(h); });
+      return unary_loop(s, static_cast<float*>(o), ha, [](U h) { return half::bf16_to_f32(h); });
+    case DType::F64:
+      if (f16in) return unary_loop(s, static_cast<double*>(o), ha, [](U h) { return double(half::f16_to_f32(h)); });
+      return unary_loop(s, static_cast<double*>(o), ha, [](U h) { return double(half::bf16_to_f32(h)); });
+    case DType::I32:  // as float32 -> int32 (truncation)
+      if (f16in) return unary_loop(s, static_cast<int32_t*>(o), ha, [](U h) { return static_cast<int32_t>(half::f16_to_f32(h)); });
+      return unary_loop(s, static_cast<int32_t*>(o), ha, [](U h) { return static_cast<int32_t>(half::bf16_to_f32(h)); });
+    default: return;
+  }
+}
+
+constexpr int64_t kHalfChunk = 256;
+
+// A dense 1-d space of n elements (for running a float32 kernel on a chunk).
+Space dense_space(int64_t n, int nops) {
+  Space c;
+  c.ndim = 1;
+  c.shape[0] = n;
+  for (int k = 0; k < nops; ++k) c.st[k][0] = 1;
+  return c;
+}
+
+template <class T>
+void unary_float(UnaryOp op, const Space& s, T* o, const T* a, T p0, T p1);
+template <class T>
+void binary_float(BinaryOp op, const Space& s, T* o, const T* a, const T* b);
+template <class T>
+void binary_cmp(BinaryOp op, const Space& s, int32_t* o, const T* a, const T* b);
+
+// Unary ops on a half tensor: exact ones on the bits, the rest through float32 chunks.
+void unary_half(UnaryOp op, const Space& s, const Operand& out, const Operand& in, double p0, double p1) {
+  using U = uint16_t;
+  U* o = static_cast<U*>(out.data);
+  const U* a = static_cast<const U*>(in.data);
+  const DType d = in.dtype;
+  switch (op) {
+    case UnaryOp::Copy: return unary_loop(s, o, a, [](U h) { return h; });
+    case UnaryOp::Neg: return unary_loop(s, o, a, [](U h) { return U(h ^ 0x8000u); });
+    case UnaryOp::Abs: return unary_loop(s, o, a, [](U h) { return U(h & 0x7fffu); });
+    case UnaryOp::Fill: {
+      const U v = d == DType::F16 ? half::f64_to_f16(p0) : half::f64_to_bf16(p0);
+      return unary_loop(s, o, a, [=](U) { return v; });
+    }
+    case UnaryOp::IsNan: case UnaryOp::IsInf: case UnaryOp::IsFinite: {
+      const U inf = d == DType::F16 ? 0x7c00u : 0x7f80u;
+      int32_t* oi = static_cast<int32_t*>(out.data);
+      if (op == UnaryOp::IsNan) return unary_loop(s, oi, a, [=](U h) { return int32_t((h & 0x7fffu) > inf); });
+      if (op == UnaryOp::IsInf) return unary_loop(s, oi, a, [=](U h) { return int32_t((h & 0x7fffu) == inf); });
+      return unary_loop(s, oi, a, [=](U h) { return int32_t((h & 0x7fffu) < inf); });
+    }
+    default: break;
+  }
+  const Space chunk0 = dense_space(kHalfChunk, 2);
+  drive(s, 2, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    float x[kHalfChunk], y[kHalfChunk];
+    for (int64_t c0 = 0; c0 < n; c0 += kHalfChunk) {
+      const int64_t m = std::min(kHalfChunk, n - c0);
+      const U* src = a + off[1] + c0 * st[1];
+      for (int64_t i = 0; i < m; ++i) x[i] = half_load(d, src[i * st[1]]);
+      Space c = chunk0;
+      c.shape[0] = m;
+      unary_float<float>(op, c, y, x, float(p0), float(p1));
+      U* dst = o + off[0] + c0 * st[0];
+      if (d == DType::F16) for (int64_t i = 0; i < m; ++i) dst[i * st[0]] = half::f32_to_f16(y[i]);
+      else for (int64_t i = 0; i < m; ++i) dst[i * st[0]] = half::f32_to_bf16(y[i]);
+    }
+  });
+}
+
+// Binary ops on half inputs through float32 chunks (comparisons write int32, the rest half).
+void binary_half(BinaryOp op, bool cmp, const Space& s, const Operand& out, const Operand& a, const Operand& b) {
+  using U = uint16_t;
+  const U* pa = static_cast<const U*>(a.data);
+  const U* pb = static_cast<const U*>(b.data);
+  const DType d = a.dtype;
+  const Space chunk0 = dense_space(kHalfChunk, 3);
+  drive(s, 3, [&](const int64_t* off, int64_t n, const int64_t* st) {
+    float x[kHalfChunk], y[kHalfChunk], r[kHalfChunk];
+    int32_t ri[kHalfChunk];
+    for (int64_t c0 = 0; c0 < n; c0 += kHalfChunk) {
+      const int64_t m = std::min(kHalfChunk, n - c0);
+      const U* sa = pa + off[1] + c0 * st[1];
+      const U* sb = pb + off[2] + c0 * st[2];
+      for (int64_t i = 0; i < m; ++i) x[i] = half_load(d, sa[i * st[1]]);
+      for (int64_t i = 0; i < m; ++i) y[i] = half_load(d, sb[i * st[2]]);
+      Space c = chunk0;
+      c.shape[0] = m;
+      if (cmp) {
+        binary_cmp<float>(op, c, ri, x, y);
+        int32_t* dst = static_cast<int32_t*>(out.data) + off[0] + c0 * st[0];
+        for (int64_t i = 0; i < m; ++i) dst[i * st[0]] = ri[i];
+        continue;
+      }
+      binary_float<float>(op, c, r, x, y);
+      U* dst = static_cast<U*>(out.data) + off[0] + c0 * st[0];
+      if (d == DType::F16) for (int64_t i = 0; i < m; ++i) dst[i * st[0]] = half::f32_to_f16(r[i]);
+      else for (int64_t i = 0; i < m; ++i) dst[i * st[0]] = half::f32_to_bf16(r[i]);
+    }
+  });
+}
+
 // ---- binary ----
 template <class TI, class TO, class F>
 void binary_loop(const Space& s, TO* out, const TI* A, const TI* B, F f) {
@@ -354,6 +491,10 @@ void binary_i32(BinaryOp op, const Space& s, int32_t* o, const int32_t* a, const
   }
 }
 
+// The condition is true where nonzero; a half condition (uint16_t bits) is zero for +-0.
+template <class TC> inline bool nonzero(TC v) { return v != TC(0); }
+template <> inline bool nonzero<uint16_t>(uint16_t v) { return (v & 0x7fffu) != 0; }
+
 template <class TC, class T>
 void where_loop(const Space& s, T* out, const TC* C, const T* A, const T* B) {
   drive(s, 4, [&](const int64_t* off, int64_t n, const int64_t* st) {
@@ -361,7 +502,7 @@ void where_loop(const Space& s, T* out, const TC* C, const T* A, const T* B) {
     const TC* c = C + off[1];
     const T* a = A + off[2];
     const T* b = B + off[3];
-    for (int64_t i = 0; i < n; ++i) o[i * st[0]] = c[i * st[1]] != TC(0) ? a[i * st[2]] : b[i * st[3]];
+    for (int64_t i = 0; i < n; ++i) o[i * st[0]] = nonzero(c[i * st[1]]) ? a[i * st[2]] : b[i * st[3]];
   });
 }
 
@@ -374,6 +515,7 @@ void where_dispatch(const Space& s, const Operand& out, const Operand& c, const 
     case DType::I32: return where_loop(s, o, static_cast<const int32_t*>(c.data), pa, pb);
     case DType::F32: return where_loop(s, o, static_cast<const float*>(c.data), pa, pb);
     case DType::F64: return where_loop(s, o, static_cast<const double*>(c.data), pa, pb);
+    case DType::F16: case DType::BF16: return where_loop(s, o, static_cast<const uint16_t*>(c.data), pa, pb);
   }
 }
 
@@ -404,6 +546,7 @@ void unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Operand in, 
   Operand ops[2] = {out, in};
   Space s = collapse(ndim, shape, 2, ops);
   if (op == UnaryOp::Copy && in.dtype != out.dtype) {
+    if (is_half(in.dtype) || is_half(out.dtype)) return cast_half(s, out, in);
 #define KILN_CAST(TI, DI, TO, DO) \
   if (in.dtype == DI && out.dtype == DO) return cast(s, static_cast<TO*>(out.data), static_cast<const TI*>(in.data));
     KILN_CAST(float, DType::F32, int32_t, DType::I32)
@@ -415,6 +558,7 @@ void unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Operand in, 
 #undef KILN_CAST
     return;
   }
+  if (is_half(in.dtype)) return unary_half(op, s, out, in, p0, p1);
   if (is_classify(op)) {
     if (in.dtype == DType::F32) unary_classify(op, s, static_cast<int32_t*>(out.data), static_cast<const float*>(in.data));
     else unary_classify(op, s, static_cast<int32_t*>(out.data), static_cast<const double*>(in.data));
@@ -427,18 +571,21 @@ void unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Operand in, 
       return unary_float<double>(op, s, static_cast<double*>(out.data), static_cast<const double*>(in.data), p0, p1);
     case DType::I32:
       return unary_i32(op, s, static_cast<int32_t*>(out.data), static_cast<const int32_t*>(in.data), p0, p1);
+    default: return;  // half: handled above
   }
 }
 
 void binary(BinaryOp op, int ndim, const int64_t* shape, Operand out, Operand a, Operand b) {
   Operand ops[3] = {out, a, b};
   Space s = collapse(ndim, shape, 3, ops);
+  if (is_half(a.dtype)) return binary_half(op, is_compare(op), s, out, a, b);
   if (is_compare(op)) {
     int32_t* o = static_cast<int32_t*>(out.data);
     switch (a.dtype) {
       case DType::F32: return binary_cmp(op, s, o, static_cast<const float*>(a.data), static_cast<const float*>(b.data));
       case DType::F64: return binary_cmp(op, s, o, static_cast<const double*>(a.data), static_cast<const double*>(b.data));
       case DType::I32: return binary_cmp(op, s, o, static_cast<const int32_t*>(a.data), static_cast<const int32_t*>(b.data));
+      default: return;
     }
   }
   switch (a.dtype) {
@@ -448,6 +595,7 @@ void binary(BinaryOp op, int ndim, const int64_t* shape, Operand out, Operand a,
       return binary_float<double>(op, s, static_cast<double*>(out.data), static_cast<const double*>(a.data), static_cast<const double*>(b.data));
     case DType::I32:
       return binary_i32(op, s, static_cast<int32_t*>(out.data), static_cast<const int32_t*>(a.data), static_cast<const int32_t*>(b.data));
+    default: return;
   }
 }
 
@@ -458,6 +606,7 @@ void ternary(TernaryOp, int ndim, const int64_t* shape, Operand out, Operand c, 
     case DType::F32: return where_dispatch<float>(s, out, c, a, b);
     case DType::F64: return where_dispatch<double>(s, out, c, a, b);
     case DType::I32: return where_dispatch<int32_t>(s, out, c, a, b);
+    case DType::F16: case DType::BF16: return where_dispatch<uint16_t>(s, out, c, a, b);  // a selection: bits suffice
   }
 }
 

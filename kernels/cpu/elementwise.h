@@ -7,7 +7,9 @@
 namespace kiln {
 namespace cpu {
 
-enum class DType : int { F32 = 0, I32 = 1, F64 = 2 };
+// F16 (IEEE binary16) and BF16 are 2-byte storage types (kernels/common/half.h converts them);
+// kernels compute on them in float32.
+enum class DType : int { F32 = 0, I32 = 1, F64 = 2, F16 = 3, BF16 = 4 };
 
 enum class UnaryOp : int {
   Copy = 0, Neg, Exp, Log, Sqrt, Rsqrt, Abs, Tanh, Sigmoid, Relu, GeluTanh, GeluErf, Sin, Cos,

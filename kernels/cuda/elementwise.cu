@@ -3,7 +3,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
+#include "../common/half.h"
 #include "cuda_api.h"
 
 namespace kiln {
@@ -145,6 +147,78 @@ __global__ void classify_kernel(UnaryOp op, Geometry<2> g, int32_t* out, const T
   }
 }
 
+// ---- float16 / bfloat16: 2-byte storage computed in float32, converted by kernels/common/half.h
+// (the CPU kernels use the same functions, so both devices give the same bits for a cast).
+struct F16Codec {
+  static constexpr uint16_t kInf = 0x7c00;
+  static __device__ __forceinline__ float load(uint16_t h) { return half::f16_to_f32(h); }
+  static __device__ __forceinline__ uint16_t store(float x) { return half::f32_to_f16(x); }
+  static __device__ __forceinline__ uint16_t store(double x) { return half::f64_to_f16(x); }
+};
+struct BF16Codec {
+  static constexpr uint16_t kInf = 0x7f80;
+  static __device__ __forceinline__ float load(uint16_t h) { return half::bf16_to_f32(h); }
+  static __device__ __forceinline__ uint16_t store(float x) { return half::f32_to_bf16(x); }
+  static __device__ __forceinline__ uint16_t store(double x) { return half::f64_to_bf16(x); }
+};
+
+// Conversions for cast_kernel: into a half format (from float, double or int32 through double)...
+template <class C, class TI>
+struct ToHalf {
+  __device__ __forceinline__ uint16_t operator()(TI x) const {
+    if constexpr (std::is_same_v<TI, float>) return C::store(x);
+    else return C::store(static_cast<double>(x));
+  }
+};
+// ... out of one (widening is exact; int32 truncates like float32 -> int32) ...
+template <class C, class TO>
+struct FromHalf {
+  __device__ __forceinline__ TO operator()(uint16_t h) const { return static_cast<TO>(C::load(h)); }
+};
+// ... and between the two.
+template <class CI, class CO>
+struct HalfToHalf {
+  __device__ __forceinline__ uint16_t operator()(uint16_t h) const { return CO::store(CI::load(h)); }
+};
+
+template <class TI, class TO, class F>
+__global__ void convert_kernel(Geometry<2> g, TO* out, const TI* in, F f) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[2];
+    offsets(g, i, off);
+    out[off[0]] = f(in[off[1]]);
+  }
+}
+
+template <class C>
+__global__ void unary_half_kernel(UnaryOp op, Geometry<2> g, uint16_t* out, const uint16_t* in, double p0, double p1) {
+  const uint16_t fill = C::store(p0);  // rounded once from the double, like the CPU
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[2];
+    offsets(g, i, off);
+    const uint16_t h = in[off[1]];
+    uint16_t r;
+    switch (op) {  // exact on the bits, like the CPU
+      case UnaryOp::Copy: r = h; break;
+      case UnaryOp::Neg: r = h ^ 0x8000u; break;
+      case UnaryOp::Abs: r = h & 0x7fffu; break;
+      case UnaryOp::Fill: r = fill; break;
+      default: r = C::store(apply_unary<float>(op, C::load(h), p0, p1)); break;
+    }
+    out[off[0]] = r;
+  }
+}
+
+template <class C>
+__global__ void classify_half_kernel(UnaryOp op, Geometry<2> g, int32_t* out, const uint16_t* in) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[2];
+    offsets(g, i, off);
+    const uint32_t a = in[off[1]] & 0x7fffu;
+    out[off[0]] = op == UnaryOp::IsNan ? int32_t(a > C::kInf) : op == UnaryOp::IsInf ? int32_t(a == C::kInf) : int32_t(a < C::kInf);
+  }
+}
+
 template <class T>
 __device__ inline T apply_binary(BinaryOp op, T a, T b) {
   const T k = T(0.7978845608028654), c = T(0.044715);
@@ -212,12 +286,34 @@ __global__ void compare_kernel(BinaryOp op, Geometry<3> g, int32_t* out, const T
   }
 }
 
+template <class C>
+__global__ void binary_half_kernel(BinaryOp op, Geometry<3> g, uint16_t* out, const uint16_t* a, const uint16_t* b) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[3];
+    offsets(g, i, off);
+    out[off[0]] = C::store(apply_binary<float>(op, C::load(a[off[1]]), C::load(b[off[2]])));
+  }
+}
+
+template <class C>
+__global__ void compare_half_kernel(BinaryOp op, Geometry<3> g, int32_t* out, const uint16_t* a, const uint16_t* b) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[3];
+    offsets(g, i, off);
+    out[off[0]] = apply_compare<float>(op, C::load(a[off[1]]), C::load(b[off[2]]));
+  }
+}
+
+// The condition is true where nonzero; a half condition (uint16_t bits) is zero for +-0.
+template <class TC> __device__ inline bool nonzero(TC v) { return v != TC(0); }
+__device__ inline bool nonzero(uint16_t v) { return (v & 0x7fffu) != 0; }
+
 template <class TC, class T>
 __global__ void where_kernel(Geometry<4> g, T* out, const TC* cond, const T* a, const T* b) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t off[4];
     offsets(g, i, off);
-    out[off[0]] = cond[off[1]] != TC(0) ? a[off[2]] : b[off[3]];
+    out[off[0]] = nonzero(cond[off[1]]) ? a[off[2]] : b[off[3]];
   }
 }
 
@@ -240,9 +336,15 @@ std::string unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Opera
   Geometry<2> g = make_geometry<2>(ndim, shape, ops);
   if (g.numel == 0) return "";
   dim3 grid = grid_for(g.numel);
-if (op == UnaryOp::IsNan || op == UnaryOp::IsInf || op == UnaryOp::IsFinite) {
-    if (in.dtype == DType::F32) classify_kernel<float><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<float>(in));
-    else classify_kernel<double><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<double>(in));
+  using U = uint16_t;
+  if (op == UnaryOp::IsNan || op == UnaryOp::IsInf || op == UnaryOp::IsFinite) {
+    switch (in.dtype) {
+      case DType::F32: classify_kernel<float><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<float>(in)); break;
+      case DType::F64: classify_kernel<double><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<double>(in)); break;
+      case DType::F16: classify_half_kernel<F16Codec><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<U>(in)); break;
+      case DType::BF16: classify_half_kernel<BF16Codec><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<U>(in)); break;
+      default: return "unsupported dtype combination";
+    }
     return launched();
   }
   if (in.dtype == out.dtype) {
@@ -250,9 +352,28 @@ if (op == UnaryOp::IsNan || op == UnaryOp::IsInf || op == UnaryOp::IsFinite) {
       case DType::F32: unary_kernel<float><<<grid, 256>>>(op, g, ptr<float>(out), ptr<float>(in), p0, p1); break;
       case DType::F64: unary_kernel<double><<<grid, 256>>>(op, g, ptr<double>(out), ptr<double>(in), p0, p1); break;
       case DType::I32: unary_kernel<int32_t><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<int32_t>(in), p0, p1); break;
+      case DType::F16: unary_half_kernel<F16Codec><<<grid, 256>>>(op, g, ptr<U>(out), ptr<U>(in), p0, p1); break;
+      case DType::BF16: unary_half_kernel<BF16Codec><<<grid, 256>>>(op, g, ptr<U>(out), ptr<U>(in), p0, p1); break;
     }
     return launched();
   }
+#define KILN_CONVERT(TI, DI, TO, DO, ...) \
+  if (in.dtype == DI && out.dtype == DO) { convert_kernel<<<grid, 256>>>(g, ptr<TO>(out), ptr<TI>(in), __VA_ARGS__{}); return launched(); }
+  KILN_CONVERT(float, DType::F32, U, DType::F16, ToHalf<F16Codec, float>)
+  KILN_CONVERT(float, DType::F32, U, DType::BF16, ToHalf<BF16Codec, float>)
+  KILN_CONVERT(double, DType::F64, U, DType::F16, ToHalf<F16Codec, double>)
+  KILN_CONVERT(double, DType::F64, U, DType::BF16, ToHalf<BF16Codec, double>)
+  KILN_CONVERT(int32_t, DType::I32, U, DType::F16, ToHalf<F16Codec, int32_t>)
+  KILN_CONVERT(int32_t, DType::I32, U, DType::BF16, ToHalf<BF16Codec, int32_t>)
+  KILN_CONVERT(U, DType::F16, float, DType::F32, FromHalf<F16Codec, float>)
+  KILN_CONVERT(U, DType::BF16, float, DType::F32, FromHalf<BF16Codec, float>)
+  KILN_CONVERT(U, DType::F16, double, DType::F64, FromHalf<F16Codec, double>)
+  KILN_CONVERT(U, DType::BF16, double, DType::F64, FromHalf<BF16Codec, double>)
+  KILN_CONVERT(U, DType::F16, int32_t, DType::I32, FromHalf<F16Codec, int32_t>)
+  KILN_CONVERT(U, DType::BF16, int32_t, DType::I32, FromHalf<BF16Codec, int32_t>)
+  KILN_CONVERT(U, DType::F16, U, DType::BF16, HalfToHalf<F16Codec, BF16Codec>)
+  KILN_CONVERT(U, DType::BF16, U, DType::F16, HalfToHalf<BF16Codec, F16Codec>)
+#undef KILN_CONVERT
 #define KILN_UNARY(TI, DI, TO, DO) \
   if (in.dtype == DI && out.dtype == DO) { cast_kernel<TI, TO><<<grid, 256>>>(g, ptr<TO>(out), ptr<TI>(in)); return launched(); }
   KILN_UNARY(float, DType::F32, int32_t, DType::I32)
@@ -284,6 +405,14 @@ std::string binary(BinaryOp op, int ndim, const int64_t* shape, Operand out, Ope
       if (cmp) compare_kernel<int32_t><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<int32_t>(a), ptr<int32_t>(b));
       else binary_kernel<int32_t><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<int32_t>(a), ptr<int32_t>(b));
       break;
+    case DType::F16:
+      if (cmp) compare_half_kernel<F16Codec><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<uint16_t>(a), ptr<uint16_t>(b));
+      else binary_half_kernel<F16Codec><<<grid, 256>>>(op, g, ptr<uint16_t>(out), ptr<uint16_t>(a), ptr<uint16_t>(b));
+      break;
+    case DType::BF16:
+      if (cmp) compare_half_kernel<BF16Codec><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<uint16_t>(a), ptr<uint16_t>(b));
+      else binary_half_kernel<BF16Codec><<<grid, 256>>>(op, g, ptr<uint16_t>(out), ptr<uint16_t>(a), ptr<uint16_t>(b));
+      break;
   }
   return launched();
 }
@@ -304,6 +433,22 @@ std::string ternary(TernaryOp, int ndim, const int64_t* shape, Operand out, Oper
   KILN_WHERE(double, DType::F64, float, DType::F32)
   KILN_WHERE(double, DType::F64, double, DType::F64)
   KILN_WHERE(double, DType::F64, int32_t, DType::I32)
+  // Half branches are selected as bits; a half condition is tested on its bits.
+  using U = uint16_t;
+  const bool halfCond = c.dtype == DType::F16 || c.dtype == DType::BF16;
+  if (out.dtype == DType::F16 || out.dtype == DType::BF16) {
+    if (halfCond) where_kernel<U, U><<<grid, 256>>>(g, ptr<U>(out), ptr<U>(c), ptr<U>(a), ptr<U>(b));
+    else if (c.dtype == DType::I32) where_kernel<int32_t, U><<<grid, 256>>>(g, ptr<U>(out), ptr<int32_t>(c), ptr<U>(a), ptr<U>(b));
+    else if (c.dtype == DType::F32) where_kernel<float, U><<<grid, 256>>>(g, ptr<U>(out), ptr<float>(c), ptr<U>(a), ptr<U>(b));
+    else where_kernel<double, U><<<grid, 256>>>(g, ptr<U>(out), ptr<double>(c), ptr<U>(a), ptr<U>(b));
+    return launched();
+  }
+  if (halfCond) {
+    if (out.dtype == DType::F32) where_kernel<U, float><<<grid, 256>>>(g, ptr<float>(out), ptr<U>(c), ptr<float>(a), ptr<float>(b));
+    else if (out.dtype == DType::F64) where_kernel<U, double><<<grid, 256>>>(g, ptr<double>(out), ptr<U>(c), ptr<double>(a), ptr<double>(b));
+    else where_kernel<U, int32_t><<<grid, 256>>>(g, ptr<int32_t>(out), ptr<U>(c), ptr<int32_t>(a), ptr<int32_t>(b));
+    return launched();
+  }
 #undef KILN_WHERE
   return "unsupported dtype combination";
 }

@@ -8,11 +8,11 @@ import { basename, dirname, join } from 'node:path';
 import { KilnError, shapeStr } from '../errors.js';
 import { itemSize, type DType } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
-import { Tensor } from '../tensor/tensor.js';
-import { fromTyped } from '../ops/creation.js';
+import { Tensor, rawSync } from '../tensor/tensor.js';
+import { fromBytes } from '../ops/creation.js';
 
-const toST: Record<DType, string> = { float32: 'F32', int32: 'I32', float64: 'F64' };
-const fromST: Record<string, DType> = { F32: 'float32', I32: 'int32', F64: 'float64' };
+const toST: Record<DType, string> = { float32: 'F32', int32: 'I32', float64: 'F64', float16: 'F16', bfloat16: 'BF16' };
+const fromST: Record<string, DType> = { F32: 'float32', I32: 'int32', F64: 'float64', F16: 'float16', BF16: 'bfloat16' };
 const MAX_HEADER = 100 * 1024 * 1024;
 
 export interface SafetensorsFile {
@@ -39,8 +39,7 @@ export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Rec
     if (name === '__metadata__') throw new KilnError('INVALID_ARGUMENT', 'safetensors: "__metadata__" is not a tensor name');
     if (!(t instanceof Tensor)) throw new KilnError('INVALID_ARGUMENT', `safetensors: '${name}' is not a Tensor`);
     t.assertLive(`safetensors write '${name}'`);
-    const data = t.dataSync();
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const bytes = rawSync(t);
     header[name] = { dtype: toST[t.dtype], shape: t.shape.slice(), data_offsets: [off, off + bytes.byteLength] };
     chunks.push(bytes);
     off += bytes.byteLength;
@@ -94,7 +93,7 @@ export function decodeSafetensors(buf: Uint8Array, where = 'safetensors'): Safet
     if (e === null || typeof e !== 'object') corrupt(where, `entry '${name}' is not an object`);
     if (typeof e.dtype !== 'string') corrupt(where, `tensor '${name}' has no dtype`);
     const dtype = fromST[e.dtype];
-    if (!dtype) corrupt(where, `tensor '${name}' has dtype ${e.dtype}; kiln reads F32, I32 and F64`);
+    if (!dtype) corrupt(where, `tensor '${name}' has dtype ${e.dtype}; kiln reads F32, I32, F64, F16 and BF16`);
     if (!Array.isArray(e.shape) || e.shape.length > 8 || !e.shape.every((d) => Number.isInteger(d) && d >= 0))
       corrupt(where, `tensor '${name}' has a bad shape ${JSON.stringify(e.shape)}`);
     const shape = e.shape as number[];
@@ -114,13 +113,7 @@ export function decodeSafetensors(buf: Uint8Array, where = 'safetensors'): Safet
     if (sorted[i][3] < sorted[i - 1][4]) corrupt(where, `tensors '${sorted[i - 1][0]}' and '${sorted[i][0]}' overlap`);
   const tensors: Record<string, Tensor> = {};
   for (const [name, dtype, shape, b, en] of entries) {
-    // Copy into an aligned buffer (the file's data need not be aligned to the element size).
-    const bytes = new Uint8Array(en - b);
-    bytes.set(buf.subarray(dataStart + b, dataStart + en));
-    const count = (en - b) / itemSize[dtype];
-    const arr = dtype === 'float32' ? new Float32Array(bytes.buffer, bytes.byteOffset, count)
-      : dtype === 'int32' ? new Int32Array(bytes.buffer, bytes.byteOffset, count) : new Float64Array(bytes.buffer, bytes.byteOffset, count);
-    tensors[name] = fromTyped(arr, shape, { dtype });
+    tensors[name] = fromBytes(buf.subarray(dataStart + b, dataStart + en), shape, dtype);
   }
   return { tensors, metadata };
 }

@@ -1,13 +1,13 @@
 // Tensor creation: constants, ranges, data from JavaScript, and Philox random draws.
 import { KilnError, shapeStr } from '../errors.js';
 import { A, N } from '../native.js';
-import { itemSize, isDType, typedArrayFor, type Device, type DType, type TypedArray } from '../tensor/dtype.js';
+import { dtypeCode, isDType, isHalf, itemSize, typedArrayFor, type Device, type DType, type TypedArray } from '../tensor/dtype.js';
 import { Unary } from '../tensor/opcodes.js';
 import { reserve } from '../tensor/random.js';
 import { checkShape, numel } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { checkDevice } from './device.js';
-import { arg } from './util.js';
+import { arg, cast } from './util.js';
 
 export interface CreateOptions {
   dtype?: DType;
@@ -65,13 +65,26 @@ export const zerosLike = (t: Tensor, o?: CreateOptions) => zeros(t.shape.slice()
 export const onesLike = (t: Tensor, o?: CreateOptions) => ones(t.shape.slice(), { dtype: t.dtype, device: t.device, ...o });
 export const fullLike = (t: Tensor, v: number, o?: CreateOptions) => fill(t.shape.slice(), v, { dtype: t.dtype, device: t.device, ...o });
 
-/** Copies host values into a new tensor (on `device`). */
+/**
+ * Copies host values into a new tensor (on `device`). float16 / bfloat16 values are rounded to
+ * nearest even from the exact float32 or float64 values by the native cast.
+ */
 export function fromTyped(data: TypedArray | number[], shape: number[], o?: CreateOptions): Tensor {
   const { dtype, device } = opts('tensor', o, data instanceof Int32Array ? 'int32' : data instanceof Float64Array ? 'float64' : 'float32');
   checkShape('tensor', shape);
   const n = numel(shape);
   if (data.length !== n)
     throw new KilnError('SHAPE_MISMATCH', `tensor: ${data.length} values do not fill shape ${shapeStr(shape)} (${n} elements)`);
+  if (isHalf(dtype)) {
+    const exact = data instanceof Float32Array ? data : Float64Array.from(data as ArrayLike<number>);
+    const wide = fromTyped(exact, shape, { dtype: exact instanceof Float32Array ? 'float32' : 'float64' });
+    const h = cast(wide, dtype);
+    wide.dispose();
+    if (device === 'cpu') return finish(h, o);
+    const moved = h.to(device);
+    h.dispose();
+    return finish(moved, o);
+  }
   const t = empty(shape, dtype, device);
   const isz = itemSize[dtype];
   if (t.storage.buf) {
@@ -83,11 +96,33 @@ export function fromTyped(data: TypedArray | number[], shape: number[], o?: Crea
     arg(0, t);
     A[3] = 0;
     A[4] = 0;
-    A[5] = t.dtype === 'float64' ? 2 : t.dtype === 'int32' ? 1 : 0;
+    A[5] = dtypeCode[t.dtype];
     A[6] = n * isz;
     N.copy(undefined, buf as ArrayBuffer);
   }
   return finish(t, o);
+}
+
+/** A tensor holding `bytes` as stored elements of `dtype` (little-endian; half dtypes: 16-bit patterns). */
+export function fromBytes(bytes: Uint8Array, shape: number[], dtype: DType, device: Device = 'cpu'): Tensor {
+  checkShape('tensor', shape);
+  const n = numel(shape);
+  if (bytes.byteLength !== n * itemSize[dtype])
+    throw new KilnError('SHAPE_MISMATCH', `tensor: ${bytes.byteLength} bytes do not hold ${dtype} ${shapeStr(shape)}`);
+  const t = empty(shape, dtype, device);
+  if (n === 0) return t;
+  if (t.storage.buf) new Uint8Array(t.storage.buf, 0, bytes.byteLength).set(bytes);
+  else {
+    // A copy that owns its buffer (Buffer#slice would return a view of the whole file).
+    const src = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.byteLength ? bytes.buffer : new Uint8Array(bytes).buffer;
+    arg(0, t);
+    A[3] = 0;
+    A[4] = 0;
+    A[5] = dtypeCode[dtype];
+    A[6] = bytes.byteLength;
+    N.copy(undefined, src as ArrayBuffer);
+  }
+  return t;
 }
 
 function sameKind(d: TypedArray, dtype: DType): boolean {
@@ -142,8 +177,18 @@ export function linspace(start: number, stop: number, steps: number, o?: CreateO
 
 function draw(kind: 0 | 1 | 2, shape: number[], a: number, b: number, dtype: DType, device: Device): Tensor {
   checkShape(kind === 2 ? 'randint' : kind === 1 ? 'randn' : 'rand', shape);
-  // Draw on the CPU, then copy: the same seed gives the same values on every device.
-  const t = empty(shape, dtype, 'cpu');
+  if (isHalf(dtype)) {
+    // Half draws are the float32 draws rounded: the same seed gives the same values everywhere.
+    const wide = draw(kind, shape, a, b, 'float32', 'cpu');
+    const h = cast(wide, dtype);
+    wide.dispose();
+    if (device === 'cpu') return h;
+    const moved = h.to(device);
+    h.dispose();
+    return moved;
+  }
+  // Philox on the tensor's own device: the same seed and offset give the same values on every device.
+  const t = empty(shape, dtype, device);
   const n = t.size;
   const [lo, hi, off] = reserve(kind === 1 ? n + (n & 1) : n);
   A[0] = kind;
@@ -154,10 +199,7 @@ function draw(kind: 0 | 1 | 2, shape: number[], a: number, b: number, dtype: DTy
   A[5] = a;
   A[6] = b;
   N.random(arg(7, t));
-  if (device === 'cpu') return t;
-  const moved = t.to(device);
-  t.dispose();
-  return moved;
+  return t;
 }
 
 export function rand(shape: number[], o?: CreateOptions & { low?: number; high?: number }): Tensor {

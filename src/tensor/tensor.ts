@@ -3,7 +3,7 @@
 import { inspect } from 'node:util';
 import { KilnError, shapeStr } from '../errors.js';
 import { A, N } from '../native.js';
-import { dtypeCode, itemSize, typedArrayFor, type Device, type DType, type TypedArray } from './dtype.js';
+import { dtypeCode, isHalf, itemSize, typedArrayFor, type Device, type DType, type HostDType, type TypedArray } from './dtype.js';
 import { contiguousStrides, isContiguous, numel } from './shape.js';
 import { Storage, track, untrack, ref } from './storage.js';
 
@@ -91,27 +91,22 @@ export class Tensor {
       throw new KilnError('DISPOSED', `${op}: tensor of shape ${shapeStr(this.shape)} was disposed`);
   }
 
-  /** A flat copy of the elements in logical (row-major) order. */
+  /**
+   * A flat copy of the elements in logical (row-major) order. float16 and bfloat16 tensors read
+   * back as a Float32Array (widening is exact); `rawSync` gives their 16-bit patterns.
+   */
   dataSync(): TypedArray {
     this.assertLive('dataSync');
-    const n = this.size;
-    const src: Tensor = this.isContiguous() ? this : contiguousCopy(this);
-    try {
-      const isz = itemSize[this.dtype];
-      const out = typedArrayFor(this.dtype, new ArrayBuffer(n * isz), 0, n);
-      if (n === 0) return out;
-      if (src.storage.buf) {
-        out.set(typedArrayFor(this.dtype, src.storage.buf, src.offset * isz, n));
-      } else {
-        ref(0, { handle: 0, buf: out.buffer } as Storage, 0, dtypeCode[this.dtype]);
-        ref(3, src.storage, src.offset * isz, dtypeCode[this.dtype]);
-        A[6] = n * isz;
-        N.copy(out.buffer as ArrayBuffer, undefined);
+    if (isHalf(this.dtype)) {
+      const wide = contiguousCopy(this, 'float32');
+      try {
+        return wide.dataSync();
+      } finally {
+        wide.dispose();
       }
-      return out;
-    } finally {
-      if (src !== this) src.dispose();
     }
+    const bytes = readBytes(this);
+    return typedArrayFor(this.dtype as HostDType, bytes.buffer as ArrayBuffer, 0, this.size);
   }
 
   /** Asynchronous read-back (resolves after pending device work). */
@@ -167,6 +162,33 @@ export class Tensor {
 
   [inspect.custom](): string {
     return this.toString();
+  }
+}
+
+/** The elements' bytes in logical (row-major) order, as stored (half dtypes: their 16-bit patterns). */
+export function rawSync(t: Tensor): Uint8Array {
+  t.assertLive('rawSync');
+  return readBytes(t);
+}
+
+function readBytes(t: Tensor): Uint8Array {
+  const n = t.size;
+  const isz = itemSize[t.dtype];
+  const out = new Uint8Array(n * isz);
+  if (n === 0) return out;
+  const src: Tensor = t.isContiguous() ? t : contiguousCopy(t);
+  try {
+    if (src.storage.buf) {
+      out.set(new Uint8Array(src.storage.buf, src.offset * isz, n * isz));
+    } else {
+      ref(0, { handle: 0, buf: out.buffer } as Storage, 0, dtypeCode[t.dtype]);
+      ref(3, src.storage, src.offset * isz, dtypeCode[t.dtype]);
+      A[6] = n * isz;
+      N.copy(out.buffer as ArrayBuffer, undefined);
+    }
+    return out;
+  } finally {
+    if (src !== t) src.dispose();
   }
 }
 
