@@ -3,7 +3,7 @@
 import { KilnError } from '../errors.js';
 import { A, N } from '../native.js';
 import { record } from '../tensor/autograd.js';
-import type { DType } from '../tensor/dtype.js';
+import { isDType, type DType } from '../tensor/dtype.js';
 import { Binary, Unary } from '../tensor/opcodes.js';
 import { broadcastShapes, broadcastStrides, sameShape } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
@@ -56,8 +56,11 @@ function unaryKernel(op: Unary, x: Tensor, p0 = 0, p1 = 0, outDtype: DType = x.d
 
 // ---------------------------------------------------------------- promotion
 
+// As PyTorch: int32 takes the float's dtype, a wider float wins, float16 with bfloat16 gives float32.
 function promote(a: DType, b: DType): DType {
   if (a === b) return a;
+  if (a === 'int32') return b;
+  if (b === 'int32') return a;
   if (a === 'float64' || b === 'float64') return 'float64';
   return 'float32';
 }
@@ -68,6 +71,17 @@ export function toDType(x: Tensor, dtype: DType): Tensor {
   const out = cast(x, dtype);
   if (dtype === 'int32') return out;
   return record(out, 'cast', [x], (g) => [x.dtype === 'int32' ? null : cast(g, x.dtype)]);
+}
+
+/**
+ * x converted to `dtype` (kiln.cast, Tensor.to(dtype)). Narrowing to float16 / bfloat16 rounds to
+ * nearest, ties to even (overflow gives inf, NaN stays NaN), bit-identical on CPU and CUDA. It is
+ * differentiable between float dtypes: the gradient is cast back to x's dtype.
+ */
+export function castTo(x: Tensor, dtype: DType): Tensor {
+  checkTensor('cast', x);
+  if (!isDType(dtype)) throw new KilnError('INVALID_ARGUMENT', `cast: unknown dtype '${String(dtype)}'`);
+  return toDType(x, dtype);
 }
 
 function operands(name: string, a: TensorLike, b: TensorLike): [Tensor, Tensor] {

@@ -3,6 +3,7 @@
 import { KilnError, shapeStr } from '../errors.js';
 import { A, N } from '../native.js';
 import { record } from '../tensor/autograd.js';
+import { isHalf } from '../tensor/dtype.js';
 import { Binary, Reduce } from '../tensor/opcodes.js';
 import { normAxes, normAxis } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
@@ -14,6 +15,15 @@ export type Axes = number | number[] | undefined;
 
 function reduceKernel(op: Reduce, name: string, x: Tensor, axes: number[], keepdims: boolean): Tensor {
   needCpu(name, x);
+  if (isHalf(x.dtype)) {
+    // float16 / bfloat16 accumulate in float32; the result is rounded back once.
+    const wide = cast(x, 'float32');
+    const r = reduceKernel(op, name, wide, axes, keepdims);
+    wide.dispose();
+    const out = cast(r, x.dtype);
+    r.dispose();
+    return out;
+  }
   const nd = x.ndim;
   const outShapeKeep = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
   const outShape = keepdims ? outShapeKeep : x.shape.filter((_, i) => !axes.includes(i));
@@ -112,7 +122,7 @@ export function argReduce(x: Tensor, isMax: boolean, axis?: number, keepdims = f
   const name = isMax ? 'argmax' : 'argmin';
   checkTensor(name, x);
   needCpu(name, x);
-  let src = x.dtype === 'int32' ? cast(x, 'float64') : contig(x);
+  let src = x.dtype === 'int32' ? cast(x, 'float64') : isHalf(x.dtype) ? cast(x, 'float32') : contig(x);
   let ax: number;
   if (axis === undefined) {
     const flat = src.reshape([x.size]);

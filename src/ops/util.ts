@@ -17,9 +17,10 @@ export function sameDevice(op: string, a: Tensor, b: Tensor): void {
     throw new KilnError('DEVICE_MISMATCH', `${op}: tensors on ${a.device} ${shapeStr(a.shape)} and ${b.device} ${shapeStr(b.shape)}`);
 }
 
+/** Refuses all but float32 / float64 (ops whose kernels have no float16 / bfloat16 variant). */
 export function needFloat(op: string, t: Tensor, name = 'input'): void {
-  if (t.dtype === 'int32')
-    throw new KilnError('DTYPE_MISMATCH', `${op}: ${name} must be float32 or float64, got int32 ${shapeStr(t.shape)}`);
+  if (t.dtype !== 'float32' && t.dtype !== 'float64')
+    throw new KilnError('DTYPE_MISMATCH', `${op}: ${name} must be float32 or float64, got ${t.dtype} ${shapeStr(t.shape)}`);
 }
 
 export function needDType(op: string, t: Tensor, dtype: DType, name = 'input'): void {

@@ -1,5 +1,5 @@
 // Gradient clipping by global norm, and an exponential moving average of weights.
-import { KilnError } from '../errors.js';
+import { KilnError, shapeStr } from '../errors.js';
 import { A, N } from '../native.js';
 import { noGrad } from '../tensor/autograd.js';
 import { keep } from '../tensor/storage.js';
@@ -8,10 +8,18 @@ import { clone } from '../ops/views.js';
 import { arg } from '../ops/util.js';
 import type { Module } from '../nn/module.js';
 
+/** The in-place kernels (optim.cc) update float32 / float64 only. */
+export function needFullFloat(op: string, p: Tensor): void {
+  if (p.dtype !== 'float32' && p.dtype !== 'float64')
+    throw new KilnError('DTYPE_MISMATCH', `${op}: parameter ${shapeStr(p.shape)} is ${p.dtype}; parameters must be float32 or float64 ` +
+      '(keep float32 master weights and compute in half precision with kiln.autocast)');
+}
+
 /** Makes p.grad a dense tensor of p's dtype (in-place kernels need one). */
 function denseGrad(p: Tensor): Tensor | null {
   const g = p.grad;
   if (!g) return null;
+  needFullFloat('gradNorm', p);
   if (g.isContiguous() && g.dtype === p.dtype && g.offset === 0 && g.storage.bytes === g.size * (g.dtype === 'float64' ? 8 : 4)) return g;
   const c = noGrad(() => {
     const t = g.dtype === p.dtype ? g : g.to(p.dtype);
@@ -67,6 +75,7 @@ export class EMA {
   updates = 0;
   constructor(private readonly model: Module, readonly decay = 0.999) {
     if (!(decay >= 0 && decay <= 1)) throw new KilnError('INVALID_ARGUMENT', `EMA: decay must be in [0, 1], got ${decay}`);
+    for (const [, p] of model.namedParameters()) needFullFloat('EMA', p);
     for (const [n, p] of model.namedParameters()) this.shadow.set(n, keep(noGrad(() => clone(p))));
   }
 

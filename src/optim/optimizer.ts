@@ -7,6 +7,7 @@ import { keep } from '../tensor/storage.js';
 import { Tensor } from '../tensor/tensor.js';
 import { zerosLike } from '../ops/creation.js';
 import { contig } from '../ops/util.js';
+import { needFullFloat } from './clip.js';
 import { stridedCopy } from '../tensor/tensor.js';
 
 export interface GroupOptions {
@@ -47,7 +48,7 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
       validate(name, options);
       for (const p of ps) {
         if (!(p instanceof Tensor)) throw new KilnError('INVALID_ARGUMENT', `${name}: parameters must be Tensors`);
-        if (p.dtype === 'int32') throw new KilnError('DTYPE_MISMATCH', `${name}: parameter ${shapeStr(p.shape)} is int32`);
+        needFullFloat(name, p);
         if (!p.isContiguous()) throw new KilnError('INVALID_ARGUMENT', `${name}: parameter ${shapeStr(p.shape)} is not contiguous`);
         if (seen.has(p)) throw new KilnError('INVALID_ARGUMENT', `${name}: a parameter appears twice`);
         seen.add(p);
