@@ -89,6 +89,7 @@ Napi::Value memory_stats(const Napi::CallbackInfo& info, Context& c) {
   o.Set("hostBytes", Napi::Number::New(env, static_cast<double>(c.table.live_bytes(kCpu))));
   o.Set("hostAllocations", Napi::Number::New(env, static_cast<double>(c.table.live_count(kCpu))));
   o.Set("hostCachedBytes", Napi::Number::New(env, static_cast<double>(host_cached_bytes())));
+  o.Set("hostPeakBytes", Napi::Number::New(env, static_cast<double>(host_peak_bytes())));
   o.Set("cudaBytes", Napi::Number::New(env, static_cast<double>(c.table.live_bytes(kCuda))));
   o.Set("cudaAllocations", Napi::Number::New(env, static_cast<double>(c.table.live_count(kCuda))));
   o.Set("cudaCachedBytes", Napi::Number::New(env, static_cast<double>(cuda::cached_bytes())));

@@ -1,5 +1,7 @@
 #include "storage.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
@@ -17,10 +19,17 @@ size_t size_class(size_t bytes) {
   return (bytes + step - 1) / step * step;
 }
 
+// Blocks of at least kLargeBlock bytes are mapped with mmap and unmapped when they leave the cache,
+// so their memory really goes back to the system (glibc would keep freed large chunks in its heap
+// once its dynamic mmap threshold has grown, and fragment it).
+constexpr size_t kLargeBlock = size_t(1) << 20;
+
 struct HostCache {
   std::mutex mu;
   std::unordered_map<size_t, std::vector<void*>> free;
   size_t cached = 0;
+  size_t live = 0;       // bytes handed out and not yet released (by size class)
+  size_t liveHigh = 0;   // high-water mark of `live`
   // Cached bytes kept at most (KILN_HOST_CACHE_MB, default 2048).
   size_t limit = [] {
     const char* env = std::getenv("KILN_HOST_CACHE_MB");
@@ -34,6 +43,36 @@ HostCache& cache() {
   return *c;
 }
 
+void* system_alloc(size_t cls) {
+  if (cls < kLargeBlock) return std::aligned_alloc(64, cls);
+  void* p = mmap(nullptr, cls, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void system_free(void* p, size_t cls) {
+  if (cls < kLargeBlock) std::free(p);
+  else munmap(p, cls);
+}
+
+// Exact size classes make the footprint (live + cached) the sum of every class's own high-water
+// mark, which a training step's mix of activation and gradient sizes pushes well above the live
+// high-water mark. Before a large block is mapped, cached large blocks of other classes are
+// unmapped until live + cached + the new block fits in the live high-water mark plus a slack of
+// 1/8: the footprint follows what the program really holds at its peak, and a steady loop still
+// finds most blocks in the cache.
+void trim_for_locked(HostCache& c, size_t cls) {
+  const size_t budget = c.liveHigh + c.liveHigh / 8;
+  if (c.live + c.cached + cls <= budget) return;
+  for (auto it = c.free.begin(); it != c.free.end() && c.live + c.cached + cls > budget; ++it) {
+    if (it->first < kLargeBlock) continue;
+    while (!it->second.empty() && c.live + c.cached + cls > budget) {
+      munmap(it->second.back(), it->first);
+      it->second.pop_back();
+      c.cached -= it->first;
+    }
+  }
+}
+
 }  // namespace
 
 void* host_alloc(size_t bytes) {
@@ -41,6 +80,8 @@ void* host_alloc(size_t bytes) {
   HostCache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mu);
+    c.live += cls;
+    if (c.live > c.liveHigh) c.liveHigh = c.live;
     auto it = c.free.find(cls);
     if (it != c.free.end() && !it->second.empty()) {
       void* p = it->second.back();
@@ -48,11 +89,16 @@ void* host_alloc(size_t bytes) {
       c.cached -= cls;
       return p;
     }
+    if (cls >= kLargeBlock) trim_for_locked(c, cls);
   }
-  void* p = std::aligned_alloc(64, cls);
+  void* p = system_alloc(cls);
   if (!p) {
     host_empty_cache();
-    p = std::aligned_alloc(64, cls);
+    p = system_alloc(cls);
+  }
+  if (!p) {
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.live -= cls;
   }
   return p;
 }
@@ -63,13 +109,19 @@ void host_release(void* p, size_t bytes) {
   HostCache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mu);
+    c.live -= cls;
     if (c.cached + cls <= c.limit) {
       c.free[cls].push_back(p);
       c.cached += cls;
       return;
     }
   }
-  std::free(p);
+  system_free(p, cls);
+}
+
+size_t host_peak_bytes() {
+  std::lock_guard<std::mutex> lock(cache().mu);
+  return cache().liveHigh;
 }
 
 size_t host_cached_bytes() {
@@ -81,7 +133,7 @@ void host_empty_cache() {
   HostCache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
   for (auto& kv : c.free)
-    for (void* p : kv.second) std::free(p);
+    for (void* p : kv.second) system_free(p, kv.first);
   c.free.clear();
   c.cached = 0;
 }

@@ -14,6 +14,7 @@ enum Device : int { kCpu = 0, kCuda = 1 };
 void* host_alloc(size_t bytes);  // 64-byte aligned, from the cache when possible; nullptr on OOM
 void host_release(void* p, size_t bytes);
 size_t host_cached_bytes();
+size_t host_peak_bytes();  // high-water mark of the bytes handed out by host_alloc (size classes)
 void host_empty_cache();
 
 struct Allocation {

@@ -12,7 +12,7 @@ export interface NativeAddon {
   free(handle: number): boolean;
   copy(dst: B, src: B): void;
   memoryStats(): {
-    hostBytes: number; hostAllocations: number; hostCachedBytes: number;
+    hostBytes: number; hostAllocations: number; hostCachedBytes: number; hostPeakBytes: number;
     cudaBytes: number; cudaAllocations: number; cudaCachedBytes: number; cudaReservedBytes: number;
   };
   emptyCache(): void;

@@ -3,7 +3,7 @@
 // every consumer has used them.
 import { KilnError, shapeStr } from '../errors.js';
 import { Tensor, type GradNode } from './tensor.js';
-import { releaseData } from './storage.js';
+import { releaseData, tidy } from './storage.js';
 
 let gradEnabled = true;
 
@@ -140,7 +140,9 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
       if (!g) continue;
       const node = t._node;
       if (node) {
-        const gs = node.backward(g);
+        // In its own scope: temporaries of the step (transposes, products, casts) are freed at
+        // once instead of living until the caller's scope ends.
+        const gs = tidy(() => node.backward(g));
         for (let i = 0; i < node.inputs.length; i++) {
           const x = node.inputs[i];
           const gi = gs[i];

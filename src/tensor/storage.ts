@@ -191,7 +191,7 @@ export function inScope(): boolean {
 export interface MemoryInfo {
   tensors: number;
   bytes: number;
-  cpu: { tensors: number; bytes: number; nativeBytes: number; cachedBytes: number };
+  cpu: { tensors: number; bytes: number; nativeBytes: number; cachedBytes: number; /** high-water mark of native host bytes (all threads) */ peakNativeBytes: number };
   cuda?: { tensors: number; bytes: number; allocatedBytes: number; cachedBytes: number; reservedBytes: number };
 }
 
@@ -200,7 +200,7 @@ export function memory(): MemoryInfo {
   const info: MemoryInfo = {
     tensors: live.tensors.cpu + live.tensors.cuda,
     bytes: live.bytes.cpu + live.bytes.cuda,
-    cpu: { tensors: live.tensors.cpu, bytes: live.bytes.cpu, nativeBytes: s.hostBytes, cachedBytes: s.hostCachedBytes },
+    cpu: { tensors: live.tensors.cpu, bytes: live.bytes.cpu, nativeBytes: s.hostBytes, cachedBytes: s.hostCachedBytes, peakNativeBytes: s.hostPeakBytes },
   };
   if (s.cudaAllocations > 0 || s.cudaReservedBytes > 0 || live.tensors.cuda > 0)
     info.cuda = {
