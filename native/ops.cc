@@ -1,8 +1,10 @@
-// Decoders for the non-elementwise CPU kernels (kernels/cpu/kernels.h). Every operand is dense and
-// row-major (TypeScript makes views contiguous first); sizes are re-checked against the storage here.
+// Decoders for the non-elementwise kernels: kernels/cpu/kernels.h on the CPU, kernels/cuda/core_api.h
+// on CUDA. Every operand is dense and row-major (TypeScript makes views contiguous first); sizes are
+// re-checked against the storage here, and all operands of a call must be on one device.
 #include <cstring>
 
 #include "../kernels/cpu/kernels.h"
+#include "../kernels/cuda/core_api.h"
 #include "context.h"
 
 namespace kiln {
@@ -11,17 +13,45 @@ namespace {
 
 constexpr int64_t kMaxSize = int64_t(1) << 46;
 
-TensorRef cpu_arg(const Napi::CallbackInfo& info, Context& c, int jsArg, int pos, const char* op, const char* name) {
-  TensorRef t = tensor_arg(info, c, jsArg, pos, op, name);
-  need_cpu(t, op, name);
-  return t;
+const char* device_name(Device d) { return d == kCpu ? "cpu" : "cuda"; }
+
+// The operands of one call: the first fixes the device, the others must be on it.
+struct Operands {
+  const Napi::CallbackInfo& info;
+  Context& c;
+  const char* op;
+  bool any = false;
+  Device device = kCpu;
+  const char* first = "";
+
+  TensorRef get(int jsArg, int pos, const char* name) {
+    TensorRef t = tensor_arg(info, c, jsArg, pos, op, name);
+    if (!any) {
+      any = true;
+      device = t.device;
+      first = name;
+    } else if (t.device != device) {
+      fail("DEVICE_MISMATCH", std::string(op) + ": " + name + " is on " + device_name(t.device) + " but " + first + " is on " +
+                                  device_name(device));
+    }
+    return t;
+  }
+  TensorRef like(int jsArg, int pos, const char* name, cpu::DType dtype) {
+    TensorRef t = get(jsArg, pos, name);
+    need_dtype(t, dtype, op, name);
+    return t;
+  }
+  bool cuda() const { return device != kCpu; }
+};
+
+// Throws CUDA_ERROR when a CUDA entry point reported one.
+void cuda_check(const std::string& err, const char* op) {
+  if (!err.empty()) fail("CUDA_ERROR", std::string(op) + ": " + err);
 }
 
-TensorRef float_arg(const Napi::CallbackInfo& info, Context& c, int jsArg, int pos, const char* op, const char* name,
-                    cpu::DType like) {
-  TensorRef t = cpu_arg(info, c, jsArg, pos, op, name);
-  need_dtype(t, like, op, name);
-  return t;
+void need_float(const TensorRef& t, const char* op, const char* name) {
+  if (t.dtype != cpu::DType::F32 && t.dtype != cpu::DType::F64)
+    fail("DTYPE_MISMATCH", std::string(op) + ": " + name + " must be float32 or float64");
 }
 
 template <class T> T* P(const TensorRef& t) { return reinterpret_cast<T*>(t.ptr); }
@@ -37,15 +67,19 @@ Napi::Value reduce(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "reduce";
   auto rop = static_cast<cpu::ReduceOp>(int_arg(c, 0, op, "op", 0, 5));
   int64_t outer = int_arg(c, 1, op, "outer", 0, kMaxSize), r = int_arg(c, 2, op, "r", 0, kMaxSize), inner = int_arg(c, 3, op, "inner", 0, kMaxSize);
-  TensorRef x = cpu_arg(info, c, 0, 4, op, "input");
-  TensorRef y = cpu_arg(info, c, 1, 7, op, "output");
-  need_dtype(y, x.dtype, op, "output");
+  Operands a{info, c, op};
+  TensorRef x = a.get(0, 4, "input");
+  TensorRef y = a.like(1, 7, "output", x.dtype);
   need_elems(x, outer * r * inner, op, "input");
   need_elems(y, outer * inner, op, "output");
   if (x.dtype == cpu::DType::I32) {
     if (rop != cpu::ReduceOp::Sum && rop != cpu::ReduceOp::Max && rop != cpu::ReduceOp::Min)
       fail("DTYPE_MISMATCH", "reduce: int32 supports sum, max and min only");
-    cpu::reduce_i32(rop, P<int32_t>(x), P<int32_t>(y), outer, r, inner);
+    if (a.cuda()) cuda_check(cuda::reduce(x.dtype, rop, x.ptr, y.ptr, outer, r, inner), op);
+    else cpu::reduce_i32(rop, P<int32_t>(x), P<int32_t>(y), outer, r, inner);
+  } else if (a.cuda()) {
+    need_float(x, op, "input");
+    cuda_check(cuda::reduce(x.dtype, rop, x.ptr, y.ptr, outer, r, inner), op);
   } else {
     KILN_FLOAT_DISPATCH(x.dtype, op, cpu::reduce<T>(rop, P<T>(x), P<T>(y), outer, r, inner));
   }
@@ -55,23 +89,34 @@ Napi::Value reduce(const Napi::CallbackInfo& info, Context& c) {
 Napi::Value arg_reduce(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "argmax";
   int64_t outer = int_arg(c, 1, op, "outer", 0, kMaxSize), r = int_arg(c, 2, op, "r", 1, kMaxSize), inner = int_arg(c, 3, op, "inner", 0, kMaxSize);
-  TensorRef x = cpu_arg(info, c, 0, 4, op, "input");
-  TensorRef y = cpu_arg(info, c, 1, 7, op, "output");
-  need_dtype(y, cpu::DType::I32, op, "output");
+  Operands a{info, c, op};
+  TensorRef x = a.get(0, 4, "input");
+  TensorRef y = a.like(1, 7, "output", cpu::DType::I32);
   need_elems(x, outer * r * inner, op, "input");
   need_elems(y, outer * inner, op, "output");
-  KILN_FLOAT_DISPATCH(x.dtype, op, cpu::arg_reduce<T>(c.args[0] != 0, P<T>(x), P<int32_t>(y), outer, r, inner));
+  if (a.cuda()) {
+    need_float(x, op, "input");
+    cuda_check(cuda::arg_reduce(x.dtype, c.args[0] != 0, x.ptr, P<int32_t>(y), outer, r, inner), op);
+  } else {
+    KILN_FLOAT_DISPATCH(x.dtype, op, cpu::arg_reduce<T>(c.args[0] != 0, P<T>(x), P<int32_t>(y), outer, r, inner));
+  }
   return info.Env().Undefined();
 }
 
 Napi::Value cumsum(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "cumsum";
   int64_t outer = int_arg(c, 1, op, "outer", 0, kMaxSize), r = int_arg(c, 2, op, "r", 0, kMaxSize), inner = int_arg(c, 3, op, "inner", 0, kMaxSize);
-  TensorRef x = cpu_arg(info, c, 0, 4, op, "input");
-  TensorRef y = float_arg(info, c, 1, 7, op, "output", x.dtype);
+  Operands a{info, c, op};
+  TensorRef x = a.get(0, 4, "input");
+  TensorRef y = a.like(1, 7, "output", x.dtype);
   need_elems(x, outer * r * inner, op, "input");
   need_elems(y, outer * r * inner, op, "output");
-  KILN_FLOAT_DISPATCH(x.dtype, op, cpu::cumsum<T>(P<T>(x), P<T>(y), outer, r, inner, c.args[0] != 0));
+  if (a.cuda()) {
+    need_float(x, op, "input");
+    cuda_check(cuda::cumsum(x.dtype, x.ptr, y.ptr, outer, r, inner, c.args[0] != 0), op);
+  } else {
+    KILN_FLOAT_DISPATCH(x.dtype, op, cpu::cumsum<T>(P<T>(x), P<T>(y), outer, r, inner, c.args[0] != 0));
+  }
   return info.Env().Undefined();
 }
 
@@ -79,14 +124,20 @@ Napi::Value topk(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "topk";
   int64_t rows = int_arg(c, 1, op, "rows", 0, kMaxSize), n = int_arg(c, 2, op, "n", 1, kMaxSize);
   int64_t k = int_arg(c, 3, op, "k", 1, n);
-  TensorRef x = cpu_arg(info, c, 0, 4, op, "input");
-  TensorRef v = float_arg(info, c, 1, 7, op, "values", x.dtype);
-  TensorRef ix = cpu_arg(info, c, 2, 10, op, "indices");
-  need_dtype(ix, cpu::DType::I32, op, "indices");
+  Operands a{info, c, op};
+  TensorRef x = a.get(0, 4, "input");
+  TensorRef v = a.like(1, 7, "values", x.dtype);
+  TensorRef ix = a.like(2, 10, "indices", cpu::DType::I32);
   need_elems(x, rows * n, op, "input");
   need_elems(v, rows * k, op, "values");
   need_elems(ix, rows * k, op, "indices");
-  KILN_FLOAT_DISPATCH(x.dtype, op, cpu::topk<T>(P<T>(x), P<T>(v), P<int32_t>(ix), rows, n, k, c.args[0] != 0));
+  if (a.cuda()) {
+    need_float(x, op, "input");
+    if (n > INT32_MAX) fail("INVALID_ARGUMENT", "topk: rows longer than 2^31 - 1 elements");
+    cuda_check(cuda::topk(x.dtype, x.ptr, v.ptr, P<int32_t>(ix), rows, n, k, c.args[0] != 0), op);
+  } else {
+    KILN_FLOAT_DISPATCH(x.dtype, op, cpu::topk<T>(P<T>(x), P<T>(v), P<int32_t>(ix), rows, n, k, c.args[0] != 0));
+  }
   return info.Env().Undefined();
 }
 
@@ -95,17 +146,24 @@ Napi::Value softmax(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "softmax";
   int64_t kind = int_arg(c, 0, op, "kind", 0, 3);
   int64_t rows = int_arg(c, 1, op, "rows", 0, kMaxSize), n = int_arg(c, 2, op, "n", 0, kMaxSize);
-  TensorRef a = cpu_arg(info, c, 0, 4, op, "input");
-  TensorRef o = float_arg(info, c, 2, 10, op, "output", a.dtype);
-  need_elems(a, rows * n, op, "input");
+  Operands a{info, c, op};
+  TensorRef in = a.get(0, 4, "input");
+  TensorRef o = a.like(2, 10, "output", in.dtype);
+  need_elems(in, rows * n, op, "input");
   need_elems(o, rows * n, op, "output");
-  if (kind < 2) {
-    KILN_FLOAT_DISPATCH(a.dtype, op, (kind == 0 ? cpu::softmax_forward<T> : cpu::log_softmax_forward<T>)(P<T>(a), P<T>(o), rows, n));
-  } else {
-    TensorRef g = float_arg(info, c, 1, 7, op, "grad", a.dtype);
+  TensorRef g;
+  if (kind >= 2) {
+    g = a.like(1, 7, "grad", in.dtype);
     need_elems(g, rows * n, op, "grad");
-    KILN_FLOAT_DISPATCH(a.dtype, op,
-                        (kind == 2 ? cpu::softmax_backward<T> : cpu::log_softmax_backward<T>)(P<T>(a), P<T>(g), P<T>(o), rows, n));
+  }
+  if (a.cuda()) {
+    need_float(in, op, "input");
+    cuda_check(cuda::softmax(in.dtype, static_cast<int>(kind), in.ptr, g.ptr, o.ptr, rows, n), op);
+  } else if (kind < 2) {
+    KILN_FLOAT_DISPATCH(in.dtype, op, (kind == 0 ? cpu::softmax_forward<T> : cpu::log_softmax_forward<T>)(P<T>(in), P<T>(o), rows, n));
+  } else {
+    KILN_FLOAT_DISPATCH(in.dtype, op,
+                        (kind == 2 ? cpu::softmax_backward<T> : cpu::log_softmax_backward<T>)(P<T>(in), P<T>(g), P<T>(o), rows, n));
   }
   return info.Env().Undefined();
 }
@@ -115,17 +173,23 @@ Napi::Value layernorm_forward(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "layerNorm";
   int64_t rows = int_arg(c, 0, op, "rows", 0, kMaxSize), n = int_arg(c, 1, op, "n", 1, kMaxSize);
   bool hasG = c.args[3] != 0, hasB = c.args[4] != 0;
-  TensorRef x = cpu_arg(info, c, 0, 5, op, "input");
+  Operands a{info, c, op};
+  TensorRef x = a.get(0, 5, "input");
   need_elems(x, rows * n, op, "input");
   TensorRef g, b;
-  if (hasG) { g = float_arg(info, c, 1, 8, op, "weight", x.dtype); need_elems(g, n, op, "weight"); }
-  if (hasB) { b = float_arg(info, c, 2, 11, op, "bias", x.dtype); need_elems(b, n, op, "bias"); }
-  TensorRef y = float_arg(info, c, 3, 14, op, "output", x.dtype);
-  TensorRef mean = float_arg(info, c, 4, 17, op, "mean", x.dtype);
-  TensorRef rstd = float_arg(info, c, 5, 20, op, "rstd", x.dtype);
+  if (hasG) { g = a.like(1, 8, "weight", x.dtype); need_elems(g, n, op, "weight"); }
+  if (hasB) { b = a.like(2, 11, "bias", x.dtype); need_elems(b, n, op, "bias"); }
+  TensorRef y = a.like(3, 14, "output", x.dtype);
+  TensorRef mean = a.like(4, 17, "mean", x.dtype);
+  TensorRef rstd = a.like(5, 20, "rstd", x.dtype);
   need_elems(y, rows * n, op, "output");
   need_elems(mean, rows, op, "mean");
   need_elems(rstd, rows, op, "rstd");
+  if (a.cuda()) {
+    need_float(x, op, "input");
+    cuda_check(cuda::layernorm_forward(x.dtype, x.ptr, g.ptr, b.ptr, y.ptr, mean.ptr, rstd.ptr, rows, n, c.args[2]), op);
+    return info.Env().Undefined();
+  }
   KILN_FLOAT_DISPATCH(x.dtype, op,
                       cpu::layernorm_forward<T>(P<T>(x), hasG ? P<T>(g) : nullptr, hasB ? P<T>(b) : nullptr, P<T>(y),
                                                 P<T>(mean), P<T>(rstd), rows, n, T(c.args[2])));
@@ -137,48 +201,67 @@ Napi::Value layernorm_backward(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "layerNorm backward";
   int64_t rows = int_arg(c, 0, op, "rows", 0, kMaxSize), n = int_arg(c, 1, op, "n", 1, kMaxSize);
   bool hasG = c.args[3] != 0, wantDg = c.args[4] != 0, wantDb = c.args[5] != 0;
-  TensorRef x = cpu_arg(info, c, 0, 6, op, "input");
+  Operands a{info, c, op};
+  TensorRef x = a.get(0, 6, "input");
   need_elems(x, rows * n, op, "input");
   TensorRef g, dg, db;
-  if (hasG) { g = float_arg(info, c, 1, 9, op, "weight", x.dtype); need_elems(g, n, op, "weight"); }
-  TensorRef mean = float_arg(info, c, 2, 12, op, "mean", x.dtype);
-  TensorRef rstd = float_arg(info, c, 3, 15, op, "rstd", x.dtype);
-  TensorRef dy = float_arg(info, c, 4, 18, op, "grad", x.dtype);
-  TensorRef dx = float_arg(info, c, 5, 21, op, "dx", x.dtype);
-  if (wantDg) { dg = float_arg(info, c, 6, 24, op, "dweight", x.dtype); need_elems(dg, n, op, "dweight"); }
-  if (wantDb) { db = float_arg(info, c, 7, 27, op, "dbias", x.dtype); need_elems(db, n, op, "dbias"); }
+  if (hasG) { g = a.like(1, 9, "weight", x.dtype); need_elems(g, n, op, "weight"); }
+  TensorRef mean = a.like(2, 12, "mean", x.dtype);
+  TensorRef rstd = a.like(3, 15, "rstd", x.dtype);
+  TensorRef dy = a.like(4, 18, "grad", x.dtype);
+  TensorRef dx = a.like(5, 21, "dx", x.dtype);
+  if (wantDg) { dg = a.like(6, 24, "dweight", x.dtype); need_elems(dg, n, op, "dweight"); }
+  if (wantDb) { db = a.like(7, 27, "dbias", x.dtype); need_elems(db, n, op, "dbias"); }
   need_elems(mean, rows, op, "mean");
   need_elems(rstd, rows, op, "rstd");
   need_elems(dy, rows * n, op, "grad");
   need_elems(dx, rows * n, op, "dx");
+  if (a.cuda()) {
+    need_float(x, op, "input");
+    cuda_check(cuda::layernorm_backward(x.dtype, x.ptr, g.ptr, mean.ptr, rstd.ptr, dy.ptr, dx.ptr, dg.ptr, db.ptr, rows, n), op);
+    return info.Env().Undefined();
+  }
   KILN_FLOAT_DISPATCH(x.dtype, op,
                       cpu::layernorm_backward<T>(P<T>(x), hasG ? P<T>(g) : nullptr, P<T>(mean), P<T>(rstd), P<T>(dy), P<T>(dx),
                                                  wantDg ? P<T>(dg) : nullptr, wantDb ? P<T>(db) : nullptr, rows, n));
   return info.Env().Undefined();
 }
 
+// INDEX_OUT_OF_RANGE for the first index outside [lo, hi) that is not `allowed` (on CUDA the check
+// runs on the device and only its result is read back).
 void check_indices(const TensorRef& idx, int64_t n, int32_t lo, int32_t hi, int32_t allowed, const char* op) {
-  int64_t bad = cpu::find_invalid_index(reinterpret_cast<const int32_t*>(idx.ptr), n, lo, hi, allowed);
+  int64_t bad = -1;
+  int32_t value = 0;
+  if (idx.device == kCpu) {
+    bad = cpu::find_invalid_index(P<int32_t>(idx), n, lo, hi, allowed);
+    if (bad >= 0) value = P<int32_t>(idx)[bad];
+  } else {
+    cuda_check(cuda::find_invalid_index(P<int32_t>(idx), n, lo, hi, allowed, &bad, &value), op);
+  }
   if (bad >= 0)
-    fail("INDEX_OUT_OF_RANGE", std::string(op) + ": index " + std::to_string(reinterpret_cast<const int32_t*>(idx.ptr)[bad]) +
-                                   " at position " + std::to_string(bad) + " is outside [" + std::to_string(lo) + ", " +
-                                   std::to_string(hi) + ")");
+    fail("INDEX_OUT_OF_RANGE", std::string(op) + ": index " + std::to_string(value) + " at position " + std::to_string(bad) +
+                                   " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + ")");
 }
 
 Napi::Value cross_entropy_forward(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "crossEntropy";
   int64_t N = int_arg(c, 0, op, "N", 0, kMaxSize), C = int_arg(c, 1, op, "C", 1, INT32_MAX);
   int32_t ignore = static_cast<int32_t>(int_arg(c, 2, op, "ignoreIndex", INT32_MIN, INT32_MAX));
-  TensorRef logits = cpu_arg(info, c, 0, 4, op, "logits");
-  TensorRef t = cpu_arg(info, c, 1, 7, op, "targets");
-  need_dtype(t, cpu::DType::I32, op, "targets");
-  TensorRef losses = float_arg(info, c, 2, 10, op, "losses", logits.dtype);
-  TensorRef lse = float_arg(info, c, 3, 13, op, "lse", logits.dtype);
+  Operands a{info, c, op};
+  TensorRef logits = a.get(0, 4, "logits");
+  TensorRef t = a.like(1, 7, "targets", cpu::DType::I32);
+  TensorRef losses = a.like(2, 10, "losses", logits.dtype);
+  TensorRef lse = a.like(3, 13, "lse", logits.dtype);
   need_elems(logits, N * C, op, "logits");
   need_elems(t, N, op, "targets");
   need_elems(losses, N, op, "losses");
   need_elems(lse, N, op, "lse");
+  need_float(logits, op, "logits");
   check_indices(t, N, 0, static_cast<int32_t>(C), ignore, op);
+  if (a.cuda()) {
+    cuda_check(cuda::cross_entropy_forward(logits.dtype, logits.ptr, P<int32_t>(t), losses.ptr, lse.ptr, N, C, ignore, c.args[3]), op);
+    return info.Env().Undefined();
+  }
   KILN_FLOAT_DISPATCH(logits.dtype, op,
                       cpu::cross_entropy_forward<T>(P<T>(logits), P<int32_t>(t), P<T>(losses), P<T>(lse), N, C, ignore, T(c.args[3])));
   return info.Env().Undefined();
@@ -188,18 +271,24 @@ Napi::Value cross_entropy_backward(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "crossEntropy backward";
   int64_t N = int_arg(c, 0, op, "N", 0, kMaxSize), C = int_arg(c, 1, op, "C", 1, INT32_MAX);
   int32_t ignore = static_cast<int32_t>(int_arg(c, 2, op, "ignoreIndex", INT32_MIN, INT32_MAX));
-  TensorRef logits = cpu_arg(info, c, 0, 4, op, "logits");
-  TensorRef t = cpu_arg(info, c, 1, 7, op, "targets");
-  need_dtype(t, cpu::DType::I32, op, "targets");
-  TensorRef lse = float_arg(info, c, 2, 10, op, "lse", logits.dtype);
-  TensorRef dl = float_arg(info, c, 3, 13, op, "grad", logits.dtype);
-  TensorRef dx = float_arg(info, c, 4, 16, op, "dlogits", logits.dtype);
+  Operands a{info, c, op};
+  TensorRef logits = a.get(0, 4, "logits");
+  TensorRef t = a.like(1, 7, "targets", cpu::DType::I32);
+  TensorRef lse = a.like(2, 10, "lse", logits.dtype);
+  TensorRef dl = a.like(3, 13, "grad", logits.dtype);
+  TensorRef dx = a.like(4, 16, "dlogits", logits.dtype);
   need_elems(logits, N * C, op, "logits");
   need_elems(t, N, op, "targets");
   need_elems(lse, N, op, "lse");
   need_elems(dl, N, op, "grad");
   need_elems(dx, N * C, op, "dlogits");
+  need_float(logits, op, "logits");
   check_indices(t, N, 0, static_cast<int32_t>(C), ignore, op);
+  if (a.cuda()) {
+    cuda_check(cuda::cross_entropy_backward(logits.dtype, logits.ptr, P<int32_t>(t), lse.ptr, dl.ptr, dx.ptr, N, C, ignore, c.args[3]),
+               op);
+    return info.Env().Undefined();
+  }
   KILN_FLOAT_DISPATCH(logits.dtype, op,
                       cpu::cross_entropy_backward<T>(P<T>(logits), P<int32_t>(t), P<T>(lse), P<T>(dl), P<T>(dx), N, C, ignore,
                                                      T(c.args[3])));
@@ -210,15 +299,21 @@ Napi::Value embedding(const Napi::CallbackInfo& info, Context& c) {
   bool backward = c.args[3] != 0;
   const char* op = backward ? "embedding backward" : "embedding";
   int64_t n = int_arg(c, 0, op, "n", 0, kMaxSize), V = int_arg(c, 1, op, "V", 1, INT32_MAX), D = int_arg(c, 2, op, "D", 0, kMaxSize);
-  TensorRef src = cpu_arg(info, c, 0, 4, op, backward ? "grad" : "weight");
-  TensorRef idx = cpu_arg(info, c, 1, 7, op, "indices");
-  need_dtype(idx, cpu::DType::I32, op, "indices");
-  TensorRef dst = float_arg(info, c, 2, 10, op, backward ? "dweight" : "output", src.dtype);
+  Operands a{info, c, op};
+  TensorRef src = a.get(0, 4, backward ? "grad" : "weight");
+  TensorRef idx = a.like(1, 7, "indices", cpu::DType::I32);
+  TensorRef dst = a.like(2, 10, backward ? "dweight" : "output", src.dtype);
   need_elems(idx, n, op, "indices");
   need_elems(src, backward ? n * D : V * D, op, backward ? "grad" : "weight");
   need_elems(dst, backward ? V * D : n * D, op, backward ? "dweight" : "output");
+  need_float(src, op, backward ? "grad" : "weight");
+  if (a.cuda() && backward && n > INT32_MAX) fail("INVALID_ARGUMENT", std::string(op) + ": more than 2^31 - 1 indices on cuda");
   check_indices(idx, n, 0, static_cast<int32_t>(V), INT32_MIN, op);
-  if (backward) {
+  if (a.cuda()) {
+    cuda_check(backward ? cuda::embedding_backward(src.dtype, src.ptr, P<int32_t>(idx), dst.ptr, n, V, D)
+                        : cuda::embedding_forward(src.dtype, src.ptr, P<int32_t>(idx), dst.ptr, n, V, D),
+               op);
+  } else if (backward) {
     std::memset(dst.ptr, 0, static_cast<size_t>(V * D) * dtype_size(dst.dtype));
     KILN_FLOAT_DISPATCH(src.dtype, op, cpu::embedding_backward<T>(P<T>(src), P<int32_t>(idx), P<T>(dst), n, V, D));
   } else {
@@ -234,13 +329,20 @@ Napi::Value random(const Napi::CallbackInfo& info, Context& c) {
   int64_t n = int_arg(c, 1, op, "n", 0, kMaxSize);
   uint64_t seed = uint64_t(int_arg(c, 2, op, "seedLo", 0, UINT32_MAX)) | (uint64_t(int_arg(c, 3, op, "seedHi", 0, UINT32_MAX)) << 32);
   uint64_t offset = static_cast<uint64_t>(int_arg(c, 4, op, "offset", 0, int64_t(1) << 53));
-  TensorRef o = cpu_arg(info, c, 0, 7, op, "output");
+  TensorRef o = tensor_arg(info, c, 0, 7, op, "output");
   need_elems(o, n, op, "output");
+  const bool onCuda = o.device != kCpu;
   if (kind == 2) {
     need_dtype(o, cpu::DType::I32, op, "output");
     int64_t lo = int_arg(c, 5, op, "low", INT32_MIN, INT32_MAX), hi = int_arg(c, 6, op, "high", lo + 1, int64_t(INT32_MAX) + 1);
     if (hi - lo > (int64_t(1) << 24)) fail("INVALID_ARGUMENT", "randint: high - low must be at most 2^24");
-    cpu::philox_randint(P<int32_t>(o), n, seed, offset, static_cast<int32_t>(lo), static_cast<int32_t>(hi));
+    if (onCuda) cuda_check(cuda::philox_randint(P<int32_t>(o), n, seed, offset, static_cast<int32_t>(lo), static_cast<int32_t>(hi)), op);
+    else cpu::philox_randint(P<int32_t>(o), n, seed, offset, static_cast<int32_t>(lo), static_cast<int32_t>(hi));
+  } else if (onCuda) {
+    need_float(o, op, "output");
+    cuda_check(kind == 0 ? cuda::philox_uniform(o.dtype, o.ptr, n, seed, offset, c.args[5], c.args[6])
+                         : cuda::philox_normal(o.dtype, o.ptr, n, seed, offset, c.args[5], c.args[6]),
+               op);
   } else if (kind == 0) {
     KILN_FLOAT_DISPATCH(o.dtype, op, cpu::philox_uniform<T>(P<T>(o), n, seed, offset, T(c.args[5]), T(c.args[6])));
   } else {
@@ -253,12 +355,19 @@ Napi::Value random(const Napi::CallbackInfo& info, Context& c) {
 Napi::Value find_invalid(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "indices";
   int64_t n = int_arg(c, 0, op, "n", 0, kMaxSize);
-  TensorRef idx = cpu_arg(info, c, 0, 4, op, "indices");
+  TensorRef idx = tensor_arg(info, c, 0, 4, op, "indices");
   need_dtype(idx, cpu::DType::I32, op, "indices");
   need_elems(idx, n, op, "indices");
-  int64_t bad = cpu::find_invalid_index(P<int32_t>(idx), n, static_cast<int32_t>(int_arg(c, 1, op, "lo", INT32_MIN, INT32_MAX)),
-                                        static_cast<int32_t>(int_arg(c, 2, op, "hi", INT32_MIN, int64_t(INT32_MAX))),
-                                        static_cast<int32_t>(int_arg(c, 3, op, "allowed", INT32_MIN, INT32_MAX)));
+  const int32_t lo = static_cast<int32_t>(int_arg(c, 1, op, "lo", INT32_MIN, INT32_MAX));
+  const int32_t hi = static_cast<int32_t>(int_arg(c, 2, op, "hi", INT32_MIN, int64_t(INT32_MAX)));
+  const int32_t allowed = static_cast<int32_t>(int_arg(c, 3, op, "allowed", INT32_MIN, INT32_MAX));
+  int64_t bad = -1;
+  if (idx.device == kCpu) {
+    bad = cpu::find_invalid_index(P<int32_t>(idx), n, lo, hi, allowed);
+  } else {
+    int32_t value = 0;
+    cuda_check(cuda::find_invalid_index(P<int32_t>(idx), n, lo, hi, allowed, &bad, &value), op);
+  }
   return Napi::Number::New(info.Env(), static_cast<double>(bad));
 }
 

@@ -1,8 +1,10 @@
-// Decoders for the fused optimizer kernels (kernels/cpu/optim.h). Every operand is a dense CPU
-// tensor updated in place; sizes, dtypes and aliasing are checked here before a kernel runs.
+// Decoders for the fused optimizer kernels (kernels/cpu/optim.h, kernels/cuda/core_api.h). Every
+// operand is a dense tensor updated in place, all on the device of the first; sizes, dtypes and
+// aliasing are checked here before a kernel runs.
 #include <cmath>
 
 #include "../kernels/cpu/optim.h"
+#include "../kernels/cuda/core_api.h"
 #include "context.h"
 
 namespace kiln {
@@ -14,9 +16,14 @@ constexpr int64_t kMaxSize = int64_t(1) << 46;
 TensorRef dense_arg(const Napi::CallbackInfo& info, Context& c, int jsArg, int pos, int64_t n, const char* op,
                     const char* name, const TensorRef* like) {
   TensorRef t = tensor_arg(info, c, jsArg, pos, op, name);
-  need_cpu(t, op, name);
-  if (like) need_dtype(t, like->dtype, op, name);
-  else if (t.dtype == cpu::DType::I32) fail("DTYPE_MISMATCH", std::string(op) + ": " + name + " must be float32 or float64");
+  if (like) {
+    need_dtype(t, like->dtype, op, name);
+    if (t.device != like->device)
+      fail("DEVICE_MISMATCH", std::string(op) + ": " + name + " is on " + (t.device == kCpu ? "cpu" : "cuda") + " but the first operand is on " +
+                                  (like->device == kCpu ? "cpu" : "cuda"));
+  } else if (t.dtype != cpu::DType::F32 && t.dtype != cpu::DType::F64) {
+    fail("DTYPE_MISMATCH", std::string(op) + ": " + name + " must be float32 or float64");
+  }
   need_elems(t, n, op, name);
   return t;
 }
@@ -32,6 +39,10 @@ double finite_arg(const Context& c, int pos, const char* op, const char* name) {
 }
 
 template <class T> T* P(const TensorRef& t) { return reinterpret_cast<T*>(t.ptr); }
+
+void cuda_check(const std::string& err, const char* op) {
+  if (!err.empty()) fail("CUDA_ERROR", std::string(op) + ": " + err);
+}
 
 #define KILN_OPTIM_DISPATCH(dtype, ...)                              \
   do {                                                               \
@@ -56,6 +67,10 @@ Napi::Value adam_step(const Napi::CallbackInfo& info, Context& c) {
   need_distinct(m, v, op, "exp_avg and exp_avg_sq");
   need_distinct(g, p, op, "grad and param");
   if (n == 0) return info.Env().Undefined();
+  if (p.device != kCpu) {
+    cuda_check(cuda::adam_step(p.dtype, p.ptr, g.ptr, m.ptr, v.ptr, n, lr, b1, b2, eps, wd, bc1, bc2, c.args[8] != 0), op);
+    return info.Env().Undefined();
+  }
   KILN_OPTIM_DISPATCH(p.dtype, cpu::adam_step<T>(P<T>(p), P<T>(g), P<T>(m), P<T>(v), n, lr, b1, b2, eps, wd, bc1, bc2,
                                                  c.args[8] != 0));
   return info.Env().Undefined();
@@ -77,6 +92,11 @@ Napi::Value sgd_step(const Napi::CallbackInfo& info, Context& c) {
     need_distinct(b, p, op, "momentum_buffer and param");
   }
   if (n == 0) return info.Env().Undefined();
+  if (p.device != kCpu) {
+    cuda_check(cuda::sgd_step(p.dtype, p.ptr, g.ptr, hasBuf ? b.ptr : nullptr, n, lr, mom, damp, wd, c.args[5] != 0, c.args[6] != 0),
+               op);
+    return info.Env().Undefined();
+  }
   KILN_OPTIM_DISPATCH(p.dtype, cpu::sgd_step<T>(P<T>(p), P<T>(g), hasBuf ? P<T>(b) : nullptr, n, lr, mom, damp, wd,
                                                 c.args[5] != 0, c.args[6] != 0));
   return info.Env().Undefined();
@@ -88,7 +108,8 @@ Napi::Value sum_squares(const Napi::CallbackInfo& info, Context& c) {
   int64_t n = int_arg(c, 0, op, "n", 0, kMaxSize);
   TensorRef x = dense_arg(info, c, 0, 4, n, op, "input", nullptr);
   double s = 0;
-  KILN_OPTIM_DISPATCH(x.dtype, s = cpu::sum_squares<T>(P<T>(x), n));
+  if (x.device != kCpu) cuda_check(cuda::sum_squares(x.dtype, x.ptr, n, &s), op);
+  else KILN_OPTIM_DISPATCH(x.dtype, s = cpu::sum_squares<T>(P<T>(x), n));
   return Napi::Number::New(info.Env(), s);
 }
 
@@ -98,7 +119,8 @@ Napi::Value scale_inplace(const Napi::CallbackInfo& info, Context& c) {
   int64_t n = int_arg(c, 0, op, "n", 0, kMaxSize);
   double s = finite_arg(c, 1, op, "scale");
   TensorRef x = dense_arg(info, c, 0, 4, n, op, "input", nullptr);
-  KILN_OPTIM_DISPATCH(x.dtype, cpu::scale_inplace<T>(P<T>(x), n, s));
+  if (x.device != kCpu) cuda_check(cuda::scale_inplace(x.dtype, x.ptr, n, s), op);
+  else KILN_OPTIM_DISPATCH(x.dtype, cpu::scale_inplace<T>(P<T>(x), n, s));
   return info.Env().Undefined();
 }
 
@@ -109,7 +131,8 @@ Napi::Value ema_update(const Napi::CallbackInfo& info, Context& c) {
   double decay = finite_arg(c, 1, op, "decay");
   TensorRef s = dense_arg(info, c, 0, 4, n, op, "shadow", nullptr);
   TensorRef p = dense_arg(info, c, 1, 7, n, op, "param", &s);
-  KILN_OPTIM_DISPATCH(s.dtype, cpu::ema_update<T>(P<T>(s), P<T>(p), n, decay));
+  if (s.device != kCpu) cuda_check(cuda::ema_update(s.dtype, s.ptr, p.ptr, n, decay), op);
+  else KILN_OPTIM_DISPATCH(s.dtype, cpu::ema_update<T>(P<T>(s), P<T>(p), n, decay));
   return info.Env().Undefined();
 }
 
