@@ -6,11 +6,10 @@ import { normAxis } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { arange } from './creation.js';
 import { add, eq, mul, toDType } from './elementwise.js';
-import { arg, cast, checkTensor, contig, needCpu, needDType, prod } from './util.js';
+import { arg, cast, checkTensor, contig, needDType, prod } from './util.js';
 
 export function cumsum(x: Tensor, axis: number, reverse = false): Tensor {
   checkTensor('cumsum', x);
-  needCpu('cumsum', x);
   if (x.dtype === 'int32') x = toDType(x, 'float32');
   const a = normAxis('cumsum', axis, x.ndim);
   const src = contig(x);
@@ -27,7 +26,6 @@ export function cumsum(x: Tensor, axis: number, reverse = false): Tensor {
 /** The k largest (or smallest) entries along the last axis, sorted, with their int32 indices. */
 export function topk(x: Tensor, k: number, largest = true): { values: Tensor; indices: Tensor } {
   checkTensor('topk', x);
-  needCpu('topk', x);
   if (x.ndim === 0) throw new KilnError('SHAPE_MISMATCH', 'topk: needs at least one dimension');
   const n = x.shape[x.ndim - 1];
   if (!Number.isInteger(k) || k < 1 || k > n) throw new KilnError('INVALID_ARGUMENT', `topk: k = ${k} for a last dimension of ${n}`);

@@ -8,7 +8,7 @@ import { fillInPlace, rand } from './creation.js';
 import { binaryKernel, mul, square, sub, toDType, where } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { Binary } from '../tensor/opcodes.js';
-import { arg, checkTensor, contig, needCpu, needDType, needFloat, prod, sameDevice, cast } from './util.js';
+import { arg, checkTensor, contig, needDType, needFloat, prod, sameDevice, cast } from './util.js';
 
 function lastAxisKernel(kind: 0 | 1, x: Tensor): Tensor {
   const n = x.shape[x.ndim - 1];
@@ -36,7 +36,6 @@ function softmaxBackwardKernel(kind: 2 | 3, y: Tensor, g: Tensor): Tensor {
 
 function alongLast(name: string, x: Tensor, axis: number, kind: 0 | 1): Tensor {
   checkTensor(name, x);
-  needCpu(name, x);
   if (x.dtype === 'int32') x = toDType(x, 'float32');
   if (x.ndim === 0) throw new KilnError('SHAPE_MISMATCH', `${name}: needs at least one dimension`);
   const a = normAxis(name, axis, x.ndim);
@@ -51,7 +50,6 @@ export const logSoftmax = (x: Tensor, axis = -1) => alongLast('logSoftmax', x, a
 /** Layer norm over the trailing dimensions `normalizedShape` (a number means the last one). */
 export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
   checkTensor('layerNorm', x);
-  needCpu('layerNorm', x);
   needFloat('layerNorm', x);
   const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
   const n = prod(ns);
@@ -115,7 +113,6 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   checkTensor('crossEntropy', logits, 'logits');
   checkTensor('crossEntropy', targets, 'targets');
   sameDevice('crossEntropy', logits, targets);
-  needCpu('crossEntropy', logits);
   needFloat('crossEntropy', logits, 'logits');
   needDType('crossEntropy', targets, 'int32', 'targets');
   const ignore = opts.ignoreIndex ?? -100;
@@ -168,7 +165,6 @@ export function embedding(weight: Tensor, indices: Tensor): Tensor {
   checkTensor('embedding', weight, 'weight');
   checkTensor('embedding', indices, 'indices');
   sameDevice('embedding', weight, indices);
-  needCpu('embedding', weight);
   needFloat('embedding', weight, 'weight');
   needDType('embedding', indices, 'int32', 'indices');
   if (weight.ndim !== 2) throw new KilnError('SHAPE_MISMATCH', `embedding: weight must be [V, D], got ${shapeStr(weight.shape)}`);

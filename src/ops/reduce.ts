@@ -9,12 +9,11 @@ import { normAxes, normAxis } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { fillInPlace } from './creation.js';
 import { binaryKernel, div, exp, mul, sub, toDType } from './elementwise.js';
-import { arg, cast, checkTensor, contig, needCpu, prod } from './util.js';
+import { arg, cast, checkTensor, contig, prod } from './util.js';
 
 export type Axes = number | number[] | undefined;
 
 function reduceKernel(op: Reduce, name: string, x: Tensor, axes: number[], keepdims: boolean): Tensor {
-  needCpu(name, x);
   if (isHalf(x.dtype)) {
     // float16 / bfloat16 accumulate in float32; the result is rounded back once.
     const wide = cast(x, 'float32');
@@ -121,7 +120,6 @@ export function prodReduce(x: Tensor, axis?: Axes, keepdims = false): Tensor {
 export function argReduce(x: Tensor, isMax: boolean, axis?: number, keepdims = false): Tensor {
   const name = isMax ? 'argmax' : 'argmin';
   checkTensor(name, x);
-  needCpu(name, x);
   let src = x.dtype === 'int32' ? cast(x, 'float64') : isHalf(x.dtype) ? cast(x, 'float32') : contig(x);
   let ax: number;
   if (axis === undefined) {
