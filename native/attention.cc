@@ -67,18 +67,32 @@ void mask_arg(const Napi::CallbackInfo& info, Context& c, Decoded& d, int jsArg,
   }
 }
 
+// Head dim and element type: the CUDA kernels take float32, float16 and bfloat16 (lse is always
+// float32 there); the CPU kernel float32 and float64 (lse in q's dtype).
 void check_head_dim(const Decoded& d, const TensorRef& q, const char* op) {
   if (q.device == kCuda) {
     if (!cuda::attention_head_dim_supported(d.a.D))
       fail("INVALID_ARGUMENT", std::string(op) + ": the CUDA kernel supports head dims 32, 64 and 128, got " +
                                    std::to_string(d.a.D));
-    need_dtype(q, cpu::DType::F32, op, "q");
-  } else if (d.a.D > kMaxHeadDimCpu) {
+    if (q.dtype != cpu::DType::F32 && q.dtype != cpu::DType::F16 && q.dtype != cpu::DType::BF16)
+      fail("DTYPE_MISMATCH", std::string(op) + ": the CUDA kernel needs float32, float16 or bfloat16");
+    return;
+  }
+  if (d.a.D > kMaxHeadDimCpu)
     fail("INVALID_ARGUMENT", std::string(op) + ": head dim " + std::to_string(d.a.D) + " is larger than " +
                                  std::to_string(kMaxHeadDimCpu));
-  }
   if (q.dtype != cpu::DType::F32 && q.dtype != cpu::DType::F64)
-    fail("DTYPE_MISMATCH", std::string(op) + ": needs float32 or float64");
+    fail("DTYPE_MISMATCH", std::string(op) + ": the CPU kernel needs float32 or float64");
+}
+
+cuda::AttnDType attn_dtype(const TensorRef& q) {
+  if (q.dtype == cpu::DType::F16) return cuda::AttnDType::F16;
+  return q.dtype == cpu::DType::BF16 ? cuda::AttnDType::BF16 : cuda::AttnDType::F32;
+}
+
+void need_lse(const TensorRef& lse, const TensorRef& q, const char* op) {
+  if (lse.device != q.device) fail("DEVICE_MISMATCH", std::string(op) + ": lse is on another device than q");
+  need_dtype(lse, q.device == kCuda ? cpu::DType::F32 : q.dtype, op, "lse");
 }
 
 template <class T> T* P(const TensorRef& t) { return reinterpret_cast<T*>(t.ptr); }
@@ -92,7 +106,8 @@ Napi::Value attention_forward(const Napi::CallbackInfo& info, Context& c) {
   check_head_dim(d, q, op);
   TensorRef k = tensor_arg(info, c, 1, 15, op, "k"), v = tensor_arg(info, c, 2, 18, op, "v");
   TensorRef o = tensor_arg(info, c, 3, 21, op, "out"), lse = tensor_arg(info, c, 4, 24, op, "lse");
-  for (auto [t, name] : {std::pair{&k, "k"}, {&v, "v"}, {&o, "out"}, {&lse, "lse"}}) need_same(*t, q, op, name);
+  for (auto [t, name] : {std::pair{&k, "k"}, {&v, "v"}, {&o, "out"}}) need_same(*t, q, op, name);
+  need_lse(lse, q, op);
   mask_arg(info, c, d, 5, 27, q, op);
   need_elems(q, a.B * a.H * a.Tq * a.D, op, "q");
   need_elems(k, a.B * a.H * a.Tk * a.D, op, "k");
@@ -100,7 +115,7 @@ Napi::Value attention_forward(const Napi::CallbackInfo& info, Context& c) {
   need_elems(o, a.B * a.H * a.Tq * a.D, op, "out");
   need_elems(lse, a.B * a.H * a.Tq, op, "lse");
   if (q.device == kCuda) {
-    std::string err = cuda::attention_forward(cuda::AttnDType::F32, a, q.ptr, k.ptr, v.ptr, o.ptr, P<float>(lse));
+    std::string err = cuda::attention_forward(attn_dtype(q), a, q.ptr, k.ptr, v.ptr, o.ptr, P<float>(lse));
     if (!err.empty()) fail("CUDA_ERROR", std::string(op) + ": " + err);
   } else if (q.dtype == cpu::DType::F32) {
     cpu::attention_forward<float>(a, P<float>(q), P<float>(k), P<float>(v), P<float>(o), P<float>(lse));
@@ -122,9 +137,9 @@ Napi::Value attention_backward(const Napi::CallbackInfo& info, Context& c) {
   TensorRef lse = tensor_arg(info, c, 5, 27, op, "lse");
   TensorRef dq = tensor_arg(info, c, 7, 33, op, "dq"), dk = tensor_arg(info, c, 8, 36, op, "dk");
   TensorRef dv = tensor_arg(info, c, 9, 39, op, "dv");
-  for (auto [t, name] : {std::pair{&k, "k"}, {&v, "v"}, {&o, "out"}, {&g, "grad"}, {&lse, "lse"}, {&dq, "dq"},
-                         {&dk, "dk"}, {&dv, "dv"}})
+  for (auto [t, name] : {std::pair{&k, "k"}, {&v, "v"}, {&o, "out"}, {&g, "grad"}, {&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}})
     need_same(*t, q, op, name);
+  need_lse(lse, q, op);
   mask_arg(info, c, d, 6, 30, q, op);
   const int64_t nq = a.B * a.H * a.Tq * a.D, nk = a.B * a.H * a.Tk * a.D;
   need_elems(q, nq, op, "q");
@@ -137,7 +152,7 @@ Napi::Value attention_backward(const Napi::CallbackInfo& info, Context& c) {
   need_elems(dk, nk, op, "dk");
   need_elems(dv, nk, op, "dv");
   if (q.device == kCuda) {
-    std::string err = cuda::attention_backward(cuda::AttnDType::F32, a, q.ptr, k.ptr, v.ptr, o.ptr, g.ptr,
+    std::string err = cuda::attention_backward(attn_dtype(q), a, q.ptr, k.ptr, v.ptr, o.ptr, g.ptr,
                                                P<float>(lse), dq.ptr, dk.ptr, dv.ptr);
     if (!err.empty()) fail("CUDA_ERROR", std::string(op) + ": " + err);
   } else if (q.dtype == cpu::DType::F32) {

@@ -12,17 +12,19 @@ setAutogradOps({ onesLike: (t) => onesLike(t), add: (a, b) => add(a, b), clone: 
 export { KilnError } from './errors.js';
 export type { KilnErrorCode } from './errors.js';
 export { Tensor } from './tensor/tensor.js';
-export type { DType, Device, TypedArray } from './tensor/dtype.js';
+export type { DType, HalfDType, Device, TypedArray } from './tensor/dtype.js';
 export { tidy, keep, memory } from './tensor/storage.js';
 export type { MemoryInfo } from './tensor/storage.js';
 export { noGrad, enableGrad, isGradEnabled } from './tensor/autograd.js';
+export { autocast, autocastScope } from './tensor/autocast.js';
+export type { AutocastOptions } from './tensor/autocast.js';
 export { manualSeed, getRngState, setRngState } from './tensor/random.js';
 export type { RngState } from './tensor/random.js';
 export * from './ops/creation.js';
 export {
   add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, neg, exp, log, sqrt, rsqrt, abs, tanh,
   sigmoid, relu, gelu, sin, cos, square, reciprocal, log1p, expm1, sign, floor, isNan, isFinite, clamp, where,
-  maskedFill, toDType,
+  maskedFill, toDType, castTo as cast,
 } from './ops/elementwise.js';
 export type { TensorLike } from './ops/elementwise.js';
 export { sum, mean, max, min, logsumexp, argmax, argmin } from './ops/reduce.js';

@@ -3,6 +3,7 @@
 // (composed from matmul, a causal mask and softmax until the fused attention op lands).
 import { KilnError, shapeStr } from '../errors.js';
 import { isGradEnabled, noGrad, record } from '../tensor/autograd.js';
+import { autocastState, withAutocastState } from '../tensor/autocast.js';
 import { Tensor } from '../tensor/tensor.js';
 import { add, maskedFill } from '../ops/elementwise.js';
 import { matmul } from '../ops/matmul.js';
@@ -31,7 +32,8 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   });
   if (!isGradEnabled()) return out;
   const inputs = bias ? [x, weight, bias] : [x, weight];
-  return record(out, 'linear', inputs, (g) => {
+  const amp = autocastState();  // the backward products run in the forward's precision
+  return record(out, 'linear', inputs, (g) => withAutocastState(amp, () => {
     const g2 = g.ndim === 2 ? g : g.reshape([-1, outF]);
     const dx = x.requiresGrad ? matmul(g, weight) : null;
     let dw: Tensor | null = null;
@@ -41,7 +43,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
     }
     const db = bias?.requiresGrad ? sum(g2, 0) : null;
     return bias ? [dx, dw, db] : [dx, dw];
-  });
+  }));
 }
 
 const causalMasks = new Map<number, Tensor>();

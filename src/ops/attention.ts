@@ -3,10 +3,12 @@
 import { KilnError, shapeStr } from '../errors.js';
 import { A, N } from '../native.js';
 import { isGradEnabled, record } from '../tensor/autograd.js';
+import { autocastDType } from '../tensor/autocast.js';
+import { isHalf } from '../tensor/dtype.js';
 import { reserve } from '../tensor/random.js';
 import { Tensor, empty } from '../tensor/tensor.js';
-import { ne } from './elementwise.js';
-import { arg, checkTensor, contig, needDType, needFloat, sameDevice } from './util.js';
+import { ne, toDType } from './elementwise.js';
+import { arg, checkTensor, contig, needDType, sameDevice } from './util.js';
 
 type B = ArrayBuffer | undefined;
 const NA = N as unknown as {
@@ -40,7 +42,7 @@ export interface AttentionOptions {
 function checkShapes(q: Tensor, k: Tensor, v: Tensor): void {
   for (const [t, name] of [[q, 'q'], [k, 'k'], [v, 'v']] as const) {
     checkTensor(OP, t, name);
-    needFloat(OP, t, name);
+    if (t.dtype === 'int32') throw new KilnError('DTYPE_MISMATCH', `${OP}: ${name} must be a float tensor, got int32 ${shapeStr(t.shape)}`);
     if (t.ndim !== 4) throw new KilnError('SHAPE_MISMATCH', `${OP}: ${name} must be [B, H, T, D], got ${shapeStr(t.shape)}`);
   }
   sameDevice(OP, q, k);
@@ -53,7 +55,8 @@ function checkShapes(q: Tensor, k: Tensor, v: Tensor): void {
     throw new KilnError('SHAPE_MISMATCH',
       `${OP}: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} (want [B, H, Tq, D], [B, H, Tk, D], [B, H, Tk, D])`);
   if (q.device === 'cuda') {
-    needDType(OP, q, 'float32', 'q');
+    if (q.dtype === 'float64')
+      throw new KilnError('DTYPE_MISMATCH', `${OP}: the CUDA kernel takes float32, float16 or bfloat16, got float64 q ${shapeStr(q.shape)}`);
     if (!CUDA_HEAD_DIMS.includes(Dq))
       throw new KilnError('INVALID_ARGUMENT', `${OP}: the CUDA kernel supports head dims ${CUDA_HEAD_DIMS.join(', ')}, got D = ${Dq} in q ${shapeStr(q.shape)}`);
   } else if (Dq > MAX_HEAD_DIM_CPU) {
@@ -89,9 +92,26 @@ function maskOperand(q: Tensor, k: Tensor, opts: AttentionOptions): { kind: 0 | 
 /**
  * softmax(scale * q k^T + mask) v over q [B, H, Tq, D] and k, v [B, H, Tk, D] -> [B, H, Tq, D],
  * with optional causal masking, key padding and dropout; differentiable in q, k and v.
+ * dtypes: float32 and float64 on the CPU, float32, float16 and bfloat16 on CUDA (half inputs use
+ * tensor cores with float32 softmax and accumulation; output and gradients in the input dtype).
+ * float16 / bfloat16 on the CPU run the float32 kernel between casts (same result dtype). Under
+ * kiln.autocast, float32 inputs on CUDA run the half kernel and the output is cast back to float32.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   checkShapes(q, k, v);
+  const low = q.dtype === 'float32' ? autocastDType(q.device) : null;
+  const via = low ?? (q.device === 'cpu' && isHalf(q.dtype) ? 'float32' : null);
+  if (via) {
+    const lq = toDType(q, via), lk = toDType(k, via), lv = toDType(v, via);
+    const o = attentionKernel(lq, lk, lv, opts);
+    const out = toDType(o, q.dtype);
+    if (!out._node) for (const t of [lq, lk, lv, o]) if (t !== q && t !== k && t !== v) t.dispose();  // no graph holds them
+    return out;
+  }
+  return attentionKernel(q, k, v, opts);
+}
+
+function attentionKernel(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
   const [B, H, Tq, D] = q.shape;
   const Tk = k.shape[2];
   const scale = opts.scale ?? 1 / Math.sqrt(D);
@@ -107,7 +127,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   };
   const qc = contig(q), kc = contig(k), vc = contig(v);
   const out = empty([B, H, Tq, D], q.dtype, q.device);
-  const lse = empty([B, H, Tq], q.dtype, q.device);
+  const lse = empty([B, H, Tq], q.device === 'cuda' ? 'float32' : q.dtype, q.device);  // float32 on CUDA for every dtype
   header();
   NA.attentionForward(arg(12, qc), arg(15, kc), arg(18, vc), arg(21, out), arg(24, lse), mask.t ? arg(27, mask.t) : undefined);
   const release = () => {

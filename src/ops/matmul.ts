@@ -3,10 +3,12 @@
 import { KilnError, shapeStr } from '../errors.js';
 import { A, N } from '../native.js';
 import { record } from '../tensor/autograd.js';
+import { autocastDType } from '../tensor/autocast.js';
+import { isHalf } from '../tensor/dtype.js';
 import { broadcastShapes } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { sumTo, toDType } from './elementwise.js';
-import { arg, checkTensor, contig, needCpu, prod, sameDevice } from './util.js';
+import { arg, cast, checkTensor, contig, needCpu, prod, sameDevice } from './util.js';
 import { fillInPlace } from './creation.js';
 
 interface Operand {
@@ -70,6 +72,16 @@ function matmulKernel(a: Tensor, b: Tensor): Tensor {
   if (b.shape[b.ndim - 2] !== K)
     throw new KilnError('SHAPE_MISMATCH', `matmul: ${shapeStr(a.shape)} @ ${shapeStr(b.shape)}: inner dimensions ${K} and ${b.shape[b.ndim - 2]} differ`);
   const batch = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
+  if (a.device === 'cpu' && isHalf(a.dtype)) {
+    // The CPU GEMM has no half kernel: float16 / bfloat16 multiply in float32 and round once.
+    const wa = cast(a, 'float32'), wb = cast(b, 'float32');
+    const wide = matmulKernel(wa, wb);
+    wa.dispose();
+    wb.dispose();
+    const out = cast(wide, a.dtype);
+    wide.dispose();
+    return out;
+  }
   const out = empty([...batch, M, Nn], a.dtype, a.device);
   if (out.size === 0) return out;
   if (K === 0) return fillInPlace(out, 0);
@@ -98,9 +110,19 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.ndim === 0 || b.ndim === 0) throw new KilnError('SHAPE_MISMATCH', 'matmul: both operands need at least one dimension');
   if (a.dtype === 'int32' || b.dtype === 'int32')
     throw new KilnError('DTYPE_MISMATCH', `matmul: float operands needed, got ${a.dtype} and ${b.dtype}`);
+  const low = autocastDType(a.device);
+  if (low && a.dtype !== 'float64' && b.dtype !== 'float64' && (a.dtype === 'float32' || b.dtype === 'float32')) {
+    // Autocast (src/tensor/autocast.ts): half-precision product, float32 accumulation and result.
+    const la = toDType(a, low), lb = toDType(b, low);
+    const prodLow = matmul(la, lb);
+    const out = toDType(prodLow, 'float32');
+    if (!out._node) for (const t of [la, lb, prodLow]) if (t !== a && t !== b) t.dispose();  // no graph holds them
+    return out;
+  }
   if (a.dtype !== b.dtype) {
-    a = toDType(a, 'float64');
-    b = toDType(b, 'float64');
+    const d = a.dtype === 'float64' || b.dtype === 'float64' ? 'float64' : 'float32';
+    a = toDType(a, d);
+    b = toDType(b, d);
   }
   // Vectors: [K] is a row on the left and a column on the right; the added dim is removed again.
   if (a.ndim === 1 || b.ndim === 1) {
