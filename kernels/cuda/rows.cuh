@@ -23,7 +23,8 @@ struct RowGroup {
 // Rows up to this length get a warp each.
 constexpr int64_t kWarpRow = 1024;
 
-inline int block_threads_for_row(int64_t n) { return n > 16384 ? 1024 : n > 4096 ? 512 : kThreads; }
+// At most 512 threads, so a kernel may use up to 128 registers per thread.
+inline int block_threads_for_row(int64_t n) { return n > 4096 ? 512 : kThreads; }
 
 // f(k, x[k]) for the group's share of the row.
 template <class T, class F>
