@@ -1,0 +1,838 @@
+// FlashAttention-2 for float16/bfloat16 on tensor-core fragments (mma.sync m16n8k16, float
+// accumulation), the fast path behind kernels/cuda/attention_api.h (dispatch in attention.cu).
+// Same semantics as kernels/cpu/attention.h for what it supports: causal (bottom-right aligned),
+// key padding lengths, head dims 32/64/128, lse saved as float32 in natural-log units.
+//
+// Forward: one CTA of 4 warps per (128 query rows, batch*head); each warp owns 32 rows (two m16
+// tiles, so every K/V fragment read from shared memory feeds two mma). K and V tiles stream through
+// shared memory with cp.async: V(j) loads while S = Q K(j)^T runs, K(j+1) while O += P V(j) runs.
+// The online softmax lives in the S accumulators (row max/sum across the 4-lane quad); P becomes
+// the A operand of P V straight from registers. Causal tiles past the diagonal are never visited.
+//
+// Backward: one CTA of 8 warps per (128 keys, batch*head); each warp owns 16 keys and computes
+// S^T = K Q^T and dP^T = V dO^T directly, so P^T and dS^T are already A operands for dV += P^T dO
+// and dK += dS^T Q (accumulated in registers over all query blocks). dS^T goes to shared memory
+// once for dQ = dS K, added with float atomics into a float32 buffer; Q/dO/lse/D_i blocks are
+// double-buffered. D_i = rowsum(dO o O) comes from a preprocessing kernel, dQ's conversion after.
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16 .bf16/.f16; g = lane / 4, t = lane % 4):
+//   A 16x16: a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..)
+//   B 16x8:  b0 = (k 2t..2t+1, n g), b1 = (k 2t+8.., n g)
+//   C 16x8:  c0,c1 = (g, 2t..2t+1), c2,c3 = (g+8, 2t..2t+1)
+//   ldmatrix x4: lanes 8i..8i+7 give the row addresses of matrix i; register i of lane l holds
+//   matrix i's (row l/4, cols 2(l%4)..+1), or with .trans its (rows 2(l%4)..+1, col l/4).
+// Shared tiles are row-major with rows padded by 8 elements (16 bytes), so the 8 row addresses of
+// an ldmatrix land in 8 different 16-byte bank groups.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "attention_fa2.h"
+#include "cuda_api.h"
+
+namespace kiln {
+namespace cuda {
+namespace fa2 {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+struct Params {
+  int64_t BH, H, Tq, Tk;
+  float scale;      // natural units
+  float scaleLog2;  // scale * log2(e): softmax runs on exp2
+  const int32_t* keyLens;
+};
+
+// ---- element types ----------------------------------------------------------------------------
+
+template <class T> struct Elem;
+template <> struct Elem<__nv_bfloat16> {
+  __device__ static uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &h, 4);
+    return u;
+  }
+  __device__ static float2 unpack(uint32_t u) {
+    __nv_bfloat162 h;
+    memcpy(&h, &u, 4);
+    return __bfloat1622float2(h);
+  }
+  // D += A B, bf16 operands, float accumulators.
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+template <> struct Elem<__half> {
+  __device__ static uint32_t pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &h, 4);
+    return u;
+  }
+  __device__ static float2 unpack(uint32_t u) {
+    __half2 h;
+    memcpy(&h, &u, 4);
+    return __half22float2(h);
+  }
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+// ---- PTX helpers ------------------------------------------------------------------------------
+
+__device__ inline uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+__device__ inline void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ inline void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// 16 bytes global -> shared, zero-filled (nothing read) when !valid.
+__device__ inline void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ inline void cp_async4(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(valid ? 4 : 0)
+               : "memory");
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ inline float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ inline int64_t key_end(const Params& p, int64_t b) {
+  if (!p.keyLens) return p.Tk;
+  const int64_t n = p.keyLens[b];
+  return n < 0 ? 0 : (n > p.Tk ? p.Tk : n);
+}
+
+// Clamps x into [lo, hi] as an int (tile-relative limits stay small whatever the sequence length).
+__device__ inline int clamp_int(int64_t x, int lo, int hi) { return x < lo ? lo : (x > hi ? hi : static_cast<int>(x)); }
+
+// Rows [r0, r0 + ROWS) of a row-major [*, D] matrix into a shared tile with row stride D + 8;
+// rows at or past `limit` are zero-filled (src itself stays a valid address). Each thread keeps
+// one 16-byte column and steps down the rows, so the addresses are one base plus constants.
+template <class T, int D, int ROWS, int THREADS>
+__device__ inline void load_rows_async(T* dst, const T* src, int64_t r0, int64_t limit) {
+  constexpr int kChunks = D / 8, LD = D + 8, kStep = THREADS / kChunks;
+  static_assert(THREADS % kChunks == 0 && ROWS % kStep == 0, "tile copy shape");
+  const int r = threadIdx.x / kChunks, cc = threadIdx.x % kChunks;
+  const int left = clamp_int(limit - r0 - r, 0, ROWS);  // rows r, r + kStep, ... below this are valid
+  const T* s = src + (r0 + r) * D + cc * 8;
+  T* d = dst + r * LD + cc * 8;
+#pragma unroll
+  for (int u = 0; u < ROWS / kStep; ++u) {
+    const bool ok = u * kStep < left;
+    cp_async16(d + u * kStep * LD, ok ? s + static_cast<int64_t>(u) * kStep * D : src, ok);
+  }
+}
+
+// ---- forward ----------------------------------------------------------------------------------
+
+constexpr int kFwdRows = 128, kFwdThreads = 128;
+
+template <class T, int D, int Bc>
+constexpr size_t forward_smem() {
+  return size_t(kFwdRows + 2 * Bc) * (D + 8) * sizeof(T);
+}
+
+template <class T, int D, int Bc, bool kCausal>
+__global__ void __launch_bounds__(kFwdThreads, 2)
+    forward_kernel(Params p, const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                   T* __restrict__ out, float* __restrict__ lse) {
+  constexpr int Br = kFwdRows, MT = 2, LD = D + 8, NT = Bc / 8, DT = D / 8, KD = D / 16, KC = Bc / 16;
+  static_assert(Br == 4 * 32, "4 warps of 32 rows");
+  static_assert(D % 32 == 0 && Bc % 16 == 0, "tile shape");
+  using E = Elem<T>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* Qs = reinterpret_cast<T*>(smem_raw);
+  T* Ks = Qs + Br * LD;
+  T* Vs = Ks + Bc * LD;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+  const int64_t nqb = (p.Tq + Br - 1) / Br;
+  const int64_t bh = blockIdx.x % p.BH;
+  const int64_t i0 = (nqb - 1 - blockIdx.x / p.BH) * Br;  // the longest causal rows start first
+  const int64_t b = bh / p.H, off = p.Tk - p.Tq;
+  const T* Qh = q + bh * p.Tq * D;
+  const T* Kh = k + bh * p.Tk * D;
+  const T* Vh = v + bh * p.Tk * D;
+  const int64_t kend = key_end(p, b);
+  int64_t kstop = kend;
+  if (kCausal) {  // keys [0, i0 + Br + off) may be seen by this block's rows
+    const int64_t lim = i0 + Br + off;
+    if (lim < kstop) kstop = lim > 0 ? lim : 0;
+  }
+  const int64_t nkb = (kstop + Bc - 1) / Bc;
+
+  load_rows_async<T, D, Br, kFwdThreads>(Qs, Qh, i0, p.Tq);
+  if (nkb > 0) load_rows_async<T, D, Bc, kFwdThreads>(Ks, Kh, 0, kend);
+  cp_async_commit();
+
+  const int64_t wrow0 = i0 + warp * 32;  // this warp's first query row
+  float o[MT][DT][4];
+  float mrow[MT][2], lrow[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.f;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mrow[mt][h] = -INFINITY;
+      lrow[mt][h] = 0.f;
+    }
+  }
+  // Per-lane ldmatrix row addresses (see the layout note at the top).
+  const uint32_t qAddr = smem_u32(Qs + (warp * 32 + (lane & 15)) * LD + (lane >> 4) * 8);
+  const uint32_t kAddr = smem_u32(Ks + ((lane & 7) + ((lane >> 4) << 3)) * LD + ((lane >> 3) & 1) * 8);
+  const uint32_t vAddr = smem_u32(Vs + ((lane & 7) + (((lane >> 3) & 1) << 3)) * LD + (lane >> 4) * 8);
+  const float sl2 = p.scaleLog2;
+
+  for (int64_t jb = 0; jb < nkb; ++jb) {
+    const int64_t j0 = jb * Bc;
+    cp_async_wait_all();  // K(j) (and Q) landed; everyone is done with V(j-1)
+    __syncthreads();
+    load_rows_async<T, D, Bc, kFwdThreads>(Vs, Vh, j0, kend);
+    cp_async_commit();
+    // A warp past the last row, or (causal) whose last row sees none of these keys, skips the
+    // products (not the barriers).
+    const bool active = wrow0 < p.Tq && (!kCausal || j0 <= wrow0 + 31 + off);
+    float s[MT][NT][4];
+    if (active) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < KD; ++kk) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) ldsm_x4(a[mt], qAddr + (mt * 16 * LD + kk * 16) * sizeof(T));
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          uint32_t bf[4];
+          ldsm_x4(bf, kAddr + (np * 16 * LD + kk * 16) * sizeof(T));
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            E::mma(s[mt][2 * np], a[mt], bf[0], bf[1]);
+            E::mma(s[mt][2 * np + 1], a[mt], bf[2], bf[3]);
+          }
+        }
+      }
+      const bool needMask = j0 + Bc > kend || (kCausal && j0 + Bc - 1 > wrow0 + off);
+      if (needMask) {
+        // Tile-relative: key c (0..Bc) of row r (0..32) is hidden iff c >= kLimit or c - r > diag.
+        const int kLimit = clamp_int(kend - j0, 0, Bc);
+        const int diag = clamp_int(wrow0 + off - j0, -2 * Bc, 2 * Bc);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int r = mt * 16 + g + (e >> 1) * 8, c = nt * 8 + t4 * 2 + (e & 1);
+              if (c >= kLimit || (kCausal && c - r > diag)) s[mt][nt][e] = -INFINITY;
+            }
+      }
+      // Online softmax on exp2 (scale > 0 is guaranteed by the dispatch, so max(s) gives max(scale s)).
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float mnew = fmaxf(mrow[mt][h], mx);
+          const float mu = mnew == -INFINITY ? 0.f : mnew;  // nothing seen yet: every exp stays 0
+          const float alpha = exp2_approx((mrow[mt][h] - mu) * sl2);
+          mrow[mt][h] = mnew;
+          const float ms = mu * sl2;
+          float sum = 0.f;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int e = 2 * h; e < 2 * h + 2; ++e) {
+              const float pv = exp2_approx(fmaf(s[mt][nt][e], sl2, -ms));
+              s[mt][nt][e] = pv;
+              sum += pv;
+            }
+          lrow[mt][h] = lrow[mt][h] * alpha + sum;  // per-lane partial sum, reduced over the quad at the end
+#pragma unroll
+          for (int dt = 0; dt < DT; ++dt) {
+            o[mt][dt][2 * h] *= alpha;
+            o[mt][dt][2 * h + 1] *= alpha;
+          }
+        }
+    }
+    cp_async_wait_all();  // V(j) landed; everyone is done with K(j)
+    __syncthreads();
+    if (jb + 1 < nkb) {
+      load_rows_async<T, D, Bc, kFwdThreads>(Ks, Kh, j0 + Bc, kend);
+      cp_async_commit();
+    }
+    if (active) {
+#pragma unroll
+      for (int kc = 0; kc < KC; ++kc) {
+        uint32_t a[MT][4];  // P as the A operand: the accumulators of n-tiles 2kc and 2kc+1
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          a[mt][0] = E::pack(s[mt][2 * kc][0], s[mt][2 * kc][1]);
+          a[mt][1] = E::pack(s[mt][2 * kc][2], s[mt][2 * kc][3]);
+          a[mt][2] = E::pack(s[mt][2 * kc + 1][0], s[mt][2 * kc + 1][1]);
+          a[mt][3] = E::pack(s[mt][2 * kc + 1][2], s[mt][2 * kc + 1][3]);
+        }
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t bf[4];
+          ldsm_x4_t(bf, vAddr + (kc * 16 * LD + dp * 16) * sizeof(T));
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            E::mma(o[mt][2 * dp], a[mt], bf[0], bf[1]);
+            E::mma(o[mt][2 * dp + 1], a[mt], bf[2], bf[3]);
+          }
+        }
+      }
+    }
+  }
+  cp_async_wait_all();
+  __syncthreads();  // every copy into Qs has landed (also when there was no key tile)
+
+  // Normalise; stage this warp's 32 output rows in its own rows of Qs, then 16-byte stores.
+  T* stage = Qs + warp * 32 * LD;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float l = lrow[mt][h];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int r = mt * 16 + g + h * 8;
+#pragma unroll
+      for (int dt = 0; dt < DT; ++dt) {
+        const uint32_t pk = E::pack(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
+        *reinterpret_cast<uint32_t*>(stage + r * LD + dt * 8 + t4 * 2) = pk;
+      }
+      const int64_t i = wrow0 + r;
+      if (t4 == 0 && i < p.Tq) lse[bh * p.Tq + i] = l > 0.f ? mrow[mt][h] * p.scale + logf(l) : -INFINITY;
+    }
+  __syncwarp();
+  T* Oh = out + bh * p.Tq * D;
+#pragma unroll
+  for (int c = lane; c < 32 * (D / 8); c += 32) {
+    const int r = c / (D / 8), cc = c % (D / 8);
+    const int64_t i = wrow0 + r;
+    if (i < p.Tq) *reinterpret_cast<uint4*>(Oh + i * D + cc * 8) = *reinterpret_cast<const uint4*>(stage + r * LD + cc * 8);
+  }
+}
+
+// ---- backward ---------------------------------------------------------------------------------
+
+constexpr int kBwdKeys = 128, kBwdThreads = 256;
+
+template <class T, int D, int Br>
+constexpr size_t backward_smem() {
+  return (size_t(2 * kBwdKeys) * (D + 8) + size_t(4 * Br) * (D + 8) + size_t(kBwdKeys) * (Br + 8)) * sizeof(T) +
+         size_t(4 * Br) * sizeof(float);
+}
+
+// D_i = rowsum(dO o O) in float; 8 threads per row, 16-byte loads.
+template <class T, int D>
+__global__ void prep_kernel(int64_t rows, const T* __restrict__ out, const T* __restrict__ dout, float* __restrict__ Di) {
+  using E = Elem<T>;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t row = tid >> 3;
+  const int sub = static_cast<int>(tid & 7);
+  float s = 0.f;
+  if (row < rows) {
+#pragma unroll
+    for (int c = sub; c < D / 8; c += 8) {
+      const uint4 a = *reinterpret_cast<const uint4*>(out + row * D + c * 8);
+      const uint4 d = *reinterpret_cast<const uint4*>(dout + row * D + c * 8);
+      const uint32_t av[4] = {a.x, a.y, a.z, a.w}, dv[4] = {d.x, d.y, d.z, d.w};
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const float2 x = E::unpack(av[u]), y = E::unpack(dv[u]);
+        s = fmaf(x.x, y.x, fmaf(x.y, y.y, s));
+      }
+    }
+  }
+  s += __shfl_xor_sync(0xffffffffu, s, 1);
+  s += __shfl_xor_sync(0xffffffffu, s, 2);
+  s += __shfl_xor_sync(0xffffffffu, s, 4);
+  if (row < rows && sub == 0) Di[row] = s;
+}
+
+// dq = scale * acc in T, 8 elements per step.
+template <class T>
+__global__ void dq_convert_kernel(int64_t n8, const float* __restrict__ acc, T* __restrict__ dq, float scale) {
+  using E = Elem<T>;
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < n8;
+       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float4 x = *reinterpret_cast<const float4*>(acc + c * 8);
+    const float4 y = *reinterpret_cast<const float4*>(acc + c * 8 + 4);
+    uint4 o;
+    o.x = E::pack(x.x * scale, x.y * scale);
+    o.y = E::pack(x.z * scale, x.w * scale);
+    o.z = E::pack(y.x * scale, y.y * scale);
+    o.w = E::pack(y.z * scale, y.w * scale);
+    *reinterpret_cast<uint4*>(dq + c * 8) = o;
+  }
+}
+
+// Adds a 16x8 accumulator tile (rows r0 + g, r0 + g + 8; cols c0 + 2t..) into a float [*, D] matrix,
+// skipping rows at or past `rows`.
+template <int D>
+__device__ inline void atomic_add_tile(float* base, const float (&c)[4], int64_t r0, int c0, int64_t rows, int lane) {
+  const int g = lane >> 2, t4 = lane & 3;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Pair lanes (t, t^1) so each issues one 16-byte atomic: even t takes row g, odd t row g + 8.
+  const bool odd = t4 & 1;
+  const float s0 = odd ? c[0] : c[2], s1 = odd ? c[1] : c[3];
+  const float r0v = __shfl_xor_sync(0xffffffffu, s0, 1), r1v = __shfl_xor_sync(0xffffffffu, s1, 1);
+  const int64_t row = r0 + g + (odd ? 8 : 0);
+  const int col = c0 + (t4 & 2) * 2;
+  const float4 val = odd ? make_float4(r0v, r1v, c[2], c[3]) : make_float4(c[0], c[1], r0v, r1v);
+  if (row < rows) atomicAdd(reinterpret_cast<float4*>(base + row * D + col), val);
+#else
+  const int col = c0 + t4 * 2;
+  if (r0 + g < rows) {
+    atomicAdd(base + (r0 + g) * D + col, c[0]);
+    atomicAdd(base + (r0 + g) * D + col + 1, c[1]);
+  }
+  if (r0 + g + 8 < rows) {
+    atomicAdd(base + (r0 + g + 8) * D + col, c[2]);
+    atomicAdd(base + (r0 + g + 8) * D + col + 1, c[3]);
+  }
+#endif
+}
+
+template <class T, int D, int Br, bool kCausal>
+__global__ void __launch_bounds__(kBwdThreads, 1)
+    backward_kernel(Params p, const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                    const T* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Di,
+                    float* __restrict__ dqAcc, T* __restrict__ dk, T* __restrict__ dv) {
+  constexpr int Bc = kBwdKeys, LD = D + 8, LDS = Br + 8, NQ = Br / 8, DT = D / 8, KD = D / 16, KQ = Br / 16;
+  constexpr int WM = Br / 16, WN = 8 / WM, DW = D / WN, NDW = DW / 8;  // dQ = dS K: warps as WM x WN
+  static_assert(Bc == 8 * 16, "8 warps of 16 keys");
+  static_assert((Br == 64 || Br == 128) && D % 32 == 0 && NDW % 2 == 0, "tile shape");
+  using E = Elem<T>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* Ks = reinterpret_cast<T*>(smem_raw);
+  T* Vs = Ks + Bc * LD;
+  T* Qs = Vs + Bc * LD;       // [2][Br][LD]
+  T* dOs = Qs + 2 * Br * LD;  // [2][Br][LD]
+  T* dSs = dOs + 2 * Br * LD; // [Bc][LDS]: dS^T, keys by queries
+  float* lses = reinterpret_cast<float*>(dSs + Bc * LDS);  // [2][Br]
+  float* Dis = lses + 2 * Br;                              // [2][Br]
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+  const int64_t bh = blockIdx.x % p.BH;
+  const int64_t j0 = (blockIdx.x / p.BH) * Bc;  // causal: the first key blocks see the most queries, so start first
+  const int64_t b = bh / p.H, off = p.Tk - p.Tq;
+  const int64_t kend = key_end(p, b);
+  const T* Kh = k + bh * p.Tk * D;
+  const T* Vh = v + bh * p.Tk * D;
+  const T* Qh = q + bh * p.Tq * D;
+  const T* dOh = dout + bh * p.Tq * D;
+  const float* lseh = lse + bh * p.Tq;
+  const float* Dih = Di + bh * p.Tq;
+  float* dqh = dqAcc + bh * p.Tq * D;
+
+  int64_t iStart = 0;
+  if (kCausal) {  // query i sees key j iff i >= j - off
+    const int64_t f = j0 - off;
+    iStart = f > 0 ? (f / Br) * Br : 0;
+  }
+  const int nIter = j0 < kend && iStart < p.Tq ? static_cast<int>((p.Tq - iStart + Br - 1) / Br) : 0;
+
+  auto load_query_block = [&](int buf, int64_t i0) {
+    load_rows_async<T, D, Br, kBwdThreads>(Qs + buf * Br * LD, Qh, i0, p.Tq);
+    load_rows_async<T, D, Br, kBwdThreads>(dOs + buf * Br * LD, dOh, i0, p.Tq);
+    const int r = threadIdx.x;
+    if (r < Br) {
+      const bool ok = i0 + r < p.Tq;
+      cp_async4(lses + buf * Br + r, ok ? lseh + i0 + r : lseh, ok);
+    } else if (r < 2 * Br) {
+      const bool ok = i0 + r - Br < p.Tq;
+      cp_async4(Dis + buf * Br + r - Br, ok ? Dih + i0 + r - Br : Dih, ok);
+    }
+  };
+
+  load_rows_async<T, D, Bc, kBwdThreads>(Ks, Kh, j0, kend);
+  load_rows_async<T, D, Bc, kBwdThreads>(Vs, Vh, j0, kend);
+  if (nIter > 0) load_query_block(0, iStart);
+  cp_async_commit();
+
+  float dka[DT][4], dva[DT][4];
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      dka[dt][e] = 0.f;
+      dva[dt][e] = 0.f;
+    }
+  const int64_t key0 = j0 + warp * 16;  // this warp's first key
+  const float sl2 = p.scaleLog2;
+  // Per-lane ldmatrix row addresses. A operands (K, V rows of this warp), B operands non-transposed
+  // (Q, dO rows as the n index) and transposed (Q, dO, K rows as the k index), dS^T transposed as A.
+  const uint32_t kA = smem_u32(Ks + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 8);
+  const uint32_t vA = smem_u32(Vs + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 8);
+  const int rowN = (lane & 7) + ((lane >> 4) << 3), colN = ((lane >> 3) & 1) * 8;  // non-transposed B
+  const int rowT = (lane & 7) + (((lane >> 3) & 1) << 3), colT = (lane >> 4) * 8;  // transposed B
+  const uint32_t qB = smem_u32(Qs + rowN * LD + colN), doB = smem_u32(dOs + rowN * LD + colN);
+  const uint32_t qBt = smem_u32(Qs + rowT * LD + colT), doBt = smem_u32(dOs + rowT * LD + colT);
+  const uint32_t kBt = smem_u32(Ks + rowT * LD + colT);
+  const int m0 = (warp % WM) * 16, n0 = (warp / WM) * DW;  // this warp's dQ tile
+  const uint32_t dsA = smem_u32(dSs + rowN * LDS + colN + m0);
+  constexpr uint32_t kBufBytes = Br * LD * sizeof(T);
+
+  for (int it = 0; it < nIter; ++it) {
+    const int buf = it & 1;
+    const int64_t i0 = iStart + static_cast<int64_t>(it) * Br;
+    cp_async_wait_all();  // this block's Q, dO, lse, D_i landed; everyone is done with the other buffer and dS
+    __syncthreads();
+    if (it + 1 < nIter) {
+      load_query_block(buf ^ 1, i0 + Br);
+      cp_async_commit();
+    }
+    const float* lseb = lses + buf * Br;
+    const float* Dib = Dis + buf * Br;
+    // S^T = K Q^T (16 keys x Br queries per warp), then P^T in place.
+    float st[NQ][4];
+#pragma unroll
+    for (int nt = 0; nt < NQ; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st[nt][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KD; ++kk) {
+      uint32_t a[4];
+      ldsm_x4(a, kA + kk * 16 * sizeof(T));
+#pragma unroll
+      for (int np = 0; np < NQ / 2; ++np) {
+        uint32_t bf[4];
+        ldsm_x4(bf, qB + buf * kBufBytes + (np * 16 * LD + kk * 16) * sizeof(T));
+        E::mma(st[2 * np], a, bf[0], bf[1]);
+        E::mma(st[2 * np + 1], a, bf[2], bf[3]);
+      }
+    }
+    const bool needMask = i0 + Br > p.Tq || key0 + 16 > kend || (kCausal && key0 + 15 > i0 + off);
+    // Tile-relative: query c (0..Br) and key r (0..16) of this warp are hidden iff c >= qLimit,
+    // r >= kLimit, or r - c > diag.
+    const int qLimit = clamp_int(p.Tq - i0, 0, Br), kLimit = clamp_int(kend - key0, 0, 16);
+    const int diag = clamp_int(i0 + off - key0, -2 * Br, 2 * Br);
+#pragma unroll
+    for (int nt = 0; nt < NQ; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = nt * 8 + t4 * 2 + (e & 1), r = g + (e >> 1) * 8;
+        const float l = lseb[c];
+        const float L = l == -INFINITY ? INFINITY : l * kLog2e;  // a row that sees nothing has P = 0
+        float pv = exp2_approx(fmaf(st[nt][e], sl2, -L));
+        if (needMask && (c >= qLimit || r >= kLimit || (kCausal && r - c > diag))) pv = 0.f;
+        st[nt][e] = pv;
+      }
+    // dP^T = V dO^T, then dS^T = P^T o (dP^T - D_i) in place (the scale is applied to dK, dQ at the end).
+    float dpt[NQ][4];
+#pragma unroll
+    for (int nt = 0; nt < NQ; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dpt[nt][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KD; ++kk) {
+      uint32_t a[4];
+      ldsm_x4(a, vA + kk * 16 * sizeof(T));
+#pragma unroll
+      for (int np = 0; np < NQ / 2; ++np) {
+        uint32_t bf[4];
+        ldsm_x4(bf, doB + buf * kBufBytes + (np * 16 * LD + kk * 16) * sizeof(T));
+        E::mma(dpt[2 * np], a, bf[0], bf[1]);
+        E::mma(dpt[2 * np + 1], a, bf[2], bf[3]);
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < NQ; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dpt[nt][e] = st[nt][e] * (dpt[nt][e] - Dib[nt * 8 + t4 * 2 + (e & 1)]);
+    // P^T and dS^T as A fragments (keys x queries, k = 16 queries per step).
+    uint32_t pa[KQ][4], da[KQ][4];
+#pragma unroll
+    for (int kc = 0; kc < KQ; ++kc) {
+      pa[kc][0] = E::pack(st[2 * kc][0], st[2 * kc][1]);
+      pa[kc][1] = E::pack(st[2 * kc][2], st[2 * kc][3]);
+      pa[kc][2] = E::pack(st[2 * kc + 1][0], st[2 * kc + 1][1]);
+      pa[kc][3] = E::pack(st[2 * kc + 1][2], st[2 * kc + 1][3]);
+      da[kc][0] = E::pack(dpt[2 * kc][0], dpt[2 * kc][1]);
+      da[kc][1] = E::pack(dpt[2 * kc][2], dpt[2 * kc][3]);
+      da[kc][2] = E::pack(dpt[2 * kc + 1][0], dpt[2 * kc + 1][1]);
+      da[kc][3] = E::pack(dpt[2 * kc + 1][2], dpt[2 * kc + 1][3]);
+    }
+    // dV += P^T dO, dK += dS^T Q.
+#pragma unroll
+    for (int kc = 0; kc < KQ; ++kc)
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t bf[4];
+        ldsm_x4_t(bf, doBt + buf * kBufBytes + (kc * 16 * LD + dp * 16) * sizeof(T));
+        E::mma(dva[2 * dp], pa[kc], bf[0], bf[1]);
+        E::mma(dva[2 * dp + 1], pa[kc], bf[2], bf[3]);
+        ldsm_x4_t(bf, qBt + buf * kBufBytes + (kc * 16 * LD + dp * 16) * sizeof(T));
+        E::mma(dka[2 * dp], da[kc], bf[0], bf[1]);
+        E::mma(dka[2 * dp + 1], da[kc], bf[2], bf[3]);
+      }
+    // dS^T rows of this warp to shared memory for dQ.
+#pragma unroll
+    for (int kc = 0; kc < KQ; ++kc)
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int r = warp * 16 + g + (u & 1) * 8, c = (2 * kc + (u >> 1)) * 8 + t4 * 2;
+        *reinterpret_cast<uint32_t*>(dSs + r * LDS + c) = da[kc][u];
+      }
+    __syncthreads();
+    // dQ(rows m0.., cols n0..) += dS K over this block's 128 keys, into the float buffer.
+    float dqa[NDW][4];
+#pragma unroll
+    for (int nt = 0; nt < NDW; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dqa[nt][e] = 0.f;
+#pragma unroll
+    for (int kc = 0; kc < Bc / 16; ++kc) {
+      uint32_t a[4];
+      ldsm_x4_t(a, dsA + kc * 16 * LDS * sizeof(T));
+#pragma unroll
+      for (int dp = 0; dp < NDW / 2; ++dp) {
+        uint32_t bf[4];
+        ldsm_x4_t(bf, kBt + (kc * 16 * LD + n0 + dp * 16) * sizeof(T));
+        E::mma(dqa[2 * dp], a, bf[0], bf[1]);
+        E::mma(dqa[2 * dp + 1], a, bf[2], bf[3]);
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < NDW; ++nt) atomic_add_tile<D>(dqh, dqa[nt], i0 + m0, n0 + nt * 8, p.Tq, lane);
+  }
+  cp_async_wait_all();
+  __syncthreads();  // all products are done with Ks/Vs (and every copy has landed)
+
+  // dK (scaled) and dV: stage this warp's 16 rows in its own rows of Ks/Vs, then 16-byte stores.
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = warp * 16 + g + h * 8, c = dt * 8 + t4 * 2;
+      *reinterpret_cast<uint32_t*>(Ks + r * LD + c) = E::pack(dka[dt][2 * h] * p.scale, dka[dt][2 * h + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(Vs + r * LD + c) = E::pack(dva[dt][2 * h], dva[dt][2 * h + 1]);
+    }
+  __syncwarp();
+  T* dKh = dk + bh * p.Tk * D;
+  T* dVh = dv + bh * p.Tk * D;
+#pragma unroll
+  for (int c = lane; c < 16 * (D / 8); c += 32) {
+    const int r = c / (D / 8), cc = c % (D / 8);
+    const int64_t j = key0 + r;
+    if (j < p.Tk) {
+      const int sr = (warp * 16 + r) * LD + cc * 8;
+      *reinterpret_cast<uint4*>(dKh + j * D + cc * 8) = *reinterpret_cast<const uint4*>(Ks + sr);
+      *reinterpret_cast<uint4*>(dVh + j * D + cc * 8) = *reinterpret_cast<const uint4*>(Vs + sr);
+    }
+  }
+}
+
+// ---- host side --------------------------------------------------------------------------------
+
+std::string cuda_error(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
+
+std::string last_error() {
+  const cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? "" : cuda_error(e);
+}
+
+// Opts a kernel into `bytes` of dynamic shared memory; *readyDevice caches the device it was done for
+// (one cache per kernel instantiation: kernels of one signature share a function-pointer type).
+template <class K>
+std::string allow_smem(K kernel, size_t bytes, int* readyDevice) {
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return cuda_error(e);
+  if (dev == *readyDevice) return "";
+  int optin = 0;
+  e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  if (e != cudaSuccess) return cuda_error(e);
+  if (bytes > static_cast<size_t>(optin))
+    return "attention (fa2): needs " + std::to_string(bytes) + " bytes of shared memory per block, the device has " +
+           std::to_string(optin);
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (e != cudaSuccess) return cuda_error(e);
+  *readyDevice = dev;
+  return "";
+}
+
+Params make_params(const cpu::AttentionArgs& a) {
+  Params p;
+  p.BH = a.B * a.H;
+  p.H = a.H;
+  p.Tq = a.Tq;
+  p.Tk = a.Tk;
+  p.scale = static_cast<float>(a.scale);
+  p.scaleLog2 = static_cast<float>(a.scale * 1.4426950408889634);
+  p.keyLens = a.keyLens;
+  return p;
+}
+
+std::string blocks_1d(int64_t blocks, unsigned* out) {
+  if (blocks <= 0 || blocks > 0x7fffffffLL) return "attention (fa2): grid of " + std::to_string(blocks) + " blocks";
+  *out = static_cast<unsigned>(blocks);
+  return "";
+}
+
+template <class T, int D, int Bc, bool kCausal>
+std::string launch_forward(const Params& p, const void* q, const void* k, const void* v, void* out, float* lse) {
+  static thread_local int readyDevice = -1;
+  constexpr size_t smem = forward_smem<T, D, Bc>();
+  auto kernel = forward_kernel<T, D, Bc, kCausal>;
+  if (std::string err = allow_smem(kernel, smem, &readyDevice); !err.empty()) return err;
+  unsigned grid = 0;
+  if (std::string err = blocks_1d(p.BH * ((p.Tq + kFwdRows - 1) / kFwdRows), &grid); !err.empty()) return err;
+  kernel<<<grid, kFwdThreads, smem>>>(p, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                                      static_cast<T*>(out), lse);
+  return last_error();
+}
+
+template <class T, int D, int Bc>
+std::string run_forward(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
+                        float* lse) {
+  const Params p = make_params(a);
+  return a.causal ? launch_forward<T, D, Bc, true>(p, q, k, v, out, lse)
+                  : launch_forward<T, D, Bc, false>(p, q, k, v, out, lse);
+}
+
+template <class T, int D, int Br, bool kCausal>
+std::string launch_backward(const Params& p, const void* q, const void* k, const void* v, const void* dout,
+                            const float* lse, const float* Di, float* dqAcc, void* dk, void* dv) {
+  static thread_local int readyDevice = -1;
+  constexpr size_t smem = backward_smem<T, D, Br>();
+  auto kernel = backward_kernel<T, D, Br, kCausal>;
+  if (std::string err = allow_smem(kernel, smem, &readyDevice); !err.empty()) return err;
+  unsigned grid = 0;
+  if (std::string err = blocks_1d(p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys), &grid); !err.empty()) return err;
+  kernel<<<grid, kBwdThreads, smem>>>(p, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                                      static_cast<const T*>(dout), lse, Di, dqAcc, static_cast<T*>(dk),
+                                      static_cast<T*>(dv));
+  return last_error();
+}
+
+template <class T, int D, int Br>
+std::string run_backward(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                         const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  const Params p = make_params(a);
+  const int64_t rowsQ = p.BH * p.Tq, nq = rowsQ * D;
+  // Scratch: the float dQ accumulator (first, so it stays 16-byte aligned), then D_i.
+  const size_t bytes = sizeof(float) * static_cast<size_t>(nq + rowsQ);
+  std::string err;
+  void* scratch = alloc(bytes, &err);
+  if (!scratch) return err.empty() ? "attention (fa2): out of device memory" : err;
+  float* dqAcc = static_cast<float*>(scratch);
+  float* Di = dqAcc + nq;
+  const cudaError_t ce = cudaMemsetAsync(dqAcc, 0, sizeof(float) * static_cast<size_t>(nq), 0);
+  if (ce != cudaSuccess) err = cuda_error(ce);
+  unsigned prepGrid = 0;
+  if (err.empty()) err = blocks_1d((rowsQ * 8 + 255) / 256, &prepGrid);
+  if (err.empty()) {
+    prep_kernel<T, D><<<prepGrid, 256>>>(rowsQ, static_cast<const T*>(out), static_cast<const T*>(dout), Di);
+    err = last_error();
+  }
+  if (err.empty())
+    err = a.causal ? launch_backward<T, D, Br, true>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv)
+                   : launch_backward<T, D, Br, false>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv);
+  if (err.empty()) {
+    const int64_t n8 = nq / 8, blocks = (n8 + 255) / 256;
+    dq_convert_kernel<T><<<static_cast<unsigned>(blocks < 8192 ? blocks : 8192), 256>>>(n8, dqAcc, static_cast<T*>(dq),
+                                                                                       p.scale);
+    err = last_error();
+  }
+  // The allocator hands blocks out again only to work queued after this on the same (default)
+  // stream, so releasing before the kernels finish is safe.
+  release(scratch, bytes);
+  return err;
+}
+
+// Tile choices per head dim: forward key tile Bc, backward query tile Br.
+template <class T>
+std::string forward_for(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
+                        float* lse) {
+  switch (a.D) {
+    case 32: return run_forward<T, 32, 128>(a, q, k, v, out, lse);
+    case 64: return run_forward<T, 64, 128>(a, q, k, v, out, lse);
+    case 128: return run_forward<T, 128, 64>(a, q, k, v, out, lse);
+    default: return "attention (fa2): head dim " + std::to_string(a.D) + " is not supported";
+  }
+}
+
+template <class T>
+std::string backward_for(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                         const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  switch (a.D) {
+    case 32: return run_backward<T, 32, 128>(a, q, k, v, out, dout, lse, dq, dk, dv);
+    case 64: return run_backward<T, 64, 128>(a, q, k, v, out, dout, lse, dq, dk, dv);
+    case 128: return run_backward<T, 128, 64>(a, q, k, v, out, dout, lse, dq, dk, dv);
+    default: return "attention (fa2): head dim " + std::to_string(a.D) + " is not supported";
+  }
+}
+
+}  // namespace fa2
+
+bool fa2_attention_supports(AttnDType dtype, const cpu::AttentionArgs& a, const void* const* ptrs, int nptrs) {
+  if (dtype != AttnDType::F16 && dtype != AttnDType::BF16) return false;
+  if (a.D != 32 && a.D != 64 && a.D != 128) return false;
+  if (a.keyMask || a.dropout > 0 || !(a.scale > 0)) return false;
+  if (a.B <= 0 || a.H <= 0 || a.Tq <= 0 || a.Tk <= 0) return false;
+  for (int i = 0; i < nptrs; ++i)
+    if (reinterpret_cast<uintptr_t>(ptrs[i]) % 16 != 0) return false;
+  return true;
+}
+
+std::string fa2_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
+                                  const void* v, void* out, float* lse) {
+  if (dtype == AttnDType::BF16) return fa2::forward_for<__nv_bfloat16>(a, q, k, v, out, lse);
+  if (dtype == AttnDType::F16) return fa2::forward_for<__half>(a, q, k, v, out, lse);
+  return "attention (fa2): float16 and bfloat16 only";
+}
+
+std::string fa2_attention_backward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
+                                   const void* v, const void* out, const void* dout, const float* lse, void* dq,
+                                   void* dk, void* dv) {
+  if (dtype == AttnDType::BF16) return fa2::backward_for<__nv_bfloat16>(a, q, k, v, out, dout, lse, dq, dk, dv);
+  if (dtype == AttnDType::F16) return fa2::backward_for<__half>(a, q, k, v, out, dout, lse, dq, dk, dv);
+  return "attention (fa2): float16 and bfloat16 only";
+}
+
+}  // namespace cuda
+}  // namespace kiln

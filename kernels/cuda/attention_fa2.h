@@ -1,0 +1,33 @@
+// The two CUDA attention implementations behind kernels/cuda/attention_api.h, as seen by
+// attention.cu's dispatch and by bench/native/attention_cuda_check.cu (no CUDA headers here).
+//   fa2:   kernels/cuda/attention_fa2.cu, FlashAttention-2 on mma.sync tensor-core fragments, for
+//          float16/bfloat16, head dims 32/64/128, causal or not, optional key padding lengths.
+//   basic: kernels/cuda/attention.cu's general kernels (every dtype, key masks, dropout).
+// attention_forward/attention_backward take fa2 whenever fa2_attention_supports() says so, unless
+// KILN_ATTENTION_KERNEL=basic (read once per process).
+#pragma once
+#include <string>
+
+#include "attention_api.h"
+
+namespace kiln {
+namespace cuda {
+
+// Whether the fast path computes this call exactly as specified (dtype, head dim, no key mask, no
+// dropout, positive scale, non-empty sequences, 16-byte aligned tensors).
+bool fa2_attention_supports(AttnDType dtype, const cpu::AttentionArgs& a, const void* const* ptrs, int nptrs);
+
+std::string fa2_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
+                                  const void* v, void* out, float* lse);
+std::string fa2_attention_backward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
+                                   const void* v, const void* out, const void* dout, const float* lse, void* dq,
+                                   void* dk, void* dv);
+
+std::string basic_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
+                                    const void* v, void* out, float* lse);
+std::string basic_attention_backward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
+                                     const void* v, const void* out, const void* dout, const float* lse, void* dq,
+                                     void* dk, void* dv);
+
+}  // namespace cuda
+}  // namespace kiln
