@@ -1,0 +1,505 @@
+// Standalone check and timing of the CUDA attention kernels (kernels/cuda/attention_fa2.cu, the
+// FlashAttention-2 fast path, and attention.cu's general "basic" kernels), for a GPU machine
+// without Node.js. Build: scripts/build-attention-check.sh (no GPU needed) -> build/attention_cuda_check
+// Usage: attention_cuda_check [--cpu-only] [--no-check] [--no-time] [--basic-time]
+//   (default)     correctness on edge shapes against a float64 CPU reference, then timings.
+//   --cpu-only    only validates the CPU reference's gradients by finite differences (no GPU needed).
+//   --no-check / --no-time  skip a part; --basic-time times the basic kernels at every shape
+//                 (default: only at the first shape of each head dim, they are slow).
+// Correctness: for each case (odd T, Tq != Tk, causal and not, key lengths incl. 0, D 32/64/128,
+// bf16 and f16) both paths run forward (out, lse) and backward (dq, dk, dv) on NaN-poisoned outputs;
+// each is compared with the reference on the same rounded inputs by ||x - ref|| / ||ref|| and max
+// |x - ref|. Also: the public entry point picks fa2 (bitwise equal) and falls back to basic for a
+// misaligned tensor. Timing: cudaEvent, median of 10 after warm-up; FLOPs = 4 B H T^2 D (x 0.5 when
+// causal) for the forward, 2.5x that for the backward. Exit code 1 on any FAIL, 2 on a CUDA error.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../../kernels/cuda/attention_fa2.h"
+
+using kiln::cpu::AttentionArgs;
+using kiln::cuda::AttnDType;
+
+namespace {
+
+#define CK(x)                                                                                 \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(2);                                                                           \
+    }                                                                                         \
+  } while (0)
+
+void need(const std::string& err, const char* what) {
+  if (!err.empty()) {
+    std::fprintf(stderr, "%s: %s\n", what, err.c_str());
+    std::exit(2);
+  }
+}
+
+// ---- float64 reference ------------------------------------------------------------------------
+
+struct Problem {
+  int64_t B, H, Tq, Tk, D;
+  bool causal;
+  std::vector<int32_t> lens;  // empty or [B]
+  double scale;
+};
+
+struct Grads {
+  std::vector<double> out, lse, dq, dk, dv;
+};
+
+// Plain attention with explicit score rows, one (b, h) at a time.
+Grads reference(const Problem& P, const std::vector<double>& q, const std::vector<double>& k,
+                const std::vector<double>& v, const std::vector<double>& dout) {
+  const int64_t BH = P.B * P.H, Tq = P.Tq, Tk = P.Tk, D = P.D, off = Tk - Tq;
+  Grads r;
+  r.out.assign(BH * Tq * D, 0);
+  r.lse.assign(BH * Tq, -INFINITY);
+  r.dq.assign(BH * Tq * D, 0);
+  r.dk.assign(BH * Tk * D, 0);
+  r.dv.assign(BH * Tk * D, 0);
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t bh = 0; bh < BH; ++bh) {
+    const int64_t b = bh / P.H;
+    const int64_t kend = P.lens.empty() ? Tk : std::min<int64_t>(Tk, std::max<int32_t>(0, P.lens[b]));
+    const double* Q = &q[bh * Tq * D];
+    const double* K = &k[bh * Tk * D];
+    const double* V = &v[bh * Tk * D];
+    const double* dO = &dout[bh * Tq * D];
+    std::vector<double> p(Tk), dp(Tk);
+    for (int64_t i = 0; i < Tq; ++i) {
+      double m = -INFINITY;
+      for (int64_t j = 0; j < Tk; ++j) {
+        const bool vis = j < kend && (!P.causal || j <= i + off);
+        double s = -INFINITY;
+        if (vis) {
+          s = 0;
+          for (int64_t d = 0; d < D; ++d) s += Q[i * D + d] * K[j * D + d];
+          s *= P.scale;
+        }
+        p[j] = s;
+        m = std::max(m, s);
+      }
+      if (m == -INFINITY) continue;  // sees no key: out 0, lse -inf, no gradient
+      double l = 0;
+      for (int64_t j = 0; j < Tk; ++j) l += p[j] == -INFINITY ? 0 : std::exp(p[j] - m);
+      const double lse = m + std::log(l);
+      r.lse[bh * Tq + i] = lse;
+      for (int64_t j = 0; j < Tk; ++j) p[j] = p[j] == -INFINITY ? 0 : std::exp(p[j] - lse);
+      double Di = 0;
+      for (int64_t j = 0; j < Tk; ++j) {
+        double o = 0;
+        for (int64_t d = 0; d < D; ++d) o += dO[i * D + d] * V[j * D + d];
+        dp[j] = o;
+        Di += p[j] * o;
+      }
+      for (int64_t d = 0; d < D; ++d) {
+        double o = 0;
+        for (int64_t j = 0; j < Tk; ++j) o += p[j] * V[j * D + d];
+        r.out[(bh * Tq + i) * D + d] = o;
+      }
+      for (int64_t j = 0; j < Tk; ++j) {
+        if (p[j] == 0) continue;
+        const double ds = p[j] * (dp[j] - Di) * P.scale;
+        for (int64_t d = 0; d < D; ++d) {
+          r.dq[(bh * Tq + i) * D + d] += ds * K[j * D + d];
+          r.dk[(bh * Tk + j) * D + d] += ds * Q[i * D + d];  // rows of one bh belong to one thread
+          r.dv[(bh * Tk + j) * D + d] += p[j] * dO[i * D + d];
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// The reference's gradients against central differences of L = sum(out o dout) (CPU only).
+int check_reference() {
+  Problem P{1, 2, 5, 7, 4, true, {6}, 0.7};
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> N(0, 1);
+  auto fill = [&](int64_t n) {
+    std::vector<double> x(n);
+    for (auto& e : x) e = N(rng);
+    return x;
+  };
+  const int64_t nq = P.B * P.H * P.Tq * P.D, nk = P.B * P.H * P.Tk * P.D;
+  std::vector<double> q = fill(nq), k = fill(nk), v = fill(nk), dout = fill(nq);
+  const Grads g = reference(P, q, k, v, dout);
+  auto loss = [&]() {
+    const Grads r = reference(P, q, k, v, dout);
+    double s = 0;
+    for (size_t i = 0; i < r.out.size(); ++i) s += r.out[i] * dout[i];
+    return s;
+  };
+  double worst = 0;
+  auto fd = [&](std::vector<double>& x, const std::vector<double>& grad) {
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double keep = x[i], h = 1e-5;
+      x[i] = keep + h;
+      const double up = loss();
+      x[i] = keep - h;
+      const double dn = loss();
+      x[i] = keep;
+      worst = std::max(worst, std::fabs((up - dn) / (2 * h) - grad[i]));
+    }
+  };
+  fd(q, g.dq);
+  fd(k, g.dk);
+  fd(v, g.dv);
+  const bool ok = worst < 1e-6;
+  std::printf("reference gradients vs finite differences: max |diff| %.2e  %s\n", worst, ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
+
+// ---- device buffers ---------------------------------------------------------------------------
+
+uint16_t to_bits(double x, AttnDType t) {
+  if (t == AttnDType::BF16) return __nv_bfloat16_raw(__float2bfloat16_rn(static_cast<float>(x))).x;
+  return __half_raw(__float2half_rn(static_cast<float>(x))).x;
+}
+double from_bits(uint16_t u, AttnDType t) {
+  if (t == AttnDType::BF16) {
+    __nv_bfloat16_raw r;
+    r.x = u;
+    return __bfloat162float(__nv_bfloat16(r));
+  }
+  __half_raw r;
+  r.x = u;
+  return __half2float(__half(r));
+}
+
+struct Dev {
+  void* p = nullptr;
+  size_t bytes = 0;
+  explicit Dev(size_t n) : bytes(std::max<size_t>(n, 16)) { CK(cudaMalloc(&p, bytes)); }
+  ~Dev() { cudaFree(p); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  void poison() { CK(cudaMemset(p, 0xff, bytes)); }  // NaN in every float type
+};
+
+std::vector<double> fetch_half(const Dev& d, size_t n, AttnDType t) {
+  std::vector<uint16_t> h(n);
+  CK(cudaMemcpy(h.data(), d.p, n * 2, cudaMemcpyDeviceToHost));
+  std::vector<double> r(n);
+  for (size_t i = 0; i < n; ++i) r[i] = from_bits(h[i], t);
+  return r;
+}
+std::vector<double> fetch_float(const Dev& d, size_t n) {
+  std::vector<float> h(n);
+  CK(cudaMemcpy(h.data(), d.p, n * 4, cudaMemcpyDeviceToHost));
+  return std::vector<double>(h.begin(), h.end());
+}
+
+// ||x - ref|| / ||ref|| (or the plain norm of x when ref is 0) and max |x - ref|; NaN -> inf.
+struct Err {
+  double rel = 0, maxAbs = 0;
+};
+Err compare(const std::vector<double>& x, const std::vector<double>& ref, bool lse = false) {
+  double num = 0, den = 0, mx = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (lse && std::isinf(ref[i])) {  // a row that sees nothing must say -inf
+      if (!(std::isinf(x[i]) && x[i] < 0)) return {INFINITY, INFINITY};
+      continue;
+    }
+    if (!std::isfinite(x[i])) return {INFINITY, INFINITY};
+    const double d = x[i] - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+    mx = std::max(mx, std::fabs(d));
+  }
+  return {den > 0 ? std::sqrt(num / den) : std::sqrt(num), mx};
+}
+
+int g_fail = 0;
+
+struct Case {
+  const char* name;
+  int64_t B, H, Tq, Tk, D;
+  bool causal;
+  std::vector<int32_t> lens;
+  AttnDType dtype;
+  double qGain = 1;  // sharper softmax when > 1
+};
+
+struct Outputs {
+  std::vector<double> out, lse, dq, dk, dv;
+};
+
+using FwdFn = std::string (*)(AttnDType, const AttentionArgs&, const void*, const void*, const void*, void*, float*);
+using BwdFn = std::string (*)(AttnDType, const AttentionArgs&, const void*, const void*, const void*, const void*,
+                              const void*, const float*, void*, void*, void*);
+
+void run_case(const Case& c, std::mt19937_64& rng) {
+  const AttnDType t = c.dtype;
+  const int64_t BH = c.B * c.H, nq = BH * c.Tq * c.D, nk = BH * c.Tk * c.D;
+  Problem P{c.B, c.H, c.Tq, c.Tk, c.D, c.causal, c.lens, 1.0 / std::sqrt(double(c.D))};
+  std::normal_distribution<double> N(0, 1);
+  auto make = [&](int64_t n, double gain, std::vector<uint16_t>& bits) {
+    bits.resize(n);
+    std::vector<double> x(n);
+    for (int64_t i = 0; i < n; ++i) {
+      bits[i] = to_bits(N(rng) * gain, t);
+      x[i] = from_bits(bits[i], t);
+    }
+    return x;
+  };
+  std::vector<uint16_t> bq, bk, bv, bo;
+  const std::vector<double> q = make(nq, c.qGain, bq), k = make(nk, 1, bk), v = make(nk, 1, bv),
+                            dout = make(nq, 1, bo);
+  const Grads ref = reference(P, q, k, v, dout);
+
+  Dev dq_in(nq * 2), dk_in(nk * 2), dv_in(nk * 2), ddo(nq * 2), dlens(std::max<size_t>(c.lens.size(), 1) * 4);
+  CK(cudaMemcpy(dq_in.p, bq.data(), nq * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dk_in.p, bk.data(), nk * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dv_in.p, bv.data(), nk * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(ddo.p, bo.data(), nq * 2, cudaMemcpyHostToDevice));
+  AttentionArgs a;
+  a.B = c.B;
+  a.H = c.H;
+  a.Tq = c.Tq;
+  a.Tk = c.Tk;
+  a.D = c.D;
+  a.scale = P.scale;
+  a.causal = c.causal;
+  if (!c.lens.empty()) {
+    CK(cudaMemcpy(dlens.p, c.lens.data(), c.lens.size() * 4, cudaMemcpyHostToDevice));
+    a.keyLens = static_cast<const int32_t*>(dlens.p);
+  }
+  Dev out(nq * 2), lse(BH * c.Tq * 4), gq(nq * 2), gk(nk * 2), gv(nk * 2);
+  const void* ptrs[] = {dq_in.p, dk_in.p, dv_in.p, out.p, ddo.p, gq.p, gk.p, gv.p};
+  if (!kiln::cuda::fa2_attention_supports(t, a, ptrs, 8)) {
+    std::printf("%-28s FAIL (fa2 does not take this case)\n", c.name);
+    ++g_fail;
+    return;
+  }
+  auto run = [&](FwdFn fwd, BwdFn bwd, const char* what) {
+    out.poison();
+    lse.poison();
+    gq.poison();
+    gk.poison();
+    gv.poison();
+    need(fwd(t, a, dq_in.p, dk_in.p, dv_in.p, out.p, static_cast<float*>(lse.p)), what);
+    need(bwd(t, a, dq_in.p, dk_in.p, dv_in.p, out.p, ddo.p, static_cast<const float*>(lse.p), gq.p, gk.p, gv.p),
+         what);
+    CK(cudaDeviceSynchronize());
+    Outputs o;
+    o.out = fetch_half(out, nq, t);
+    o.lse = fetch_float(lse, BH * c.Tq);
+    o.dq = fetch_half(gq, nq, t);
+    o.dk = fetch_half(gk, nk, t);
+    o.dv = fetch_half(gv, nk, t);
+    return o;
+  };
+  const bool bf = t == AttnDType::BF16;
+  const double tolOut = bf ? 1.5e-2 : 4e-3, tolGrad = bf ? 3e-2 : 1e-2, tolLse = 2e-3;
+  for (int path = 0; path < 2; ++path) {
+    const Outputs o = path == 0 ? run(kiln::cuda::fa2_attention_forward, kiln::cuda::fa2_attention_backward, "fa2")
+                                : run(kiln::cuda::basic_attention_forward, kiln::cuda::basic_attention_backward, "basic");
+    const Err eo = compare(o.out, ref.out), el = compare(o.lse, ref.lse, true), eq = compare(o.dq, ref.dq),
+              ek = compare(o.dk, ref.dk), ev = compare(o.dv, ref.dv);
+    const bool ok = eo.rel <= tolOut && el.maxAbs <= tolLse && eq.rel <= tolGrad && ek.rel <= tolGrad &&
+                    ev.rel <= tolGrad;
+    if (!ok) ++g_fail;
+    std::printf("%-28s %-5s out %.1e/%.1e lse %.1e dq %.1e/%.1e dk %.1e/%.1e dv %.1e/%.1e  %s\n", c.name,
+                path == 0 ? "fa2" : "basic", eo.rel, eo.maxAbs, el.maxAbs, eq.rel, eq.maxAbs, ek.rel, ek.maxAbs,
+                ev.rel, ev.maxAbs, ok ? "PASS" : "FAIL");
+    if (path == 0) {
+      // The public entry point takes fa2 here (unless KILN_ATTENTION_KERNEL=basic): bitwise equal.
+      const char* env = std::getenv("KILN_ATTENTION_KERNEL");
+      const bool wantFa2 = !(env && std::strcmp(env, "basic") == 0);
+      const Outputs pub = run(kiln::cuda::attention_forward, kiln::cuda::attention_backward, "public");
+      const bool same = pub.out == o.out && pub.dk == o.dk && pub.dv == o.dv;
+      if (wantFa2 && !same) {
+        ++g_fail;
+        std::printf("%-28s public entry point differs from fa2  FAIL\n", c.name);
+      }
+    }
+  }
+}
+
+// A misaligned tensor must go to the basic kernels through the public entry point.
+void check_misaligned_fallback() {
+  const int64_t B = 1, H = 2, T = 70, D = 64, n = B * H * T * D;
+  AttentionArgs a;
+  a.B = B;
+  a.H = H;
+  a.Tq = a.Tk = T;
+  a.D = D;
+  a.scale = 0.125;
+  a.causal = true;
+  std::vector<uint16_t> h(n + 8);
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> N(0, 1);
+  for (auto& e : h) e = to_bits(N(rng), AttnDType::BF16);
+  Dev in(2 * (n + 8)), o1(2 * n), o2(2 * n), l1(4 * B * H * T), l2(4 * B * H * T);
+  CK(cudaMemcpy(in.p, h.data(), 2 * (n + 8), cudaMemcpyHostToDevice));
+  const void* q = static_cast<const char*>(in.p) + 2;  // 2-byte offset: not 16-byte aligned
+  const void* ptrs[] = {q};
+  const bool refused = !kiln::cuda::fa2_attention_supports(AttnDType::BF16, a, ptrs, 1);
+  need(kiln::cuda::attention_forward(AttnDType::BF16, a, q, q, q, o1.p, static_cast<float*>(l1.p)), "public");
+  need(kiln::cuda::basic_attention_forward(AttnDType::BF16, a, q, q, q, o2.p, static_cast<float*>(l2.p)), "basic");
+  CK(cudaDeviceSynchronize());
+  std::vector<uint16_t> r1(n), r2(n);
+  CK(cudaMemcpy(r1.data(), o1.p, 2 * n, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(r2.data(), o2.p, 2 * n, cudaMemcpyDeviceToHost));
+  const bool ok = refused && r1 == r2;
+  if (!ok) ++g_fail;
+  std::printf("misaligned q goes to the basic kernels                        %s\n", ok ? "PASS" : "FAIL");
+}
+
+// ---- timing -----------------------------------------------------------------------------------
+
+__global__ void fill_random(uint16_t* x, int64_t n, uint32_t seed, bool bf16) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ seed;
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    const float u = (h >> 8) * (1.f / 16777216.f) * 3.4641016f - 1.7320508f;  // uniform, variance 1
+    x[i] = bf16 ? __nv_bfloat16_raw(__float2bfloat16_rn(u)).x : __half_raw(__float2half_rn(u)).x;
+  }
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool withBasic) {
+  const AttnDType t = AttnDType::BF16;
+  const int64_t n = B * H * T * D;
+  Dev q(n * 2), k(n * 2), v(n * 2), dout(n * 2), out(n * 2), lse(B * H * T * 4), dq(n * 2), dk(n * 2), dv(n * 2);
+  void* bufs[] = {q.p, k.p, v.p, dout.p};
+  for (int i = 0; i < 4; ++i) {
+    fill_random<<<1024, 256>>>(static_cast<uint16_t*>(bufs[i]), n, 1234u + i, true);
+    CK(cudaGetLastError());
+  }
+  AttentionArgs a;
+  a.B = B;
+  a.H = H;
+  a.Tq = a.Tk = T;
+  a.D = D;
+  a.scale = 1.0 / std::sqrt(double(D));
+  a.causal = causal;
+  const double fwdFlops = 4.0 * B * H * double(T) * T * D * (causal ? 0.5 : 1.0);
+  cudaEvent_t e0, e1, e2;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  CK(cudaEventCreate(&e2));
+  double fa2Total = 0;
+  for (int path = 0; path < (withBasic ? 2 : 1); ++path) {
+    const FwdFn fwd = path == 0 ? kiln::cuda::fa2_attention_forward : kiln::cuda::basic_attention_forward;
+    const BwdFn bwd = path == 0 ? kiln::cuda::fa2_attention_backward : kiln::cuda::basic_attention_backward;
+    const int warm = path == 0 ? 3 : 1, reps = path == 0 ? 10 : 3;
+    std::vector<double> tf, tb;
+    for (int r = 0; r < warm + reps; ++r) {
+      CK(cudaEventRecord(e0));
+      need(fwd(t, a, q.p, k.p, v.p, out.p, static_cast<float*>(lse.p)), "forward");
+      CK(cudaEventRecord(e1));
+      need(bwd(t, a, q.p, k.p, v.p, out.p, dout.p, static_cast<const float*>(lse.p), dq.p, dk.p, dv.p), "backward");
+      CK(cudaEventRecord(e2));
+      CK(cudaEventSynchronize(e2));
+      float f = 0, b = 0;
+      CK(cudaEventElapsedTime(&f, e0, e1));
+      CK(cudaEventElapsedTime(&b, e1, e2));
+      if (r >= warm) {
+        tf.push_back(f);
+        tb.push_back(b);
+      }
+    }
+    const double mf = median(tf), mb = median(tb), total = mf + mb;
+    if (path == 0) fa2Total = total;
+    std::printf("time %-5s B=%-2lld H=%-2lld T=%-5lld D=%-3lld %-6s fwd %8.3f ms %6.1f TF/s  bwd %8.3f ms %6.1f TF/s  "
+                "fwd+bwd %8.3f ms %6.1f TF/s%s\n",
+                path == 0 ? "fa2" : "basic", (long long)B, (long long)H, (long long)T, (long long)D,
+                causal ? "causal" : "full", mf, fwdFlops / mf * 1e-9, mb, 2.5 * fwdFlops / mb * 1e-9, total,
+                3.5 * fwdFlops / total * 1e-9,
+                path == 1 ? (" (fa2 " + std::to_string(total / fa2Total).substr(0, 5) + "x faster)").c_str() : "");
+  }
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
+  CK(cudaEventDestroy(e2));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool cpuOnly = false, check = true, timing = true, basicAll = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string s = argv[i];
+    if (s == "--cpu-only") cpuOnly = true;
+    else if (s == "--no-check") check = false;
+    else if (s == "--no-time") timing = false;
+    else if (s == "--basic-time") basicAll = true;
+    else {
+      std::fprintf(stderr, "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time]\n", argv[0]);
+      return 2;
+    }
+  }
+  int fails = check_reference();
+  if (cpuOnly) return fails ? 1 : 0;
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::fprintf(stderr, "no CUDA device\n");
+    return 2;
+  }
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (sm_%d%d, %d SMs)  KILN_ATTENTION_KERNEL=%s\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount, std::getenv("KILN_ATTENTION_KERNEL") ? std::getenv("KILN_ATTENTION_KERNEL") : "");
+  if (check) {
+    std::printf("errors: rel = ||x-ref||/||ref||, then max |x-ref| (lse: max abs only)\n");
+    const AttnDType BF = AttnDType::BF16, F16 = AttnDType::F16;
+    const std::vector<Case> cases = {
+        {"T=1 D=64 causal", 1, 1, 1, 1, 64, true, {}, BF},
+        {"T=100 D=64 full", 2, 3, 100, 100, 64, false, {}, BF},
+        {"T=100 D=64 causal", 2, 3, 100, 100, 64, true, {}, BF},
+        {"Tq=77 Tk=200 D=64 causal", 1, 2, 77, 200, 64, true, {}, BF},
+        {"Tq=200 Tk=77 D=128 causal", 2, 2, 200, 77, 128, true, {}, BF},
+        {"Tq=200 Tk=77 D=128 full", 2, 2, 200, 77, 128, false, {}, BF},
+        {"T=257 D=128 full", 2, 2, 257, 257, 128, false, {}, BF},
+        {"T=257 D=128 causal", 2, 2, 257, 257, 128, true, {}, BF},
+        {"T=130 D=32 causal", 1, 3, 130, 130, 32, true, {}, BF},
+        {"T=150 D=64 lens causal", 3, 2, 150, 150, 64, true, {150, 37, 0}, BF},
+        {"Tq=90 Tk=300 D=128 lens", 2, 2, 90, 300, 128, false, {129, 300}, BF},
+        {"T=300 D=64 causal sharp", 1, 2, 300, 300, 64, true, {}, BF, 4.0},
+        {"T=1000 D=64 causal", 2, 4, 1000, 1000, 64, true, {}, BF},
+        {"T=1000 D=128 causal", 1, 4, 1000, 1000, 128, true, {}, BF},
+        {"f16 T=100 D=64 causal", 2, 3, 100, 100, 64, true, {}, F16},
+        {"f16 Tq=200 Tk=77 D=128", 2, 2, 200, 77, 128, true, {}, F16},
+        {"f16 T=513 D=128 full", 1, 2, 513, 513, 128, false, {}, F16},
+    };
+    std::mt19937_64 rng(42);
+    for (const Case& c : cases) run_case(c, rng);
+    check_misaligned_fallback();
+  }
+  if (timing) {
+    const int64_t shapes[][4] = {{16, 16, 1024, 64}, {4, 16, 4096, 64},  {2, 16, 8192, 64},
+                                 {16, 8, 1024, 128}, {4, 8, 4096, 128}, {2, 8, 8192, 128}};
+    for (int i = 0; i < 6; ++i)
+      time_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], true, basicAll || i == 0 || i == 3);
+    time_shape(4, 16, 4096, 64, false, false);
+    time_shape(4, 8, 4096, 128, false, false);
+  }
+  fails += g_fail;
+  std::printf("%s: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
+  return fails ? 1 : 0;
+}
