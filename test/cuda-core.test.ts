@@ -113,7 +113,8 @@ cudaTest('cumsum (forward and reverse) over rows, long rows and split columns ma
       for (const shape of [[5, 30], [3, 777], [2, 10000], [1, 300000], [4000, 3, 2], [2, 50000, 3]]) {
         const n = shape.reduce((a, b) => a * b, 1);
         const x = data(n, n, d).reshape(shape);
-        const tol = d === 'float64' ? F64 : { atol: 1e-4, rtol: 1e-5 };
+        // Partial sums cross zero: the tolerance is absolute at the scale of the summands.
+        const tol = d === 'float64' ? { atol: 1e-9, rtol: 1e-12 } : { atol: 1e-4, rtol: 1e-5 };
         same(t, `cumsum ${d} ${shape}`, x, (v) => kiln.cumsum(v, 1), tol);
         same(t, `reverse cumsum ${d} ${shape}`, x, (v) => kiln.cumsum(v, 1, true), tol);
         same(t, `cumsum ${d} ${shape} axis 0`, x, (v) => kiln.cumsum(v, 0), tol);
@@ -172,9 +173,11 @@ cudaTest('softmax, log-softmax, layer norm and cross entropy at warp and block r
         assertClose(t, `layerNorm ${d} [${rows}, ${n}] value and gradients`, lnRun('cuda'), lnRun('cpu'),
           d === 'float64' ? { atol: 1e-10, rtol: 1e-10 } : { atol: 1e-4, rtol: 1e-4 });
         const r = prng(n);
-        const tg = kiln.tensor(Int32Array.from({ length: rows }, (_, i) => (i === 1 ? -100 : Math.floor(r() * n))));
+        const picks = Array.from({ length: rows }, () => Math.floor(r() * n));
         const rowW = w.sum(1);
         for (const opts of [{}, { labelSmoothing: 0.1 }, { reduction: 'none' as const }, { reduction: 'sum' as const, ignoreIndex: 0 }]) {
+          // Row 1 is ignored (the default ignore index -100, or 0 where that is the ignore index).
+          const tg = kiln.tensor(Int32Array.from(picks, (v, i) => (i === 1 ? opts.ignoreIndex ?? -100 : v)));
           const ceRun = (dev: 'cpu' | 'cuda') => kiln.tidy(() => {
             const leaf = leafOf(xc);
             const loss = kiln.crossEntropy(on(leaf, dev), on(tg, dev), opts);
@@ -263,26 +266,18 @@ function rawDraw(kind: 0 | 1 | 2, n: number, dtype: DType, device: 'cpu' | 'cuda
   });
 }
 
-/** Distance in float32 ulps (0 when equal). */
-function ulps32(a: number, b: number): number {
-  if (a === b) return 0;
-  const f = new Float32Array([a, b]);
-  const i = new Int32Array(f.buffer);
-  const key = (v: number) => (v < 0 ? 0x80000000 - v : v);  // monotone for finite values
-  return Math.abs(key(i[0]) - key(i[1]));
-}
-
 cudaTest('Philox on cuda equals the CPU for the same seed and offset (uniform, randint bit for bit; normal to the last ulp)', (t) => {
   for (const seed of [0n, 7n, 0xdeadbeefcafef00dn]) {
     for (const offset of [0, 1, 2, 3, 4, 1022, 4097]) {
       for (const n of [1, 2, 3, 5, 8, 1001, 65537]) {
         for (const d of ['float32', 'float64'] as DType[]) {
           t.deepEqual(rawDraw(0, n, d, 'cuda', seed, offset, -2, 3), rawDraw(0, n, d, 'cpu', seed, offset, -2, 3), `uniform ${d} seed ${seed} offset ${offset} n ${n}`);
+          // Normals: last-ulp differences of the transform (an FMA-contracting CPU clone, libm vs
+          // CUDA log/sin/cos), measured at the scale of mean + std * z.
           const gc = rawDraw(1, n, d, 'cuda', seed, offset, 0.5, 2), cc = rawDraw(1, n, d, 'cpu', seed, offset, 0.5, 2);
           let worst = 0;
-          for (let i = 0; i < n; i++)
-            worst = Math.max(worst, d === 'float32' ? ulps32(gc[i], cc[i]) : Math.abs(gc[i] - cc[i]) / Math.max(1e-300, Math.abs(cc[i])));
-          t.true(d === 'float32' ? worst <= 4 : worst <= 1e-14, `normal ${d} seed ${seed} offset ${offset} n ${n}: worst ${worst}`);
+          for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(gc[i] - cc[i]) / (0.5 + Math.abs(cc[i] - 0.5)));
+          t.true(worst <= (d === 'float32' ? 4e-7 : 1e-14), `normal ${d} seed ${seed} offset ${offset} n ${n}: worst relative ${worst}`);
         }
         t.deepEqual(rawDraw(2, n, 'int32', 'cuda', seed, offset, -7, 1000), rawDraw(2, n, 'int32', 'cpu', seed, offset, -7, 1000), `randint seed ${seed} offset ${offset} n ${n}`);
       }
@@ -305,7 +300,7 @@ cudaTest('kiln.rand / randn / randint / dropout on cuda give the CPU values for 
     const c = draws('cpu'), g = draws('cuda');
     t.deepEqual(g[0], c[0], 'rand float32');
     assertClose(t, 'randn float64', g[1], c[1], { atol: 1e-14, rtol: 1e-14 });
-    g[2].forEach((v, i) => t.true(ulps32(v, c[2][i]) <= 4, `randn float32 [${i}] ${v} vs ${c[2][i]}`));
+    assertClose(t, 'randn float32 (mean 1, std 3)', g[2], c[2], { atol: 2e-6, rtol: 4e-7 });
     t.deepEqual(g[3], c[3], 'randint');
     t.deepEqual(g[4], c[4], 'dropout mask and scale');
     t.true(g[4].some((v) => v === 0) && g[4].some((v) => v !== 0), 'dropout dropped some and kept some');
