@@ -6,7 +6,8 @@
 #    compared with the same references as on the CPU (TAP in OUT/tests.tap);
 # 3. the card's yardsticks (torch bf16/TF32 matmul, copy bandwidth) and every `kiln bench` that has
 #    a --device cuda variant, against PyTorch on the same card (OUT/bench.json, OUT/bench.txt);
-# 4. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt).
+# 4. the standalone kernel checks, if built (build/attention_cuda_check, build/gemm_cuda_check);
+# 5. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt).
 # Stages have time limits so the whole check ends in about 5 minutes; KILN_GPU_STAGES picks stages
 # (default "env tests bench memcheck"), KILN_GPU_BENCHES the benchmarks.
 set -uo pipefail
@@ -14,7 +15,7 @@ OUT=${1:-${OUT:-/tmp/kiln-gpu-out}}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 exec > >(tee -a "$OUT/log.txt") 2>&1
-stages=${KILN_GPU_STAGES:-env tests bench memcheck}
+stages=${KILN_GPU_STAGES:-env tests checks bench memcheck}
 benches=${KILN_GPU_BENCHES:-attention gemm elementwise contrastive diffusion train-step}
 export KILN_TORCH_PYTHON=${KILN_TORCH_PYTHON:-$(command -v python3)}
 export KILN_ADDON=$PWD/build/Release/kiln.node
@@ -38,6 +39,17 @@ if has tests; then
   echo "tests: ok $(grep -c '^ok' "$OUT/tests.tap"), not ok $(grep -c '^not ok' "$OUT/tests.tap"); cuda variants: ok $(grep '^ok' "$OUT/tests.tap" | grep -c '\[cuda\]'), not ok $(grep '^not ok' "$OUT/tests.tap" | grep -c '\[cuda\]'); pending CUDA kernels logged: $(grep -c 'pending CUDA kernel' "$OUT/tests.tap")"
   grep '^not ok' "$OUT/tests.tap" | head -40
   grep -A25 '^not ok' "$OUT/tests.tap" | grep -v '^ok' | head -150
+fi
+
+if has checks; then
+  # Standalone kernel checks (plain CUDA programs built by scripts/gpu-pack.sh): correctness against
+  # float64 references, then timings.
+  for c in build/attention_cuda_check build/gemm_cuda_check; do
+    [ -x "$c" ] || continue
+    stamp "$c"
+    timeout ${KILN_GPU_CHECK_TIMEOUT:-40} "$c" 2>&1 | tee -a "$OUT/checks.txt" | tail -40
+    echo "exit ${PIPESTATUS[0]}"
+  done
 fi
 
 if has bench; then
@@ -70,9 +82,7 @@ if has memcheck; then
   stamp "compute-sanitizer memcheck (op tests)"
   if command -v compute-sanitizer >/dev/null; then
     timeout ${KILN_GPU_MEMCHECK_TIMEOUT:-120} compute-sanitizer --tool memcheck --target-processes all --print-limit 20 \
-      $ava --tap --concurrency 4 --timeout 3m test/ops-elementwise.test.ts test/ops-reduce-matmul.test.ts test/ops-nn.test.ts \
-      test/optim.test.ts test/random.test.ts test/contrastive.test.ts test/diffusion.test.ts test/attention.test.ts \
-      $(ls test/matmul-cuda.test.ts test/dtype-half.test.ts 2>/dev/null) > "$OUT/memcheck.txt" 2>&1
+      $ava --tap --concurrency 4 --timeout 3m ${KILN_GPU_MEMCHECK_TESTS:-test/cuda-core.test.ts test/ops-elementwise.test.ts test/ops-reduce-matmul.test.ts test/ops-nn.test.ts test/optim.test.ts test/random.test.ts test/contrastive.test.ts test/diffusion.test.ts test/attention.test.ts test/matmul-cuda.test.ts test/dtype-half.test.ts} > "$OUT/memcheck.txt" 2>&1
     echo "memcheck exit $? (124 = stopped at its time limit)"
     grep -E 'ERROR SUMMARY|========= (Invalid|Program hit|Error)' "$OUT/memcheck.txt" | sort | uniq -c | head -20
     echo "memcheck tests: ok $(grep -c '^ok' "$OUT/memcheck.txt"), not ok $(grep -c '^not ok' "$OUT/memcheck.txt")"

@@ -26,6 +26,11 @@ fi
 echo "gpu-pack: building $(git log -1 --format='%h %s' "$rev") in $wt"
 (cd "$wt" && KILN_CUDA=1 node scripts/build-native.mjs >/tmp/kiln-gpu-build.log 2>&1) || { tail -30 /tmp/kiln-gpu-build.log; exit 1; }
 (cd "$wt" && rm -rf dist && npx tsc -p tsconfig.json)
+# The standalone kernel checks (sm_90 only: they run on the H100/H200).
+for c in attention gemm; do
+  [ -f "$wt/scripts/build-$c-check.sh" ] && (cd "$wt" && ARCHS=90 bash "scripts/build-$c-check.sh" >/dev/null)
+done
+checks=$(cd "$wt" && ls build/*_cuda_check 2>/dev/null || true)
 mkdir -p .gpu
 [ -f .gpu/node.xz ] || bash "$root/../shared/gpu/pack-node.sh" .gpu
 # The dependency closure of what runs there (ava + tsx for the tests, fast-check, the runtime deps).
@@ -40,6 +45,6 @@ const walk = (dir) => { if (!dir || seen.has(dir)) return; seen.add(dir);
 for (const n of ['ava', 'fast-check', 'tsx', 'cli-progress', 'vega', 'vega-lite']) walk(resolve(n, root));
 console.log([...seen].map((s) => path.relative(root, s)).join('\n'));
 " "$root")
-(cd "$wt" && echo "$rev" > .gpu-rev && tar -chf - package.json tsconfig.json .gpu-rev src test bench scripts dist build/Release/kiln.node \
+(cd "$wt" && echo "$rev" > .gpu-rev && tar -chf - package.json tsconfig.json .gpu-rev src test bench scripts dist build/Release/kiln.node $checks \
   -C "$root" $mods) | xz -T2 -6 > .gpu/payload.tar.xz
 echo "gpu-pack: .gpu/payload.tar.xz $(du -h .gpu/payload.tar.xz | cut -f1), .gpu/node.xz $(du -h .gpu/node.xz | cut -f1)"
