@@ -1,0 +1,42 @@
+// The CUDA matrix product (kernels/cuda/gemm.cu) as seen from native/: plain C++, no CUDA headers.
+// Without a CUDA build native/cuda_stub_gemm.cc defines it to report "built without CUDA".
+// Same semantics as kiln::cpu::gemm (kernels/cpu/kernels.h): for b in [0, batch),
+//   C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b], row-major, op = transpose when trans*,
+//   leading dims lda/ldb/ldc and batch strides in elements (0 broadcasts one matrix);
+//   beta == 0 never reads C; K == 0 gives C = beta * C. Pointers are device memory.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace kiln {
+namespace cuda {
+
+// Element types of the operands. The codes are those of cpu::DType (kernels/cpu/elementwise.h),
+// where F16 = 3 and BF16 = 4 are the half types.
+enum class GemmType : int { F32 = 0, F64 = 2, F16 = 3, BF16 = 4 };
+
+// How float32 products use the tensor cores (torch.set_float32_matmul_precision's names):
+// Highest: 3xTF32 (each operand split into a TF32 head and a TF32 tail; the tail x tail term is
+//   dropped), accurate to float32 tolerances; High: one TF32 product (10-bit mantissa inputs,
+//   float32 accumulation). float64 and the half types ignore it.
+enum class MatmulPrecision : int { Highest = 0, High = 1 };
+
+struct GemmArgs {
+  int64_t batch = 1, M = 0, N = 0, K = 0;
+  bool transA = false, transB = false;
+  double alpha = 1, beta = 0;
+  const void* A = nullptr;
+  int64_t lda = 0, strideA = 0;
+  const void* B = nullptr;
+  int64_t ldb = 0, strideB = 0;
+  void* C = nullptr;
+  int64_t ldc = 0, strideC = 0;
+};
+
+// Supported (ab, c) pairs: (F32, F32), (F64, F64), (F16, F16), (F16, F32), (BF16, BF16),
+// (BF16, F32). The half types multiply on tensor cores with float32 accumulation and round once
+// when C is a half type. Returns "" or the error message (an unsupported pair, a CUDA error).
+std::string gemm(GemmType ab, GemmType c, MatmulPrecision precision, const GemmArgs& args);
+
+}  // namespace cuda
+}  // namespace kiln
