@@ -7,6 +7,11 @@ import { Tensor, empty } from '../tensor/tensor.js';
 import { arg, contig } from './util.js';
 
 let cudaInfo: ReturnType<typeof N.cudaInfo> | null = null;
+/** How float32 matmuls use the tensor cores on CUDA (torch.set_float32_matmul_precision's names). */
+export type MatmulPrecision = 'highest' | 'high';
+let matmulPrecision: MatmulPrecision = 'highest';
+/** The native gemm's precision slot: 0 'highest' (3xTF32, float32 accuracy), 1 'high' (TF32). */
+export const matmulPrecisionCode = (): number => (matmulPrecision === 'high' ? 1 : 0);
 function info() {
   return (cudaInfo ??= N.cudaInfo());
 }
@@ -22,6 +27,13 @@ export const cuda = {
   synchronize: (): void => {
     if (info().available) N.cudaSynchronize();
   },
+  /** float32 matmuls on CUDA: 'highest' (default; 3xTF32, float32 accuracy) or 'high' (TF32, ~1e-3 relative). */
+  setMatmulPrecision: (p: MatmulPrecision): void => {
+    if (p !== 'highest' && p !== 'high')
+      throw new KilnError('INVALID_ARGUMENT', `cuda.setMatmulPrecision: expected 'highest' or 'high', got '${String(p)}'`);
+    matmulPrecision = p;
+  },
+  getMatmulPrecision: (): MatmulPrecision => matmulPrecision,
 };
 
 export function checkDevice(op: string, d: unknown): Device {

@@ -8,7 +8,8 @@ import { isHalf } from '../tensor/dtype.js';
 import { broadcastShapes } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { sumTo, toDType } from './elementwise.js';
-import { arg, cast, checkTensor, contig, needCpu, prod, sameDevice } from './util.js';
+import { arg, cast, checkTensor, contig, prod, sameDevice } from './util.js';
+import { matmulPrecisionCode } from './device.js';
 import { fillInPlace } from './creation.js';
 
 interface Operand {
@@ -64,6 +65,7 @@ function gemm(a: Operand, b: Operand, out: Tensor, batch: number, M: number, Nn:
   A[20] = a.batchStride;
   A[21] = b.batchStride;
   A[22] = M * Nn;
+  A[23] = matmulPrecisionCode();
   N.gemm(ab, bb, ob);
 }
 
@@ -106,7 +108,6 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   checkTensor('matmul', a);
   checkTensor('matmul', b, 'other');
   sameDevice('matmul', a, b);
-  needCpu('matmul', a);
   if (a.ndim === 0 || b.ndim === 0) throw new KilnError('SHAPE_MISMATCH', 'matmul: both operands need at least one dimension');
   if (a.dtype === 'int32' || b.dtype === 'int32')
     throw new KilnError('DTYPE_MISMATCH', `matmul: float operands needed, got ${a.dtype} and ${b.dtype}`);
