@@ -1,8 +1,9 @@
-// Core kernel benchmarks: `gemm` (shapes in bench/gemm_shapes.txt) and `overhead` (per-op dispatch).
+// Core kernel benchmarks: `gemm` (shapes in bench/gemm_shapes.txt; on cuda the square products
+// below) and `overhead` (per-op dispatch).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as kiln from '../src/index.js';
-import { benchDir, runTorch, timeIt, type BenchRow } from './harness.js';
+import { benchDir, deviceTiming, runTorch, timeIt, type BenchDevice, type BenchRow } from './harness.js';
 
 export interface GemmShape { name: string; batch: number; transA: boolean; transB: boolean; M: number; N: number; K: number }
 
@@ -18,7 +19,58 @@ export function gemmShapes(): GemmShape[] {
   return out;
 }
 
-export function benchGemm(threads: number, only?: string[]): { rows: BenchRow[]; torch: string | null; torchError?: string } {
+/** `--device cuda` cases: float32 in both matmul precisions against torch.mm with matching allow_tf32,
+ *  and bfloat16 (where the dtype exists), square, all operands on the GPU. */
+export interface CudaGemmCase { name: string; n: number; dtype: 'float32' | 'bfloat16'; precision: 'highest' | 'high'; torch: string; transB?: boolean }
+export const cudaGemmCases: CudaGemmCase[] = [
+  { name: 'bf16 4096^3', n: 4096, dtype: 'bfloat16', precision: 'highest', torch: 'bf16' },
+  { name: 'bf16 4096^3 A@B^T', n: 4096, dtype: 'bfloat16', precision: 'highest', torch: 'bf16', transB: true },
+  { name: 'f32 highest 4096^3 (vs fp32)', n: 4096, dtype: 'float32', precision: 'highest', torch: 'f32' },
+  { name: 'f32 high 4096^3 (vs tf32)', n: 4096, dtype: 'float32', precision: 'high', torch: 'tf32' },
+  { name: 'f32 highest 1024^3 (vs fp32)', n: 1024, dtype: 'float32', precision: 'highest', torch: 'f32' },
+  { name: 'f32 high 1024^3 (vs tf32)', n: 1024, dtype: 'float32', precision: 'high', torch: 'tf32' },
+];
+
+function benchGemmCuda(only?: string[]): { rows: BenchRow[]; torch: string | null; torchError?: string } {
+  const hasBf16 = typeof (kiln as { cast?: unknown }).cast === 'function';
+  const cases = cudaGemmCases.filter((c) => (!only || only.includes(c.name)) && (c.dtype === 'float32' || hasBf16));
+  const rows: BenchRow[] = [];
+  const saved = kiln.cuda.getMatmulPrecision();
+  try {
+    for (const c of cases) {
+      const mk = () => {
+        const x = kiln.randn([c.n, c.n], { device: 'cuda' });
+        if (c.dtype === 'float32') return kiln.keep(x);
+        const h = kiln.keep(kiln.cast(x, c.dtype));
+        x.dispose();
+        return h;
+      };
+      const a = mk(), b = mk();
+      const bt = c.transB ? kiln.keep(b.transpose(0, 1)) : b;
+      kiln.cuda.setMatmulPrecision(c.precision);
+      // Each repeat ends with kiln.cuda.synchronize(), so the span covers finished GPU work.
+      const t = timeIt(() => kiln.matmul(a, bt).dispose(), { reps: 7, targetMs: 100, ...deviceTiming('cuda') });
+      const flops = 2 * c.n ** 3;
+      rows.push({ case: c.name, kiln: t, unit: 'TFLOP/s', kilnRate: flops / (t.medianMs * 1e9) });
+      for (const x of new Set([a, b, bt])) x.dispose();
+    }
+  } finally {
+    kiln.cuda.setMatmulPrecision(saved);
+  }
+  const specs = cases.map((c) => `${c.torch},${c.n},${c.n},${c.n},${c.transB ? 'NT' : 'NN'}`);
+  const torch = runTorch('torch_gemm.py', ['--device', 'cuda', '--reps', '7', '--cases', specs.join(';')]);
+  if (torch.json)
+    rows.forEach((row, i) => {
+      const ref = torch.json.results[i];
+      row.torch = { ms: ref.ms, minMs: ref.min_ms };
+      row.torchRate = ref.tflops;
+      row.speedup = ref.ms / row.kiln.medianMs;
+    });
+  return { rows, torch: torch.json ? `${torch.json.library} on ${torch.json.device}` : null, torchError: torch.error };
+}
+
+export function benchGemm(threads: number, only?: string[], device: BenchDevice = 'cpu'): { rows: BenchRow[]; torch: string | null; torchError?: string } {
+  if (device === 'cuda') return benchGemmCuda(only);
   const shapes = gemmShapes().filter((s) => !only || only.includes(s.name));
   const rows: BenchRow[] = [];
   for (const s of shapes) {

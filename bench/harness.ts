@@ -1,7 +1,7 @@
 // Benchmark harness: warm-up, calibrated inner loops, median/min/max of repeats, and the PyTorch
 // reference run in the same invocation so every figure is a ratio measured side by side.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as kiln from '../src/index.js';
@@ -90,6 +90,11 @@ export interface BenchReport {
   torchError?: string;
   rows: BenchRow[];
   date: string;
+}
+
+/** Writes the report as JSON (`kiln bench <name> --json FILE`). */
+export function saveReport(path: string, r: BenchReport): void {
+  writeFileSync(path, JSON.stringify(r, null, 2) + '\n');
 }
 
 export function formatReport(r: BenchReport): string {

@@ -12,7 +12,7 @@ export type BenchFn = (threads: number, only?: string[], device?: BenchDevice) =
 
 /** `cuda: true` marks the benchmarks that have a `--device cuda` variant. */
 export const benchmarks: Record<string, { summary: string; run: BenchFn; cuda?: boolean }> = {
-  gemm: { summary: 'float32 GEMM shapes from bench/gemm_shapes.txt vs torch.mm/bmm', run: benchGemm },
+  gemm: { summary: 'float32 GEMM shapes from bench/gemm_shapes.txt vs torch.mm/bmm (cuda: bf16 and f32 highest/high at 4096^3 and 1024^3 vs torch.mm)', run: benchGemm, cuda: true },
   attention: { summary: 'causal attention forward+backward (float32) vs PyTorch 1.13 explicit/private SDPA (cuda: bf16/f32 vs torch SDPA)', run: benchAttention, cuda: true },
   elementwise: { summary: 'add / broadcast mul / gelu / exp in GB/s vs PyTorch and its copy bandwidth (cpu 4M, cuda 64M floats)', run: benchElementwise, cuda: true },
   overhead: { summary: 'dispatch overhead of a 16-element add vs PyTorch eager', run: benchOverhead },
@@ -21,5 +21,5 @@ export const benchmarks: Record<string, { summary: string; run: BenchFn; cuda?: 
   'train-step': { summary: 'ICL GPT-2 training step (small: 4L/4H/128, paper: 12L/8H/256) vs PyTorch', run: benchTrainStep, cuda: true },
 };
 
-export { formatReport } from './harness.js';
+export { formatReport, saveReport } from './harness.js';
 export type { BenchReport } from './harness.js';

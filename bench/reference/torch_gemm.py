@@ -5,6 +5,11 @@ Run with the system interpreter that has torch: /usr/bin/python3 bench/reference
 Options: --threads N (default 2), --reps R (median of R timed repeats, default 7), --shapes FILE,
 --only a,b (shape names), --best (fastest repeat), --cpu-time (process CPU time, for a busy machine).
 Prints one JSON object: {"threads": N, "results": [{"name", "ms", "gflops", ...}, ...]}.
+
+--device cuda --cases 'DT,M,N,K[,LAYOUT];...': torch.mm on the GPU, DT one of f32 (full float32,
+allow_tf32 off), tf32 (allow_tf32 on), bf16, f16, f64; LAYOUT NN (default), NT, TN or TT (T: that
+operand is a transposed view). Timed with torch.cuda.synchronize around calibrated loops (timing.py).
+Prints {"library", "device", "results": [{"case", "ms", "min_ms", "tflops"}, ...]} in case order.
 """
 import argparse
 import json
@@ -60,6 +65,30 @@ def time_op(fn, flops, reps, clock=time.perf_counter, best=False):
     return ms, flops / (ms * 1e-3) / 1e9
 
 
+CUDA_DTYPES = {'f32': (torch.float32, False), 'tf32': (torch.float32, True), 'bf16': (torch.bfloat16, False),
+               'f16': (torch.float16, False), 'f64': (torch.float64, False)}
+
+
+def main_cuda(args):
+    from timing import time_calls
+    out = []
+    for spec in args.cases.split(';'):
+        f = spec.split(',')
+        dt, allow_tf32 = CUDA_DTYPES[f[0]]
+        m, n, k = int(f[1]), int(f[2]), int(f[3])
+        layout = f[4] if len(f) > 4 else 'NN'
+        torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+        a = torch.randn((k, m) if layout[0] == 'T' else (m, k), device='cuda', dtype=dt)
+        b = torch.randn((n, k) if layout[1] == 'T' else (k, n), device='cuda', dtype=dt)
+        a = a.t() if layout[0] == 'T' else a
+        b = b.t() if layout[1] == 'T' else b
+        ms, best = time_calls(lambda: torch.mm(a, b), args.reps, sync=torch.cuda.synchronize)
+        out.append(dict(case=spec, ms=round(ms, 5), min_ms=round(best, 5), tflops=round(2.0 * m * n * k / (ms * 1e9), 2)))
+    torch.backends.cuda.matmul.allow_tf32 = False
+    print(json.dumps({'library': 'torch ' + torch.__version__, 'device': torch.cuda.get_device_name(0),
+                      'results': out}, indent=1))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--threads', type=int, default=2)
@@ -69,7 +98,12 @@ def main():
     p.add_argument('--best', action='store_true', help='fastest repeat instead of the median')
     p.add_argument('--cpu-time', action='store_true',
                    help='process CPU time (summed over threads) instead of wall time')
+    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    p.add_argument('--cases', default='bf16,4096,4096,4096;f32,4096,4096,4096;tf32,4096,4096,4096',
+                   help="cuda: 'DT,M,N,K[,LAYOUT];...'")
     args = p.parse_args()
+    if args.device == 'cuda':
+        return main_cuda(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     out = []

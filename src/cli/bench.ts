@@ -1,4 +1,4 @@
-// `kiln bench <name> [--device cpu|cuda] [--threads N] [--only a,b] [--json]`
+// `kiln bench <name> [--device cpu|cuda] [--threads N] [--only a,b] [--json [FILE]]`
 import { cpus } from 'node:os';
 import * as kiln from '../index.js';
 import { flagNumber, flagString, parseArgs, UsageError, type Command } from './args.js';
@@ -7,10 +7,15 @@ export const command: Command = {
   name: 'bench',
   summary: 'benchmark kiln kernels against PyTorch in the same run',
   async run(argv) {
-    const { positional, flags } = parseArgs(argv);
-    const { benchmarks, formatReport } = await import('../../bench/index.js');
+    // --json alone prints the report as JSON; --json FILE prints the table and writes the JSON there.
+    const { positional, flags } = parseArgs(argv, ['help']);
+    const { benchmarks, formatReport, saveReport } = await import('../../bench/index.js');
+    if (typeof flags.json === 'string' && positional.length === 0 && benchmarks[flags.json]) {
+      positional.push(flags.json);
+      flags.json = true;
+    }
     if (flags.help || positional.length === 0) {
-      console.log('usage: kiln bench <name> [--device cpu|cuda] [--threads N] [--only case,...] [--json]\n\nbenchmarks:');
+      console.log('usage: kiln bench <name> [--device cpu|cuda] [--threads N] [--only case,...] [--json [FILE]]\n\nbenchmarks:');
       for (const [n, b] of Object.entries(benchmarks)) console.log(`  ${n.padEnd(12)} ${b.summary}`);
       return positional.length === 0 && !flags.help ? 2 : 0;
     }
@@ -30,7 +35,10 @@ export const command: Command = {
       bench: name, device, threads, machine: `${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}${device === 'cuda' ? `, GPU ${kiln.cuda.deviceName(0)}` : ''}`,
       torch: res.torch, torchError: res.torchError, rows: res.rows, date: new Date().toISOString(),
     };
-    console.log(flags.json ? JSON.stringify(report, null, 2) : formatReport(report));
+    if (typeof flags.json === 'string') {
+      saveReport(flags.json, report);
+      console.log(formatReport(report));
+    } else console.log(flags.json ? JSON.stringify(report, null, 2) : formatReport(report));
     return 0;
   },
 };
