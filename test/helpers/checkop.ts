@@ -36,6 +36,9 @@ export const FWD_TOL: Record<DType, Tol> = {
   float32: { atol: 1e-5, rtol: 1e-4 },
   float64: { atol: 1e-10, rtol: 1e-9 },
   int32: { atol: 0, rtol: 0 },
+  // Half outputs are float32 results rounded once: half an ulp (2^-11, 2^-8) relative.
+  float16: { atol: 1e-4, rtol: 1e-3 },
+  bfloat16: { atol: 1e-3, rtol: 8e-3 },
 };
 
 // ---------------------------------------------------------------- deterministic inputs
