@@ -197,7 +197,7 @@ test('loadStateDict is strict, names the problem, and never half-loads', (t) => 
   const before = m.parameters().map((p) => p.dataSync().slice());
   const other = new kiln.nn.GPT(cfg);
   const sd = { ...other.stateDict() };
-  const check = (state: Record<string, kiln.Tensor>, code: string, pattern: RegExp, opts?: { strict?: boolean }) => {
+  const check = (state: Record<string, kiln.Tensor>, code: kiln.KilnErrorCode, pattern: RegExp, opts?: { strict?: boolean }) => {
     const e = t.throws(() => m.loadStateDict(state, opts)) as kiln.KilnError;
     t.is(e.code, code, e.message);
     t.regex(e.message, pattern);

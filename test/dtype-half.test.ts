@@ -95,7 +95,7 @@ function onDevice(x: Tensor, device: Device): Tensor {
   return y;
 }
 
-function throwsCode(t: ExecutionContext, fn: () => unknown, code: string, ...parts: string[]): void {
+function throwsCode(t: ExecutionContext, fn: () => unknown, code: kiln.KilnErrorCode, ...parts: string[]): void {
   const e = t.throws(fn, { instanceOf: kiln.KilnError }) as InstanceType<typeof kiln.KilnError> | undefined;
   if (!e) return;
   t.is(e.code, code, e.message);

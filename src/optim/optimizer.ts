@@ -23,7 +23,9 @@ export interface ParamGroup<O extends GroupOptions = GroupOptions> {
   initialLr: number;
 }
 
-export type ParamsArg<O> = Tensor[] | ({ params: Tensor[] } & Partial<O>)[];
+/** O's named options, optional, without GroupOptions' index signature (which `params` would have to satisfy). */
+export type GroupSpec<O> = { params: Tensor[] } & { [K in keyof O as string extends K ? never : K]?: O[K] };
+export type ParamsArg<O> = Tensor[] | GroupSpec<O>[];
 
 export interface OptimizerState {
   step: number;
