@@ -24,18 +24,10 @@ export const cudaAttentionCases: [number, number, number, number][] = [
   [16, 8, 1024, 128], [4, 8, 4096, 128], [2, 8, 8192, 128],
 ];
 
-type Half = 'bfloat16' | 'float16';
-/** Casts to a half dtype through kiln's cast op (absent in builds without half dtypes: then null). */
-function castFn(): ((x: kiln.Tensor, d: Half) => kiln.Tensor) | null {
-  const k = kiln as unknown as { cast?: (x: kiln.Tensor, d: string) => kiln.Tensor };
-  return k.cast ? (x, d) => k.cast!(x, d) : null;
-}
-
 function benchAttentionCuda(only?: string[]): { rows: BenchRow[]; torch: string | null; torchError?: string } {
   const rows: BenchRow[] = [];
   let torchLib: string | null = null, torchError: string | undefined;
-  const cast = castFn();
-  const dtypes: ('float32' | Half)[] = cast ? ['bfloat16', 'float32'] : ['float32'];
+  const dtypes: ('float32' | 'bfloat16')[] = ['bfloat16', 'float32'];
   for (const dtype of dtypes) {
     // float32 has no tensor-core path on either side worth a full sweep: its two shortest cases.
     const cases = cudaAttentionCases.filter(([, , T]) => dtype !== 'float32' || T === 1024)
@@ -46,7 +38,7 @@ function benchAttentionCuda(only?: string[]): { rows: BenchRow[]; torch: string 
       const mk = (grad: boolean) => {
         const x = kiln.randn([B, H, T, D], { device: 'cuda' });
         if (dtype === 'float32') return kiln.keep(grad ? x.requiresGrad_(true) : x);
-        const h = kiln.keep(cast!(x, dtype));
+        const h = kiln.keep(kiln.cast(x, dtype));
         x.dispose();
         return grad ? h.requiresGrad_(true) : h;
       };
@@ -64,7 +56,7 @@ function benchAttentionCuda(only?: string[]): { rows: BenchRow[]; torch: string 
       caseRows.push({ case: `${dtype} B${B} H${H} T${T} D${D} causal`, kiln: t, unit: 'TFLOP/s', kilnRate: flops / (t.medianMs * 1e9) });
       for (const x of [q, k, v, g]) x.dispose();
     }
-    const torch = runTorch('torch_attention.py', ['--device', 'cuda', '--dtype', dtype === 'float32' ? 'f32' : dtype === 'bfloat16' ? 'bf16' : 'f16',
+    const torch = runTorch('torch_attention.py', ['--device', 'cuda', '--dtype', dtype === 'float32' ? 'f32' : 'bf16',
       '--reps', '7', '--cases', cases.map((c) => c.join(',')).join(';')]);
     if (torch.json) {
       torchLib = torch.json.library;
