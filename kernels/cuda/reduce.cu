@@ -174,6 +174,18 @@ __global__ void combine_kernel(const typename P::S* __restrict__ part, typename 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t resident_threads() { return int64_t(sm_count()) * 2048; }
 
+// Column layouts (inner > 1): when the ncols columns give too few threads to fill the GPU, each
+// column's r entries are split into nchunks chunks of `chunk` rows (at least 32, at most 65535 chunks).
+struct Chunks {
+  int64_t nchunks, chunk;
+};
+Chunks column_chunks(int64_t ncols, int64_t r) {
+  if (ncols >= resident_threads() || r <= 64) return {1, r};
+  const int64_t n = std::min<int64_t>({cdiv(resident_threads(), ncols), cdiv(r, 32), 65535});
+  const int64_t chunk = cdiv(r, n);
+  return {cdiv(r, chunk), chunk};
+}
+
 template <class P, class T>
 std::string run_reduce(const T* x, typename P::Out* y, int64_t outer, int64_t r, int64_t inner) {
   using S = typename P::S;
@@ -197,12 +209,7 @@ std::string run_reduce(const T* x, typename P::Out* y, int64_t outer, int64_t r,
     return launched();
   }
   const int64_t ncols = outer * inner;
-  int64_t nchunks = 1, chunk = r;
-  if (ncols < resident_threads() && r > 64) {
-    nchunks = std::min<int64_t>({cdiv(resident_threads(), ncols), cdiv(r, 32), 65535});
-    chunk = cdiv(r, nchunks);
-    nchunks = cdiv(r, chunk);
-  }
+  const auto [nchunks, chunk] = column_chunks(ncols, r);
   if (nchunks > 1)
     if (auto err = part.get(sizeof(S) * ncols * nchunks); !err.empty()) return err;
   dim3 grid(grid_for(ncols), static_cast<unsigned>(nchunks));
@@ -335,12 +342,7 @@ std::string run_cumsum(const T* x, T* y, int64_t outer, int64_t r, int64_t inner
     return launched();
   }
   const int64_t ncols = outer * inner;
-  int64_t nchunks = 1, chunk = r;
-  if (ncols < resident_threads() && r > 64) {
-    nchunks = std::min<int64_t>({cdiv(resident_threads(), ncols), cdiv(r, 32), 65535});
-    chunk = cdiv(r, nchunks);
-    nchunks = cdiv(r, chunk);
-  }
+  const auto [nchunks, chunk] = column_chunks(ncols, r);
   dim3 grid(grid_for(ncols), static_cast<unsigned>(nchunks));
   if (nchunks > 1) {
     if (auto err = sums.get(sizeof(double) * ncols * nchunks); !err.empty()) return err;
