@@ -1,15 +1,20 @@
-// Standalone check and timing of the CUDA matrix products (kernels/cuda/gemm.cu), for a GPU
-// machine without Node.js. Build (no GPU needed; from the repository root):
-//   nvcc -std=c++17 -O3 -Xcompiler -fopenmp -gencode arch=compute_90,code=sm_90
-//        bench/native/gemm_cuda_check.cu -o /tmp/gemm_cuda_check -lgomp
-//   (add -gencode arch=compute_80,code=sm_80 for an A100)
-// Usage: gemm_cuda_check [--check] [--time] [--variants]   (no flag: --check --time)
+// Standalone check and timing of the CUDA matrix products (kernels/cuda/gemm.cu and, on Hopper,
+// the opt-in wgmma kernel of kernels/cuda/gemm_sm90.cu), for a GPU machine without Node.js.
+// Build (no GPU needed; from the repository root): bash scripts/build-gemm-check.sh
+//   (ARCHS="90" for the H100/H200 alone; gemm_sm90.cu is always compiled for sm_90a)
+// Usage: gemm_cuda_check [--check] [--time] [--wgmma] [--variants]   (no flag: --check --time --wgmma)
 //   --check     every edge case (odd sizes, K = 0, transposes, padded leading dims, misaligned
 //               bases, batch strides and broadcasts, beta accumulation, > 65535 batches) for every
 //               element-type pair and precision, through the public entry point and through both
-//               tile configurations, against a float64 CPU reference; C is poisoned with NaN when
-//               beta = 0 and the padding around C must come back untouched. Exits 1 on a failure.
+//               tile configurations (and the wgmma kernel on compute capability 9.x, which declines
+//               the layouts it does not take), against a float64 CPU reference; C is poisoned with
+//               NaN when beta = 0 and the padding around C must come back untouched. Exits 1 on a failure.
 //   --time      TFLOP/s of the shipped kernels at 4096^3 (every layout for bf16) and 2048^3 f64.
+//   --wgmma     (compute capability 9.x) the wgmma kernel alone: its edge cases (ragged M/N/K, K = 16,
+//               K = 1, every layout, batches, broadcasts, beta, > 65535 batches), which it must take,
+//               against the float64 reference; 4096^3 and 8192^3 against sampled float64 dot
+//               products and against the mma.sync kernel; then both kernels' TFLOP/s at 4096^3
+//               (every layout) and 8192^3.
 //   --variants  bf16 / f32 NN TFLOP/s of other tile configurations (for tuning HalfBig/FloatBig/Tf32Big).
 //   --profile   one bf16 and one 3xTF32 launch at 4096^3 (to run under ncu).
 #include <omp.h>
@@ -22,8 +27,31 @@
 #include <vector>
 
 #include "../../kernels/cuda/gemm.cu"
+#ifdef KILN_GEMM_SM90
+#include "../../kernels/cuda/gemm_sm90.h"
+#endif
 
 using namespace kiln::cuda;
+
+// Kernels of the check itself live outside anonymous namespaces (nvcc's launch stubs cannot tell
+// this file's anonymous namespace from gemm.cu's).
+namespace check_kernels {
+
+// Deterministic values in [-1, 1) from the element index (device-side fill: 8192^2 on the host is slow).
+template <class T>
+__global__ void fill_uniform(T* p, int64_t n, uint32_t seed) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint64_t x = uint64_t(i) * 0x9E3779B97F4A7C15ull + seed;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    const float v = float(uint32_t(x >> 40)) * (2.0f / 16777216.0f) - 1.0f;
+    if constexpr (std::is_same<T, __half>::value) p[i] = __float2half_rn(v);
+    else p[i] = __float2bfloat16_rn(v);
+  }
+}
+
+}  // namespace check_kernels
 
 namespace {
 
@@ -75,6 +103,7 @@ struct Case {
   bool bcastA = false, bcastB = false;      // batch stride 0
   double alpha = 1, beta = 0;
   int64_t offA = 0, offB = 0, offC = 0;     // base offsets in elements (misalignment)
+  bool wgmmaOnly = false;                   // run the wgmma kernel alone, and it must take the case
 };
 
 struct Layout2 {
@@ -110,7 +139,8 @@ std::string forced(const Params& p, int which, bool vec) {
 }
 
 // Runs one case for an input type; `runs` lists (out type, precision, which launcher).
-int g_fail = 0, g_cases = 0;
+int g_fail = 0, g_cases = 0, g_declined = 0;
+bool g_wgmma = false;  // the wgmma kernel is compiled in and the device is compute capability 9.x
 
 void run_case(const Case& cs, GemmType in, bool quick) {
   const Layout2 la = layout(cs.batch, cs.ta ? cs.K : cs.M, cs.ta ? cs.M : cs.K, cs.padA, cs.gapA, cs.bcastA, cs.offA);
@@ -159,7 +189,7 @@ void run_case(const Case& cs, GemmType in, bool quick) {
   struct Run {
     GemmType out;
     MatmulPrecision prec;
-    int which;  // 0 public entry, 1 big tiles, 2 small tiles
+    int which;  // 0 public entry, 1 big tiles, 2 small tiles, 3 element loads, 4 wgmma
   };
   std::vector<Run> runs;
   std::vector<GemmType> outs = {in};
@@ -168,7 +198,9 @@ void run_case(const Case& cs, GemmType in, bool quick) {
   if (in == GemmType::F32) precs.push_back(MatmulPrecision::High);
   for (GemmType o : outs)
     for (MatmulPrecision pr : precs)
-      for (int w = 0; w < (in == GemmType::F64 || quick ? 1 : 4); ++w) runs.push_back({o, pr, w});
+      for (int w = cs.wgmmaOnly ? 4 : 0; w < (in == GemmType::F64 || quick ? 1 : 4); ++w) runs.push_back({o, pr, w});
+  if (g_wgmma && (in == GemmType::BF16 || in == GemmType::F16))
+    for (GemmType o : outs) runs.push_back({o, MatmulPrecision::Highest, 4});
 
   for (const Run& r : runs) {
     ++g_cases;
@@ -208,6 +240,21 @@ void run_case(const Case& cs, GemmType in, bool quick) {
     std::string err;
     if (r.which == 0) {
       err = gemm(in, out, r.prec, g);
+    } else if (r.which == 4) {
+#ifdef KILN_GEMM_SM90
+      bool handled = false;
+      err = gemm_sm90(in, out, g, handled);
+      if (!handled) {
+        // Declined: fine for layouts it does not take (the dispatch falls back), a failure for its own cases.
+        const std::string why = gemm_sm90_unsupported(in, out, g);
+        CK(cudaFree(dC));
+        if (cs.wgmmaOnly) ++g_fail;
+        else ++g_declined;
+        std::printf("%-4s %-34s %4s->%-4s%-8s wgmma  declined: %s\n", cs.wgmmaOnly ? "FAIL" : "skip", cs.name, tname(in),
+                    tname(out), "", why.empty() ? "no sm_90a image or the TMA unit refused the layout" : why.c_str());
+        continue;
+      }
+#endif
     } else {
       // 1: big tiles (16-byte copies when the operands allow them, else small tiles with element
       // loads, as the entry point does); 2: small tiles, same rule; 3: element loads forced.
@@ -275,7 +322,7 @@ void run_case(const Case& cs, GemmType in, bool quick) {
       res.normRel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
     }
     CK(cudaFree(dC));
-    const char* which = r.which == 0 ? "auto" : r.which == 1 ? "big" : r.which == 2 ? "small" : "elem";
+    const char* which = r.which == 0 ? "auto" : r.which == 1 ? "big" : r.which == 2 ? "small" : r.which == 3 ? "elem" : "wgmma";
     const char* prec = in != GemmType::F32 ? "" : r.prec == MatmulPrecision::High ? " high" : " highest";
     if (!res.ok) ++g_fail;
     std::printf("%-4s %-34s %4s->%-4s%-8s %-5s  err/sum|ab| %.2e  norm-rel %.2e  %s\n", res.ok ? "ok" : "FAIL", cs.name,
@@ -360,7 +407,8 @@ void check() {
   for (const Case& c : cases)
     for (GemmType in : {GemmType::F32, GemmType::BF16, GemmType::F16, GemmType::F64})
       run_case(c, in, c.batch > 1000);
-  std::printf("check: %d runs, %d failed\n", g_cases, g_fail);
+  std::printf("check: %d runs, %d failed, %d declined by the wgmma kernel (layouts it leaves to mma.sync)\n", g_cases, g_fail,
+              g_declined);
 }
 
 // ------------------------------------------------------------------ timing
@@ -512,22 +560,39 @@ void profile() {
   }
 }
 
+#ifdef KILN_GEMM_SM90
+#include "gemm_sm90_check.cuh"
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool doCheck = false, doTime = false, doVariants = false, doProfile = false;
+  bool doCheck = false, doTime = false, doWgmma = false, doVariants = false, doProfile = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--check")) doCheck = true;
     else if (!std::strcmp(argv[i], "--time")) doTime = true;
+    else if (!std::strcmp(argv[i], "--wgmma")) doWgmma = true;
     else if (!std::strcmp(argv[i], "--variants")) doVariants = true;
     else if (!std::strcmp(argv[i], "--profile")) doProfile = true;
   }
-  if (!doCheck && !doTime && !doVariants && !doProfile) doCheck = doTime = true;
+  if (!doCheck && !doTime && !doWgmma && !doVariants && !doProfile) doCheck = doTime = doWgmma = true;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+#ifdef KILN_GEMM_SM90
+  g_wgmma = prop.major == 9;
+  std::printf("wgmma kernel: compiled, %s\n", g_wgmma ? "checked on this device" : "skipped (needs compute capability 9.x)");
+#else
+  std::printf("wgmma kernel: not compiled in (build with scripts/build-gemm-check.sh)\n");
+#endif
   if (doCheck) check();
   if (doTime) timing();
+#ifdef KILN_GEMM_SM90
+  if (doWgmma && g_wgmma) {
+    check_wgmma();
+    wgmma_large_and_timing();
+  }
+#endif
   if (doVariants) variants();
   if (doProfile) profile();
   std::fflush(stdout);

@@ -18,6 +18,9 @@
 #include <type_traits>
 
 #include "gemm_api.h"
+#ifdef KILN_GEMM_SM90
+#include "gemm_sm90.h"  // the opt-in Hopper kernel (KILN_GEMM_KERNEL=wgmma), gemm_sm90.cu
+#endif
 
 namespace kiln {
 namespace cuda {
@@ -699,6 +702,13 @@ std::string gemm(GemmType ab, GemmType c, MatmulPrecision precision, const GemmA
     return last_error();
   }
   if (dev.major < 8) return "matmul: the CUDA tensor-core kernels need compute capability 8.0 or newer";
+#ifdef KILN_GEMM_SM90
+  if (half && gemm_sm90_selected()) {
+    bool handled = false;  // false: a layout or alignment the Hopper kernel does not take
+    std::string err = gemm_sm90(ab, c, a, handled);
+    if (handled) return err;
+  }
+#endif
   switch (ab) {
     case GemmType::BF16: return launch_mode<Mode::BF16, HalfBig, HalfSmall>(p);
     case GemmType::F16: return launch_mode<Mode::F16, HalfBig, HalfSmall>(p);

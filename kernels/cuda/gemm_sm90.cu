@@ -1,0 +1,538 @@
+// Hopper (sm_90a) float16 / bfloat16 matrix product with float32 accumulation: warpgroup MMA
+// (wgmma.mma_async m64n256k16, both operands read from shared memory through matrix descriptors)
+// fed by the tensor-memory-access unit (cp.async.bulk.tensor, 128-byte swizzle), opt-in through
+// KILN_GEMM_KERNEL=wgmma (gemm.cu's dispatch; semantics in gemm_api.h).
+//
+// A block of 384 threads owns 128 x 256 tiles of C (persistent: it walks tiles blockIdx.x,
+// blockIdx.x + gridDim.x, ... of each batch matrix blockIdx.z, +gridDim.z, ...). Warpgroup 0 is
+// the producer: one thread issues the TMA copies of each 64-deep K slice (A: 128 x 64, B: 256 x 64
+// elements) into a 4-stage ring of shared-memory buffers, each stage guarded by two mbarriers
+// ("full": the bytes landed, "empty": both consumers are done reading it). Warpgroups 1 and 2 are
+// the consumers: each multiplies its 64 rows of the tile by the 256 columns (128 float32
+// accumulators a thread) and writes them to C with bounds checks, alpha and beta. setmaxnreg
+// moves registers from the producer (40) to the consumers (232).
+//
+// Every TMA box is 64 x 64 elements: 64 rows of 128 bytes, swizzled in 1 KiB atoms of 8 rows (the
+// 16-byte chunk c of row r lands at chunk c ^ (r % 8)). A k-contiguous operand (A unless transA, B when
+// transB) fills [rows][64 k], the wgmma "K-major" canonical layout: 8-row groups 1 KiB apart
+// (stride byte offset), each k16 step 32 bytes further along the row. An m/n-contiguous operand
+// (A when transA, B otherwise) fills boxes of [64 k][64 m|n], 8 KiB apart: the "MN-major" layout
+// (the wgmma transpose bit set), 64-column blocks 8 KiB apart (leading byte offset), 8-row k groups
+// 1 KiB apart (stride byte offset), each k16 step 2 KiB further. The TMA unit zero-fills whatever
+// lies outside the matrix (boxes wholly past M or N are skipped), so ragged M, N and K need no
+// special case until the epilogue.
+//
+// Device code exists only for sm_90a (CMake compiles this file for it alone); other passes see an
+// empty kernel and the host side never launches it off compute capability 9.x.
+#include <cuda.h>  // CUtensorMap and its enums: types only, the driver entry point is fetched at run time
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "gemm_sm90.h"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define KILN_SM90_DEVICE 1
+#endif
+
+namespace kiln {
+namespace cuda {
+namespace {
+
+constexpr int kBM = 128, kBN = 256, kBK = 64, kStages = 4;
+constexpr int kConsumers = kBM / 64;             // one warpgroup per 64 rows
+constexpr int kThreads = 128 * (1 + kConsumers);  // + the producer warpgroup
+constexpr int kBox = 64;                          // TMA box edge (elements): 128-byte rows
+constexpr int kBoxBytes = kBox * kBox * 2;
+constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2, kStageBytes = kABytes + kBBytes;
+constexpr int kProducerRegs = 40, kConsumerRegs = 232;  // 128 * 40 + 256 * 232 = 384 * 168
+// Stages, then 2 * kStages mbarriers; 1 KiB of slack to align the stages to the swizzle atom.
+constexpr size_t kSmem = size_t(kStages) * kStageBytes + 2 * kStages * sizeof(uint64_t) + 1024;
+static_assert(kBK == kBox && kBM % kBox == 0 && kBN % kBox == 0, "tiles are whole TMA boxes");
+static_assert(kBN == 256, "the consumers issue m64n256k16");
+static_assert(kABytes == kBM / kBox * kBoxBytes && kBBytes == kBN / kBox * kBoxBytes, "stages are whole boxes");
+static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "setmaxnreg stays inside the register file");
+
+struct Params {
+  int64_t batch, M, N, K, tilesM, tilesN, numK;
+  void* C;
+  int64_t ldc, sC;
+  float alpha, beta;
+  bool outF32;  // C is float32 (else the input half type)
+  bool pairs;   // C's element pairs (even column, odd column) are aligned for one store
+  bool batchA, batchB;  // the operand has a matrix per batch index (else one, broadcast)
+};
+
+#ifdef KILN_SM90_DEVICE
+
+// The tile at linear index `tile`, in groups of 8 tile rows so that blocks running together
+// share A rows and B columns in L2 (the same order as gemm.cu).
+__device__ __forceinline__ void tile_coords(int64_t tile, int64_t tilesM, int64_t tilesN, int64_t& tm, int64_t& tn) {
+  constexpr int64_t G = 8;
+  const int64_t perGroup = G * tilesN;
+  const int64_t group = tile / perGroup;
+  const int64_t first = group * G;
+  const int64_t rows = tilesM - first < G ? tilesM - first : G;
+  const int64_t in = tile - group * perGroup;
+  tm = first + in % rows;
+  tn = in / rows;
+}
+
+// ------------------------------------------------------------------ PTX wrappers (sm_90a)
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// Makes the initialised barriers visible to the async proxy (the TMA unit) and the other threads.
+__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// The producer's arrival, announcing the bytes the stage's copies will deliver.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+  return t;
+}
+// Waits for the phase of parity `parity` to complete. A barrier that stays incomplete for 20 s is
+// a bug (a copy that never lands): trap, so the launch fails instead of hanging the process.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  uint64_t start = 0;
+  for (;;) {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n"
+        "}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+    if (done) return;
+    const uint64_t now = global_ns();
+    if (start == 0) start = now;
+    else if (now - start > 20000000000ull) __trap();
+  }
+}
+
+// One 64 x 64 box of a 3-d tensor map (coordinates innermost first) into shared memory at dst.
+__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, int c0, int c1, int c2, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
+template <int R> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R)); }
+template <int R> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R)); }
+
+// Shared-memory matrix descriptor: start address, leading / stride byte offsets (all >> 4, 14 bits),
+// base offset 0 (every stage starts on a 1 KiB boundary), 128-byte swizzle (mode 1, bits 62-63).
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t((lbo & 0x3FFFF) >> 4) << 16) | (uint64_t((sbo & 0x3FFFF) >> 4) << 32) |
+         (uint64_t(1) << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Keeps the compiler from moving accesses of the accumulators across the asynchronous MMAs.
+__device__ __forceinline__ void fence_acc(float (&d)[128]) {
+#pragma unroll
+  for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+#define KILN_D4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define KILN_D16(i) KILN_D4(i), KILN_D4(i + 4), KILN_D4(i + 8), KILN_D4(i + 12)
+#define KILN_D128 \
+  KILN_D16(0), KILN_D16(16), KILN_D16(32), KILN_D16(48), KILN_D16(64), KILN_D16(80), KILN_D16(96), KILN_D16(112)
+#define KILN_WGMMA_N256(TYPE)                                                                                  \
+  "{\n"                                                                                                        \
+  ".reg .pred p;\n"                                                                                            \
+  "setp.ne.b32 p, %130, 0;\n"                                                                                  \
+  "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " {"                                            \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                     \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                           \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                           \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "                           \
+  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "                           \
+  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "                           \
+  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "               \
+  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"             \
+  "}, %128, %129, p, 1, 1, %131, %132;\n"                                                                      \
+  "}\n"
+
+// d (64 x 256 of this warpgroup, float32) += A (64 x 16, descriptor da) * B (16 x 256, descriptor db).
+// MN_A / MN_B: 1 when the operand is m- / n-contiguous in shared memory ("MN-major", the wgmma
+// transpose bits), 0 when it is k-contiguous ("K-major": A row-major, B column-major).
+template <bool BF16, int MN_A, int MN_B>
+__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], uint64_t da, uint64_t db) {
+  if constexpr (BF16)
+    asm volatile(KILN_WGMMA_N256("bf16") : KILN_D128 : "l"(da), "l"(db), "r"(1), "n"(MN_A), "n"(MN_B));
+  else
+    asm volatile(KILN_WGMMA_N256("f16") : KILN_D128 : "l"(da), "l"(db), "r"(1), "n"(MN_A), "n"(MN_B));
+}
+#undef KILN_WGMMA_N256
+#undef KILN_D128
+#undef KILN_D16
+#undef KILN_D4
+
+// ------------------------------------------------------------------ epilogue
+
+template <class O> struct Out;
+template <> struct Out<float> {
+  using Pair = float2;
+  __device__ static float2 pack(float a, float b) { return make_float2(a, b); }
+  __device__ static float2 unpack(float2 v) { return v; }
+  __device__ static float load(const float* p) { return *p; }
+  __device__ static float from(float v) { return v; }
+};
+template <> struct Out<__nv_bfloat16> {
+  using Pair = __nv_bfloat162;
+  __device__ static __nv_bfloat162 pack(float a, float b) { return __floats2bfloat162_rn(a, b); }
+  __device__ static float2 unpack(__nv_bfloat162 v) { return __bfloat1622float2(v); }
+  __device__ static float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+  __device__ static __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
+};
+template <> struct Out<__half> {
+  using Pair = __half2;
+  __device__ static __half2 pack(float a, float b) { return __floats2half2_rn(a, b); }
+  __device__ static float2 unpack(__half2 v) { return __half22float2(v); }
+  __device__ static float load(const __half* p) { return __half2float(*p); }
+  __device__ static __half from(float v) { return __float2half_rn(v); }
+};
+
+// C = alpha * d + beta * C for this thread's accumulators: d[4i + 2h + e] is row `row + 8h`,
+// column `col + 8i + e` of C (the m64nNk16 accumulator layout: warp w of the warpgroup holds rows
+// 16w..16w+15, lane l rows l/4 and l/4 + 8, columns 2(l%4) and 2(l%4) + 1 of every 8-column block).
+template <class O>
+__device__ __forceinline__ void store_acc(const Params& p, int64_t b, int64_t row, int64_t col, const float (&d)[128]) {
+  using T = Out<O>;
+  O* const Cb = static_cast<O*>(p.C) + b * p.sC;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t r = row + 8 * h;
+    if (r >= p.M) continue;
+    O* const Crow = Cb + r * p.ldc;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const int64_t c = col + 8 * i;
+      float v0 = p.alpha * d[4 * i + 2 * h], v1 = p.alpha * d[4 * i + 2 * h + 1];
+      if (p.pairs && c + 1 < p.N) {
+        auto* const o = reinterpret_cast<typename T::Pair*>(Crow + c);
+        if (p.beta != 0.f) {
+          const float2 old = T::unpack(*o);
+          v0 += p.beta * old.x;
+          v1 += p.beta * old.y;
+        }
+        *o = T::pack(v0, v1);
+      } else {
+        if (c < p.N) {
+          if (p.beta != 0.f) v0 += p.beta * T::load(Crow + c);
+          Crow[c] = T::from(v0);
+        }
+        if (c + 1 < p.N) {
+          if (p.beta != 0.f) v1 += p.beta * T::load(Crow + c + 1);
+          Crow[c + 1] = T::from(v1);
+        }
+      }
+    }
+  }
+}
+
+#endif  // KILN_SM90_DEVICE
+
+// ------------------------------------------------------------------ the kernel
+
+// tmA / tmB: 3-d tensor maps (innermost dimension first) of A and B with 64 x 64 boxes:
+// A is (K, M, batch) or, transposed, (M, K, batch); B is (N, K, batch) or, transposed, (K, N, batch).
+template <bool BF16, bool TA, bool TB>
+__global__ void __launch_bounds__(kThreads, 1)
+    gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, const Params p) {
+#ifdef KILN_SM90_DEVICE
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  const uint32_t bars = base + uint32_t(kStages) * kStageBytes;
+  auto full = [&](uint32_t s) { return bars + 8u * s; };
+  auto empty = [&](uint32_t s) { return bars + 8u * (kStages + s); };
+  const int wg = int(threadIdx.x) / 128;
+  if (threadIdx.x == 0) {
+    for (uint32_t s = 0; s < uint32_t(kStages); ++s) {
+      mbar_init(full(s), 1);
+      mbar_init(empty(s), kConsumers * 4);  // one arrival per consumer warp
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+  const int64_t tiles = p.tilesM * p.tilesN;
+
+  if (wg == 0) {
+    // Producer: one thread walks the same tiles and K slices as the consumers, in the same order.
+    setmaxnreg_dec<kProducerRegs>();
+    if (threadIdx.x == 0) {
+      tma_prefetch_map(&tmA);
+      tma_prefetch_map(&tmB);
+      uint32_t s = 0, phase = 0;
+      for (int64_t b = blockIdx.z; b < p.batch; b += gridDim.z) {
+        const int zA = p.batchA ? int(b) : 0, zB = p.batchB ? int(b) : 0;
+        for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+          int64_t tm, tn;
+          tile_coords(tile, p.tilesM, p.tilesN, tm, tn);
+          const int m0 = int(tm * kBM), n0 = int(tn * kBN);
+          // Boxes wholly past row M or column N are not loaded: their stale contents only reach
+          // rows / columns of C that the epilogue never stores (K boxes always start inside K).
+          const int64_t leftM = (p.M - m0 + kBox - 1) / kBox, leftN = (p.N - n0 + kBox - 1) / kBox;
+          const int boxesA = leftM < kBM / kBox ? int(leftM) : kBM / kBox, boxesB = leftN < kBN / kBox ? int(leftN) : kBN / kBox;
+          const uint32_t bytes = uint32_t(boxesA + boxesB) * kBoxBytes;
+          for (int64_t kb = 0; kb < p.numK; ++kb) {
+            mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: every buffer starts free
+            mbar_arrive_expect_tx(full(s), bytes);
+            const uint32_t sa = base + s * kStageBytes, sb = sa + kABytes;
+            const int k0 = int(kb * kBK);
+#pragma unroll
+            for (int j = 0; j < kBM / kBox; ++j) {
+              if (j >= boxesA) break;
+              if (TA) tma_load(sa + j * kBoxBytes, &tmA, m0 + j * kBox, k0, zA, full(s));
+              else tma_load(sa + j * kBoxBytes, &tmA, k0, m0 + j * kBox, zA, full(s));
+            }
+#pragma unroll
+            for (int j = 0; j < kBN / kBox; ++j) {
+              if (j >= boxesB) break;
+              if (TB) tma_load(sb + j * kBoxBytes, &tmB, k0, n0 + j * kBox, zB, full(s));
+              else tma_load(sb + j * kBoxBytes, &tmB, n0 + j * kBox, k0, zB, full(s));
+            }
+            if (++s == uint32_t(kStages)) {
+              s = 0;
+              phase ^= 1u;
+            }
+          }
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers: warpgroup c owns rows [64c, 64c + 64) of each tile. A is m-contiguous when transA;
+  // B is n-contiguous unless transB (B^T stored row-major is B column-major, wgmma's default).
+  setmaxnreg_inc<kConsumerRegs>();
+  const int c = wg - 1, warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32;
+  // Descriptor offsets: the consumer's A rows start at box c in both layouts; a k16 step advances
+  // 32 bytes along a k-contiguous row or 16 rows (2 KiB) of an m/n-contiguous box.
+  constexpr uint32_t kStepA = TA ? 16 * 128 : 32, kStepB = TB ? 32 : 16 * 128;
+  constexpr uint32_t kLboA = TA ? kBoxBytes : 16, kLboB = TB ? 16 : kBoxBytes;
+  uint32_t s = 0, phase = 0;
+  float d[128];
+  for (int64_t b = blockIdx.z; b < p.batch; b += gridDim.z) {
+    for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      int64_t tm, tn;
+      tile_coords(tile, p.tilesM, p.tilesN, tm, tn);
+#pragma unroll
+      for (int i = 0; i < 128; ++i) d[i] = 0.f;
+      fence_acc(d);
+      uint32_t prev = 0;
+      for (int64_t kb = 0; kb < p.numK; ++kb) {
+        mbar_wait(full(s), phase);
+        __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
+        const uint32_t sa = base + s * kStageBytes + uint32_t(c) * kBoxBytes, sb = base + s * kStageBytes + kABytes;
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < kBK / 16; ++kk)
+          wgmma_m64n256k16<BF16, TA ? 1 : 0, TB ? 0 : 1>(d, smem_desc(sa + kk * kStepA, kLboA, 1024),
+                                                         smem_desc(sb + kk * kStepB, kLboB, 1024));
+        wgmma_commit();
+        // Keep one group of MMAs in flight: the previous slice's group is done, so its buffers go back.
+        if (kb > 0) {
+          wgmma_wait<1>();
+          if (lane == 0) mbar_arrive(empty(prev));
+        }
+        prev = s;
+        if (++s == uint32_t(kStages)) {
+          s = 0;
+          phase ^= 1u;
+        }
+      }
+      wgmma_wait<0>();
+      fence_acc(d);
+      if (lane == 0) mbar_arrive(empty(prev));
+
+      const int64_t row = tm * kBM + 64 * c + 16 * warp + (lane >> 2), col = tn * kBN + 2 * (lane & 3);
+      if (p.outF32) store_acc<float>(p, b, row, col, d);
+      else if (BF16) store_acc<__nv_bfloat16>(p, b, row, col, d);
+      else store_acc<__half>(p, b, row, col, d);
+    }
+  }
+#endif  // KILN_SM90_DEVICE
+}
+
+// ------------------------------------------------------------------ host side
+
+std::string cuda_error(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
+
+struct Device {
+  int sms = 0, major = 0, minor = 0, smemOptin = 0;
+  bool ok = false;
+};
+
+const Device& device() {
+  static const Device info = [] {
+    Device d;
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.minor, cudaDevAttrComputeCapabilityMinor, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.smemOptin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    d.ok = e == cudaSuccess;
+    if (!d.ok) cudaGetLastError();
+    return d;
+  }();
+  return info;
+}
+
+// cuTensorMapEncodeTiled from the driver the runtime already loaded (no link to libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
+    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q);
+#else
+    const cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q);
+#endif
+    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      f = nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+constexpr int64_t kMaxDim = (int64_t(1) << 31) - 1024;  // TMA coordinates are int32, tiles overshoot by < 256
+
+// A stored operand as a 3-d tensor map: `inner` contiguous elements per row, `outer` rows ld
+// elements apart, `batch` matrices `stride` elements apart (one matrix when batch == 1 or stride == 0).
+bool encode(CUtensorMap& map, bool bf16, const void* ptr, int64_t inner, int64_t outer, int64_t ld, int64_t batch, int64_t stride) {
+  const bool many = batch > 1 && stride != 0;
+  const cuuint64_t dims[3] = {cuuint64_t(inner), cuuint64_t(outer), cuuint64_t(many ? batch : 1)};
+  const cuuint64_t strides[2] = {cuuint64_t(ld) * 2, cuuint64_t(many ? stride : ld * outer) * 2};
+  const cuuint32_t box[3] = {kBox, kBox, 1};
+  const cuuint32_t elemStrides[3] = {1, 1, 1};
+  return encode_fn()(&map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3, const_cast<void*>(ptr), dims,
+                     strides, box, elemStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <bool BF16, bool TA, bool TB>
+std::string launch(const CUtensorMap& tmA, const CUtensorMap& tmB, const Params& p, bool& handled) {
+  auto kernel = gemm_wgmma_kernel<BF16, TA, TB>;
+  static std::atomic<int> ready{0};  // 1: the shared-memory opt-in is set; -1: no usable image
+  int state = ready.load(std::memory_order_acquire);
+  if (state == 0) {
+    cudaFuncAttributes attr;
+    cudaError_t e = cudaFuncGetAttributes(&attr, kernel);  // fails when there is no sm_90a image for the device
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem));
+    if (e != cudaSuccess) cudaGetLastError();
+    state = e == cudaSuccess ? 1 : -1;
+    ready.store(state, std::memory_order_release);
+  }
+  if (state < 0) return "";  // handled stays false: the portable kernels run
+  const int64_t tiles = p.tilesM * p.tilesN;
+  const int64_t gz = p.batch < 65535 ? p.batch : 65535;
+  int64_t gx = (device().sms + gz - 1) / gz;  // persistent blocks: about one per SM over all batches
+  if (gx > tiles) gx = tiles;
+  if (gx < 1) gx = 1;
+  handled = true;
+  kernel<<<dim3(unsigned(gx), 1, unsigned(gz)), kThreads, kSmem>>>(tmA, tmB, p);
+  const cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? "" : cuda_error(e);
+}
+
+}  // namespace
+
+bool gemm_sm90_selected() {
+  static const bool on = [] {
+    const char* e = std::getenv("KILN_GEMM_KERNEL");
+    if (!(e && std::strcmp(e, "wgmma") == 0)) return false;
+    return device().ok && device().major == 9;
+  }();
+  return on;
+}
+
+std::string gemm_sm90_unsupported(GemmType ab, GemmType c, const GemmArgs& a) {
+  if (!(ab == GemmType::BF16 || ab == GemmType::F16)) return "inputs are not float16 / bfloat16";
+  if (!(c == ab || c == GemmType::F32)) return "unsupported output type";
+  if (a.batch < 1 || a.M < 1 || a.N < 1 || a.K < 1) return "empty product (K = 0 included)";
+  if (a.M > kMaxDim || a.N > kMaxDim || a.K > kMaxDim || a.batch > kMaxDim) return "a dimension is 2^31 or more";
+  // TMA: 16-byte aligned bases, row and batch strides in whole 16-byte units.
+  if ((reinterpret_cast<uintptr_t>(a.A) & 15) || (reinterpret_cast<uintptr_t>(a.B) & 15)) return "A or B is not 16-byte aligned";
+  if (a.lda % 8 || a.ldb % 8) return "lda or ldb is not a multiple of 8 elements";
+  if (a.batch > 1 && (a.strideA % 8 || a.strideB % 8)) return "a batch stride is not a multiple of 8 elements";
+  if (a.lda < 1 || a.ldb < 1 || a.strideA < 0 || a.strideB < 0) return "negative or zero strides";
+  const Device& d = device();
+  if (!d.ok || d.major != 9) return "the device is not compute capability 9.x";
+  if (size_t(d.smemOptin) < kSmem) return "not enough shared memory per block";
+  if (!encode_fn()) return "cuTensorMapEncodeTiled is not available from the driver";
+  return "";
+}
+
+std::string gemm_sm90(GemmType ab, GemmType c, const GemmArgs& a, bool& handled) {
+  handled = false;
+  if (!gemm_sm90_unsupported(ab, c, a).empty()) return "";
+  const bool bf16 = ab == GemmType::BF16;
+  CUtensorMap tmA, tmB;
+  // A: (K, M) k-contiguous, or transposed (M, K); B: (N, K) n-contiguous, or transposed (K, N).
+  const bool okA = a.transA ? encode(tmA, bf16, a.A, a.M, a.K, a.lda, a.batch, a.strideA)
+                            : encode(tmA, bf16, a.A, a.K, a.M, a.lda, a.batch, a.strideA);
+  const bool okB = a.transB ? encode(tmB, bf16, a.B, a.K, a.N, a.ldb, a.batch, a.strideB)
+                            : encode(tmB, bf16, a.B, a.N, a.K, a.ldb, a.batch, a.strideB);
+  if (!okA || !okB) return "";  // a layout the TMA unit refuses: the portable kernels run
+  Params p{};
+  p.batch = a.batch;
+  p.M = a.M;
+  p.N = a.N;
+  p.K = a.K;
+  p.tilesM = (a.M + kBM - 1) / kBM;
+  p.tilesN = (a.N + kBN - 1) / kBN;
+  p.numK = (a.K + kBK - 1) / kBK;
+  p.C = a.C;
+  p.ldc = a.ldc;
+  p.sC = a.strideC;
+  p.alpha = float(a.alpha);
+  p.beta = float(a.beta);
+  p.outF32 = c == GemmType::F32;
+  const uintptr_t pair = c == GemmType::F32 ? 8 : 4;
+  p.pairs = (reinterpret_cast<uintptr_t>(a.C) % pair) == 0 && a.ldc % 2 == 0 && (a.batch <= 1 || a.strideC % 2 == 0);
+  p.batchA = a.batch > 1 && a.strideA != 0;
+  p.batchB = a.batch > 1 && a.strideB != 0;
+  const int layout = (a.transA ? 2 : 0) + (a.transB ? 1 : 0);
+  switch (layout + (bf16 ? 4 : 0)) {
+    case 0: return launch<false, false, false>(tmA, tmB, p, handled);
+    case 1: return launch<false, false, true>(tmA, tmB, p, handled);
+    case 2: return launch<false, true, false>(tmA, tmB, p, handled);
+    case 3: return launch<false, true, true>(tmA, tmB, p, handled);
+    case 4: return launch<true, false, false>(tmA, tmB, p, handled);
+    case 5: return launch<true, false, true>(tmA, tmB, p, handled);
+    case 6: return launch<true, true, false>(tmA, tmB, p, handled);
+    default: return launch<true, true, true>(tmA, tmB, p, handled);
+  }
+}
+
+}  // namespace cuda
+}  // namespace kiln

@@ -1,0 +1,26 @@
+// The Hopper (sm_90a) half-precision matrix product of kernels/cuda/gemm_sm90.cu, as gemm.cu's
+// dispatch sees it. Internal to kernels/cuda (native/ only sees gemm_api.h), so CPU-only builds
+// need no stub. Compiled only where the CUDA build defines KILN_GEMM_SM90 (nvcc 12 or newer).
+#pragma once
+#include <string>
+
+#include "gemm_api.h"
+
+namespace kiln {
+namespace cuda {
+
+// True when KILN_GEMM_KERNEL=wgmma (read once per process) and the device has compute capability
+// 9.x: gemm() then offers its float16/bfloat16 calls to gemm_sm90 first.
+bool gemm_sm90_selected();
+
+// "" when gemm_sm90 takes the call, otherwise why not (element types, alignment of the operands
+// for the tensor-memory-access unit, K = 0, the device, the driver entry point).
+std::string gemm_sm90_unsupported(GemmType ab, GemmType c, const GemmArgs& args);
+
+// C = alpha * op(A) * op(B) + beta * C (gemm_api.h's semantics) with warpgroup MMA fed by TMA.
+// `handled` is false, and nothing ran, when the call is not supported: the caller then runs the
+// portable kernels. Otherwise returns "" or the CUDA error of the launch.
+std::string gemm_sm90(GemmType ab, GemmType c, const GemmArgs& args, bool& handled);
+
+}  // namespace cuda
+}  // namespace kiln
