@@ -56,16 +56,38 @@ void system_free(void* p, size_t cls) {
 
 // Exact size classes make the footprint (live + cached) the sum of every class's own high-water
 // mark, which a training step's mix of activation and gradient sizes pushes well above the live
-// high-water mark. Before a large block is mapped, cached large blocks of other classes are
-// unmapped until live + cached + the new block fits in the live high-water mark plus a slack of
-// 1/8: the footprint follows what the program really holds at its peak, and a steady loop still
-// finds most blocks in the cache.
-void trim_for_locked(HostCache& c, size_t cls) {
-  const size_t budget = c.liveHigh + c.liveHigh / 8;
-  if (c.live + c.cached + cls <= budget) return;
-  for (auto it = c.free.begin(); it != c.free.end() && c.live + c.cached + cls > budget; ++it) {
+// high-water mark. So the footprint is held to the live high-water mark plus a slack of 1/8: the
+// budget follows what the program really holds at its peak.
+size_t budget_locked(const HostCache& c) { return c.liveHigh + c.liveHigh / 8; }
+
+// A miss for a large class with the footprint at its budget takes a cached large block of another
+// class (the closest size, larger ones first) and resizes it with mremap instead of unmapping one
+// block and mapping another: the pages it keeps stay mapped, so a steady loop whose per-class
+// high-waters do not fit the budget no longer faults its blocks in afresh every step (measured on
+// the d = 5 ICL step, batch 128: 5000 page faults and ~11 ms of system time per step before).
+void* take_donor_locked(HostCache& c, size_t cls, size_t* donorCls) {
+  if (c.live + c.cached <= budget_locked(c)) return nullptr;  // c.live already counts cls
+  auto best = c.free.end();
+  for (auto it = c.free.begin(); it != c.free.end(); ++it) {
+    if (it->first < kLargeBlock || it->second.empty()) continue;
+    if (best == c.free.end()) { best = it; continue; }
+    const bool itUp = it->first >= cls, bestUp = best->first >= cls;
+    if (itUp != bestUp ? itUp : (itUp ? it->first < best->first : it->first > best->first)) best = it;
+  }
+  if (best == c.free.end()) return nullptr;
+  void* p = best->second.back();
+  best->second.pop_back();
+  c.cached -= best->first;
+  *donorCls = best->first;
+  return p;
+}
+
+// Unmaps cached large blocks of other classes until live + cached fits the budget.
+void trim_locked(HostCache& c) {
+  const size_t budget = budget_locked(c);
+  for (auto it = c.free.begin(); it != c.free.end() && c.live + c.cached > budget; ++it) {
     if (it->first < kLargeBlock) continue;
-    while (!it->second.empty() && c.live + c.cached + cls > budget) {
+    while (!it->second.empty() && c.live + c.cached > budget) {
       munmap(it->second.back(), it->first);
       it->second.pop_back();
       c.cached -= it->first;
@@ -73,11 +95,22 @@ void trim_for_locked(HostCache& c, size_t cls) {
   }
 }
 
+void* resize_block(void* p, size_t from, size_t to) {
+#ifdef __linux__
+  void* q = mremap(p, from, to, MREMAP_MAYMOVE);
+  if (q != MAP_FAILED) return q;
+#endif
+  munmap(p, from);
+  return system_alloc(to);
+}
+
 }  // namespace
 
 void* host_alloc(size_t bytes) {
   size_t cls = size_class(bytes == 0 ? 1 : bytes);
   HostCache& c = cache();
+  void* donor = nullptr;
+  size_t donorCls = 0;
   {
     std::lock_guard<std::mutex> lock(c.mu);
     c.live += cls;
@@ -89,9 +122,12 @@ void* host_alloc(size_t bytes) {
       c.cached -= cls;
       return p;
     }
-    if (cls >= kLargeBlock) trim_for_locked(c, cls);
+    if (cls >= kLargeBlock) {
+      donor = take_donor_locked(c, cls, &donorCls);
+      trim_locked(c);
+    }
   }
-  void* p = system_alloc(cls);
+  void* p = donor ? resize_block(donor, donorCls, cls) : system_alloc(cls);
   if (!p) {
     host_empty_cache();
     p = system_alloc(cls);
