@@ -7,6 +7,8 @@
 # 3. the card's yardsticks (torch bf16/TF32 matmul, copy bandwidth) and every `kiln bench` that has
 #    a --device cuda variant, against PyTorch on the same card (OUT/bench.json, OUT/bench.txt);
 # 4. the standalone kernel checks, if built (build/attention_cuda_check, build/gemm_cuda_check);
+#    then (stage "wgmma") the JavaScript matmul / half-dtype tests again with the opt-in Hopper GEMM
+#    (KILN_GEMM_KERNEL=wgmma; the gemm check above already checked the kernel itself);
 # 5. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt).
 # Stages have time limits so the whole check ends in about 5 minutes; KILN_GPU_STAGES picks stages
 # (default "env tests bench memcheck"), KILN_GPU_BENCHES the benchmarks.
@@ -15,7 +17,7 @@ OUT=${1:-${OUT:-/tmp/kiln-gpu-out}}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 exec > >(tee -a "$OUT/log.txt") 2>&1
-stages=${KILN_GPU_STAGES:-env tests checks bench memcheck}
+stages=${KILN_GPU_STAGES:-env tests checks wgmma bench memcheck}
 benches=${KILN_GPU_BENCHES:-attention gemm elementwise contrastive diffusion train-step}
 export KILN_TORCH_PYTHON=${KILN_TORCH_PYTHON:-$(command -v python3)}
 export KILN_ADDON=$PWD/build/Release/kiln.node
@@ -53,6 +55,15 @@ if has checks; then
     timeout "$limit" "$c" 2>&1 | tee -a "$OUT/checks.txt" | grep -v '^ok \|^skip ' | tail -60
     echo "exit ${PIPESTATUS[0]}"
   done
+fi
+
+if has wgmma; then
+  stamp "matmul and half-dtype tests with KILN_GEMM_KERNEL=wgmma"
+  KILN_GEMM_KERNEL=wgmma timeout ${KILN_GPU_WGMMA_TIMEOUT:-60} $ava --tap --concurrency 4 --timeout 2m \
+    test/matmul-cuda.test.ts test/dtype-half.test.ts test/ops-reduce-matmul.test.ts > "$OUT/wgmma.tap" 2>&1
+  echo "ava exit $?"
+  echo "wgmma tests: ok $(grep -c '^ok' "$OUT/wgmma.tap"), not ok $(grep -c '^not ok' "$OUT/wgmma.tap")"
+  grep -A25 '^not ok' "$OUT/wgmma.tap" | head -60
 fi
 
 if has bench; then
