@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "gemm_api.h"
+#include "gemm_out.cuh"
 #ifdef KILN_GEMM_SM90
 #include "gemm_sm90.h"  // the opt-in Hopper kernel (KILN_GEMM_KERNEL=wgmma), gemm_sm90.cu
 #endif
@@ -334,28 +335,7 @@ __device__ __forceinline__ void mma_frags(float (&acc)[C::MI][C::NI][4], const F
 
 // ------------------------------------------------------------------ epilogue
 
-template <class O> struct Out;
-template <> struct Out<float> {
-  using Pair = float2;
-  __device__ static float2 pack(float a, float b) { return make_float2(a, b); }
-  __device__ static float2 unpack(float2 v) { return v; }
-  __device__ static float load(const float* p) { return *p; }
-  __device__ static float from(float v) { return v; }
-};
-template <> struct Out<__nv_bfloat16> {
-  using Pair = __nv_bfloat162;
-  __device__ static __nv_bfloat162 pack(float a, float b) { return __floats2bfloat162_rn(a, b); }
-  __device__ static float2 unpack(__nv_bfloat162 v) { return __bfloat1622float2(v); }
-  __device__ static float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-  __device__ static __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
-};
-template <> struct Out<__half> {
-  using Pair = __half2;
-  __device__ static __half2 pack(float a, float b) { return __floats2half2_rn(a, b); }
-  __device__ static float2 unpack(__half2 v) { return __half22float2(v); }
-  __device__ static float load(const __half* p) { return __half2float(*p); }
-  __device__ static __half from(float v) { return __float2half_rn(v); }
-};
+using gemm_detail::Out;  // gemm_out.cuh
 
 // C = alpha * acc + beta * C for a warp's sub-tile whose first element (row m, column n) is this
 // lane's. `pairs`: C's base, ldc and batch stride keep element pairs (c, c + 1) aligned, so whole

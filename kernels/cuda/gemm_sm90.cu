@@ -37,6 +37,7 @@
 #include <string>
 
 #include "gemm_sm90.h"
+#include "gemm_out.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define KILN_SM90_DEVICE 1
@@ -195,28 +196,7 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], uint64_t da, u
 
 // ------------------------------------------------------------------ epilogue
 
-template <class O> struct Out;
-template <> struct Out<float> {
-  using Pair = float2;
-  __device__ static float2 pack(float a, float b) { return make_float2(a, b); }
-  __device__ static float2 unpack(float2 v) { return v; }
-  __device__ static float load(const float* p) { return *p; }
-  __device__ static float from(float v) { return v; }
-};
-template <> struct Out<__nv_bfloat16> {
-  using Pair = __nv_bfloat162;
-  __device__ static __nv_bfloat162 pack(float a, float b) { return __floats2bfloat162_rn(a, b); }
-  __device__ static float2 unpack(__nv_bfloat162 v) { return __bfloat1622float2(v); }
-  __device__ static float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-  __device__ static __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
-};
-template <> struct Out<__half> {
-  using Pair = __half2;
-  __device__ static __half2 pack(float a, float b) { return __floats2half2_rn(a, b); }
-  __device__ static float2 unpack(__half2 v) { return __half22float2(v); }
-  __device__ static float load(const __half* p) { return __half2float(*p); }
-  __device__ static __half from(float v) { return __float2half_rn(v); }
-};
+using gemm_detail::Out;  // gemm_out.cuh
 
 // C = alpha * d + beta * C for this thread's accumulators: d[4i + 2h + e] is row `row + 8h`,
 // column `col + 8i + e` of C (the m64nNk16 accumulator layout: warp w of the warpgroup holds rows
