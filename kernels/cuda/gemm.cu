@@ -18,7 +18,7 @@
 #include <type_traits>
 
 #include "gemm_api.h"
-#include "gemm_out.cuh"
+#include "gemm_common.cuh"
 #ifdef KILN_GEMM_SM90
 #include "gemm_sm90.h"  // the opt-in Hopper kernel (KILN_GEMM_KERNEL=wgmma), gemm_sm90.cu
 #endif
@@ -137,18 +137,7 @@ struct Layout {
   static_assert(BK % (sizeof(S) == 4 ? 8 : 16) == 0, "whole mma k-steps per stage");
 };
 
-// The tile at linear index `tile`, in groups of 8 tile rows so that blocks running together
-// share A rows and B columns in L2.
-__device__ __forceinline__ void tile_coords(int64_t tile, int64_t tilesM, int64_t tilesN, int64_t& tm, int64_t& tn) {
-  constexpr int64_t G = 8;
-  const int64_t perGroup = G * tilesN;
-  const int64_t group = tile / perGroup;
-  const int64_t first = group * G;
-  const int64_t rows = tilesM - first < G ? tilesM - first : G;
-  const int64_t in = tile - group * perGroup;
-  tm = first + in % rows;
-  tn = in / rows;
-}
+using gemm_detail::tile_coords;  // gemm_common.cuh
 
 // Streams one operand through shared memory, one BK-deep tile per call. The operand is a row-major
 // matrix (row stride ld); the tile is ROWS x COLS elements with K along the columns (KCOLS: the
@@ -335,7 +324,7 @@ __device__ __forceinline__ void mma_frags(float (&acc)[C::MI][C::NI][4], const F
 
 // ------------------------------------------------------------------ epilogue
 
-using gemm_detail::Out;  // gemm_out.cuh
+using gemm_detail::Out;  // gemm_common.cuh
 
 // C = alpha * acc + beta * C for a warp's sub-tile whose first element (row m, column n) is this
 // lane's. `pairs`: C's base, ldc and batch stride keep element pairs (c, c + 1) aligned, so whole

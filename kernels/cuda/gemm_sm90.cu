@@ -37,7 +37,7 @@
 #include <string>
 
 #include "gemm_sm90.h"
-#include "gemm_out.cuh"
+#include "gemm_common.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define KILN_SM90_DEVICE 1
@@ -73,18 +73,7 @@ struct Params {
 
 #ifdef KILN_SM90_DEVICE
 
-// The tile at linear index `tile`, in groups of 8 tile rows so that blocks running together
-// share A rows and B columns in L2 (the same order as gemm.cu).
-__device__ __forceinline__ void tile_coords(int64_t tile, int64_t tilesM, int64_t tilesN, int64_t& tm, int64_t& tn) {
-  constexpr int64_t G = 8;
-  const int64_t perGroup = G * tilesN;
-  const int64_t group = tile / perGroup;
-  const int64_t first = group * G;
-  const int64_t rows = tilesM - first < G ? tilesM - first : G;
-  const int64_t in = tile - group * perGroup;
-  tm = first + in % rows;
-  tn = in / rows;
-}
+using gemm_detail::tile_coords;  // gemm_common.cuh
 
 // ------------------------------------------------------------------ PTX wrappers (sm_90a)
 
@@ -196,7 +185,7 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], uint64_t da, u
 
 // ------------------------------------------------------------------ epilogue
 
-using gemm_detail::Out;  // gemm_out.cuh
+using gemm_detail::Out;  // gemm_common.cuh
 
 // C = alpha * d + beta * C for this thread's accumulators: d[4i + 2h + e] is row `row + 8h`,
 // column `col + 8i + e` of C (the m64nNk16 accumulator layout: warp w of the warpgroup holds rows

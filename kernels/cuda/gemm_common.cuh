@@ -1,13 +1,30 @@
-// The output element types of kiln's GEMM epilogues (gemm.cu's mma.sync kernels and gemm_sm90.cu's
-// wgmma kernel): packing accumulator pairs, reading C for beta, converting from float32.
+// Pieces shared by kiln's GEMM kernels (gemm.cu's mma.sync kernels and gemm_sm90.cu's wgmma kernel):
+// the tile order and the epilogue's output element types.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdint>
+
 namespace kiln {
 namespace cuda {
 namespace gemm_detail {
+
+// The tile at linear index `tile`, in groups of 8 tile rows so that blocks running together
+// share A rows and B columns in L2.
+__device__ __forceinline__ void tile_coords(int64_t tile, int64_t tilesM, int64_t tilesN, int64_t& tm, int64_t& tn) {
+  constexpr int64_t G = 8;
+  const int64_t perGroup = G * tilesN;
+  const int64_t group = tile / perGroup;
+  const int64_t first = group * G;
+  const int64_t rows = tilesM - first < G ? tilesM - first : G;
+  const int64_t in = tile - group * perGroup;
+  tm = first + in % rows;
+  tn = in / rows;
+}
+
+// Output element types: packing accumulator pairs, reading C for beta, converting from float32.
 
 template <class O> struct Out;
 template <> struct Out<float> {
