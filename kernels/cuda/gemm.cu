@@ -536,34 +536,10 @@ __global__ void __launch_bounds__(kD_THREADS) gemm_f64_kernel(const Params p) {
 
 // ------------------------------------------------------------------ host side
 
-std::string cuda_error(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
-
-std::string last_error() {
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? "" : cuda_error(e);
-}
-
-struct DeviceInfo {
-  int sms = 0, major = 0, smemOptin = 0;
-  std::string error;
-};
-
-const DeviceInfo& device_info() {
-  static const DeviceInfo info = [] {
-    DeviceInfo d;
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.smemOptin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      d.error = cuda_error(e);
-    }
-    return d;
-  }();
-  return info;
-}
+using gemm_detail::cuda_error;  // gemm_common.cuh
+using gemm_detail::device_info;
+using gemm_detail::DeviceInfo;
+using gemm_detail::last_error;
 
 unsigned grid_x(int64_t tiles) { return static_cast<unsigned>(tiles < 0x7fffffffLL ? tiles : 0x7fffffffLL); }
 unsigned grid_z(int64_t batch) { return static_cast<unsigned>(batch < 65535 ? batch : 65535); }

@@ -1,11 +1,13 @@
 // Pieces shared by kiln's GEMM kernels (gemm.cu's mma.sync kernels and gemm_sm90.cu's wgmma kernel):
-// the tile order and the epilogue's output element types.
+// the tile order, the epilogue's output element types, and the host's CUDA error text and device query.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 namespace kiln {
 namespace cuda {
@@ -48,6 +50,36 @@ template <> struct Out<__half> {
   __device__ static float load(const __half* p) { return __half2float(*p); }
   __device__ static __half from(float v) { return __float2half_rn(v); }
 };
+
+inline std::string cuda_error(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
+
+inline std::string last_error() {
+  const cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? "" : cuda_error(e);
+}
+
+// The current device's attributes, queried once per process; `error` is set when the query failed.
+struct DeviceInfo {
+  int sms = 0, major = 0, smemOptin = 0;
+  std::string error;
+};
+
+inline const DeviceInfo& device_info() {
+  static const DeviceInfo info = [] {
+    DeviceInfo d;
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.smemOptin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      d.error = cuda_error(e);
+    }
+    return d;
+  }();
+  return info;
+}
 
 }  // namespace gemm_detail
 }  // namespace cuda

@@ -351,28 +351,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // ------------------------------------------------------------------ host side
 
-std::string cuda_error(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
-
-struct Device {
-  int sms = 0, major = 0, minor = 0, smemOptin = 0;
-  bool ok = false;
-};
-
-const Device& device() {
-  static const Device info = [] {
-    Device d;
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.minor, cudaDevAttrComputeCapabilityMinor, dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.smemOptin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    d.ok = e == cudaSuccess;
-    if (!d.ok) cudaGetLastError();
-    return d;
-  }();
-  return info;
-}
+using gemm_detail::device_info;  // gemm_common.cuh
+using gemm_detail::DeviceInfo;
+using gemm_detail::last_error;
 
 // cuTensorMapEncodeTiled from the driver the runtime already loaded (no link to libcuda).
 PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
@@ -424,13 +405,12 @@ std::string launch(const CUtensorMap& tmA, const CUtensorMap& tmB, const Params&
   if (state < 0) return "";  // handled stays false: the portable kernels run
   const int64_t tiles = p.tilesM * p.tilesN;
   const int64_t gz = p.batch < 65535 ? p.batch : 65535;
-  int64_t gx = (device().sms + gz - 1) / gz;  // persistent blocks: about one per SM over all batches
+  int64_t gx = (device_info().sms + gz - 1) / gz;  // persistent blocks: about one per SM over all batches
   if (gx > tiles) gx = tiles;
   if (gx < 1) gx = 1;
   handled = true;
   kernel<<<dim3(unsigned(gx), 1, unsigned(gz)), kThreads, kSmem>>>(tmA, tmB, p);
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? "" : cuda_error(e);
+  return last_error();
 }
 
 }  // namespace
@@ -439,7 +419,7 @@ bool gemm_sm90_selected() {
   static const bool on = [] {
     const char* e = std::getenv("KILN_GEMM_KERNEL");
     if (!(e && std::strcmp(e, "wgmma") == 0)) return false;
-    return device().ok && device().major == 9;
+    return device_info().error.empty() && device_info().major == 9;
   }();
   return on;
 }
@@ -454,8 +434,8 @@ std::string gemm_sm90_unsupported(GemmType ab, GemmType c, const GemmArgs& a) {
   if (a.lda % 8 || a.ldb % 8) return "lda or ldb is not a multiple of 8 elements";
   if (a.batch > 1 && (a.strideA % 8 || a.strideB % 8)) return "a batch stride is not a multiple of 8 elements";
   if (a.lda < 1 || a.ldb < 1 || a.strideA < 0 || a.strideB < 0) return "negative or zero strides";
-  const Device& d = device();
-  if (!d.ok || d.major != 9) return "the device is not compute capability 9.x";
+  const DeviceInfo& d = device_info();
+  if (!d.error.empty() || d.major != 9) return "the device is not compute capability 9.x";
   if (size_t(d.smemOptin) < kSmem) return "not enough shared memory per block";
   if (!encode_fn()) return "cuTensorMapEncodeTiled is not available from the driver";
   return "";
