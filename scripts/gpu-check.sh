@@ -11,7 +11,7 @@
 #    (KILN_GEMM_KERNEL=wgmma; the gemm check above already checked the kernel itself);
 # 5. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt).
 # Stages have time limits so the whole check ends in about 5 minutes; KILN_GPU_STAGES picks stages
-# (default "env tests bench memcheck"), KILN_GPU_BENCHES the benchmarks.
+# (default "env tests checks wgmma bench memcheck"), KILN_GPU_BENCHES the benchmarks.
 set -uo pipefail
 OUT=${1:-${OUT:-/tmp/kiln-gpu-out}}
 mkdir -p "$OUT"
