@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds bench/native/gemm_cuda_check.cu (check + timing of the CUDA matrix products: the mma.sync
-# kernels of gemm.cu and the opt-in wgmma kernel of gemm_sm90.cu) into build/gemm_cuda_check: no GPU
+# kernels of gemm.cu and the Hopper wgmma kernel of gemm_sm90.cu) into build/gemm_cuda_check: no GPU
 # needed to build, the CUDA runtime linked statically. gemm_sm90.cu is compiled for sm_90a alone.
 #   bash scripts/build-gemm-check.sh            # sm_80 + sm_90 (+ sm_90a for the wgmma kernel)
 #   ARCHS="90" bash scripts/build-gemm-check.sh # only sm_90 (faster build)

@@ -7,17 +7,18 @@
 # 3. the card's yardsticks (torch bf16/TF32 matmul, copy bandwidth) and every `kiln bench` that has
 #    a --device cuda variant, against PyTorch on the same card (OUT/bench.json, OUT/bench.txt);
 # 4. the standalone kernel checks, if built (build/attention_cuda_check, build/gemm_cuda_check);
-#    then (stage "wgmma") the JavaScript matmul / half-dtype tests again with the opt-in Hopper GEMM
-#    (KILN_GEMM_KERNEL=wgmma; the gemm check above already checked the kernel itself);
-# 5. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt).
+#    then (stage "wgmma") the JavaScript matmul / half-dtype tests again with the Hopper GEMM forced on
+#    for every product it takes (KILN_GEMM_KERNEL=wgmma; by default it only gets the large ones);
+# 5. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt);
+# 6. (stage "icl") `kiln icl default --device cuda`: the ICL default recipe trained and evaluated on the GPU.
 # Stages have time limits so the whole check ends in about 5 minutes; KILN_GPU_STAGES picks stages
-# (default "env tests checks wgmma bench memcheck"), KILN_GPU_BENCHES the benchmarks.
+# (default "env tests checks wgmma bench memcheck icl"), KILN_GPU_BENCHES the benchmarks.
 set -uo pipefail
 OUT=${1:-${OUT:-/tmp/kiln-gpu-out}}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 exec > >(tee -a "$OUT/log.txt") 2>&1
-stages=${KILN_GPU_STAGES:-env tests checks wgmma bench memcheck}
+stages=${KILN_GPU_STAGES:-env tests checks wgmma bench memcheck icl}
 benches=${KILN_GPU_BENCHES:-attention gemm elementwise contrastive diffusion train-step}
 export KILN_TORCH_PYTHON=${KILN_TORCH_PYTHON:-$(command -v python3)}
 export KILN_ADDON=$PWD/build/Release/kiln.node
@@ -96,12 +97,17 @@ if has memcheck; then
   stamp "compute-sanitizer memcheck (op tests)"
   if command -v compute-sanitizer >/dev/null; then
     timeout ${KILN_GPU_MEMCHECK_TIMEOUT:-120} compute-sanitizer --tool memcheck --target-processes all --print-limit 20 \
-      $ava --tap --concurrency 4 --timeout 3m ${KILN_GPU_MEMCHECK_TESTS:-test/cuda-core.test.ts test/ops-elementwise.test.ts test/ops-reduce-matmul.test.ts test/ops-nn.test.ts test/optim.test.ts test/random.test.ts test/contrastive.test.ts test/diffusion.test.ts test/attention.test.ts test/matmul-cuda.test.ts test/dtype-half.test.ts} > "$OUT/memcheck.txt" 2>&1
+      $ava --tap --concurrency 4 --timeout 3m ${KILN_GPU_MEMCHECK_TESTS:-test/cuda-core.test.ts test/ops-elementwise.test.ts test/ops-reduce-matmul.test.ts test/ops-nn.test.ts test/optim.test.ts test/random.test.ts test/contrastive.test.ts test/diffusion.test.ts test/attention.test.ts test/matmul-cuda.test.ts test/dtype-half.test.ts test/nn-cuda.test.ts} > "$OUT/memcheck.txt" 2>&1
     echo "memcheck exit $? (124 = stopped at its time limit)"
     grep -E 'ERROR SUMMARY|========= (Invalid|Program hit|Error)' "$OUT/memcheck.txt" | sort | uniq -c | head -20
     echo "memcheck tests: ok $(grep -c '^ok' "$OUT/memcheck.txt"), not ok $(grep -c '^not ok' "$OUT/memcheck.txt")"
   else
     echo "compute-sanitizer not found" | tee "$OUT/memcheck.txt"
   fi
+fi
+if has icl; then
+  stamp "ICL default recipe on cuda (kiln icl default --device cuda)"
+  timeout ${KILN_GPU_ICL_TIMEOUT:-120} node dist/src/cli/main.js icl default --device cuda --out /tmp/kiln-icl-cuda --threads 8 2>&1 | tail -25
+  echo "exit ${PIPESTATUS[0]}"
 fi
 stamp done

@@ -591,6 +591,7 @@ int main(int argc, char** argv) {
   if (doWgmma && g_wgmma) {
     check_wgmma();
     wgmma_large_and_timing();
+    wgmma_crossover();
   }
 #endif
   if (doVariants) variants();

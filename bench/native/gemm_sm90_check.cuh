@@ -175,6 +175,58 @@ void time_pair(const char* what, int64_t n, GemmType in, const GemmArgs& g) {
               flop / (msOld * 1e9), msNew, flop / (msNew * 1e9), msOld / msNew);
 }
 
+// Where the wgmma kernel starts to beat mma.sync: bf16 products from small to large, both kernels
+// timed on the same operands (row-major, no transposes), and whether gemm.cu's default dispatch
+// would pick wgmma for the shape (gemm_sm90_fills_device).
+void wgmma_crossover() {
+  struct Shape { int64_t M, N, K; const char* what; };
+  const Shape shapes[] = {
+      {512, 512, 512, "512^3"}, {1024, 1024, 1024, "1024^3"}, {2048, 2048, 2048, "2048^3"},
+      {2048, 2048, 512, "2048x2048x512"}, {4096, 4096, 1024, "4096x4096x1024"},
+      {2816, 192, 64, "ICL qkv 2816x192x64"}, {2816, 64, 256, "ICL mlp-out 2816x64x256"},
+      {64, 256, 2816, "ICL dW 64x256x2816"}, {2688, 384, 128, "bench small qkv 2688x384x128"},
+      {2688, 768, 256, "bench paper qkv 2688x768x256"}, {8192, 3072, 768, "GPT-2 mlp 8192x3072x768"},
+      {8192, 768, 3072, "GPT-2 mlp-out 8192x768x3072"}};
+  for (const Shape& s : shapes) {
+    void *A, *B, *C;
+    CK(cudaMalloc(&A, size_t(s.M * s.K) * 2));
+    CK(cudaMalloc(&B, size_t(s.K * s.N) * 2));
+    CK(cudaMalloc(&C, size_t(s.M * s.N) * 2));
+    fill_device(A, s.M * s.K, GemmType::BF16, 5);
+    fill_device(B, s.K * s.N, GemmType::BF16, 6);
+    GemmArgs g;
+    g.M = s.M;
+    g.N = s.N;
+    g.K = s.K;
+    g.A = A;
+    g.B = B;
+    g.C = C;
+    g.lda = s.K;
+    g.ldb = s.N;
+    g.ldc = s.N;
+    std::string errOld, errNew;
+    const Params p = make_params(GemmType::BF16, GemmType::BF16, g);
+    const double msOld = time_ms([&] { errOld = launch_mode<Mode::BF16, HalfBig, HalfSmall>(p); });
+    bool handled = true;
+    const double msNew = time_ms([&] {
+      bool h = false;
+      errNew = gemm_sm90(GemmType::BF16, GemmType::BF16, g, h);
+      handled = handled && h;
+    });
+    if (!handled) errNew = "declined: " + gemm_sm90_unsupported(GemmType::BF16, GemmType::BF16, g);
+    const double flop = 2.0 * double(s.M) * double(s.N) * double(s.K);
+    if (!errOld.empty() || !errNew.empty())
+      std::printf("cross %-30s error: mma.sync '%s', wgmma '%s'\n", s.what, errOld.c_str(), errNew.c_str());
+    else
+      std::printf("cross %-30s mma.sync %8.4f ms %7.1f TF/s   wgmma %8.4f ms %7.1f TF/s   wgmma/mma %.2fx   default %s\n", s.what,
+                  msOld, flop / (msOld * 1e9), msNew, flop / (msNew * 1e9), msOld / msNew,
+                  gemm_sm90_fills_device(g) ? "wgmma" : "mma.sync");
+    CK(cudaFree(A));
+    CK(cudaFree(B));
+    CK(cudaFree(C));
+  }
+}
+
 void wgmma_large_and_timing() {
   for (int64_t n : {int64_t(4096), int64_t(8192)}) {
     const size_t elems = size_t(n) * size_t(n);

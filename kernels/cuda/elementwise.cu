@@ -64,10 +64,11 @@ Geometry<N> make_geometry(int ndim, const int64_t* shape, const Operand* ops) {
   return g;
 }
 
-template <int N>
+// Element offsets of item i of the geometry (an item is kVec consecutive elements, see vec4_geometry).
+template <int N, int kVec = 1>
 __device__ __forceinline__ void offsets(const Geometry<N>& g, int64_t i, int64_t* off) {
   if (g.contiguous) {
-    for (int k = 0; k < N; ++k) off[k] = i;
+    for (int k = 0; k < N; ++k) off[k] = i * kVec;
     return;
   }
   if (g.idx32) {
@@ -95,7 +96,7 @@ __device__ __forceinline__ void offsets(const Geometry<N>& g, int64_t i, int64_t
 constexpr int kUnroll = 4;
 constexpr int kBlock = 256;
 
-template <int N, class Load, class Store>
+template <int N, int kVec = 1, class Load, class Store>
 __device__ __forceinline__ void ew_loop(const Geometry<N>& g, Load load, Store store) {
   const int64_t n = g.numel, bd = blockDim.x, step = int64_t(gridDim.x) * bd * kUnroll;
   for (int64_t base = int64_t(blockIdx.x) * bd * kUnroll + threadIdx.x; base < n; base += step) {
@@ -103,7 +104,7 @@ __device__ __forceinline__ void ew_loop(const Geometry<N>& g, Load load, Store s
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
       if (base + u * bd < n) {
-        offsets(g, base + u * bd, off[u]);
+        offsets<N, kVec>(g, base + u * bd, off[u]);
         load(u, off[u]);
       }
 #pragma unroll
@@ -324,6 +325,57 @@ __global__ void compare_kernel(BinaryOp op, Geometry<3> g, int32_t* out, const T
           [&](int u, const int64_t* off) { out[off[0]] = apply_compare<T>(op, va[u], vb[u]); });
 }
 
+// ---- float32 in 16-byte vectors. Where the innermost (merged) dimension is a multiple of 4 and
+// every operand walks it with stride 1, or 0 (an input broadcast along it, read once per vector),
+// each item is four consecutive elements: one index computation and one 16-byte access per operand
+// instead of four. The item geometry has the inner extent / 4 and the same (element) strides, the
+// inner one times 4; vec[k] says which operands are read as vectors.
+template <int N>
+bool vec4_geometry(const Geometry<N>& g, const Operand* ops, Geometry<N>& v, bool* vec) {
+  if (g.ndim < 1 || g.shape[g.ndim - 1] % 4) return false;
+  const int last = g.ndim - 1;
+  for (int k = 0; k < N; ++k) {
+    const int64_t s = g.strides[k][last];
+    if (!(s == 1 || (s == 0 && k > 0))) return false;  // the output is always written as vectors
+    vec[k] = s == 1;
+    if (!vec[k]) continue;
+    if (reinterpret_cast<uintptr_t>(ops[k].data) % 16) return false;
+    for (int d = 0; d < last; ++d)
+      if (g.strides[k][d] % 4) return false;
+  }
+  v = g;
+  v.shape[last] /= 4;
+  v.numel = g.numel / 4;
+  for (int k = 0; k < N; ++k) v.strides[k][last] *= 4;
+  return true;
+}
+
+__device__ __forceinline__ float4 load4(const float* p, int64_t off, bool vec) {
+  if (vec) return *reinterpret_cast<const float4*>(p + off);
+  const float x = p[off];
+  return make_float4(x, x, x, x);
+}
+
+__global__ void unary_vec4_kernel(UnaryOp op, Geometry<2> g, float* out, const float* in, bool inVec, double p0, double p1) {
+  float4 v[kUnroll];
+  ew_loop<2, 4>(g, [&](int u, const int64_t* off) { v[u] = load4(in, off[1], inVec); }, [&](int u, const int64_t* off) {
+    const float4 x = v[u];
+    *reinterpret_cast<float4*>(out + off[0]) = make_float4(apply_unary<float>(op, x.x, p0, p1), apply_unary<float>(op, x.y, p0, p1),
+                                                           apply_unary<float>(op, x.z, p0, p1), apply_unary<float>(op, x.w, p0, p1));
+  });
+}
+
+__global__ void binary_vec4_kernel(BinaryOp op, Geometry<3> g, float* out, const float* a, const float* b, bool aVec, bool bVec) {
+  float4 va[kUnroll], vb[kUnroll];
+  ew_loop<3, 4>(g, [&](int u, const int64_t* off) { va[u] = load4(a, off[1], aVec); vb[u] = load4(b, off[2], bVec); },
+                [&](int u, const int64_t* off) {
+                  const float4 x = va[u], y = vb[u];
+                  *reinterpret_cast<float4*>(out + off[0]) =
+                      make_float4(apply_binary<float>(op, x.x, y.x), apply_binary<float>(op, x.y, y.y),
+                                  apply_binary<float>(op, x.z, y.z), apply_binary<float>(op, x.w, y.w));
+                });
+}
+
 template <class C>
 __global__ void binary_half_kernel(BinaryOp op, Geometry<3> g, uint16_t* out, const uint16_t* a, const uint16_t* b) {
   uint16_t va[kUnroll], vb[kUnroll];
@@ -380,6 +432,14 @@ std::string unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Opera
     }
     return launched();
   }
+  if (in.dtype == DType::F32 && out.dtype == DType::F32) {
+    Geometry<2> v;
+    bool vec[2];
+    if (vec4_geometry<2>(g, ops, v, vec)) {
+      unary_vec4_kernel<<<grid_for(v.numel), 256>>>(op, v, ptr<float>(out), ptr<float>(in), vec[1], p0, p1);
+      return launched();
+    }
+  }
   if (in.dtype == out.dtype) {
     switch (in.dtype) {
       case DType::F32: unary_kernel<float><<<grid, 256>>>(op, g, ptr<float>(out), ptr<float>(in), p0, p1); break;
@@ -425,6 +485,14 @@ std::string binary(BinaryOp op, int ndim, const int64_t* shape, Operand out, Ope
   if (g.numel == 0) return "";
   dim3 grid = grid_for(g.numel);
   bool cmp = op >= BinaryOp::Eq && op <= BinaryOp::Ge;
+  if (a.dtype == DType::F32 && !cmp) {
+    Geometry<3> v;
+    bool vec[3];
+    if (vec4_geometry<3>(g, ops, v, vec)) {
+      binary_vec4_kernel<<<grid_for(v.numel), 256>>>(op, v, ptr<float>(out), ptr<float>(a), ptr<float>(b), vec[1], vec[2]);
+      return launched();
+    }
+  }
   switch (a.dtype) {
     case DType::F32:
       if (cmp) compare_kernel<float><<<grid, 256>>>(op, g, ptr<int32_t>(out), ptr<float>(a), ptr<float>(b));

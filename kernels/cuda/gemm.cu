@@ -20,7 +20,7 @@
 #include "gemm_api.h"
 #include "gemm_common.cuh"
 #ifdef KILN_GEMM_SM90
-#include "gemm_sm90.h"  // the opt-in Hopper kernel (KILN_GEMM_KERNEL=wgmma), gemm_sm90.cu
+#include "gemm_sm90.h"  // the Hopper kernel (default for large half products on cc 9.x), gemm_sm90.cu
 #endif
 
 namespace kiln {
@@ -648,7 +648,8 @@ std::string gemm(GemmType ab, GemmType c, MatmulPrecision precision, const GemmA
   }
   if (dev.major < 8) return "matmul: the CUDA tensor-core kernels need compute capability 8.0 or newer";
 #ifdef KILN_GEMM_SM90
-  if (half && gemm_sm90_selected()) {
+  const Sm90Choice sm90 = half ? gemm_sm90_choice() : Sm90Choice::Never;
+  if (sm90 == Sm90Choice::Always || (sm90 == Sm90Choice::Large && gemm_sm90_fills_device(a))) {
     bool handled = false;  // false: a layout or alignment the Hopper kernel does not take
     std::string err = gemm_sm90(ab, c, a, handled);
     if (handled) return err;

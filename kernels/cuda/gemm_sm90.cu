@@ -1,7 +1,8 @@
 // Hopper (sm_90a) float16 / bfloat16 matrix product with float32 accumulation: warpgroup MMA
 // (wgmma.mma_async m64n256k16, both operands read from shared memory through matrix descriptors)
-// fed by the tensor-memory-access unit (cp.async.bulk.tensor, 128-byte swizzle), opt-in through
-// KILN_GEMM_KERNEL=wgmma (gemm.cu's dispatch; semantics in gemm_api.h).
+// fed by the tensor-memory-access unit (cp.async.bulk.tensor, 128-byte swizzle). gemm.cu's dispatch
+// (semantics in gemm_api.h) sends it the products whose tiles fill the SMs at least once on compute
+// capability 9.x; KILN_GEMM_KERNEL=wgmma sends it every product it takes, =mma none.
 //
 // A block of 384 threads owns 128 x 256 tiles of C (persistent: it walks tiles blockIdx.x,
 // blockIdx.x + gridDim.x, ... of each batch matrix blockIdx.z, +gridDim.z, ...). Warpgroup 0 is
@@ -30,6 +31,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -415,13 +417,22 @@ std::string launch(const CUtensorMap& tmA, const CUtensorMap& tmB, const Params&
 
 }  // namespace
 
-bool gemm_sm90_selected() {
-  static const bool on = [] {
+Sm90Choice gemm_sm90_choice() {
+  static const Sm90Choice choice = [] {
+    if (!(device_info().error.empty() && device_info().major == 9)) return Sm90Choice::Never;
     const char* e = std::getenv("KILN_GEMM_KERNEL");
-    if (!(e && std::strcmp(e, "wgmma") == 0)) return false;
-    return device_info().error.empty() && device_info().major == 9;
+    if (e && std::strcmp(e, "wgmma") == 0) return Sm90Choice::Always;
+    if (e && std::strcmp(e, "mma") == 0) return Sm90Choice::Never;
+    return Sm90Choice::Large;
   }();
-  return on;
+  return choice;
+}
+
+bool gemm_sm90_fills_device(const GemmArgs& a) {
+  // One 128 x 256 tile per block: below one wave of blocks the wgmma kernel leaves SMs idle, and
+  // mma.sync's smaller tiles spread the same work over more of them.
+  const int64_t tiles = ((a.M + kBM - 1) / kBM) * ((a.N + kBN - 1) / kBN) * std::max<int64_t>(a.batch, 1);
+  return tiles >= int64_t(device_info().sms);
 }
 
 std::string gemm_sm90_unsupported(GemmType ab, GemmType c, const GemmArgs& a) {

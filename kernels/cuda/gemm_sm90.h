@@ -1,4 +1,5 @@
-// The Hopper (sm_90a) half-precision matrix product of kernels/cuda/gemm_sm90.cu, as gemm.cu's
+// The Hopper (sm_90a) half-precision matrix product of kernels/cuda/gemm_sm90.cu (the default for
+// large float16/bfloat16 products on compute capability 9.x), as gemm.cu's
 // dispatch sees it. Internal to kernels/cuda (native/ only sees gemm_api.h), so CPU-only builds
 // need no stub. Compiled only where the CUDA build defines KILN_GEMM_SM90 (nvcc 12 or newer).
 #pragma once
@@ -9,9 +10,12 @@
 namespace kiln {
 namespace cuda {
 
-// True when KILN_GEMM_KERNEL=wgmma (read once per process) and the device has compute capability
-// 9.x: gemm() then offers its float16/bfloat16 calls to gemm_sm90 first.
-bool gemm_sm90_selected();
+// When gemm() offers its float16/bfloat16 calls to gemm_sm90 first (read once per process): Never
+// off compute capability 9.x or with KILN_GEMM_KERNEL=mma; Always with KILN_GEMM_KERNEL=wgmma;
+// otherwise (the default) Large: the products whose tiles fill at least one wave of the SMs.
+enum class Sm90Choice { Never, Large, Always };
+Sm90Choice gemm_sm90_choice();
+bool gemm_sm90_fills_device(const GemmArgs& args);
 
 // "" when gemm_sm90 takes the call, otherwise why not (element types, alignment of the operands
 // for the tensor-memory-access unit, K = 0, the device, the driver entry point).

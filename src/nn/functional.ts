@@ -1,6 +1,6 @@
 // Functional forms of the layers that need their own gradient: linear (weights stored [out, in]
 // like PyTorch, gradients produced contiguous in that layout) and scaled dot-product attention
-// (composed from matmul, a causal mask and softmax until the fused attention op lands).
+// (the fused op where it applies, else composed from matmul, a causal mask and softmax).
 import { KilnError, shapeStr } from '../errors.js';
 import { isGradEnabled, noGrad, record } from '../tensor/autograd.js';
 import { autocastState, withAutocastState } from '../tensor/autocast.js';
@@ -11,7 +11,8 @@ import { sum } from '../ops/reduce.js';
 import { softmax } from '../ops/nn.js';
 import { dropout } from '../ops/nn.js';
 import { eq, gt } from '../ops/elementwise.js';
-import { scaledDotProductAttention as fusedAttention } from '../ops/attention.js';
+import { CUDA_HEAD_DIMS, MAX_HEAD_DIM_CPU, scaledDotProductAttention as fusedAttention } from '../ops/attention.js';
+import type { Device } from '../tensor/dtype.js';
 import { arange } from '../ops/creation.js';
 
 /** y = x @ weight^T + bias for x [..., in], weight [out, in], bias [out]. */
@@ -46,18 +47,19 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   }));
 }
 
-const causalMasks = new Map<number, Tensor>();
-/** [T, T] int32 mask, nonzero above the diagonal (the future), cached per length. */
-export function causalMask(T: number): Tensor {
-  let m = causalMasks.get(T);
+const causalMasks = new Map<string, Tensor>();
+/** [T, T] int32 mask on `device`, nonzero above the diagonal (the future), cached per device and length. */
+export function causalMask(T: number, device: Device = 'cpu'): Tensor {
+  const key = `${device}:${T}`;
+  let m = causalMasks.get(key);
   if (!m || m.isDisposed) {
     m = noGrad(() => {
-      const i = arange(0, T).reshape([T, 1]);
-      const j = arange(0, T).reshape([1, T]);
+      const i = arange(0, T, 1, { device }).reshape([T, 1]);
+      const j = arange(0, T, 1, { device }).reshape([1, T]);
       return gt(j, i);
     });
     m._kept = true;
-    causalMasks.set(T, m);
+    causalMasks.set(key, m);
   }
   return m;
 }
@@ -85,11 +87,12 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   if (opts.causal && Tq !== Tk) throw new KilnError('SHAPE_MISMATCH', `attention: causal needs Tq == Tk, got ${Tq} and ${Tk}`);
   const p = opts.dropout && opts.training ? opts.dropout : 0;
   const keyMask = opts.mask ? perKeyMask(opts.mask, q.shape[0], Tq, Tk) : undefined;
-  if (q.device === 'cpu' && D <= 512 && keyMask !== null)
+  const fused = q.device === 'cpu' ? D <= MAX_HEAD_DIM_CPU : q.dtype !== 'float64' && CUDA_HEAD_DIMS.includes(D);
+  if (fused && keyMask !== null)
     return fusedAttention(q, k, v, { causal: opts.causal, scale, dropout: p, keyMask });
   let s = matmul(q, k.transpose(-2, -1));
   s = s.mul(scale);
-  if (opts.causal) s = maskedFill(s, causalMask(Tq), -Infinity);
+  if (opts.causal) s = maskedFill(s, causalMask(Tq, s.device), -Infinity);
   if (opts.mask) s = maskedFill(s, opts.mask, -Infinity);
   let probs = softmax(s, -1);
   if (p) probs = dropout(probs, p, true);

@@ -9,7 +9,7 @@ import { Module, copyInto } from './module.js';
 
 export function normal_(t: Tensor, mean = 0, std = 1): Tensor {
   noGrad(() => {
-    const r = randn(t.shape.slice(), { dtype: t.dtype, mean, std });
+    const r = randn(t.shape.slice(), { dtype: t.dtype, device: t.device, mean, std });
     copyInto(t, r);
     r.dispose();
   });
@@ -18,7 +18,7 @@ export function normal_(t: Tensor, mean = 0, std = 1): Tensor {
 
 export function uniform_(t: Tensor, low = 0, high = 1): Tensor {
   noGrad(() => {
-    const r = rand(t.shape.slice(), { dtype: t.dtype, low, high });
+    const r = rand(t.shape.slice(), { dtype: t.dtype, device: t.device, low, high });
     copyInto(t, r);
     r.dispose();
   });

@@ -16,10 +16,10 @@ import { Module, parameter } from './module.js';
 export function timestepEmbedding(t: Tensor, dim: number, maxPeriod = 10000): Tensor {
   if (t.ndim !== 1) throw new KilnError('SHAPE_MISMATCH', `timestepEmbedding: t must be [B], got ${shapeStr(t.shape)}`);
   const half = Math.floor(dim / 2);
-  const freqs = exp(mul(arange(0, half, 1, { dtype: t.dtype === 'float64' ? 'float64' : 'float32' }), -Math.log(maxPeriod) / half));
+  const freqs = exp(mul(arange(0, half, 1, { dtype: t.dtype === 'float64' ? 'float64' : 'float32', device: t.device }), -Math.log(maxPeriod) / half));
   const args = mul(t.reshape([-1, 1]).to(freqs.dtype), freqs.reshape([1, half]));
   const e = concat([sin(args), cos(args)], 1);
-  return dim % 2 ? concat([e, zeros([t.shape[0], 1], { dtype: e.dtype })], 1) : e;
+  return dim % 2 ? concat([e, zeros([t.shape[0], 1], { dtype: e.dtype, device: e.device })], 1) : e;
 }
 
 export interface EncoderConfig {
@@ -73,7 +73,7 @@ export class TransformerEncoder extends Module {
     const T = x.shape[1];
     if (T > this.config.maxLen) throw new KilnError('SHAPE_MISMATCH', `TransformerEncoder: length ${T} exceeds maxLen ${this.config.maxLen}`);
     let h = this.wte ? this.wte.forward(x) : this.readIn!.forward(x);
-    h = add(h, embedding(this.wpe.weight, arange(0, T)));
+    h = add(h, embedding(this.wpe.weight, arange(0, T, 1, { device: this.wpe.weight.device })));
     if (opts.t) {
       if (!this.timeMlp) throw new KilnError('INVALID_ARGUMENT', 'TransformerEncoder: built without timestep: true');
       const te = this.timeMlp.forward(timestepEmbedding(opts.t, this.config.nEmbd).to(h.dtype));
@@ -95,6 +95,7 @@ export interface ViTConfig {
   nHead: number;
   nEmbd: number;
   dtype?: LayerOptions['dtype'];
+  device?: LayerOptions['device'];
 }
 
 /** Vision Transformer: non-overlapping patches -> linear embedding, a class token, encoder, head. */
@@ -110,7 +111,7 @@ export class ViT extends Module {
     super();
     const { imageSize: S, patchSize: P, channels: C, nEmbd } = config;
     if (S % P !== 0) throw new KilnError('INVALID_ARGUMENT', `ViT: imageSize ${S} is not a multiple of patchSize ${P}`);
-    const o = { dtype: config.dtype };
+    const o = { dtype: config.dtype, device: config.device };
     this.nPatches = (S / P) ** 2;
     this.patchEmbed = new Linear(C * P * P, nEmbd, o);
     this.clsToken = parameter(zeros([1, 1, nEmbd], o));
@@ -135,7 +136,7 @@ export class ViT extends Module {
     const B = x.shape[0];
     let h = this.patchEmbed.forward(this.patchify(x));
     h = concat([this.clsToken.expand([B, 1, this.config.nEmbd]), h], 1);
-    h = add(h, embedding(this.wpe.weight, arange(0, this.nPatches + 1)));
+    h = add(h, embedding(this.wpe.weight, arange(0, this.nPatches + 1, 1, { device: this.wpe.weight.device })));
     for (const b of this.h) h = b.forward(h);
     const cls = this.lnF.forward(h).narrow(1, 0, 1).squeeze(1);
     return features ? cls : this.head.forward(cls);
@@ -176,6 +177,7 @@ export interface Seq2SeqConfig {
   maxLen: number;
   dropout?: number;
   dtype?: LayerOptions['dtype'];
+  device?: LayerOptions['device'];
 }
 
 /** Encoder-decoder transformer; the output projection is tied to the target embedding. */
@@ -188,8 +190,8 @@ export class Seq2Seq extends Module {
   constructor(readonly config: Seq2SeqConfig) {
     super();
     const { nLayer, nHead, nEmbd, maxLen } = config;
-    const o = { dtype: config.dtype };
-    this.encoder = new TransformerEncoder({ nLayer, nHead, nEmbd, maxLen, vocabSize: config.srcVocabSize, dropout: config.dropout, dtype: config.dtype });
+    const o = { dtype: config.dtype, device: config.device };
+    this.encoder = new TransformerEncoder({ nLayer, nHead, nEmbd, maxLen, vocabSize: config.srcVocabSize, dropout: config.dropout, dtype: config.dtype, device: config.device });
     this.tgtEmbed = new Embedding(config.tgtVocabSize, nEmbd, o);
     this.tgtPos = new Embedding(maxLen, nEmbd, o);
     this.decoder = Array.from({ length: nLayer }, () => new DecoderBlock(nEmbd, nHead, { ...o, dropout: config.dropout }));
@@ -202,7 +204,7 @@ export class Seq2Seq extends Module {
   /** Logits [B, T, tgtVocabSize] for target prefix tgt [B, T] given the encoder memory. */
   decode(tgt: Tensor, memory: Tensor, memoryMask?: Tensor | null): Tensor {
     const T = tgt.shape[1];
-    let h = add(this.tgtEmbed.forward(tgt), embedding(this.tgtPos.weight, arange(0, T)));
+    let h = add(this.tgtEmbed.forward(tgt), embedding(this.tgtPos.weight, arange(0, T, 1, { device: this.tgtPos.weight.device })));
     for (const b of this.decoder) h = b.forward(h, memory, memoryMask);
     h = this.lnF.forward(h);
     return h.matmul(this.tgtEmbed.weight.transpose(0, 1));

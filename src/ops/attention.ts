@@ -19,7 +19,8 @@ const NA = N as unknown as {
 const OP = 'scaledDotProductAttention';
 /** Largest head dim on the CPU (the tiles are 64 x D); CUDA supports 32, 64 and 128. */
 export const MAX_HEAD_DIM_CPU = 512;
-const CUDA_HEAD_DIMS = [32, 64, 128];
+/** Head dims the CUDA kernels are compiled for. */
+export const CUDA_HEAD_DIMS = [32, 64, 128];
 
 export interface AttentionOptions {
   /**

@@ -18,7 +18,8 @@ the k examples before it, as well as least squares does on linear functions.
 
 verbs:
   default   the small default run: linear, d = 5, 11 points, tiny model (a few minutes on 2 cores),
-            then evaluation and the model-vs-least-squares table (runs/icl-default)
+            then evaluation and the model-vs-least-squares table (runs/icl-default);
+            takes --out DIR and --device cpu|cuda (the model trains and is evaluated there)
   train     train a run folder (resumes from its checkpoint), then evaluate it unless --no-eval
   eval      evaluate a run folder: model and baselines, error per k with bootstrap 90% intervals
   plot      re-render the SVG plots from a run folder's eval*.json
@@ -107,8 +108,10 @@ export const command: Command = {
     if (threads) kiln.setNumThreads(threads);
     const log = (s: string) => process.stderr.write(`[icl] ${s}\n`);
     if (verb === 'default') {
-      checkKnown(verb, f, ['out']);
-      const r = await runDefault({ dir: flagString(f, 'out'), log, print: f.json ? () => {} : undefined });
+      checkKnown(verb, f, ['out', 'device']);
+      const device = flagString(f, 'device') ?? 'cpu';
+      if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
+      const r = await runDefault({ dir: flagString(f, 'out'), config: { device }, log, print: f.json ? () => {} : undefined });
       if (f.json) console.log(JSON.stringify(r.report));
       return 0;
     }
