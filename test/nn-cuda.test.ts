@@ -1,5 +1,5 @@
 // The nn models and the ICL recipe on CUDA against the same code on the CPU: built from the same seed
-// (Philox gives the CPU's values on the GPU, so the initial weights are equal), outputs, gradients and
+// (Philox gives the CPU's values on the GPU, so the initial weights agree to the last ulp), outputs, gradients and
 // a few Adam steps agree. Only with a GPU; without one the file shows one skipped entry.
 import test from 'ava';
 import { mkdtempSync } from 'node:fs';
@@ -41,7 +41,9 @@ function sameParams(t: import('ava').ExecutionContext, m: Record<Device, kiln.nn
   for (const [name, p] of a) {
     const q = b.get(name)!;
     t.is(q.device, 'cuda', name);
-    t.true(relDiff(q, p) === 0, `${name}: initial weights differ between cpu and cuda`);
+    // uniform draws are bit for bit equal, normal ones to the last ulp (test/cuda-core's Philox test)
+    const r = relDiff(q, p);
+    t.true(r <= 1e-6, `${name}: initial weights differ between cpu and cuda (${r})`);
   }
 }
 

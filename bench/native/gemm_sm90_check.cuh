@@ -177,7 +177,7 @@ void time_pair(const char* what, int64_t n, GemmType in, const GemmArgs& g) {
 
 // Where the wgmma kernel starts to beat mma.sync: bf16 products from small to large, both kernels
 // timed on the same operands (row-major, no transposes), and whether gemm.cu's default dispatch
-// would pick wgmma for the shape (gemm_sm90_fills_device).
+// would pick wgmma for the shape (gemm_sm90_pays_off).
 void wgmma_crossover() {
   struct Shape { int64_t M, N, K; const char* what; };
   const Shape shapes[] = {
@@ -220,7 +220,7 @@ void wgmma_crossover() {
     else
       std::printf("cross %-30s mma.sync %8.4f ms %7.1f TF/s   wgmma %8.4f ms %7.1f TF/s   wgmma/mma %.2fx   default %s\n", s.what,
                   msOld, flop / (msOld * 1e9), msNew, flop / (msNew * 1e9), msOld / msNew,
-                  gemm_sm90_fills_device(g) ? "wgmma" : "mma.sync");
+                  gemm_sm90_pays_off(g) ? "wgmma" : "mma.sync");
     CK(cudaFree(A));
     CK(cudaFree(B));
     CK(cudaFree(C));

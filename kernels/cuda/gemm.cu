@@ -649,7 +649,7 @@ std::string gemm(GemmType ab, GemmType c, MatmulPrecision precision, const GemmA
   if (dev.major < 8) return "matmul: the CUDA tensor-core kernels need compute capability 8.0 or newer";
 #ifdef KILN_GEMM_SM90
   const Sm90Choice sm90 = half ? gemm_sm90_choice() : Sm90Choice::Never;
-  if (sm90 == Sm90Choice::Always || (sm90 == Sm90Choice::Large && gemm_sm90_fills_device(a))) {
+  if (sm90 == Sm90Choice::Always || (sm90 == Sm90Choice::Large && gemm_sm90_pays_off(a))) {
     bool handled = false;  // false: a layout or alignment the Hopper kernel does not take
     std::string err = gemm_sm90(ab, c, a, handled);
     if (handled) return err;

@@ -1,8 +1,8 @@
 // Hopper (sm_90a) float16 / bfloat16 matrix product with float32 accumulation: warpgroup MMA
 // (wgmma.mma_async m64n256k16, both operands read from shared memory through matrix descriptors)
 // fed by the tensor-memory-access unit (cp.async.bulk.tensor, 128-byte swizzle). gemm.cu's dispatch
-// (semantics in gemm_api.h) sends it the products whose tiles fill the SMs at least once on compute
-// capability 9.x; KILN_GEMM_KERNEL=wgmma sends it every product it takes, =mma none.
+// (semantics in gemm_api.h) sends it the products large enough to gain from it (gemm_sm90_pays_off)
+// on compute capability 9.x; KILN_GEMM_KERNEL=wgmma sends it every product it takes, =mma none.
 //
 // A block of 384 threads owns 128 x 256 tiles of C (persistent: it walks tiles blockIdx.x,
 // blockIdx.x + gridDim.x, ... of each batch matrix blockIdx.z, +gridDim.z, ...). Warpgroup 0 is
@@ -428,11 +428,14 @@ Sm90Choice gemm_sm90_choice() {
   return choice;
 }
 
-bool gemm_sm90_fills_device(const GemmArgs& a) {
-  // One 128 x 256 tile per block: below one wave of blocks the wgmma kernel leaves SMs idle, and
-  // mma.sync's smaller tiles spread the same work over more of them.
+bool gemm_sm90_pays_off(const GemmArgs& a) {
+  // One 128 x 256 tile per block and a 4-stage pipeline of 64-deep K slices: with few tiles the
+  // wgmma kernel leaves SMs idle that mma.sync's smaller tiles would use, and with a short K its
+  // pipeline never fills. Measured on an H100 (bench/results/h100-2026-11-26-s4, "cross" lines of
+  // gemm_cuda_check): wgmma / mma.sync 0.65-0.93x at 8-32 tiles (512^3, 1024^3) and at K = 64-128
+  // (22-42 tiles), 1.28x at 63 tiles with K = 256, 1.9-3.2x from 128 tiles (2048^3) up.
   const int64_t tiles = ((a.M + kBM - 1) / kBM) * ((a.N + kBN - 1) / kBN) * std::max<int64_t>(a.batch, 1);
-  return tiles >= int64_t(device_info().sms);
+  return a.K >= 256 && tiles * 3 >= int64_t(device_info().sms);
 }
 
 std::string gemm_sm90_unsupported(GemmType ab, GemmType c, const GemmArgs& a) {

@@ -12,10 +12,11 @@ namespace cuda {
 
 // When gemm() offers its float16/bfloat16 calls to gemm_sm90 first (read once per process): Never
 // off compute capability 9.x or with KILN_GEMM_KERNEL=mma; Always with KILN_GEMM_KERNEL=wgmma;
-// otherwise (the default) Large: the products whose tiles fill at least one wave of the SMs.
+// otherwise (the default) Large: the products gemm_sm90_pays_off accepts (K >= 256 and at least
+// a third of a wave of 128 x 256 tiles: where it measured faster than mma.sync on an H100).
 enum class Sm90Choice { Never, Large, Always };
 Sm90Choice gemm_sm90_choice();
-bool gemm_sm90_fills_device(const GemmArgs& args);
+bool gemm_sm90_pays_off(const GemmArgs& args);
 
 // "" when gemm_sm90 takes the call, otherwise why not (element types, alignment of the operands
 // for the tensor-memory-access unit, K = 0, the device, the driver entry point).
