@@ -98,6 +98,14 @@ cudaTest('cuda matmul 1024x1024x1024', (t) => check(t, '1024^3', [randn([1024, 1
 cudaTest('cuda matmul 2048x2304x192 (large tiles, edges)', (t) =>
   check(t, '2048x2304x192', [randn([2048, 192]), randn([192, 2304])], mm, ['highest']));
 
+// Few output tiles and a long K (weight gradients: [in, out] summed over many rows) take split-K:
+// K cut into slices run as a batch into a float32 workspace, then summed in a second kernel.
+cudaTest('cuda matmul split-K: 128x384 over K = 2688 (one batched launch), 64x96 over K = 2689 (a ragged last slice)', (t) => {
+  check(t, 'A^T B K=2688', [randn([2688, 128]), randn([2688, 384])], (a, b) => a.transpose().matmul(b));
+  check(t, 'A^T B K=2689', [randn([2689, 64]), randn([2689, 96])], (a, b) => a.transpose().matmul(b));
+  check(t, 'A B^T K=1536', [randn([33, 1536]), randn([70, 1536])], (a, b) => a.matmul(b.transpose()));
+});
+
 // ---------------------------------------------------------------- the native entry point directly
 
 interface Raw { batch: number; ta: boolean; tb: boolean; M: number; N: number; K: number; alpha: number; beta: number;
@@ -137,6 +145,8 @@ cudaTest('cuda matmul through the native gemm: alpha/beta, padded leading dims, 
     lda: 40, ldb: 32, ldc: 48, sa: 29 * 40 + 8, sb: 47 * 32 + 5, sc: 33 * 48 + 3 });
   rawCheck(t, 'batch 4, A broadcast, beta=-1 NT', { batch: 4, ta: false, tb: true, M: 64, N: 72, K: 40, alpha: 0.25, beta: -1,
     lda: 40, ldb: 40, ldc: 72, sa: 0, sb: 72 * 40, sc: 64 * 72 });
+  rawCheck(t, 'split-K: K=1500, beta=0.5 alpha=-2 TN padded', { batch: 1, ta: true, tb: false, M: 40, N: 50, K: 1500, alpha: -2, beta: 0.5,
+    lda: 44, ldb: 53, ldc: 51, sa: 0, sb: 0, sc: 0 });
   rawCheck(t, 'K=0 beta=2 (C = beta C)', { batch: 2, ta: false, tb: false, M: 5, N: 7, K: 0, alpha: 1, beta: 2,
     lda: 1, ldb: 7, ldc: 7, sa: 5, sb: 0, sc: 35 });
 });
@@ -165,6 +175,12 @@ cudaTest('cuda matmul in bfloat16 and float16 (float32 accumulation, one roundin
       t.is(got.dtype, dtype);
       // One rounding of the float32 sum to the half type: 2^-8 (bfloat16) or 2^-11 (float16) relative.
       within(t, `${dtype} 127x129x65`, got.to('float32').to('cpu').dataSync(), want, scale, TOL.half, dtype === 'bfloat16' ? 2 ** -8 : 2 ** -10);
+      // split-K (64 x 128 over K = 2048): the float32 slices are summed before the one rounding
+      const c = k.cast!(randn([2048, 64]), dtype), d = k.cast!(randn([2048, 128]), dtype);
+      const c64 = c.to('float64').transpose(), d64 = d.to('float64');
+      const got2 = c.to('cuda').transpose().matmul(d.to('cuda'));
+      within(t, `${dtype} split-K 64x128x2048`, got2.to('float32').to('cpu').dataSync(), c64.matmul(d64).dataSync(),
+        c64.abs().matmul(d64.abs()).dataSync(), TOL.half, dtype === 'bfloat16' ? 2 ** -8 : 2 ** -10);
     });
   }
 });

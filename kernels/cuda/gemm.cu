@@ -12,8 +12,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -630,6 +633,142 @@ Params make_params(GemmType ab, GemmType c, const GemmArgs& a) {
   return p;
 }
 
+// The tensor-core kernels for one call (float64 is launched by gemm() itself).
+std::string launch_tc_call(GemmType ab, MatmulPrecision precision, const Params& p) {
+  switch (ab) {
+    case GemmType::BF16: return launch_mode<Mode::BF16, HalfBig, HalfSmall>(p);
+    case GemmType::F16: return launch_mode<Mode::F16, HalfBig, HalfSmall>(p);
+    default:
+      return precision == MatmulPrecision::High ? launch_mode<Mode::TF32, Tf32Big, FloatSmall>(p)
+                                                : launch_mode<Mode::TF32x3, FloatBig, FloatSmall>(p);
+  }
+}
+
+// ------------------------------------------------------------------ split-K
+// A product with few output tiles and a long K (the weight gradients of a linear layer: [in, out]
+// summed over batch x positions rows) leaves most SMs idle, each block walking all of K. Split-K
+// cuts K into S slices, runs them as a batch of S products into a float32 workspace [S, M, N]
+// (the batch stride of A and B is one slice), then one kernel sums the slices in a fixed order
+// (deterministic) and applies alpha, beta and the output type. KILN_GEMM_SPLITK=0 turns it off.
+
+constexpr int64_t kSplitMinK = 512;       // below this the extra pass costs more than it saves
+constexpr int64_t kSplitMaxSlices = 16;
+constexpr int64_t kSplitMinSliceK = 256;  // each slice keeps the pipeline busy for a while
+constexpr int64_t kSplitMaxFloats = int64_t(16) << 20;  // workspace cap: 64 MiB
+
+bool split_k_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("KILN_GEMM_SPLITK");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+
+// Slices for a single (batch 1) product: enough blocks of the small tiles to fill the SMs, 1 = no split.
+int64_t split_slices(const Params& p, int sms) {
+  if (p.batch != 1 || p.K < kSplitMinK || !split_k_enabled()) return 1;
+  const int64_t tiles = ((p.M + 63) / 64) * ((p.N + 63) / 64);  // HalfSmall / FloatSmall are 64 x 64
+  if (tiles * 2 > sms) return 1;
+  int64_t S = std::min<int64_t>({sms / tiles, p.K / kSplitMinSliceK, kSplitMaxSlices, kSplitMaxFloats / (p.M * p.N)});
+  return S >= 2 ? S : 1;
+}
+
+// One device buffer, grown on demand (cudaFree and cudaMalloc synchronise, so a smaller buffer
+// still in use by queued kernels is never freed under them); kept for the process.
+std::string split_workspace(size_t bytes, float** out) {
+  static void* ptr = nullptr;
+  static size_t cap = 0;
+  if (cap < bytes) {
+    if (ptr) {
+      const cudaError_t e = cudaFree(ptr);
+      ptr = nullptr;
+      cap = 0;
+      if (e != cudaSuccess) return cuda_error(e);
+    }
+    const size_t want = std::max<size_t>(bytes, size_t(8) << 20);
+    const cudaError_t e = cudaMalloc(&ptr, want);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return "matmul: split-K workspace of " + std::to_string(want) + " bytes: " + cuda_error(e);
+    }
+    cap = want;
+  }
+  *out = static_cast<float*>(ptr);
+  return "";
+}
+
+template <class O>
+__global__ void split_k_reduce(const float* __restrict__ ws, int64_t slices, int64_t M, int64_t N, O* C, int64_t ldc, float alpha,
+                               float beta) {
+  using T = Out<O>;
+  const int64_t MN = M * N;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < MN; i += int64_t(gridDim.x) * blockDim.x) {
+    float sum = 0.f;
+    for (int64_t s = 0; s < slices; ++s) sum += ws[s * MN + i];
+    const int64_t r = i / N;
+    O* const o = C + r * ldc + (i - r * N);
+    float v = alpha * sum;
+    if (beta != 0.f) v += beta * T::load(o);
+    *o = T::from(v);
+  }
+}
+
+std::string gemm_split_k(GemmType ab, GemmType c, MatmulPrecision precision, const Params& p, int64_t S) {
+  const size_t elem = elem_size(ab);
+  // Slice depth: a multiple of 32 (the deepest K step of a tile); a divisor of K when one is close,
+  // so one batched launch covers every slice, else the last, shorter slice is a launch of its own.
+  int64_t Ks = ((p.K + S - 1) / S + 31) / 32 * 32;
+  for (int64_t s = S; s >= std::max<int64_t>(2, S / 2); --s)
+    if (p.K % s == 0 && (p.K / s) % 32 == 0) {
+      Ks = p.K / s;
+      break;
+    }
+  S = (p.K + Ks - 1) / Ks;
+  const int64_t lastK = p.K - (S - 1) * Ks;
+  float* ws = nullptr;
+  std::string err = split_workspace(size_t(S) * size_t(p.M) * size_t(p.N) * sizeof(float), &ws);
+  if (!err.empty()) return err;
+  Params q = p;
+  q.K = Ks;
+  q.sA = p.transA ? Ks * p.lda : Ks;  // one slice further along K
+  q.sB = p.transB ? Ks : Ks * p.ldb;
+  q.C = ws;
+  q.ldc = p.N;
+  q.sC = p.M * p.N;
+  q.alpha = 1.0;
+  q.beta = 0.0;
+  q.outType = int(GemmType::F32);
+  q.pairs = p.N % 2 == 0;  // the workspace is 256-byte aligned
+  q.batch = lastK == Ks ? S : S - 1;
+  q.vecA = vec_ok(q.A, q.lda, q.sA, q.batch, elem);
+  q.vecB = vec_ok(q.B, q.ldb, q.sB, q.batch, elem);
+  err = launch_tc_call(ab, precision, q);
+  if (!err.empty()) return err;
+  if (lastK != Ks) {
+    Params r = q;
+    r.batch = 1;
+    r.K = lastK;
+    r.A = static_cast<const char*>(p.A) + size_t((S - 1) * q.sA) * elem;
+    r.B = static_cast<const char*>(p.B) + size_t((S - 1) * q.sB) * elem;
+    r.C = ws + (S - 1) * p.M * p.N;
+    r.sA = r.sB = r.sC = 0;
+    r.vecA = vec_ok(r.A, r.lda, 0, 1, elem);
+    r.vecB = vec_ok(r.B, r.ldb, 0, 1, elem);
+    err = launch_tc_call(ab, precision, r);
+    if (!err.empty()) return err;
+  }
+  const int64_t MN = p.M * p.N;
+  const unsigned blocks = unsigned(std::min<int64_t>((MN + 255) / 256, int64_t(device_info().sms) * 8));
+  const float alpha = float(p.alpha), beta = float(p.beta);
+  if (c == GemmType::BF16)
+    split_k_reduce<<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<__nv_bfloat16*>(p.C), p.ldc, alpha, beta);
+  else if (c == GemmType::F16)
+    split_k_reduce<<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<__half*>(p.C), p.ldc, alpha, beta);
+  else
+    split_k_reduce<<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<float*>(p.C), p.ldc, alpha, beta);
+  return last_error();
+}
+
 }  // namespace
 
 std::string gemm(GemmType ab, GemmType c, MatmulPrecision precision, const GemmArgs& a) {
@@ -655,13 +794,9 @@ std::string gemm(GemmType ab, GemmType c, MatmulPrecision precision, const GemmA
     if (handled) return err;
   }
 #endif
-  switch (ab) {
-    case GemmType::BF16: return launch_mode<Mode::BF16, HalfBig, HalfSmall>(p);
-    case GemmType::F16: return launch_mode<Mode::F16, HalfBig, HalfSmall>(p);
-    default:
-      return precision == MatmulPrecision::High ? launch_mode<Mode::TF32, Tf32Big, FloatSmall>(p)
-                                                : launch_mode<Mode::TF32x3, FloatBig, FloatSmall>(p);
-  }
+  const int64_t slices = split_slices(p, dev.sms);
+  if (slices > 1) return gemm_split_k(ab, c, precision, p, slices);
+  return launch_tc_call(ab, precision, p);
 }
 
 }  // namespace cuda
