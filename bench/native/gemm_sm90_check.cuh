@@ -152,8 +152,9 @@ void check_wgmma_large(int64_t n, void* A, void* B, void* C, void* C2, bool ta, 
               worst, bad, kSamples, vsMma, err.empty() ? "" : "  mma.sync error: ", err.c_str());
 }
 
-// Both kernels' TFLOP/s (alpha 1, beta 0, C of the input type) and their ratio.
-void time_pair(const char* what, int64_t n, GemmType in, const GemmArgs& g) {
+// Both kernels' TFLOP/s (alpha 1, beta 0, C of the input type) and their ratio, on a line that starts
+// with `tag`; `dispatch` adds which kernel gemm.cu's default dispatch picks for the shape.
+void time_pair(const char* tag, const char* what, GemmType in, const GemmArgs& g, bool dispatch = false) {
   std::string errOld, errNew;
   const Params p = make_params(in, in, g);
   const double msOld = time_ms([&] {
@@ -166,13 +167,14 @@ void time_pair(const char* what, int64_t n, GemmType in, const GemmArgs& g) {
     handled = handled && h;
   });
   if (!handled) errNew = "declined: " + gemm_sm90_unsupported(in, in, g);
-  const double flop = 2.0 * double(n) * double(n) * double(n);
+  const double flop = 2.0 * double(g.M) * double(g.N) * double(g.K);
   if (!errOld.empty() || !errNew.empty()) {
-    std::printf("time %-26s error: mma.sync '%s', wgmma '%s'\n", what, errOld.c_str(), errNew.c_str());
+    std::printf("%s %-30s error: mma.sync '%s', wgmma '%s'\n", tag, what, errOld.c_str(), errNew.c_str());
     return;
   }
-  std::printf("time %-26s mma.sync %8.3f ms %7.1f TFLOP/s   wgmma %8.3f ms %7.1f TFLOP/s   wgmma / mma.sync %.2fx\n", what, msOld,
-              flop / (msOld * 1e9), msNew, flop / (msNew * 1e9), msOld / msNew);
+  std::printf("%s %-30s mma.sync %8.4f ms %7.1f TF/s   wgmma %8.4f ms %7.1f TF/s   wgmma/mma %.2fx%s%s\n", tag, what, msOld,
+              flop / (msOld * 1e9), msNew, flop / (msNew * 1e9), msOld / msNew, dispatch ? "   default " : "",
+              dispatch ? (gemm_sm90_pays_off(g) ? "wgmma" : "mma.sync") : "");
 }
 
 // Where the wgmma kernel starts to beat mma.sync: bf16 products from small to large, both kernels
@@ -204,23 +206,7 @@ void wgmma_crossover() {
     g.lda = s.K;
     g.ldb = s.N;
     g.ldc = s.N;
-    std::string errOld, errNew;
-    const Params p = make_params(GemmType::BF16, GemmType::BF16, g);
-    const double msOld = time_ms([&] { errOld = launch_mode<Mode::BF16, HalfBig, HalfSmall>(p); });
-    bool handled = true;
-    const double msNew = time_ms([&] {
-      bool h = false;
-      errNew = gemm_sm90(GemmType::BF16, GemmType::BF16, g, h);
-      handled = handled && h;
-    });
-    if (!handled) errNew = "declined: " + gemm_sm90_unsupported(GemmType::BF16, GemmType::BF16, g);
-    const double flop = 2.0 * double(s.M) * double(s.N) * double(s.K);
-    if (!errOld.empty() || !errNew.empty())
-      std::printf("cross %-30s error: mma.sync '%s', wgmma '%s'\n", s.what, errOld.c_str(), errNew.c_str());
-    else
-      std::printf("cross %-30s mma.sync %8.4f ms %7.1f TF/s   wgmma %8.4f ms %7.1f TF/s   wgmma/mma %.2fx   default %s\n", s.what,
-                  msOld, flop / (msOld * 1e9), msNew, flop / (msNew * 1e9), msOld / msNew,
-                  gemm_sm90_pays_off(g) ? "wgmma" : "mma.sync");
+    time_pair("cross", s.what, GemmType::BF16, g, true);
     CK(cudaFree(A));
     CK(cudaFree(B));
     CK(cudaFree(C));
@@ -242,12 +228,12 @@ void wgmma_large_and_timing() {
     for (int l = 0; l < layouts; ++l) {
       char what[48];
       std::snprintf(what, sizeof what, "bf16->bf16 %c%c %lld^3", l & 2 ? 'T' : 'N', l & 1 ? 'T' : 'N', (long long)n);
-      time_pair(what, n, GemmType::BF16, square(n, Bufs{A, B, C}, l & 2, l & 1));
+      time_pair("time", what, GemmType::BF16, square(n, Bufs{A, B, C}, l & 2, l & 1));
     }
     if (n == 4096) {
       fill_device(A, int64_t(elems), GemmType::F16, 3);
       fill_device(B, int64_t(elems), GemmType::F16, 4);
-      time_pair("f16->f16 NN 4096^3", n, GemmType::F16, square(n, Bufs{A, B, C}, false, false));
+      time_pair("time", "f16->f16 NN 4096^3", GemmType::F16, square(n, Bufs{A, B, C}, false, false));
     }
     CK(cudaFree(A));
     CK(cudaFree(B));

@@ -20,6 +20,7 @@
 #include <string>
 #include <type_traits>
 
+#include "core_common.cuh"  // core::Scratch: device scratch from the caching allocator
 #include "gemm_api.h"
 #include "gemm_common.cuh"
 #ifdef KILN_GEMM_SM90
@@ -649,7 +650,8 @@ std::string launch_tc_call(GemmType ab, MatmulPrecision precision, const Params&
 // summed over batch x positions rows) leaves most SMs idle, each block walking all of K. Split-K
 // cuts K into S slices, runs them as a batch of S products into a float32 workspace [S, M, N]
 // (the batch stride of A and B is one slice), then one kernel sums the slices in a fixed order
-// (deterministic) and applies alpha, beta and the output type. KILN_GEMM_SPLITK=0 turns it off.
+// (deterministic) and applies alpha, beta and the output type. The workspace comes from the
+// caching allocator. KILN_GEMM_SPLITK=0 turns it off.
 
 constexpr int64_t kSplitMinK = 512;       // below this the extra pass costs more than it saves
 constexpr int64_t kSplitMaxSlices = 16;
@@ -667,34 +669,11 @@ bool split_k_enabled() {
 // Slices for a single (batch 1) product: enough blocks of the small tiles to fill the SMs, 1 = no split.
 int64_t split_slices(const Params& p, int sms) {
   if (p.batch != 1 || p.K < kSplitMinK || !split_k_enabled()) return 1;
-  const int64_t tiles = ((p.M + 63) / 64) * ((p.N + 63) / 64);  // HalfSmall / FloatSmall are 64 x 64
+  static_assert(HalfSmall::BM == FloatSmall::BM && HalfSmall::BN == FloatSmall::BN, "one small-tile size for every mode");
+  const int64_t tiles = ((p.M + FloatSmall::BM - 1) / FloatSmall::BM) * ((p.N + FloatSmall::BN - 1) / FloatSmall::BN);
   if (tiles * 2 > sms) return 1;
   int64_t S = std::min<int64_t>({sms / tiles, p.K / kSplitMinSliceK, kSplitMaxSlices, kSplitMaxFloats / (p.M * p.N)});
   return S >= 2 ? S : 1;
-}
-
-// One device buffer, grown on demand (cudaFree and cudaMalloc synchronise, so a smaller buffer
-// still in use by queued kernels is never freed under them); kept for the process.
-std::string split_workspace(size_t bytes, float** out) {
-  static void* ptr = nullptr;
-  static size_t cap = 0;
-  if (cap < bytes) {
-    if (ptr) {
-      const cudaError_t e = cudaFree(ptr);
-      ptr = nullptr;
-      cap = 0;
-      if (e != cudaSuccess) return cuda_error(e);
-    }
-    const size_t want = std::max<size_t>(bytes, size_t(8) << 20);
-    const cudaError_t e = cudaMalloc(&ptr, want);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      return "matmul: split-K workspace of " + std::to_string(want) + " bytes: " + cuda_error(e);
-    }
-    cap = want;
-  }
-  *out = static_cast<float*>(ptr);
-  return "";
 }
 
 template <class O>
@@ -725,9 +704,10 @@ std::string gemm_split_k(GemmType ab, GemmType c, MatmulPrecision precision, con
     }
   S = (p.K + Ks - 1) / Ks;
   const int64_t lastK = p.K - (S - 1) * Ks;
-  float* ws = nullptr;
-  std::string err = split_workspace(size_t(S) * size_t(p.M) * size_t(p.N) * sizeof(float), &ws);
-  if (!err.empty()) return err;
+  core::Scratch scratch;
+  std::string err = scratch.get(size_t(S) * size_t(p.M) * size_t(p.N) * sizeof(float));
+  if (!err.empty()) return "matmul: split-K workspace: " + err;
+  float* const ws = scratch.as<float>();
   Params q = p;
   q.K = Ks;
   q.sA = p.transA ? Ks * p.lda : Ks;  // one slice further along K
@@ -738,7 +718,7 @@ std::string gemm_split_k(GemmType ab, GemmType c, MatmulPrecision precision, con
   q.alpha = 1.0;
   q.beta = 0.0;
   q.outType = int(GemmType::F32);
-  q.pairs = p.N % 2 == 0;  // the workspace is 256-byte aligned
+  q.pairs = p.N % 2 == 0;  // the workspace comes from cudaMalloc: 256-byte aligned
   q.batch = lastK == Ks ? S : S - 1;
   q.vecA = vec_ok(q.A, q.lda, q.sA, q.batch, elem);
   q.vecB = vec_ok(q.B, q.ldb, q.sB, q.batch, elem);
