@@ -11,7 +11,7 @@ import { sum } from '../ops/reduce.js';
 import { softmax } from '../ops/nn.js';
 import { dropout } from '../ops/nn.js';
 import { eq, gt } from '../ops/elementwise.js';
-import { CUDA_HEAD_DIMS, MAX_HEAD_DIM_CPU, scaledDotProductAttention as fusedAttention } from '../ops/attention.js';
+import { fusedAttentionSupports, scaledDotProductAttention as fusedAttention } from '../ops/attention.js';
 import type { Device } from '../tensor/dtype.js';
 import { arange } from '../ops/creation.js';
 
@@ -87,8 +87,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   if (opts.causal && Tq !== Tk) throw new KilnError('SHAPE_MISMATCH', `attention: causal needs Tq == Tk, got ${Tq} and ${Tk}`);
   const p = opts.dropout && opts.training ? opts.dropout : 0;
   const keyMask = opts.mask ? perKeyMask(opts.mask, q.shape[0], Tq, Tk) : undefined;
-  const fused = q.device === 'cpu' ? D <= MAX_HEAD_DIM_CPU : q.dtype !== 'float64' && CUDA_HEAD_DIMS.includes(D);
-  if (fused && keyMask !== null)
+  if (fusedAttentionSupports(q) && keyMask !== null)
     return fusedAttention(q, k, v, { causal: opts.causal, scale, dropout: p, keyMask });
   let s = matmul(q, k.transpose(-2, -1));
   s = s.mul(scale);

@@ -5,9 +5,7 @@
 import { KilnError, shapeStr } from '../errors.js';
 import { internal } from '../tensor/autograd.js';
 import { Tensor } from '../tensor/tensor.js';
-import { arange } from '../ops/creation.js';
 import { add } from '../ops/elementwise.js';
-import { embedding } from '../ops/nn.js';
 import { MultiheadAttention } from './attention.js';
 import { linear } from './functional.js';
 import { gpt2Init } from './init.js';
@@ -110,7 +108,7 @@ export class GPT extends Module {
         throw new KilnError('SHAPE_MISMATCH', `GPT: vector input must be [B, T, ${this.config.inputDim}], got ${shapeStr(input.shape)}`);
       x = this.readIn!.forward(input);
     }
-    const pos = embedding(this.wpe.weight, arange(0, T, 1, { device: input.device }));
+    const pos = this.wpe.positions(T);
     x = this.drop.forward(add(x, pos));
     for (const block of this.h) x = block.forward(x);
     return this.lnF.forward(x);

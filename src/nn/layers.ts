@@ -4,7 +4,7 @@ import { internal } from '../tensor/autograd.js';
 import { KilnError } from '../errors.js';
 import type { Device, DType } from '../tensor/dtype.js';
 import { Tensor } from '../tensor/tensor.js';
-import { ones, rand, randn, zeros } from '../ops/creation.js';
+import { arange, ones, rand, randn, zeros } from '../ops/creation.js';
 import { gelu, relu, tanh } from '../ops/elementwise.js';
 import { dropout, embedding, layerNorm } from '../ops/nn.js';
 import { linear } from './functional.js';
@@ -46,6 +46,10 @@ export class Embedding extends Module {
   }
   forward(indices: Tensor): Tensor {
     return embedding(this.weight, indices);
+  }
+  /** Rows 0 .. T-1 [T, embeddingDim] (learned position embeddings), looked up on the weight's device. */
+  positions(T: number): Tensor {
+    return embedding(this.weight, arange(0, T, 1, { device: this.weight.device }));
   }
 }
 

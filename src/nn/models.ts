@@ -4,7 +4,6 @@ import { KilnError, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { arange, zeros } from '../ops/creation.js';
 import { add, cos, exp, mul, sin } from '../ops/elementwise.js';
-import { embedding } from '../ops/nn.js';
 import { concat } from '../ops/views.js';
 import { MultiheadAttention } from './attention.js';
 import { TransformerBlock, type BlockOptions } from './gpt.js';
@@ -73,7 +72,7 @@ export class TransformerEncoder extends Module {
     const T = x.shape[1];
     if (T > this.config.maxLen) throw new KilnError('SHAPE_MISMATCH', `TransformerEncoder: length ${T} exceeds maxLen ${this.config.maxLen}`);
     let h = this.wte ? this.wte.forward(x) : this.readIn!.forward(x);
-    h = add(h, embedding(this.wpe.weight, arange(0, T, 1, { device: this.wpe.weight.device })));
+    h = add(h, this.wpe.positions(T));
     if (opts.t) {
       if (!this.timeMlp) throw new KilnError('INVALID_ARGUMENT', 'TransformerEncoder: built without timestep: true');
       const te = this.timeMlp.forward(timestepEmbedding(opts.t, this.config.nEmbd).to(h.dtype));
@@ -136,7 +135,7 @@ export class ViT extends Module {
     const B = x.shape[0];
     let h = this.patchEmbed.forward(this.patchify(x));
     h = concat([this.clsToken.expand([B, 1, this.config.nEmbd]), h], 1);
-    h = add(h, embedding(this.wpe.weight, arange(0, this.nPatches + 1, 1, { device: this.wpe.weight.device })));
+    h = add(h, this.wpe.positions(this.nPatches + 1));
     for (const b of this.h) h = b.forward(h);
     const cls = this.lnF.forward(h).narrow(1, 0, 1).squeeze(1);
     return features ? cls : this.head.forward(cls);
@@ -204,7 +203,7 @@ export class Seq2Seq extends Module {
   /** Logits [B, T, tgtVocabSize] for target prefix tgt [B, T] given the encoder memory. */
   decode(tgt: Tensor, memory: Tensor, memoryMask?: Tensor | null): Tensor {
     const T = tgt.shape[1];
-    let h = add(this.tgtEmbed.forward(tgt), embedding(this.tgtPos.weight, arange(0, T, 1, { device: this.tgtPos.weight.device })));
+    let h = add(this.tgtEmbed.forward(tgt), this.tgtPos.positions(T));
     for (const b of this.decoder) h = b.forward(h, memory, memoryMask);
     h = this.lnF.forward(h);
     return h.matmul(this.tgtEmbed.weight.transpose(0, 1));

@@ -19,8 +19,7 @@ const NA = N as unknown as {
 const OP = 'scaledDotProductAttention';
 /** Largest head dim on the CPU (the tiles are 64 x D); CUDA supports 32, 64 and 128. */
 export const MAX_HEAD_DIM_CPU = 512;
-/** Head dims the CUDA kernels are compiled for. */
-export const CUDA_HEAD_DIMS = [32, 64, 128];
+const CUDA_HEAD_DIMS = [32, 64, 128];
 
 export interface AttentionOptions {
   /**
@@ -55,14 +54,18 @@ function checkShapes(q: Tensor, k: Tensor, v: Tensor): void {
   if (!ok)
     throw new KilnError('SHAPE_MISMATCH',
       `${OP}: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} (want [B, H, Tq, D], [B, H, Tk, D], [B, H, Tk, D])`);
-  if (q.device === 'cuda') {
-    if (q.dtype === 'float64')
-      throw new KilnError('DTYPE_MISMATCH', `${OP}: the CUDA kernel takes float32, float16 or bfloat16, got float64 q ${shapeStr(q.shape)}`);
-    if (!CUDA_HEAD_DIMS.includes(Dq))
-      throw new KilnError('INVALID_ARGUMENT', `${OP}: the CUDA kernel supports head dims ${CUDA_HEAD_DIMS.join(', ')}, got D = ${Dq} in q ${shapeStr(q.shape)}`);
-  } else if (Dq > MAX_HEAD_DIM_CPU) {
+  if (fusedAttentionSupports(q)) return;
+  if (q.device === 'cpu')
     throw new KilnError('INVALID_ARGUMENT', `${OP}: head dim D = ${Dq} in q ${shapeStr(q.shape)} is larger than ${MAX_HEAD_DIM_CPU}`);
-  }
+  if (q.dtype === 'float64')
+    throw new KilnError('DTYPE_MISMATCH', `${OP}: the CUDA kernel takes float32, float16 or bfloat16, got float64 q ${shapeStr(q.shape)}`);
+  throw new KilnError('INVALID_ARGUMENT', `${OP}: the CUDA kernel supports head dims ${CUDA_HEAD_DIMS.join(', ')}, got D = ${Dq} in q ${shapeStr(q.shape)}`);
+}
+
+/** Whether the fused kernels take q [B, H, T, D] (its device, dtype and head dim); the op refuses it otherwise. */
+export function fusedAttentionSupports(q: Tensor): boolean {
+  const D = q.shape[3];
+  return q.device === 'cpu' ? D <= MAX_HEAD_DIM_CPU : q.dtype !== 'float64' && CUDA_HEAD_DIMS.includes(D);
 }
 
 /** The mask operand as int32 (kind 1: lengths [B], kind 2: key mask [B, Tk]); caller disposes `owned`. */

@@ -72,13 +72,18 @@ function checkKnown(verb: string, f: Record<string, string | boolean>, known: st
   for (const k of Object.keys(f)) if (!ok.has(k)) throw new UsageError(`icl ${verb}: unknown option --${k}`);
 }
 
+function deviceFlag(f: Record<string, string | boolean>): kiln.Device {
+  const device = flagString(f, 'device') ?? 'cpu';
+  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
+  return device;
+}
+
 function trainConfig(f: Record<string, string | boolean>): IclConfigInput {
   const task = (flagString(f, 'task') ?? 'linear') as TaskName;
   if (!TASKS.includes(task)) throw new UsageError(`--task must be one of ${TASKS.join(', ')}, got '${task}'`);
   const model = (flagString(f, 'model') ?? 'tiny') as ModelSize;
   if (!(model in MODEL_SIZES)) throw new UsageError(`--model must be tiny, small or standard, got '${model}'`);
-  const device = flagString(f, 'device') ?? 'cpu';
-  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
+  const device = deviceFlag(f);
   const lr = flagNumber(f, 'lr');
   if (lr !== undefined && !(lr > 0)) throw new UsageError(`--lr must be > 0, got ${lr}`);
   const noise = flagNumber(f, 'noise');
@@ -109,9 +114,7 @@ export const command: Command = {
     const log = (s: string) => process.stderr.write(`[icl] ${s}\n`);
     if (verb === 'default') {
       checkKnown(verb, f, ['out', 'device']);
-      const device = flagString(f, 'device') ?? 'cpu';
-      if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
-      const r = await runDefault({ dir: flagString(f, 'out'), config: { device }, log, print: f.json ? () => {} : undefined });
+      const r = await runDefault({ dir: flagString(f, 'out'), config: { device: deviceFlag(f) }, log, print: f.json ? () => {} : undefined });
       if (f.json) console.log(JSON.stringify(r.report));
       return 0;
     }
