@@ -540,10 +540,10 @@ __global__ void __launch_bounds__(kD_THREADS) gemm_f64_kernel(const Params p) {
 
 // ------------------------------------------------------------------ host side
 
-using gemm_detail::cuda_error;  // gemm_common.cuh
+using gemm_detail::error_string;  // gemm_common.cuh
 using gemm_detail::device_info;
 using gemm_detail::DeviceInfo;
-using gemm_detail::last_error;
+using gemm_detail::launched;
 
 unsigned grid_x(int64_t tiles) { return static_cast<unsigned>(tiles < 0x7fffffffLL ? tiles : 0x7fffffffLL); }
 unsigned grid_z(int64_t batch) { return static_cast<unsigned>(batch < 65535 ? batch : 65535); }
@@ -560,14 +560,14 @@ std::string launch_tc(Params p) {
     const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(L::SMEM));
     if (e != cudaSuccess) {
       cudaGetLastError();
-      return cuda_error(e);
+      return error_string(e);
     }
     ready.store(true, std::memory_order_release);
   }
   p.tilesM = (p.M + C::BM - 1) / C::BM;
   p.tilesN = (p.N + C::BN - 1) / C::BN;
   kernel<<<dim3(grid_x(p.tilesM * p.tilesN), 1, grid_z(p.batch)), C::THREADS, L::SMEM>>>(p);
-  return last_error();
+  return launched();
 }
 
 template <Mode MODE, class C, bool VEC>
@@ -746,7 +746,7 @@ std::string gemm_split_k(GemmType ab, GemmType c, MatmulPrecision precision, con
     split_k_reduce<<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<__half*>(p.C), p.ldc, alpha, beta);
   else
     split_k_reduce<<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<float*>(p.C), p.ldc, alpha, beta);
-  return last_error();
+  return launched();
 }
 
 }  // namespace
@@ -763,7 +763,7 @@ std::string gemm(GemmType ab, GemmType c, MatmulPrecision precision, const GemmA
     p.tilesM = (p.M + kD_BM - 1) / kD_BM;
     p.tilesN = (p.N + kD_BN - 1) / kD_BN;
     gemm_f64_kernel<<<dim3(grid_x(p.tilesM * p.tilesN), 1, grid_z(p.batch)), kD_THREADS>>>(p);
-    return last_error();
+    return launched();
   }
   if (dev.major < 8) return "matmul: the CUDA tensor-core kernels need compute capability 8.0 or newer";
 #ifdef KILN_GEMM_SM90

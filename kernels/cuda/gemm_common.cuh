@@ -1,5 +1,6 @@
 // Pieces shared by kiln's GEMM kernels (gemm.cu's mma.sync kernels and gemm_sm90.cu's wgmma kernel):
-// the tile order, the epilogue's output element types, and the host's CUDA error text and device query.
+// the tile order, the epilogue's output element types, and the host's device query (CUDA error text
+// from core_common.cuh).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -8,6 +9,8 @@
 
 #include <cstdint>
 #include <string>
+
+#include "core_common.cuh"
 
 namespace kiln {
 namespace cuda {
@@ -51,12 +54,8 @@ template <> struct Out<__half> {
   __device__ static __half from(float v) { return __float2half_rn(v); }
 };
 
-inline std::string cuda_error(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
-
-inline std::string last_error() {
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? "" : cuda_error(e);
-}
+using core::error_string;  // core_common.cuh: a CUDA error's name and text
+using core::launched;      // "" or the last launch's error
 
 // The current device's attributes, queried once per process; `error` is set when the query failed.
 struct DeviceInfo {
@@ -74,7 +73,7 @@ inline const DeviceInfo& device_info() {
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&d.smemOptin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
     if (e != cudaSuccess) {
       cudaGetLastError();
-      d.error = cuda_error(e);
+      d.error = error_string(e);
     }
     return d;
   }();

@@ -355,7 +355,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 using gemm_detail::device_info;  // gemm_common.cuh
 using gemm_detail::DeviceInfo;
-using gemm_detail::last_error;
+using gemm_detail::launched;
 
 // cuTensorMapEncodeTiled from the driver the runtime already loaded (no link to libcuda).
 PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
@@ -412,7 +412,7 @@ std::string launch(const CUtensorMap& tmA, const CUtensorMap& tmB, const Params&
   if (gx < 1) gx = 1;
   handled = true;
   kernel<<<dim3(unsigned(gx), 1, unsigned(gz)), kThreads, kSmem>>>(tmA, tmB, p);
-  return last_error();
+  return launched();
 }
 
 }  // namespace
