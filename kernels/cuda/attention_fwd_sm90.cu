@@ -1,0 +1,419 @@
+// Hopper (sm_90a) attention forward for float16/bfloat16, head dims 64 and 128: the online-softmax
+// algorithm of attention_fa2.cu's forward_kernel (same semantics: bottom-right aligned causal mask,
+// key padding lengths, lse in natural-log units, a row that sees no key gives 0 and lse = -inf)
+// with both products on warpgroup MMA (wgmma) and the operands brought in by the
+// tensor-memory-access unit (TMA), in the manner of FlashAttention-3.
+//
+// A block of 384 threads owns 128 query rows of one (batch, head). Warpgroup 0 is the producer:
+// thread 0 loads the Q tile once, then each 128-key tile of K and of V into a 2-stage ring, K and V
+// of a stage on their own "full" mbarriers (so S = Q K^T starts before V has landed) and one
+// "empty" mbarrier per stage (one arrival per consumer warp once its P V products are done).
+// Warpgroups 1 and 2 are the consumers, 64 query rows each; per key tile:
+//   S = Q_c K^T     (64 x 128, float32, wgmma m64n128k16: Q and K both k-contiguous in shared memory)
+//   mask, online softmax on exp2 in the accumulators (row max / sum across the 4 lanes of a quad)
+//   O += P V        (64 x D, wgmma m64nDk16 with P from registers: an accumulator tile packed in
+//                    pairs is already the A operand; V is read n-contiguous, the transpose bit set)
+// and at the end O / l goes straight from the accumulators to global memory, lse from lane 0 of a quad.
+//
+// Shared-memory layout (see sm90_common.cuh): every tile is 128 rows x D of 64 x 64-element boxes
+// (8 KiB each, 1 KiB-aligned, 128-byte swizzle), box (d block, 64-row block) at (2 d + r) * 8 KiB,
+// so the 128 rows of one d block are contiguous 128-byte rows (8-row groups 1 KiB apart).
+// Q (box (d, c) is consumer c's), then stage s's K and V, then the mbarriers.
+//
+// Rows past Tq or Tk are zero-filled by the TMA unit; keys in [kend, Tk) are loaded but masked
+// (P = 0 exactly), as are keys past the causal diagonal. (Unlike fa2, which never loads V rows at
+// or past kend, a non-finite value there would reach O as 0 * inf = NaN.) Device code exists only for sm_90a (CMake
+// compiles *_sm90.cu for it alone); the host side never launches it off compute capability 9.x.
+#include <cuda.h>  // CUtensorMap (a type only)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "attention_sm90.h"
+#include "gemm_common.cuh"  // device_info, launched
+#include "sm90_common.cuh"
+#include "sm90_tma.h"
+
+namespace kiln {
+namespace cuda {
+namespace {
+
+constexpr int kRows = 128;  // query rows per block: 64 per consumer warpgroup
+constexpr int kKeys = 128;  // keys per tile
+constexpr int kConsumers = kRows / 64;
+constexpr int kThreads = 128 * (1 + kConsumers);
+constexpr int kStages = 2;
+constexpr int kBoxBytes = kTmaBox * kTmaBox * 2;
+// As gemm_sm90 (128 * 40 + 256 * 232 = 384 * 168). Note: while mbar_wait can trap, ptxas allocates the
+// consumers within the launch bound's 168 registers anyway (a trap in a setmaxnreg.inc region makes
+// it fall back to the entry count), so the consumer code is kept within 168 without spills.
+constexpr int kProducerRegs = 40, kConsumerRegs = 232;
+constexpr int64_t kMaxRows = (int64_t(1) << 31) - 1024;  // TMA coordinates are int32; tiles overshoot by < 128
+static_assert(kRows == 2 * kTmaBox && kKeys == 2 * kTmaBox, "tiles are two 64-row boxes per d block");
+static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "setmaxnreg stays inside the register file");
+
+// Shared-memory plan for head dim D (byte offsets from the 1 KiB-aligned base).
+template <int D>
+struct Smem {
+  static constexpr uint32_t kTile = uint32_t(D / kTmaBox) * 2 * kBoxBytes;  // 128 rows x D
+  static constexpr uint32_t kQ = 0;
+  static constexpr uint32_t kK0 = kTile;                  // stage s: K at kK0 + 2 s kTile, V kTile after it
+  static constexpr uint32_t kBars = kTile * (1 + 2 * kStages);
+  static constexpr int kNumBars = 1 + 3 * kStages;        // qFull, fullK[s], fullV[s], empty[s]
+  static constexpr size_t kAlloc = size_t(kBars) + 8 * kNumBars + 1024;  // + slack to align the base
+};
+
+struct Params {
+  int64_t BH, H, Tq, Tk;
+  float scale;      // natural units
+  float scaleLog2;  // scale * log2(e): softmax runs on exp2
+  const int32_t* keyLens;
+  void* out;
+  float* lse;
+};
+
+#ifdef KILN_SM90_DEVICE
+
+using sm90::fence_acc;
+using sm90::mbar_arrive;
+using sm90::mbar_arrive_expect_tx;
+using sm90::mbar_init;
+using sm90::mbar_init_fence;
+using sm90::mbar_wait;
+using sm90::setmaxnreg_dec;
+using sm90::setmaxnreg_inc;
+using sm90::smem_desc;
+using sm90::smem_u32;
+using sm90::tma_load;
+using sm90::tma_prefetch_map;
+using sm90::wgmma_commit;
+using sm90::wgmma_fence;
+using sm90::wgmma_wait;
+
+// Two floats as one register of two 16-bit elements, the first in the low half.
+template <bool BF16>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  uint32_t u;
+  if constexpr (BF16) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    memcpy(&u, &h, 4);
+  } else {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    memcpy(&u, &h, 4);
+  }
+  return u;
+}
+
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+#endif  // KILN_SM90_DEVICE
+
+// tmQ: (D, Tq, B*H), tmK / tmV: (D, Tk, B*H), 64 x 64 boxes with the 128-byte swizzle (sm90_tma.h).
+template <bool BF16, int D, bool kCausal>
+__global__ void __launch_bounds__(kThreads, 1)
+    attention_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
+                              const __grid_constant__ CUtensorMap tmV, const Params p) {
+#ifdef KILN_SM90_DEVICE
+  using S = Smem<D>;
+  constexpr int kDB = D / kTmaBox;  // 64-column blocks of the head dim
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  const uint32_t bars = base + S::kBars;
+  const uint32_t qFull = bars;
+  auto fullK = [&](uint32_t s) { return bars + 8u * (1 + s); };
+  auto fullV = [&](uint32_t s) { return bars + 8u * (1 + kStages + s); };
+  auto empty = [&](uint32_t s) { return bars + 8u * (1 + 2 * kStages + s); };
+  auto stageK = [&](uint32_t s) { return base + S::kK0 + 2u * s * S::kTile; };
+
+  const int wg = int(threadIdx.x) / 128;
+  const int64_t nqb = (p.Tq + kRows - 1) / kRows;
+  const int64_t bh = blockIdx.x % p.BH;
+  const int64_t i0 = (nqb - 1 - int64_t(blockIdx.x) / p.BH) * kRows;  // the longest causal rows start first
+  const int64_t off = p.Tk - p.Tq;
+  int64_t kend = p.Tk;
+  if (p.keyLens) {
+    const int64_t n = p.keyLens[bh / p.H];
+    kend = n < 0 ? 0 : (n > p.Tk ? p.Tk : n);
+  }
+  int64_t kstop = kend;
+  if (kCausal) {  // keys [0, last row + 1 + off) may be seen by this block's rows
+    const int64_t lim = (i0 + kRows < p.Tq ? i0 + kRows : p.Tq) + off;
+    if (lim < kstop) kstop = lim > 0 ? lim : 0;
+  }
+  const int nkb = int((kstop + kKeys - 1) / kKeys);  // key tiles this block visits (producer and consumers alike)
+
+  if (threadIdx.x == 0) {
+    mbar_init(qFull, 1);
+    for (uint32_t s = 0; s < uint32_t(kStages); ++s) {
+      mbar_init(fullK(s), 1);
+      mbar_init(fullV(s), 1);
+      mbar_init(empty(s), kConsumers * 4);  // one arrival per consumer warp
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    // Producer. Every box is loaded whole (rows past Tq / Tk arrive as zeros), so each barrier
+    // expects the full tile's bytes.
+    setmaxnreg_dec<kProducerRegs>();
+    if (threadIdx.x == 0 && nkb > 0) {
+      tma_prefetch_map(&tmQ);
+      tma_prefetch_map(&tmK);
+      tma_prefetch_map(&tmV);
+      const int z = int(bh), r0 = int(i0);
+      mbar_arrive_expect_tx(qFull, S::kTile);
+#pragma unroll
+      for (int d = 0; d < kDB; ++d)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) tma_load(base + S::kQ + (2 * d + r) * kBoxBytes, &tmQ, d * kTmaBox, r0 + r * kTmaBox, z, qFull);
+      uint32_t s = 0, phase = 0;
+      for (int jb = 0; jb < nkb; ++jb) {
+        mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: both stages start free
+        const int j0 = jb * kKeys;
+        const uint32_t sk = stageK(s), sv = sk + S::kTile;
+        mbar_arrive_expect_tx(fullK(s), S::kTile);
+#pragma unroll
+        for (int d = 0; d < kDB; ++d)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) tma_load(sk + (2 * d + r) * kBoxBytes, &tmK, d * kTmaBox, j0 + r * kTmaBox, z, fullK(s));
+        mbar_arrive_expect_tx(fullV(s), S::kTile);
+#pragma unroll
+        for (int d = 0; d < kDB; ++d)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) tma_load(sv + (2 * d + r) * kBoxBytes, &tmV, d * kTmaBox, j0 + r * kTmaBox, z, fullV(s));
+        if (++s == uint32_t(kStages)) {
+          s = 0;
+          phase ^= 1u;
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers: warpgroup c owns query rows [row0, row0 + 64). This thread's accumulator element
+  // 4i + 2h + e is row 16 warp + lane/4 + 8h of them, column 8i + 2(lane%4) + e (sm90_common.cuh).
+  setmaxnreg_inc<kConsumerRegs>();
+  const int c = wg - 1, warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32, t4 = lane & 3;
+  const int64_t row0 = i0 + 64 * c;
+  const int rq = 16 * warp + (lane >> 2);  // this thread's rows: rq and rq + 8 of the warpgroup's
+  // Key positions as int (all below Tk + 128 < 2^31): kendI, and (causal) diag0 = row0 + off, so that
+  // row r sees key j iff j <= diag0 + r, and lastSeen, the last key the warpgroup's last row sees.
+  const bool rowsLive = row0 < p.Tq;
+  const int kendI = int(kend);
+  const int diag0 = int(row0 + off);
+  const int lastSeen = int((row0 + 63 < p.Tq ? row0 + 63 : p.Tq - 1) + off);
+  const float sl2 = p.scaleLog2;
+  const uint32_t qA = base + S::kQ + uint32_t(c) * kBoxBytes;  // box (d 0, row block c)
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};  // per-lane partial sums (reduced at the end)
+  if (nkb > 0) {
+    mbar_wait(qFull, 0);
+    __syncwarp();
+  }
+  uint32_t s = 0, phase = 0;
+  for (int jb = 0; jb < nkb; ++jb) {
+    const int j0 = jb * kKeys;
+    const uint32_t sk = stageK(s), sv = sk + S::kTile;
+    // A warpgroup past the last row, or (causal) whose last row sees none of these keys, skips the
+    // products and the softmax (not the barrier waits and arrivals). Uniform across the warpgroup.
+    const bool active = rowsLive && (!kCausal || j0 <= lastSeen);
+    mbar_wait(fullK(s), phase);
+    __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
+    if (active) {
+      float sc[kKeys / 2];
+#pragma unroll
+      for (int i = 0; i < kKeys / 2; ++i) sc[i] = 0.f;
+      // S = Q_c K^T: k16 step kk is 32 bytes along the rows of d block kk / 4 (both operands k-contiguous).
+      const uint64_t descQ = smem_desc(qA, 16, 1024), descK = smem_desc(sk, 16, 1024);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t step = uint32_t(kk / 4) * 2 * kBoxBytes + uint32_t(kk % 4) * 32;
+        sm90::wgmma_ss<kKeys, BF16, 0, 0>(sc, descQ + (step >> 4), descK + (step >> 4), kk > 0 ? 1 : 0);
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_acc(sc);
+
+      const bool needMask = j0 + kKeys > kendI || (kCausal && j0 + kKeys - 1 > diag0);
+      if (needMask) {
+        // Key column col of row r (0..63) is hidden iff col >= kendI - j0 or (causal) col - r > diag0 - j0,
+        // so iff col >= lim(r); per row, lim less this lane's column offset 2 t4 is compared with 8i + e.
+        // Both differences fit an int: j0 < kendI, and an active warpgroup has diag0 - j0 >= -63.
+        const int kLimit = min(kendI - j0, kKeys);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          int lim = kLimit;
+          if (kCausal) lim = min(lim, min(diag0 - j0, 2 * kKeys) + rq + 8 * h + 1);
+          lim -= 2 * t4;
+#pragma unroll
+          for (int i = 0; i < kKeys / 8; ++i)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+              if (8 * i + e >= lim) sc[4 * i + 2 * h + e] = -INFINITY;
+        }
+      }
+      // Online softmax on exp2 (scale > 0, so max(s) gives max(scale s)).
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < kKeys / 8; ++i) mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * h], sc[4 * i + 2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mnew = fmaxf(mrow[h], mx);
+        const float mu = mnew == -INFINITY ? 0.f : mnew;  // nothing seen yet: every exp stays 0
+        const float alpha = exp2_approx((mrow[h] - mu) * sl2);
+        mrow[h] = mnew;
+        const float ms = mu * sl2;
+        float sum = 0.f;
+#pragma unroll
+        for (int i = 0; i < kKeys / 8; ++i)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float pv = exp2_approx(fmaf(sc[4 * i + 2 * h + e], sl2, -ms));
+            sc[4 * i + 2 * h + e] = pv;
+            sum += pv;
+          }
+        lrow[h] = lrow[h] * alpha + sum;
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i) {
+          o[4 * i + 2 * h] *= alpha;
+          o[4 * i + 2 * h + 1] *= alpha;
+        }
+      }
+      // P as the A operand of k-step kc (keys 16kc..16kc+15): accumulator blocks 2kc and 2kc + 1.
+      uint32_t pa[kKeys / 16][4];
+#pragma unroll
+      for (int kc = 0; kc < kKeys / 16; ++kc) {
+        pa[kc][0] = pack2<BF16>(sc[8 * kc], sc[8 * kc + 1]);
+        pa[kc][1] = pack2<BF16>(sc[8 * kc + 2], sc[8 * kc + 3]);
+        pa[kc][2] = pack2<BF16>(sc[8 * kc + 4], sc[8 * kc + 5]);
+        pa[kc][3] = pack2<BF16>(sc[8 * kc + 6], sc[8 * kc + 7]);
+      }
+
+      mbar_wait(fullV(s), phase);
+      __syncwarp();
+      // O += P V: V is n-contiguous (d within a row), a k16 step is 16 key rows (2 KiB) of row
+      // block kc / 4, the next 64 d columns are the next d block's boxes (leading byte offset).
+      const uint64_t descV = smem_desc(sv, 2 * kBoxBytes, 1024);
+      fence_acc(o);
+      wgmma_fence();
+#pragma unroll
+      for (int kc = 0; kc < kKeys / 16; ++kc)
+        sm90::wgmma_rs<D, BF16, 1>(o, pa[kc], descV + ((uint32_t(kc / 4) * kBoxBytes + uint32_t(kc % 4) * 2048) >> 4), 1);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_acc(o);
+    } else {
+      mbar_wait(fullV(s), phase);  // keeps this warp's view of the stage's phases in step
+    }
+    __syncwarp();
+    if (lane == 0) mbar_arrive(empty(s));
+    if (++s == uint32_t(kStages)) {
+      s = 0;
+      phase ^= 1u;
+    }
+  }
+
+  // O / l straight from the accumulators: each quad writes 16 contiguous bytes of a row per step.
+  uint32_t* const out = static_cast<uint32_t*>(p.out);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float l = lrow[h];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const int64_t i = row0 + rq + 8 * h;
+    if (i < p.Tq) {
+      uint32_t* const dst = out + ((bh * p.Tq + i) * D + 2 * t4) / 2;
+#pragma unroll
+      for (int k = 0; k < D / 8; ++k) dst[4 * k] = pack2<BF16>(o[4 * k + 2 * h] * inv, o[4 * k + 2 * h + 1] * inv);
+      if (t4 == 0 && p.lse) p.lse[bh * p.Tq + i] = l > 0.f ? mrow[h] * p.scale + logf(l) : -INFINITY;
+    }
+  }
+#endif  // KILN_SM90_DEVICE
+}
+
+// ------------------------------------------------------------------ host side
+
+using gemm_detail::device_info;
+using gemm_detail::launched;
+
+template <bool BF16, int D, bool kCausal>
+std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const Params& p, unsigned grid,
+                   bool& handled) {
+  auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal>;
+  constexpr size_t smem = Smem<D>::kAlloc;
+  static std::atomic<int> ready{0};  // 1: the shared-memory opt-in is set; -1: no usable image
+  int state = ready.load(std::memory_order_acquire);
+  if (state == 0) {
+    cudaFuncAttributes attr;
+    cudaError_t e = cudaFuncGetAttributes(&attr, kernel);  // fails when there is no sm_90a image for the device
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) cudaGetLastError();
+    state = e == cudaSuccess ? 1 : -1;
+    ready.store(state, std::memory_order_release);
+  }
+  if (state < 0) return "";  // handled stays false: the fa2 kernels run
+  handled = true;
+  kernel<<<grid, kThreads, smem>>>(tmQ, tmK, tmV, p);
+  const std::string err = launched();
+  return err.empty() ? err : "attention forward (sm90): " + err;
+}
+
+template <bool BF16, int D>
+std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse,
+                bool& handled) {
+  const int64_t BH = a.B * a.H;
+  CUtensorMap tmQ, tmK, tmV;
+  if (!tma_encode_box64(tmQ, BF16, q, D, a.Tq, D, BH, a.Tq * D) || !tma_encode_box64(tmK, BF16, k, D, a.Tk, D, BH, a.Tk * D) ||
+      !tma_encode_box64(tmV, BF16, v, D, a.Tk, D, BH, a.Tk * D))
+    return "";  // a layout the TMA unit refuses: the fa2 kernels run
+  const int64_t blocks = BH * ((a.Tq + kRows - 1) / kRows);
+  if (blocks < 1 || blocks > 0x7fffffffLL) return "";
+  Params p{};
+  p.BH = BH;
+  p.H = a.H;
+  p.Tq = a.Tq;
+  p.Tk = a.Tk;
+  p.scale = float(a.scale);
+  p.scaleLog2 = float(a.scale * 1.4426950408889634);
+  p.keyLens = a.keyLens;
+  p.out = out;
+  p.lse = lse;
+  return a.causal ? launch<BF16, D, true>(tmQ, tmK, tmV, p, unsigned(blocks), handled)
+                  : launch<BF16, D, false>(tmQ, tmK, tmV, p, unsigned(blocks), handled);
+}
+
+}  // namespace
+
+std::string sm90_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k, const void* v,
+                                   void* out, float* lse, bool& handled) {
+  handled = false;
+  const void* ptrs[] = {q, k, v, out};
+  if (!sm90_attention_unsupported(dtype, a, ptrs, 4).empty()) return "";
+  // What this kernel itself relies on (sm90_attention_unsupported checks these too).
+  if ((dtype != AttnDType::BF16 && dtype != AttnDType::F16) || (a.D != 64 && a.D != 128)) return "";
+  if (a.keyMask || a.dropout > 0 || !(a.scale > 0) || a.B <= 0 || a.H <= 0 || a.Tq <= 0 || a.Tk <= 0) return "";
+  if (a.Tq > kMaxRows || a.Tk > kMaxRows || a.B * a.H > kMaxRows) return "";
+  if (size_t(device_info().smemOptin) < (a.D == 64 ? Smem<64>::kAlloc : Smem<128>::kAlloc)) return "";
+  if (dtype == AttnDType::BF16) return a.D == 64 ? run<true, 64>(a, q, k, v, out, lse, handled) : run<true, 128>(a, q, k, v, out, lse, handled);
+  return a.D == 64 ? run<false, 64>(a, q, k, v, out, lse, handled) : run<false, 128>(a, q, k, v, out, lse, handled);
+}
+
+}  // namespace cuda
+}  // namespace kiln
