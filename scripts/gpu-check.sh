@@ -8,7 +8,9 @@
 #    a --device cuda variant, against PyTorch on the same card (OUT/bench.json, OUT/bench.txt);
 # 4. the standalone kernel checks, if built (build/attention_cuda_check, build/gemm_cuda_check);
 #    then (stage "wgmma") the JavaScript matmul / half-dtype tests again with the Hopper GEMM forced on
-#    for every product it takes (KILN_GEMM_KERNEL=wgmma; by default it only gets the large ones);
+#    for every product it takes (KILN_GEMM_KERNEL=wgmma; by default it only gets the large ones), and
+#    the attention / nn tests, a memcheck and the attention benchmark with the opt-in Hopper attention
+#    kernels (KILN_ATTENTION_KERNEL=wgmma);
 # 5. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt);
 # 6. (stage "icl") `kiln icl default --device cuda`: the ICL default recipe trained and evaluated on the GPU.
 # Stages have time limits so the whole check ends in about 5 minutes; KILN_GPU_STAGES picks stages
@@ -65,6 +67,25 @@ if has wgmma; then
   echo "ava exit $?"
   echo "wgmma tests: ok $(grep -c '^ok' "$OUT/wgmma.tap"), not ok $(grep -c '^not ok' "$OUT/wgmma.tap")"
   grep -A25 '^not ok' "$OUT/wgmma.tap" | head -60
+  # The Hopper attention kernels (opt-in: KILN_ATTENTION_KERNEL=wgmma): the attention and nn tests
+  # through them (TAP appended to wgmma.tap), memcheck over the attention tests, and the benchmark.
+  stamp "attention and nn tests with KILN_ATTENTION_KERNEL=wgmma"
+  KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_WGMMA_TIMEOUT:-60} $ava --tap --concurrency 4 --timeout 2m \
+    test/attention.test.ts test/nn-cuda.test.ts > /tmp/kiln-wgmma-attn.tap 2>&1
+  echo "ava exit $?"
+  echo "wgmma attention tests: ok $(grep -c '^ok' /tmp/kiln-wgmma-attn.tap), not ok $(grep -c '^not ok' /tmp/kiln-wgmma-attn.tap)"
+  grep -A25 '^not ok' /tmp/kiln-wgmma-attn.tap | head -60
+  { echo "# KILN_ATTENTION_KERNEL=wgmma: test/attention.test.ts test/nn-cuda.test.ts"; cat /tmp/kiln-wgmma-attn.tap; } >> "$OUT/wgmma.tap"
+  if command -v compute-sanitizer >/dev/null; then
+    stamp "memcheck of the attention tests with KILN_ATTENTION_KERNEL=wgmma"
+    KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_WGMMA_MEMCHECK_TIMEOUT:-60} compute-sanitizer --tool memcheck --print-limit 10 \
+      $ava --tap --concurrency 2 --timeout 2m test/attention.test.ts > /tmp/kiln-wgmma-memcheck.txt 2>&1
+    echo "memcheck exit $? (124 = stopped at its time limit)"
+    grep -E 'ERROR SUMMARY|========= (Invalid|Program hit|Error)' /tmp/kiln-wgmma-memcheck.txt | sort | uniq -c | head -20
+    echo "memcheck tests: ok $(grep -c '^ok' /tmp/kiln-wgmma-memcheck.txt), not ok $(grep -c '^not ok' /tmp/kiln-wgmma-memcheck.txt)"
+  fi
+  stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=wgmma"
+  KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench attention --device cuda 2>&1 | tail -15
 fi
 
 if has bench; then

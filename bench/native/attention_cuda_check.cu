@@ -27,6 +27,9 @@
 #include <vector>
 
 #include "../../kernels/cuda/attention_fa2.h"
+#ifdef KILN_CHECK_SM90
+#include "../../kernels/cuda/attention_sm90.h"
+#endif
 
 using kiln::cpu::AttentionArgs;
 using kiln::cuda::AttnDType;
@@ -244,7 +247,25 @@ using FwdFn = std::string (*)(AttnDType, const AttentionArgs&, const void*, cons
 using BwdFn = std::string (*)(AttnDType, const AttentionArgs&, const void*, const void*, const void*, const void*,
                               const void*, const float*, void*, void*, void*);
 
-void run_case(const Case& c, std::mt19937_64& rng) {
+// The Hopper kernels (attention_sm90.h) as FwdFn / BwdFn; kNotTaken when they decline the call.
+const char* const kNotTaken = "not taken by the sm90 kernels";
+#ifdef KILN_CHECK_SM90
+std::string sm90_fwd(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
+  bool handled = false;
+  std::string err = kiln::cuda::sm90_attention_forward(t, a, q, k, v, out, lse, handled);
+  return handled ? err : std::string(kNotTaken);
+}
+std::string sm90_bwd(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                     const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  bool handled = false;
+  std::string err = kiln::cuda::sm90_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
+  return handled ? err : std::string(kNotTaken);
+}
+#endif
+
+// sm90: instead of fa2 and basic, check the Hopper kernels: forward alone (with fa2's backward),
+// backward alone (with fa2's forward), then both; a case they decline prints "skip".
+void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
   const AttnDType t = c.dtype;
   const int64_t BH = c.B * c.H, nq = BH * c.Tq * c.D, nk = BH * c.Tk * c.D;
   Problem P{c.B, c.H, c.Tq, c.Tk, c.D, c.causal, c.lens, 1.0 / std::sqrt(double(c.D))};
@@ -287,15 +308,20 @@ void run_case(const Case& c, std::mt19937_64& rng) {
     ++g_fail;
     return;
   }
+  bool declined = false;
   auto run = [&](FwdFn fwd, BwdFn bwd, const char* what) {
     out.poison();
     lse.poison();
     gq.poison();
     gk.poison();
     gv.poison();
-    need(fwd(t, a, dq_in.p, dk_in.p, dv_in.p, out.p, static_cast<float*>(lse.p)), what);
-    need(bwd(t, a, dq_in.p, dk_in.p, dv_in.p, out.p, ddo.p, static_cast<const float*>(lse.p), gq.p, gk.p, gv.p),
-         what);
+    const std::string ef = fwd(t, a, dq_in.p, dk_in.p, dv_in.p, out.p, static_cast<float*>(lse.p));
+    declined = ef == kNotTaken;
+    if (!declined) need(ef, what);
+    const std::string eb =
+        declined ? "" : bwd(t, a, dq_in.p, dk_in.p, dv_in.p, out.p, ddo.p, static_cast<const float*>(lse.p), gq.p, gk.p, gv.p);
+    declined = declined || eb == kNotTaken;
+    if (!declined) need(eb, what);
     CK(cudaDeviceSynchronize());
     Outputs o;
     o.out = fetch_half(out, nq, t);
@@ -307,21 +333,37 @@ void run_case(const Case& c, std::mt19937_64& rng) {
   };
   const bool bf = t == AttnDType::BF16;
   const double tolOut = bf ? 1.5e-2 : 4e-3, tolGrad = bf ? 3e-2 : 1e-2, tolLse = 2e-3;
-  for (int path = 0; path < 2; ++path) {
-    const Outputs o = path == 0 ? run(kiln::cuda::fa2_attention_forward, kiln::cuda::fa2_attention_backward, "fa2")
-                                : run(kiln::cuda::basic_attention_forward, kiln::cuda::basic_attention_backward, "basic");
+  struct Path {
+    const char* name;
+    FwdFn fwd;
+    BwdFn bwd;
+  };
+  std::vector<Path> paths = {{"fa2", kiln::cuda::fa2_attention_forward, kiln::cuda::fa2_attention_backward},
+                             {"basic", kiln::cuda::basic_attention_forward, kiln::cuda::basic_attention_backward}};
+#ifdef KILN_CHECK_SM90
+  if (sm90)
+    paths = {{"wg-f", sm90_fwd, kiln::cuda::fa2_attention_backward},
+             {"wg-b", kiln::cuda::fa2_attention_forward, sm90_bwd},
+             {"wg", sm90_fwd, sm90_bwd}};
+#endif
+  for (size_t path = 0; path < paths.size(); ++path) {
+    const Outputs o = run(paths[path].fwd, paths[path].bwd, paths[path].name);
+    if (declined) {
+      std::printf("%-28s %-5s skip (%s)\n", c.name, paths[path].name, kNotTaken);
+      continue;
+    }
     const Err eo = compare(o.out, ref.out), el = compare(o.lse, ref.lse, true), eq = compare(o.dq, ref.dq),
               ek = compare(o.dk, ref.dk), ev = compare(o.dv, ref.dv);
     const bool ok = eo.rel <= tolOut && el.maxAbs <= tolLse && eq.rel <= tolGrad && ek.rel <= tolGrad &&
                     ev.rel <= tolGrad;
     if (!ok) ++g_fail;
     std::printf("%-28s %-5s out %.1e/%.1e lse %.1e dq %.1e/%.1e dk %.1e/%.1e dv %.1e/%.1e  %s\n", c.name,
-                path == 0 ? "fa2" : "basic", eo.rel, eo.maxAbs, el.maxAbs, eq.rel, eq.maxAbs, ek.rel, ek.maxAbs,
+                paths[path].name, eo.rel, eo.maxAbs, el.maxAbs, eq.rel, eq.maxAbs, ek.rel, ek.maxAbs,
                 ev.rel, ev.maxAbs, ok ? "PASS" : "FAIL");
-    if (path == 0) {
-      // The public entry point takes fa2 here (unless KILN_ATTENTION_KERNEL=basic): bitwise equal.
+    if (path == 0 && !sm90) {
+      // The public entry point takes fa2 here (unless KILN_ATTENTION_KERNEL picks another): bitwise equal.
       const char* env = std::getenv("KILN_ATTENTION_KERNEL");
-      const bool wantFa2 = !(env && std::strcmp(env, "basic") == 0);
+      const bool wantFa2 = !(env && (std::strcmp(env, "basic") == 0 || std::strcmp(env, "wgmma") == 0));
       const Outputs pub = run(kiln::cuda::attention_forward, kiln::cuda::attention_backward, "public");
       const bool same = pub.out == o.out && pub.dk == o.dk && pub.dv == o.dv;
       if (wantFa2 && !same) {
@@ -383,7 +425,8 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool withBasic) {
+// Times fa2, then basic (withBasic) or the Hopper kernels (withSm90), on the same inputs.
+void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool withBasic, bool withSm90 = false) {
   const AttnDType t = AttnDType::BF16;
   const int64_t n = B * H * T * D;
   Dev q(n * 2), k(n * 2), v(n * 2), dout(n * 2), out(n * 2), lse(B * H * T * 4), dq(n * 2), dk(n * 2), dv(n * 2);
@@ -405,16 +448,35 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
   CK(cudaEventCreate(&e1));
   CK(cudaEventCreate(&e2));
   double fa2Total = 0;
-  for (int path = 0; path < (withBasic ? 2 : 1); ++path) {
-    const FwdFn fwd = path == 0 ? kiln::cuda::fa2_attention_forward : kiln::cuda::basic_attention_forward;
-    const BwdFn bwd = path == 0 ? kiln::cuda::fa2_attention_backward : kiln::cuda::basic_attention_backward;
-    const int warm = path == 0 ? 3 : 1, reps = path == 0 ? 10 : 3;
+  struct Path {
+    const char* name;
+    FwdFn fwd;
+    BwdFn bwd;
+  };
+  std::vector<Path> paths = {{"fa2", kiln::cuda::fa2_attention_forward, kiln::cuda::fa2_attention_backward}};
+  if (withBasic) paths.push_back({"basic", kiln::cuda::basic_attention_forward, kiln::cuda::basic_attention_backward});
+#ifdef KILN_CHECK_SM90
+  if (withSm90) paths.push_back({"wg", sm90_fwd, sm90_bwd});
+#else
+  (void)withSm90;
+#endif
+  for (size_t path = 0; path < paths.size(); ++path) {
+    const FwdFn fwd = paths[path].fwd;
+    const BwdFn bwd = paths[path].bwd;
+    const bool slow = std::strcmp(paths[path].name, "basic") == 0;
+    const int warm = slow ? 1 : 3, reps = slow ? 3 : 10;
     std::vector<double> tf, tb;
-    for (int r = 0; r < warm + reps; ++r) {
+    bool declined = false;
+    for (int r = 0; r < warm + reps && !declined; ++r) {
       CK(cudaEventRecord(e0));
-      need(fwd(t, a, q.p, k.p, v.p, out.p, static_cast<float*>(lse.p)), "forward");
+      const std::string ef = fwd(t, a, q.p, k.p, v.p, out.p, static_cast<float*>(lse.p));
+      declined = ef == kNotTaken;
+      if (!declined) need(ef, "forward");
       CK(cudaEventRecord(e1));
-      need(bwd(t, a, q.p, k.p, v.p, out.p, dout.p, static_cast<const float*>(lse.p), dq.p, dk.p, dv.p), "backward");
+      const std::string eb =
+          declined ? "" : bwd(t, a, q.p, k.p, v.p, out.p, dout.p, static_cast<const float*>(lse.p), dq.p, dk.p, dv.p);
+      declined = declined || eb == kNotTaken;
+      if (!declined) need(eb, "backward");
       CK(cudaEventRecord(e2));
       CK(cudaEventSynchronize(e2));
       float f = 0, b = 0;
@@ -425,14 +487,19 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
         tb.push_back(b);
       }
     }
+    if (declined) {
+      std::printf("time %-5s skip (%s)\n", paths[path].name, kNotTaken);
+      continue;
+    }
     const double mf = median(tf), mb = median(tb), total = mf + mb;
     if (path == 0) fa2Total = total;
     std::printf("time %-5s B=%-2lld H=%-2lld T=%-5lld D=%-3lld %-6s fwd %8.3f ms %6.1f TF/s  bwd %8.3f ms %6.1f TF/s  "
                 "fwd+bwd %8.3f ms %6.1f TF/s%s\n",
-                path == 0 ? "fa2" : "basic", (long long)B, (long long)H, (long long)T, (long long)D,
+                paths[path].name, (long long)B, (long long)H, (long long)T, (long long)D,
                 causal ? "causal" : "full", mf, fwdFlops / mf * 1e-9, mb, 2.5 * fwdFlops / mb * 1e-9, total,
                 3.5 * fwdFlops / total * 1e-9,
-                path == 1 ? (" (fa2 " + std::to_string(total / fa2Total).substr(0, 5) + "x faster)").c_str() : "");
+                path == 0 ? ""
+                          : (" (" + std::to_string(fa2Total / total).substr(0, 5) + "x the speed of fa2)").c_str());
   }
   CK(cudaEventDestroy(e0));
   CK(cudaEventDestroy(e1));
@@ -442,15 +509,16 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool cpuOnly = false, check = true, timing = true, basicAll = false;
+  bool cpuOnly = false, check = true, timing = true, basicAll = false, wgmma = true;
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
     if (s == "--cpu-only") cpuOnly = true;
     else if (s == "--no-check") check = false;
     else if (s == "--no-time") timing = false;
     else if (s == "--basic-time") basicAll = true;
+    else if (s == "--no-wgmma") wgmma = false;
     else {
-      std::fprintf(stderr, "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma]\n", argv[0]);
       return 2;
     }
   }
@@ -465,40 +533,58 @@ int main(int argc, char** argv) {
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (sm_%d%d, %d SMs)  KILN_ATTENTION_KERNEL=%s\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount, std::getenv("KILN_ATTENTION_KERNEL") ? std::getenv("KILN_ATTENTION_KERNEL") : "");
+  const AttnDType BF = AttnDType::BF16, F16 = AttnDType::F16;
+  const std::vector<Case> cases = {
+      {"T=1 D=64 causal", 1, 1, 1, 1, 64, true, {}, BF},
+      {"T=100 D=64 full", 2, 3, 100, 100, 64, false, {}, BF},
+      {"T=100 D=64 causal", 2, 3, 100, 100, 64, true, {}, BF},
+      {"Tq=77 Tk=200 D=64 causal", 1, 2, 77, 200, 64, true, {}, BF},
+      {"Tq=200 Tk=77 D=128 causal", 2, 2, 200, 77, 128, true, {}, BF},
+      {"Tq=200 Tk=77 D=128 full", 2, 2, 200, 77, 128, false, {}, BF},
+      {"T=257 D=128 full", 2, 2, 257, 257, 128, false, {}, BF},
+      {"T=257 D=128 causal", 2, 2, 257, 257, 128, true, {}, BF},
+      {"T=130 D=32 causal", 1, 3, 130, 130, 32, true, {}, BF},
+      {"T=150 D=64 lens causal", 3, 2, 150, 150, 64, true, {150, 37, 0}, BF},
+      {"Tq=90 Tk=300 D=128 lens", 2, 2, 90, 300, 128, false, {129, 300}, BF},
+      {"T=300 D=64 causal sharp", 1, 2, 300, 300, 64, true, {}, BF, 4.0},
+      {"T=1000 D=64 causal", 2, 4, 1000, 1000, 64, true, {}, BF},
+      {"T=1000 D=128 causal", 1, 4, 1000, 1000, 128, true, {}, BF},
+      {"f16 T=100 D=64 causal", 2, 3, 100, 100, 64, true, {}, F16},
+      {"f16 Tq=200 Tk=77 D=128", 2, 2, 200, 77, 128, true, {}, F16},
+      {"f16 T=513 D=128 full", 1, 2, 513, 513, 128, false, {}, F16},
+  };
   if (check) {
     std::printf("errors: rel = ||x-ref||/||ref||, then max |x-ref| (lse: max abs only)\n");
-    const AttnDType BF = AttnDType::BF16, F16 = AttnDType::F16;
-    const std::vector<Case> cases = {
-        {"T=1 D=64 causal", 1, 1, 1, 1, 64, true, {}, BF},
-        {"T=100 D=64 full", 2, 3, 100, 100, 64, false, {}, BF},
-        {"T=100 D=64 causal", 2, 3, 100, 100, 64, true, {}, BF},
-        {"Tq=77 Tk=200 D=64 causal", 1, 2, 77, 200, 64, true, {}, BF},
-        {"Tq=200 Tk=77 D=128 causal", 2, 2, 200, 77, 128, true, {}, BF},
-        {"Tq=200 Tk=77 D=128 full", 2, 2, 200, 77, 128, false, {}, BF},
-        {"T=257 D=128 full", 2, 2, 257, 257, 128, false, {}, BF},
-        {"T=257 D=128 causal", 2, 2, 257, 257, 128, true, {}, BF},
-        {"T=130 D=32 causal", 1, 3, 130, 130, 32, true, {}, BF},
-        {"T=150 D=64 lens causal", 3, 2, 150, 150, 64, true, {150, 37, 0}, BF},
-        {"Tq=90 Tk=300 D=128 lens", 2, 2, 90, 300, 128, false, {129, 300}, BF},
-        {"T=300 D=64 causal sharp", 1, 2, 300, 300, 64, true, {}, BF, 4.0},
-        {"T=1000 D=64 causal", 2, 4, 1000, 1000, 64, true, {}, BF},
-        {"T=1000 D=128 causal", 1, 4, 1000, 1000, 128, true, {}, BF},
-        {"f16 T=100 D=64 causal", 2, 3, 100, 100, 64, true, {}, F16},
-        {"f16 Tq=200 Tk=77 D=128", 2, 2, 200, 77, 128, true, {}, F16},
-        {"f16 T=513 D=128 full", 1, 2, 513, 513, 128, false, {}, F16},
-    };
     std::mt19937_64 rng(42);
-    for (const Case& c : cases) run_case(c, rng);
+    for (const Case& c : cases) run_case(c, rng, false);
     check_misaligned_fallback();
   }
+  const std::vector<std::vector<int64_t>> shapes = {{16, 16, 1024, 64}, {4, 16, 4096, 64},  {2, 16, 8192, 64},
+                                                    {16, 8, 1024, 128}, {4, 8, 4096, 128}, {2, 8, 8192, 128}};
   if (timing) {
-    const int64_t shapes[][4] = {{16, 16, 1024, 64}, {4, 16, 4096, 64},  {2, 16, 8192, 64},
-                                 {16, 8, 1024, 128}, {4, 8, 4096, 128}, {2, 8, 8192, 128}};
     for (int i = 0; i < 6; ++i)
       time_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], true, basicAll || i == 0 || i == 3);
     time_shape(4, 16, 4096, 64, false, false);
     time_shape(4, 8, 4096, 128, false, false);
   }
+#ifdef KILN_CHECK_SM90
+  // Last, so that a fault in them cannot cost the figures above: the Hopper kernels (opt-in in kiln
+  // until measured here), checked against the same references, then timed beside fa2.
+  if (wgmma) {
+    if (check) {
+      std::printf("wgmma (sm90) kernels: wg-f = sm90 forward + fa2 backward, wg-b = fa2 forward + sm90 backward, wg = both\n");
+      std::mt19937_64 rng(42);
+      for (const Case& c : cases) run_case(c, rng, true);
+    }
+    if (timing) {
+      for (const auto& sh : shapes) time_shape(sh[0], sh[1], sh[2], sh[3], true, false, true);
+      time_shape(4, 16, 4096, 64, false, false, true);
+      time_shape(4, 8, 4096, 128, false, false, true);
+    }
+  }
+#else
+  (void)wgmma;
+#endif
   fails += g_fail;
   std::printf("%s: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
   return fails ? 1 : 0;

@@ -22,6 +22,9 @@
 #include "../common/philox.h"
 #include "attention_api.h"
 #include "attention_fa2.h"
+#ifdef KILN_ATTENTION_SM90
+#include "attention_sm90.h"
+#endif
 #include "cuda_api.h"
 
 namespace kiln {
@@ -545,7 +548,8 @@ std::string basic_attention_backward(AttnDType dtype, const cpu::AttentionArgs& 
 }
 
 // KILN_ATTENTION_KERNEL=basic sends every call to the kernels above; fa2 (the default) sends the
-// calls attention_fa2.cu supports there. Read once per process.
+// calls attention_fa2.cu supports there; wgmma (opt-in, compute capability 9.x) offers every call to
+// the Hopper kernels of attention_sm90.h first, then fa2. Read once per process.
 static bool fa2_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("KILN_ATTENTION_KERNEL");
@@ -557,6 +561,13 @@ static bool fa2_enabled() {
 std::string attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
                               const void* v, void* out, float* lse) {
   const void* ptrs[] = {q, k, v, out};
+#ifdef KILN_ATTENTION_SM90
+  if (sm90_attention_enabled()) {
+    bool handled = false;
+    std::string err = sm90_attention_forward(dtype, a, q, k, v, out, lse, handled);
+    if (handled) return err;
+  }
+#endif
   if (fa2_enabled() && fa2_attention_supports(dtype, a, ptrs, 4)) return fa2_attention_forward(dtype, a, q, k, v, out, lse);
   return basic_attention_forward(dtype, a, q, k, v, out, lse);
 }
@@ -565,6 +576,13 @@ std::string attention_backward(AttnDType dtype, const cpu::AttentionArgs& a, con
                                const void* v, const void* out, const void* dout, const float* lse, void* dq, void* dk,
                                void* dv) {
   const void* ptrs[] = {q, k, v, out, dout, dq, dk, dv};
+#ifdef KILN_ATTENTION_SM90
+  if (sm90_attention_enabled()) {
+    bool handled = false;
+    std::string err = sm90_attention_backward(dtype, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
+    if (handled) return err;
+  }
+#endif
   if (fa2_enabled() && fa2_attention_supports(dtype, a, ptrs, 8))
     return fa2_attention_backward(dtype, a, q, k, v, out, dout, lse, dq, dk, dv);
   return basic_attention_backward(dtype, a, q, k, v, out, dout, lse, dq, dk, dv);

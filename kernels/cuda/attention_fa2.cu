@@ -749,9 +749,9 @@ std::string launch_backward(const Params& p, const void* q, const void* k, const
   return last_error();
 }
 
-template <class T, int D, int Br>
-std::string run_backward(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
-                         const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+template <class T, int D>
+std::string backward_frame(const cpu::AttentionArgs& a, const void* out, const void* dout, void* dq,
+                           const AttentionBackwardMain& main) {
   const Params p = make_params(a);
   const int64_t rowsQ = p.BH * p.Tq, nq = rowsQ * D;
   // Scratch: the float dQ accumulator (first, so it stays 16-byte aligned), then D_i.
@@ -769,9 +769,7 @@ std::string run_backward(const cpu::AttentionArgs& a, const void* q, const void*
     prep_kernel<T, D><<<prepGrid, 256>>>(rowsQ, static_cast<const T*>(out), static_cast<const T*>(dout), Di);
     err = last_error();
   }
-  if (err.empty())
-    err = a.causal ? launch_backward<T, D, Br, true>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv)
-                   : launch_backward<T, D, Br, false>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv);
+  if (err.empty()) err = main(Di, dqAcc);
   if (err.empty()) {
     const int64_t n8 = nq / 8, blocks = (n8 + 255) / 256;
     dq_convert_kernel<T><<<static_cast<unsigned>(blocks < 8192 ? blocks : 8192), 256>>>(n8, dqAcc, static_cast<T*>(dq),
@@ -782,6 +780,16 @@ std::string run_backward(const cpu::AttentionArgs& a, const void* q, const void*
   // stream, so releasing before the kernels finish is safe.
   release(scratch, bytes);
   return err;
+}
+
+template <class T, int D, int Br>
+std::string run_backward(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                         const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  const Params p = make_params(a);
+  return backward_frame<T, D>(a, out, dout, dq, [&](const float* Di, float* dqAcc) {
+    return a.causal ? launch_backward<T, D, Br, true>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv)
+                    : launch_backward<T, D, Br, false>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv);
+  });
 }
 
 // Tile choices per head dim: forward key tile Bc, backward query tile Br.
@@ -823,6 +831,22 @@ std::string fa2_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, 
                                   const void* v, void* out, float* lse) {
   if (dtype == AttnDType::BF16) return fa2::forward_for<__nv_bfloat16>(a, q, k, v, out, lse);
   if (dtype == AttnDType::F16) return fa2::forward_for<__half>(a, q, k, v, out, lse);
+  return "attention (fa2): float16 and bfloat16 only";
+}
+
+std::string attention_backward_frame(AttnDType dtype, const cpu::AttentionArgs& a, const void* out, const void* dout,
+                                     void* dq, const AttentionBackwardMain& main) {
+  auto frame = [&](auto tag) -> std::string {
+    using T = decltype(tag);
+    switch (a.D) {
+      case 32: return fa2::backward_frame<T, 32>(a, out, dout, dq, main);
+      case 64: return fa2::backward_frame<T, 64>(a, out, dout, dq, main);
+      case 128: return fa2::backward_frame<T, 128>(a, out, dout, dq, main);
+      default: return "attention (fa2): head dim " + std::to_string(a.D) + " is not supported";
+    }
+  };
+  if (dtype == AttnDType::BF16) return frame(__nv_bfloat16{});
+  if (dtype == AttnDType::F16) return frame(__half{});
   return "attention (fa2): float16 and bfloat16 only";
 }
 

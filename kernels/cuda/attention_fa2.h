@@ -6,6 +6,7 @@
 // attention_forward/attention_backward take fa2 whenever fa2_attention_supports() says so, unless
 // KILN_ATTENTION_KERNEL=basic (read once per process).
 #pragma once
+#include <functional>
 #include <string>
 
 #include "attention_api.h"
@@ -22,6 +23,14 @@ std::string fa2_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, 
 std::string fa2_attention_backward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
                                    const void* v, const void* out, const void* dout, const float* lse, void* dq,
                                    void* dk, void* dv);
+
+// The frame of a FlashAttention-2 style backward, shared by fa2 and the Hopper kernels
+// (attention_sm90.h): scratch for a zeroed float32 dQ accumulator [B*H*Tq, D] and D_i =
+// rowsum(dO o O) (float32 [B*H*Tq]), then `main(Di, dqAcc)` (the per-key-block kernel: dK, dV and
+// the unscaled dQ sums), then dq = scale * dqAcc in the input type. float16/bfloat16, D 32/64/128.
+using AttentionBackwardMain = std::function<std::string(const float* Di, float* dqAcc)>;
+std::string attention_backward_frame(AttnDType dtype, const cpu::AttentionArgs& a, const void* out, const void* dout,
+                                     void* dq, const AttentionBackwardMain& main);
 
 std::string basic_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
                                     const void* v, void* out, float* lse);

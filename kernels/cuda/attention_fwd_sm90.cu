@@ -20,10 +20,11 @@
 // so the 128 rows of one d block are contiguous 128-byte rows (8-row groups 1 KiB apart).
 // Q (box (d, c) is consumer c's), then stage s's K and V, then the mbarriers.
 //
-// Rows past Tq or Tk are zero-filled by the TMA unit; keys in [kend, Tk) are loaded but masked
-// (P = 0 exactly), as are keys past the causal diagonal. (Unlike fa2, which never loads V rows at
-// or past kend, a non-finite value there would reach O as 0 * inf = NaN.) Device code exists only for sm_90a (CMake
-// compiles *_sm90.cu for it alone); the host side never launches it off compute capability 9.x.
+// Rows past Tq or Tk are zero-filled by the TMA unit and masked, as are keys past the causal diagonal
+// (P = 0 exactly). Key padding lengths are not taken (sm90_attention_unsupported): V rows in
+// [kend, Tk) would be loaded and a non-finite value there would reach O as 0 * inf = NaN; fa2 never
+// loads them. The kernel still masks keys at or past kend. Device code exists only for sm_90a
+// (CMake compiles *_sm90.cu for it alone); the host side never launches it off compute capability 9.x.
 #include <cuda.h>  // CUtensorMap (a type only)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -50,10 +51,9 @@ constexpr int kConsumers = kRows / 64;
 constexpr int kThreads = 128 * (1 + kConsumers);
 constexpr int kStages = 2;
 constexpr int kBoxBytes = kTmaBox * kTmaBox * 2;
-// As gemm_sm90 (128 * 40 + 256 * 232 = 384 * 168). Note: while mbar_wait can trap, ptxas allocates the
-// consumers within the launch bound's 168 registers anyway (a trap in a setmaxnreg.inc region makes
-// it fall back to the entry count), so the consumer code is kept within 168 without spills.
-constexpr int kProducerRegs = 40, kConsumerRegs = 232;
+// 128 * 24 + 256 * 240 <= 65536. The consumers wait with sm90::mbar_wait_asm: with mbar_wait's
+// C++ __trap() in a setmaxnreg.inc region ptxas falls back to the launch bound's 168 registers.
+constexpr int kProducerRegs = 24, kConsumerRegs = 240;
 constexpr int64_t kMaxRows = (int64_t(1) << 31) - 1024;  // TMA coordinates are int32; tiles overshoot by < 128
 static_assert(kRows == 2 * kTmaBox && kKeys == 2 * kTmaBox, "tiles are two 64-row boxes per d block");
 static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "setmaxnreg stays inside the register file");
@@ -220,7 +220,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
   float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};  // per-lane partial sums (reduced at the end)
   if (nkb > 0) {
-    mbar_wait(qFull, 0);
+    sm90::mbar_wait_asm(qFull, 0);
     __syncwarp();
   }
   uint32_t s = 0, phase = 0;
@@ -230,7 +230,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // A warpgroup past the last row, or (causal) whose last row sees none of these keys, skips the
     // products and the softmax (not the barrier waits and arrivals). Uniform across the warpgroup.
     const bool active = rowsLive && (!kCausal || j0 <= lastSeen);
-    mbar_wait(fullK(s), phase);
+    sm90::mbar_wait_asm(fullK(s), phase);
     __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
     if (active) {
       float sc[kKeys / 2];
@@ -305,7 +305,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa[kc][3] = pack2<BF16>(sc[8 * kc + 6], sc[8 * kc + 7]);
       }
 
-      mbar_wait(fullV(s), phase);
+      sm90::mbar_wait_asm(fullV(s), phase);
       __syncwarp();
       // O += P V: V is n-contiguous (d within a row), a k16 step is 16 key rows (2 KiB) of row
       // block kc / 4, the next 64 d columns are the next d block's boxes (leading byte offset).
@@ -319,7 +319,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       wgmma_wait<0>();
       fence_acc(o);
     } else {
-      mbar_wait(fullV(s), phase);  // keeps this warp's view of the stage's phases in step
+      sm90::mbar_wait_asm(fullV(s), phase);  // keeps this warp's view of the stage's phases in step
     }
     __syncwarp();
     if (lane == 0) mbar_arrive(empty(s));

@@ -39,11 +39,9 @@
 #include <string>
 
 #include "gemm_sm90.h"
+#include "sm90_tma.h"
 #include "gemm_common.cuh"
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define KILN_SM90_DEVICE 1
-#endif
+#include "sm90_common.cuh"  // KILN_SM90_DEVICE and the PTX wrappers
 
 namespace kiln {
 namespace cuda {
@@ -77,113 +75,30 @@ struct Params {
 
 using gemm_detail::tile_coords;  // gemm_common.cuh
 
-// ------------------------------------------------------------------ PTX wrappers (sm_90a)
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-// Makes the initialised barriers visible to the async proxy (the TMA unit) and the other threads.
-__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-// The producer's arrival, announcing the bytes the stage's copies will deliver.
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ uint64_t global_ns() {
-  uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
-  return t;
-}
-// Waits for the phase of parity `parity` to complete. A barrier that stays incomplete for 20 s is
-// a bug (a copy that never lands): trap, so the launch fails instead of hanging the process.
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  uint32_t done;
-  uint64_t start = 0;
-  for (;;) {
-    asm volatile(
-        "{\n"
-        ".reg .pred p;\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n"
-        "}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-    if (done) return;
-    const uint64_t now = global_ns();
-    if (start == 0) start = now;
-    else if (now - start > 20000000000ull) __trap();
-  }
-}
-
-// One 64 x 64 box of a 3-d tensor map (coordinates innermost first) into shared memory at dst.
-__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, int c0, int c1, int c2, uint32_t bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
-      : "memory");
-}
-__device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
-  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
-}
-
-template <int R> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R)); }
-template <int R> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R)); }
-
-// Shared-memory matrix descriptor: start address, leading / stride byte offsets (all >> 4, 14 bits),
-// base offset 0 (every stage starts on a 1 KiB boundary), 128-byte swizzle (mode 1, bits 62-63).
-__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t((lbo & 0x3FFFF) >> 4) << 16) | (uint64_t((sbo & 0x3FFFF) >> 4) << 32) |
-         (uint64_t(1) << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
-// Keeps the compiler from moving accesses of the accumulators across the asynchronous MMAs.
-__device__ __forceinline__ void fence_acc(float (&d)[128]) {
-#pragma unroll
-  for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
-
-#define KILN_D4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
-#define KILN_D16(i) KILN_D4(i), KILN_D4(i + 4), KILN_D4(i + 8), KILN_D4(i + 12)
-#define KILN_D128 \
-  KILN_D16(0), KILN_D16(16), KILN_D16(32), KILN_D16(48), KILN_D16(64), KILN_D16(80), KILN_D16(96), KILN_D16(112)
-#define KILN_WGMMA_N256(TYPE)                                                                                  \
-  "{\n"                                                                                                        \
-  ".reg .pred p;\n"                                                                                            \
-  "setp.ne.b32 p, %130, 0;\n"                                                                                  \
-  "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " {"                                            \
-  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                     \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                           \
-  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                           \
-  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "                           \
-  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "                           \
-  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "                           \
-  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "               \
-  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"             \
-  "}, %128, %129, p, 1, 1, %131, %132;\n"                                                                      \
-  "}\n"
+// PTX wrappers: sm90_common.cuh.
+using sm90::fence_acc;
+using sm90::mbar_arrive;
+using sm90::mbar_arrive_expect_tx;
+using sm90::mbar_init;
+using sm90::mbar_init_fence;
+using sm90::mbar_wait;
+using sm90::setmaxnreg_dec;
+using sm90::setmaxnreg_inc;
+using sm90::smem_desc;
+using sm90::smem_u32;
+using sm90::tma_load;
+using sm90::tma_prefetch_map;
+using sm90::wgmma_commit;
+using sm90::wgmma_fence;
+using sm90::wgmma_wait;
 
 // d (64 x 256 of this warpgroup, float32) += A (64 x 16, descriptor da) * B (16 x 256, descriptor db).
 // MN_A / MN_B: 1 when the operand is m- / n-contiguous in shared memory ("MN-major", the wgmma
 // transpose bits), 0 when it is k-contiguous ("K-major": A row-major, B column-major).
 template <bool BF16, int MN_A, int MN_B>
 __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], uint64_t da, uint64_t db) {
-  if constexpr (BF16)
-    asm volatile(KILN_WGMMA_N256("bf16") : KILN_D128 : "l"(da), "l"(db), "r"(1), "n"(MN_A), "n"(MN_B));
-  else
-    asm volatile(KILN_WGMMA_N256("f16") : KILN_D128 : "l"(da), "l"(db), "r"(1), "n"(MN_A), "n"(MN_B));
+  sm90::wgmma_ss<256, BF16, MN_A, MN_B>(d, da, db, 1);
 }
-#undef KILN_WGMMA_N256
-#undef KILN_D128
-#undef KILN_D16
-#undef KILN_D4
 
 // ------------------------------------------------------------------ epilogue
 
@@ -357,38 +272,11 @@ using gemm_detail::device_info;  // gemm_common.cuh
 using gemm_detail::DeviceInfo;
 using gemm_detail::launched;
 
-// cuTensorMapEncodeTiled from the driver the runtime already loaded (no link to libcuda).
-PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-#if CUDART_VERSION >= 12050
-    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q);
-#else
-    const cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q);
-#endif
-    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess) {
-      cudaGetLastError();
-      f = nullptr;
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-  }();
-  return fn;
-}
-
 constexpr int64_t kMaxDim = (int64_t(1) << 31) - 1024;  // TMA coordinates are int32, tiles overshoot by < 256
 
-// A stored operand as a 3-d tensor map: `inner` contiguous elements per row, `outer` rows ld
-// elements apart, `batch` matrices `stride` elements apart (one matrix when batch == 1 or stride == 0).
 bool encode(CUtensorMap& map, bool bf16, const void* ptr, int64_t inner, int64_t outer, int64_t ld, int64_t batch, int64_t stride) {
-  const bool many = batch > 1 && stride != 0;
-  const cuuint64_t dims[3] = {cuuint64_t(inner), cuuint64_t(outer), cuuint64_t(many ? batch : 1)};
-  const cuuint64_t strides[2] = {cuuint64_t(ld) * 2, cuuint64_t(many ? stride : ld * outer) * 2};
-  const cuuint32_t box[3] = {kBox, kBox, 1};
-  const cuuint32_t elemStrides[3] = {1, 1, 1};
-  return encode_fn()(&map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3, const_cast<void*>(ptr), dims,
-                     strides, box, elemStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  static_assert(kBox == kTmaBox, "gemm_sm90's boxes are sm90_tma.h's");
+  return tma_encode_box64(map, bf16, ptr, inner, outer, ld, batch, stride);
 }
 
 template <bool BF16, bool TA, bool TB>
@@ -416,6 +304,40 @@ std::string launch(const CUtensorMap& tmA, const CUtensorMap& tmB, const Params&
 }
 
 }  // namespace
+
+// cuTensorMapEncodeTiled from the driver the runtime already loaded (no link to libcuda).
+static PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
+    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q);
+#else
+    const cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q);
+#endif
+    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      f = nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+bool tma_available() { return encode_fn() != nullptr; }
+
+bool tma_encode_box64(CUtensorMap& map, bool bf16, const void* ptr, int64_t inner, int64_t outer, int64_t ld, int64_t batch,
+                      int64_t stride) {
+  if (!encode_fn()) return false;
+  const bool many = batch > 1 && stride != 0;
+  const cuuint64_t dims[3] = {cuuint64_t(inner), cuuint64_t(outer), cuuint64_t(many ? batch : 1)};
+  const cuuint64_t strides[2] = {cuuint64_t(ld) * 2, cuuint64_t(many ? stride : ld * outer) * 2};
+  const cuuint32_t box[3] = {kTmaBox, kTmaBox, 1};
+  const cuuint32_t elemStrides[3] = {1, 1, 1};
+  return encode_fn()(&map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3, const_cast<void*>(ptr), dims,
+                     strides, box, elemStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
 
 Sm90Choice gemm_sm90_choice() {
   static const Sm90Choice choice = [] {
@@ -451,7 +373,7 @@ std::string gemm_sm90_unsupported(GemmType ab, GemmType c, const GemmArgs& a) {
   const DeviceInfo& d = device_info();
   if (!d.error.empty() || d.major != 9) return "the device is not compute capability 9.x";
   if (size_t(d.smemOptin) < kSmem) return "not enough shared memory per block";
-  if (!encode_fn()) return "cuTensorMapEncodeTiled is not available from the driver";
+  if (!tma_available()) return "cuTensorMapEncodeTiled is not available from the driver";
   return "";
 }
 

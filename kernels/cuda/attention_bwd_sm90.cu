@@ -1,0 +1,503 @@
+// Hopper (sm_90a) attention backward for float16/bfloat16, head dims 64 and 128: the FlashAttention-2
+// algorithm of attention_fa2.cu's backward_kernel (same semantics, same frame: D_i = rowsum(dO o O)
+// and the float32 dQ accumulator come from attention_backward_frame) with the five products on
+// warpgroup MMA (wgmma) and the operands brought in by the tensor-memory-access unit (TMA), in the
+// manner of FlashAttention-3. Also the host-side rules of attention_sm90.h (enabled, unsupported).
+//
+// A block of 384 threads owns 128 keys of one (batch, head) and walks the query blocks of 64 that
+// see them (causal: from the diagonal down). Warpgroup 0 is the producer: thread 0 loads K and V
+// once, then each query block's Q and dO (64 x D) into a 2-stage ring with TMA; warp 1 copies the
+// block's log-sum-exp (as lse * log2 e, +inf for rows past Tq or that saw no key, so P = 0 there)
+// and D_i into the same stage. Warpgroups 1 and 2 are the consumers, 64 keys each; per query block:
+//   S^T  = K_c Q^T      (64 keys x 64 queries, both operands from shared memory)
+//   dP^T = V_c dO^T
+//   P^T  = exp2(S^T scale log2 e - L), dS^T = P^T o (dP^T - D_i)   (in registers, masked)
+//   dV_c += P^T dO,  dK_c += dS^T Q   (P^T, dS^T as the register A operand: an accumulator tile is
+//                                      already an A fragment; dO, Q read n-contiguous)
+//   dS^T -> shared memory (this warpgroup's 64 x 64 box, 128-byte swizzle, double-buffered);
+//   after a barrier of both consumers: dQ[:, half c] = dS K[:, half c] over all 128 keys (dS read
+//   m-contiguous, K n-contiguous), added to the float32 accumulator with 16-byte atomics.
+// dK (scaled) and dV leave from the accumulators at the end.
+//
+// Shared-memory operand layouts (see sm90_common.cuh): every tile is made of 64 x 64-element boxes
+// (8 KiB, 1 KiB-aligned). K and V: [d block][64-key row block] (so the 128 keys of one d block are
+// contiguous 128-byte rows); Q and dO stages: [d block] (64 rows); dS^T: [consumer] boxes of
+// [64 keys][64 queries].
+//
+// Device code exists only for sm_90a (CMake compiles *_sm90.cu for it alone); the host side never
+// launches it off compute capability 9.x, and attention.cu offers calls only with
+// KILN_ATTENTION_KERNEL=wgmma until a GPU run has measured it.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <type_traits>
+
+#include "attention_fa2.h"  // attention_backward_frame
+#include "attention_sm90.h"
+#include "gemm_common.cuh"  // device_info, Out<T>, launched
+#include "sm90_common.cuh"
+#include "sm90_tma.h"
+
+namespace kiln {
+namespace cuda {
+namespace {
+
+constexpr int kKeys = 128, kRows = 64, kBox = 64, kBoxBytes = kBox * kBox * 2, kStages = 2;
+constexpr int kThreads = 384;
+constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // 128 * 24 + 256 * 240 <= 65536
+constexpr float kLog2e = 1.4426950408889634f;
+static_assert(kRows == kBox && kKeys == 2 * kBox, "one 64-row box per consumer and per query block");
+
+// Shared-memory plan for head dim D (byte offsets from the 1 KiB-aligned base).
+template <int D>
+struct Smem {
+  static constexpr int kDB = D / 64;                      // 64-column d blocks
+  static constexpr int kKV = kDB * 2 * kBoxBytes;         // K or V: d blocks x 2 key row blocks
+  static constexpr int kQ = kDB * kBoxBytes;              // one Q or dO stage
+  static constexpr int K = 0, V = kKV, Q = 2 * kKV, dO = Q + kStages * kQ;
+  static constexpr int dS = dO + kStages * kQ;           // [2 buffers][2 consumers] boxes
+  static constexpr int P = dS + 2 * 2 * kBoxBytes;        // [2 consumers] boxes
+  static constexpr int L = P + 2 * kBoxBytes;             // [kStages][64] float: lse * log2 e
+  static constexpr int Di = L + kStages * kRows * 4;      // [kStages][64] float
+  static constexpr int Bars = Di + kStages * kRows * 4;   // kvFull, full[kStages], empty[kStages]
+  static constexpr int kBytes = Bars + (1 + 2 * kStages) * 8;
+  static constexpr size_t kAlloc = size_t(kBytes) + 1024;  // + slack to align the base
+};
+
+struct Params {
+  int64_t BH, H, Tq, Tk;
+  float scale, scaleLog2;
+  const int32_t* keyLens;
+  const float* lse;  // [BH, Tq], natural log
+  const float* Di;   // [BH, Tq]
+  float* dqAcc;      // [BH, Tq, D], unscaled
+  void* dk;
+  void* dv;
+};
+
+__host__ __device__ inline int64_t first_query_block(const Params& p, int64_t j0, bool causal) {
+  if (!causal) return 0;
+  const int64_t f = j0 - (p.Tk - p.Tq);  // query i sees key j iff i >= j - (Tk - Tq)
+  return f > 0 ? (f / kRows) * kRows : 0;
+}
+
+#ifdef KILN_SM90_DEVICE
+
+using namespace sm90;  // PTX wrappers
+
+template <bool BF16>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  using T = std::conditional_t<BF16, __nv_bfloat16, __half>;
+  const typename gemm_detail::Out<T>::Pair h = gemm_detail::Out<T>::pack(lo, hi);
+  uint32_t u;
+  memcpy(&u, &h, 4);
+  return u;
+}
+
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Adds accumulator block i (rows r0 + l/4 and r0 + l/4 + 8, columns c0 + 2(l%4), +1: d[4i..4i+3] of
+// the m64nN layout, for this warp's rows) into the float [*, D] matrix at base, rows below `rows`:
+// lanes l and l^1 trade halves so each issues one 16-byte atomic (even lane: row l/4, odd: row + 8).
+template <int D>
+__device__ __forceinline__ void atomic_add_block(float* base, float c0v, float c1v, float c2v, float c3v, int r0, int c0, int rows,
+                                                 int lane) {
+  const int g = lane >> 2, t4 = lane & 3;
+  const bool odd = t4 & 1;
+  const float s0 = odd ? c0v : c2v, s1 = odd ? c1v : c3v;
+  const float x0 = __shfl_xor_sync(0xffffffffu, s0, 1), x1 = __shfl_xor_sync(0xffffffffu, s1, 1);
+  const int row = r0 + g + (odd ? 8 : 0);
+  const int col = c0 + (t4 & 2) * 2;
+  const float4 val = odd ? make_float4(x0, x1, c2v, c3v) : make_float4(c0v, c1v, x0, x1);
+  if (row < rows) atomicAdd(reinterpret_cast<float4*>(base + int64_t(row) * D + col), val);
+}
+
+#endif  // KILN_SM90_DEVICE
+
+// tmQ, tmK, tmV, tmO: 3-d tensor maps (d, row, batch*head) of q, k, v, dout with 64 x 64 boxes.
+template <bool BF16, int D, bool kCausal>
+__global__ void __launch_bounds__(kThreads, 1)
+    attention_bwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
+                              const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmO, const Params p) {
+#ifdef KILN_SM90_DEVICE
+  using S = Smem<D>;
+  using T = std::conditional_t<BF16, __nv_bfloat16, __half>;
+  // dQ = dS K, split between the consumers: D = 128 by columns (each its 64-column d block, over all
+  // 128 keys); D = 64 by keys (each all 64 columns over its own 64 keys, both adding into dQ), so
+  // that every operand descriptor starts on a whole 64-column swizzle atom.
+  constexpr bool kSplitKeys = D == 64;
+  constexpr int DB = S::kDB, NQ = kSplitKeys ? D : D / 2;  // NQ: dQ columns per consumer
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  unsigned char* const gbase = smem_raw + (base - smem_u32(smem_raw));  // the same address, generic
+  float* const Ls = reinterpret_cast<float*>(gbase + S::L);
+  float* const Dis = reinterpret_cast<float*>(gbase + S::Di);
+  const uint32_t kvFull = base + S::Bars;
+  auto full = [&](uint32_t s) { return base + S::Bars + 8u * (1 + s); };
+  auto empty = [&](uint32_t s) { return base + S::Bars + 8u * (1 + kStages + s); };
+
+  // Sequence positions fit in int (sm90_attention_unsupported refuses 2^31 - 1024 and more).
+  const int Tq = int(p.Tq), Tk = int(p.Tk), off = Tk - Tq;
+  const int bh = int(blockIdx.x % p.BH);
+  const int j0 = int(blockIdx.x / p.BH) * kKeys;  // causal: the first key blocks see the most queries, so start first
+  int kend = Tk;
+  if (p.keyLens) {
+    const int n = p.keyLens[bh / p.H];
+    kend = n < 0 ? 0 : (n > Tk ? Tk : n);
+  }
+  const int iStart = int(first_query_block(p, j0, kCausal));
+  const int nIter = j0 < kend && iStart < Tq ? (Tq - iStart + kRows - 1) / kRows : 0;
+
+  const int wg = int(threadIdx.x) / 128, warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32;
+  if (threadIdx.x == 0) {
+    mbar_init(kvFull, 1);
+    for (uint32_t s = 0; s < uint32_t(kStages); ++s) {
+      mbar_init(full(s), 1 + 32);  // the TMA thread's expect_tx arrival + the 32 lanes of the lse/D_i warp
+      mbar_init(empty(s), 2 * 4);  // one arrival per consumer warp
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    setmaxnreg_dec<kProducerRegs>();
+    if (nIter == 0) return;
+    if (threadIdx.x == 0) {
+      tma_prefetch_map(&tmQ);
+      tma_prefetch_map(&tmO);
+      // K and V once: boxes (d block, key row block); rows past Tk arrive as zeros.
+      mbar_arrive_expect_tx(kvFull, uint32_t(2 * S::kKV));
+#pragma unroll
+      for (int d = 0; d < DB; ++d)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const uint32_t o = uint32_t(d * 2 + r) * kBoxBytes;
+          tma_load(base + S::K + o, &tmK, d * kBox, j0 + r * kBox, bh, kvFull);
+          tma_load(base + S::V + o, &tmV, d * kBox, j0 + r * kBox, bh, kvFull);
+        }
+      uint32_t s = 0, phase = 0;
+      for (int it = 0; it < nIter; ++it) {
+        const int i0 = iStart + it * kRows;
+        mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: every stage starts free
+        mbar_arrive_expect_tx(full(s), uint32_t(2 * S::kQ));
+#pragma unroll
+        for (int d = 0; d < DB; ++d) {
+          tma_load(base + S::Q + s * S::kQ + d * kBoxBytes, &tmQ, d * kBox, i0, bh, full(s));
+          tma_load(base + S::dO + s * S::kQ + d * kBoxBytes, &tmO, d * kBox, i0, bh, full(s));
+        }
+        if (++s == uint32_t(kStages)) {
+          s = 0;
+          phase ^= 1u;
+        }
+      }
+    } else if (threadIdx.x >= 32 && threadIdx.x < 64) {
+      // Warp 1: lse (as log2 units; +inf where P must be 0) and D_i of each query block.
+      const float* lseh = p.lse + int64_t(bh) * Tq;
+      const float* Dih = p.Di + int64_t(bh) * Tq;
+      uint32_t s = 0, phase = 0;
+      for (int it = 0; it < nIter; ++it) {
+        const int i0 = iStart + it * kRows;
+        mbar_wait(empty(s), phase ^ 1u);
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          const int r = lane + 32 * u;
+          const int i = i0 + r;
+          float l = INFINITY, di = 0.f;
+          if (i < Tq) {
+            const float x = lseh[i];
+            l = x == -INFINITY ? INFINITY : x * kLog2e;
+            di = Dih[i];
+          }
+          Ls[s * kRows + r] = l;
+          Dis[s * kRows + r] = di;
+        }
+        mbar_arrive(full(s));
+        if (++s == uint32_t(kStages)) {
+          s = 0;
+          phase ^= 1u;
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers: warpgroup c owns keys j0 + 64c ... j0 + 64c + 63.
+  setmaxnreg_inc<kConsumerRegs>();
+  const int c = wg - 1, g = lane >> 2, t4 = lane & 3;
+  float dka[D / 2], dva[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) {
+    dka[i] = 0.f;
+    dva[i] = 0.f;
+  }
+  const int key0 = j0 + 64 * c;  // this warpgroup's first key
+  const float sl2 = p.scaleLog2;
+  if (nIter > 0) mbar_wait_asm(kvFull, 0);
+  uint32_t s = 0, phase = 0;
+  for (int it = 0; it < nIter; ++it) {
+    const int i0 = iStart + it * kRows;
+    // Shared addresses laundered each block: the descriptors below are rebuilt from them with a
+    // few integer operations instead of being hoisted out of the loop (they would hold ~50 registers).
+    uint32_t sbase = base;
+    asm volatile("" : "+r"(sbase));
+    const uint32_t qs = sbase + S::Q + s * S::kQ, os = sbase + S::dO + s * S::kQ;
+    mbar_wait_asm(full(s), phase);
+    __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
+
+    // S^T = K_c Q^T and dP^T = V_c dO^T: A k-contiguous (key rows of box (d block, c)), B k-contiguous
+    // (query rows); a k16 step is 32 bytes along the rows, the next 64 d the next box.
+    float st[kRows / 2], dpt[kRows / 2];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint32_t ka = sbase + S::K + uint32_t((kk / 4) * 2 + c) * kBoxBytes + (kk % 4) * 32;
+      const uint32_t qb = qs + uint32_t(kk / 4) * kBoxBytes + (kk % 4) * 32;
+      wgmma_ss<kRows, BF16, 0, 0>(st, smem_desc(ka, 16, 1024), smem_desc(qb, 16, 1024), kk > 0);
+    }
+    wgmma_commit();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint32_t va = sbase + S::V + uint32_t((kk / 4) * 2 + c) * kBoxBytes + (kk % 4) * 32;
+      const uint32_t ob = os + uint32_t(kk / 4) * kBoxBytes + (kk % 4) * 32;
+      wgmma_ss<kRows, BF16, 0, 0>(dpt, smem_desc(va, 16, 1024), smem_desc(ob, 16, 1024), kk > 0);
+    }
+    wgmma_commit();
+
+    // P^T: this thread holds st[4i + 2h + e] = key row r = 16 warp + g + 8h of the warpgroup, query
+    // column q = 8i + 2 t4 + e of the block.
+    const float* Lb = Ls + s * kRows;
+    const float* Db = Dis + s * kRows;
+    wgmma_wait<1>();
+    fence_acc(st);
+    // (int64 where a difference of positions may leave int.)
+    const bool needMask = i0 + kRows > Tq || key0 + 64 > kend || (kCausal && int64_t(key0) + 63 > int64_t(i0) + off);
+    // Tile-relative: query q, key r hidden iff q >= qLimit, r >= kLimit, or r - q > diag.
+    const int qLimit = Tq - i0 < kRows ? Tq - i0 : kRows;
+    const int kl = kend - key0;
+    const int kLimit = kl < 0 ? 0 : (kl > 64 ? 64 : kl);
+    const int64_t dg = int64_t(i0) + off - key0;
+    const int diag = int(dg < -2 * kRows ? -2 * kRows : (dg > 2 * kRows ? 2 * kRows : dg));
+#pragma unroll
+    for (int i = 0; i < kRows / 8; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int q = 8 * i + 2 * t4 + e, r = 16 * warp + g + 8 * h;
+          float pv = exp2_approx(fmaf(st[4 * i + 2 * h + e], sl2, -Lb[q]));
+          if (needMask && (q >= qLimit || r >= kLimit || (kCausal && r - q > diag))) pv = 0.f;
+          st[4 * i + 2 * h + e] = pv;
+        }
+    wgmma_wait<0>();
+    fence_acc(dpt);
+    // P^T and dS^T = P^T o (dP^T - D_i) to this warpgroup's boxes (P^T: one box; dS^T: buffer it & 1,
+    // which the other consumer also reads): element (key r, query q) at byte
+    // r * 128 + ((q / 8) ^ (r % 8)) * 16 + (q % 8) * 2, the layout of the TMA unit's 128-byte swizzle.
+    // st[x], st[x + 1] (x = 4i + 2h) are key r = 16 warp + g + 8h, queries q = 8i + 2 t4 and q + 1.
+    unsigned char* const pBox = gbase + S::P + c * kBoxBytes;
+    unsigned char* const dsBox = gbase + S::dS + ((it & 1) * 2 + c) * kBoxBytes;
+#pragma unroll
+    for (int i = 0; i < kRows / 8; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int x = 4 * i + 2 * h, q = 8 * i + 2 * t4, r = 16 * warp + g + 8 * h;
+        const int at = r * 128 + ((i ^ (r & 7)) << 4) + 4 * t4;
+        *reinterpret_cast<uint32_t*>(pBox + at) = pack2<BF16>(st[x], st[x + 1]);
+        *reinterpret_cast<uint32_t*>(dsBox + at) =
+            pack2<BF16>(st[x] * (dpt[x] - Db[q]), st[x + 1] * (dpt[x + 1] - Db[q + 1]));
+      }
+    fence_proxy_async();  // the generic-proxy stores above, before the async proxy (wgmma) reads them
+    // Both consumers' boxes are written (and fenced) before any multiplies them.
+    named_barrier(1, 256);
+
+    // dV_c += P^T dO and dK_c += dS^T Q: A = the P^T / dS^T box read k-contiguous (k = 16 queries a
+    // step, 32 bytes along the rows); B = dO / Q n-contiguous (d), k = 16 query rows a step (2 KiB),
+    // the next 64 d columns the next box (leading byte offset).
+    const uint32_t pA = sbase + S::P + uint32_t(c) * kBoxBytes;
+    const uint32_t dsA = sbase + S::dS + uint32_t((it & 1) * 2 + c) * kBoxBytes;
+    wgmma_fence();
+#pragma unroll
+    for (int kc = 0; kc < kRows / 16; ++kc) {
+      wgmma_ss<D, BF16, 0, 1>(dva, smem_desc(pA + kc * 32, 16, 1024), smem_desc(os + kc * 2048, kBoxBytes, 1024), 1);
+      wgmma_ss<D, BF16, 0, 1>(dka, smem_desc(dsA + kc * 32, 16, 1024), smem_desc(qs + kc * 2048, kBoxBytes, 1024), 1);
+    }
+    wgmma_commit();
+
+    // dQ[:, cols] = dS K: A = dS m-contiguous (the dS^T boxes, k = 16 keys a step; with the column
+    // split the next 64 keys are the other consumer's box); B = K n-contiguous (box (d block, key
+    // row block)), k = 16 key rows a step.
+    float dqa[NQ / 2];
+    const uint32_t dsb = sbase + S::dS + uint32_t(it & 1) * 2 * kBoxBytes;
+    constexpr int kSteps = kSplitKeys ? 4 : kKeys / 16;
+#pragma unroll
+    for (int kk = 0; kk < kSteps; ++kk) {
+      const int keyBox = kSplitKeys ? c : kk / 4, dblk = kSplitKeys ? 0 : c;
+      const uint32_t aa = dsb + uint32_t(keyBox) * kBoxBytes + (kk % 4) * 2048;
+      const uint32_t kb = sbase + S::K + uint32_t(dblk * 2 + keyBox) * kBoxBytes + (kk % 4) * 2048;
+      wgmma_ss<NQ, BF16, 1, 1>(dqa, smem_desc(aa, kBoxBytes, 1024), smem_desc(kb, 2 * kBoxBytes, 1024), kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_acc(dqa);
+    fence_acc(dva);
+    fence_acc(dka);
+    // Q, dO, L, D_i of this stage are no longer read.
+    if (lane == 0) mbar_arrive(empty(s));
+    float* const dqh = p.dqAcc + int64_t(bh) * Tq * D;
+#pragma unroll
+    for (int i = 0; i < NQ / 8; ++i)
+      atomic_add_block<D>(dqh, dqa[4 * i], dqa[4 * i + 1], dqa[4 * i + 2], dqa[4 * i + 3], i0 + 16 * warp,
+                          (kSplitKeys ? 0 : NQ * c) + 8 * i, Tq,
+                          lane);
+    if (++s == uint32_t(kStages)) {
+      s = 0;
+      phase ^= 1u;
+    }
+  }
+
+  // dK = scale * dka, dV = dva: key row key0 + 16 warp + g + 8h, column 8i + 2 t4 (+1).
+  T* const dKh = static_cast<T*>(p.dk) + int64_t(bh) * Tk * D;
+  T* const dVh = static_cast<T*>(p.dv) + int64_t(bh) * Tk * D;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int j = key0 + 16 * warp + g + 8 * h;
+    if (j >= Tk) continue;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      const int col = 8 * i + 2 * t4;
+      *reinterpret_cast<uint32_t*>(dKh + int64_t(j) * D + col) = pack2<BF16>(dka[4 * i + 2 * h] * p.scale, dka[4 * i + 2 * h + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(dVh + int64_t(j) * D + col) = pack2<BF16>(dva[4 * i + 2 * h], dva[4 * i + 2 * h + 1]);
+    }
+  }
+#endif  // KILN_SM90_DEVICE
+}
+
+// ------------------------------------------------------------------ host side
+
+using gemm_detail::device_info;
+using gemm_detail::launched;
+
+constexpr int64_t kMaxRows = (int64_t(1) << 31) - 1024;  // TMA coordinates are int32
+
+template <bool BF16, int D, bool kCausal>
+std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO, const Params& p,
+                   bool& ran) {
+  auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal>;
+  constexpr size_t smem = Smem<D>::kAlloc;
+  static std::atomic<int> ready{0};  // 1: the shared-memory opt-in is set; -1: no usable image
+  int state = ready.load(std::memory_order_acquire);
+  if (state == 0) {
+    cudaFuncAttributes attr;
+    cudaError_t e = cudaFuncGetAttributes(&attr, kernel);  // fails when there is no sm_90a image for the device
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) cudaGetLastError();
+    state = e == cudaSuccess ? 1 : -1;
+    ready.store(state, std::memory_order_release);
+  }
+  if (state < 0) return "";
+  const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
+  if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
+  ran = true;
+  kernel<<<unsigned(blocks), kThreads, smem>>>(tmQ, tmK, tmV, tmO, p);
+  return launched();
+}
+
+template <bool BF16, int D>
+std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* dout, const float* lse,
+                const float* Di, float* dqAcc, void* dk, void* dv, bool& ran) {
+  const int64_t BH = a.B * a.H;
+  CUtensorMap tmQ, tmK, tmV, tmO;
+  if (!tma_encode_box64(tmQ, BF16, q, D, a.Tq, D, BH, a.Tq * D) || !tma_encode_box64(tmO, BF16, dout, D, a.Tq, D, BH, a.Tq * D) ||
+      !tma_encode_box64(tmK, BF16, k, D, a.Tk, D, BH, a.Tk * D) || !tma_encode_box64(tmV, BF16, v, D, a.Tk, D, BH, a.Tk * D))
+    return "";  // ran stays false
+  Params p{};
+  p.BH = BH;
+  p.H = a.H;
+  p.Tq = a.Tq;
+  p.Tk = a.Tk;
+  p.scale = float(a.scale);
+  p.scaleLog2 = float(a.scale * 1.4426950408889634);
+  p.keyLens = a.keyLens;
+  p.lse = lse;
+  p.Di = Di;
+  p.dqAcc = dqAcc;
+  p.dk = dk;
+  p.dv = dv;
+  return a.causal ? launch<BF16, D, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, false>(tmQ, tmK, tmV, tmO, p, ran);
+}
+
+template <bool BF16, int D>
+bool has_image() {
+  cudaFuncAttributes attr;
+  const bool ok = cudaFuncGetAttributes(&attr, attention_bwd_sm90_kernel<BF16, D, false>) == cudaSuccess;
+  if (!ok) cudaGetLastError();
+  return ok;
+}
+
+}  // namespace
+
+bool sm90_attention_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("KILN_ATTENTION_KERNEL");
+    if (!(e && std::strcmp(e, "wgmma") == 0)) return false;
+    return device_info().error.empty() && device_info().major == 9 && tma_available();
+  }();
+  return on;
+}
+
+std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs& a, const void* const* ptrs, int nptrs) {
+  if (dtype != AttnDType::F16 && dtype != AttnDType::BF16) return "float16 and bfloat16 only";
+  if (a.D != 64 && a.D != 128) return "head dims 64 and 128 only";
+  if (a.keyMask || a.dropout > 0) return "no key mask or dropout";
+  // Key padding lengths go to fa2: these kernels load whole 128-key tiles, and a non-finite value in
+  // a padded K / V row would reach the results as 0 * inf (fa2 zero-fills those rows instead).
+  if (a.keyLens) return "no key padding lengths";
+  if (!(a.scale > 0)) return "the scale must be positive";
+  if (a.B <= 0 || a.H <= 0 || a.Tq <= 0 || a.Tk <= 0) return "empty sequences";
+  if (a.Tq > kMaxRows || a.Tk > kMaxRows || a.B * a.H > kMaxRows) return "a dimension is 2^31 or more";
+  for (int i = 0; i < nptrs; ++i)
+    if (reinterpret_cast<uintptr_t>(ptrs[i]) % 16 != 0) return "a tensor is not 16-byte aligned";
+  const gemm_detail::DeviceInfo& d = device_info();
+  if (!d.error.empty() || d.major != 9) return "the device is not compute capability 9.x";
+  if (size_t(d.smemOptin) < Smem<128>::kAlloc) return "not enough shared memory per block";
+  if (!tma_available()) return "cuTensorMapEncodeTiled is not available from the driver";
+  return "";
+}
+
+std::string sm90_attention_backward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k, const void* v,
+                                    const void* out, const void* dout, const float* lse, void* dq, void* dk, void* dv,
+                                    bool& handled) {
+  handled = false;
+  const void* ptrs[] = {q, k, v, out, dout, dq, dk, dv};
+  if (!sm90_attention_unsupported(dtype, a, ptrs, 8).empty()) return "";
+  const bool bf16 = dtype == AttnDType::BF16;
+  const bool image = bf16 ? (a.D == 64 ? has_image<true, 64>() : has_image<true, 128>())
+                          : (a.D == 64 ? has_image<false, 64>() : has_image<false, 128>());
+  if (!image) return "";
+  // Past this point the call is ours: any refusal below is an error, not a fallback.
+  handled = true;
+  return attention_backward_frame(dtype, a, out, dout, dq, [&](const float* Di, float* dqAcc) -> std::string {
+    bool ran = false;
+    std::string err;
+    if (bf16) err = a.D == 64 ? run<true, 64>(a, q, k, v, dout, lse, Di, dqAcc, dk, dv, ran)
+                              : run<true, 128>(a, q, k, v, dout, lse, Di, dqAcc, dk, dv, ran);
+    else err = a.D == 64 ? run<false, 64>(a, q, k, v, dout, lse, Di, dqAcc, dk, dv, ran)
+                         : run<false, 128>(a, q, k, v, dout, lse, Di, dqAcc, dk, dv, ran);
+    if (err.empty() && !ran) err = "attention (sm90): the TMA unit refused a tensor layout";
+    return err;
+  });
+}
+
+}  // namespace cuda
+}  // namespace kiln

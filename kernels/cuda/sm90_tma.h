@@ -1,0 +1,24 @@
+// Host side of the Hopper kernels' tensor-memory-access (TMA) loads (gemm_sm90.cu defines these;
+// gemm_sm90.cu and attention_sm90.cu use them). Internal to kernels/cuda, compiled with KILN_GEMM_SM90.
+#pragma once
+#include <cuda.h>  // CUtensorMap: a type only, the driver entry point is fetched at run time
+
+#include <cstdint>
+
+namespace kiln {
+namespace cuda {
+
+constexpr int kTmaBox = 64;  // box edge in elements: 64 rows of 128 bytes, the 128-byte swizzle's width
+
+// Whether the driver offers cuTensorMapEncodeTiled (fetched once through the runtime, no libcuda link).
+bool tma_available();
+
+// A float16/bfloat16 matrix stack as a 3-d tensor map of 64 x 64-element boxes with the 128-byte
+// swizzle: `inner` contiguous elements per row, `outer` rows `ld` elements apart, `batch` matrices
+// `stride` elements apart (one matrix when batch == 1 or stride == 0). Reads outside the tensor are
+// zero-filled. False when the driver refuses the layout (alignment, strides) or has no entry point.
+bool tma_encode_box64(CUtensorMap& map, bool bf16, const void* ptr, int64_t inner, int64_t outer, int64_t ld, int64_t batch,
+                      int64_t stride);
+
+}  // namespace cuda
+}  // namespace kiln
