@@ -395,17 +395,7 @@ std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtenso
                    bool& ran) {
   auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal>;
   constexpr size_t smem = Smem<D>::kAlloc;
-  static std::atomic<int> ready{0};  // 1: the shared-memory opt-in is set; -1: no usable image
-  int state = ready.load(std::memory_order_acquire);
-  if (state == 0) {
-    cudaFuncAttributes attr;
-    cudaError_t e = cudaFuncGetAttributes(&attr, kernel);  // fails when there is no sm_90a image for the device
-    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (e != cudaSuccess) cudaGetLastError();
-    state = e == cudaSuccess ? 1 : -1;
-    ready.store(state, std::memory_order_release);
-  }
-  if (state < 0) return "";
+  if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal>>(smem)) return "";
   const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
   if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
   ran = true;
@@ -439,10 +429,8 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
 
 template <bool BF16, int D>
 bool has_image() {
-  cudaFuncAttributes attr;
-  const bool ok = cudaFuncGetAttributes(&attr, attention_bwd_sm90_kernel<BF16, D, false>) == cudaSuccess;
-  if (!ok) cudaGetLastError();
-  return ok;
+  return sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, false>>(Smem<D>::kAlloc) &&
+         sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, true>>(Smem<D>::kAlloc);
 }
 
 }  // namespace

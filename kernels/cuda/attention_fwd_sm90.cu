@@ -80,21 +80,7 @@ struct Params {
 
 #ifdef KILN_SM90_DEVICE
 
-using sm90::fence_acc;
-using sm90::mbar_arrive;
-using sm90::mbar_arrive_expect_tx;
-using sm90::mbar_init;
-using sm90::mbar_init_fence;
-using sm90::mbar_wait;
-using sm90::setmaxnreg_dec;
-using sm90::setmaxnreg_inc;
-using sm90::smem_desc;
-using sm90::smem_u32;
-using sm90::tma_load;
-using sm90::tma_prefetch_map;
-using sm90::wgmma_commit;
-using sm90::wgmma_fence;
-using sm90::wgmma_wait;
+using namespace sm90;  // PTX wrappers (sm90_common.cuh)
 
 // Two floats as one register of two 16-bit elements, the first in the low half.
 template <bool BF16>
@@ -358,17 +344,7 @@ std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtenso
                    bool& handled) {
   auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal>;
   constexpr size_t smem = Smem<D>::kAlloc;
-  static std::atomic<int> ready{0};  // 1: the shared-memory opt-in is set; -1: no usable image
-  int state = ready.load(std::memory_order_acquire);
-  if (state == 0) {
-    cudaFuncAttributes attr;
-    cudaError_t e = cudaFuncGetAttributes(&attr, kernel);  // fails when there is no sm_90a image for the device
-    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (e != cudaSuccess) cudaGetLastError();
-    state = e == cudaSuccess ? 1 : -1;
-    ready.store(state, std::memory_order_release);
-  }
-  if (state < 0) return "";  // handled stays false: the fa2 kernels run
+  if (!sm90_kernel_ready<attention_fwd_sm90_kernel<BF16, D, kCausal>>(smem)) return "";  // handled stays false: the fa2 kernels run
   handled = true;
   kernel<<<grid, kThreads, smem>>>(tmQ, tmK, tmV, p);
   const std::string err = launched();

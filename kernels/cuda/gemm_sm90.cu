@@ -282,17 +282,7 @@ bool encode(CUtensorMap& map, bool bf16, const void* ptr, int64_t inner, int64_t
 template <bool BF16, bool TA, bool TB>
 std::string launch(const CUtensorMap& tmA, const CUtensorMap& tmB, const Params& p, bool& handled) {
   auto kernel = gemm_wgmma_kernel<BF16, TA, TB>;
-  static std::atomic<int> ready{0};  // 1: the shared-memory opt-in is set; -1: no usable image
-  int state = ready.load(std::memory_order_acquire);
-  if (state == 0) {
-    cudaFuncAttributes attr;
-    cudaError_t e = cudaFuncGetAttributes(&attr, kernel);  // fails when there is no sm_90a image for the device
-    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem));
-    if (e != cudaSuccess) cudaGetLastError();
-    state = e == cudaSuccess ? 1 : -1;
-    ready.store(state, std::memory_order_release);
-  }
-  if (state < 0) return "";  // handled stays false: the portable kernels run
+  if (!sm90_kernel_ready<gemm_wgmma_kernel<BF16, TA, TB>>(kSmem)) return "";  // handled stays false: the portable kernels run
   const int64_t tiles = p.tilesM * p.tilesN;
   const int64_t gz = p.batch < 65535 ? p.batch : 65535;
   int64_t gx = (device_info().sms + gz - 1) / gz;  // persistent blocks: about one per SM over all batches

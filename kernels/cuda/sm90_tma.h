@@ -2,7 +2,10 @@
 // gemm_sm90.cu and attention_sm90.cu use them). Internal to kernels/cuda, compiled with KILN_GEMM_SM90.
 #pragma once
 #include <cuda.h>  // CUtensorMap: a type only, the driver entry point is fetched at run time
+#include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 namespace kiln {
@@ -19,6 +22,24 @@ bool tma_available();
 // zero-filled. False when the driver refuses the layout (alignment, strides) or has no entry point.
 bool tma_encode_box64(CUtensorMap& map, bool bf16, const void* ptr, int64_t inner, int64_t outer, int64_t ld, int64_t batch,
                       int64_t stride);
+
+// Whether `Kernel` (a *_sm90.cu kernel) can launch here with `smem` bytes of dynamic shared memory:
+// the device has an sm_90a image of it and the shared-memory opt-in is set. Decided once per kernel
+// (a CUDA error on the way is cleared and reads as "no": the caller falls back to portable kernels).
+template <auto Kernel>
+bool sm90_kernel_ready(size_t smem) {
+  static std::atomic<int> ready{0};  // 1: ready; -1: no usable image
+  int state = ready.load(std::memory_order_acquire);
+  if (state == 0) {
+    cudaFuncAttributes attr;
+    cudaError_t e = cudaFuncGetAttributes(&attr, Kernel);  // fails when there is no sm_90a image for the device
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) cudaGetLastError();
+    state = e == cudaSuccess ? 1 : -1;
+    ready.store(state, std::memory_order_release);
+  }
+  return state > 0;
+}
 
 }  // namespace cuda
 }  // namespace kiln
