@@ -71,15 +71,15 @@ if has wgmma; then
   # through them (TAP appended to wgmma.tap), memcheck over the attention tests, and the benchmark.
   stamp "attention and nn tests with KILN_ATTENTION_KERNEL=wgmma"
   KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_WGMMA_TIMEOUT:-60} $ava --tap --concurrency 4 --timeout 2m \
-    test/attention.test.ts test/nn-cuda.test.ts > /tmp/kiln-wgmma-attn.tap 2>&1
+    test/attention.test.ts test/dtype-half.test.ts test/nn-cuda.test.ts > /tmp/kiln-wgmma-attn.tap 2>&1
   echo "ava exit $?"
   echo "wgmma attention tests: ok $(grep -c '^ok' /tmp/kiln-wgmma-attn.tap), not ok $(grep -c '^not ok' /tmp/kiln-wgmma-attn.tap)"
   grep -A25 '^not ok' /tmp/kiln-wgmma-attn.tap | head -60
-  { echo "# KILN_ATTENTION_KERNEL=wgmma: test/attention.test.ts test/nn-cuda.test.ts"; cat /tmp/kiln-wgmma-attn.tap; } >> "$OUT/wgmma.tap"
+  { echo "# KILN_ATTENTION_KERNEL=wgmma: test/attention.test.ts test/dtype-half.test.ts test/nn-cuda.test.ts"; cat /tmp/kiln-wgmma-attn.tap; } >> "$OUT/wgmma.tap"
   if command -v compute-sanitizer >/dev/null; then
     stamp "memcheck of the attention tests with KILN_ATTENTION_KERNEL=wgmma"
     KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_WGMMA_MEMCHECK_TIMEOUT:-60} compute-sanitizer --tool memcheck --print-limit 10 \
-      $ava --tap --concurrency 2 --timeout 2m test/attention.test.ts > /tmp/kiln-wgmma-memcheck.txt 2>&1
+      $ava --tap --concurrency 2 --timeout 2m test/dtype-half.test.ts > /tmp/kiln-wgmma-memcheck.txt 2>&1
     echo "memcheck exit $? (124 = stopped at its time limit)"
     grep -E 'ERROR SUMMARY|========= (Invalid|Program hit|Error)' /tmp/kiln-wgmma-memcheck.txt | sort | uniq -c | head -20
     echo "memcheck tests: ok $(grep -c '^ok' /tmp/kiln-wgmma-memcheck.txt), not ok $(grep -c '^not ok' /tmp/kiln-wgmma-memcheck.txt)"

@@ -12,11 +12,12 @@
 //   S^T  = K_c Q^T      (64 keys x 64 queries, both operands from shared memory)
 //   dP^T = V_c dO^T
 //   P^T  = exp2(S^T scale log2 e - L), dS^T = P^T o (dP^T - D_i)   (in registers, masked)
-//   dV_c += P^T dO,  dK_c += dS^T Q   (P^T, dS^T as the register A operand: an accumulator tile is
-//                                      already an A fragment; dO, Q read n-contiguous)
-//   dS^T -> shared memory (this warpgroup's 64 x 64 box, 128-byte swizzle, double-buffered);
-//   after a barrier of both consumers: dQ[:, half c] = dS K[:, half c] over all 128 keys (dS read
-//   m-contiguous, K n-contiguous), added to the float32 accumulator with 16-byte atomics.
+//   P^T, dS^T -> shared memory (this warpgroup's 64 x 64 boxes, 128-byte swizzle; dS^T
+//                double-buffered), then a barrier of both consumers;
+//   dV_c += P^T dO,  dK_c += dS^T Q   (A: the P^T / dS^T box read k-contiguous; dO, Q read
+//                                      n-contiguous);
+//   dQ = dS K (dS read m-contiguous, K n-contiguous), split between the consumers by d columns
+//   (D = 128) or by keys (D = 64), added to the float32 accumulator with 16-byte atomics.
 // dK (scaled) and dV leave from the accumulators at the end.
 //
 // Shared-memory operand layouts (see sm90_common.cuh): every tile is made of 64 x 64-element boxes
@@ -176,15 +177,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmO);
-      // K and V once: boxes (d block, key row block); rows past Tk arrive as zeros.
+      // K and V once: boxes (d block, key row block); rows past Tk arrive as zeros (a row block
+      // wholly past Tk reloads block 0's rows, masked like them: see tma_row_block).
       mbar_arrive_expect_tx(kvFull, uint32_t(2 * S::kKV));
 #pragma unroll
       for (int d = 0; d < DB; ++d)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           const uint32_t o = uint32_t(d * 2 + r) * kBoxBytes;
-          tma_load(base + S::K + o, &tmK, d * kBox, j0 + r * kBox, bh, kvFull);
-          tma_load(base + S::V + o, &tmV, d * kBox, j0 + r * kBox, bh, kvFull);
+          tma_load(base + S::K + o, &tmK, d * kBox, tma_row_block(j0, r, Tk), bh, kvFull);
+          tma_load(base + S::V + o, &tmV, d * kBox, tma_row_block(j0, r, Tk), bh, kvFull);
         }
       uint32_t s = 0, phase = 0;
       for (int it = 0; it < nIter; ++it) {

@@ -150,19 +150,19 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
 
   if (wg == 0) {
-    // Producer. Every box is loaded whole (rows past Tq / Tk arrive as zeros), so each barrier
-    // expects the full tile's bytes.
+    // Producer. Every box is loaded whole (rows past Tq / Tk arrive as zeros; a row block wholly past
+    // the end reloads block 0, see tma_row_block), so each barrier expects the full tile's bytes.
     setmaxnreg_dec<kProducerRegs>();
     if (threadIdx.x == 0 && nkb > 0) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
       tma_prefetch_map(&tmV);
-      const int z = int(bh), r0 = int(i0);
+      const int z = int(bh), r0 = int(i0), Tq = int(p.Tq), Tk = int(p.Tk);
       mbar_arrive_expect_tx(qFull, S::kTile);
 #pragma unroll
       for (int d = 0; d < kDB; ++d)
 #pragma unroll
-        for (int r = 0; r < 2; ++r) tma_load(base + S::kQ + (2 * d + r) * kBoxBytes, &tmQ, d * kTmaBox, r0 + r * kTmaBox, z, qFull);
+        for (int r = 0; r < 2; ++r) tma_load(base + S::kQ + (2 * d + r) * kBoxBytes, &tmQ, d * kTmaBox, tma_row_block(r0, r, Tq), z, qFull);
       uint32_t s = 0, phase = 0;
       for (int jb = 0; jb < nkb; ++jb) {
         mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: both stages start free
@@ -172,12 +172,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int d = 0; d < kDB; ++d)
 #pragma unroll
-          for (int r = 0; r < 2; ++r) tma_load(sk + (2 * d + r) * kBoxBytes, &tmK, d * kTmaBox, j0 + r * kTmaBox, z, fullK(s));
+          for (int r = 0; r < 2; ++r) tma_load(sk + (2 * d + r) * kBoxBytes, &tmK, d * kTmaBox, tma_row_block(j0, r, Tk), z, fullK(s));
         mbar_arrive_expect_tx(fullV(s), S::kTile);
 #pragma unroll
         for (int d = 0; d < kDB; ++d)
 #pragma unroll
-          for (int r = 0; r < 2; ++r) tma_load(sv + (2 * d + r) * kBoxBytes, &tmV, d * kTmaBox, j0 + r * kTmaBox, z, fullV(s));
+          for (int r = 0; r < 2; ++r) tma_load(sv + (2 * d + r) * kBoxBytes, &tmV, d * kTmaBox, tma_row_block(j0, r, Tk), z, fullV(s));
         if (++s == uint32_t(kStages)) {
           s = 0;
           phase ^= 1u;

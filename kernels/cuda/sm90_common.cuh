@@ -82,15 +82,15 @@ __device__ __forceinline__ void mbar_wait_asm(uint32_t bar, uint32_t parity) {
       ".reg .pred p;\n"
       ".reg .u64 t0, t1, dt;\n"
       "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@p bra.uni KILN_WAIT_DONE;\n"
+      "@p bra KILN_WAIT_DONE;\n"
       "mov.u64 t0, %%globaltimer;\n"
       "KILN_WAIT_LOOP:\n"
       "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@p bra.uni KILN_WAIT_DONE;\n"
+      "@p bra KILN_WAIT_DONE;\n"
       "mov.u64 t1, %%globaltimer;\n"
       "sub.u64 dt, t1, t0;\n"
       "setp.gt.u64 p, dt, 20000000000;\n"
-      "@!p bra.uni KILN_WAIT_LOOP;\n"
+      "@!p bra KILN_WAIT_LOOP;\n"
       "trap;\n"
       "KILN_WAIT_DONE:\n"
       "}\n" ::"r"(bar),
@@ -105,6 +105,15 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, i
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
       : "memory");
 }
+// The first row to load for 64-row block r of a tile starting at row0 (< T) of a T-row matrix. A
+// block wholly past T loads block 0's rows again (data the kernels mask out: finite, unlike stale
+// shared memory), so that no TMA box lies wholly outside the tensor: only boxes partly outside it
+// (zero-filled past the edge) have been exercised on the hardware (gemm_sm90 skips the rest).
+__device__ __forceinline__ int tma_row_block(int row0, int r, int T) {
+  const int x = row0 + 64 * r;
+  return x < T ? x : row0;
+}
+
 __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
