@@ -261,6 +261,14 @@ std::string sm90_bwd(AttnDType t, const AttentionArgs& a, const void* q, const v
   std::string err = kiln::cuda::sm90_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
   return handled ? err : std::string(kNotTaken);
 }
+// The backward with dQ split by keys between the consumers (head dim 128; 64 always splits so).
+std::string sm90_bwd_keys(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                          const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  kiln::cuda::sm90_attention_set_dq_split(2);
+  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
+  kiln::cuda::sm90_attention_set_dq_split(1);
+  return err;
+}
 #endif
 
 // sm90: instead of fa2 and basic, check the Hopper kernels: forward alone (with fa2's backward),
@@ -344,6 +352,7 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
   if (sm90)
     paths = {{"wg-f", sm90_fwd, kiln::cuda::fa2_attention_backward},
              {"wg-b", kiln::cuda::fa2_attention_forward, sm90_bwd},
+             {"wg-bk", kiln::cuda::fa2_attention_forward, sm90_bwd_keys},
              {"wg", sm90_fwd, sm90_bwd}};
 #endif
   for (size_t path = 0; path < paths.size(); ++path) {
@@ -456,7 +465,10 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
   std::vector<Path> paths = {{"fa2", kiln::cuda::fa2_attention_forward, kiln::cuda::fa2_attention_backward}};
   if (withBasic) paths.push_back({"basic", kiln::cuda::basic_attention_forward, kiln::cuda::basic_attention_backward});
 #ifdef KILN_CHECK_SM90
-  if (withSm90) paths.push_back({"wg", sm90_fwd, sm90_bwd});
+  if (withSm90) {
+    paths.push_back({"wg", sm90_fwd, sm90_bwd});
+    if (D == 128) paths.push_back({"wg-k", sm90_fwd, sm90_bwd_keys});  // dQ split by keys
+  }
 #else
   (void)withSm90;
 #endif
@@ -572,7 +584,8 @@ int main(int argc, char** argv) {
   // until measured here), checked against the same references, then timed beside fa2.
   if (wgmma) {
     if (check) {
-      std::printf("wgmma (sm90) kernels: wg-f = sm90 forward + fa2 backward, wg-b = fa2 forward + sm90 backward, wg = both\n");
+      std::printf("wgmma (sm90) kernels: wg-f = sm90 forward + fa2 backward, wg-b = fa2 forward + sm90 backward, wg-bk = the\n"
+                  "same with dQ split by keys, wg = both sm90 (timing: wg-k = both, dQ split by keys)\n");
       std::mt19937_64 rng(42);
       for (const Case& c : cases) run_case(c, rng, true);
     }

@@ -498,13 +498,13 @@ def first_query_block(Tq, Tk, j0, causal):
     return (f // 64) * 64 if f > 0 else 0
 
 
-def backward(Q, K, V, dO, lse_in, Di_in, scale, causal, H, keyLens, first):
+def backward(Q, K, V, dO, lse_in, Di_in, scale, causal, H, keyLens, first, keySplit=False):
     BH, Tq, D = Q.shape
     Tk = K.shape[1]
     kKeys, kRows, kStages = 128, 64, 2
     S = bwd_plan(D)
     need(S["kAlloc"] <= SMEM_OPTIN_MAX, f"backward D={D}: {S['kAlloc']} B of shared memory")
-    kSplitKeys = D == 64
+    kSplitKeys = keySplit or D == 64  # the kernel's kKeySplit || D == 64
     DB, NQ = S["kDB"], (D if kSplitKeys else D // 2)
     sl2 = scale * LOG2E
     dqAcc = np.zeros(BH * Tq * D)  # the frame's cudaMemset
@@ -634,7 +634,8 @@ def backward(Q, K, V, dO, lse_in, Di_in, scale, causal, H, keyLens, first):
                     np.add.at(dqAcc, idx + u, val[w, u])
 
         steps = [[x for it in range(nIter) for x in ((lambda it=it: loaded[0] > it, lambda it=it, st=st: phase_a(st, it)),
-                                                       (lambda it=it: min(doneA) > it, lambda it=it, st=st: phase_b(st, it)))]
+                                                       (lambda it=it, st=st: (doneA[st["c"]] if kSplitKeys else min(doneA)) > it,
+                                                        lambda it=it, st=st: phase_b(st, it)))]
                  for st in cons]
         run_schedule(ready_load, steps, load, first)
         for st in cons:  # dK = scale * dka, dV = dva
@@ -670,14 +671,14 @@ def compare(name, got, want, tol=1e-10):
         f"{name}: {bad.sum()} of {bad.size} wrong ({int(np.isnan(got).sum())} NaN), first at {idx}: got {got[idx]!r} want {want[idx]!r}"
 
 
-def attention_case(D, Tq, Tk, causal, B, H, keyLens, first, rng):
+def attention_case(D, Tq, Tk, causal, B, H, keyLens, first, rng, keySplit=False):
     BH = B * H
     Q, K, V, dO = (rng.standard_normal((BH, T_, D)) for T_ in (Tq, Tk, Tk, Tq))
     scale = 1.0 / math.sqrt(D)
     kend = [Tk if keyLens is None else min(max(keyLens[b // H], 0), Tk) for b in range(BH)]
     O, lse, dQ, dK, dV = reference(Q, K, V, dO, scale, causal, kend)
     out, lse_e = forward(Q, K, V, scale, causal, H, keyLens, first)
-    dq, dk, dv = backward(Q, K, V, dO, lse, (dO * O).sum(-1), scale, causal, H, keyLens, first)
+    dq, dk, dv = backward(Q, K, V, dO, lse, (dO * O).sum(-1), scale, causal, H, keyLens, first, keySplit)
     worst, errs = 0.0, []
     for name, g, w in (("out", out, O), ("lse", lse_e, lse), ("dq", dq, dQ), ("dk", dk, dK), ("dv", dv, dV)):
         m, e = compare(name, g, w)
@@ -728,11 +729,14 @@ def main():
         cases = [(D, Tq, Tk, cz, 1, 2, None) for D in (64, 128) for cz in (False, True) for Tq, Tk in pairs]
         # key padding lengths: masked by the kernels, not dispatched to them (sm90_attention_unsupported)
         cases += [(D, 150, 150, cz, 2, 1, [100, 0]) for D in (64, 128) for cz in (False, True)]
+    # D = 128 again with the backward's dQ split by keys (kKeySplit; barrier local to each consumer).
+    cases = [c + (False,) for c in cases] + [c + (True,) for c in cases if c[0] == 128 and not c[6]]
     orders = [(0, 1)] if args.quick else [(0, 1), (1, 0)]
-    for n, ((D, Tq, Tk, cz, B, H, kl), first) in enumerate((c, o) for c in cases for o in orders):
+    for n, ((D, Tq, Tk, cz, B, H, kl, ks), first) in enumerate((c, o) for c in cases for o in orders):
         SMEM_RAW[0] = (16, 0, 1008)[n % 3]
-        report(f"attention D={D} Tq={Tq} Tk={Tk} causal={int(cz)} B*H={B * H}" + (f" keyLens={kl}" if kl else "") + f" order={first} smem@{SMEM_RAW[0]}",
-               lambda: attention_case(D, Tq, Tk, cz, B, H, kl, first, rng))
+        report(f"attention D={D} Tq={Tq} Tk={Tk} causal={int(cz)} B*H={B * H}" + (f" keyLens={kl}" if kl else "") + (" dQ-by-keys" if ks else "")
+               + f" order={first} smem@{SMEM_RAW[0]}",
+               lambda: attention_case(D, Tq, Tk, cz, B, H, kl, first, rng, ks))
     print(f"{'ALL OK' if failures == 0 else f'{failures} FAILED'} in {time.time() - t0:.1f} s")
     return 1 if failures else 0
 

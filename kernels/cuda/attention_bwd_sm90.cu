@@ -32,6 +32,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -126,17 +127,21 @@ __device__ __forceinline__ void atomic_add_block(float* base, float c0v, float c
 #endif  // KILN_SM90_DEVICE
 
 // tmQ, tmK, tmV, tmO: 3-d tensor maps (d, row, batch*head) of q, k, v, dout with 64 x 64 boxes.
-template <bool BF16, int D, bool kCausal>
+// kKeySplit: dQ split between the consumers by keys (else by d columns; D = 64 always splits by keys).
+template <bool BF16, int D, bool kCausal, bool kKeySplit>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_bwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                               const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmO, const Params p) {
 #ifdef KILN_SM90_DEVICE
   using S = Smem<D>;
   using T = std::conditional_t<BF16, __nv_bfloat16, __half>;
-  // dQ = dS K, split between the consumers: D = 128 by columns (each its 64-column d block, over all
-  // 128 keys); D = 64 by keys (each all 64 columns over its own 64 keys, both adding into dQ), so
-  // that every operand descriptor starts on a whole 64-column swizzle atom.
-  constexpr bool kSplitKeys = D == 64;
+  // dQ = dS K, split between the consumers by columns (each its 64-column d block over all 128 keys:
+  // the consumers meet at a barrier every query block, as each reads the other's dS^T) or by keys
+  // (each all D columns over its own 64 keys, both adding into dQ: twice the atomics, no barrier
+  // between the consumers). D = 64 always splits by keys, so that every operand descriptor starts
+  // on a whole 64-column swizzle atom. Which is faster for D = 128 is for a GPU to say
+  // (sm90_attention_set_dq_split, KILN_ATTENTION_SM90_DQ).
+  constexpr bool kSplitKeys = kKeySplit || D == 64;
   constexpr int DB = S::kDB, NQ = kSplitKeys ? D : D / 2;  // NQ: dQ columns per consumer
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
@@ -319,8 +324,10 @@ __global__ void __launch_bounds__(kThreads, 1)
             pack2<BF16>(st[x] * (dpt[x] - Db[q]), st[x + 1] * (dpt[x + 1] - Db[q + 1]));
       }
     fence_proxy_async();  // the generic-proxy stores above, before the async proxy (wgmma) reads them
-    // Both consumers' boxes are written (and fenced) before any multiplies them.
-    named_barrier(1, 256);
+    // The boxes are written (and fenced) before any reader multiplies them: both consumers' when
+    // each reads the other's dS^T (column split), else this warpgroup's own.
+    if (kSplitKeys) named_barrier(2 + c, 128);
+    else named_barrier(1, 256);
 
     // dV_c += P^T dO and dK_c += dS^T Q: A = the P^T / dS^T box read k-contiguous (k = 16 queries a
     // step, 32 bytes along the rows); B = dO / Q n-contiguous (d), k = 16 query rows a step (2 KiB),
@@ -391,17 +398,31 @@ using gemm_detail::launched;
 
 constexpr int64_t kMaxRows = (int64_t(1) << 31) - 1024;  // TMA coordinates are int32
 
-template <bool BF16, int D, bool kCausal>
+template <bool BF16, int D, bool kCausal, bool kKeySplit>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO, const Params& p,
                    bool& ran) {
-  auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal>;
+  auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit>;
   constexpr size_t smem = Smem<D>::kAlloc;
-  if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal>>(smem)) return "";
+  if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit>>(smem)) return "";
   const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
   if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
   ran = true;
   kernel<<<unsigned(blocks), kThreads, smem>>>(tmQ, tmK, tmV, tmO, p);
   return launched();
+}
+
+// The dQ split for D = 128: 1 columns (the default), 2 keys; KILN_ATTENTION_SM90_DQ=keys|cols sets
+// the process default, sm90_attention_set_dq_split overrides it (the check program times both).
+std::atomic<int> g_dqSplit{0};  // 0: not chosen yet
+int dq_split() {
+  int v = g_dqSplit.load(std::memory_order_relaxed);
+  if (v == 0) {
+    const char* e = std::getenv("KILN_ATTENTION_SM90_DQ");
+    v = e && std::strcmp(e, "keys") == 0 ? 2 : 1;
+    int expected = 0;
+    if (!g_dqSplit.compare_exchange_strong(expected, v)) v = expected;
+  }
+  return v;
 }
 
 template <bool BF16, int D>
@@ -425,16 +446,24 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
   p.dqAcc = dqAcc;
   p.dk = dk;
   p.dv = dv;
-  return a.causal ? launch<BF16, D, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, false>(tmQ, tmK, tmV, tmO, p, ran);
+  if constexpr (D == 64) {  // always split by keys
+    return a.causal ? launch<BF16, D, true, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, false, true>(tmQ, tmK, tmV, tmO, p, ran);
+  } else {
+    const bool keys = dq_split() == 2;
+    if (a.causal) return keys ? launch<BF16, D, true, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, true, false>(tmQ, tmK, tmV, tmO, p, ran);
+    return keys ? launch<BF16, D, false, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, false, false>(tmQ, tmK, tmV, tmO, p, ran);
+  }
 }
 
 template <bool BF16, int D>
 bool has_image() {
-  return sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, false>>(Smem<D>::kAlloc) &&
-         sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, true>>(Smem<D>::kAlloc);
+  return sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, false, D == 64>>(Smem<D>::kAlloc) &&
+         sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, true, D == 64>>(Smem<D>::kAlloc);
 }
 
 }  // namespace
+
+void sm90_attention_set_dq_split(int mode) { g_dqSplit.store(mode == 2 ? 2 : mode == 1 ? 1 : 0); }
 
 bool sm90_attention_enabled() {
   static const bool on = [] {

@@ -21,6 +21,11 @@ bool sm90_attention_enabled();
 // rows the TMA unit can address), otherwise why not.
 std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs& a, const void* const* ptrs, int nptrs);
 
+// How the backward splits dQ = dS K between its two consumer warpgroups for head dim 128 (64 always
+// splits by keys): 1 by d columns (the default), 2 by keys, 0 back to the process default
+// (KILN_ATTENTION_SM90_DQ=keys|cols). For measuring both; see attention_bwd_sm90.cu.
+void sm90_attention_set_dq_split(int mode);
+
 // Same contracts as attention_api.h's entry points. `handled` is false, and nothing ran, when the
 // call is not supported or the device has no sm_90a image: the caller then runs the fa2 kernels.
 std::string sm90_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
