@@ -86,6 +86,10 @@ if has wgmma; then
   fi
   stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=wgmma"
   KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench attention --device cuda 2>&1 | tail -15
+  # The alternative schedules the check program also times (pipelined forward, dQ split by keys).
+  stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=wgmma KILN_ATTENTION_SM90_FWD=pipe KILN_ATTENTION_SM90_DQ=keys"
+  KILN_ATTENTION_KERNEL=wgmma KILN_ATTENTION_SM90_FWD=pipe KILN_ATTENTION_SM90_DQ=keys timeout ${KILN_GPU_BENCH_TIMEOUT:-90} \
+    node dist/src/cli/main.js bench attention --device cuda 2>&1 | tail -15
 fi
 
 if has bench; then

@@ -261,6 +261,13 @@ std::string sm90_bwd(AttnDType t, const AttentionArgs& a, const void* q, const v
   std::string err = kiln::cuda::sm90_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
   return handled ? err : std::string(kNotTaken);
 }
+// The forward with the pipelined consumers (softmax of tile j beside P V of tile j - 1).
+std::string sm90_fwd_pipe(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
+  kiln::cuda::sm90_attention_set_fwd_pipeline(2);
+  std::string err = sm90_fwd(t, a, q, k, v, out, lse);
+  kiln::cuda::sm90_attention_set_fwd_pipeline(1);
+  return err;
+}
 // The backward with dQ split by keys between the consumers (head dim 128; 64 always splits so).
 std::string sm90_bwd_keys(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
                           const void* dout, const float* lse, void* dq, void* dk, void* dv) {
@@ -351,6 +358,7 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
 #ifdef KILN_CHECK_SM90
   if (sm90)
     paths = {{"wg-f", sm90_fwd, kiln::cuda::fa2_attention_backward},
+             {"wg-fp", sm90_fwd_pipe, kiln::cuda::fa2_attention_backward},
              {"wg-b", kiln::cuda::fa2_attention_forward, sm90_bwd},
              {"wg-bk", kiln::cuda::fa2_attention_forward, sm90_bwd_keys},
              {"wg", sm90_fwd, sm90_bwd}};
@@ -467,6 +475,7 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
 #ifdef KILN_CHECK_SM90
   if (withSm90) {
     paths.push_back({"wg", sm90_fwd, sm90_bwd});
+    paths.push_back({"wg-p", sm90_fwd_pipe, sm90_bwd});                    // pipelined forward
     if (D == 128) paths.push_back({"wg-k", sm90_fwd, sm90_bwd_keys});  // dQ split by keys
   }
 #else
@@ -584,8 +593,9 @@ int main(int argc, char** argv) {
   // until measured here), checked against the same references, then timed beside fa2.
   if (wgmma) {
     if (check) {
-      std::printf("wgmma (sm90) kernels: wg-f = sm90 forward + fa2 backward, wg-b = fa2 forward + sm90 backward, wg-bk = the\n"
-                  "same with dQ split by keys, wg = both sm90 (timing: wg-k = both, dQ split by keys)\n");
+      std::printf("wgmma (sm90) kernels: wg-f = sm90 forward + fa2 backward (wg-fp: the pipelined forward), wg-b = fa2\n"
+                  "forward + sm90 backward (wg-bk: dQ split by keys), wg = both sm90 (timing: wg-p with the pipelined\n"
+                  "forward, wg-k with dQ split by keys)\n");
       std::mt19937_64 rng(42);
       for (const Case& c : cases) run_case(c, rng, true);
     }

@@ -322,14 +322,14 @@ def reference(Q, K, V, dO, scale, causal, kend):
 # ------------------------------------------------------------------ attention_fwd_sm90.cu
 
 
-def forward(Q, K, V, scale, causal, H, keyLens, first):
+def forward(Q, K, V, scale, causal, H, keyLens, first, pipe=False):
     BH, Tq, D = Q.shape
     Tk = K.shape[1]
     kRows = kKeys = 128
     kStages, kDB = 2, D // 64
     kTile = kDB * 2 * BOX_BYTES                      # Smem<D>
     kQ, kK0, kBars = 0, kTile, kTile * (1 + 2 * kStages)
-    kAlloc = kBars + 8 * (1 + 3 * kStages) + 1024
+    kAlloc = kBars + 8 * (1 + 4 * kStages) + 1024
     need(kAlloc <= SMEM_OPTIN_MAX, f"forward D={D}: {kAlloc} B of shared memory")
     sl2 = scale * LOG2E
     out, lse = np.full(BH * Tq * D, np.nan), np.full(BH * Tq, np.nan)
@@ -358,93 +358,148 @@ def forward(Q, K, V, scale, causal, H, keyLens, first):
                 for r in range(2):
                     sm.tma_load(base + kQ + (2 * d + r) * BOX_BYTES, Q, d * 64, tma_row_block(i0, r, Tq), bh, qFull,
                                 (base + kQ, base + kQ + kTile))
-        loaded, done = [0], [0, 0]
+        loadedK, loadedV, doneK, doneV = [0], [0], [0, 0], [0, 0]
 
-        def load():  # producer: key tile jb into stage s
-            jb = loaded[0]
-            s, j0 = jb % kStages, jb * kKeys
-            sk = stageK(s)
-            sv = sk + kTile
-            fullK[s].expect(kTile)
-            for d in range(kDB):
-                for r in range(2):
-                    sm.tma_load(sk + (2 * d + r) * BOX_BYTES, K, d * 64, tma_row_block(j0, r, Tk), bh, fullK[s], (sk, sk + kTile))
-            fullV[s].expect(kTile)
-            for d in range(kDB):
-                for r in range(2):
-                    sm.tma_load(sv + (2 * d + r) * BOX_BYTES, V, d * 64, tma_row_block(j0, r, Tk), bh, fullV[s], (sv, sv + kTile))
-            loaded[0] += 1
+        def readyK():  # emptyK(s) completes when both consumers released K of tile n - kStages
+            n = loadedK[0]
+            return n < nkb and (n < kStages or min(doneK) >= n - kStages + 1)
 
-        def ready_load():  # empty(s) completes when both consumers finished tile jb - kStages
-            n = loaded[0]
-            return n < nkb and (n < kStages or min(done) >= n - kStages + 1)
+        def readyV():
+            n = loadedV[0]
+            return n < nkb and (n < kStages or min(doneV) >= n - kStages + 1)
+
+        def load():  # producer: thread 0 the K ring, thread 32 the V ring (whichever may go)
+            if readyK():
+                jb = loadedK[0]
+                s, j0 = jb % kStages, jb * kKeys
+                sk = stageK(s)
+                fullK[s].expect(kTile)
+                for d in range(kDB):
+                    for r in range(2):
+                        sm.tma_load(sk + (2 * d + r) * BOX_BYTES, K, d * 64, tma_row_block(j0, r, Tk), bh, fullK[s], (sk, sk + kTile))
+                loadedK[0] += 1
+            else:
+                jb = loadedV[0]
+                s, j0 = jb % kStages, jb * kKeys
+                sv = stageK(s) + kTile
+                fullV[s].expect(kTile)
+                for d in range(kDB):
+                    for r in range(2):
+                        sm.tma_load(sv + (2 * d + r) * BOX_BYTES, V, d * 64, tma_row_block(j0, r, Tk), bh, fullV[s], (sv, sv + kTile))
+                loadedV[0] += 1
 
         cons = []
         for c in range(2):
             row0 = i0 + 64 * c
+            lastSeen = min(row0 + 63, Tq - 1) + off
+            rowsLive = row0 < Tq
+            nAct = 0 if (not rowsLive or (causal and lastSeen < 0)) else (min(nkb, lastSeen // kKeys + 1) if causal else nkb)
             cons.append(dict(c=c, o=np.zeros((128, D // 2)), mrow=np.full((128, 2), -np.inf), lrow=np.zeros((128, 2)),
-                             row0=row0, rowsLive=row0 < Tq, diag0=row0 + off, lastSeen=min(row0 + 63, Tq - 1) + off,
-                             qA=base + kQ + c * BOX_BYTES))
+                             row0=row0, diag0=row0 + off, nAct=nAct, qA=base + kQ + c * BOX_BYTES, pa=None, alpha=None))
         rq = 16 * WARP + G4
 
-        def step(st, jb):
-            c = st["c"]
-            s, j0 = jb % kStages, jb * kKeys
+        def s_step(st, jb):  # S(jb) = Q K(jb)^T, K released, softmax (alpha pending), P packed
+            c, s, j0 = st["c"], jb % kStages, jb * kKeys
             sk = stageK(s)
-            sv = sk + kTile
             qFull.complete()
             fullK[s].complete()
-            if st["rowsLive"] and (not causal or j0 <= st["lastSeen"]):
-                diag0 = st["diag0"]
-                sc = np.zeros((128, kKeys // 2))
-                descQ, descK = smem_desc(st["qA"], 16, 1024), smem_desc(sk, 16, 1024)
-                for kk in range(D // 16):
-                    stp = (kk // 4) * 2 * BOX_BYTES + (kk % 4) * 32
-                    sc = wgmma_ss(sm, sc, kKeys, descQ + (stp >> 4), descK + (stp >> 4), 0, 0, kk > 0, f"fwd S (c{c} jb{jb} kk{kk})")
-                if j0 + kKeys > kend or (causal and j0 + kKeys - 1 > diag0):
-                    kLimit = min(kend - j0, kKeys)
-                    for h in range(2):
-                        lim = np.full(128, kLimit)
-                        if causal: lim = np.minimum(lim, min(diag0 - j0, 2 * kKeys) + rq + 8 * h + 1)
-                        lim = lim - 2 * T4
-                        for i in range(kKeys // 8):
-                            for e in range(2):
-                                x = 4 * i + 2 * h + e
-                                sc[:, x] = np.where(8 * i + e >= lim, -np.inf, sc[:, x])
-                o, mrow, lrow = st["o"], st["mrow"], st["lrow"]
+            diag0 = st["diag0"]
+            sc = np.zeros((128, kKeys // 2))
+            descQ, descK = smem_desc(st["qA"], 16, 1024), smem_desc(sk, 16, 1024)
+            for kk in range(D // 16):
+                stp = (kk // 4) * 2 * BOX_BYTES + (kk % 4) * 32
+                sc = wgmma_ss(sm, sc, kKeys, descQ + (stp >> 4), descK + (stp >> 4), 0, 0, kk > 0, f"fwd S (c{c} jb{jb} kk{kk})")
+            doneK[c] += 1  # emptyK(s): the S product has read K(jb)
+            if j0 + kKeys > kend or (causal and j0 + kKeys - 1 > diag0):
+                kLimit = min(kend - j0, kKeys)
                 for h in range(2):
-                    mx = np.full(128, -np.inf)
-                    for i in range(kKeys // 8):
-                        mx = np.fmax(mx, np.fmax(sc[:, 4 * i + 2 * h], sc[:, 4 * i + 2 * h + 1]))
-                    mx = np.fmax(mx, shfl_xor(mx, 1))
-                    mx = np.fmax(mx, shfl_xor(mx, 2))
-                    mnew = np.fmax(mrow[:, h], mx)
-                    mu = np.where(mnew == -np.inf, 0.0, mnew)
-                    alpha = np.exp2((mrow[:, h] - mu) * sl2)
-                    mrow[:, h] = mnew
-                    ms = mu * sl2
-                    tot = np.zeros(128)
+                    lim = np.full(128, kLimit)
+                    if causal: lim = np.minimum(lim, min(diag0 - j0, 2 * kKeys) + rq + 8 * h + 1)
+                    lim = lim - 2 * T4
                     for i in range(kKeys // 8):
                         for e in range(2):
                             x = 4 * i + 2 * h + e
-                            sc[:, x] = np.exp2(sc[:, x] * sl2 - ms)
-                            tot = tot + sc[:, x]
-                    lrow[:, h] = lrow[:, h] * alpha + tot
-                    for i in range(D // 8):
-                        o[:, 4 * i + 2 * h] *= alpha
-                        o[:, 4 * i + 2 * h + 1] *= alpha
-                # pa[kc] = {pack(sc[8kc], sc[8kc+1]), ..., pack(sc[8kc+6], sc[8kc+7])}
-                pa = [np.stack([sc[:, 8 * kc + 2 * u:8 * kc + 2 * u + 2] for u in range(4)], axis=1) for kc in range(kKeys // 16)]
-                fullV[s].complete()
-                descV = smem_desc(sv, 2 * BOX_BYTES, 1024)
-                for kc in range(kKeys // 16):
-                    o = wgmma_rs(sm, o, D, pa[kc], descV + (((kc // 4) * BOX_BYTES + (kc % 4) * 2048) >> 4), 1, f"fwd PV (c{c} jb{jb} kc{kc})")
-                st["o"] = o
-            else:
-                fullV[s].complete()
-            done[c] += 1
+                            sc[:, x] = np.where(8 * i + e >= lim, -np.inf, sc[:, x])
+            mrow, lrow = st["mrow"], st["lrow"]
+            alpha = np.zeros((128, 2))
+            for h in range(2):
+                mx = np.full(128, -np.inf)
+                for i in range(kKeys // 8):
+                    mx = np.fmax(mx, np.fmax(sc[:, 4 * i + 2 * h], sc[:, 4 * i + 2 * h + 1]))
+                mx = np.fmax(mx, shfl_xor(mx, 1))
+                mx = np.fmax(mx, shfl_xor(mx, 2))
+                mnew = np.fmax(mrow[:, h], mx)
+                mu = np.where(mnew == -np.inf, 0.0, mnew)
+                alpha[:, h] = np.exp2((mrow[:, h] - mu) * sl2)
+                mrow[:, h] = mnew
+                ms = mu * sl2
+                tot = np.zeros(128)
+                for i in range(kKeys // 8):
+                    for e in range(2):
+                        x = 4 * i + 2 * h + e
+                        sc[:, x] = np.exp2(sc[:, x] * sl2 - ms)
+                        tot = tot + sc[:, x]
+                lrow[:, h] = lrow[:, h] * alpha[:, h] + tot
+            # pa[kc] = {pack(sc[8kc], sc[8kc+1]), ..., pack(sc[8kc+6], sc[8kc+7])}
+            return alpha, [np.stack([sc[:, 8 * kc + 2 * u:8 * kc + 2 * u + 2] for u in range(4)], axis=1) for kc in range(kKeys // 16)]
 
-        steps = [[(lambda jb=jb: loaded[0] > jb, lambda jb=jb, st=st: step(st, jb)) for jb in range(nkb)] for st in cons]
+        def rescale(st, alpha):
+            o = st["o"]
+            for i in range(D // 8):
+                for h in range(2):
+                    o[:, 4 * i + 2 * h] *= alpha[:, h]
+                    o[:, 4 * i + 2 * h + 1] *= alpha[:, h]
+
+        def pv_step(st, jb, pa):  # O += P(jb) V(jb), V released
+            c, s = st["c"], jb % kStages
+            sv = stageK(s) + kTile
+            fullV[s].complete()
+            descV = smem_desc(sv, 2 * BOX_BYTES, 1024)
+            o = st["o"]
+            for kc in range(kKeys // 16):
+                o = wgmma_rs(sm, o, D, pa[kc], descV + (((kc // 4) * BOX_BYTES + (kc % 4) * 2048) >> 4), 1, f"fwd PV (c{c} jb{jb} kc{kc})")
+            st["o"] = o
+            doneV[c] += 1
+
+        def simple(st, jb):
+            alpha, pa = s_step(st, jb)
+            rescale(st, alpha)
+            st["pa"] = pa
+
+        def pipe_s(st, jb):  # S(jb) and its softmax; P(jb - 1) V(jb - 1) follows before the rescale
+            st["alpha"], st["pn"] = s_step(st, jb)
+
+        def pipe_pv(st, jb):  # P(jb) V(jb), then (pipelined) O *= alpha(jb + 1) and P(jb + 1) takes over
+            pv_step(st, jb, st["pa"])
+            if jb + 1 < st["nAct"]:
+                rescale(st, st["alpha"])
+                st["pa"] = st["pn"]
+
+        def skip_k(st, jb):
+            fullK[jb % kStages].complete()
+            doneK[st["c"]] += 1
+
+        def skip_v(st, jb):
+            fullV[jb % kStages].complete()
+            doneV[st["c"]] += 1
+
+        def rk(jb): return lambda: loadedK[0] > jb
+        def rv(jb): return lambda: loadedV[0] > jb
+        steps = []
+        for st in cons:
+            n, seq = st["nAct"], []
+            if not pipe:
+                for jb in range(n):
+                    seq += [(rk(jb), lambda jb=jb, st=st: simple(st, jb)), (rv(jb), lambda jb=jb, st=st: pv_step(st, jb, st["pa"]))]
+            elif n > 0:
+                seq.append((rk(0), lambda st=st: (lambda a, p_: (st.update(pa=p_)))(*s_step(st, 0))))
+                for jb in range(1, n):
+                    seq += [(rk(jb), lambda jb=jb, st=st: pipe_s(st, jb)), (rv(jb - 1), lambda jb=jb, st=st: pipe_pv(st, jb - 1))]
+                seq.append((rv(n - 1), lambda st=st, n=n: pipe_pv(st, n - 1)))
+            for jb in range(n, nkb):
+                seq += [(rk(jb), lambda jb=jb, st=st: skip_k(st, jb)), (rv(jb), lambda jb=jb, st=st: skip_v(st, jb))]
+            steps.append(seq)
+        ready_load = lambda: readyK() or readyV()
         run_schedule(ready_load, steps, load, first)
         for st in cons:  # epilogue: O / l and lse straight from the accumulators
             for h in range(2):
@@ -678,9 +733,11 @@ def attention_case(D, Tq, Tk, causal, B, H, keyLens, first, rng, keySplit=False)
     kend = [Tk if keyLens is None else min(max(keyLens[b // H], 0), Tk) for b in range(BH)]
     O, lse, dQ, dK, dV = reference(Q, K, V, dO, scale, causal, kend)
     out, lse_e = forward(Q, K, V, scale, causal, H, keyLens, first)
+    outp, lsep = forward(Q, K, V, scale, causal, H, keyLens, first, pipe=True)  # the kPipe schedule
     dq, dk, dv = backward(Q, K, V, dO, lse, (dO * O).sum(-1), scale, causal, H, keyLens, first, keySplit)
     worst, errs = 0.0, []
-    for name, g, w in (("out", out, O), ("lse", lse_e, lse), ("dq", dq, dQ), ("dk", dk, dK), ("dv", dv, dV)):
+    for name, g, w in (("out", out, O), ("lse", lse_e, lse), ("out (pipelined)", outp, O), ("lse (pipelined)", lsep, lse),
+                       ("dq", dq, dQ), ("dk", dk, dK), ("dv", dv, dV)):
         m, e = compare(name, g, w)
         worst = max(worst, m) if not math.isnan(m) else m
         if e: errs.append(e)

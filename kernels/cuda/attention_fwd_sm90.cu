@@ -5,15 +5,20 @@
 // tensor-memory-access unit (TMA), in the manner of FlashAttention-3.
 //
 // A block of 384 threads owns 128 query rows of one (batch, head). Warpgroup 0 is the producer:
-// thread 0 loads the Q tile once, then each 128-key tile of K and of V into a 2-stage ring, K and V
-// of a stage on their own "full" mbarriers (so S = Q K^T starts before V has landed) and one
-// "empty" mbarrier per stage (one arrival per consumer warp once its P V products are done).
+// it loads the Q tile once, then each 128-key tile of K and of V into a 2-stage ring, K and V of a
+// stage on their own "full" and "empty" mbarriers (so S = Q K^T starts before V has landed; an
+// empty barrier takes one arrival per consumer warp once its products have read the tile).
 // Warpgroups 1 and 2 are the consumers, 64 query rows each; per key tile:
 //   S = Q_c K^T     (64 x 128, float32, wgmma m64n128k16: Q and K both k-contiguous in shared memory)
 //   mask, online softmax on exp2 in the accumulators (row max / sum across the 4 lanes of a quad)
 //   O += P V        (64 x D, wgmma m64nDk16 with P from registers: an accumulator tile packed in
 //                    pairs is already the A operand; V is read n-contiguous, the transpose bit set)
 // and at the end O / l goes straight from the accumulators to global memory, lse from lane 0 of a quad.
+// Two consumer schedules (KILN_ATTENTION_SM90_FWD, sm90_attention_set_fwd_pipeline; a GPU run is to
+// pick): one tile at a time, or pipelined as FlashAttention-3 does within a warpgroup (S(j) and
+// P(j-1) V(j-1) in flight together, the softmax of S(j) beside the latter). K and V stages are
+// released separately (emptyK / emptyV), so K(j+1) can load while V(j) is still being read; thread
+// 0 of the producer loads Q and the K ring, thread 32 the V ring.
 //
 // Shared-memory layout (see sm90_common.cuh): every tile is 128 rows x D of 64 x 64-element boxes
 // (8 KiB each, 1 KiB-aligned, 128-byte swizzle), box (d block, 64-row block) at (2 d + r) * 8 KiB,
@@ -30,8 +35,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -64,7 +71,7 @@ struct Smem {
   static constexpr uint32_t kQ = 0;
   static constexpr uint32_t kK0 = kTile;                  // stage s: K at kK0 + 2 s kTile, V kTile after it
   static constexpr uint32_t kBars = kTile * (1 + 2 * kStages);
-  static constexpr int kNumBars = 1 + 3 * kStages;        // qFull, fullK[s], fullV[s], empty[s]
+  static constexpr int kNumBars = 1 + 4 * kStages;        // qFull, fullK[s], fullV[s], emptyK[s], emptyV[s]
   static constexpr size_t kAlloc = size_t(kBars) + 8 * kNumBars + 1024;  // + slack to align the base
 };
 
@@ -104,7 +111,8 @@ __device__ __forceinline__ float exp2_approx(float x) {
 #endif  // KILN_SM90_DEVICE
 
 // tmQ: (D, Tq, B*H), tmK / tmV: (D, Tk, B*H), 64 x 64 boxes with the 128-byte swizzle (sm90_tma.h).
-template <bool BF16, int D, bool kCausal>
+// kPipe: overlap each tile's softmax with the previous tile's P V (else one tile at a time).
+template <bool BF16, int D, bool kCausal, bool kPipe>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                               const __grid_constant__ CUtensorMap tmV, const Params p) {
@@ -117,7 +125,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t qFull = bars;
   auto fullK = [&](uint32_t s) { return bars + 8u * (1 + s); };
   auto fullV = [&](uint32_t s) { return bars + 8u * (1 + kStages + s); };
-  auto empty = [&](uint32_t s) { return bars + 8u * (1 + 2 * kStages + s); };
+  auto emptyK = [&](uint32_t s) { return bars + 8u * (1 + 2 * kStages + s); };
+  auto emptyV = [&](uint32_t s) { return bars + 8u * (1 + 3 * kStages + s); };
   auto stageK = [&](uint32_t s) { return base + S::kK0 + 2u * s * S::kTile; };
 
   const int wg = int(threadIdx.x) / 128;
@@ -142,7 +151,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (uint32_t s = 0; s < uint32_t(kStages); ++s) {
       mbar_init(fullK(s), 1);
       mbar_init(fullV(s), 1);
-      mbar_init(empty(s), kConsumers * 4);  // one arrival per consumer warp
+      mbar_init(emptyK(s), kConsumers * 4);  // one arrival per consumer warp
+      mbar_init(emptyV(s), kConsumers * 4);
     }
     mbar_init_fence();
   }
@@ -152,11 +162,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Producer. Every box is loaded whole (rows past Tq / Tk arrive as zeros; a row block wholly past
     // the end reloads block 0, see tma_row_block), so each barrier expects the full tile's bytes.
     setmaxnreg_dec<kProducerRegs>();
+    // Thread 0 loads Q, then the K ring; thread 32 the V ring. K and V stages are released apart
+    // (emptyK / emptyV): with the pipelined consumers K(j) is done one tile before V(j).
+    const int z = int(bh), Tk = int(p.Tk);
     if (threadIdx.x == 0 && nkb > 0) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
-      tma_prefetch_map(&tmV);
-      const int z = int(bh), r0 = int(i0), Tq = int(p.Tq), Tk = int(p.Tk);
+      const int r0 = int(i0), Tq = int(p.Tq);
       mbar_arrive_expect_tx(qFull, S::kTile);
 #pragma unroll
       for (int d = 0; d < kDB; ++d)
@@ -164,14 +176,26 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int r = 0; r < 2; ++r) tma_load(base + S::kQ + (2 * d + r) * kBoxBytes, &tmQ, d * kTmaBox, tma_row_block(r0, r, Tq), z, qFull);
       uint32_t s = 0, phase = 0;
       for (int jb = 0; jb < nkb; ++jb) {
-        mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: both stages start free
+        mbar_wait(emptyK(s), phase ^ 1u);  // a fresh barrier passes parity 1: both stages start free
         const int j0 = jb * kKeys;
-        const uint32_t sk = stageK(s), sv = sk + S::kTile;
+        const uint32_t sk = stageK(s);
         mbar_arrive_expect_tx(fullK(s), S::kTile);
 #pragma unroll
         for (int d = 0; d < kDB; ++d)
 #pragma unroll
           for (int r = 0; r < 2; ++r) tma_load(sk + (2 * d + r) * kBoxBytes, &tmK, d * kTmaBox, tma_row_block(j0, r, Tk), z, fullK(s));
+        if (++s == uint32_t(kStages)) {
+          s = 0;
+          phase ^= 1u;
+        }
+      }
+    } else if (threadIdx.x == 32 && nkb > 0) {
+      tma_prefetch_map(&tmV);
+      uint32_t s = 0, phase = 0;
+      for (int jb = 0; jb < nkb; ++jb) {
+        mbar_wait(emptyV(s), phase ^ 1u);
+        const int j0 = jb * kKeys;
+        const uint32_t sv = stageK(s) + S::kTile;
         mbar_arrive_expect_tx(fullV(s), S::kTile);
 #pragma unroll
         for (int d = 0; d < kDB; ++d)
@@ -208,110 +232,195 @@ __global__ void __launch_bounds__(kThreads, 1)
     sm90::mbar_wait_asm(qFull, 0);
     __syncwarp();
   }
-  uint32_t s = 0, phase = 0;
-  for (int jb = 0; jb < nkb; ++jb) {
-    const int j0 = jb * kKeys;
-    const uint32_t sk = stageK(s), sv = sk + S::kTile;
-    // A warpgroup past the last row, or (causal) whose last row sees none of these keys, skips the
-    // products and the softmax (not the barrier waits and arrivals). Uniform across the warpgroup.
-    const bool active = rowsLive && (!kCausal || j0 <= lastSeen);
-    sm90::mbar_wait_asm(fullK(s), phase);
-    __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
-    if (active) {
-      float sc[kKeys / 2];
+  // The K and V rings' positions (stage, parity), each advanced once per key tile.
+  uint32_t sK = 0, phK = 0, sV = 0, phV = 0;
+  auto next = [](uint32_t& st, uint32_t& ph) {
+    if (++st == uint32_t(kStages)) {
+      st = 0;
+      ph ^= 1u;
+    }
+  };
+  auto release = [&](uint32_t bar) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bar);
+  };
+  // S = Q_c K^T into sc (issued, not waited): k16 step kk is 32 bytes along the rows of d block kk / 4
+  // (both operands k-contiguous).
+  auto issue_s = [&](float (&sc)[kKeys / 2], uint32_t sk) {
+    const uint64_t descQ = smem_desc(qA, 16, 1024), descK = smem_desc(sk, 16, 1024);
+    wgmma_fence();
 #pragma unroll
-      for (int i = 0; i < kKeys / 2; ++i) sc[i] = 0.f;
-      // S = Q_c K^T: k16 step kk is 32 bytes along the rows of d block kk / 4 (both operands k-contiguous).
-      const uint64_t descQ = smem_desc(qA, 16, 1024), descK = smem_desc(sk, 16, 1024);
-      wgmma_fence();
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint32_t step = uint32_t(kk / 4) * 2 * kBoxBytes + uint32_t(kk % 4) * 32;
+      sm90::wgmma_ss<kKeys, BF16, 0, 0>(sc, descQ + (step >> 4), descK + (step >> 4), kk > 0 ? 1 : 0);
+    }
+    wgmma_commit();
+  };
+  // O += P V (issued, not waited): V is n-contiguous (d within a row), a k16 step is 16 key rows
+  // (2 KiB) of row block kc / 4, the next 64 d columns are the next d block's boxes (leading byte
+  // offset). The descriptors are computed first (pv_descs) and the caller has fenced o (fence_acc),
+  // both at a point where no other product is in flight: ptxas serializes the MMAs when a register a
+  // product reads is written while another product is pending.
+  auto pv_descs = [&](uint32_t sv, uint64_t (&dv)[kKeys / 16]) {
+    const uint64_t descV = smem_desc(sv, 2 * kBoxBytes, 1024);
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t step = uint32_t(kk / 4) * 2 * kBoxBytes + uint32_t(kk % 4) * 32;
-        sm90::wgmma_ss<kKeys, BF16, 0, 0>(sc, descQ + (step >> 4), descK + (step >> 4), kk > 0 ? 1 : 0);
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_acc(sc);
-
-      const bool needMask = j0 + kKeys > kendI || (kCausal && j0 + kKeys - 1 > diag0);
-      if (needMask) {
-        // Key column col of row r (0..63) is hidden iff col >= kendI - j0 or (causal) col - r > diag0 - j0,
-        // so iff col >= lim(r); per row, lim less this lane's column offset 2 t4 is compared with 8i + e.
-        // Both differences fit an int: j0 < kendI, and an active warpgroup has diag0 - j0 >= -63.
-        const int kLimit = min(kendI - j0, kKeys);
+    for (int kc = 0; kc < kKeys / 16; ++kc) dv[kc] = descV + ((uint32_t(kc / 4) * kBoxBytes + uint32_t(kc % 4) * 2048) >> 4);
+  };
+  auto issue_pv = [&](const uint32_t (&pa)[kKeys / 16][4], const uint64_t (&dv)[kKeys / 16]) {
+    wgmma_fence();
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          int lim = kLimit;
-          if (kCausal) lim = min(lim, min(diag0 - j0, 2 * kKeys) + rq + 8 * h + 1);
-          lim -= 2 * t4;
-#pragma unroll
-          for (int i = 0; i < kKeys / 8; ++i)
-#pragma unroll
-            for (int e = 0; e < 2; ++e)
-              if (8 * i + e >= lim) sc[4 * i + 2 * h + e] = -INFINITY;
-        }
-      }
-      // Online softmax on exp2 (scale > 0, so max(s) gives max(scale s)).
+    for (int kc = 0; kc < kKeys / 16; ++kc) sm90::wgmma_rs<D, BF16, 1>(o, pa[kc], dv[kc], 1);
+    wgmma_commit();
+  };
+  // Mask and online softmax on exp2 (scale > 0, so max(s) gives max(scale s)) for the tile at key
+  // j0: sc becomes P in place; alpha[h] is the factor O's row h must be scaled by before P V of this
+  // tile is added.
+  auto softmax = [&](float (&sc)[kKeys / 2], int j0, float (&alpha)[2]) {
+    const bool needMask = j0 + kKeys > kendI || (kCausal && j0 + kKeys - 1 > diag0);
+    if (needMask) {
+      // Key column col of row r (0..63) is hidden iff col >= kendI - j0 or (causal) col - r > diag0 - j0,
+      // so iff col >= lim(r); per row, lim less this lane's column offset 2 t4 is compared with 8i + e.
+      // Both differences fit an int: j0 < kendI, and an active warpgroup has diag0 - j0 >= -63.
+      const int kLimit = min(kendI - j0, kKeys);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int i = 0; i < kKeys / 8; ++i) mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * h], sc[4 * i + 2 * h + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float mnew = fmaxf(mrow[h], mx);
-        const float mu = mnew == -INFINITY ? 0.f : mnew;  // nothing seen yet: every exp stays 0
-        const float alpha = exp2_approx((mrow[h] - mu) * sl2);
-        mrow[h] = mnew;
-        const float ms = mu * sl2;
-        float sum = 0.f;
+        int lim = kLimit;
+        if (kCausal) lim = min(lim, min(diag0 - j0, 2 * kKeys) + rq + 8 * h + 1);
+        lim -= 2 * t4;
 #pragma unroll
         for (int i = 0; i < kKeys / 8; ++i)
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const float pv = exp2_approx(fmaf(sc[4 * i + 2 * h + e], sl2, -ms));
-            sc[4 * i + 2 * h + e] = pv;
-            sum += pv;
-          }
-        lrow[h] = lrow[h] * alpha + sum;
+          for (int e = 0; e < 2; ++e)
+            if (8 * i + e >= lim) sc[4 * i + 2 * h + e] = -INFINITY;
+      }
+    }
 #pragma unroll
-        for (int i = 0; i < D / 8; ++i) {
-          o[4 * i + 2 * h] *= alpha;
-          o[4 * i + 2 * h + 1] *= alpha;
+    for (int h = 0; h < 2; ++h) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int i = 0; i < kKeys / 8; ++i) mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * h], sc[4 * i + 2 * h + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mnew = fmaxf(mrow[h], mx);
+      const float mu = mnew == -INFINITY ? 0.f : mnew;  // nothing seen yet: every exp stays 0
+      alpha[h] = exp2_approx((mrow[h] - mu) * sl2);
+      mrow[h] = mnew;
+      const float ms = mu * sl2;
+      float sum = 0.f;
+#pragma unroll
+      for (int i = 0; i < kKeys / 8; ++i)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float pv = exp2_approx(fmaf(sc[4 * i + 2 * h + e], sl2, -ms));
+          sc[4 * i + 2 * h + e] = pv;
+          sum += pv;
         }
-      }
-      // P as the A operand of k-step kc (keys 16kc..16kc+15): accumulator blocks 2kc and 2kc + 1.
-      uint32_t pa[kKeys / 16][4];
+      lrow[h] = lrow[h] * alpha[h] + sum;  // per-lane partial sum, reduced over the quad at the end
+    }
+  };
+  // P as the A operand of k-step kc (keys 16kc..16kc+15): accumulator blocks 2kc and 2kc + 1.
+  auto pack = [&](const float (&sc)[kKeys / 2], uint32_t (&pa)[kKeys / 16][4]) {
 #pragma unroll
-      for (int kc = 0; kc < kKeys / 16; ++kc) {
-        pa[kc][0] = pack2<BF16>(sc[8 * kc], sc[8 * kc + 1]);
-        pa[kc][1] = pack2<BF16>(sc[8 * kc + 2], sc[8 * kc + 3]);
-        pa[kc][2] = pack2<BF16>(sc[8 * kc + 4], sc[8 * kc + 5]);
-        pa[kc][3] = pack2<BF16>(sc[8 * kc + 6], sc[8 * kc + 7]);
+    for (int kc = 0; kc < kKeys / 16; ++kc)
+#pragma unroll
+      for (int u = 0; u < 4; ++u) pa[kc][u] = pack2<BF16>(sc[8 * kc + 2 * u], sc[8 * kc + 2 * u + 1]);
+  };
+  auto rescale = [&](const float (&alpha)[2]) {
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        o[4 * i + 2 * h] *= alpha[h];
+        o[4 * i + 2 * h + 1] *= alpha[h];
       }
+  };
+  auto wait_full = [&](uint32_t bar, uint32_t ph) {
+    sm90::mbar_wait_asm(bar, ph);
+    __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
+  };
 
-      sm90::mbar_wait_asm(fullV(s), phase);
-      __syncwarp();
-      // O += P V: V is n-contiguous (d within a row), a k16 step is 16 key rows (2 KiB) of row
-      // block kc / 4, the next 64 d columns are the next d block's boxes (leading byte offset).
-      const uint64_t descV = smem_desc(sv, 2 * kBoxBytes, 1024);
+  // The tiles this warpgroup computes: a prefix of the block's tiles (none past the last row; causal:
+  // none whose first key its last row does not see). It still waits for and releases the others,
+  // which keeps its view of the rings' phases in step with the producer's. Uniform per warpgroup.
+  const int nAct = !rowsLive || (kCausal && lastSeen < 0) ? 0 : (kCausal ? min(nkb, lastSeen / kKeys + 1) : nkb);
+  float sc[kKeys / 2];
+  uint32_t pa[kKeys / 16][4];
+  float alpha[2];
+  if (!kPipe) {
+    // One tile at a time: S, softmax, P V, then the stage goes back.
+    for (int jb = 0; jb < nAct; ++jb) {
+      wait_full(fullK(sK), phK);
+      issue_s(sc, stageK(sK));
+      wgmma_wait<0>();
+      fence_acc(sc);
+      release(emptyK(sK));
+      next(sK, phK);
+      softmax(sc, jb * kKeys, alpha);
+      pack(sc, pa);
+      rescale(alpha);
       fence_acc(o);
-      wgmma_fence();
-#pragma unroll
-      for (int kc = 0; kc < kKeys / 16; ++kc)
-        sm90::wgmma_rs<D, BF16, 1>(o, pa[kc], descV + ((uint32_t(kc / 4) * kBoxBytes + uint32_t(kc % 4) * 2048) >> 4), 1);
-      wgmma_commit();
+      uint64_t dv[kKeys / 16];
+      pv_descs(stageK(sV) + S::kTile, dv);
+      wait_full(fullV(sV), phV);
+      issue_pv(pa, dv);
       wgmma_wait<0>();
       fence_acc(o);
-    } else {
-      sm90::mbar_wait_asm(fullV(s), phase);  // keeps this warp's view of the stage's phases in step
+      release(emptyV(sV));
+      next(sV, phV);
     }
-    __syncwarp();
-    if (lane == 0) mbar_arrive(empty(s));
-    if (++s == uint32_t(kStages)) {
-      s = 0;
-      phase ^= 1u;
+  } else if (nAct > 0) {
+    // FlashAttention-3's intra-warpgroup overlap: S(j) = Q K(j)^T and O += P(j-1) V(j-1) are in flight
+    // together, and the softmax of S(j) runs while P(j-1) V(j-1) is still on the tensor cores; O is
+    // rescaled by alpha(j) once that product has landed.
+    wait_full(fullK(sK), phK);
+    issue_s(sc, stageK(sK));
+    wgmma_wait<0>();
+    fence_acc(sc);
+    release(emptyK(sK));
+    next(sK, phK);
+    softmax(sc, 0, alpha);  // O is still 0: no rescale
+    pack(sc, pa);
+    fence_acc(o);
+    for (int jb = 1; jb < nAct; ++jb) {
+      uint64_t dv[kKeys / 16];
+      pv_descs(stageK(sV) + S::kTile, dv);
+      sm90::fence_regs64(dv);
+      wait_full(fullK(sK), phK);
+      issue_s(sc, stageK(sK));
+      wait_full(fullV(sV), phV);
+      issue_pv(pa, dv);
+      wgmma_wait<1>();  // S(j) has landed; P(j-1) V(j-1) may still run
+      fence_acc(sc);
+      release(emptyK(sK));
+      next(sK, phK);
+      softmax(sc, jb * kKeys, alpha);  // in place: S(j) has landed, and no product in flight reads sc
+      wgmma_wait<0>();
+      fence_acc(o);
+      sm90::fence_regs(pa);  // P(j-1) stays in its registers until the product reading it is done
+      release(emptyV(sV));
+      next(sV, phV);
+      // P(j) into the A registers only now: writing them (or any register a pending product reads)
+      // while a product is in flight makes ptxas serialize the MMAs.
+      rescale(alpha);
+      pack(sc, pa);
+      fence_acc(o);
     }
+    uint64_t dv[kKeys / 16];
+    pv_descs(stageK(sV) + S::kTile, dv);
+    wait_full(fullV(sV), phV);
+    issue_pv(pa, dv);
+    wgmma_wait<0>();
+    fence_acc(o);
+    release(emptyV(sV));
+    next(sV, phV);
+  }
+  for (int jb = nAct; jb < nkb; ++jb) {  // tiles this warpgroup does not compute
+    sm90::mbar_wait_asm(fullK(sK), phK);
+    release(emptyK(sK));
+    next(sK, phK);
+    sm90::mbar_wait_asm(fullV(sV), phV);
+    release(emptyV(sV));
+    next(sV, phV);
   }
 
   // O / l straight from the accumulators: each quad writes 16 contiguous bytes of a row per step.
@@ -338,12 +447,27 @@ __global__ void __launch_bounds__(kThreads, 1)
 using gemm_detail::device_info;
 using gemm_detail::launched;
 
-template <bool BF16, int D, bool kCausal>
+// The consumers' schedule: 1 one tile at a time (the default), 2 pipelined (kPipe);
+// KILN_ATTENTION_SM90_FWD=pipe|simple sets the process default, sm90_attention_set_fwd_pipeline
+// overrides it (the check program times both).
+std::atomic<int> g_fwdPipe{0};  // 0: not chosen yet
+int fwd_pipe() {
+  int v = g_fwdPipe.load(std::memory_order_relaxed);
+  if (v == 0) {
+    const char* e = std::getenv("KILN_ATTENTION_SM90_FWD");
+    v = e && std::strcmp(e, "pipe") == 0 ? 2 : 1;
+    int expected = 0;
+    if (!g_fwdPipe.compare_exchange_strong(expected, v)) v = expected;
+  }
+  return v;
+}
+
+template <bool BF16, int D, bool kCausal, bool kPipe>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const Params& p, unsigned grid,
                    bool& handled) {
-  auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal>;
+  auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal, kPipe>;
   constexpr size_t smem = Smem<D>::kAlloc;
-  if (!sm90_kernel_ready<attention_fwd_sm90_kernel<BF16, D, kCausal>>(smem)) return "";  // handled stays false: the fa2 kernels run
+  if (!sm90_kernel_ready<attention_fwd_sm90_kernel<BF16, D, kCausal, kPipe>>(smem)) return "";  // handled stays false: the fa2 kernels run
   handled = true;
   kernel<<<grid, kThreads, smem>>>(tmQ, tmK, tmV, p);
   const std::string err = launched();
@@ -370,11 +494,15 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
   p.keyLens = a.keyLens;
   p.out = out;
   p.lse = lse;
-  return a.causal ? launch<BF16, D, true>(tmQ, tmK, tmV, p, unsigned(blocks), handled)
-                  : launch<BF16, D, false>(tmQ, tmK, tmV, p, unsigned(blocks), handled);
+  const unsigned grid = unsigned(blocks);
+  if (fwd_pipe() == 2)
+    return a.causal ? launch<BF16, D, true, true>(tmQ, tmK, tmV, p, grid, handled) : launch<BF16, D, false, true>(tmQ, tmK, tmV, p, grid, handled);
+  return a.causal ? launch<BF16, D, true, false>(tmQ, tmK, tmV, p, grid, handled) : launch<BF16, D, false, false>(tmQ, tmK, tmV, p, grid, handled);
 }
 
 }  // namespace
+
+void sm90_attention_set_fwd_pipeline(int mode) { g_fwdPipe.store(mode == 2 ? 2 : mode == 1 ? 1 : 0); }
 
 std::string sm90_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k, const void* v,
                                    void* out, float* lse, bool& handled) {

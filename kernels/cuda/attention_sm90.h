@@ -25,6 +25,10 @@ std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs
 // splits by keys): 1 by d columns (the default), 2 by keys, 0 back to the process default
 // (KILN_ATTENTION_SM90_DQ=keys|cols). For measuring both; see attention_bwd_sm90.cu.
 void sm90_attention_set_dq_split(int mode);
+// The forward consumers' schedule: 1 one tile at a time (the default), 2 pipelined (the softmax of
+// tile j overlaps P V of tile j - 1, as FlashAttention-3), 0 back to the process default
+// (KILN_ATTENTION_SM90_FWD=pipe|simple). For measuring both; see attention_fwd_sm90.cu.
+void sm90_attention_set_fwd_pipeline(int mode);
 
 // Same contracts as attention_api.h's entry points. `handled` is false, and nothing ran, when the
 // call is not supported or the device has no sm_90a image: the caller then runs the fa2 kernels.

@@ -146,6 +146,11 @@ template <int R> __device__ __forceinline__ void fence_regs(uint32_t (&a)[R]) {
 #pragma unroll
   for (int i = 0; i < R; ++i) asm volatile("" : "+r"(a[i])::"memory");
 }
+// Materialises 64-bit values (descriptors) here, so the compiler cannot recompute them later.
+template <int R> __device__ __forceinline__ void fence_regs64(uint64_t (&a)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+l"(a[i])::"memory");
+}
 template <int R, int C> __device__ __forceinline__ void fence_regs(uint32_t (&a)[R][C]) {
 #pragma unroll
   for (int i = 0; i < R; ++i) fence_regs(a[i]);
