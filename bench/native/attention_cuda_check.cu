@@ -265,7 +265,7 @@ std::string sm90_bwd(AttnDType t, const AttentionArgs& a, const void* q, const v
 std::string sm90_fwd_pipe(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
   kiln::cuda::sm90_attention_set_fwd_pipeline(2);
   std::string err = sm90_fwd(t, a, q, k, v, out, lse);
-  kiln::cuda::sm90_attention_set_fwd_pipeline(1);
+  kiln::cuda::sm90_attention_set_fwd_pipeline(0);  // back to the process default
   return err;
 }
 // The backward with dQ split by keys between the consumers (head dim 128; 64 always splits so).
@@ -273,7 +273,7 @@ std::string sm90_bwd_keys(AttnDType t, const AttentionArgs& a, const void* q, co
                           const void* dout, const float* lse, void* dq, void* dk, void* dv) {
   kiln::cuda::sm90_attention_set_dq_split(2);
   std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
-  kiln::cuda::sm90_attention_set_dq_split(1);
+  kiln::cuda::sm90_attention_set_dq_split(0);  // back to the process default
   return err;
 }
 #endif

@@ -343,7 +343,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   // none whose first key its last row does not see). It still waits for and releases the others,
   // which keeps its view of the rings' phases in step with the producer's. Uniform per warpgroup.
   const int nAct = !rowsLive || (kCausal && lastSeen < 0) ? 0 : (kCausal ? min(nkb, lastSeen / kKeys + 1) : nkb);
-  float sc[kKeys / 2];
+  float sc[kKeys / 2];  // the first S product overwrites it (scale-d 0); zeroed so it is never read unset
+#pragma unroll
+  for (int i = 0; i < kKeys / 2; ++i) sc[i] = 0.f;
   uint32_t pa[kKeys / 16][4];
   float alpha[2];
   if (!kPipe) {
@@ -396,7 +398,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       softmax(sc, jb * kKeys, alpha);  // in place: S(j) has landed, and no product in flight reads sc
       wgmma_wait<0>();
       fence_acc(o);
-      sm90::fence_regs(pa);  // P(j-1) stays in its registers until the product reading it is done
+      fence_acc(sc);         // the P(j) packing below stays after the wait (else ptxas serializes, C7513)
+      sm90::fence_regs(pa);  // and P(j-1) keeps its registers until the product reading it is done
       release(emptyV(sV));
       next(sV, phV);
       // P(j) into the A registers only now: writing them (or any register a pending product reads)
