@@ -348,40 +348,41 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int i = 0; i < kKeys / 2; ++i) sc[i] = 0.f;
   uint32_t pa[kKeys / 16][4];
   float alpha[2];
-  if (!kPipe) {
-    // One tile at a time: S, softmax, P V, then the stage goes back.
-    for (int jb = 0; jb < nAct; ++jb) {
-      wait_full(fullK(sK), phK);
-      issue_s(sc, stageK(sK));
-      wgmma_wait<0>();
-      fence_acc(sc);
-      release(emptyK(sK));
-      next(sK, phK);
-      softmax(sc, jb * kKeys, alpha);
-      pack(sc, pa);
-      rescale(alpha);
-      fence_acc(o);
-      uint64_t dv[kKeys / 16];
-      pv_descs(stageK(sV) + S::kTile, dv);
-      wait_full(fullV(sV), phV);
-      issue_pv(pa, dv);
-      wgmma_wait<0>();
-      fence_acc(o);
-      release(emptyV(sV));
-      next(sV, phV);
-    }
-  } else if (nAct > 0) {
-    // FlashAttention-3's intra-warpgroup overlap: S(j) = Q K(j)^T and O += P(j-1) V(j-1) are in flight
-    // together, and the softmax of S(j) runs while P(j-1) V(j-1) is still on the tensor cores; O is
-    // rescaled by alpha(j) once that product has landed.
+  // S of tile jb with nothing else in flight: product, K back, softmax, P into pa.
+  auto s_alone = [&](int jb) {
     wait_full(fullK(sK), phK);
     issue_s(sc, stageK(sK));
     wgmma_wait<0>();
     fence_acc(sc);
     release(emptyK(sK));
     next(sK, phK);
-    softmax(sc, 0, alpha);  // O is still 0: no rescale
+    softmax(sc, jb * kKeys, alpha);
     pack(sc, pa);
+  };
+  // P V of the next V tile with nothing else in flight (o already fenced), then V back.
+  auto pv_alone = [&]() {
+    uint64_t dv[kKeys / 16];
+    pv_descs(stageK(sV) + S::kTile, dv);
+    wait_full(fullV(sV), phV);
+    issue_pv(pa, dv);
+    wgmma_wait<0>();
+    fence_acc(o);
+    release(emptyV(sV));
+    next(sV, phV);
+  };
+  if (!kPipe) {
+    // One tile at a time: S, softmax, P V, then the stage goes back.
+    for (int jb = 0; jb < nAct; ++jb) {
+      s_alone(jb);
+      rescale(alpha);
+      fence_acc(o);
+      pv_alone();
+    }
+  } else if (nAct > 0) {
+    // FlashAttention-3's intra-warpgroup overlap: S(j) = Q K(j)^T and O += P(j-1) V(j-1) are in flight
+    // together, and the softmax of S(j) runs while P(j-1) V(j-1) is still on the tensor cores; O is
+    // rescaled by alpha(j) once that product has landed.
+    s_alone(0);  // O is still 0: no rescale
     fence_acc(o);
     for (int jb = 1; jb < nAct; ++jb) {
       uint64_t dv[kKeys / 16];
@@ -408,14 +409,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       pack(sc, pa);
       fence_acc(o);
     }
-    uint64_t dv[kKeys / 16];
-    pv_descs(stageK(sV) + S::kTile, dv);
-    wait_full(fullV(sV), phV);
-    issue_pv(pa, dv);
-    wgmma_wait<0>();
-    fence_acc(o);
-    release(emptyV(sV));
-    next(sV, phV);
+    pv_alone();
   }
   for (int jb = nAct; jb < nkb; ++jb) {  // tiles this warpgroup does not compute
     sm90::mbar_wait_asm(fullK(sK), phK);
