@@ -13,7 +13,7 @@
 #    kernels (KILN_ATTENTION_KERNEL=wgmma);
 # 5. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt);
 # 6. (stage "icl") `kiln icl default --device cuda`: the ICL default recipe trained and evaluated on the GPU.
-# Stages have time limits so the whole check ends in about 5 minutes; KILN_GPU_STAGES picks stages
+# Each stage has a time limit; the whole check takes about 7 minutes when nothing hangs. KILN_GPU_STAGES picks stages
 # (default "env tests checks wgmma bench memcheck icl"), KILN_GPU_BENCHES the benchmarks.
 set -uo pipefail
 OUT=${1:-${OUT:-/tmp/kiln-gpu-out}}
