@@ -1,7 +1,7 @@
-// Hopper (sm_90a) building blocks shared by the *_sm90.cu kernels (gemm_sm90.cu, attention_sm90.cu):
+// Hopper (sm_90a) building blocks shared by the *_sm90.cu kernels (gemm_sm90.cu, attention_{fwd,bwd}_sm90.cu):
 // PTX wrappers for mbarriers, the tensor-memory-access unit (TMA), warpgroup register reallocation,
 // shared-memory matrix descriptors with the 128-byte swizzle, and warpgroup MMA (wgmma.mma_async)
-// with both operands in shared memory ("SS") or A in registers ("RS"), for N = 32, 64, 128, 256.
+// with both operands in shared memory ("SS", N = 64, 128, 256) or A in registers ("RS", N = 64, 128).
 //
 // Layout facts the kernels rely on (PTX ISA, "asynchronous warpgroup level matrix multiply"):
 // - Accumulator of m64nNk16 (float32, N/2 registers a thread): warp w of the warpgroup holds rows
@@ -167,18 +167,6 @@ template <int R, int C> __device__ __forceinline__ void fence_regs(uint32_t (&a)
 #define KILN_ACC64(i) KILN_ACC32(i), KILN_ACC32(i + 32)
 #define KILN_ACC128(i) KILN_ACC64(i), KILN_ACC64(i + 64)
 
-#define KILN_WGMMA_SS_N32(TYPE) \
-  "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n" \
-  "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " {" \
-  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15" \
-  "}, %16, %17, p, 1, 1, %19, %20;\n}\n"
-
-#define KILN_WGMMA_RS_N32(TYPE) \
-  "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n" \
-  "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " {" \
-  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15" \
-  "}, {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
-
 #define KILN_WGMMA_SS_N64(TYPE) \
   "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
   "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {" \
@@ -224,85 +212,39 @@ template <int R, int C> __device__ __forceinline__ void fence_regs(uint32_t (&a)
   "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
   "}, %128, %129, p, 1, 1, %131, %132;\n}\n"
 
-#define KILN_WGMMA_RS_N256(TYPE) \
-  "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n" \
-  "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " {" \
-  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
-  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
-  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
-  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
-  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
-  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
-  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
-  "}, {%128, %129, %130, %131}, %132, p, 1, 1, %134;\n}\n"
+// One wgmma for either half type (the PTX type is part of the instruction text).
+#define KILN_WGMMA_ASM(SHAPE, ACC, ...)                       \
+  if constexpr (BF16) asm volatile(SHAPE("bf16") : ACC : __VA_ARGS__); \
+  else asm volatile(SHAPE("f16") : ACC : __VA_ARGS__)
 
 template <int N, bool BF16, int MN_A, int MN_B>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t da, uint64_t db, int accumulate) {
-  static_assert(N == 32 || N == 64 || N == 128 || N == 256, "wgmma_ss: N");
-  if constexpr (N == 32) {
-    if constexpr (BF16)
-      asm volatile(KILN_WGMMA_SS_N32("bf16") : KILN_ACC16(0) : "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
-    else
-      asm volatile(KILN_WGMMA_SS_N32("f16") : KILN_ACC16(0) : "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
-  }
-  else if constexpr (N == 64) {
-    if constexpr (BF16)
-      asm volatile(KILN_WGMMA_SS_N64("bf16") : KILN_ACC32(0) : "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
-    else
-      asm volatile(KILN_WGMMA_SS_N64("f16") : KILN_ACC32(0) : "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
-  }
-  else if constexpr (N == 128) {
-    if constexpr (BF16)
-      asm volatile(KILN_WGMMA_SS_N128("bf16") : KILN_ACC64(0) : "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
-    else
-      asm volatile(KILN_WGMMA_SS_N128("f16") : KILN_ACC64(0) : "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
-  }
-  else if constexpr (N == 256) {
-    if constexpr (BF16)
-      asm volatile(KILN_WGMMA_SS_N256("bf16") : KILN_ACC128(0) : "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
-    else
-      asm volatile(KILN_WGMMA_SS_N256("f16") : KILN_ACC128(0) : "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
+  static_assert(N == 64 || N == 128 || N == 256, "wgmma_ss: N");
+  if constexpr (N == 64) {
+    KILN_WGMMA_ASM(KILN_WGMMA_SS_N64, KILN_ACC32(0), "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
+  } else if constexpr (N == 128) {
+    KILN_WGMMA_ASM(KILN_WGMMA_SS_N128, KILN_ACC64(0), "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
+  } else {
+    KILN_WGMMA_ASM(KILN_WGMMA_SS_N256, KILN_ACC128(0), "l"(da), "l"(db), "r"(accumulate), "n"(MN_A), "n"(MN_B));
   }
 }
 
 template <int N, bool BF16, int MN_B>
 __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db, int accumulate) {
-  static_assert(N == 32 || N == 64 || N == 128 || N == 256, "wgmma_rs: N");
-  if constexpr (N == 32) {
-    if constexpr (BF16)
-      asm volatile(KILN_WGMMA_RS_N32("bf16") : KILN_ACC16(0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(MN_B));
-    else
-      asm volatile(KILN_WGMMA_RS_N32("f16") : KILN_ACC16(0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(MN_B));
-  }
-  else if constexpr (N == 64) {
-    if constexpr (BF16)
-      asm volatile(KILN_WGMMA_RS_N64("bf16") : KILN_ACC32(0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(MN_B));
-    else
-      asm volatile(KILN_WGMMA_RS_N64("f16") : KILN_ACC32(0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(MN_B));
-  }
-  else if constexpr (N == 128) {
-    if constexpr (BF16)
-      asm volatile(KILN_WGMMA_RS_N128("bf16") : KILN_ACC64(0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(MN_B));
-    else
-      asm volatile(KILN_WGMMA_RS_N128("f16") : KILN_ACC64(0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(MN_B));
-  }
-  else if constexpr (N == 256) {
-    if constexpr (BF16)
-      asm volatile(KILN_WGMMA_RS_N256("bf16") : KILN_ACC128(0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(MN_B));
-    else
-      asm volatile(KILN_WGMMA_RS_N256("f16") : KILN_ACC128(0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(MN_B));
+  static_assert(N == 64 || N == 128, "wgmma_rs: N");
+  if constexpr (N == 64) {
+    KILN_WGMMA_ASM(KILN_WGMMA_RS_N64, KILN_ACC32(0), "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(MN_B));
+  } else {
+    KILN_WGMMA_ASM(KILN_WGMMA_RS_N128, KILN_ACC64(0), "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(MN_B));
   }
 }
 
-#undef KILN_WGMMA_SS_N32
-#undef KILN_WGMMA_RS_N32
+#undef KILN_WGMMA_ASM
 #undef KILN_WGMMA_SS_N64
 #undef KILN_WGMMA_RS_N64
 #undef KILN_WGMMA_SS_N128
 #undef KILN_WGMMA_RS_N128
 #undef KILN_WGMMA_SS_N256
-#undef KILN_WGMMA_RS_N256
 #undef KILN_ACC4
 #undef KILN_ACC16
 #undef KILN_ACC32
