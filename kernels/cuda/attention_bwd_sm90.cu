@@ -249,7 +249,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   const int key0 = j0 + 64 * c;  // this warpgroup's first key
   const float sl2 = p.scaleLog2;
-  if (nIter > 0) mbar_wait_asm(kvFull, 0);
+  if (nIter > 0) mbar_wait(kvFull, 0);
   uint32_t s = 0, phase = 0;
   for (int it = 0; it < nIter; ++it) {
     const int i0 = iStart + it * kRows;
@@ -258,7 +258,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     uint32_t sbase = base;
     asm volatile("" : "+r"(sbase));
     const uint32_t qs = sbase + S::Q + s * S::kQ, os = sbase + S::dO + s * S::kQ;
-    mbar_wait_asm(full(s), phase);
+    mbar_wait(full(s), phase);
     __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
 
     // S^T = K_c Q^T and dP^T = V_c dO^T: A k-contiguous (key rows of box (d block, c)), B k-contiguous

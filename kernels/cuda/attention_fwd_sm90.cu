@@ -57,8 +57,7 @@ constexpr int kConsumers = kRows / 64;
 constexpr int kThreads = 128 * (1 + kConsumers);
 constexpr int kStages = 2;
 constexpr int kBoxBytes = kTmaBox * kTmaBox * 2;
-// 128 * 24 + 256 * 240 <= 65536. The consumers wait with sm90::mbar_wait_asm: with mbar_wait's
-// C++ __trap() in a setmaxnreg.inc region ptxas falls back to the launch bound's 168 registers.
+// 128 * 24 + 256 * 240 <= 65536.
 constexpr int kProducerRegs = 24, kConsumerRegs = 240;
 constexpr int64_t kMaxRows = (int64_t(1) << 31) - 1024;  // TMA coordinates are int32; tiles overshoot by < 128
 static_assert(kRows == 2 * kTmaBox && kKeys == 2 * kTmaBox, "tiles are two 64-row boxes per d block");
@@ -229,7 +228,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
   float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};  // per-lane partial sums (reduced at the end)
   if (nkb > 0) {
-    sm90::mbar_wait_asm(qFull, 0);
+    mbar_wait(qFull, 0);
     __syncwarp();
   }
   // The K and V rings' positions (stage, parity), each advanced once per key tile.
@@ -335,7 +334,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
   };
   auto wait_full = [&](uint32_t bar, uint32_t ph) {
-    sm90::mbar_wait_asm(bar, ph);
+    mbar_wait(bar, ph);
     __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
   };
 
@@ -412,10 +411,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     pv_alone();
   }
   for (int jb = nAct; jb < nkb; ++jb) {  // tiles this warpgroup does not compute
-    sm90::mbar_wait_asm(fullK(sK), phK);
+    mbar_wait(fullK(sK), phK);
     release(emptyK(sK));
     next(sK, phK);
-    sm90::mbar_wait_asm(fullV(sV), phV);
+    mbar_wait(fullV(sV), phV);
     release(emptyV(sV));
     next(sV, phV);
   }

@@ -46,37 +46,12 @@ __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
-__device__ __forceinline__ uint64_t global_ns() {
-  uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
-  return t;
-}
 // Waits for the phase of parity `parity` to complete. A barrier that stays incomplete for 20 s is
-// a bug (a copy that never lands): trap, so the launch fails instead of hanging the process.
+// a bug (a copy that never lands): trap, so the launch fails instead of hanging the process. The
+// spin loop and the watchdog are one asm block: written as a C++ loop around __trap(), inside a
+// setmaxnreg.inc region, it made ptxas keep the warpgroup at the launch bound's 168 registers
+// (the attention backward's consumers spilled ~460 bytes).
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  uint32_t done;
-  uint64_t start = 0;
-  for (;;) {
-    asm volatile(
-        "{\n"
-        ".reg .pred p;\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n"
-        "}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-    if (done) return;
-    const uint64_t now = global_ns();
-    if (start == 0) start = now;
-    else if (now - start > 20000000000ull) __trap();
-  }
-}
-
-// The same wait as one asm block (the spin loop and the 20 s watchdog inside it): for loops that
-// hold many live registers across the wait, where the C++ loop above made ptxas spill (the
-// attention backward's consumers: 0 bytes of spills with this, ~460 with mbar_wait).
-__device__ __forceinline__ void mbar_wait_asm(uint32_t bar, uint32_t parity) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
