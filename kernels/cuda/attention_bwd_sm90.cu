@@ -32,7 +32,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -42,6 +41,7 @@
 
 #include "attention_fa2.h"  // attention_backward_frame
 #include "attention_sm90.h"
+#include "attention_sm90_common.h"
 #include "gemm_common.cuh"  // device_info, Out<T>, launched
 #include "sm90_common.cuh"
 #include "sm90_tma.h"
@@ -72,10 +72,7 @@ struct Smem {
   static constexpr size_t kAlloc = size_t(kBytes) + 1024;  // + slack to align the base
 };
 
-struct Params {
-  int64_t BH, H, Tq, Tk;
-  float scale, scaleLog2;
-  const int32_t* keyLens;
+struct Params : Sm90AttnShape {
   const float* lse;  // [BH, Tq], natural log
   const float* Di;   // [BH, Tq]
   float* dqAcc;      // [BH, Tq, D], unscaled
@@ -396,8 +393,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 using gemm_detail::device_info;
 using gemm_detail::launched;
 
-constexpr int64_t kMaxRows = (int64_t(1) << 31) - 1024;  // TMA coordinates are int32
-
 template <bool BF16, int D, bool kCausal, bool kKeySplit>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO, const Params& p,
                    bool& ran) {
@@ -411,36 +406,20 @@ std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtenso
   return launched();
 }
 
-// The dQ split for D = 128: 1 columns (the default), 2 keys; KILN_ATTENTION_SM90_DQ=keys|cols sets
-// the process default, sm90_attention_set_dq_split overrides it (the check program times both).
-std::atomic<int> g_dqSplit{0};  // 0: not chosen yet
-int dq_split() {
-  int v = g_dqSplit.load(std::memory_order_relaxed);
-  if (v == 0) {
-    const char* e = std::getenv("KILN_ATTENTION_SM90_DQ");
-    v = e && std::strcmp(e, "keys") == 0 ? 2 : 1;
-    int expected = 0;
-    if (!g_dqSplit.compare_exchange_strong(expected, v)) v = expected;
-  }
-  return v;
-}
+// The dQ split for D = 128: 1 columns (the default), 2 keys (KILN_ATTENTION_SM90_DQ=keys,
+// sm90_attention_set_dq_split; the check program times both).
+Sm90AttnSwitch g_dqSplit("KILN_ATTENTION_SM90_DQ", "keys");
 
 template <bool BF16, int D>
 std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* dout, const float* lse,
                 const float* Di, float* dqAcc, void* dk, void* dv, bool& ran) {
   const int64_t BH = a.B * a.H;
   CUtensorMap tmQ, tmK, tmV, tmO;
-  if (!tma_encode_box64(tmQ, BF16, q, D, a.Tq, D, BH, a.Tq * D) || !tma_encode_box64(tmO, BF16, dout, D, a.Tq, D, BH, a.Tq * D) ||
-      !tma_encode_box64(tmK, BF16, k, D, a.Tk, D, BH, a.Tk * D) || !tma_encode_box64(tmV, BF16, v, D, a.Tk, D, BH, a.Tk * D))
+  if (!tma_encode_rows(tmQ, BF16, q, D, a.Tq, BH) || !tma_encode_rows(tmO, BF16, dout, D, a.Tq, BH) ||
+      !tma_encode_rows(tmK, BF16, k, D, a.Tk, BH) || !tma_encode_rows(tmV, BF16, v, D, a.Tk, BH))
     return "";  // ran stays false
   Params p{};
-  p.BH = BH;
-  p.H = a.H;
-  p.Tq = a.Tq;
-  p.Tk = a.Tk;
-  p.scale = float(a.scale);
-  p.scaleLog2 = float(a.scale * 1.4426950408889634);
-  p.keyLens = a.keyLens;
+  static_cast<Sm90AttnShape&>(p) = sm90_attn_shape(a);
   p.lse = lse;
   p.Di = Di;
   p.dqAcc = dqAcc;
@@ -449,7 +428,7 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
   if constexpr (D == 64) {  // always split by keys
     return a.causal ? launch<BF16, D, true, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, false, true>(tmQ, tmK, tmV, tmO, p, ran);
   } else {
-    const bool keys = dq_split() == 2;
+    const bool keys = g_dqSplit.get() == 2;
     if (a.causal) return keys ? launch<BF16, D, true, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, true, false>(tmQ, tmK, tmV, tmO, p, ran);
     return keys ? launch<BF16, D, false, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, false, false>(tmQ, tmK, tmV, tmO, p, ran);
   }
@@ -463,7 +442,7 @@ bool has_image() {
 
 }  // namespace
 
-void sm90_attention_set_dq_split(int mode) { g_dqSplit.store(mode == 2 ? 2 : mode == 1 ? 1 : 0); }
+void sm90_attention_set_dq_split(int mode) { g_dqSplit.set(mode); }
 
 bool sm90_attention_enabled() {
   static const bool on = [] {
@@ -483,7 +462,7 @@ std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs
   if (a.keyLens) return "no key padding lengths";
   if (!(a.scale > 0)) return "the scale must be positive";
   if (a.B <= 0 || a.H <= 0 || a.Tq <= 0 || a.Tk <= 0) return "empty sequences";
-  if (a.Tq > kMaxRows || a.Tk > kMaxRows || a.B * a.H > kMaxRows) return "a dimension is 2^31 or more";
+  if (a.Tq > kSm90AttnMaxRows || a.Tk > kSm90AttnMaxRows || a.B * a.H > kSm90AttnMaxRows) return "a dimension is 2^31 or more";
   for (int i = 0; i < nptrs; ++i)
     if (reinterpret_cast<uintptr_t>(ptrs[i]) % 16 != 0) return "a tensor is not 16-byte aligned";
   const gemm_detail::DeviceInfo& d = device_info();

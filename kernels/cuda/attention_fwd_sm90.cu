@@ -35,14 +35,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "attention_sm90.h"
+#include "attention_sm90_common.h"
 #include "gemm_common.cuh"  // device_info, launched
 #include "sm90_common.cuh"
 #include "sm90_tma.h"
@@ -59,7 +58,6 @@ constexpr int kStages = 2;
 constexpr int kBoxBytes = kTmaBox * kTmaBox * 2;
 // 128 * 24 + 256 * 240 <= 65536.
 constexpr int kProducerRegs = 24, kConsumerRegs = 240;
-constexpr int64_t kMaxRows = (int64_t(1) << 31) - 1024;  // TMA coordinates are int32; tiles overshoot by < 128
 static_assert(kRows == 2 * kTmaBox && kKeys == 2 * kTmaBox, "tiles are two 64-row boxes per d block");
 static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "setmaxnreg stays inside the register file");
 
@@ -74,11 +72,7 @@ struct Smem {
   static constexpr size_t kAlloc = size_t(kBars) + 8 * kNumBars + 1024;  // + slack to align the base
 };
 
-struct Params {
-  int64_t BH, H, Tq, Tk;
-  float scale;      // natural units
-  float scaleLog2;  // scale * log2(e): softmax runs on exp2
-  const int32_t* keyLens;
+struct Params : Sm90AttnShape {
   void* out;
   float* lse;
 };
@@ -443,20 +437,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 using gemm_detail::device_info;
 using gemm_detail::launched;
 
-// The consumers' schedule: 1 one tile at a time (the default), 2 pipelined (kPipe);
-// KILN_ATTENTION_SM90_FWD=pipe|simple sets the process default, sm90_attention_set_fwd_pipeline
-// overrides it (the check program times both).
-std::atomic<int> g_fwdPipe{0};  // 0: not chosen yet
-int fwd_pipe() {
-  int v = g_fwdPipe.load(std::memory_order_relaxed);
-  if (v == 0) {
-    const char* e = std::getenv("KILN_ATTENTION_SM90_FWD");
-    v = e && std::strcmp(e, "pipe") == 0 ? 2 : 1;
-    int expected = 0;
-    if (!g_fwdPipe.compare_exchange_strong(expected, v)) v = expected;
-  }
-  return v;
-}
+// The consumers' schedule: 1 one tile at a time (the default), 2 pipelined (kPipe)
+// (KILN_ATTENTION_SM90_FWD=pipe, sm90_attention_set_fwd_pipeline; the check program times both).
+Sm90AttnSwitch g_fwdPipe("KILN_ATTENTION_SM90_FWD", "pipe");
 
 template <bool BF16, int D, bool kCausal, bool kPipe>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const Params& p, unsigned grid,
@@ -475,40 +458,30 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
                 bool& handled) {
   const int64_t BH = a.B * a.H;
   CUtensorMap tmQ, tmK, tmV;
-  if (!tma_encode_box64(tmQ, BF16, q, D, a.Tq, D, BH, a.Tq * D) || !tma_encode_box64(tmK, BF16, k, D, a.Tk, D, BH, a.Tk * D) ||
-      !tma_encode_box64(tmV, BF16, v, D, a.Tk, D, BH, a.Tk * D))
+  if (!tma_encode_rows(tmQ, BF16, q, D, a.Tq, BH) || !tma_encode_rows(tmK, BF16, k, D, a.Tk, BH) ||
+      !tma_encode_rows(tmV, BF16, v, D, a.Tk, BH))
     return "";  // a layout the TMA unit refuses: the fa2 kernels run
   const int64_t blocks = BH * ((a.Tq + kRows - 1) / kRows);
   if (blocks < 1 || blocks > 0x7fffffffLL) return "";
   Params p{};
-  p.BH = BH;
-  p.H = a.H;
-  p.Tq = a.Tq;
-  p.Tk = a.Tk;
-  p.scale = float(a.scale);
-  p.scaleLog2 = float(a.scale * 1.4426950408889634);
-  p.keyLens = a.keyLens;
+  static_cast<Sm90AttnShape&>(p) = sm90_attn_shape(a);
   p.out = out;
   p.lse = lse;
   const unsigned grid = unsigned(blocks);
-  if (fwd_pipe() == 2)
+  if (g_fwdPipe.get() == 2)
     return a.causal ? launch<BF16, D, true, true>(tmQ, tmK, tmV, p, grid, handled) : launch<BF16, D, false, true>(tmQ, tmK, tmV, p, grid, handled);
   return a.causal ? launch<BF16, D, true, false>(tmQ, tmK, tmV, p, grid, handled) : launch<BF16, D, false, false>(tmQ, tmK, tmV, p, grid, handled);
 }
 
 }  // namespace
 
-void sm90_attention_set_fwd_pipeline(int mode) { g_fwdPipe.store(mode == 2 ? 2 : mode == 1 ? 1 : 0); }
+void sm90_attention_set_fwd_pipeline(int mode) { g_fwdPipe.set(mode); }
 
 std::string sm90_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k, const void* v,
                                    void* out, float* lse, bool& handled) {
   handled = false;
   const void* ptrs[] = {q, k, v, out};
-  if (!sm90_attention_unsupported(dtype, a, ptrs, 4).empty()) return "";
-  // What this kernel itself relies on (sm90_attention_unsupported checks these too).
-  if ((dtype != AttnDType::BF16 && dtype != AttnDType::F16) || (a.D != 64 && a.D != 128)) return "";
-  if (a.keyMask || a.dropout > 0 || !(a.scale > 0) || a.B <= 0 || a.H <= 0 || a.Tq <= 0 || a.Tk <= 0) return "";
-  if (a.Tq > kMaxRows || a.Tk > kMaxRows || a.B * a.H > kMaxRows) return "";
+  if (!sm90_attention_unsupported(dtype, a, ptrs, 4).empty()) return "";  // the one rule for what these kernels take
   if (size_t(device_info().smemOptin) < (a.D == 64 ? Smem<64>::kAlloc : Smem<128>::kAlloc)) return "";
   if (dtype == AttnDType::BF16) return a.D == 64 ? run<true, 64>(a, q, k, v, out, lse, handled) : run<true, 128>(a, q, k, v, out, lse, handled);
   return a.D == 64 ? run<false, 64>(a, q, k, v, out, lse, handled) : run<false, 128>(a, q, k, v, out, lse, handled);

@@ -23,6 +23,11 @@ bool tma_available();
 bool tma_encode_box64(CUtensorMap& map, bool bf16, const void* ptr, int64_t inner, int64_t outer, int64_t ld, int64_t batch,
                       int64_t stride);
 
+// A contiguous [batch, rows, cols] stack (cols elements a row) as such a map.
+inline bool tma_encode_rows(CUtensorMap& map, bool bf16, const void* ptr, int64_t cols, int64_t rows, int64_t batch) {
+  return tma_encode_box64(map, bf16, ptr, cols, rows, cols, batch, rows * cols);
+}
+
 // Whether `Kernel` (a *_sm90.cu kernel) can launch here with `smem` bytes of dynamic shared memory:
 // the device has an sm_90a image of it and the shared-memory opt-in is set. Decided once per kernel
 // (a CUDA error on the way is cleared and reads as "no": the caller falls back to portable kernels).

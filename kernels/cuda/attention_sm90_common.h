@@ -1,0 +1,63 @@
+// Host-side pieces shared by the two Hopper attention kernels (attention_fwd_sm90.cu,
+// attention_bwd_sm90.cu): the problem shape both kernels' parameters start with, and the two-way
+// schedule switches the check program measures. Internal to kernels/cuda.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "../cpu/attention.h"
+
+namespace kiln {
+namespace cuda {
+
+// Positions and heads fit TMA's int32 coordinates with a tile of slack (sm90_attention_unsupported).
+constexpr int64_t kSm90AttnMaxRows = (int64_t(1) << 31) - 1024;
+
+// q [BH, Tq, D], k/v [BH, Tk, D]; the head of each batch row is bh % H, its batch bh / H.
+struct Sm90AttnShape {
+  int64_t BH, H, Tq, Tk;
+  float scale;      // natural units
+  float scaleLog2;  // scale * log2(e): the softmax runs on exp2
+  const int32_t* keyLens;
+};
+
+inline Sm90AttnShape sm90_attn_shape(const cpu::AttentionArgs& a) {
+  Sm90AttnShape s;
+  s.BH = a.B * a.H;
+  s.H = a.H;
+  s.Tq = a.Tq;
+  s.Tk = a.Tk;
+  s.scale = float(a.scale);
+  s.scaleLog2 = float(a.scale * 1.4426950408889634);
+  s.keyLens = a.keyLens;
+  return s;
+}
+
+// A two-way schedule choice: 1 (the default) or 2, which the environment variable `var` selects
+// when it equals `alt` (read on first use); set(1 | 2) overrides it, set(0) returns to the
+// environment's choice.
+class Sm90AttnSwitch {
+ public:
+  constexpr Sm90AttnSwitch(const char* var, const char* alt) : var_(var), alt_(alt) {}
+  int get() {
+    int v = v_.load(std::memory_order_relaxed);
+    if (v == 0) {
+      const char* e = std::getenv(var_);
+      v = e && std::strcmp(e, alt_) == 0 ? 2 : 1;
+      int expected = 0;
+      if (!v_.compare_exchange_strong(expected, v)) v = expected;
+    }
+    return v;
+  }
+  void set(int mode) { v_.store(mode == 2 ? 2 : mode == 1 ? 1 : 0); }
+
+ private:
+  const char* var_;
+  const char* alt_;
+  std::atomic<int> v_{0};
+};
+
+}  // namespace cuda
+}  // namespace kiln
