@@ -40,6 +40,7 @@
 #include <type_traits>
 
 #include "attention_fa2.h"  // attention_backward_frame
+#include "attention_common.cuh"  // exp2_approx, pack_half2
 #include "attention_sm90.h"
 #include "attention_sm90_common.h"
 #include "gemm_common.cuh"  // device_info, Out<T>, launched
@@ -89,21 +90,6 @@ __host__ __device__ inline int64_t first_query_block(const Params& p, int64_t j0
 #ifdef KILN_SM90_DEVICE
 
 using namespace sm90;  // PTX wrappers
-
-template <bool BF16>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  using T = std::conditional_t<BF16, __nv_bfloat16, __half>;
-  const typename gemm_detail::Out<T>::Pair h = gemm_detail::Out<T>::pack(lo, hi);
-  uint32_t u;
-  memcpy(&u, &h, 4);
-  return u;
-}
-
-__device__ __forceinline__ float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
 
 // Adds accumulator block i (rows r0 + l/4 and r0 + l/4 + 8, columns c0 + 2(l%4), +1: d[4i..4i+3] of
 // the m64nN layout, for this warp's rows) into the float [*, D] matrix at base, rows below `rows`:
@@ -316,9 +302,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int h = 0; h < 2; ++h) {
         const int x = 4 * i + 2 * h, q = 8 * i + 2 * t4, r = 16 * warp + g + 8 * h;
         const int at = r * 128 + ((i ^ (r & 7)) << 4) + 4 * t4;
-        *reinterpret_cast<uint32_t*>(pBox + at) = pack2<BF16>(st[x], st[x + 1]);
+        *reinterpret_cast<uint32_t*>(pBox + at) = pack_half2<BF16>(st[x], st[x + 1]);
         *reinterpret_cast<uint32_t*>(dsBox + at) =
-            pack2<BF16>(st[x] * (dpt[x] - Db[q]), st[x + 1] * (dpt[x + 1] - Db[q + 1]));
+            pack_half2<BF16>(st[x] * (dpt[x] - Db[q]), st[x + 1] * (dpt[x + 1] - Db[q + 1]));
       }
     fence_proxy_async();  // the generic-proxy stores above, before the async proxy (wgmma) reads them
     // The boxes are written (and fenced) before any reader multiplies them: both consumers' when
@@ -381,8 +367,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
       const int col = 8 * i + 2 * t4;
-      *reinterpret_cast<uint32_t*>(dKh + int64_t(j) * D + col) = pack2<BF16>(dka[4 * i + 2 * h] * p.scale, dka[4 * i + 2 * h + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(dVh + int64_t(j) * D + col) = pack2<BF16>(dva[4 * i + 2 * h], dva[4 * i + 2 * h + 1]);
+      *reinterpret_cast<uint32_t*>(dKh + int64_t(j) * D + col) = pack_half2<BF16>(dka[4 * i + 2 * h] * p.scale, dka[4 * i + 2 * h + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(dVh + int64_t(j) * D + col) = pack_half2<BF16>(dva[4 * i + 2 * h], dva[4 * i + 2 * h + 1]);
     }
   }
 #endif  // KILN_SM90_DEVICE

@@ -31,6 +31,7 @@
 #include <cstring>
 #include <string>
 
+#include "attention_common.cuh"  // exp2_approx, pack_half2
 #include "attention_fa2.h"
 #include "cuda_api.h"
 
@@ -51,12 +52,7 @@ struct Params {
 
 template <class T> struct Elem;
 template <> struct Elem<__nv_bfloat16> {
-  __device__ static uint32_t pack(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    uint32_t u;
-    memcpy(&u, &h, 4);
-    return u;
-  }
+  __device__ static uint32_t pack(float lo, float hi) { return pack_half2<true>(lo, hi); }
   __device__ static float2 unpack(uint32_t u) {
     __nv_bfloat162 h;
     memcpy(&h, &u, 4);
@@ -71,12 +67,7 @@ template <> struct Elem<__nv_bfloat16> {
   }
 };
 template <> struct Elem<__half> {
-  __device__ static uint32_t pack(float lo, float hi) {
-    __half2 h = __floats2half2_rn(lo, hi);
-    uint32_t u;
-    memcpy(&u, &h, 4);
-    return u;
-  }
+  __device__ static uint32_t pack(float lo, float hi) { return pack_half2<false>(lo, hi); }
   __device__ static float2 unpack(uint32_t u) {
     __half2 h;
     memcpy(&h, &u, 4);
@@ -117,11 +108,6 @@ __device__ inline void cp_async4(void* dst, const void* src, bool valid) {
 __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
-__device__ inline float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
 
 __device__ inline int64_t key_end(const Params& p, int64_t b) {
   if (!p.keyLens) return p.Tk;

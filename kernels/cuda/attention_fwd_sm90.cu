@@ -40,6 +40,7 @@
 #include <cstring>
 #include <string>
 
+#include "attention_common.cuh"  // exp2_approx, pack_half2
 #include "attention_sm90.h"
 #include "attention_sm90_common.h"
 #include "gemm_common.cuh"  // device_info, launched
@@ -80,26 +81,6 @@ struct Params : Sm90AttnShape {
 #ifdef KILN_SM90_DEVICE
 
 using namespace sm90;  // PTX wrappers (sm90_common.cuh)
-
-// Two floats as one register of two 16-bit elements, the first in the low half.
-template <bool BF16>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  uint32_t u;
-  if constexpr (BF16) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    memcpy(&u, &h, 4);
-  } else {
-    const __half2 h = __floats2half2_rn(lo, hi);
-    memcpy(&u, &h, 4);
-  }
-  return u;
-}
-
-__device__ __forceinline__ float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
 
 #endif  // KILN_SM90_DEVICE
 
@@ -158,6 +139,24 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Thread 0 loads Q, then the K ring; thread 32 the V ring. K and V stages are released apart
     // (emptyK / emptyV): with the pipelined consumers K(j) is done one tile before V(j).
     const int z = int(bh), Tk = int(p.Tk);
+    // Every key tile of one ring (`map`, stage s at stageK(s) + `off`) as its consumers free the stage.
+    auto load_ring = [&](const CUtensorMap* map, uint32_t off, auto full, auto empty) {
+      uint32_t s = 0, phase = 0;
+      for (int jb = 0; jb < nkb; ++jb) {
+        mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: both stages start free
+        const int j0 = jb * kKeys;
+        const uint32_t dst = stageK(s) + off;
+        mbar_arrive_expect_tx(full(s), S::kTile);
+#pragma unroll
+        for (int d = 0; d < kDB; ++d)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) tma_load(dst + (2 * d + r) * kBoxBytes, map, d * kTmaBox, tma_row_block(j0, r, Tk), z, full(s));
+        if (++s == uint32_t(kStages)) {
+          s = 0;
+          phase ^= 1u;
+        }
+      }
+    };
     if (threadIdx.x == 0 && nkb > 0) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
@@ -167,38 +166,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int d = 0; d < kDB; ++d)
 #pragma unroll
         for (int r = 0; r < 2; ++r) tma_load(base + S::kQ + (2 * d + r) * kBoxBytes, &tmQ, d * kTmaBox, tma_row_block(r0, r, Tq), z, qFull);
-      uint32_t s = 0, phase = 0;
-      for (int jb = 0; jb < nkb; ++jb) {
-        mbar_wait(emptyK(s), phase ^ 1u);  // a fresh barrier passes parity 1: both stages start free
-        const int j0 = jb * kKeys;
-        const uint32_t sk = stageK(s);
-        mbar_arrive_expect_tx(fullK(s), S::kTile);
-#pragma unroll
-        for (int d = 0; d < kDB; ++d)
-#pragma unroll
-          for (int r = 0; r < 2; ++r) tma_load(sk + (2 * d + r) * kBoxBytes, &tmK, d * kTmaBox, tma_row_block(j0, r, Tk), z, fullK(s));
-        if (++s == uint32_t(kStages)) {
-          s = 0;
-          phase ^= 1u;
-        }
-      }
+      load_ring(&tmK, 0, fullK, emptyK);
     } else if (threadIdx.x == 32 && nkb > 0) {
       tma_prefetch_map(&tmV);
-      uint32_t s = 0, phase = 0;
-      for (int jb = 0; jb < nkb; ++jb) {
-        mbar_wait(emptyV(s), phase ^ 1u);
-        const int j0 = jb * kKeys;
-        const uint32_t sv = stageK(s) + S::kTile;
-        mbar_arrive_expect_tx(fullV(s), S::kTile);
-#pragma unroll
-        for (int d = 0; d < kDB; ++d)
-#pragma unroll
-          for (int r = 0; r < 2; ++r) tma_load(sv + (2 * d + r) * kBoxBytes, &tmV, d * kTmaBox, tma_row_block(j0, r, Tk), z, fullV(s));
-        if (++s == uint32_t(kStages)) {
-          s = 0;
-          phase ^= 1u;
-        }
-      }
+      load_ring(&tmV, S::kTile, fullV, emptyV);
     }
     return;
   }
@@ -316,7 +287,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int kc = 0; kc < kKeys / 16; ++kc)
 #pragma unroll
-      for (int u = 0; u < 4; ++u) pa[kc][u] = pack2<BF16>(sc[8 * kc + 2 * u], sc[8 * kc + 2 * u + 1]);
+      for (int u = 0; u < 4; ++u) pa[kc][u] = pack_half2<BF16>(sc[8 * kc + 2 * u], sc[8 * kc + 2 * u + 1]);
   };
   auto rescale = [&](const float (&alpha)[2]) {
 #pragma unroll
@@ -425,7 +396,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (i < p.Tq) {
       uint32_t* const dst = out + ((bh * p.Tq + i) * D + 2 * t4) / 2;
 #pragma unroll
-      for (int k = 0; k < D / 8; ++k) dst[4 * k] = pack2<BF16>(o[4 * k + 2 * h] * inv, o[4 * k + 2 * h + 1] * inv);
+      for (int k = 0; k < D / 8; ++k) dst[4 * k] = pack_half2<BF16>(o[4 * k + 2 * h] * inv, o[4 * k + 2 * h + 1] * inv);
       if (t4 == 0 && p.lse) p.lse[bh * p.Tq + i] = l > 0.f ? mrow[h] * p.scale + logf(l) : -INFINITY;
     }
   }
