@@ -43,7 +43,7 @@
 #include "attention_common.cuh"  // exp2_approx, pack_half2
 #include "attention_sm90.h"
 #include "attention_sm90_common.h"
-#include "gemm_common.cuh"  // device_info, Out<T>, launched
+#include "gemm_common.cuh"  // device_info, launched
 #include "sm90_common.cuh"
 #include "sm90_tma.h"
 

@@ -37,7 +37,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <string>
 
 #include "attention_common.cuh"  // exp2_approx, pack_half2
