@@ -50,14 +50,32 @@ if has checks; then
   # Standalone kernel checks (plain CUDA programs built by scripts/gpu-pack.sh): correctness against
   # float64 references, then timings. gemm_cuda_check also checks and times the opt-in wgmma kernel
   # on compute capability 9.x (4096^3 and 8192^3 against mma.sync): 60 s for it, 40 s for the others.
+  # The Hopper attention kernels run after fa2's figures, each check path in its own process (wg-f:
+  # sm90 forward + fa2 backward, wg-fp: the pipelined forward, wg-b / wg-bk: fa2 forward + sm90
+  # backward with dQ split by columns / by keys, wg: both sm90), so that one that faults (an mbarrier
+  # wait stuck for 20 s traps) cannot hide the others; a failure prints its diagnosis (block map,
+  # moved rows or columns). Then their timings beside fa2.
   for c in build/attention_cuda_check build/gemm_cuda_check; do
     [ -x "$c" ] || continue
     stamp "$c"
     limit=${KILN_GPU_CHECK_TIMEOUT:-40}
+    args=()
     [ "$c" = build/gemm_cuda_check ] && limit=${KILN_GPU_GEMM_CHECK_TIMEOUT:-60}
-    timeout "$limit" "$c" 2>&1 | tee -a "$OUT/checks.txt" | grep -v '^ok \|^skip ' | tail -60
+    [ "$c" = build/attention_cuda_check ] && args=(--no-wgmma)
+    timeout "$limit" "$c" "${args[@]}" 2>&1 | tee -a "$OUT/checks.txt" | grep -v '^ok \|^skip ' | tail -60
     echo "exit ${PIPESTATUS[0]}"
   done
+  if [ -x build/attention_cuda_check ]; then
+    for p in wg-f wg-fp wg-b wg-bk wg; do
+      stamp "build/attention_cuda_check --sm90-only --no-time --paths $p"
+      timeout ${KILN_GPU_CHECK_TIMEOUT:-40} build/attention_cuda_check --sm90-only --no-time --paths $p 2>&1 |
+        tee -a "$OUT/checks.txt" | grep -v '^skip \|^diagnosis: ' | tail -120
+      echo "exit ${PIPESTATUS[0]}"
+    done
+    stamp "build/attention_cuda_check --sm90-only --no-check (timings beside fa2)"
+    timeout ${KILN_GPU_CHECK_TIMEOUT:-60} build/attention_cuda_check --sm90-only --no-check 2>&1 | tee -a "$OUT/checks.txt" | tail -40
+    echo "exit ${PIPESTATUS[0]}"
+  fi
 fi
 
 if has wgmma; then

@@ -1,17 +1,26 @@
 // Standalone check and timing of the CUDA attention kernels (kernels/cuda/attention_fa2.cu, the
-// FlashAttention-2 fast path, and attention.cu's general "basic" kernels), for a GPU machine
+// FlashAttention-2 fast path, attention.cu's general "basic" kernels and, built with
+// KILN_CHECK_SM90, the Hopper wgmma kernels of attention_{fwd,bwd}_sm90.cu), for a GPU machine
 // without Node.js. Build: scripts/build-attention-check.sh (no GPU needed) -> build/attention_cuda_check
-// Usage: attention_cuda_check [--cpu-only] [--no-check] [--no-time] [--basic-time]
-//   (default)     correctness on edge shapes against a float64 CPU reference, then timings.
-//   --cpu-only    only validates the CPU reference's gradients by finite differences (no GPU needed).
+// Usage: attention_cuda_check [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma]
+//                             [--sm90-only] [--paths wg-f,wg-fp,wg-b,wg-bk,wg]
+//   (default)     correctness on edge shapes against a float64 CPU reference, then timings; the
+//                 Hopper kernels last (checked, then timed beside fa2).
+//   --cpu-only    only validates the CPU reference's gradients by finite differences and the
+//                 failure diagnosis on planted faults (no GPU needed).
 //   --no-check / --no-time  skip a part; --basic-time times the basic kernels at every shape
 //                 (default: only at the first shape of each head dim, they are slow).
+//   --no-wgmma / --sm90-only  without the Hopper kernels / only them (fa2 still times as the baseline);
+//   --paths       which Hopper check paths run (scripts/gpu-check.sh runs each in its own process, so
+//                 that a kernel that faults cannot hide the others' results).
 // Correctness: for each case (odd T, Tq != Tk, causal and not, key lengths incl. 0, D 32/64/128,
 // bf16 and f16) both paths run forward (out, lse) and backward (dq, dk, dv) on NaN-poisoned outputs;
 // each is compared with the reference on the same rounded inputs by ||x - ref|| / ||ref|| and max
-// |x - ref|. Also: the public entry point picks fa2 (bitwise equal) and falls back to basic for a
-// misaligned tensor. Timing: cudaEvent, median of 10 after warm-up; FLOPs = 4 B H T^2 D (x 0.5 when
-// causal) for the forward, 2.5x that for the backward. Exit code 1 on any FAIL, 2 on a CUDA error.
+// |x - ref|; a failure is diagnosed (bad elements per batch*head, a block map, a constant factor,
+// moved rows or columns). Also: the public entry point picks fa2 (bitwise equal) and falls back to
+// basic for a misaligned tensor. Timing: cudaEvent, median of 10 after warm-up; FLOPs = 4 B H T^2 D
+// (x 0.5 when causal) for the forward, 2.5x that for the backward. Exit code 1 on any FAIL, 2 on a
+// CUDA error.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -228,6 +237,194 @@ Err compare(const std::vector<double>& x, const std::vector<double>& ref, bool l
   return {den > 0 ? std::sqrt(num / den) : std::sqrt(num), mx};
 }
 
+// ---- failure diagnosis ------------------------------------------------------------------------
+// When a path fails, where and how: which (batch*head) slices hold the bad elements, a map of one
+// slice (rows x columns in blocks), whether the output is the reference times a constant, and
+// whether a bad row or column is another reference row or column (a row/column indexing, swizzle or
+// fragment-layout error shows up as a permutation). x and ref are [BH, T, D] (lse: D = 1).
+
+struct Diagnosis {
+  int64_t bad = 0, nan = 0, firstBh = -1;
+  std::vector<int64_t> badPerBh;
+  double scale = 1, scaledRel = 0;  // least-squares x ~ scale * ref over firstBh, and what remains
+  std::vector<std::string> map;     // firstBh: a line per row block, a char per column block
+  int64_t rowBlock = 16, colBlock = 8;
+  struct Match {
+    int64_t index = -1, bh = -1, refIndex = -1;  // x's row/column, matched ref row/column (and bh for rows)
+    double err = INFINITY;                       // relative error of the best match
+  };
+  std::vector<Match> rows, cols;  // a few bad rows/columns of firstBh and their best reference match
+};
+
+// An element is bad when |x - ref| > 3 tolRel rms(ref) (or > tolAbs when given), or x is not finite.
+Diagnosis diagnose(const std::vector<double>& x, const std::vector<double>& ref, int64_t BH, int64_t T, int64_t D,
+                   double tolRel, double tolAbsGiven = 0) {
+  Diagnosis g;
+  g.badPerBh.assign(BH, 0);
+  double rms = 0;
+  int64_t finite = 0;
+  for (double r : ref)
+    if (std::isfinite(r)) rms += r * r, ++finite;
+  rms = std::sqrt(rms / std::max<int64_t>(finite, 1));
+  const double tolAbs = tolAbsGiven > 0 ? tolAbsGiven : std::max(3 * tolRel * rms, 1e-6);
+  auto badAt = [&](size_t i) {
+    if (std::isinf(ref[i])) return !(x[i] == ref[i]);
+    return !std::isfinite(x[i]) || std::fabs(x[i] - ref[i]) > tolAbs;
+  };
+  for (int64_t bh = 0; bh < BH; ++bh)
+    for (int64_t i = bh * T * D; i < (bh + 1) * T * D; ++i)
+      if (badAt(i)) {
+        ++g.bad, ++g.badPerBh[bh];
+        if (!std::isfinite(x[i]) && !std::isinf(ref[i])) ++g.nan;
+        if (g.firstBh < 0) g.firstBh = bh;
+      }
+  if (g.firstBh < 0) return g;
+  const int64_t b0 = g.firstBh * T * D;
+  double xr = 0, rr = 0;
+  for (int64_t i = b0; i < b0 + T * D; ++i)
+    if (std::isfinite(x[i]) && std::isfinite(ref[i])) xr += x[i] * ref[i], rr += ref[i] * ref[i];
+  g.scale = rr > 0 ? xr / rr : 1;
+  double res = 0;
+  for (int64_t i = b0; i < b0 + T * D; ++i)
+    if (std::isfinite(x[i]) && std::isfinite(ref[i])) res += (x[i] - g.scale * ref[i]) * (x[i] - g.scale * ref[i]);
+  g.scaledRel = rr > 0 ? std::sqrt(res / rr) : 0;
+  while (T / g.rowBlock > 32) g.rowBlock *= 2;
+  if (D == 1) g.colBlock = 1;
+  for (int64_t r0 = 0; r0 < T; r0 += g.rowBlock) {
+    std::string line;
+    for (int64_t c0 = 0; c0 < D; c0 += g.colBlock) {
+      int64_t n = 0, bad = 0, nan = 0;
+      for (int64_t r = r0; r < std::min(T, r0 + g.rowBlock); ++r)
+        for (int64_t c = c0; c < std::min(D, c0 + g.colBlock); ++c, ++n) {
+          const size_t i = b0 + r * D + c;
+          if (badAt(i)) ++bad, nan += !std::isfinite(x[i]);
+        }
+      line += nan ? 'n' : bad == 0 ? '.' : 2 * bad >= n ? 'x' : 'o';
+    }
+    g.map.push_back(line);
+  }
+  if (D == 1) return g;
+  // Relative distance between x's vector (start xs, stride xst) and ref's (rs, rst), n elements.
+  auto dist = [&](int64_t xs, int64_t xst, int64_t rs, int64_t rst, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const double a = x[xs + k * xst], b = ref[rs + k * rst];
+      if (!std::isfinite(a) || !std::isfinite(b)) return double(INFINITY);
+      num += (a - b) * (a - b), den += b * b;
+    }
+    return den > 0 ? std::sqrt(num / den) : (num > 0 ? double(INFINITY) : 0.0);
+  };
+  for (int64_t r = 0; r < T && g.rows.size() < 3; ++r) {
+    bool bad = false;
+    for (int64_t c = 0; c < D && !bad; ++c) bad = badAt(b0 + r * D + c);
+    if (!bad) continue;
+    Diagnosis::Match m;
+    m.index = r;
+    for (int64_t bh = 0; bh < BH; ++bh)
+      for (int64_t rr2 = 0; rr2 < T; ++rr2) {
+        const double e = dist(b0 + r * D, 1, (bh * T + rr2) * D, 1, D);
+        if (e < m.err) m.err = e, m.bh = bh, m.refIndex = rr2;
+      }
+    g.rows.push_back(m);
+  }
+  // A bad column is compared with every reference column over the rows where it is bad.
+  for (int64_t c = 0; c < D && g.cols.size() < 3; ++c) {
+    std::vector<int64_t> badRows;
+    for (int64_t r = 0; r < T; ++r)
+      if (badAt(b0 + r * D + c)) badRows.push_back(r);
+    if (badRows.empty()) continue;
+    Diagnosis::Match m;
+    m.index = c;
+    m.bh = g.firstBh;
+    for (int64_t c2 = 0; c2 < D; ++c2) {
+      double num = 0, den = 0;
+      for (int64_t r : badRows) {
+        const double a = x[b0 + r * D + c], b = ref[b0 + r * D + c2];
+        num += (a - b) * (a - b), den += b * b;
+      }
+      const double e = std::isfinite(num) ? (den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0)) : INFINITY;
+      if (e < m.err) m.err = e, m.refIndex = c2;
+    }
+    g.cols.push_back(m);
+  }
+  return g;
+}
+
+int g_explained = 0;  // diagnoses printed so far (capped, so that a broken kernel cannot flood the log)
+
+void explain(const char* what, const std::vector<double>& x, const std::vector<double>& ref, int64_t BH, int64_t T,
+             int64_t D, double tolRel, double tolAbs = 0) {
+  if (g_explained >= 12) return;
+  const Diagnosis g = diagnose(x, ref, BH, T, D, tolRel, tolAbs);
+  if (g.bad == 0) return;
+  ++g_explained;
+  std::printf("    %s: %lld of %lld bad (%lld not finite); bad per bh:", what, (long long)g.bad,
+              (long long)(BH * T * D), (long long)g.nan);
+  for (int64_t bh = 0; bh < BH && bh < 16; ++bh) std::printf(" %lld", (long long)g.badPerBh[bh]);
+  std::printf("\n    bh %lld: x = %.4f * ref + rest (rest %.2e of ref); rows by %lld, cols by %lld "
+              "(. ok, o some bad, x half or more bad, n not finite):\n",
+              (long long)g.firstBh, g.scale, g.scaledRel, (long long)g.rowBlock, (long long)g.colBlock);
+  for (size_t i = 0; i < g.map.size(); ++i)
+    std::printf("      %5lld %s\n", (long long)(i * g.rowBlock), g.map[i].c_str());
+  for (const auto& m : g.rows)
+    std::printf("    bad row %lld: nearest ref row %lld of bh %lld (rel %.1e)%s\n", (long long)m.index,
+                (long long)m.refIndex, (long long)m.bh, m.err,
+                m.err < 0.1 && !(m.refIndex == m.index && m.bh == g.firstBh) ? "  <- moved row" : "");
+  for (const auto& m : g.cols)
+    std::printf("    bad col %lld: nearest ref col %lld (rel %.1e)%s\n", (long long)m.index, (long long)m.refIndex,
+                m.err, m.err < 0.1 && m.refIndex != m.index ? "  <- moved column" : "");
+}
+
+// --cpu-only: the diagnosis finds planted faults (a moved row block, a swizzled column block, a
+// scaled slice, NaN) and stays quiet on rounding noise.
+int check_diagnosis() {
+  const int64_t BH = 3, T = 70, D = 64;
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> N(0, 1);
+  std::vector<double> ref(BH * T * D);
+  for (auto& e : ref) e = N(rng);
+  auto noisy = [&]() {
+    std::vector<double> x(ref);
+    for (auto& e : x) e *= 1 + 2e-3 * N(rng);
+    return x;
+  };
+  int fails = 0;
+  auto expect = [&](bool ok, const char* what) {
+    if (!ok) ++fails;
+    std::printf("diagnosis: %-52s %s\n", what, ok ? "PASS" : "FAIL");
+  };
+  const Diagnosis quiet = diagnose(noisy(), ref, BH, T, D, 1.5e-2);
+  expect(quiet.bad == 0 && quiet.firstBh < 0, "rounding noise: nothing bad");
+  std::vector<double> x = noisy();  // bh 1: rows 16..31 hold the reference's rows 32..47
+  for (int64_t r = 16; r < 32; ++r)
+    for (int64_t c = 0; c < D; ++c) x[(1 * T + r) * D + c] = ref[(1 * T + r + 16) * D + c];
+  Diagnosis g = diagnose(x, ref, BH, T, D, 1.5e-2);
+  if (std::getenv("KILN_DIAG_SHOW")) explain("moved", x, ref, BH, T, D, 1.5e-2);
+  expect(g.firstBh == 1 && g.badPerBh[0] == 0 && g.badPerBh[2] == 0 && g.bad > 16 * D * 9 / 10 &&
+             g.map.size() == 5 && g.map[1] == "xxxxxxxx" && g.map[0] == "........" && g.map[2] == "........" && g.rows.size() == 3 &&
+             g.rows[0].index == 16 && g.rows[0].refIndex == 32 && g.rows[0].bh == 1 && g.rows[0].err < 0.01,
+         "moved row block: found, mapped, matched to row 32");
+  x = noisy();  // bh 0, rows 0..63: columns 8..15 hold columns 0..7 (an XOR-8 swizzle slip)
+  for (int64_t r = 0; r < 64; ++r)
+    for (int64_t c = 8; c < 16; ++c) x[r * D + c] = ref[r * D + (c ^ 8)];
+  g = diagnose(x, ref, BH, T, D, 1.5e-2);
+  if (std::getenv("KILN_DIAG_SHOW")) explain("swizzled", x, ref, BH, T, D, 1.5e-2);
+  expect(g.firstBh == 0 && g.map[0] == ".x......" && g.map[4] == "........" && !g.cols.empty() &&
+             g.cols[0].index == 8 && g.cols[0].refIndex == 0 && g.cols[0].err < 0.01 && g.rows.size() == 3 &&
+             g.rows[0].err > 0.1,
+         "swizzled columns: mapped to rows 0-63, cols 8-15");
+  x = noisy();  // bh 2 scaled by 1.4427 (a missing log2(e)), one NaN in bh 0
+  for (int64_t i = 2 * T * D; i < 3 * T * D; ++i) x[i] *= 1.4427;
+  x[5 * D + 3] = NAN;
+  g = diagnose(x, ref, BH, T, D, 1.5e-2);
+  expect(g.nan == 1 && g.firstBh == 0 && g.map[0][0] == 'n' && g.badPerBh[1] == 0 && g.badPerBh[2] > T * D / 2,
+         "NaN and a scaled slice: counted per bh");
+  const Diagnosis s = diagnose(std::vector<double>(x.begin() + 2 * T * D, x.end()),
+                               std::vector<double>(ref.begin() + 2 * T * D, ref.end()), 1, T, D, 1.5e-2);
+  expect(std::fabs(s.scale - 1.4427) < 1e-2 && s.scaledRel < 1e-2, "scaled slice: scale 1.4427 recovered");
+  return fails;
+}
+
 int g_fail = 0;
 
 struct Case {
@@ -280,6 +477,8 @@ std::string sm90_bwd_keys(AttnDType t, const AttentionArgs& a, const void* q, co
 
 // sm90: instead of fa2 and basic, check the Hopper kernels: forward alone (with fa2's backward),
 // backward alone (with fa2's forward), then both; a case they decline prints "skip".
+std::vector<std::string> g_sm90Paths;  // --paths: the sm90 check paths to run (empty: all)
+
 void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
   const AttnDType t = c.dtype;
   const int64_t BH = c.B * c.H, nq = BH * c.Tq * c.D, nk = BH * c.Tk * c.D;
@@ -364,6 +563,9 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
              {"wg", sm90_fwd, sm90_bwd}};
 #endif
   for (size_t path = 0; path < paths.size(); ++path) {
+    if (sm90 && !g_sm90Paths.empty() &&
+        std::find(g_sm90Paths.begin(), g_sm90Paths.end(), paths[path].name) == g_sm90Paths.end())
+      continue;
     const Outputs o = run(paths[path].fwd, paths[path].bwd, paths[path].name);
     if (declined) {
       std::printf("%-28s %-5s skip (%s)\n", c.name, paths[path].name, kNotTaken);
@@ -377,6 +579,13 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
     std::printf("%-28s %-5s out %.1e/%.1e lse %.1e dq %.1e/%.1e dk %.1e/%.1e dv %.1e/%.1e  %s\n", c.name,
                 paths[path].name, eo.rel, eo.maxAbs, el.maxAbs, eq.rel, eq.maxAbs, ek.rel, ek.maxAbs,
                 ev.rel, ev.maxAbs, ok ? "PASS" : "FAIL");
+    if (!ok) {
+      explain("out", o.out, ref.out, BH, c.Tq, c.D, tolOut);
+      explain("lse", o.lse, ref.lse, BH, c.Tq, 1, 0, tolLse);
+      explain("dq", o.dq, ref.dq, BH, c.Tq, c.D, tolGrad);
+      explain("dk", o.dk, ref.dk, BH, c.Tk, c.D, tolGrad);
+      explain("dv", o.dv, ref.dv, BH, c.Tk, c.D, tolGrad);
+    }
     if (path == 0 && !sm90) {
       // The public entry point takes fa2 here (unless KILN_ATTENTION_KERNEL picks another): bitwise equal.
       const char* env = std::getenv("KILN_ATTENTION_KERNEL");
@@ -530,7 +739,7 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool cpuOnly = false, check = true, timing = true, basicAll = false, wgmma = true;
+  bool cpuOnly = false, check = true, timing = true, basicAll = false, wgmma = true, sm90Only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
     if (s == "--cpu-only") cpuOnly = true;
@@ -538,12 +747,28 @@ int main(int argc, char** argv) {
     else if (s == "--no-time") timing = false;
     else if (s == "--basic-time") basicAll = true;
     else if (s == "--no-wgmma") wgmma = false;
-    else {
-      std::fprintf(stderr, "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma]\n", argv[0]);
+    else if (s == "--sm90-only") sm90Only = true;
+    else if (s == "--paths" && i + 1 < argc) {
+      const std::string list = argv[++i];
+      for (size_t b = 0, e; b <= list.size(); b = e + 1) {
+        e = std::min(list.find(',', b), list.size());
+        if (e > b) g_sm90Paths.push_back(list.substr(b, e - b));
+      }
+      for (const std::string& name : g_sm90Paths)
+        if (name != "wg-f" && name != "wg-fp" && name != "wg-b" && name != "wg-bk" && name != "wg") {
+          std::fprintf(stderr, "--paths: unknown path %s\n", name.c_str());
+          return 2;
+        }
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma] [--sm90-only]"
+                   " [--paths wg-f,wg-fp,wg-b,wg-bk,wg]\n",
+                   argv[0]);
       return 2;
     }
   }
   int fails = check_reference();
+  fails += check_diagnosis();
   if (cpuOnly) return fails ? 1 : 0;
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
@@ -574,15 +799,15 @@ int main(int argc, char** argv) {
       {"f16 Tq=200 Tk=77 D=128", 2, 2, 200, 77, 128, true, {}, F16},
       {"f16 T=513 D=128 full", 1, 2, 513, 513, 128, false, {}, F16},
   };
-  if (check) {
-    std::printf("errors: rel = ||x-ref||/||ref||, then max |x-ref| (lse: max abs only)\n");
+  if (check) std::printf("errors: rel = ||x-ref||/||ref||, then max |x-ref| (lse: max abs only)\n");
+  if (check && !sm90Only) {
     std::mt19937_64 rng(42);
     for (const Case& c : cases) run_case(c, rng, false);
     check_misaligned_fallback();
   }
   const std::vector<std::vector<int64_t>> shapes = {{16, 16, 1024, 64}, {4, 16, 4096, 64},  {2, 16, 8192, 64},
                                                     {16, 8, 1024, 128}, {4, 8, 4096, 128}, {2, 8, 8192, 128}};
-  if (timing) {
+  if (timing && !sm90Only) {
     for (int i = 0; i < 6; ++i)
       time_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], true, basicAll || i == 0 || i == 3);
     time_shape(4, 16, 4096, 64, false, false);
