@@ -91,6 +91,21 @@ __host__ __device__ inline int64_t first_query_block(const Params& p, int64_t j0
 
 using namespace sm90;  // PTX wrappers
 
+// acc = A B^T over d for this warpgroup's 64 key rows and the 64 query rows of a stage (S^T = K_c Q^T,
+// dP^T = V_c dO^T), issued and committed, not waited. Both operands k-contiguous: a k16 step is 32
+// bytes along the rows, the next 64 d the next box (A: key rows of box (d block, c), starting at a0;
+// B: the stage's query rows, starting at b0).
+template <int D, bool BF16>
+__device__ __forceinline__ void issue_rows_by_queries(float (&acc)[kRows / 2], uint32_t a0, uint32_t b0) {
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const uint32_t a = a0 + uint32_t(kk / 4) * 2 * kBoxBytes + (kk % 4) * 32;
+    const uint32_t b = b0 + uint32_t(kk / 4) * kBoxBytes + (kk % 4) * 32;
+    wgmma_ss<kRows, BF16, 0, 0>(acc, smem_desc(a, 16, 1024), smem_desc(b, 16, 1024), kk > 0);
+  }
+  wgmma_commit();
+}
+
 // Adds accumulator block i (rows r0 + l/4 and r0 + l/4 + 8, columns c0 + 2(l%4), +1: d[4i..4i+3] of
 // the m64nN layout, for this warp's rows) into the float [*, D] matrix at base, rows below `rows`:
 // lanes l and l^1 trade halves so each issues one 16-byte atomic (even lane: row l/4, odd: row + 8).
@@ -244,24 +259,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     mbar_wait(full(s), phase);
     __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
 
-    // S^T = K_c Q^T and dP^T = V_c dO^T: A k-contiguous (key rows of box (d block, c)), B k-contiguous
-    // (query rows); a k16 step is 32 bytes along the rows, the next 64 d the next box.
+    // S^T = K_c Q^T and dP^T = V_c dO^T, both in flight.
     float st[kRows / 2], dpt[kRows / 2];
     wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const uint32_t ka = sbase + S::K + uint32_t((kk / 4) * 2 + c) * kBoxBytes + (kk % 4) * 32;
-      const uint32_t qb = qs + uint32_t(kk / 4) * kBoxBytes + (kk % 4) * 32;
-      wgmma_ss<kRows, BF16, 0, 0>(st, smem_desc(ka, 16, 1024), smem_desc(qb, 16, 1024), kk > 0);
-    }
-    wgmma_commit();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const uint32_t va = sbase + S::V + uint32_t((kk / 4) * 2 + c) * kBoxBytes + (kk % 4) * 32;
-      const uint32_t ob = os + uint32_t(kk / 4) * kBoxBytes + (kk % 4) * 32;
-      wgmma_ss<kRows, BF16, 0, 0>(dpt, smem_desc(va, 16, 1024), smem_desc(ob, 16, 1024), kk > 0);
-    }
-    wgmma_commit();
+    issue_rows_by_queries<D, BF16>(st, sbase + S::K + uint32_t(c) * kBoxBytes, qs);
+    issue_rows_by_queries<D, BF16>(dpt, sbase + S::V + uint32_t(c) * kBoxBytes, os);
 
     // P^T: this thread holds st[4i + 2h + e] = key row r = 16 warp + g + 8h of the warpgroup, query
     // column q = 8i + 2 t4 + e of the block.
