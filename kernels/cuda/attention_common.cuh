@@ -12,9 +12,13 @@ namespace cuda {
 
 // 2^x on the special-function unit (flush-to-zero): the online softmax runs on exp2.
 __device__ __forceinline__ float exp2_approx(float x) {
+#ifdef KILN_SM90_HOST_MODEL
+  return ::kiln_host::ex2_approx(x);  // bench/native/sm90_host: the kernels compiled for the CPU
+#else
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
+#endif
 }
 
 // Two floats rounded to bfloat16 (BF16) or float16 as one register, the first in the low half: a

@@ -32,7 +32,37 @@ namespace kiln {
 namespace cuda {
 namespace sm90 {
 
+// Address arithmetic (no PTX): the same code in the device pass and in the host model.
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+// The first row to load for 64-row block r of a tile starting at row0 (< T) of a T-row matrix. A
+// block wholly past T loads block 0's rows again (data the kernels mask out: finite, unlike stale
+// shared memory), so that no TMA box lies wholly outside the tensor: only boxes partly outside it
+// (zero-filled past the edge) have been exercised on the hardware (gemm_sm90 skips the rest).
+__device__ __forceinline__ int tma_row_block(int row0, int r, int T) {
+  const int x = row0 + 64 * r;
+  return x < T ? x : row0;
+}
+
+// Shared-memory matrix descriptor: start address, leading / stride byte offsets (all >> 4, 14 bits),
+// base offset 0 (every box starts on a 1 KiB boundary), 128-byte swizzle (mode 1, bits 62-63).
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t((lbo & 0x3FFFF) >> 4) << 16) | (uint64_t((sbo & 0x3FFFF) >> 4) << 32) |
+         (uint64_t(1) << 62);
+}
+
+}  // namespace sm90
+}  // namespace cuda
+}  // namespace kiln
+
+#ifdef KILN_SM90_HOST_MODEL
+// bench/native/sm90_host (scripts/build-sm90-host.sh): the kernels compiled for the CPU, every PTX
+// wrapper below replaced by a host model of the hardware with the same names and signatures.
+#include "sm90_host_model.h"
+#else
+namespace kiln {
+namespace cuda {
+namespace sm90 {
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
@@ -80,28 +110,12 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, i
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
       : "memory");
 }
-// The first row to load for 64-row block r of a tile starting at row0 (< T) of a T-row matrix. A
-// block wholly past T loads block 0's rows again (data the kernels mask out: finite, unlike stale
-// shared memory), so that no TMA box lies wholly outside the tensor: only boxes partly outside it
-// (zero-filled past the edge) have been exercised on the hardware (gemm_sm90 skips the rest).
-__device__ __forceinline__ int tma_row_block(int row0, int r, int T) {
-  const int x = row0 + 64 * r;
-  return x < T ? x : row0;
-}
-
 __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
 
 template <int R> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R)); }
 template <int R> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R)); }
-
-// Shared-memory matrix descriptor: start address, leading / stride byte offsets (all >> 4, 14 bits),
-// base offset 0 (every box starts on a 1 KiB boundary), 128-byte swizzle (mode 1, bits 62-63).
-__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t((lbo & 0x3FFFF) >> 4) << 16) | (uint64_t((sbo & 0x3FFFF) >> 4) << 32) |
-         (uint64_t(1) << 62);
-}
 
 // Makes this thread's generic-proxy shared-memory writes visible to the async proxy (wgmma operands
 // read through descriptors, TMA stores); pair with a barrier among the writing and reading threads.
@@ -229,5 +243,6 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[
 }  // namespace sm90
 }  // namespace cuda
 }  // namespace kiln
+#endif  // KILN_SM90_HOST_MODEL
 
 #endif  // KILN_SM90_DEVICE

@@ -1,0 +1,241 @@
+// The part of CUDA that kiln's Hopper kernels and their host code use, for compiling them with g++
+// and running them on the host model (bench/native/sm90_host/model.cc, scripts/build-sm90-host.sh):
+// the qualifiers (__global__, __device__, ... as nothing), the built-in variables and device
+// functions (threadIdx, __syncthreads, __shfl_xor_sync, atomicAdd, ...), the half types with
+// round-to-nearest-even conversions, and the runtime / driver calls the host code makes (an H100:
+// 132 SMs, compute capability 9.0, 227 KiB of opt-in shared memory per block; the driver's
+// cuTensorMapEncodeTiled checks its arguments as the CUDA driver documents and records the map).
+// Nothing here touches a GPU.
+#pragma once
+#include <immintrin.h>  // F16C: float <-> float16 conversions
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __grid_constant__
+#define __shared__
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+#define CUDART_VERSION 13000
+
+// ---- vector types
+struct uint3 {
+  unsigned x, y, z;
+};
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  constexpr dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+struct float2 {
+  float x, y;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
+// ---- half types (storage and the conversions the kernels use)
+struct __nv_bfloat16 {
+  uint16_t x;
+};
+struct __nv_bfloat162 {
+  __nv_bfloat16 x, y;
+};
+struct __half {
+  uint16_t x;
+};
+struct __half2 {
+  __half x, y;
+};
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return __nv_bfloat16{uint16_t((u >> 16) | 0x40)};  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return __nv_bfloat16{uint16_t(u >> 16)};
+}
+inline float __bfloat162float(__nv_bfloat16 h) {
+  const uint32_t u = uint32_t(h.x) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline __half __float2half_rn(float f) { return __half{uint16_t(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT))}; }
+inline float __half2float(__half h) { return _cvtsh_ss(h.x); }
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return __nv_bfloat162{__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
+inline __half2 __floats2half2_rn(float a, float b) { return __half2{__float2half_rn(a), __float2half_rn(b)}; }
+inline float2 __bfloat1622float2(__nv_bfloat162 v) { return float2{__bfloat162float(v.x), __bfloat162float(v.y)}; }
+inline float2 __half22float2(__half2 v) { return float2{__half2float(v.x), __half2float(v.y)}; }
+
+// ---- the host model's side of the device built-ins (bench/native/sm90_host/model.cc)
+namespace kiln_host {
+const uint3& thread_idx();
+const uint3& block_idx();
+const uint3& grid_dim();
+const uint3& block_dim();
+unsigned char* dynamic_smem();  // this block's dynamic shared memory (the kernels' smem_raw)
+uint32_t shared_address(const void* p);
+void syncthreads();
+void syncwarp(unsigned mask);
+uint32_t shfl(unsigned mask, uint32_t v, int lane, int mode);  // mode 0: index, 1: xor, 2: down
+void fail(const char* what);
+float ex2_approx(float x);
+}  // namespace kiln_host
+
+#define threadIdx (::kiln_host::thread_idx())
+#define blockIdx (::kiln_host::block_idx())
+#define gridDim (::kiln_host::grid_dim())
+#define blockDim (::kiln_host::block_dim())
+
+inline void __syncthreads() { kiln_host::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { kiln_host::syncwarp(mask); }
+inline void __trap() { kiln_host::fail("__trap()"); }
+inline size_t __cvta_generic_to_shared(const void* p) { return kiln_host::shared_address(p); }
+template <class T>
+inline T kiln_host_shfl(unsigned mask, T v, int lane, int mode) {
+  static_assert(sizeof(T) == 4, "4-byte shuffles only");
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  u = kiln_host::shfl(mask, u, lane, mode);
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+template <class T> inline T __shfl_sync(unsigned mask, T v, int lane) { return kiln_host_shfl(mask, v, lane, 0); }
+template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int m) { return kiln_host_shfl(mask, v, m, 1); }
+template <class T> inline T __shfl_down_sync(unsigned mask, T v, int d) { return kiln_host_shfl(mask, v, d, 2); }
+// Fibers of one OS thread: read-modify-write is atomic here.
+inline float atomicAdd(float* p, float v) {
+  const float old = *p;
+  *p = old + v;
+  return old;
+}
+inline float4 atomicAdd(float4* p, float4 v) {
+  if (reinterpret_cast<uintptr_t>(p) % 16) kiln_host::fail("atomicAdd(float4*): address not 16-byte aligned");
+  const float4 old = *p;
+  p->x += v.x;
+  p->y += v.y;
+  p->z += v.z;
+  p->w += v.w;
+  return old;
+}
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline long min(long a, long b) { return a < b ? a : b; }
+inline long max(long a, long b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+
+// ---- runtime API
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorLaunchFailure = 719, cudaErrorNotSupported = 801 };
+enum cudaDeviceAttr {
+  cudaDevAttrMaxSharedMemoryPerBlock = 8,
+  cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrComputeCapabilityMajor = 75,
+  cudaDevAttrComputeCapabilityMinor = 76,
+  cudaDevAttrMaxSharedMemoryPerBlockOptin = 97
+};
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaDriverEntryPointQueryResult { cudaDriverEntryPointSuccess = 0, cudaDriverEntryPointSymbolNotFound = 1 };
+enum { cudaEnableDefault = 0 };
+struct cudaFuncAttributes {
+  size_t sharedSizeBytes = 0;
+  int maxThreadsPerBlock = 1024, numRegs = 0, maxDynamicSharedSizeBytes = 48 * 1024;
+};
+typedef struct CUstream_st* cudaStream_t;
+
+namespace kiln_host {
+cudaError_t last_error(bool clear);
+void set_error(cudaError_t e);
+int device_attribute(cudaDeviceAttr a);
+int kernel_smem_limit(const void* fn);
+void set_kernel_smem_limit(const void* fn, int bytes);
+void* driver_entry_point(const char* name);
+}  // namespace kiln_host
+
+inline const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    default: return "cudaErrorNotSupported";
+  }
+}
+inline const char* cudaGetErrorString(cudaError_t e) {
+  return e == cudaSuccess ? "no error" : e == cudaErrorLaunchFailure ? "the host model stopped the kernel" : "host model error";
+}
+inline cudaError_t cudaGetLastError() { return kiln_host::last_error(true); }
+inline cudaError_t cudaPeekAtLastError() { return kiln_host::last_error(false); }
+inline cudaError_t cudaGetDevice(int* d) {
+  *d = 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+  *v = kiln_host::device_attribute(a);
+  return cudaSuccess;
+}
+template <class F>
+inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, F fn) {
+  *attr = cudaFuncAttributes{};
+  attr->maxDynamicSharedSizeBytes = kiln_host::kernel_smem_limit(reinterpret_cast<const void*>(fn));
+  return cudaSuccess;
+}
+template <class F>
+inline cudaError_t cudaFuncSetAttribute(F fn, cudaFuncAttribute a, int v) {
+  if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || v > kiln_host::device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin)) {
+    kiln_host::set_error(cudaErrorInvalidValue);
+    return cudaErrorInvalidValue;
+  }
+  kiln_host::set_kernel_smem_limit(reinterpret_cast<const void*>(fn), v);
+  return cudaSuccess;
+}
+inline cudaError_t cudaGetDriverEntryPointByVersion(const char* name, void** fn, unsigned, unsigned long long,
+                                                    cudaDriverEntryPointQueryResult* q) {
+  *fn = kiln_host::driver_entry_point(name);
+  if (q) *q = *fn ? cudaDriverEntryPointSuccess : cudaDriverEntryPointSymbolNotFound;
+  return cudaSuccess;
+}
+
+// ---- driver API: tensor maps
+typedef uint64_t cuuint64_t;
+typedef uint32_t cuuint32_t;
+enum CUresult { CUDA_SUCCESS = 0, CUDA_ERROR_INVALID_VALUE = 1 };
+enum CUtensorMapDataType { CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = 6, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = 9 };
+enum CUtensorMapInterleave { CU_TENSOR_MAP_INTERLEAVE_NONE = 0 };
+enum CUtensorMapSwizzle { CU_TENSOR_MAP_SWIZZLE_NONE = 0, CU_TENSOR_MAP_SWIZZLE_32B, CU_TENSOR_MAP_SWIZZLE_64B, CU_TENSOR_MAP_SWIZZLE_128B };
+enum CUtensorMapL2promotion { CU_TENSOR_MAP_L2_PROMOTION_NONE = 0, CU_TENSOR_MAP_L2_PROMOTION_L2_64B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B };
+enum CUtensorMapFloatOOBfill { CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0 };
+// Opaque to the kernels, as on the device (128 bytes, 64-byte aligned); model.cc keeps its fields in it.
+struct alignas(64) CUtensorMap {
+  unsigned char opaque[128];
+};
+typedef CUresult (*PFN_cuTensorMapEncodeTiled_v12000)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                                      const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                                      CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+// ---- launches: `kernel<<<grid, block, smem>>>(args)` reads `::kiln_host::Launcher(kernel, grid, block,
+// smem)(args)` after scripts/build-sm90-host.sh's rewrite; the grid runs to completion on the model.
+#include <functional>
+namespace kiln_host {
+void run_grid(const void* fn, dim3 grid, dim3 block, size_t smem, const std::function<void()>& body);
+template <class F>
+struct Launcher {
+  F fn;
+  dim3 grid, block;
+  size_t smem;
+  Launcher(F f, dim3 g, dim3 b, size_t s = 0) : fn(f), grid(g), block(b), smem(s) {}
+  template <class... A>
+  void operator()(const A&... args) const {
+    F f = fn;
+    run_grid(reinterpret_cast<const void*>(fn), grid, block, smem, [&]() { f(args...); });
+  }
+};
+}  // namespace kiln_host

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds build/sm90_host/run: kiln's Hopper kernels (kernels/cuda/gemm_sm90.cu, attention_fwd_sm90.cu,
+# attention_bwd_sm90.cu: device and host code) compiled with g++ for the host model of
+# bench/native/sm90_host/model.cc, and the driver that checks them against float64 references
+# (bench/native/sm90_host/run.cc). No GPU and no nvcc needed.
+#   bash scripts/build-sm90-host.sh && build/sm90_host/run [--quick]
+# The only changes made to the kernel sources on the way are two rewrites g++ needs, each checked to
+# apply: a launch `kernel<<<grid, block, smem>>>(args)` becomes `::kiln_host::Launcher(kernel, grid,
+# block, smem)(args)`, and the dynamic shared-memory array `extern __shared__ ... smem_raw[]` becomes a
+# pointer to the block's shared memory. sm90_common.cuh swaps its PTX wrappers for the model's
+# (sm90_host_model.h) under KILN_SM90_HOST_MODEL, attention_common.cuh its ex2.approx.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=build/sm90_host
+mkdir -p "$out/src"
+for f in gemm_sm90 attention_fwd_sm90 attention_bwd_sm90; do
+  perl -0777 -ne '
+    my $n1 = s/extern __shared__ __align__\(1024\) unsigned char smem_raw\[\];/unsigned char* const smem_raw = ::kiln_host::dynamic_smem();/g;
+    my $n2 = s/(\w+)<<<(.*?)>>>\(/::kiln_host::Launcher($1, $2)(/g;
+    die "'"$f"': expected one shared-memory declaration and one launch, rewrote $n1 and $n2\n" unless $n1 == 1 && $n2 == 1;
+    print;
+  ' "kernels/cuda/$f.cu" > "$out/src/$f.cc"
+done
+flags=(-std=c++17 -O2 -g -mf16c -fno-strict-aliasing -Wall -Wno-unknown-pragmas -Wno-unused-function -Wno-unused-variable
+  -DKILN_SM90_DEVICE=1 -DKILN_SM90_HOST_MODEL=1 -DKILN_ATTENTION_SM90=1 -DKILN_GEMM_SM90=1
+  -Ibench/native/sm90_host/cuda_shim -Ibench/native/sm90_host -Ikernels/cuda -Ikernels/common -Ikernels/cpu
+  -include kiln_host_cuda.h)
+objs=()
+pids=()
+for src in "$out/src/gemm_sm90.cc" "$out/src/attention_fwd_sm90.cc" "$out/src/attention_bwd_sm90.cc" bench/native/sm90_host/model.cc bench/native/sm90_host/run.cc; do
+  o="$out/$(basename "${src%.cc}").o"
+  g++ "${flags[@]}" -c "$src" -o "$o" &
+  pids+=($!)
+  objs+=("$o")
+done
+for p in "${pids[@]}"; do wait "$p"; done
+g++ "${objs[@]}" -o "$out/run"
+echo "built $out/run"
