@@ -21,10 +21,11 @@ for f in gemm_sm90 attention_fwd_sm90 attention_bwd_sm90; do
     print;
   ' "kernels/cuda/$f.cu" > "$out/src/$f.cc"
 done
-flags=(-std=c++17 -O2 -g -mf16c -fno-strict-aliasing -Wall -Wno-unknown-pragmas -Wno-unused-function -Wno-unused-variable
+flags=(-std=c++17 -O2 -g -mf16c -fno-strict-aliasing -Wall -Wno-psabi -Wno-unknown-pragmas -Wno-unused-function -Wno-unused-variable
   -DKILN_SM90_DEVICE=1 -DKILN_SM90_HOST_MODEL=1 -DKILN_ATTENTION_SM90=1 -DKILN_GEMM_SM90=1
   -Ibench/native/sm90_host/cuda_shim -Ibench/native/sm90_host -Ikernels/cuda -Ikernels/common -Ikernels/cpu
   -include kiln_host_cuda.h)
+printf '%s\n' "${flags[@]}" > "$out/flags"  # for bench/native/sm90_host/mutants.py
 objs=()
 pids=()
 for src in "$out/src/gemm_sm90.cc" "$out/src/attention_fwd_sm90.cc" "$out/src/attention_bwd_sm90.cc" bench/native/sm90_host/model.cc bench/native/sm90_host/run.cc; do

@@ -25,12 +25,18 @@
 //     MN-major operand (m|n i, k j) at swz(start + (i / 64) LBO + (j / 8) SBO + (j % 8) 128 + 2 (i % 64));
 //     accumulator: thread 32 w + l holds d[4 i + 2 h + e] = row 16 w + l / 4 + 8 h, column 8 i + 2 (l % 4) + e;
 //     A in registers: register r, half e of thread 32 w + l = row 16 w + l / 4 + 8 (r % 2), k 2 (l % 4) + 8 (r / 2) + e.
+// - The generic and the async proxy: wgmma reads shared memory as the async proxy sees it — bytes
+//   the TMA unit wrote, and generic stores only once a fence.proxy.async has published them (any
+//   thread's fence publishes every generic store made before it: a missing fence is caught, a fence
+//   in the wrong thread is not). wgmma.fence: a thread must execute one before its first wgmma and
+//   again after each wait_group before the next (stricter than PTX, which asks for it only when the
+//   registers the product uses were touched in between; the kernels touch them every time).
 // - __syncthreads, named barriers (bar.sync id, count), __syncwarp, shuffles (full masks only),
 //   setmaxnreg (a warpgroup collective; the register budget is checked), deadlocks (every fiber
 //   waiting, no copy in flight: the waits are listed).
 // - Shared memory starts as 0xFF bytes (NaN in every float type) and ends at a guard page; the
 //   dynamic allocation's shared address is a parameter (the kernels align it up to 1 KiB).
-// Not modelled: the proxy fences (fence.proxy.async: generic stores are visible at once), timing,
+// Not modelled: timing,
 // several blocks at a time (blocks run one after another), the register file (local arrays).
 #include <sys/mman.h>
 #include <ucontext.h>
@@ -136,6 +142,7 @@ struct Thread {
   uint32_t waitAddr = 0;
   // wgmma bookkeeping
   int opsIssued = 0, commits = 0;
+  bool wgFenced = false;  // a wgmma.fence since the last wait_group
   std::unordered_map<float*, int> inflight;                 // accumulator array -> products in flight
   std::unordered_map<float*, std::vector<float>> shadow;    // results not yet written back
 };
@@ -170,6 +177,8 @@ struct Copy {
 struct Block {
   std::vector<Thread> th;
   unsigned char* smem = nullptr;
+  std::vector<unsigned char> async;  // shared memory as the async proxy (wgmma) sees it
+  bool published = true;             // no fence.proxy.async since async was last brought up to date
   size_t smemBytes = 0;
   uint32_t smemBase = 0;
   std::map<uint32_t, MBar> bars;
@@ -280,6 +289,7 @@ void complete_copy(size_t which) {
           std::memcpy(&v, m.base + uint64_t(gz) * m.strides[1] + uint64_t(gy) * m.strides[0] + uint64_t(gx) * 2, 2);
         const uint32_t logical = cp.dst + (z * m.box[1] + y) * rowBytes + 2 * x;
         std::memcpy(B.smem + (swz(logical) - B.smemBase), &v, 2);
+        std::memcpy(B.async.data() + (swz(logical) - B.smemBase), &v, 2);
       }
   auto it = B.bars.find(cp.bar);
   MBar& b = it->second;
@@ -355,6 +365,7 @@ void run_block(uint3 idx, dim3 grid, dim3 dim, size_t smem, const std::function<
   B.dim = uint3{dim.x, dim.y, dim.z};
   B.smemBytes = smem;
   B.smem = smem_buffer(smem ? smem : 1);
+  B.async.assign(smem ? smem : 1, 0xFF);
   B.smemBase = g_opt.smemBase;
   B.th.resize(size_t(n));
   B.warpBar.resize(size_t((n + 31) / 32));
@@ -435,7 +446,7 @@ std::vector<float> read_operand(uint64_t desc, int extent, int mn, bool bf16, co
       const uint32_t logical = mn ? start + uint32_t(i / 64) * lbo + uint32_t(j / 8) * sbo + uint32_t(j % 8) * 128 + 2 * uint32_t(i % 64)
                                   : start + uint32_t(i / 8) * sbo + uint32_t(i % 8) * 128 + 2 * uint32_t(j);
       uint16_t h;
-      std::memcpy(&h, smem_at(swz(logical), 2, what), 2);
+      std::memcpy(&h, g_blk->async.data() + (smem_at(swz(logical), 2, what) - g_blk->smem), 2);
       out[size_t(i) * 16 + size_t(j)] = half_to_float(h, bf16);
     }
   return out;
@@ -626,17 +637,18 @@ void setmaxnreg(int regs, bool inc) {
   for (const Warpgroup& x : g_blk->wg) total += 128 * (x.regs ? x.regs : 0);
   if (total > 65536) fail("setmaxnreg: the warpgroups ask for more than the 64K-register file");
 }
-void fence_proxy_async() {}
+void fence_proxy_async() { g_blk->published = false; }
 void named_barrier(int id, int count) {
   if (id < 1 || id > 15) fail("bar.sync: barrier id out of [1, 15] (0 is __syncthreads)");
   if (count % 32 || count < 32 || count > int(g_blk->th.size())) fail("bar.sync: thread count not a multiple of 32 within the block");
   barrier_wait(g_blk->named[id], count, "bar.sync (named barrier)");
 }
-void wgmma_fence() {}
+void wgmma_fence() { g_cur->wgFenced = true; }
 void wgmma(int N, bool bf16, int mnA, int mnB, float* d, uint64_t da, const uint32_t* a, uint64_t db, int accumulate) {
   Thread& t = *g_cur;
   Warpgroup& W = g_blk->wg[size_t(t.index / 128)];
   const int lt = t.index % 128;
+  if (!t.wgFenced) fail("wgmma.mma_async without a wgmma.fence since the last wgmma.wait_group");
   const int k = t.opsIssued++;
   const size_t slot = size_t(k - W.base);
   if (slot == W.ops.size()) {
@@ -665,6 +677,10 @@ void wgmma(int N, bool bf16, int mnA, int mnB, float* d, uint64_t da, const uint
   for (int x = 0; x < N / 2; ++x) std::memcpy(d + x, &kPoison, 4);
   ++t.inflight[d];
   if (++op.issued == 128) {
+    if (!g_blk->published) {  // the generic stores fenced so far become visible to the async proxy
+      std::memcpy(g_blk->async.data(), g_blk->smem, g_blk->smemBytes);
+      g_blk->published = true;
+    }
     if (!op.rs) op.Asnap = read_operand(op.da, 64, op.mnA, op.bf16, "wgmma A");
     op.Bsnap = read_operand(op.db, op.N, op.mnB, op.bf16, "wgmma B");
   }
@@ -694,6 +710,7 @@ void wgmma_wait(int n) {
       ++W.base;
     }
   });
+  t.wgFenced = false;
 }
 
 void run_grid(const void* fn, dim3 grid, dim3 block, size_t smem, const std::function<void()>& body) {

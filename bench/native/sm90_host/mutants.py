@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+# Can the host model (model.cc, run.cc) catch a broken Hopper kernel? Each mutant below plants one
+# bug of a kind a GPU run would show — a race, a wrong descriptor, a barrier phase, a mask, a
+# swizzle — into a copy of one kernel source (as scripts/build-sm90-host.sh rewrote it), rebuilds the
+# driver with it and runs the part of the check that covers it. Every mutant must fail; the first
+# failure line is printed. Exits 1 if any mutant passes.
+#
+#   bash scripts/build-sm90-host.sh && python3 bench/native/sm90_host/mutants.py [name ...]
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+OUT = os.path.join(ROOT, "build", "sm90_host")
+
+# (name, file, old text, new text, --only part of run.cc, what it breaks)
+MUTANTS = [
+    ("fwd-early-release", "attention_fwd_sm90",
+     "    issue_s(sc, stageK(sK));\n    wgmma_wait<0>();\n    fence_acc(sc);\n    release(emptyK(sK));\n",
+     "    issue_s(sc, stageK(sK));\n    release(emptyK(sK));\n    wgmma_wait<0>();\n    fence_acc(sc);\n",
+     "fwd", "a K stage handed back to the producer while S = Q K^T still reads it"),
+    ("fwd-v-lbo", "attention_fwd_sm90",
+     "smem_desc(sv, 2 * kBoxBytes, 1024)", "smem_desc(sv, kBoxBytes, 1024)",
+     "fwd", "V's leading byte offset (the second 64 d columns, D = 128)"),
+    ("fwd-no-wait", "attention_fwd_sm90",
+     "      softmax(sc, jb * kKeys, alpha);  // in place: S(j) has landed, and no product in flight reads sc\n      wgmma_wait<0>();\n",
+     "      softmax(sc, jb * kKeys, alpha);  // in place: S(j) has landed, and no product in flight reads sc\n",
+     "fwd", "pipelined schedule: O rescaled and P(j) packed while P(j-1) V(j-1) is in flight"),
+    ("fwd-parity", "attention_fwd_sm90",
+     "mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: both stages start free",
+     "mbar_wait(empty(s), phase);",
+     "fwd", "the producer waits on the wrong phase of a stage's empty barrier"),
+    ("fwd-causal-mask", "attention_fwd_sm90",
+     "if (8 * i + e >= lim) sc", "if (8 * i + e > lim) sc",
+     "fwd", "the causal / key-length mask lets one more key through"),
+    ("bwd-full-count", "attention_bwd_sm90",
+     "mbar_init(full(s), 1 + 32);", "mbar_init(full(s), 1);",
+     "bwd", "a stage's full barrier counts only the TMA thread's arrival, not the lse / D_i warp's"),
+    ("bwd-no-barrier", "attention_bwd_sm90",
+     "    if (kSplitKeys) named_barrier(2 + c, 128);\n    else named_barrier(1, 256);\n", "",
+     "bwd", "no barrier between writing P^T / dS^T and the products that read them"),
+    ("bwd-swizzle", "attention_bwd_sm90",
+     "const int at = r * 128 + ((i ^ (r & 7)) << 4) + 4 * t4;", "const int at = r * 128 + (i << 4) + 4 * t4;",
+     "bwd", "P^T / dS^T stored without the 128-byte swizzle the descriptors read with"),
+    ("bwd-no-proxy-fence", "attention_bwd_sm90",
+     "    fence_proxy_async();  // the generic-proxy stores above, before the async proxy (wgmma) reads them\n", "",
+     "bwd", "P^T / dS^T stored by the generic proxy, read by wgmma without fence.proxy.async"),
+    ("fwd-no-wgmma-fence", "attention_fwd_sm90",
+     "  auto issue_pv = [&](const uint32_t (&pa)[kKeys / 16][4], const uint64_t (&dv)[kKeys / 16]) {\n    wgmma_fence();\n",
+     "  auto issue_pv = [&](const uint32_t (&pa)[kKeys / 16][4], const uint64_t (&dv)[kKeys / 16]) {\n",
+     "fwd", "O += P V issued without wgmma.fence after P was packed into the A registers"),
+    ("gemm-kstep", "gemm_sm90",
+     "kStepA = TA ? 16 * 128 : 32", "kStepA = TA ? 8 * 128 : 32",
+     "gemm", "the k16 step of an m-contiguous A (8 rows instead of 16)"),
+]
+
+
+def main():
+    pick = set(sys.argv[1:])
+    flags = open(os.path.join(OUT, "flags")).read().split("\n")
+    flags = [f for f in flags if f]
+    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "model", "run")}
+    mdir = os.path.join(OUT, "mutant")
+    os.makedirs(mdir, exist_ok=True)
+    missed = 0
+    for name, f, old, new, only, what in MUTANTS:
+        if pick and name not in pick:
+            continue
+        src = open(os.path.join(OUT, "src", f + ".cc")).read()
+        n = src.count(old)
+        if n != 1:
+            print(f"ERROR {name}: the text to mutate occurs {n} times in {f} (the kernel changed: update mutants.py)")
+            missed += 1
+            continue
+        msrc = os.path.join(mdir, f + ".cc")
+        with open(msrc, "w") as fh:
+            fh.write(src.replace(old, new))
+        t0 = time.time()
+        mobj = os.path.join(mdir, f + ".o")
+        subprocess.run(["g++", *flags, "-c", msrc, "-o", mobj], cwd=ROOT, check=True)
+        exe = os.path.join(mdir, "run")
+        subprocess.run(["g++", *[mobj if k == f else o for k, o in objs.items()], "-o", exe], cwd=ROOT, check=True)
+        r = subprocess.run([exe, "--only", only], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        lines = r.stdout.splitlines()
+        fails = [l for l in lines if l.startswith("FAIL")]
+        model = [l.strip() for l in lines if l.strip().startswith("model:")]
+        dt = time.time() - t0
+        if r.returncode != 0 and fails:
+            first = model[0] if model else fails[0]
+            print(f"caught {name} ({what}): {len(fails)} of {len(fails) + sum(l.startswith('PASS') for l in lines)} cases fail; first: {first[:220]}  [{dt:.0f} s]")
+        else:
+            missed += 1
+            print(f"MISSED {name} ({what}): exit {r.returncode}, {lines[-1] if lines else ''}")
+        sys.stdout.flush()
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
