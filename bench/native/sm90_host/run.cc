@@ -363,6 +363,7 @@ int main(int argc, char** argv) {
         if (!quick) {
           ac.push_back({1, 1, 130, 300, D, causal, true, sched});  // Tq < Tk
           ac.push_back({2, 1, 300, 130, D, causal, false, sched});  // Tq > Tk (causal: leading rows see no key), f16
+          if (causal) ac.push_back({1, 1, 640, 640, D, causal, true, sched});  // 5 key tiles, 10 query blocks: the rings wrap
         }
       }
   for (bool fwd : {true, false}) {
