@@ -51,7 +51,8 @@ if has checks; then
   # float64 references, then timings. gemm_cuda_check also checks and times the opt-in wgmma kernel
   # on compute capability 9.x (4096^3 and 8192^3 against mma.sync): 60 s for it, 40 s for the others.
   # The Hopper attention kernels run after fa2's figures, each check path in its own process (wg-f:
-  # sm90 forward + fa2 backward, wg-fp: the pipelined forward, wg-b / wg-bk: fa2 forward + sm90
+  # sm90 forward + fa2 backward, wg-fp / wg-fpp: the pipelined forward without / with pingpong between
+  # the consumers, wg-b / wg-bk: fa2 forward + sm90
   # backward with dQ split by columns / by keys, wg: both sm90), so that one that faults (an mbarrier
   # wait stuck for 20 s traps) cannot hide the others; a failure prints its diagnosis (block map,
   # moved rows or columns). Then their timings beside fa2.
@@ -66,7 +67,7 @@ if has checks; then
     echo "exit ${PIPESTATUS[0]}"
   done
   if [ -x build/attention_cuda_check ]; then
-    for p in wg-f wg-fp wg-b wg-bk wg; do
+    for p in wg-f wg-fp wg-fpp wg-b wg-bk wg; do
       stamp "build/attention_cuda_check --sm90-only --no-time --paths $p"
       timeout ${KILN_GPU_CHECK_TIMEOUT:-40} build/attention_cuda_check --sm90-only --no-time --paths $p 2>&1 |
         tee -a "$OUT/checks.txt" | grep -v '^skip \|^diagnosis: ' | tail -120
@@ -104,9 +105,10 @@ if has wgmma; then
   fi
   stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=wgmma"
   KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench attention --device cuda 2>&1 | tail -15
-  # The alternative schedules the check program also times (pipelined forward, dQ split by keys).
-  stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=wgmma KILN_ATTENTION_SM90_FWD=pipe KILN_ATTENTION_SM90_DQ=keys"
-  KILN_ATTENTION_KERNEL=wgmma KILN_ATTENTION_SM90_FWD=pipe KILN_ATTENTION_SM90_DQ=keys timeout ${KILN_GPU_BENCH_TIMEOUT:-90} \
+  # The alternative schedules the check program also times (pipelined + pingpong forward, dQ split by
+  # keys; the pipelined forward without pingpong is timed by the check program only).
+  stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=wgmma KILN_ATTENTION_SM90_FWD=pingpong KILN_ATTENTION_SM90_DQ=keys"
+  KILN_ATTENTION_KERNEL=wgmma KILN_ATTENTION_SM90_FWD=pingpong KILN_ATTENTION_SM90_DQ=keys timeout ${KILN_GPU_BENCH_TIMEOUT:-90} \
     node dist/src/cli/main.js bench attention --device cuda 2>&1 | tail -15
 fi
 

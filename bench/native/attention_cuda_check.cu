@@ -3,7 +3,7 @@
 // KILN_CHECK_SM90, the Hopper wgmma kernels of attention_{fwd,bwd}_sm90.cu), for a GPU machine
 // without Node.js. Build: scripts/build-attention-check.sh (no GPU needed) -> build/attention_cuda_check
 // Usage: attention_cuda_check [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma]
-//                             [--sm90-only] [--paths wg-f,wg-fp,wg-b,wg-bk,wg]
+//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg]
 //   (default)     correctness on edge shapes against a float64 CPU reference, then timings; the
 //                 Hopper kernels last (checked, then timed beside fa2).
 //   --cpu-only    only validates the CPU reference's gradients by finite differences and the
@@ -452,12 +452,21 @@ std::string sm90_bwd(AttnDType t, const AttentionArgs& a, const void* q, const v
   std::string err = kiln::cuda::sm90_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
   return handled ? err : std::string(kNotTaken);
 }
-// The forward with the pipelined consumers (softmax of tile j beside P V of tile j - 1).
-std::string sm90_fwd_pipe(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
-  kiln::cuda::sm90_attention_set_fwd_pipeline(2);
+// The forward with the consumers' schedule `mode` (sm90_attention_set_fwd_pipeline).
+std::string sm90_fwd_sched(int mode, AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
+                           float* lse) {
+  kiln::cuda::sm90_attention_set_fwd_pipeline(mode);
   std::string err = sm90_fwd(t, a, q, k, v, out, lse);
   kiln::cuda::sm90_attention_set_fwd_pipeline(0);  // back to the process default
   return err;
+}
+// Pipelined consumers (softmax of tile j beside P V of tile j - 1).
+std::string sm90_fwd_pipe(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
+  return sm90_fwd_sched(2, t, a, q, k, v, out, lse);
+}
+// Pipelined, the two consumers taking turns to issue their products (pingpong).
+std::string sm90_fwd_ping(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
+  return sm90_fwd_sched(3, t, a, q, k, v, out, lse);
 }
 // The backward with dQ split by keys between the consumers (head dim 128; 64 always splits so).
 std::string sm90_bwd_keys(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
@@ -553,6 +562,7 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
   if (sm90)
     paths = {{"wg-f", sm90_fwd, kiln::cuda::fa2_attention_backward},
              {"wg-fp", sm90_fwd_pipe, kiln::cuda::fa2_attention_backward},
+             {"wg-fpp", sm90_fwd_ping, kiln::cuda::fa2_attention_backward},
              {"wg-b", kiln::cuda::fa2_attention_forward, sm90_bwd},
              {"wg-bk", kiln::cuda::fa2_attention_forward, sm90_bwd_keys},
              {"wg", sm90_fwd, sm90_bwd}};
@@ -680,6 +690,7 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
   if (withSm90) {
     paths.push_back({"wg", sm90_fwd, sm90_bwd});
     paths.push_back({"wg-p", sm90_fwd_pipe, sm90_bwd});                    // pipelined forward
+    paths.push_back({"wg-pp", sm90_fwd_ping, sm90_bwd});                   // pipelined + pingpong forward
     if (D == 128) paths.push_back({"wg-k", sm90_fwd, sm90_bwd_keys});  // dQ split by keys
   }
 #else
@@ -750,14 +761,14 @@ int main(int argc, char** argv) {
         if (e > b) g_sm90Paths.push_back(list.substr(b, e - b));
       }
       for (const std::string& name : g_sm90Paths)
-        if (name != "wg-f" && name != "wg-fp" && name != "wg-b" && name != "wg-bk" && name != "wg") {
+        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg") {
           std::fprintf(stderr, "--paths: unknown path %s\n", name.c_str());
           return 2;
         }
     } else {
       std::fprintf(stderr,
                    "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma] [--sm90-only]"
-                   " [--paths wg-f,wg-fp,wg-b,wg-bk,wg]\n",
+                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg]\n",
                    argv[0]);
       return 2;
     }
@@ -813,9 +824,10 @@ int main(int argc, char** argv) {
   // until measured here), checked against the same references, then timed beside fa2.
   if (wgmma) {
     if (check) {
-      std::printf("wgmma (sm90) kernels: wg-f = sm90 forward + fa2 backward (wg-fp: the pipelined forward), wg-b = fa2\n"
+      std::printf("wgmma (sm90) kernels: wg-f = sm90 forward + fa2 backward (wg-fp: the pipelined forward, wg-fpp: pipelined +\n"
+                  "pingpong), wg-b = fa2\n"
                   "forward + sm90 backward (wg-bk: dQ split by keys), wg = both sm90 (timing: wg-p with the pipelined\n"
-                  "forward, wg-k with dQ split by keys)\n");
+                  "forward, wg-pp pipelined + pingpong, wg-k with dQ split by keys)\n");
       std::mt19937_64 rng(42);
       for (const Case& c : cases) run_case(c, rng, true);
     }

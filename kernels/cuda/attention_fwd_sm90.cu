@@ -14,9 +14,12 @@
 //   O += P V        (64 x D, wgmma m64nDk16 with P from registers: an accumulator tile packed in
 //                    pairs is already the A operand; V is read n-contiguous, the transpose bit set)
 // and at the end O / l goes straight from the accumulators to global memory, lse from lane 0 of a quad.
-// Two consumer schedules (KILN_ATTENTION_SM90_FWD, sm90_attention_set_fwd_pipeline; a GPU run is to
-// pick): one tile at a time, or pipelined as FlashAttention-3 does within a warpgroup (S(j) and
-// P(j-1) V(j-1) in flight together, the softmax of S(j) beside the latter). K and V stages are
+// Three consumer schedules (KILN_ATTENTION_SM90_FWD, sm90_attention_set_fwd_pipeline; a GPU run is to
+// pick): one tile at a time; pipelined as FlashAttention-3 does within a warpgroup (S(j) and
+// P(j-1) V(j-1) in flight together, the softmax of S(j) beside the latter); and pipelined with
+// FlashAttention-3's "pingpong" between the two consumers: they take turns to issue their products
+// (named barrier 1 + c opens consumer c's turn, the other's arrival after its own issue opens it),
+// so that one's softmax runs while the other's products keep the tensor cores busy. K and V stages are
 // released separately (emptyK / emptyV), so K(j+1) can load while V(j) is still being read; thread
 // 0 of the producer loads Q and the K ring, thread 32 the V ring.
 //
@@ -38,6 +41,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "attention_common.cuh"  // exp2_approx, pack_half2
 #include "attention_sm90.h"
@@ -84,14 +88,16 @@ using namespace sm90;  // PTX wrappers (sm90_common.cuh)
 #endif  // KILN_SM90_DEVICE
 
 // tmQ: (D, Tq, B*H), tmK / tmV: (D, Tk, B*H), 64 x 64 boxes with the 128-byte swizzle (sm90_tma.h).
-// kPipe: overlap each tile's softmax with the previous tile's P V (else one tile at a time).
-template <bool BF16, int D, bool kCausal, bool kPipe>
+// kSched: 1 one tile at a time, 2 each tile's softmax beside the previous tile's P V, 3 that and the
+// consumers' turns (pingpong).
+template <bool BF16, int D, bool kCausal, int kSched>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                               const __grid_constant__ CUtensorMap tmV, const Params p) {
 #ifdef KILN_SM90_DEVICE
   using S = Smem<D>;
   constexpr int kDB = D / kTmaBox;  // 64-column blocks of the head dim
+  constexpr bool kPipe = kSched >= 2, kPing = kSched == 3;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
   const uint32_t bars = base + S::kBars;
@@ -301,6 +307,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     mbar_wait(bar, ph);
     __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
   };
+  // Pingpong turns (kPing): this warpgroup issues its products between turn_begin and turn_end. Both
+  // consumers take one turn per key tile of the block (nkb, computed or not), alternating from
+  // consumer 0: consumer 1 opens consumer 0's first turn, and consumer 0 takes up the last arrival.
+  auto turn_begin = [&]() {
+    if constexpr (kPing) named_barrier(1 + c, 256);
+  };
+  auto turn_end = [&]() {
+    if constexpr (kPing) named_barrier_arrive(2 - c, 256);
+  };
+  if (kPing && c == 1) named_barrier_arrive(1, 256);
 
   // The tiles this warpgroup computes: a prefix of the block's tiles (none past the last row; causal:
   // none whose first key its last row does not see). It still waits for and releases the others,
@@ -314,7 +330,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   // S of tile jb with nothing else in flight: product, K back, softmax, P into pa.
   auto s_alone = [&](int jb) {
     wait_full(fullK(sK), phK);
+    turn_begin();
     issue_s(sc, stageK(sK));
+    turn_end();
     wgmma_wait<0>();
     fence_acc(sc);
     release(emptyK(sK));
@@ -352,9 +370,12 @@ __global__ void __launch_bounds__(kThreads, 1)
       pv_descs(stageK(sV) + S::kTile, dv);
       sm90::fence_regs64(dv);
       wait_full(fullK(sK), phK);
+      if constexpr (kPing) wait_full(fullV(sV), phV);  // both tiles here before the turn
+      turn_begin();
       issue_s(sc, stageK(sK));
-      wait_full(fullV(sV), phV);
+      if constexpr (!kPing) wait_full(fullV(sV), phV);
       issue_pv(pa, dv);
+      turn_end();
       wgmma_wait<1>();  // S(j) has landed; P(j-1) V(j-1) may still run
       fence_acc(sc);
       release(emptyK(sK));
@@ -375,6 +396,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     pv_alone();
   }
   for (int jb = nAct; jb < nkb; ++jb) {  // tiles this warpgroup does not compute
+    turn_begin();
+    turn_end();
     mbar_wait(fullK(sK), phK);
     release(emptyK(sK));
     next(sK, phK);
@@ -382,6 +405,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     release(emptyV(sV));
     next(sV, phV);
   }
+  if (kPing && c == 0) named_barrier(1, 256);  // consumer 1's arrival after its last turn
 
   // O / l straight from the accumulators: each quad writes 16 contiguous bytes of a row per step.
   uint32_t* const out = static_cast<uint32_t*>(p.out);
@@ -407,16 +431,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 using gemm_detail::device_info;
 using gemm_detail::launched;
 
-// The consumers' schedule: 1 one tile at a time (the default), 2 pipelined (kPipe)
-// (KILN_ATTENTION_SM90_FWD=pipe, sm90_attention_set_fwd_pipeline; the check program times both).
-Sm90AttnSwitch g_fwdPipe("KILN_ATTENTION_SM90_FWD", "pipe");
+// The consumers' schedule (kSched): 1 one tile at a time (the default), 2 pipelined, 3 pipelined
+// with pingpong (KILN_ATTENTION_SM90_FWD=pipe|pingpong, sm90_attention_set_fwd_pipeline; the check
+// program times each).
+Sm90AttnSwitch g_fwdPipe("KILN_ATTENTION_SM90_FWD", "pipe", "pingpong");
 
-template <bool BF16, int D, bool kCausal, bool kPipe>
+template <bool BF16, int D, bool kCausal, int kSched>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const Params& p, unsigned grid,
                    bool& handled) {
-  auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal, kPipe>;
+  auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal, kSched>;
   constexpr size_t smem = Smem<D>::kAlloc;
-  if (!sm90_kernel_ready<attention_fwd_sm90_kernel<BF16, D, kCausal, kPipe>>(smem)) return "";  // handled stays false: the fa2 kernels run
+  if (!sm90_kernel_ready<attention_fwd_sm90_kernel<BF16, D, kCausal, kSched>>(smem)) return "";  // handled stays false: the fa2 kernels run
   handled = true;
   kernel<<<grid, kThreads, smem>>>(tmQ, tmK, tmV, p);
   const std::string err = launched();
@@ -438,9 +463,15 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
   p.out = out;
   p.lse = lse;
   const unsigned grid = unsigned(blocks);
-  if (g_fwdPipe.get() == 2)
-    return a.causal ? launch<BF16, D, true, true>(tmQ, tmK, tmV, p, grid, handled) : launch<BF16, D, false, true>(tmQ, tmK, tmV, p, grid, handled);
-  return a.causal ? launch<BF16, D, true, false>(tmQ, tmK, tmV, p, grid, handled) : launch<BF16, D, false, false>(tmQ, tmK, tmV, p, grid, handled);
+  auto go = [&](auto sched) {
+    constexpr int kSched = decltype(sched)::value;
+    return a.causal ? launch<BF16, D, true, kSched>(tmQ, tmK, tmV, p, grid, handled) : launch<BF16, D, false, kSched>(tmQ, tmK, tmV, p, grid, handled);
+  };
+  switch (g_fwdPipe.get()) {
+    case 2: return go(std::integral_constant<int, 2>{});
+    case 3: return go(std::integral_constant<int, 3>{});
+    default: return go(std::integral_constant<int, 1>{});
+  }
 }
 
 }  // namespace

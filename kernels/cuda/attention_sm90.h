@@ -26,8 +26,9 @@ std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs
 // (KILN_ATTENTION_SM90_DQ=keys|cols). For measuring both; see attention_bwd_sm90.cu.
 void sm90_attention_set_dq_split(int mode);
 // The forward consumers' schedule: 1 one tile at a time (the default), 2 pipelined (the softmax of
-// tile j overlaps P V of tile j - 1, as FlashAttention-3), 0 back to the process default
-// (KILN_ATTENTION_SM90_FWD=pipe|simple). For measuring both; see attention_fwd_sm90.cu.
+// tile j overlaps P V of tile j - 1, as FlashAttention-3), 3 pipelined with the two consumers taking
+// turns to issue their products ("pingpong", as FlashAttention-3), 0 back to the process default
+// (KILN_ATTENTION_SM90_FWD=pipe|pingpong|simple). For measuring them; see attention_fwd_sm90.cu.
 void sm90_attention_set_fwd_pipeline(int mode);
 
 // Same contracts as attention_api.h's entry points. `handled` is false, and nothing ran, when the

@@ -35,27 +35,27 @@ inline Sm90AttnShape sm90_attn_shape(const cpu::AttentionArgs& a) {
   return s;
 }
 
-// A two-way schedule choice: 1 (the default) or 2, which the environment variable `var` selects
-// when it equals `alt` (read on first use); set(1 | 2) overrides it, set(0) returns to the
-// environment's choice.
+// A schedule choice: 1 (the default), or 2 (3) when the environment variable `var` equals `alt`
+// (`alt3`), read on first use; set(1 | 2 | 3) overrides it, set(0) returns to the environment's choice.
 class Sm90AttnSwitch {
  public:
-  constexpr Sm90AttnSwitch(const char* var, const char* alt) : var_(var), alt_(alt) {}
+  constexpr Sm90AttnSwitch(const char* var, const char* alt, const char* alt3 = nullptr) : var_(var), alt_(alt), alt3_(alt3) {}
   int get() {
     int v = v_.load(std::memory_order_relaxed);
     if (v == 0) {
       const char* e = std::getenv(var_);
-      v = e && std::strcmp(e, alt_) == 0 ? 2 : 1;
+      v = e && std::strcmp(e, alt_) == 0 ? 2 : e && alt3_ && std::strcmp(e, alt3_) == 0 ? 3 : 1;
       int expected = 0;
       if (!v_.compare_exchange_strong(expected, v)) v = expected;
     }
     return v;
   }
-  void set(int mode) { v_.store(mode == 2 ? 2 : mode == 1 ? 1 : 0); }
+  void set(int mode) { v_.store(mode == 3 && alt3_ ? 3 : mode == 2 ? 2 : mode == 1 ? 1 : 0); }
 
  private:
   const char* var_;
   const char* alt_;
+  const char* alt3_;
   std::atomic<int> v_{0};
 };
 

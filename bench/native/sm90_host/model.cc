@@ -426,6 +426,12 @@ void run_block(uint3 idx, dim3 grid, dim3 dim, size_t smem, const std::function<
     g_cur = nullptr;
     rr = size_t(pick) + 1;
   }
+  for (int id = 0; id < 16 && !B.failed; ++id)
+    if (B.named[id].count) {
+      g_failures.push_back("named barrier " + std::to_string(id) + " has " + std::to_string(B.named[id].count) +
+                           " arrivals pending when the block ends");
+      B.failed = true;
+    }
   if (B.failed) g_error = cudaErrorLaunchFailure;
   g_blk = nullptr;
 }
@@ -638,10 +644,23 @@ void setmaxnreg(int regs, bool inc) {
   if (total > 65536) fail("setmaxnreg: the warpgroups ask for more than the 64K-register file");
 }
 void fence_proxy_async() { g_blk->published = false; }
+static void check_named(int id, int count, const char* what) {
+  if (id < 1 || id > 15) fail((std::string(what) + ": barrier id out of [1, 15] (0 is __syncthreads)").c_str());
+  if (count % 32 || count < 32 || count > int(g_blk->th.size())) fail((std::string(what) + ": thread count not a multiple of 32 within the block").c_str());
+}
 void named_barrier(int id, int count) {
-  if (id < 1 || id > 15) fail("bar.sync: barrier id out of [1, 15] (0 is __syncthreads)");
-  if (count % 32 || count < 32 || count > int(g_blk->th.size())) fail("bar.sync: thread count not a multiple of 32 within the block");
+  check_named(id, count, "bar.sync");
   barrier_wait(g_blk->named[id], count, "bar.sync (named barrier)");
+}
+void named_barrier_arrive(int id, int count) {
+  check_named(id, count, "bar.arrive");
+  Barrier& b = g_blk->named[id];
+  if (b.count == 0) b.expected = count;
+  else if (b.expected != count) fail("a barrier's arrivals disagree on its thread count");
+  if (++b.count == count) {
+    b.count = 0;
+    ++b.gen;
+  }
 }
 void wgmma_fence() { g_cur->wgFenced = true; }
 void wgmma(int N, bool bf16, int mnA, int mnB, float* d, uint64_t da, const uint32_t* a, uint64_t db, int accumulate) {

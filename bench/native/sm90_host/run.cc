@@ -165,7 +165,7 @@ void run_gemm(const GemmCase& g, std::mt19937_64& rng) {
 struct AttnCase {
   int64_t B, H, Tq, Tk, D;
   bool causal, bf16;
-  int schedule;  // forward: 1 one tile at a time, 2 pipelined; backward (D 128): 1 dQ by columns, 2 by keys
+  int schedule;  // forward: 1 one tile at a time, 2 pipelined, 3 pipelined + pingpong; backward (D 128): 1 dQ by columns, 2 by keys
 };
 
 struct Reference {
@@ -234,7 +234,7 @@ std::string attn_name(const char* dir, const AttnCase& c) {
   char name[160];
   std::snprintf(name, sizeof name, "%s %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s", dir, c.bf16 ? "bf16" : "f16", (long long)c.D, (long long)c.B,
                 (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full",
-                std::string(dir) == "fwd" ? (c.schedule == 2 ? "pipelined" : "one-tile") : (c.D == 64 ? "dQ-by-keys" : c.schedule == 2 ? "dQ-by-keys" : "dQ-by-columns"));
+                std::string(dir) == "fwd" ? (c.schedule == 3 ? "pingpong" : c.schedule == 2 ? "pipelined" : "one-tile") : (c.D == 64 ? "dQ-by-keys" : c.schedule == 2 ? "dQ-by-keys" : "dQ-by-columns"));
   return name;
 }
 
@@ -358,7 +358,7 @@ int main(int argc, char** argv) {
   std::vector<AttnCase> ac;
   for (int D : {64, 128})
     for (bool causal : {false, true})
-      for (int sched : {1, 2}) {
+      for (int sched : {1, 2, 3}) {
         ac.push_back({1, 2, 200, 200, D, causal, true, sched});   // ragged T: partial tiles
         if (!quick) {
           ac.push_back({1, 1, 130, 300, D, causal, true, sched});  // Tq < Tk
@@ -369,7 +369,7 @@ int main(int argc, char** argv) {
   for (bool fwd : {true, false}) {
     if (!only.empty() && only != (fwd ? "fwd" : "bwd")) continue;
     for (const AttnCase& c : ac) {
-      if (!fwd && c.D == 64 && c.schedule == 2) continue;  // D 64 always splits dQ by keys
+      if (!fwd && (c.schedule == 3 || (c.D == 64 && c.schedule == 2))) continue;  // D 64 always splits dQ by keys
       next_base();
       run_attention(c, fwd, rng);
     }

@@ -13,6 +13,7 @@ void tma_load(uint32_t dst, const void* map, int c0, int c1, int c2, uint32_t ba
 void setmaxnreg(int regs, bool inc);
 void fence_proxy_async();
 void named_barrier(int id, int count);
+void named_barrier_arrive(int id, int count);
 void wgmma_fence();
 void wgmma_commit();
 void wgmma_wait(int n);
@@ -38,6 +39,7 @@ template <int R> inline void setmaxnreg_inc() { kiln_host::setmaxnreg(R, true); 
 template <int R> inline void setmaxnreg_dec() { kiln_host::setmaxnreg(R, false); }
 inline void fence_proxy_async() { kiln_host::fence_proxy_async(); }
 inline void named_barrier(int id, int count) { kiln_host::named_barrier(id, count); }
+inline void named_barrier_arrive(int id, int count) { kiln_host::named_barrier_arrive(id, count); }
 inline void wgmma_fence() { kiln_host::wgmma_fence(); }
 inline void wgmma_commit() { kiln_host::wgmma_commit(); }
 template <int N> inline void wgmma_wait() { kiln_host::wgmma_wait(N); }
