@@ -17,8 +17,8 @@ OUT = os.path.join(ROOT, "build", "sm90_host")
 # (name, file, old text, new text, --only part of run.cc, what it breaks)
 MUTANTS = [
     ("fwd-early-release", "attention_fwd_sm90",
-     "    issue_s(sc, stageK(sK));\n    wgmma_wait<0>();\n    fence_acc(sc);\n    release(emptyK(sK));\n",
-     "    issue_s(sc, stageK(sK));\n    release(emptyK(sK));\n    wgmma_wait<0>();\n    fence_acc(sc);\n",
+     "    turn_end();\n    wgmma_wait<0>();\n    fence_acc(sc);\n    release(emptyK(sK));\n",
+     "    turn_end();\n    release(emptyK(sK));\n    wgmma_wait<0>();\n    fence_acc(sc);\n",
      "fwd", "a K stage handed back to the producer while S = Q K^T still reads it"),
     ("fwd-v-lbo", "attention_fwd_sm90",
      "smem_desc(sv, 2 * kBoxBytes, 1024)", "smem_desc(sv, kBoxBytes, 1024)",
