@@ -3,12 +3,16 @@
 // sm90_host_model.h). Every CUDA thread of a block is a fiber (ucontext) of one OS thread; a fiber
 // runs until it blocks (a barrier, a shuffle, an mbarrier wait, a warpgroup collective), then the
 // scheduler resumes another whose wait is satisfied, in round-robin order perturbed by a seeded RNG.
+// A thread about to commit or wait for wgmma products, arrive on a barrier or fence is now and then
+// stalled (1 in 256) until no other thread can run: a slow warp, whose products stay in flight and
+// whose stage stays unreleased while the rest of the block runs ahead as far as it can.
 //
 // What is modelled, and checked (a check that fails stops the launch with cudaErrorLaunchFailure and
 // a message in failures()):
 // - mbarriers: init count, arrivals, expect_tx / complete_tx byte counts, phases and parity waits
 //   (a fresh barrier passes parity 1); arrivals past the count, bytes delivered to a phase that
-//   expects none, waits on an uninitialised barrier.
+//   expects none (stricter than PTX, whose tx-count may go negative; the kernels never need that),
+//   waits on an uninitialised barrier.
 // - TMA tile loads (cp.async.bulk.tensor 3-d, 128-byte swizzle): asynchronous, completed at random
 //   later points in any order; element (x, y) of a box lands at swz(dst + 128 y + 2 x),
 //   swz(a) = a ^ (((a >> 7) & 7) << 4); elements outside the tensor are zero. Checked: a map the
@@ -26,11 +30,17 @@
 //     accumulator: thread 32 w + l holds d[4 i + 2 h + e] = row 16 w + l / 4 + 8 h, column 8 i + 2 (l % 4) + e;
 //     A in registers: register r, half e of thread 32 w + l = row 16 w + l / 4 + 8 (r % 2), k 2 (l % 4) + 8 (r / 2) + e.
 // - The generic and the async proxy: wgmma reads shared memory as the async proxy sees it — bytes
-//   the TMA unit wrote, and generic stores only once a fence.proxy.async has published them (any
-//   thread's fence publishes every generic store made before it: a missing fence is caught, a fence
-//   in the wrong thread is not). wgmma.fence: a thread must execute one before its first wgmma and
-//   again after each wait_group before the next (stricter than PTX, which asks for it only when the
-//   registers the product uses were touched in between; the kernels touch them every time).
+//   the TMA unit wrote, and generic stores once a fence.proxy.async has published them (any
+//   thread's fence publishes every generic store made before it: a missing or misplaced fence is
+//   caught, a fence in the wrong thread is not). When a product is issued, its operand bytes must be
+//   the same in both views (no generic store left unpublished), and when it retires they must still
+//   be what it was issued with in both (no store, copy or publication in flight).
+// - wgmma.fence: a thread must execute one before its first wgmma and again after each wait_group
+//   before the next (stricter than PTX, which asks for it only when the registers the product uses
+//   were touched in between, but also weaker: a register written after the fence is not seen).
+// - setmaxnreg: the block starts with the launch's registers, 65536 / threads per thread rounded
+//   down to 8 (168 for 384 threads: what ptxas gives these kernels under __launch_bounds__);
+//   .dec returns registers to the block's pool, .inc waits until the pool has them.
 // - __syncthreads, named barriers (bar.sync id, count), __syncwarp, shuffles (full masks only),
 //   setmaxnreg (a warpgroup collective; the register budget is checked), deadlocks (every fiber
 //   waiting, no copy in flight: the waits are listed).
@@ -42,6 +52,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -140,6 +151,7 @@ struct Thread {
   uint64_t pb = 0;
   const char* what = "";
   uint32_t waitAddr = 0;
+  bool slow = false;  // stalled: runs only when no other thread can
   // wgmma bookkeeping
   int opsIssued = 0, commits = 0;
   bool wgFenced = false;  // a wgmma.fence since the last wait_group
@@ -165,7 +177,8 @@ struct Warpgroup {
   int base = 0;
   std::vector<int> groupEnd;  // ops issued at each commit
   Barrier bar;
-  int regs = 0;
+  int regs = 0;  // registers per thread now
+  int64_t* pool = nullptr;
 };
 
 struct Copy {
@@ -178,7 +191,7 @@ struct Block {
   std::vector<Thread> th;
   unsigned char* smem = nullptr;
   std::vector<unsigned char> async;  // shared memory as the async proxy (wgmma) sees it
-  bool published = true;             // no fence.proxy.async since async was last brought up to date
+  int64_t regPool = 0;                // registers released by setmaxnreg.dec, not yet taken by .inc
   size_t smemBytes = 0;
   uint32_t smemBase = 0;
   std::map<uint32_t, MBar> bars;
@@ -225,6 +238,14 @@ void block_until(bool (*pred)(const void*, uint64_t), const void* pa, uint64_t p
 }
 
 bool gen_moved(const void* p, uint64_t g) { return *static_cast<const uint64_t*>(p) != g; }
+
+constexpr uint64_t kStallOdds = 256;  // 1 in kStallOdds calls stalls
+void maybe_stall() {
+  if (!g_cur || g_rng() % kStallOdds) return;
+  g_cur->slow = true;
+  g_cur->what = "stalled";
+  swapcontext(&g_cur->ctx, &g_sched);
+}
 
 template <class F>
 void barrier_wait(Barrier& b, int n, const char* what, F&& last) {
@@ -371,6 +392,10 @@ void run_block(uint3 idx, dim3 grid, dim3 dim, size_t smem, const std::function<
   B.warpBar.resize(size_t((n + 31) / 32));
   B.slots.assign(size_t((n + 31) / 32), std::vector<uint32_t>(32));
   B.wg.resize(size_t((n + 127) / 128));
+  for (Warpgroup& w : B.wg) {
+    w.regs = std::min(255, 65536 / n) / 8 * 8;  // the launch's registers per thread
+    w.pool = &B.regPool;
+  }
   if (size_t(n) > g_stackCount) {
     g_stacks = static_cast<unsigned char*>(mmap(nullptr, kStack * size_t(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
     if (g_stacks == MAP_FAILED) {
@@ -399,16 +424,24 @@ void run_block(uint3 idx, dim3 grid, dim3 dim, size_t smem, const std::function<
       continue;
     }
     if (g_rng() % 16 == 0) rr = size_t(g_rng() % size_t(n));
-    int pick = -1;
+    int pick = -1, slowPick = -1;
     bool live = false;
     for (int k = 0; k < n; ++k) {
       Thread& t = B.th[(rr + size_t(k)) % size_t(n)];
       if (t.done) continue;
       live = true;
       if (!t.pred || t.pred(t.pa, t.pb)) {
+        if (t.slow) {
+          if (slowPick < 0) slowPick = t.index;
+          continue;
+        }
         pick = t.index;
         break;
       }
+    }
+    if (pick < 0 && slowPick >= 0) {
+      pick = slowPick;
+      B.th[size_t(pick)].slow = false;
     }
     if (pick < 0) {
       if (!live) break;  // every thread finished
@@ -438,7 +471,8 @@ void run_block(uint3 idx, dim3 grid, dim3 dim, size_t smem, const std::function<
 
 // ------------------------------------------------------------------ wgmma
 
-std::vector<float> read_operand(uint64_t desc, int extent, int mn, bool bf16, const char* what) {
+// The [extent][16] operand a descriptor addresses, as `view` (the async or the generic proxy's) holds it.
+std::vector<float> read_operand(uint64_t desc, int extent, int mn, bool bf16, const char* what, const unsigned char* view) {
   if ((desc >> 14) & 3 || (desc >> 30) & 3 || (desc >> 46) & 0xFFFF || (desc >> 62) != 1) {
     char buf[160];
     std::snprintf(buf, sizeof buf, "%s: descriptor %#llx has reserved bits, a base offset, or not the 128-byte swizzle", what,
@@ -452,7 +486,7 @@ std::vector<float> read_operand(uint64_t desc, int extent, int mn, bool bf16, co
       const uint32_t logical = mn ? start + uint32_t(i / 64) * lbo + uint32_t(j / 8) * sbo + uint32_t(j % 8) * 128 + 2 * uint32_t(i % 64)
                                   : start + uint32_t(i / 8) * sbo + uint32_t(i % 8) * 128 + 2 * uint32_t(j);
       uint16_t h;
-      std::memcpy(&h, g_blk->async.data() + (smem_at(swz(logical), 2, what) - g_blk->smem), 2);
+      std::memcpy(&h, view + (smem_at(swz(logical), 2, what) - g_blk->smem), 2);
       out[size_t(i) * 16 + size_t(j)] = half_to_float(h, bf16);
     }
   return out;
@@ -477,11 +511,13 @@ void execute(Warpgroup& W, int wgIndex, Op& op) {
         }
     }
   } else {
-    A = read_operand(op.da, 64, op.mnA, op.bf16, "wgmma A");
-    if (!same_bits(A, op.Asnap)) fail("wgmma: shared A operand changed while the product was in flight");
+    A = read_operand(op.da, 64, op.mnA, op.bf16, "wgmma A", g_blk->async.data());
+    if (!same_bits(A, op.Asnap) || !same_bits(read_operand(op.da, 64, op.mnA, op.bf16, "wgmma A", g_blk->smem), op.Asnap))
+      fail("wgmma: shared A operand changed while the product was in flight");
   }
-  const std::vector<float> Bm = read_operand(op.db, op.N, op.mnB, op.bf16, "wgmma B");
-  if (!same_bits(Bm, op.Bsnap)) fail("wgmma: shared B operand changed while the product was in flight");
+  const std::vector<float> Bm = read_operand(op.db, op.N, op.mnB, op.bf16, "wgmma B", g_blk->async.data());
+  if (!same_bits(Bm, op.Bsnap) || !same_bits(read_operand(op.db, op.N, op.mnB, op.bf16, "wgmma B", g_blk->smem), op.Bsnap))
+    fail("wgmma: shared B operand changed while the product was in flight");
   for (int lt = 0; lt < 128; ++lt) {
     Thread& t = g_blk->th[size_t(wgIndex * 128 + lt)];
     float* d = op.d[lt];
@@ -600,6 +636,7 @@ void mbar_init(uint32_t bar, uint32_t count) {
   b.count = b.pending = int(count);
 }
 void mbar_arrive(uint32_t bar) {
+  maybe_stall();
   MBar& b = mbar(bar, "mbarrier.arrive");
   if (--b.pending < 0) fail("mbarrier.arrive: more arrivals than the barrier's count");
   mbar_complete_check(b);
@@ -638,12 +675,33 @@ void tma_load(uint32_t dst, const void* map, int c0, int c1, int c2, uint32_t ba
 void setmaxnreg(int regs, bool inc) {
   if (regs % 8 || regs < 24 || regs > 256) fail("setmaxnreg: count not a multiple of 8 in [24, 256]");
   Warpgroup& W = g_blk->wg[size_t(g_cur->index / 128)];
-  barrier_wait(W.bar, 128, inc ? "setmaxnreg.inc" : "setmaxnreg.dec", [&] { W.regs = regs; });
-  int total = 0;
-  for (const Warpgroup& x : g_blk->wg) total += 128 * (x.regs ? x.regs : 0);
-  if (total > 65536) fail("setmaxnreg: the warpgroups ask for more than the 64K-register file");
+  if (inc ? regs < W.regs : regs > W.regs) fail(inc ? "setmaxnreg.inc below the current count" : "setmaxnreg.dec above the current count");
+  if (!inc) {
+    barrier_wait(W.bar, 128, "setmaxnreg.dec", [&] {
+      *W.pool += int64_t(W.regs - regs) * 128;
+      W.regs = regs;
+    });
+    return;
+  }
+  barrier_wait(W.bar, 128, "setmaxnreg.inc");
+  // The whole warpgroup waits until the block's pool holds the registers; the first thread to run
+  // takes them for all 128.
+  const uint64_t want = uint64_t(regs);
+  block_until(
+      [](const void* p, uint64_t r) {
+        const Warpgroup* w = static_cast<const Warpgroup*>(p);
+        return w->regs == int(r) || *w->pool >= int64_t(int(r) - w->regs) * 128;
+      },
+      &W, want, "setmaxnreg.inc (registers not released)");
+  if (W.regs != regs) {
+    *W.pool -= int64_t(regs - W.regs) * 128;
+    W.regs = regs;
+  }
 }
-void fence_proxy_async() { g_blk->published = false; }
+void fence_proxy_async() {
+  maybe_stall();
+  std::memcpy(g_blk->async.data(), g_blk->smem, g_blk->smemBytes);
+}
 static void check_named(int id, int count, const char* what) {
   if (id < 1 || id > 15) fail((std::string(what) + ": barrier id out of [1, 15] (0 is __syncthreads)").c_str());
   if (count % 32 || count < 32 || count > int(g_blk->th.size())) fail((std::string(what) + ": thread count not a multiple of 32 within the block").c_str());
@@ -654,6 +712,7 @@ void named_barrier(int id, int count) {
 }
 void named_barrier_arrive(int id, int count) {
   check_named(id, count, "bar.arrive");
+  maybe_stall();
   Barrier& b = g_blk->named[id];
   if (b.count == 0) b.expected = count;
   else if (b.expected != count) fail("a barrier's arrivals disagree on its thread count");
@@ -696,15 +755,17 @@ void wgmma(int N, bool bf16, int mnA, int mnB, float* d, uint64_t da, const uint
   for (int x = 0; x < N / 2; ++x) std::memcpy(d + x, &kPoison, 4);
   ++t.inflight[d];
   if (++op.issued == 128) {
-    if (!g_blk->published) {  // the generic stores fenced so far become visible to the async proxy
-      std::memcpy(g_blk->async.data(), g_blk->smem, g_blk->smemBytes);
-      g_blk->published = true;
-    }
-    if (!op.rs) op.Asnap = read_operand(op.da, 64, op.mnA, op.bf16, "wgmma A");
-    op.Bsnap = read_operand(op.db, op.N, op.mnB, op.bf16, "wgmma B");
+    const unsigned char* gen = g_blk->smem;
+    const unsigned char* asy = g_blk->async.data();
+    if (!op.rs) op.Asnap = read_operand(op.da, 64, op.mnA, op.bf16, "wgmma A", asy);
+    op.Bsnap = read_operand(op.db, op.N, op.mnB, op.bf16, "wgmma B", asy);
+    if ((!op.rs && !same_bits(read_operand(op.da, 64, op.mnA, op.bf16, "wgmma A", gen), op.Asnap)) ||
+        !same_bits(read_operand(op.db, op.N, op.mnB, op.bf16, "wgmma B", gen), op.Bsnap))
+      fail("wgmma: an operand holds generic-proxy stores no fence.proxy.async has published");
   }
 }
 void wgmma_commit() {
+  maybe_stall();
   Thread& t = *g_cur;
   Warpgroup& W = g_blk->wg[size_t(t.index / 128)];
   ++t.commits;
@@ -712,6 +773,7 @@ void wgmma_commit() {
   else if (W.groupEnd[size_t(t.commits - 1)] != t.opsIssued) fail("wgmma.commit_group: the threads of a warpgroup commit different groups");
 }
 void wgmma_wait(int n) {
+  maybe_stall();
   Thread& t = *g_cur;
   const int wgi = t.index / 128;
   Warpgroup& W = g_blk->wg[size_t(wgi)];

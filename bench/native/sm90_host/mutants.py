@@ -14,7 +14,8 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 OUT = os.path.join(ROOT, "build", "sm90_host")
 
-# (name, file, old text, new text, --only part of run.cc, what it breaks)
+# (name, file, old text, new text, --only part of run.cc, what it breaks); old / new may be tuples of
+# edits, each of which must apply exactly once.
 MUTANTS = [
     ("fwd-early-release", "attention_fwd_sm90",
      "    turn_end();\n    wgmma_wait<0>();\n    fence_acc(sc);\n    release(emptyK(sK));\n",
@@ -56,6 +57,23 @@ MUTANTS = [
     ("fwd-pingpong-skipped-turns", "attention_fwd_sm90",
      "    turn_begin();\n    turn_end();\n    mbar_wait(fullK(sK), phK);", "    mbar_wait(fullK(sK), phK);",
      "fwd", "pingpong: no turns for the key tiles a consumer does not compute (causal: the consumers' counts differ)"),
+    ("fwd-lse-empty-row", "attention_fwd_sm90",
+     "p.lse[bh * p.Tq + i] = l > 0.f ? mrow[h] * p.scale + logf(l) : -INFINITY;",
+     "p.lse[bh * p.Tq + i] = l > 0.f ? mrow[h] * p.scale + logf(l) : -1e30f;",
+     "fwd", "a row that sees no key gets a finite log-sum-exp instead of -inf"),
+    ("fwd-no-dec", "attention_fwd_sm90",
+     "    setmaxnreg_dec<kProducerRegs>();\n    // Thread 0 loads Q", "    // Thread 0 loads Q",
+     "fwd", "the producer keeps its registers, so the consumers' setmaxnreg.inc can never be granted"),
+    ("bwd-single-ds-buffer", "attention_bwd_sm90",
+     ("gbase + S::dS + ((it & 1) * 2 + c) * kBoxBytes", "sbase + S::dS + uint32_t((it & 1) * 2 + c) * kBoxBytes",
+      "sbase + S::dS + uint32_t(it & 1) * 2 * kBoxBytes"),
+     ("gbase + S::dS + (c) * kBoxBytes", "sbase + S::dS + uint32_t(c) * kBoxBytes", "sbase + S::dS"),
+     "bwd", "one dS^T buffer: the next block's dS^T overwrites the box the other consumer's dQ product may still read"),
+    ("bwd-fence-early", "attention_bwd_sm90",
+     ("    unsigned char* const pBox = gbase + S::P + c * kBoxBytes;\n",
+      "    fence_proxy_async();  // the generic-proxy stores above, before the async proxy (wgmma) reads them\n"),
+     ("    fence_proxy_async();\n    unsigned char* const pBox = gbase + S::P + c * kBoxBytes;\n", ""),
+     "bwd", "fence.proxy.async before the P^T / dS^T stores instead of after them"),
     ("gemm-kstep", "gemm_sm90",
      "kStepA = TA ? 16 * 128 : 32", "kStepA = TA ? 8 * 128 : 32",
      "gemm", "the k16 step of an m-contiguous A (8 rows instead of 16)"),
@@ -74,14 +92,17 @@ def main():
         if pick and name not in pick:
             continue
         src = open(os.path.join(OUT, "src", f + ".cc")).read()
-        n = src.count(old)
-        if n != 1:
-            print(f"ERROR {name}: the text to mutate occurs {n} times in {f} (the kernel changed: update mutants.py)")
+        olds, news = (old, new) if isinstance(old, tuple) else ((old,), (new,))
+        counts = [src.count(o) for o in olds]
+        if counts != [1] * len(olds):
+            print(f"ERROR {name}: the texts to mutate occur {counts} times in {f} (the kernel changed: update mutants.py)")
             missed += 1
             continue
+        for o, n_ in zip(olds, news):
+            src = src.replace(o, n_)
         msrc = os.path.join(mdir, f + ".cc")
         with open(msrc, "w") as fh:
-            fh.write(src.replace(old, new))
+            fh.write(src)
         t0 = time.time()
         mobj = os.path.join(mdir, f + ".o")
         subprocess.run(["g++", *flags, "-c", msrc, "-o", mobj], cwd=ROOT, check=True)

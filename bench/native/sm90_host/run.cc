@@ -38,35 +38,53 @@ Half random_half(size_t n, bool bf16, std::mt19937_64& rng, float lo = -1.f, flo
   return h;
 }
 
-// 16-byte aligned storage (the kernels' operands and the TMA unit need it).
+// 64-byte aligned storage (the kernels' operands and the TMA unit need 16) with 256 guard bytes after
+// the n elements: intact() says whether a kernel stored past the end.
 template <class T>
 struct Buf {
-  std::vector<T, std::allocator<T>> v;
+  static constexpr size_t kGuard = 256;
   T* p = nullptr;
+  size_t n;
   std::vector<unsigned char> raw;
-  explicit Buf(size_t n, T fill = T()) : raw(n * sizeof(T) + 64) {
+  explicit Buf(size_t count, T fill = T()) : n(count), raw(count * sizeof(T) + kGuard + 64) {
     uintptr_t a = (reinterpret_cast<uintptr_t>(raw.data()) + 63) & ~uintptr_t(63);
     p = reinterpret_cast<T*>(a);
     for (size_t i = 0; i < n; ++i) p[i] = fill;
+    std::memset(reinterpret_cast<unsigned char*>(p + n), 0xA5, kGuard);
+  }
+  bool intact() const {
+    const unsigned char* g = reinterpret_cast<const unsigned char*>(p + n);
+    for (size_t i = 0; i < kGuard; ++i)
+      if (g[i] != 0xA5) return false;
+    return true;
   }
 };
+
+// A store past the end of an output is a failure.
+bool guarded(const char* what, bool intact, std::string& report) {
+  if (!intact) report += std::string(" ") + what + ": stored past the end";
+  return intact;
+}
 
 int g_failed = 0, g_cases = 0;
 bool g_verbose = false;
 
-// max |x - ref| over the tensor, against tol * (max |ref|) + tol * |ref| elementwise.
+// |x - ref| against tol * (max |ref| over the finite references) + tol * |ref| elementwise; a
+// non-finite reference (the lse of a row that sees no key) must be matched exactly.
 bool compare(const char* what, const std::vector<double>& ref, const std::vector<double>& got, double tol, std::string& report) {
   double mref = 0, worst = 0;
   size_t bad = 0, firstBad = 0;
-  for (double r : ref) mref = std::fmax(mref, std::fabs(r));
+  for (double r : ref)
+    if (std::isfinite(r)) mref = std::fmax(mref, std::fabs(r));
   for (size_t i = 0; i < ref.size(); ++i) {
-    const double e = std::fabs(got[i] - ref[i]);
-    const bool ok = e <= tol * mref + tol * std::fabs(ref[i]);  // NaN fails
+    const bool finite = std::isfinite(ref[i]);
+    const double e = finite ? std::fabs(got[i] - ref[i]) : (got[i] == ref[i] ? 0.0 : INFINITY);
+    const bool ok = e <= tol * mref + tol * std::fabs(finite ? ref[i] : 0.0);  // NaN fails
     if (!ok) {
       if (!bad) firstBad = i;
       ++bad;
     }
-    if (!(e <= worst)) worst = e;
+    if (!(e <= worst) && finite) worst = e;
   }
   char buf[240];
   if (bad)
@@ -148,6 +166,14 @@ void run_gemm(const GemmCase& g, std::mt19937_64& rng) {
         ref.push_back(g.alpha * s + g.beta * c0);
         got.push_back(g.outF32 ? double(Cf.p[ci]) : double(to_float(Ch.p[ci], bf)));
       }
+  // The padding columns of C (ldc = N + 2) keep their 0.5.
+  bool padOk = true;
+  for (int64_t z = 0; z < g.batch; ++z)
+    for (int64_t m = 0; m < g.M; ++m)
+      for (int64_t n = g.N; n < ldc; ++n) {
+        const size_t ci = size_t(z * sC + m * ldc + n);
+        padOk = padOk && (g.outF32 ? Cf.p[ci] == 0.5f : Ch.p[ci] == to_half(0.5f, bf));
+      }
   char name[160];
   std::snprintf(name, sizeof name, "gemm %s %s%s b%lld %lldx%lldx%lld -> %s", bf ? "bf16" : "f16", g.transA ? "At" : "A", g.transB ? "Bt" : "B",
                 (long long)g.batch, (long long)g.M, (long long)g.N, (long long)g.K, g.outF32 ? "f32" : "half");
@@ -157,6 +183,8 @@ void run_gemm(const GemmCase& g, std::mt19937_64& rng) {
   if (!err.empty()) report += " error: " + err;
   // float32 out: the model sums in float64, the tensor cores in float32 (K <= 300 here).
   ok = compare("C", ref, got, g.outF32 ? 2e-6 : (bf ? 8e-3 : 1e-3), report) && ok;
+  if (!padOk) report += " C: padding columns stored";
+  ok = padOk && guarded("C", g.outF32 ? Cf.intact() : Ch.intact(), report) && ok;
   finish(name, ok, report);
 }
 
@@ -275,10 +303,8 @@ void run_attention(const AttnCase& c, bool fwd, std::mt19937_64& rng) {
     err = kiln::cuda::sm90_attention_forward(dt, a, Q.p, K.p, V.p, O.p, L.p, handled);
     ok = handled && err.empty();
     ok = compare("out", r.out, widen(O.p, nq, bf), tol, report) && ok;
-    std::vector<double> lse(L.p, L.p + size_t(BH * c.Tq)), lref = r.lse;
-    for (size_t i = 0; i < lse.size(); ++i)
-      if (std::isinf(lref[i]) && lse[i] == lref[i]) lse[i] = lref[i] = 0;  // -inf rows compare as equal
-    ok = compare("lse", lref, lse, 1e-5, report) && ok;
+    ok = compare("lse", r.lse, std::vector<double>(L.p, L.p + size_t(BH * c.Tq)), 1e-5, report) && ok;
+    ok = guarded("out", O.intact(), report) && guarded("lse", L.intact(), report) && ok;
   } else {
     for (size_t i = 0; i < nq; ++i) O.p[i] = to_half(float(r.out[i]), bf);
     for (size_t i = 0; i < size_t(BH * c.Tq); ++i) L.p[i] = float(r.lse[i]);
@@ -288,6 +314,7 @@ void run_attention(const AttnCase& c, bool fwd, std::mt19937_64& rng) {
     ok = compare("dq", r.dq, widen(dQ.p, nq, bf), tol, report) && ok;
     ok = compare("dk", r.dk, widen(dK.p, nk, bf), tol, report) && ok;
     ok = compare("dv", r.dv, widen(dV.p, nk, bf), tol, report) && ok;
+    ok = guarded("dq", dQ.intact(), report) && guarded("dk", dK.intact(), report) && guarded("dv", dV.intact(), report) && ok;
   }
   if (!handled) report += " not handled";
   if (!err.empty()) report += " error: " + err;
@@ -314,6 +341,7 @@ std::string attention_backward_frame(AttnDType dtype, const cpu::AttentionArgs& 
   }
   const std::string err = main(Di.p, acc.p);
   if (!err.empty()) return err;
+  if (!acc.intact()) return "attention (sm90): the dQ accumulator was written past its end";
   uint16_t* dqh = static_cast<uint16_t*>(dq);
   for (size_t i = 0; i < rows * D; ++i) dqh[i] = to_half(acc.p[i] * float(a.scale), bf);
   return "";

@@ -19,7 +19,10 @@
 #define __host__
 #define __forceinline__ inline
 #define __grid_constant__
-#define __shared__
+// A block's threads are fibers of one OS thread and blocks run one at a time, so a static local is
+// what a static __shared__ variable is: one per block, shared by its threads, uninitialised between
+// blocks (the dynamic array `extern __shared__ ... smem_raw[]` is rewritten by the build script).
+#define __shared__ static
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 #define CUDART_VERSION 13000
