@@ -12,8 +12,8 @@ namespace cuda {
 
 // 2^x on the special-function unit (flush-to-zero): the online softmax runs on exp2.
 __device__ __forceinline__ float exp2_approx(float x) {
-#ifdef KILN_SM90_HOST_MODEL
-  return ::kiln_host::ex2_approx(x);  // bench/native/sm90_host: the kernels compiled for the CPU
+#ifdef KILN_HOST_MODEL
+  return ::kiln_host::ex2_approx(x);  // bench/native/cuda_host: the kernels compiled for the CPU
 #else
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));

@@ -60,10 +60,14 @@ template <> struct Elem<__nv_bfloat16> {
   }
   // D += A B, bf16 operands, float accumulators.
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef KILN_HOST_MODEL
+    ::kiln_host::mma_m16n8k16(true, c, a, b0, b1);  // bench/native/cuda_host
+#else
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
   }
 };
 template <> struct Elem<__half> {
@@ -74,14 +78,29 @@ template <> struct Elem<__half> {
     return __half22float2(h);
   }
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef KILN_HOST_MODEL
+    ::kiln_host::mma_m16n8k16(false, c, a, b0, b1);
+#else
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
   }
 };
 
 // ---- PTX helpers ------------------------------------------------------------------------------
+// (Under KILN_HOST_MODEL, bench/native/cuda_host's model of each instruction: the kernels compiled
+// for the CPU by scripts/build-cuda-host.sh.)
+#ifdef KILN_HOST_MODEL
+__device__ inline uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ inline void ldsm_x4(uint32_t (&r)[4], uint32_t addr) { ::kiln_host::ldmatrix_x4(r, addr, false); }
+__device__ inline void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) { ::kiln_host::ldmatrix_x4(r, addr, true); }
+__device__ inline void cp_async16(void* dst, const void* src, bool valid) { ::kiln_host::cp_async(dst, src, 16, valid ? 16 : 0); }
+__device__ inline void cp_async4(void* dst, const void* src, bool valid) { ::kiln_host::cp_async(dst, src, 4, valid ? 4 : 0); }
+__device__ inline void cp_async_commit() { ::kiln_host::cp_async_commit(); }
+__device__ inline void cp_async_wait_all() { ::kiln_host::cp_async_wait_all(); }
+#else
 
 __device__ inline uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
@@ -107,6 +126,7 @@ __device__ inline void cp_async4(void* dst, const void* src, bool valid) {
 }
 __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+#endif  // KILN_HOST_MODEL
 
 
 __device__ inline int64_t key_end(const Params& p, int64_t b) {

@@ -55,8 +55,8 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint3
 }  // namespace cuda
 }  // namespace kiln
 
-#ifdef KILN_SM90_HOST_MODEL
-// bench/native/sm90_host (scripts/build-sm90-host.sh): the kernels compiled for the CPU, every PTX
+#ifdef KILN_HOST_MODEL
+// bench/native/cuda_host (scripts/build-cuda-host.sh): the kernels compiled for the CPU, every PTX
 // wrapper below replaced by a host model of the hardware with the same names and signatures.
 #include "sm90_host_model.h"
 #else
@@ -248,6 +248,6 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[
 }  // namespace sm90
 }  // namespace cuda
 }  // namespace kiln
-#endif  // KILN_SM90_HOST_MODEL
+#endif  // KILN_HOST_MODEL
 
 #endif  // KILN_SM90_DEVICE

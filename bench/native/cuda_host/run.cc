@@ -1,9 +1,11 @@
-// Runs kiln's Hopper kernels — the source of kernels/cuda/gemm_sm90.cu and attention_{fwd,bwd}_sm90.cu,
-// host code included — on the host model of model.cc, and checks the results against float64
-// references. First gemm_sm90, which passed on an H100 (bench/results/h100-2026-11-26-s4): the model
-// must reproduce it, or the model is wrong. Then the attention kernels, which have never run on a GPU.
+// Runs kiln's tensor-core kernels — the source of kernels/cuda/gemm_sm90.cu, attention_{fwd,bwd}_sm90.cu
+// and attention_fa2.cu, host code included — on the host model of model.cc, and checks the results
+// against float64 references. gemm_sm90 and the fa2 attention kernels passed on an H100
+// (bench/results/h100-2026-11-26-s4): the model must reproduce them, or the model is wrong. The
+// Hopper attention kernels have never run on a GPU; their backward runs inside fa2's real frame
+// (D_i, the dQ accumulator and its conversion: three more kernels).
 //
-//   bash scripts/build-sm90-host.sh && build/sm90_host/run [--quick] [--seed N] [--only gemm|fwd|bwd]
+//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|fwd|bwd|fa2]
 //
 // Exit status 1 when a case fails (a wrong result, or a finding of the model: deadlock, operand
 // changed in flight, misaligned copy, ...).
@@ -15,7 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "attention_fa2.h"  // attention_backward_frame (defined below: the host's version of the fa2 frame)
+#include "attention_fa2.h"
+#include "cuda_api.h"  // alloc, release (defined below)
 #include "attention_sm90.h"
 #include "gemm_sm90.h"
 #include "kiln_host_cuda.h"
@@ -194,6 +197,7 @@ struct AttnCase {
   int64_t B, H, Tq, Tk, D;
   bool causal, bf16;
   int schedule;  // forward: 1 one tile at a time, 2 pipelined, 3 pipelined + pingpong; backward (D 128): 1 dQ by columns, 2 by keys
+  std::vector<int32_t> keyLens = {};  // [B] or empty (fa2 only)
 };
 
 struct Reference {
@@ -214,7 +218,8 @@ Reference reference(const AttnCase& c, const Half& q, const Half& k, const Half&
   auto at = [&](const Half& x, int64_t bh, int64_t t, int64_t T, int64_t d) { return double(to_float(x[size_t((bh * T + t) * D + d)], bf)); };
   for (int64_t bh = 0; bh < BH; ++bh)
     for (int64_t i = 0; i < Tq; ++i) {
-      const int64_t last = c.causal ? i + Tk - Tq : Tk - 1;  // keys 0..last
+      int64_t last = c.causal ? i + Tk - Tq : Tk - 1;  // keys 0..last
+      if (!c.keyLens.empty()) last = std::min<int64_t>(last, int64_t(c.keyLens[size_t(bh / c.H)]) - 1);
       double mx = -INFINITY;
       for (int64_t j = 0; j < Tk; ++j) {
         if (j > last) {
@@ -258,11 +263,13 @@ Reference reference(const AttnCase& c, const Half& q, const Half& k, const Half&
   return r;
 }
 
-std::string attn_name(const char* dir, const AttnCase& c) {
-  char name[160];
-  std::snprintf(name, sizeof name, "%s %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s", dir, c.bf16 ? "bf16" : "f16", (long long)c.D, (long long)c.B,
-                (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full",
-                std::string(dir) == "fwd" ? (c.schedule == 3 ? "pingpong" : c.schedule == 2 ? "pipelined" : "one-tile") : (c.D == 64 ? "dQ-by-keys" : c.schedule == 2 ? "dQ-by-keys" : "dQ-by-columns"));
+std::string attn_name(const std::string& dir, const AttnCase& c) {
+  char name[200];
+  const std::string sched = dir == "fa2" ? (c.keyLens.empty() ? "" : "key-lengths")
+                            : dir == "fwd" ? (c.schedule == 3 ? "pingpong" : c.schedule == 2 ? "pipelined" : "one-tile")
+                                           : (c.D == 64 ? "dQ-by-keys" : c.schedule == 2 ? "dQ-by-keys" : "dQ-by-columns");
+  std::snprintf(name, sizeof name, "%s %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s", dir.c_str(), c.bf16 ? "bf16" : "f16", (long long)c.D,
+                (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full", sched.c_str());
   return name;
 }
 
@@ -272,7 +279,10 @@ std::vector<double> widen(const uint16_t* p, size_t n, bool bf) {
   return out;
 }
 
-void run_attention(const AttnCase& c, bool fwd, std::mt19937_64& rng) {
+// fwd / bwd: the Hopper kernels' forward / backward; fa2: both fa2 kernels (forward, then the
+// backward from the kernel's own out and lse).
+void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& rng) {
+  const bool fwd = dir == "fwd", fa2 = dir == "fa2";
   const bool bf = c.bf16;
   const int64_t BH = c.B * c.H;
   const size_t nq = size_t(BH * c.Tq * c.D), nk = size_t(BH * c.Tk * c.D);
@@ -287,6 +297,11 @@ void run_attention(const AttnCase& c, bool fwd, std::mt19937_64& rng) {
   a.D = c.D;
   a.scale = scale;
   a.causal = c.causal;
+  Buf<int32_t> lens(size_t(c.B));
+  if (!c.keyLens.empty()) {
+    std::memcpy(lens.p, c.keyLens.data(), c.keyLens.size() * 4);
+    a.keyLens = lens.p;
+  }
   const AttnDType dt = bf ? AttnDType::BF16 : AttnDType::F16;
   Buf<uint16_t> Q(nq), K(nk), V(nk), O(nq), dO(nq), dQ(nq, 0xFFFF), dK(nk, 0xFFFF), dV(nk, 0xFFFF);
   Buf<float> L(size_t(BH * c.Tq), NAN);
@@ -297,7 +312,20 @@ void run_attention(const AttnCase& c, bool fwd, std::mt19937_64& rng) {
   std::string report, err;
   bool handled = false, ok = true;
   const double tol = bf ? 2e-2 : 4e-3;
-  if (fwd) {
+  if (fa2) {
+    for (size_t i = 0; i < nq; ++i) O.p[i] = 0xFFFF;
+    handled = true;
+    err = kiln::cuda::fa2_attention_forward(dt, a, Q.p, K.p, V.p, O.p, L.p);
+    if (err.empty()) err = kiln::cuda::fa2_attention_backward(dt, a, Q.p, K.p, V.p, O.p, dO.p, L.p, dQ.p, dK.p, dV.p);
+    ok = err.empty();
+    ok = compare("out", r.out, widen(O.p, nq, bf), tol, report) && ok;
+    ok = compare("lse", r.lse, std::vector<double>(L.p, L.p + size_t(BH * c.Tq)), 1e-5, report) && ok;
+    ok = compare("dq", r.dq, widen(dQ.p, nq, bf), tol, report) && ok;
+    ok = compare("dk", r.dk, widen(dK.p, nk, bf), tol, report) && ok;
+    ok = compare("dv", r.dv, widen(dV.p, nk, bf), tol, report) && ok;
+    ok = guarded("out", O.intact(), report) && guarded("lse", L.intact(), report) && guarded("dq", dQ.intact(), report) &&
+         guarded("dk", dK.intact(), report) && guarded("dv", dV.intact(), report) && ok;
+  } else if (fwd) {
     for (size_t i = 0; i < nq; ++i) O.p[i] = 0xFFFF;
     kiln::cuda::sm90_attention_set_fwd_pipeline(c.schedule);
     err = kiln::cuda::sm90_attention_forward(dt, a, Q.p, K.p, V.p, O.p, L.p, handled);
@@ -318,34 +346,16 @@ void run_attention(const AttnCase& c, bool fwd, std::mt19937_64& rng) {
   }
   if (!handled) report += " not handled";
   if (!err.empty()) report += " error: " + err;
-  finish(attn_name(fwd ? "fwd" : "bwd", c), ok, report);
+  finish(attn_name(dir, c), ok, report);
 }
 
 }  // namespace
 
-// The fa2 backward frame (attention_fa2.cu) on the host: D_i = rowsum(dO o O) in float from the
-// stored halves, a zeroed float32 dQ accumulator, then dQ = scale * accumulator rounded.
+// The device allocator of kernels/cuda/backend.cu (attention_fa2.cu's scratch), on the host.
 namespace kiln {
 namespace cuda {
-std::string attention_backward_frame(AttnDType dtype, const cpu::AttentionArgs& a, const void* out, const void* dout, void* dq,
-                                     const AttentionBackwardMain& main) {
-  const bool bf = dtype == AttnDType::BF16;
-  const size_t rows = size_t(a.B * a.H * a.Tq), D = size_t(a.D);
-  Buf<float> acc(rows * D, 0.f), Di(rows, 0.f);
-  const uint16_t* o = static_cast<const uint16_t*>(out);
-  const uint16_t* g = static_cast<const uint16_t*>(dout);
-  for (size_t r = 0; r < rows; ++r) {
-    float s = 0;
-    for (size_t d = 0; d < D; ++d) s += to_float(o[r * D + d], bf) * to_float(g[r * D + d], bf);
-    Di.p[r] = s;
-  }
-  const std::string err = main(Di.p, acc.p);
-  if (!err.empty()) return err;
-  if (!acc.intact()) return "attention (sm90): the dQ accumulator was written past its end";
-  uint16_t* dqh = static_cast<uint16_t*>(dq);
-  for (size_t i = 0; i < rows * D; ++i) dqh[i] = to_half(acc.p[i] * float(a.scale), bf);
-  return "";
-}
+void* alloc(size_t bytes, std::string*) { return std::aligned_alloc(256, (bytes + 255) / 256 * 256); }
+void release(void* p, size_t) { std::free(p); }
 }  // namespace cuda
 }  // namespace kiln
 
@@ -359,7 +369,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "-v")) g_verbose = true;
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|fwd|bwd]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|fwd|bwd|fa2]\n", argv[0]);
       return 2;
     }
   }
@@ -394,16 +404,32 @@ int main(int argc, char** argv) {
           if (causal) ac.push_back({1, 1, 640, 640, D, causal, true, sched});  // 5 key tiles, 10 query blocks: the rings wrap
         }
       }
-  for (bool fwd : {true, false}) {
-    if (!only.empty() && only != (fwd ? "fwd" : "bwd")) continue;
+  for (const char* dir : {"fwd", "bwd"}) {
+    const bool fwd = std::string(dir) == "fwd";
+    if (!only.empty() && only != dir) continue;
     for (const AttnCase& c : ac) {
       if (!fwd && (c.schedule == 3 || (c.D == 64 && c.schedule == 2))) continue;  // D 64 always splits dQ by keys
       next_base();
-      run_attention(c, fwd, rng);
+      run_attention(c, dir, rng);
+    }
+  }
+  if (only.empty() || only == "fa2") {
+    std::vector<AttnCase> fc;
+    for (int D : {32, 64, 128})
+      for (bool causal : {false, true}) {
+        fc.push_back({1, 2, 200, 200, D, causal, true, 1});
+        if (!quick) {
+          fc.push_back({1, 1, 130, 300, D, causal, false, 1});
+          fc.push_back({2, 1, 300, 130, D, causal, true, 1, {97, 0}});  // key lengths: a short one and an empty one
+        }
+      }
+    for (const AttnCase& c : fc) {
+      next_base();
+      run_attention(c, "fa2", rng);
     }
   }
   const kiln_host::Stats& s = kiln_host::stats();
-  std::printf("%d of %d cases passed (%llu launches, %llu blocks, %llu wgmma, %llu TMA boxes, %llu fiber switches)\n", g_cases - g_failed, g_cases,
+  std::printf("%d of %d cases passed (%llu launches, %llu blocks, %llu wgmma, %llu async copies (TMA boxes, cp.async), %llu fiber switches)\n", g_cases - g_failed, g_cases,
               (unsigned long long)s.launches, (unsigned long long)s.blocks, (unsigned long long)s.wgmmas, (unsigned long long)s.copies,
               (unsigned long long)s.switches);
   return g_failed ? 1 : 0;

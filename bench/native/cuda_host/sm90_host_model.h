@@ -1,6 +1,6 @@
 // The PTX wrappers of kernels/cuda/sm90_common.cuh (same names, same signatures) on the host model
-// of bench/native/sm90_host/model.cc. sm90_common.cuh includes this instead of its inline PTX when
-// KILN_SM90_HOST_MODEL is defined (scripts/build-sm90-host.sh); nothing else includes it.
+// of bench/native/cuda_host/model.cc. sm90_common.cuh includes this instead of its inline PTX when
+// KILN_HOST_MODEL is defined (scripts/build-cuda-host.sh); nothing else includes it.
 #pragma once
 #include <cstdint>
 

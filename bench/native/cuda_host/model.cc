@@ -1,5 +1,5 @@
 // A host model of the Hopper features kiln's *_sm90.cu kernels use, for running the kernels' own
-// source on the CPU (scripts/build-sm90-host.sh compiles them with g++ against cuda_shim/ and
+// source on the CPU (scripts/build-cuda-host.sh compiles them with g++ against cuda_shim/ and
 // sm90_host_model.h). Every CUDA thread of a block is a fiber (ucontext) of one OS thread; a fiber
 // runs until it blocks (a barrier, a shuffle, an mbarrier wait, a warpgroup collective), then the
 // scheduler resumes another whose wait is satisfied, in round-robin order perturbed by a seeded RNG.
@@ -41,6 +41,13 @@
 // - setmaxnreg: the block starts with the launch's registers, 65536 / threads per thread rounded
 //   down to 8 (168 for 384 threads: what ptxas gives these kernels under __launch_bounds__);
 //   .dec returns registers to the block's pool, .inc waits until the pool has them.
+// - sm_80 instructions (attention_fa2.cu): mma.sync m16n8k16 and ldmatrix x4 (.trans) as warp
+//   collectives on the documented fragment layouts (A: a0 = (g, 2t..2t+1), a1 = (g+8, 2t..),
+//   a2 = (g, 2t+8..), a3 = (g+8, 2t+8..); B: b0 = (k 2t..2t+1, n g), b1 = (k 2t+8.., n g); C: c0, c1 =
+//   (g, 2t..2t+1), c2, c3 = (g+8, ..); g = lane / 4, t = lane % 4; ldmatrix: lanes 8i..8i+7 address
+//   matrix i's rows, lane l receives its (row l / 4, cols 2 (l % 4)..+1), .trans (rows 2 (l % 4)..+1,
+//   col l / 4)); cp.async copies completed at random later points, a thread's committed ones all at
+//   its wait_group 0 (16-byte aligned rows inside the allocation checked).
 // - __syncthreads, named barriers (bar.sync id, count), __syncwarp, shuffles (full masks only),
 //   setmaxnreg (a warpgroup collective; the register budget is checked), deadlocks (every fiber
 //   waiting, no copy in flight: the waits are listed).
@@ -187,6 +194,23 @@ struct Copy {
   int c[3];
 };
 
+struct CpAsync {
+  unsigned char* dst;
+  const unsigned char* src;
+  int bytes, srcBytes, thread;
+  bool committed;
+};
+
+// A warp's operands of one mma.sync / ldmatrix, one slot per lane.
+struct LaneSlot {
+  float* c;
+  const uint32_t* a;
+  uint32_t b[2];
+  uint32_t addr;
+  uint32_t* r;
+  bool flag;
+};
+
 struct Block {
   std::vector<Thread> th;
   unsigned char* smem = nullptr;
@@ -201,6 +225,8 @@ struct Block {
   Barrier named[16];
   std::vector<Warpgroup> wg;
   std::deque<Copy> copies;
+  std::deque<CpAsync> cpAsync;
+  std::vector<std::vector<LaneSlot>> lanes;  // [warp][lane]
   bool failed = false;
   uint3 idx, grid, dim;
 };
@@ -324,6 +350,15 @@ void complete_copy(size_t which) {
   mbar_complete_check(b);
 }
 
+void complete_cp_async(size_t which) {
+  Block& B = *g_blk;
+  const CpAsync c = B.cpAsync[which];
+  B.cpAsync.erase(B.cpAsync.begin() + long(which));
+  std::memcpy(c.dst, c.src, size_t(c.srcBytes));
+  std::memset(c.dst + c.srcBytes, 0, size_t(c.bytes - c.srcBytes));
+  ++g_stats.copies;
+}
+
 void fiber_main() {
   (*g_body)();
   Thread& t = *g_cur;
@@ -392,6 +427,7 @@ void run_block(uint3 idx, dim3 grid, dim3 dim, size_t smem, const std::function<
   B.warpBar.resize(size_t((n + 31) / 32));
   B.slots.assign(size_t((n + 31) / 32), std::vector<uint32_t>(32));
   B.wg.resize(size_t((n + 127) / 128));
+  B.lanes.assign(size_t((n + 31) / 32), std::vector<LaneSlot>(32));
   for (Warpgroup& w : B.wg) {
     w.regs = std::min(255, 65536 / n) / 8 * 8;  // the launch's registers per thread
     w.pool = &B.regPool;
@@ -423,6 +459,10 @@ void run_block(uint3 idx, dim3 grid, dim3 dim, size_t smem, const std::function<
       complete_copy(size_t(g_rng() % B.copies.size()));
       continue;
     }
+    if (!B.cpAsync.empty() && g_rng() % 4 == 0) {
+      complete_cp_async(size_t(g_rng() % B.cpAsync.size()));
+      continue;
+    }
     if (g_rng() % 16 == 0) rr = size_t(g_rng() % size_t(n));
     int pick = -1, slowPick = -1;
     bool live = false;
@@ -447,6 +487,10 @@ void run_block(uint3 idx, dim3 grid, dim3 dim, size_t smem, const std::function<
       if (!live) break;  // every thread finished
       if (!B.copies.empty()) {
         complete_copy(size_t(g_rng() % B.copies.size()));
+        continue;
+      }
+      if (!B.cpAsync.empty()) {
+        complete_cp_async(size_t(g_rng() % B.cpAsync.size()));
         continue;
       }
       describe_deadlock(B);
@@ -625,6 +669,92 @@ float ex2_approx(float x) {
   if (std::fpclassify(x) == FP_SUBNORMAL) x = 0.f;
   const float y = std::exp2(x);
   return std::fpclassify(y) == FP_SUBNORMAL ? 0.f : y;
+}
+
+void mma_m16n8k16(bool bf16, float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  const size_t w = size_t(g_cur->index / 32);
+  LaneSlot& s = g_blk->lanes[w][size_t(g_cur->index % 32)];
+  s.c = c;
+  s.a = a;
+  s.b[0] = b0;
+  s.b[1] = b1;
+  s.flag = bf16;
+  barrier_wait(g_blk->warpBar[w], 32, "mma.sync", [&] {
+    std::vector<LaneSlot>& L = g_blk->lanes[w];
+    float A[16][16], Bm[16][8];
+    for (int l = 0; l < 32; ++l) {
+      if (L[size_t(l)].flag != bf16) fail("mma.sync: the lanes of a warp disagree on the element type");
+      const int g = l / 4, t = l % 4;
+      for (int e = 0; e < 2; ++e) {
+        const int sh = 16 * e;
+        A[g][2 * t + e] = half_to_float(uint16_t(L[size_t(l)].a[0] >> sh), bf16);
+        A[g + 8][2 * t + e] = half_to_float(uint16_t(L[size_t(l)].a[1] >> sh), bf16);
+        A[g][2 * t + 8 + e] = half_to_float(uint16_t(L[size_t(l)].a[2] >> sh), bf16);
+        A[g + 8][2 * t + 8 + e] = half_to_float(uint16_t(L[size_t(l)].a[3] >> sh), bf16);
+        Bm[2 * t + e][g] = half_to_float(uint16_t(L[size_t(l)].b[0] >> sh), bf16);
+        Bm[2 * t + 8 + e][g] = half_to_float(uint16_t(L[size_t(l)].b[1] >> sh), bf16);
+      }
+    }
+    float D[32][4];
+    for (int l = 0; l < 32; ++l) {
+      const int g = l / 4, t = l % 4;
+      for (int x = 0; x < 4; ++x) {
+        const int row = g + 8 * (x / 2), col = 2 * t + x % 2;
+        double acc = L[size_t(l)].c[x];
+        for (int k = 0; k < 16; ++k) acc += double(A[row][k]) * double(Bm[k][col]);
+        D[l][x] = float(acc);
+      }
+    }
+    for (int l = 0; l < 32; ++l) std::memcpy(L[size_t(l)].c, D[l], sizeof D[l]);
+  });
+}
+
+void ldmatrix_x4(uint32_t* r, uint32_t addr, bool trans) {
+  const size_t w = size_t(g_cur->index / 32);
+  LaneSlot& s = g_blk->lanes[w][size_t(g_cur->index % 32)];
+  s.addr = addr;
+  s.r = r;
+  s.flag = trans;
+  barrier_wait(g_blk->warpBar[w], 32, "ldmatrix", [&] {
+    std::vector<LaneSlot>& L = g_blk->lanes[w];
+    uint32_t out[32][4];
+    for (int l = 0; l < 32; ++l)
+      if (L[size_t(l)].flag != trans) fail("ldmatrix: the lanes of a warp disagree on .trans");
+    for (int i = 0; i < 4; ++i) {
+      uint16_t M[8][8];
+      for (int row = 0; row < 8; ++row) {
+        const uint32_t ra = L[size_t(8 * i + row)].addr;
+        if (ra % 16) fail("ldmatrix: a row address is not 16-byte aligned");
+        std::memcpy(M[row], smem_at(ra, 16, "ldmatrix"), 16);
+      }
+      for (int l = 0; l < 32; ++l) {
+        const int q = l / 4, t = l % 4;
+        const uint16_t lo = trans ? M[2 * t][q] : M[q][2 * t], hi = trans ? M[2 * t + 1][q] : M[q][2 * t + 1];
+        out[l][i] = uint32_t(lo) | (uint32_t(hi) << 16);
+      }
+    }
+    for (int l = 0; l < 32; ++l) std::memcpy(L[size_t(l)].r, out[l], 16);
+  });
+}
+
+void cp_async(void* dst, const void* src, int bytes, int srcBytes) {
+  const uint32_t a = shared_address(dst);
+  smem_at(a, size_t(bytes), "cp.async destination");
+  if (a % uint32_t(bytes) || reinterpret_cast<uintptr_t>(src) % uintptr_t(bytes)) fail("cp.async: a misaligned address");
+  if (srcBytes < 0 || srcBytes > bytes) fail("cp.async: source size out of [0, cp-size]");
+  g_blk->cpAsync.push_back(CpAsync{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), bytes, srcBytes, g_cur->index, false});
+}
+void cp_async_commit() {
+  for (CpAsync& c : g_blk->cpAsync)
+    if (c.thread == g_cur->index) c.committed = true;
+}
+void cp_async_wait_all() {
+  maybe_stall();
+  for (size_t i = 0; i < g_blk->cpAsync.size();) {
+    const CpAsync& c = g_blk->cpAsync[i];
+    if (c.thread == g_cur->index && c.committed) complete_cp_async(i);
+    else ++i;
+  }
 }
 
 void mbar_init(uint32_t bar, uint32_t count) {

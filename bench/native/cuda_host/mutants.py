@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
-# Can the host model (model.cc, run.cc) catch a broken Hopper kernel? Each mutant below plants one
+# Can the host model (model.cc, run.cc) catch a broken tensor-core kernel? Each mutant below plants one
 # bug of a kind a GPU run would show — a race, a wrong descriptor, a barrier phase, a mask, a
-# swizzle — into a copy of one kernel source (as scripts/build-sm90-host.sh rewrote it), rebuilds the
+# swizzle — into a copy of one kernel source (as scripts/build-cuda-host.sh rewrote it), rebuilds the
 # driver with it and runs the part of the check that covers it. Every mutant must fail; the first
 # failure line is printed. Exits 1 if any mutant passes.
 #
-#   bash scripts/build-sm90-host.sh && python3 bench/native/sm90_host/mutants.py [name ...]
+#   bash scripts/build-cuda-host.sh && python3 bench/native/cuda_host/mutants.py [name ...]
 import os
 import subprocess
 import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-OUT = os.path.join(ROOT, "build", "sm90_host")
+OUT = os.path.join(ROOT, "build", "cuda_host")
 
 # (name, file, old text, new text, --only part of run.cc, what it breaks); old / new may be tuples of
 # edits, each of which must apply exactly once.
@@ -74,6 +74,13 @@ MUTANTS = [
       "    fence_proxy_async();  // the generic-proxy stores above, before the async proxy (wgmma) reads them\n"),
      ("    fence_proxy_async();\n    unsigned char* const pBox = gbase + S::P + c * kBoxBytes;\n", ""),
      "bwd", "fence.proxy.async before the P^T / dS^T stores instead of after them"),
+    ("fa2-no-sync", "attention_fa2",
+     "    cp_async_wait_all();  // V(j) landed; everyone is done with K(j)\n    __syncthreads();\n",
+     "    cp_async_wait_all();  // V(j) landed; everyone is done with K(j)\n",
+     "fa2", "fa2 forward: no barrier after V(j)'s copies, so a warp reads rows another thread's cp.async has not landed"),
+    ("fa2-ldmatrix-trans", "attention_fa2",
+     "ldsm_x4_t(bf, vAddr + (kc * 16 * LD + dp * 16) * sizeof(T));", "ldsm_x4(bf, vAddr + (kc * 16 * LD + dp * 16) * sizeof(T));",
+     "fa2", "fa2 forward: V's fragments loaded without .trans"),
     ("gemm-kstep", "gemm_sm90",
      "kStepA = TA ? 16 * 128 : 32", "kStepA = TA ? 8 * 128 : 32",
      "gemm", "the k16 step of an m-contiguous A (8 rows instead of 16)"),
@@ -84,7 +91,7 @@ def main():
     pick = set(sys.argv[1:])
     flags = open(os.path.join(OUT, "flags")).read().split("\n")
     flags = [f for f in flags if f]
-    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "model", "run")}
+    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "model", "run")}
     mdir = os.path.join(OUT, "mutant")
     os.makedirs(mdir, exist_ok=True)
     missed = 0

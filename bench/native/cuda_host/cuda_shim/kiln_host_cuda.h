@@ -1,5 +1,5 @@
 // The part of CUDA that kiln's Hopper kernels and their host code use, for compiling them with g++
-// and running them on the host model (bench/native/sm90_host/model.cc, scripts/build-sm90-host.sh):
+// and running them on the host model (bench/native/cuda_host/model.cc, scripts/build-cuda-host.sh):
 // the qualifiers (__global__, __device__, ... as nothing), the built-in variables and device
 // functions (threadIdx, __syncthreads, __shfl_xor_sync, atomicAdd, ...), the half types with
 // round-to-nearest-even conversions, and the runtime / driver calls the host code makes (an H100:
@@ -41,6 +41,9 @@ struct float2 {
 struct alignas(16) float4 {
   float x, y, z, w;
 };
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
 inline float2 make_float2(float x, float y) { return float2{x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 
@@ -77,7 +80,7 @@ inline __half2 __floats2half2_rn(float a, float b) { return __half2{__float2half
 inline float2 __bfloat1622float2(__nv_bfloat162 v) { return float2{__bfloat162float(v.x), __bfloat162float(v.y)}; }
 inline float2 __half22float2(__half2 v) { return float2{__half2float(v.x), __half2float(v.y)}; }
 
-// ---- the host model's side of the device built-ins (bench/native/sm90_host/model.cc)
+// ---- the host model's side of the device built-ins (bench/native/cuda_host/model.cc)
 namespace kiln_host {
 const uint3& thread_idx();
 const uint3& block_idx();
@@ -90,6 +93,13 @@ void syncwarp(unsigned mask);
 uint32_t shfl(unsigned mask, uint32_t v, int lane, int mode);  // mode 0: index, 1: xor, 2: down
 void fail(const char* what);
 float ex2_approx(float x);
+// The sm_80 tensor-core instructions of attention_fa2.cu: mma.sync m16n8k16 (c += a b, float32
+// accumulators), ldmatrix x4 (.trans), cp.async (bytes copied, srcBytes of them read, the rest zero).
+void mma_m16n8k16(bool bf16, float* c, const uint32_t* a, uint32_t b0, uint32_t b1);
+void ldmatrix_x4(uint32_t* r, uint32_t addr, bool trans);
+void cp_async(void* dst, const void* src, int bytes, int srcBytes);
+void cp_async_commit();
+void cp_async_wait_all();
 }  // namespace kiln_host
 
 #define threadIdx (::kiln_host::thread_idx())
@@ -176,6 +186,10 @@ inline const char* cudaGetErrorString(cudaError_t e) {
   return e == cudaSuccess ? "no error" : e == cudaErrorLaunchFailure ? "the host model stopped the kernel" : "host model error";
 }
 inline cudaError_t cudaGetLastError() { return kiln_host::last_error(true); }
+inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t = nullptr) {
+  std::memset(p, v, n);  // host memory stands for device memory
+  return cudaSuccess;
+}
 inline cudaError_t cudaPeekAtLastError() { return kiln_host::last_error(false); }
 inline cudaError_t cudaGetDevice(int* d) {
   *d = 0;
@@ -225,7 +239,7 @@ typedef CUresult (*PFN_cuTensorMapEncodeTiled_v12000)(CUtensorMap*, CUtensorMapD
                                                       CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
 
 // ---- launches: `kernel<<<grid, block, smem>>>(args)` reads `::kiln_host::Launcher(kernel, grid, block,
-// smem)(args)` after scripts/build-sm90-host.sh's rewrite; the grid runs to completion on the model.
+// smem)(args)` after scripts/build-cuda-host.sh's rewrite; the grid runs to completion on the model.
 #include <functional>
 namespace kiln_host {
 void run_grid(const void* fn, dim3 grid, dim3 block, size_t smem, const std::function<void()>& body);

@@ -1,4 +1,4 @@
-// The host model's controls for its driver (bench/native/sm90_host/run.cc): see model.cc.
+// The host model's controls for its driver (bench/native/cuda_host/run.cc): see model.cc.
 #pragma once
 #include <cstdint>
 #include <string>

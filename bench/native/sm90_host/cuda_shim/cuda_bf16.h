@@ -1,3 +1,0 @@
-// bench/native/sm90_host: stands in for the CUDA header of this name (see kiln_host_cuda.h).
-#pragma once
-#include "kiln_host_cuda.h"

@@ -1,0 +1,43 @@
+// kiln's tensor-core kernels (kernels/cuda/gemm_sm90.cu, attention_{fwd,bwd}_sm90.cu, attention_fa2.cu)
+// compiled with g++ and run on the host model of bench/native/cuda_host (mbarriers, TMA tile loads,
+// asynchronous wgmma with in-flight operand checks, mma.sync, ldmatrix, cp.async, barriers,
+// shuffles; one fiber per CUDA thread): the GPU-validated gemm_sm90 and fa2 kernels must come out
+// right (else the model is wrong), and the Hopper attention kernels, forward and backward, must
+// match float64 references. Then two planted bugs (a barrier phase, a swizzle) must be
+// caught, so that the check itself can fail. Needs g++ and perl (the addon's build needs them too).
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+
+test('tensor-core kernels on the host model: gemm_sm90, fa2 and the Hopper attention kernels match float64', (t) => {
+  if (!has('g++') || !has('perl')) {
+    t.log('skipped: g++ or perl missing');
+    t.pass();
+    return;
+  }
+  const b = spawnSync('bash', ['scripts/build-cuda-host.sh'], { encoding: 'utf8' });
+  t.is(b.status, 0, b.stderr);
+  const r = spawnSync('build/cuda_host/run', [], { encoding: 'utf8', timeout: 240_000 });
+  t.is(r.status, 0, r.stdout + r.stderr);
+  const m = /(\d+) of (\d+) cases passed/.exec(r.stdout);
+  t.truthy(m, r.stdout);
+  t.is(m![1], m![2]);
+  t.true(Number(m![2]) >= 87, r.stdout);
+  t.regex(r.stdout, /PASS fa2 bf16 D128 .* causal key-lengths/);
+  t.regex(r.stdout, /PASS gemm bf16 AtBt/);
+  t.regex(r.stdout, /PASS bwd bf16 D128 .* causal dQ-by-columns/);
+  t.notRegex(r.stdout, /FAIL/);
+
+  if (!has('python3')) {
+    t.log('planted bugs skipped: python3 missing');
+    return;
+  }
+  const mu = spawnSync('python3', ['bench/native/cuda_host/mutants.py', 'fwd-parity', 'bwd-swizzle'], {
+    encoding: 'utf8',
+    timeout: 240_000,
+  });
+  t.is(mu.status, 0, mu.stdout + mu.stderr);
+  t.regex(mu.stdout, /caught fwd-parity .*deadlock/);
+  t.regex(mu.stdout, /caught bwd-swizzle/);
+});
