@@ -72,13 +72,16 @@ bool guarded(const char* what, bool intact, std::string& report) {
 int g_failed = 0, g_cases = 0;
 bool g_verbose = false;
 
-// |x - ref| against tol * (max |ref| over the finite references) + tol * |ref| elementwise; a
+// |x - ref| against tol * (max |ref| over the finite references, at least 1e-3) + tol * |ref| elementwise; a
 // non-finite reference (the lse of a row that sees no key) must be matched exactly.
 bool compare(const char* what, const std::vector<double>& ref, const std::vector<double>& got, double tol, std::string& report) {
   double mref = 0, worst = 0;
   size_t bad = 0, firstBad = 0;
   for (double r : ref)
     if (std::isfinite(r)) mref = std::fmax(mref, std::fabs(r));
+  // A tensor that is 0 in exact arithmetic (dQ, dK with one key: dS = P (dP - D_i) = 0) comes out as
+  // rounding noise: the scale is at least 1e-3 (inputs and gradients here are of order 1).
+  mref = std::fmax(mref, 1e-3);
   for (size_t i = 0; i < ref.size(); ++i) {
     const bool finite = std::isfinite(ref[i]);
     const double e = finite ? std::fabs(got[i] - ref[i]) : (got[i] == ref[i] ? 0.0 : INFINITY);
@@ -402,6 +405,11 @@ int main(int argc, char** argv) {
           ac.push_back({1, 1, 130, 300, D, causal, true, sched});  // Tq < Tk
           ac.push_back({2, 1, 300, 130, D, causal, false, sched});  // Tq > Tk (causal: leading rows see no key), f16
           if (causal) ac.push_back({1, 1, 640, 640, D, causal, true, sched});  // 5 key tiles, 10 query blocks: the rings wrap
+          if (sched == 1) {  // edges: one query and one key, decoding (one query, many keys), whole tiles
+            ac.push_back({1, 1, 1, 1, D, causal, true, sched});
+            ac.push_back({1, 3, 1, 257, D, causal, true, sched});
+            ac.push_back({1, 1, 128, 128, D, causal, false, sched});
+          }
         }
       }
   for (const char* dir : {"fwd", "bwd"}) {
@@ -421,6 +429,8 @@ int main(int argc, char** argv) {
         if (!quick) {
           fc.push_back({1, 1, 130, 300, D, causal, false, 1});
           fc.push_back({2, 1, 300, 130, D, causal, true, 1, {97, 0}});  // key lengths: a short one and an empty one
+          fc.push_back({1, 2, 1, 257, D, causal, true, 1});                // decoding: one query, many keys
+          fc.push_back({1, 1, 128, 128, D, causal, false, 1});             // whole tiles
         }
       }
     for (const AttnCase& c : fc) {
