@@ -706,6 +706,7 @@ void mma_m16n8k16(bool bf16, float* c, const uint32_t* a, uint32_t b0, uint32_t 
       }
     }
     for (int l = 0; l < 32; ++l) std::memcpy(L[size_t(l)].c, D[l], sizeof D[l]);
+    ++g_stats.mmas;
   });
 }
 

@@ -11,7 +11,7 @@ struct Options {
   uint64_t seed = 1;      // the scheduler's and the copy completions' random order
 };
 struct Stats {
-  uint64_t launches = 0, blocks = 0, switches = 0, copies = 0, wgmmas = 0;
+  uint64_t launches = 0, blocks = 0, switches = 0, copies = 0, wgmmas = 0, mmas = 0;  // mmas: mma.sync (per warp)
 };
 
 void set_options(const Options& o);

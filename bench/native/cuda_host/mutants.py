@@ -91,7 +91,8 @@ def main():
     pick = set(sys.argv[1:])
     flags = open(os.path.join(OUT, "flags")).read().split("\n")
     flags = [f for f in flags if f]
-    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "model", "run")}
+    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "model", "run",
+                                                   "cpu_attention", "cpu_threads")}
     mdir = os.path.join(OUT, "mutant")
     os.makedirs(mdir, exist_ok=True)
     missed = 0
@@ -114,7 +115,7 @@ def main():
         mobj = os.path.join(mdir, f + ".o")
         subprocess.run(["g++", *flags, "-c", msrc, "-o", mobj], cwd=ROOT, check=True)
         exe = os.path.join(mdir, "run")
-        subprocess.run(["g++", *[mobj if k == f else o for k, o in objs.items()], "-o", exe], cwd=ROOT, check=True)
+        subprocess.run(["g++", *[mobj if k == f else o for k, o in objs.items()], "-fopenmp", "-o", exe], cwd=ROOT, check=True)
         r = subprocess.run([exe, "--only", only], cwd=ROOT, capture_output=True, text=True, timeout=600)
         lines = r.stdout.splitlines()
         fails = [l for l in lines if l.startswith("FAIL")]

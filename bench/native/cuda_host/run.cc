@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "attention.h"  // kernels/cpu: the CPU attention, the dispatch section's reference
+#include "attention_api.h"
 #include "attention_fa2.h"
 #include "cuda_api.h"  // alloc, release (defined below)
 #include "attention_sm90.h"
@@ -352,6 +354,117 @@ void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& r
   finish(attn_name(dir, c), ok, report);
 }
 
+// attention.cu's dispatch (attention_forward / attention_backward with KILN_ATTENTION_KERNEL=wgmma):
+// the Hopper kernels where they take the call, else fa2, else the basic kernels (float32, key masks,
+// dropout), forward and then backward from the kernel's own out and lse, against the CPU attention
+// (kernels/cpu/attention.cc, tested against PyTorch) in float64 on the same rounded inputs, dropout
+// mask included (the same Philox stream on both).
+struct DispatchCase {
+  AttnDType dt;
+  int64_t B, H, Tq, Tk, D;
+  bool causal;
+  int opt;  // 0 none, 1 key lengths, 2 key mask, 3 dropout
+  const char* path;  // the kernels expected to take it (for the name)
+};
+
+void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
+  const bool f32 = c.dt == AttnDType::F32, bf = c.dt == AttnDType::BF16;
+  const size_t es = f32 ? 4 : 2;
+  const int64_t BH = c.B * c.H;
+  const size_t nq = size_t(BH * c.Tq * c.D), nk = size_t(BH * c.Tk * c.D);
+  // Inputs rounded to the element type, kept as float64 for the reference.
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  auto make = [&](size_t n, Buf<unsigned char>& dev, std::vector<double>& ref) {
+    ref.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const float x = u(rng);
+      if (f32) {
+        std::memcpy(dev.p + 4 * i, &x, 4);
+        ref[i] = x;
+      } else {
+        const uint16_t h = to_half(x, bf);
+        std::memcpy(dev.p + 2 * i, &h, 2);
+        ref[i] = to_float(h, bf);
+      }
+    }
+  };
+  auto widen_any = [&](const Buf<unsigned char>& dev, size_t n) {
+    std::vector<double> out(n);
+    for (size_t i = 0; i < n; ++i) {
+      if (f32) {
+        float x;
+        std::memcpy(&x, dev.p + 4 * i, 4);
+        out[i] = x;
+      } else {
+        uint16_t h;
+        std::memcpy(&h, dev.p + 2 * i, 2);
+        out[i] = to_float(h, bf);
+      }
+    }
+    return out;
+  };
+  Buf<unsigned char> Q(nq * es), K(nk * es), V(nk * es), dO(nq * es), O(nq * es, 0xFF), dQ(nq * es, 0xFF), dK(nk * es, 0xFF),
+      dV(nk * es, 0xFF);
+  std::vector<double> q, k, v, g;
+  make(nq, Q, q);
+  make(nk, K, k);
+  make(nk, V, v);
+  make(nq, dO, g);
+  Buf<float> L(size_t(BH * c.Tq), NAN);
+  kiln::cpu::AttentionArgs a;
+  a.B = c.B;
+  a.H = c.H;
+  a.Tq = c.Tq;
+  a.Tk = c.Tk;
+  a.D = c.D;
+  a.scale = 1.0 / std::sqrt(double(c.D)) * 1.7;
+  a.causal = c.causal;
+  Buf<int32_t> lens(size_t(c.B)), mask(size_t(c.B * c.Tk));
+  if (c.opt == 1) {
+    for (int64_t b = 0; b < c.B; ++b) lens.p[b] = int32_t(b == 0 ? c.Tk / 2 + 3 : 0);  // a short one and an empty one
+    a.keyLens = lens.p;
+  } else if (c.opt == 2) {
+    for (int64_t i = 0; i < c.B * c.Tk; ++i) mask.p[i] = (rng() % 3) != 0;
+    for (int64_t j = 0; j < c.Tk; ++j) mask.p[j] = 0;  // batch 0 sees no key at all
+    a.keyMask = mask.p;
+  } else if (c.opt == 3) {
+    a.dropout = 0.2;
+    a.seed = 1234;
+    a.offset = 77;
+  }
+  std::string report;
+  const kiln_host::Stats before = kiln_host::stats();
+  std::string err = kiln::cuda::attention_forward(c.dt, a, Q.p, K.p, V.p, O.p, L.p);
+  if (err.empty()) err = kiln::cuda::attention_backward(c.dt, a, Q.p, K.p, V.p, O.p, dO.p, L.p, dQ.p, dK.p, dV.p);
+  bool ok = err.empty();
+  if (!ok) report += " error: " + err;
+  // The path taken, from the instructions it ran: wgmma (sm90), mma.sync only (fa2), neither (basic).
+  const bool wg = kiln_host::stats().wgmmas > before.wgmmas, mma = kiln_host::stats().mmas > before.mmas;
+  const std::string took = wg ? "sm90" : mma ? "fa2" : "basic";
+  if (took != c.path) {
+    report += " ran " + took;
+    ok = false;
+  }
+  std::vector<double> ro(nq), rl(size_t(BH * c.Tq)), rdq(nq), rdk(nk), rdv(nk);
+  kiln::cpu::attention_forward<double>(a, q.data(), k.data(), v.data(), ro.data(), rl.data());
+  kiln::cpu::attention_backward<double>(a, q.data(), k.data(), v.data(), ro.data(), g.data(), rl.data(), rdq.data(), rdk.data(),
+                                        rdv.data());
+  const double tol = f32 ? 1e-4 : bf ? 2e-2 : 4e-3;
+  ok = compare("out", ro, widen_any(O, nq), tol, report) && ok;
+  ok = compare("lse", rl, std::vector<double>(L.p, L.p + size_t(BH * c.Tq)), 1e-5, report) && ok;
+  ok = compare("dq", rdq, widen_any(dQ, nq), tol, report) && ok;
+  ok = compare("dk", rdk, widen_any(dK, nk), tol, report) && ok;
+  ok = compare("dv", rdv, widen_any(dV, nk), tol, report) && ok;
+  ok = guarded("out", O.intact(), report) && guarded("dq", dQ.intact(), report) && guarded("dk", dK.intact(), report) &&
+       guarded("dv", dV.intact(), report) && ok;
+  static const char* const optName[] = {"", "key-lengths", "key-mask", "dropout"};
+  char name[200];
+  std::snprintf(name, sizeof name, "dispatch %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s -> %s", f32 ? "f32" : bf ? "bf16" : "f16",
+                (long long)c.D, (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full",
+                optName[c.opt], c.path);
+  finish(name, ok, report);
+}
+
 }  // namespace
 
 // The device allocator of kernels/cuda/backend.cu (attention_fa2.cu's scratch), on the host.
@@ -372,11 +485,13 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "-v")) g_verbose = true;
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|fwd|bwd|fa2]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|fwd|bwd|fa2|dispatch]\n", argv[0]);
       return 2;
     }
   }
   std::mt19937_64 rng(opt.seed);
+  // attention.cu offers calls to the Hopper kernels first (read once, at the first call).
+  setenv("KILN_ATTENTION_KERNEL", "wgmma", 0);  // unless the caller chose (basic, fa2: the path checks then fail)
   const uint32_t bases[] = {0, 16, 528, 1024};
   int bi = 0;
   auto next_base = [&] {
@@ -436,6 +551,20 @@ int main(int argc, char** argv) {
     for (const AttnCase& c : fc) {
       next_base();
       run_attention(c, "fa2", rng);
+    }
+  }
+  if (only.empty() || only == "dispatch") {
+    std::vector<DispatchCase> dc = {
+        {AttnDType::BF16, 1, 2, 200, 200, 64, true, 0, "sm90"},        {AttnDType::F16, 1, 1, 130, 300, 128, false, 0, "sm90"},
+        {AttnDType::BF16, 1, 2, 200, 200, 32, true, 0, "fa2"},         {AttnDType::BF16, 2, 1, 150, 150, 64, true, 1, "fa2"},
+        {AttnDType::BF16, 2, 1, 100, 140, 64, false, 2, "basic"},      {AttnDType::F16, 1, 2, 120, 120, 64, true, 3, "basic"},
+        {AttnDType::F32, 1, 2, 150, 150, 64, true, 0, "basic"},        {AttnDType::F32, 2, 1, 90, 130, 32, false, 2, "basic"},
+        {AttnDType::F32, 1, 1, 100, 100, 128, true, 3, "basic"},
+    };
+    if (quick) dc.resize(4);
+    for (const DispatchCase& c : dc) {
+      next_base();
+      run_dispatch(c, rng);
     }
   }
   const kiln_host::Stats& s = kiln_host::stats();

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #define __global__
 #define __device__
@@ -186,6 +187,10 @@ inline const char* cudaGetErrorString(cudaError_t e) {
   return e == cudaSuccess ? "no error" : e == cudaErrorLaunchFailure ? "the host model stopped the kernel" : "host model error";
 }
 inline cudaError_t cudaGetLastError() { return kiln_host::last_error(true); }
+inline cudaError_t cudaMemset(void* p, int v, size_t n) {
+  std::memset(p, v, n);  // host memory stands for device memory
+  return cudaSuccess;
+}
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t = nullptr) {
   std::memset(p, v, n);  // host memory stands for device memory
   return cudaSuccess;
