@@ -1,9 +1,9 @@
-// kiln's tensor-core kernels (kernels/cuda/gemm_sm90.cu, attention_{fwd,bwd}_sm90.cu, attention_fa2.cu)
-// compiled with g++ and run on the host model of bench/native/cuda_host (mbarriers, TMA tile loads,
-// asynchronous wgmma with in-flight operand checks, mma.sync, ldmatrix, cp.async, barriers,
-// shuffles; one fiber per CUDA thread): the GPU-validated gemm_sm90 and fa2 kernels must come out
-// right (else the model is wrong), and the Hopper attention kernels, forward and backward, must
-// match float64 references. Then two planted bugs (a barrier phase, a swizzle) must be
+// kiln's tensor-core kernels (kernels/cuda/gemm_sm90.cu, attention_{fwd,bwd}_sm90.cu, attention_fa2.cu,
+// attention.cu) compiled with g++ and run on the host model of bench/native/cuda_host (mbarriers, TMA
+// tile loads, asynchronous wgmma with in-flight operand checks, mma.sync, ldmatrix, cp.async, WMMA,
+// barriers, shuffles; one fiber per CUDA thread): the GPU-validated gemm_sm90 and fa2 kernels must
+// come out right (else the model is wrong), the CUDA attention dispatch must match the CPU attention
+// on every path, and the Hopper attention kernels, forward and backward, must match float64 references. Then two planted bugs (a barrier phase, a swizzle) must be
 // caught, so that the check itself can fail. Needs g++ and perl (the addon's build needs them too).
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
