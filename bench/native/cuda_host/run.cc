@@ -209,6 +209,31 @@ struct Reference {
   std::vector<double> out, lse, dq, dk, dv;
 };
 
+// The attention arguments of a case (AttnCase, DispatchCase).
+template <class C>
+kiln::cpu::AttentionArgs attention_args(const C& c, double scale) {
+  kiln::cpu::AttentionArgs a;
+  a.B = c.B;
+  a.H = c.H;
+  a.Tq = c.Tq;
+  a.Tk = c.Tk;
+  a.D = c.D;
+  a.scale = scale;
+  a.causal = c.causal;
+  return a;
+}
+
+// A forward + backward's five results against the reference's (lse to 1e-5, the rest to tol), and
+// whether every output's guard bytes are intact.
+bool compare_all(const Reference& ref, const Reference& got, double tol, bool intact, std::string& report) {
+  bool ok = compare("out", ref.out, got.out, tol, report);
+  ok = compare("lse", ref.lse, got.lse, 1e-5, report) && ok;
+  ok = compare("dq", ref.dq, got.dq, tol, report) && ok;
+  ok = compare("dk", ref.dk, got.dk, tol, report) && ok;
+  ok = compare("dv", ref.dv, got.dv, tol, report) && ok;
+  return guarded("outputs", intact, report) && ok;
+}
+
 // float64 attention on the rounded inputs (bottom-right causal mask), forward and backward.
 Reference reference(const AttnCase& c, const Half& q, const Half& k, const Half& v, const Half& dout, double scale) {
   const bool bf = c.bf16;
@@ -294,14 +319,7 @@ void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& r
   Half q = random_half(nq, bf, rng), k = random_half(nk, bf, rng), v = random_half(nk, bf, rng), dout = random_half(nq, bf, rng);
   const double scale = 1.0 / std::sqrt(double(c.D)) * 1.7;  // sharper than the default: larger probabilities
   const Reference r = reference(c, q, k, v, dout, scale);
-  kiln::cpu::AttentionArgs a;
-  a.B = c.B;
-  a.H = c.H;
-  a.Tq = c.Tq;
-  a.Tk = c.Tk;
-  a.D = c.D;
-  a.scale = scale;
-  a.causal = c.causal;
+  kiln::cpu::AttentionArgs a = attention_args(c, scale);
   Buf<int32_t> lens(size_t(c.B));
   if (!c.keyLens.empty()) {
     std::memcpy(lens.p, c.keyLens.data(), c.keyLens.size() * 4);
@@ -322,14 +340,9 @@ void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& r
     handled = true;
     err = kiln::cuda::fa2_attention_forward(dt, a, Q.p, K.p, V.p, O.p, L.p);
     if (err.empty()) err = kiln::cuda::fa2_attention_backward(dt, a, Q.p, K.p, V.p, O.p, dO.p, L.p, dQ.p, dK.p, dV.p);
-    ok = err.empty();
-    ok = compare("out", r.out, widen(O.p, nq, bf), tol, report) && ok;
-    ok = compare("lse", r.lse, std::vector<double>(L.p, L.p + size_t(BH * c.Tq)), 1e-5, report) && ok;
-    ok = compare("dq", r.dq, widen(dQ.p, nq, bf), tol, report) && ok;
-    ok = compare("dk", r.dk, widen(dK.p, nk, bf), tol, report) && ok;
-    ok = compare("dv", r.dv, widen(dV.p, nk, bf), tol, report) && ok;
-    ok = guarded("out", O.intact(), report) && guarded("lse", L.intact(), report) && guarded("dq", dQ.intact(), report) &&
-         guarded("dk", dK.intact(), report) && guarded("dv", dV.intact(), report) && ok;
+    const Reference got{widen(O.p, nq, bf), std::vector<double>(L.p, L.p + size_t(BH * c.Tq)), widen(dQ.p, nq, bf),
+                        widen(dK.p, nk, bf), widen(dV.p, nk, bf)};
+    ok = compare_all(r, got, tol, O.intact() && L.intact() && dQ.intact() && dK.intact() && dV.intact(), report) && err.empty();
   } else if (fwd) {
     for (size_t i = 0; i < nq; ++i) O.p[i] = 0xFFFF;
     kiln::cuda::sm90_attention_set_fwd_pipeline(c.schedule);
@@ -411,14 +424,7 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
   make(nk, V, v);
   make(nq, dO, g);
   Buf<float> L(size_t(BH * c.Tq), NAN);
-  kiln::cpu::AttentionArgs a;
-  a.B = c.B;
-  a.H = c.H;
-  a.Tq = c.Tq;
-  a.Tk = c.Tk;
-  a.D = c.D;
-  a.scale = 1.0 / std::sqrt(double(c.D)) * 1.7;
-  a.causal = c.causal;
+  kiln::cpu::AttentionArgs a = attention_args(c, 1.0 / std::sqrt(double(c.D)) * 1.7);
   Buf<int32_t> lens(size_t(c.B)), mask(size_t(c.B * c.Tk));
   if (c.opt == 1) {
     for (int64_t b = 0; b < c.B; ++b) lens.p[b] = int32_t(b == 0 ? c.Tk / 2 + 3 : 0);  // a short one and an empty one
@@ -445,18 +451,15 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
     report += " ran " + took;
     ok = false;
   }
-  std::vector<double> ro(nq), rl(size_t(BH * c.Tq)), rdq(nq), rdk(nk), rdv(nk);
-  kiln::cpu::attention_forward<double>(a, q.data(), k.data(), v.data(), ro.data(), rl.data());
-  kiln::cpu::attention_backward<double>(a, q.data(), k.data(), v.data(), ro.data(), g.data(), rl.data(), rdq.data(), rdk.data(),
-                                        rdv.data());
-  const double tol = f32 ? 1e-4 : bf ? 2e-2 : 4e-3;
-  ok = compare("out", ro, widen_any(O, nq), tol, report) && ok;
-  ok = compare("lse", rl, std::vector<double>(L.p, L.p + size_t(BH * c.Tq)), 1e-5, report) && ok;
-  ok = compare("dq", rdq, widen_any(dQ, nq), tol, report) && ok;
-  ok = compare("dk", rdk, widen_any(dK, nk), tol, report) && ok;
-  ok = compare("dv", rdv, widen_any(dV, nk), tol, report) && ok;
-  ok = guarded("out", O.intact(), report) && guarded("dq", dQ.intact(), report) && guarded("dk", dK.intact(), report) &&
-       guarded("dv", dV.intact(), report) && ok;
+  Reference r{std::vector<double>(nq), std::vector<double>(size_t(BH * c.Tq)), std::vector<double>(nq), std::vector<double>(nk),
+              std::vector<double>(nk)};
+  kiln::cpu::attention_forward<double>(a, q.data(), k.data(), v.data(), r.out.data(), r.lse.data());
+  kiln::cpu::attention_backward<double>(a, q.data(), k.data(), v.data(), r.out.data(), g.data(), r.lse.data(), r.dq.data(),
+                                        r.dk.data(), r.dv.data());
+  const Reference got{widen_any(O, nq), std::vector<double>(L.p, L.p + size_t(BH * c.Tq)), widen_any(dQ, nq), widen_any(dK, nk),
+                      widen_any(dV, nk)};
+  ok = compare_all(r, got, f32 ? 1e-4 : bf ? 2e-2 : 4e-3, O.intact() && L.intact() && dQ.intact() && dK.intact() && dV.intact(), report) &&
+       ok;
   static const char* const optName[] = {"", "key-lengths", "key-mask", "dropout"};
   char name[200];
   std::snprintf(name, sizeof name, "dispatch %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s -> %s", f32 ? "f32" : bf ? "bf16" : "f16",
