@@ -5,7 +5,8 @@
 # driver with it and runs the part of the check that covers it. Every mutant must fail; the first
 # failure line is printed. Exits 1 if any mutant passes.
 #
-#   bash scripts/build-cuda-host.sh && python3 bench/native/cuda_host/mutants.py [name ...]
+#   bash scripts/build-cuda-host.sh && python3 bench/native/cuda_host/mutants.py [--quick] [name ...]
+# (--quick: run.cc's --quick case set; fine for the mutants every case catches, fewer catch the races.)
 import os
 import subprocess
 import sys
@@ -88,7 +89,9 @@ MUTANTS = [
 
 
 def main():
-    pick = set(sys.argv[1:])
+    args = sys.argv[1:]
+    quick = "--quick" in args
+    pick = set(a for a in args if a != "--quick")
     flags = open(os.path.join(OUT, "flags")).read().split("\n")
     flags = [f for f in flags if f]
     objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "model", "run",
@@ -116,7 +119,7 @@ def main():
         subprocess.run(["g++", *flags, "-c", msrc, "-o", mobj], cwd=ROOT, check=True)
         exe = os.path.join(mdir, "run")
         subprocess.run(["g++", *[mobj if k == f else o for k, o in objs.items()], "-fopenmp", "-o", exe], cwd=ROOT, check=True)
-        r = subprocess.run([exe, "--only", only], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        r = subprocess.run([exe, "--only", only, *(["--quick"] if quick else [])], cwd=ROOT, capture_output=True, text=True, timeout=600)
         lines = r.stdout.splitlines()
         fails = [l for l in lines if l.startswith("FAIL")]
         model = [l.strip() for l in lines if l.strip().startswith("model:")]
