@@ -49,12 +49,11 @@
 //   col l / 4)); cp.async copies completed at random later points, a thread's committed ones all at
 //   its wait_group 0 (16-byte aligned rows inside the allocation checked).
 // - __syncthreads, named barriers (bar.sync id, count), __syncwarp, shuffles (full masks only),
-//   setmaxnreg (a warpgroup collective; the register budget is checked), deadlocks (every fiber
-//   waiting, no copy in flight: the waits are listed).
+//   deadlocks (every fiber waiting, no copy in flight: the waits are listed).
 // - Shared memory starts as 0xFF bytes (NaN in every float type) and ends at a guard page; the
 //   dynamic allocation's shared address is a parameter (the kernels align it up to 1 KiB).
-// Not modelled: timing,
-// several blocks at a time (blocks run one after another), the register file (local arrays).
+// Not modelled: timing, several blocks at a time (blocks run one after another), the register file
+// (local arrays).
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -540,7 +539,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-void execute(Warpgroup& W, int wgIndex, Op& op) {
+void execute(int wgIndex, Op& op) {
   if (op.issued != 128) fail("a wgmma retired that not every thread of the warpgroup issued");
   const int half = op.N / 2;
   std::vector<float> A(64 * 16);
@@ -591,7 +590,6 @@ void execute(Warpgroup& W, int wgIndex, Op& op) {
     }
   }
   ++g_stats.wgmmas;
-  (void)W;
 }
 
 }  // namespace
@@ -917,7 +915,7 @@ void wgmma_wait(int n) {
     const int groups = commits - n;
     const int target = groups > 0 ? W.groupEnd[size_t(groups - 1)] : 0;
     while (W.base < target) {
-      execute(W, wgi, W.ops.front());
+      execute(wgi, W.ops.front());
       W.ops.pop_front();
       ++W.base;
     }
