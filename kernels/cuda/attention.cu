@@ -2,8 +2,8 @@
 // the forward keeps a query tile in shared memory and streams key/value tiles with an online
 // softmax; the backward keeps a key/value tile, streams query tiles, recomputes P from the saved
 // logsumexp with D_i = rowsum(dO o O), owns dK and dV and adds dQ atomically into a float buffer.
-// Tile products run on tensor cores (WMMA m16n16k16, float accumulation) for float16/bfloat16,
-// and as plain float FMA for float32 (exact float32, no TF32 rounding). Scores, softmax and
+// Tile products run on tensor cores with float accumulation: WMMA m16n16k16 for float16/bfloat16,
+// 3xTF32 WMMA m16n16k8 for float32 (float32-level accuracy, like kiln's float32 matmul). Scores, softmax and
 // gradients of the score are float32 in shared memory. Head dims 32, 64, 128.
 // These are the general kernels ("basic"); float16/bfloat16 calls without key masks or dropout go
 // to the FlashAttention-2 fast path in attention_fa2.cu (dispatch at the end of this file).
@@ -115,20 +115,46 @@ struct TileGemm {
   }
 };
 
-// float32: plain FMA, one output element per thread and step.
+// float32: 3xTF32 on the tensor cores (WMMA m16n16k8). Each operand x is split into hi = x rounded to
+// TF32 and lo = (x - hi) rounded to TF32; lo*hi + hi*lo + hi*hi (the small terms first, lo*lo is below
+// float32 rounding) gives float32-level accuracy, as kernels/cuda/gemm.cu's float32 products do.
+__device__ inline float tf32_round(float x) { return nvcuda::wmma::__float_to_tf32(x); }
+
+template <class Frag>
+__device__ inline void split_tf32(Frag& hi, Frag& lo) {
+  for (int e = 0; e < hi.num_elements; ++e) {
+    const float x = hi.x[e], h = tf32_round(x);
+    hi.x[e] = h;
+    lo.x[e] = isfinite(h) ? tf32_round(x - h) : 0.f;
+  }
+}
+
 template <bool TA, bool TB>
 struct TileGemm<float, TA, TB> {
   __device__ static void run(float* C, int ldc, const float* A, int lda, const float* B, int ldb, int M, int N, int K,
                              bool accumulate) {
-    for (int e = threadIdx.x; e < M * N; e += blockDim.x) {
-      const int m = e / N, n = e % N;
-      float acc = accumulate ? C[m * ldc + n] : 0.f;
-      for (int k = 0; k < K; ++k) {
-        const float a = TA ? A[k * lda + m] : A[m * lda + k];
-        const float b = TB ? B[n * ldb + k] : B[k * ldb + n];
-        acc = fmaf(a, b, acc);
+    using namespace nvcuda;
+    using LA = typename std::conditional<TA, wmma::col_major, wmma::row_major>::type;
+    using LB = typename std::conditional<TB, wmma::col_major, wmma::row_major>::type;
+    const int warp = threadIdx.x / 32;
+    const int tilesN = N / 16, tiles = (M / 16) * tilesN;
+    for (int t = warp; t < tiles; t += kWarps) {
+      const int m0 = (t / tilesN) * 16, n0 = (t % tilesN) * 16;
+      wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
+      if (accumulate) wmma::load_matrix_sync(acc, C + m0 * ldc + n0, ldc, wmma::mem_row_major);
+      else wmma::fill_fragment(acc, 0.f);
+      for (int k0 = 0; k0 < K; k0 += 8) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, LA> ah, al;
+        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, LB> bh, bl;
+        wmma::load_matrix_sync(ah, TA ? A + k0 * lda + m0 : A + m0 * lda + k0, lda);
+        wmma::load_matrix_sync(bh, TB ? B + n0 * ldb + k0 : B + k0 * ldb + n0, ldb);
+        split_tf32(ah, al);
+        split_tf32(bh, bl);
+        wmma::mma_sync(acc, al, bh, acc);
+        wmma::mma_sync(acc, ah, bl, acc);
+        wmma::mma_sync(acc, ah, bh, acc);
       }
-      C[m * ldc + n] = acc;
+      wmma::store_matrix_sync(C + m0 * ldc + n0, acc, ldc, wmma::mem_row_major);
     }
   }
 };

@@ -27,6 +27,10 @@
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 #define CUDART_VERSION 13000
+// CUDA's device math puts the classification functions in the global namespace.
+using std::isfinite;
+using std::isinf;
+using std::isnan;
 
 // ---- vector types
 struct uint3 {

@@ -1,8 +1,14 @@
 // bench/native/cuda_host: the warp matrix API (nvcuda::wmma) of CUDA's <mma.h>, as attention.cu's
-// basic kernels use it (16 x 16 x 16 tiles, half inputs, float accumulators). A fragment's
-// distribution over the warp's lanes is unspecified by CUDA, so here every lane holds the whole tile;
-// each call is still a warp collective (all 32 lanes must make it, as on the device).
+// basic kernels use it: 16 x 16 x 16 tiles of half inputs and 16 x 16 x 8 tiles of TF32 inputs
+// (precision::tf32, float storage), float accumulators. A fragment's distribution over the warp's
+// lanes is unspecified by CUDA, so here every lane holds the whole tile; each call is still a warp
+// collective (all 32 lanes must make it, as on the device). TF32 inputs are used as the tensor cores
+// use them: only their top 19 bits (sign, exponent, 10 mantissa bits) count, so a float that was not
+// rounded with __float_to_tf32 first loses its low 13 bits.
 #pragma once
+#include <cstdint>
+#include <cstring>
+
 #include "kiln_host_cuda.h"
 
 namespace nvcuda {
@@ -13,55 +19,91 @@ struct col_major {};
 struct matrix_a {};
 struct matrix_b {};
 struct accumulator {};
+namespace precision {
+struct tf32 {};
+}  // namespace precision
 enum layout_t { mem_row_major, mem_col_major };
 
-template <class Use, int M, int N, int K, class T, class Layout = void>
-struct fragment {
-  static_assert(M == 16 && N == 16 && K == 16, "host wmma: 16 x 16 x 16 only");
-  static constexpr int num_elements = 256;
-  using element_type = T;
-  T x[256];  // row-major (rows of A: m, of B: k, of the accumulator: m)
-};
-
 namespace detail {
+template <class T> struct storage { using type = T; };
+template <> struct storage<precision::tf32> { using type = float; };
+template <class Use, int M, int N, int K> struct dims;
+template <int M, int N, int K> struct dims<matrix_a, M, N, K> { static constexpr int rows = M, cols = K; };
+template <int M, int N, int K> struct dims<matrix_b, M, N, K> { static constexpr int rows = K, cols = N; };
+template <int M, int N, int K> struct dims<accumulator, M, N, K> { static constexpr int rows = M, cols = N; };
+inline float bits_f(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline uint32_t f_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
 inline float to_f(float v) { return v; }
 inline float to_f(__half v) { return __half2float(v); }
 inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+// What a tensor core reads of an operand: TF32 keeps the top 19 bits of the float.
+template <class T> inline float operand(typename storage<T>::type v) { return to_f(v); }
+template <> inline float operand<precision::tf32>(float v) { return bits_f(f_bits(v) & 0xffffe000u); }
 }  // namespace detail
 
-template <class Use, class T, class L>
-inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, L>& f, const T* p, unsigned ld) {
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  static_assert(M == 16 && N == 16 && (K == 16 || K == 8), "host wmma: 16 x 16 x 16 and 16 x 16 x 8 only");
+  static_assert(std::is_same<Use, accumulator>::value || (std::is_same<T, precision::tf32>::value == (K == 8)),
+                "host wmma: k = 8 takes TF32 inputs, k = 16 half inputs");
+  static constexpr int rows = detail::dims<Use, M, N, K>::rows, cols = detail::dims<Use, M, N, K>::cols;
+  static constexpr int num_elements = rows * cols;
+  using element_type = typename detail::storage<T>::type;
+  element_type x[num_elements];  // row-major (rows of A: m, of B: k, of the accumulator: m)
+};
+
+// cvt.rna.tf32.f32: to the nearest TF32 value, ties away from zero; infinities and NaN pass.
+inline float __float_to_tf32(float v) {
+  uint32_t u = detail::f_bits(v);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+  return detail::bits_f(u);
+}
+
+template <class Use, int M, int N, int K, class T, class L>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const typename detail::storage<T>::type* p, unsigned ld) {
+  using F = fragment<Use, M, N, K, T, L>;
   __syncwarp();
   constexpr bool col = std::is_same<L, col_major>::value;
-  for (int r = 0; r < 16; ++r)
-    for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = col ? p[c * ld + r] : p[r * ld + c];
+  for (int r = 0; r < F::rows; ++r)
+    for (int c = 0; c < F::cols; ++c) f.x[r * F::cols + c] = col ? p[c * ld + r] : p[r * ld + c];
   __syncwarp();
 }
-inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ld, layout_t l) {
+template <int K>
+inline void load_matrix_sync(fragment<accumulator, 16, 16, K, float>& f, const float* p, unsigned ld, layout_t l) {
   __syncwarp();
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = l == mem_col_major ? p[c * ld + r] : p[r * ld + c];
   __syncwarp();
 }
-inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ld, layout_t l) {
+template <int K>
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, K, float>& f, unsigned ld, layout_t l) {
   __syncwarp();
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 16; ++c) (l == mem_col_major ? p[c * ld + r] : p[r * ld + c]) = f.x[r * 16 + c];
   __syncwarp();
 }
-template <class Use, class T, class L>
-inline void fill_fragment(fragment<Use, 16, 16, 16, T, L>& f, T v) {
-  for (int i = 0; i < 256; ++i) f.x[i] = v;
+template <class Use, int M, int N, int K, class T, class L>
+inline void fill_fragment(fragment<Use, M, N, K, T, L>& f, typename detail::storage<T>::type v) {
+  for (int i = 0; i < fragment<Use, M, N, K, T, L>::num_elements; ++i) f.x[i] = v;
 }
-template <class T, class LA, class LB>
-inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix_a, 16, 16, 16, T, LA>& a,
-                     const fragment<matrix_b, 16, 16, 16, T, LB>& b, const fragment<accumulator, 16, 16, 16, float>& c) {
+template <int K, class T, class LA, class LB>
+inline void mma_sync(fragment<accumulator, 16, 16, K, float>& d, const fragment<matrix_a, 16, 16, K, T, LA>& a,
+                     const fragment<matrix_b, 16, 16, K, T, LB>& b, const fragment<accumulator, 16, 16, K, float>& c) {
   __syncwarp();
   float out[256];
   for (int m = 0; m < 16; ++m)
     for (int n = 0; n < 16; ++n) {
       double s = c.x[m * 16 + n];
-      for (int k = 0; k < 16; ++k) s += double(detail::to_f(a.x[m * 16 + k])) * double(detail::to_f(b.x[k * 16 + n]));
+      for (int k = 0; k < K; ++k)
+        s += double(detail::operand<T>(a.x[m * K + k])) * double(detail::operand<T>(b.x[k * 16 + n]));
       out[m * 16 + n] = float(s);
     }
   for (int i = 0; i < 256; ++i) d.x[i] = out[i];
