@@ -1,14 +1,18 @@
-// CUDA contrastive kernels with the semantics of kernels/cpu/contrastive.cc: one block per output
-// row, a warp per similarity (lanes split the dot product, reads coalesced), an online logsumexp per
-// warp merged in shared memory; the backward recomputes similarities a chunk of columns at a time
-// and accumulates the row's gradient in shared memory. The similarity matrix is never stored.
-// Compiled in every CUDA build; not yet run on a GPU in this repository's history (see issue 6).
+// CUDA contrastive kernels with the semantics of kernels/cpu/contrastive.cc.
+// InfoNCE / NT-Xent / CLIP: the similarity matrix is computed a band of rows at a time (about 64 MiB
+// of it) by kiln's tensor-core GEMM (gemm.cu: 3xTF32 for float32, so float32-level accuracy; float64
+// as float64) and never held whole. The forward reduces each row of the band (online logsumexp, the
+// expected and the target similarity); the backward recomputes the band, turns it in place into
+// dL/dsim and multiplies it back: dq = G k for the band's rows, dk += G^T q for every key.
+// DISSL terms: one block per row.
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "contrastive_api.h"
 #include "cuda_api.h"
+#include "gemm_api.h"
 
 namespace kiln {
 namespace cuda {
@@ -19,7 +23,6 @@ using cpu::NceSpec;
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kChunk = 64;  // columns per backward chunk
 
 std::string launched() {
   cudaError_t e = cudaGetLastError();
@@ -34,14 +37,6 @@ template <class T>
 __device__ inline T warp_sum(T v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
-}
-
-// <a, b> over dim by one warp; every lane returns the sum.
-template <class T>
-__device__ inline T warp_dot(const T* a, const T* b, int64_t dim, int lane) {
-  T s = 0;
-  for (int64_t d = lane; d < dim; d += 32) s += a[d] * b[d];
-  return warp_sum(s);
 }
 
 // The sum over the block of v (all threads get it); scratch holds kWarps values.
@@ -90,18 +85,33 @@ struct Params {
 
 __device__ inline int64_t pos_of(const Params& p, int64_t i) { return (i + p.shift) % p.rows; }
 
+// One row of the similarity band: the online logsumexp of scale * sim over the row's columns (the
+// self column dropped when masked), the expected similarity sum_j p_ij sim_ij and the target
+// similarity; every thread's running (max, sum, sum * sim) merged in a fixed order (deterministic).
 template <class T>
-__global__ void nce_forward_kernel(Params p, const T* q, const T* k, T* loss, T* lse, T* esim, T* tsim) {
+__device__ inline void lse_merge(T& m, T& s, T& ss, T m2, T s2, T ss2) {
+  if (m2 == neg_inf<T>()) return;
+  if (m == neg_inf<T>()) {
+    m = m2, s = s2, ss = ss2;
+    return;
+  }
+  const T M = m > m2 ? m : m2, c1 = dexp(m - M), c2 = dexp(m2 - M);
+  m = M;
+  s = s * c1 + s2 * c2;
+  ss = ss * c1 + ss2 * c2;
+}
+
+template <class T>
+__global__ void nce_rows_kernel(Params p, const T* S, int64_t r0, T* loss, T* lse, T* esim, T* tsim) {
   __shared__ T sm[kWarps], ss[kWarps], sss[kWarps];
-  const int64_t i = blockIdx.x;
+  const int64_t i = r0 + blockIdx.x;
+  const T* row = S + static_cast<int64_t>(blockIdx.x) * p.rows;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const T scale = T(p.scale);
-  const T* qi = q + i * p.dim;
   T m = neg_inf<T>(), sum = 0, ssum = 0;
-  for (int64_t j = warp; j < p.rows; j += kWarps) {
+  for (int64_t j = threadIdx.x; j < p.rows; j += blockDim.x) {
     if (p.mask_self && j == i) continue;
-    const T s = warp_dot(qi, k + j * p.dim, p.dim, lane);
-    const T l = scale * s;
+    const T s = row[j], l = scale * s;
     if (l > m) {
       const T corr = m == neg_inf<T>() ? T(0) : dexp(m - l);
       sum *= corr;
@@ -112,30 +122,25 @@ __global__ void nce_forward_kernel(Params p, const T* q, const T* k, T* loss, T*
     sum += e;
     ssum += e * s;
   }
+  for (int o = 16; o > 0; o >>= 1) {
+    const T m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, sum, o),
+            ss2 = __shfl_xor_sync(0xffffffffu, ssum, o);
+    lse_merge(m, sum, ssum, m2, s2, ss2);
+  }
   if (lane == 0) sm[warp] = m, ss[warp] = sum, sss[warp] = ssum;
   __syncthreads();
   if (threadIdx.x == 0) {
-    T M = neg_inf<T>();
-    for (int w = 0; w < kWarps; ++w) M = sm[w] > M ? sm[w] : M;
-    T S = 0, SS = 0;
-    for (int w = 0; w < kWarps; ++w) {
-      if (sm[w] == neg_inf<T>()) continue;
-      const T c = dexp(sm[w] - M);
-      S += ss[w] * c;
-      SS += sss[w] * c;
-    }
-    lse[i] = M + dlog(S);
-    esim[i] = SS / S;
-  }
-  // Target similarities, one warp each.
-  if (warp == 0) {
+    T M = neg_inf<T>(), Sum = 0, SS = 0;
+    for (int w = 0; w < kWarps; ++w) lse_merge(M, Sum, SS, sm[w], ss[w], sss[w]);
+    const T l = M + dlog(Sum);
     T t = 0;
-    if (p.w_pos != 0) t += T(p.w_pos) * warp_dot(qi, k + pos_of(p, i) * p.dim, p.dim, lane);
-    if (p.w_self != 0) t += T(p.w_self) * warp_dot(qi, k + i * p.dim, p.dim, lane);
-    if (lane == 0) tsim[i] = t;
+    if (p.w_pos != 0) t += T(p.w_pos) * row[pos_of(p, i)];
+    if (p.w_self != 0) t += T(p.w_self) * row[i];
+    lse[i] = l;
+    esim[i] = SS / Sum;
+    tsim[i] = t;
+    loss[i] = T(p.w_pos + p.w_self) * l - scale * t;
   }
-  __syncthreads();
-  if (threadIdx.x == 0) loss[i] = T(p.w_pos + p.w_self) * lse[i] - scale * tsim[i];
 }
 
 // dL entry for (row a, column j): c_a (wsum p_aj - w_aj), the self pair zeroed when masked.
@@ -149,39 +154,19 @@ __device__ inline T dl_entry(const Params& p, int64_t a, int64_t j, T sim, const
   return g;
 }
 
-// Block `a` accumulates out_a = sum_j G(a, j) v_j, G = dL (transposed when `columns`), plus dL^T when shared.
+// The band's similarities (rows r0 + blockIdx.y) become G = dL, plus dL^T when k is q (the matrix is
+// then symmetric, so sim(j, a) is the same entry).
 template <class T>
-__global__ void nce_grad_kernel(Params p, const T* u, const T* v, const T* lse, const T* grow, T* out, bool columns,
-                                bool shared) {
-  extern __shared__ unsigned char smem_raw[];
-  T* acc = reinterpret_cast<T*>(smem_raw);
-  T* g = acc + p.dim;
-  const int64_t a = blockIdx.x;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const T* ua = u + a * p.dim;
-  for (int64_t d = threadIdx.x; d < p.dim; d += blockDim.x) acc[d] = 0;
-  for (int64_t j0 = 0; j0 < p.rows; j0 += kChunk) {
-    const int64_t n = p.rows - j0 < kChunk ? p.rows - j0 : kChunk;
-    for (int64_t c = warp; c < n; c += kWarps) {
-      const int64_t j = j0 + c;
-      const T s = warp_dot(ua, v + j * p.dim, p.dim, lane);
-      T val;
-      if (columns) val = dl_entry(p, j, a, s, lse, grow);  // entry (row j, column a)
-      else {
-        val = dl_entry(p, a, j, s, lse, grow);
-        if (shared) val += dl_entry(p, j, a, s, lse, grow);
-      }
-      if (lane == 0) g[c] = val;
-    }
-    __syncthreads();
-    for (int64_t d = threadIdx.x; d < p.dim; d += blockDim.x) {
-      T s = acc[d];
-      for (int64_t c = 0; c < n; ++c) s += g[c] * v[(j0 + c) * p.dim + d];
-      acc[d] = s;
-    }
-    __syncthreads();
+__global__ void nce_dl_kernel(Params p, T* S, int64_t r0, const T* lse, const T* grow, bool shared) {
+  const int64_t a = r0 + blockIdx.y;
+  T* row = S + static_cast<int64_t>(blockIdx.y) * p.rows;
+  for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < p.rows;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const T s = row[j];
+    T g = dl_entry(p, a, j, s, lse, grow);
+    if (shared) g += dl_entry(p, j, a, s, lse, grow);
+    row[j] = g;
   }
-  for (int64_t d = threadIdx.x; d < p.dim; d += blockDim.x) out[a * p.dim + d] = acc[d];
 }
 
 template <class T>
@@ -189,62 +174,122 @@ T* scratch(size_t elems, std::string* err) {
   return static_cast<T*>(alloc(elems * sizeof(T), err));
 }
 
+template <class T> constexpr GemmType gemm_type() { return sizeof(T) == 4 ? GemmType::F32 : GemmType::F64; }
+
+// C (+)= alpha op(A) op(B), row-major, float32 as 3xTF32.
+template <class T>
+std::string product(int64_t M, int64_t N, int64_t K, bool transA, bool transB, const T* A, int64_t lda, const T* B,
+                    int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  GemmArgs g;
+  g.M = M, g.N = N, g.K = K, g.transA = transA, g.transB = transB, g.beta = accumulate ? 1.0 : 0.0;
+  g.A = A, g.lda = lda, g.B = B, g.ldb = ldb, g.C = C, g.ldc = ldc;
+  return gemm(gemm_type<T>(), gemm_type<T>(), MatmulPrecision::Highest, g);
+}
+
+// Rows of the similarity matrix per band: about 64 MiB of it, at least 64 rows, at most 65535 (a
+// grid's y extent) and never more than there are. KILN_CONTRASTIVE_BAND_ROWS sets the rows (the
+// tests use it to cut small problems into several bands).
+template <class T>
+int64_t band_rows(int64_t rows) {
+  int64_t r = (int64_t(64) << 20) / (static_cast<int64_t>(sizeof(T)) * (rows > 0 ? rows : 1));
+  r = r < 64 ? 64 : r;
+  if (const char* e = std::getenv("KILN_CONTRASTIVE_BAND_ROWS")) {
+    const long long v = std::atoll(e);
+    if (v > 0) r = v;
+  }
+  r = r > 65535 ? 65535 : r;
+  return r < rows ? r : rows;
+}
+
+// L2-normalised copies of q and k for the cosine similarity (k's when it is not q); `out` gets the
+// pointers the products should read.
+template <class T>
+struct Normalized {
+  T *qn = nullptr, *kn = nullptr, *qnorm = nullptr, *knorm = nullptr;
+  size_t rd = 0, r = 0;
+  std::string make(const NceSpec& s, const T*& q, const T*& k) {
+    rd = static_cast<size_t>(s.rows * s.dim), r = static_cast<size_t>(s.rows);
+    if (!s.cosine) {
+      if (s.shared) k = q;
+      return "";
+    }
+    std::string err;
+    qn = scratch<T>(rd, &err);
+    if (qn) qnorm = scratch<T>(r, &err);
+    if (!s.shared && qnorm) {
+      kn = scratch<T>(rd, &err);
+      if (kn) knorm = scratch<T>(r, &err);
+    }
+    if (!err.empty()) return err;
+    normalize_rows_kernel<T><<<s.rows, kThreads>>>(q, qn, qnorm, s.dim);
+    if (!s.shared) normalize_rows_kernel<T><<<s.rows, kThreads>>>(k, kn, knorm, s.dim);
+    q = qn;
+    k = s.shared ? qn : kn;
+    return launched();
+  }
+  ~Normalized() {
+    if (qn) release(qn, rd * sizeof(T));
+    if (qnorm) release(qnorm, r * sizeof(T));
+    if (kn) release(kn, rd * sizeof(T));
+    if (knorm) release(knorm, r * sizeof(T));
+  }
+};
+
 template <class T>
 std::string forward_t(const NceSpec& s, const T* q, const T* k, T* loss, T* lse, T* esim, T* tsim) {
   if (s.rows == 0) return "";
-  Params p{s.rows, s.dim, s.shift, s.mask_self, s.scale, s.w_pos, s.w_self};
-  std::string err;
-  T *qn = nullptr, *kn = nullptr, *norms = nullptr;
-  const size_t rd = static_cast<size_t>(s.rows * s.dim);
-  if (s.cosine) {
-    qn = scratch<T>(rd, &err);
-    norms = scratch<T>(static_cast<size_t>(s.rows), &err);
-    if (!s.shared) kn = scratch<T>(rd, &err);
-    if (!err.empty()) return err;
-    normalize_rows_kernel<T><<<s.rows, kThreads>>>(q, qn, norms, s.dim);
-    if (!s.shared) normalize_rows_kernel<T><<<s.rows, kThreads>>>(k, kn, norms, s.dim);
-    q = qn;
-    k = s.shared ? qn : kn;
-  } else if (s.shared) {
-    k = q;
+  const Params p{s.rows, s.dim, s.shift, s.mask_self, s.scale, s.w_pos, s.w_self};
+  Normalized<T> nz;
+  std::string err = nz.make(s, q, k);
+  if (!err.empty()) return err;
+  const int64_t R = band_rows<T>(s.rows);
+  const size_t bandElems = static_cast<size_t>(R * s.rows);
+  T* S = scratch<T>(bandElems, &err);
+  if (!S) return err.empty() ? "contrastive: out of device memory" : err;
+  for (int64_t r0 = 0; r0 < s.rows && err.empty(); r0 += R) {
+    const int64_t n = s.rows - r0 < R ? s.rows - r0 : R;
+    err = product<T>(n, s.rows, s.dim, false, true, q + r0 * s.dim, s.dim, k, s.dim, S, s.rows, false);
+    if (err.empty()) {
+      nce_rows_kernel<T><<<static_cast<unsigned>(n), kThreads>>>(p, S, r0, loss, lse, esim, tsim);
+      err = launched();
+    }
   }
-  nce_forward_kernel<T><<<s.rows, kThreads>>>(p, q, k, loss, lse, esim, tsim);
-  err = launched();
-  if (qn) release(qn, rd * sizeof(T));
-  if (kn) release(kn, rd * sizeof(T));
-  if (norms) release(norms, static_cast<size_t>(s.rows) * sizeof(T));
+  release(S, bandElems * sizeof(T));
   return err;
 }
 
 template <class T>
 std::string backward_t(const NceSpec& s, const T* q, const T* k, const T* lse, const T* grow, T* dq, T* dk) {
   if (s.rows == 0) return "";
-  Params p{s.rows, s.dim, s.shift, s.mask_self, s.scale, s.w_pos, s.w_self};
-  const size_t smem = static_cast<size_t>(s.dim + kChunk) * sizeof(T);
-  if (smem > 48 * 1024) return "contrastive CUDA kernel: dim " + std::to_string(s.dim) + " is too large";
-  std::string err;
-  T *qn = nullptr, *kn = nullptr, *qnorm = nullptr, *knorm = nullptr;
-  const size_t rd = static_cast<size_t>(s.rows * s.dim), r = static_cast<size_t>(s.rows);
+  const Params p{s.rows, s.dim, s.shift, s.mask_self, s.scale, s.w_pos, s.w_self};
+  Normalized<T> nz;
+  const T *qq = q, *kk = k;
+  std::string err = nz.make(s, qq, kk);
+  if (!err.empty()) return err;
+  const int64_t R = band_rows<T>(s.rows);
+  const size_t bandElems = static_cast<size_t>(R * s.rows);
+  T* G = scratch<T>(bandElems, &err);
+  if (!G) return err.empty() ? "contrastive: out of device memory" : err;
+  const int64_t colBlocks = (s.rows + kThreads - 1) / kThreads;
+  for (int64_t r0 = 0; r0 < s.rows && err.empty(); r0 += R) {
+    const int64_t n = s.rows - r0 < R ? s.rows - r0 : R;
+    err = product<T>(n, s.rows, s.dim, false, true, qq + r0 * s.dim, s.dim, kk, s.dim, G, s.rows, false);
+    if (!err.empty()) break;
+    nce_dl_kernel<T><<<dim3(static_cast<unsigned>(colBlocks < 65535 ? colBlocks : 65535), static_cast<unsigned>(n)), kThreads>>>(
+        p, G, r0, lse, grow, s.shared);
+    err = launched();
+    // dq rows of the band = G k; unless k is q, dk += G^T q_band.
+    if (err.empty()) err = product<T>(n, s.dim, s.rows, false, false, G, s.rows, kk, s.dim, dq + r0 * s.dim, s.dim, false);
+    if (err.empty() && !s.shared)
+      err = product<T>(s.rows, s.dim, n, true, false, G, s.rows, qq + r0 * s.dim, s.dim, dk, s.dim, r0 > 0);
+  }
+  release(G, bandElems * sizeof(T));
+  if (!err.empty()) return err;
   if (s.cosine) {
-    qn = scratch<T>(rd, &err);
-    qnorm = scratch<T>(r, &err);
-    if (!s.shared) kn = scratch<T>(rd, &err), knorm = scratch<T>(r, &err);
-    if (!err.empty()) return err;
-    normalize_rows_kernel<T><<<s.rows, kThreads>>>(q, qn, qnorm, s.dim);
-    if (!s.shared) normalize_rows_kernel<T><<<s.rows, kThreads>>>(k, kn, knorm, s.dim);
+    normalize_backward_kernel<T><<<s.rows, kThreads>>>(qq, nz.qnorm, dq, s.dim);
+    if (!s.shared) normalize_backward_kernel<T><<<s.rows, kThreads>>>(kk, nz.knorm, dk, s.dim);
   }
-  const T* qq = s.cosine ? qn : q;
-  const T* kk = s.shared ? qq : (s.cosine ? kn : k);
-  nce_grad_kernel<T><<<s.rows, kThreads, smem>>>(p, qq, kk, lse, grow, dq, false, s.shared);
-  if (s.cosine) normalize_backward_kernel<T><<<s.rows, kThreads>>>(qq, qnorm, dq, s.dim);
-  if (!s.shared) {
-    nce_grad_kernel<T><<<s.rows, kThreads, smem>>>(p, kk, qq, lse, grow, dk, true, false);
-    if (s.cosine) normalize_backward_kernel<T><<<s.rows, kThreads>>>(kk, knorm, dk, s.dim);
-  }
-  err = launched();
-  if (qn) release(qn, rd * sizeof(T)), release(qnorm, r * sizeof(T));
-  if (kn) release(kn, rd * sizeof(T)), release(knorm, r * sizeof(T));
-  return err;
+  return launched();
 }
 
 // ---- DISSL terms: one block per row ----

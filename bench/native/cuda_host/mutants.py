@@ -88,6 +88,12 @@ MUTANTS = [
     ("f32-split-unrounded", "attention",
      "const float x = hi.x[e], h = tf32_round(x);", "const float x = hi.x[e], h = x;",
      "dispatch", "float32 attention: the high part not rounded to TF32, so the remainder is 0 and the tensor cores truncate"),
+    ("nce-dk-overwrite", "contrastive",
+     "qq + r0 * s.dim, s.dim, dk, s.dim, r0 > 0);", "qq + r0 * s.dim, s.dim, dk, s.dim, false);",
+     "nce", "contrastive backward: each band's G^T q overwrites dk instead of adding to it"),
+    ("nce-band-row", "contrastive",
+     "const int64_t a = r0 + blockIdx.y;", "const int64_t a = blockIdx.y;",
+     "nce", "contrastive backward: dL/dsim of a band computed with the first band's row indices"),
     ("gemm-kstep", "gemm_sm90",
      "kStepA = TA ? 16 * 128 : 32", "kStepA = TA ? 8 * 128 : 32",
      "gemm", "the k16 step of an m-contiguous A (8 rows instead of 16)"),
@@ -100,7 +106,7 @@ def main():
     pick = set(a for a in args if a != "--quick")
     flags = open(os.path.join(OUT, "flags")).read().split("\n")
     flags = [f for f in flags if f]
-    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "model", "run",
+    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "contrastive", "model", "run",
                                                    "cpu_attention", "cpu_threads")}
     mdir = os.path.join(OUT, "mutant")
     os.makedirs(mdir, exist_ok=True)

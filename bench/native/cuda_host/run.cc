@@ -1,11 +1,11 @@
-// Runs kiln's tensor-core kernels — the source of kernels/cuda/gemm_sm90.cu, attention_{fwd,bwd}_sm90.cu
-// and attention_fa2.cu, host code included — on the host model of model.cc, and checks the results
-// against float64 references. gemm_sm90 and the fa2 attention kernels passed on an H100
+// Runs kiln's tensor-core kernels — the source of kernels/cuda/gemm_sm90.cu, attention_{fwd,bwd}_sm90.cu,
+// attention_fa2.cu, attention.cu and contrastive.cu, host code included — on the host model of model.cc,
+// and checks the results against float64 references. gemm_sm90 and the fa2 attention kernels passed on an H100
 // (bench/results/h100-2026-11-26-s4): the model must reproduce them, or the model is wrong. The
 // Hopper attention kernels have never run on a GPU; their backward runs inside fa2's real frame
 // (D_i, the dQ accumulator and its conversion: three more kernels).
 //
-//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|fwd|bwd|fa2]
+//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|fwd|bwd|fa2|dispatch|nce]
 //
 // Exit status 1 when a case fails (a wrong result, or a finding of the model: deadlock, operand
 // changed in flight, misaligned copy, ...).
@@ -22,6 +22,8 @@
 #include "attention_fa2.h"
 #include "cuda_api.h"  // alloc, release (defined below)
 #include "attention_sm90.h"
+#include "contrastive_api.h"
+#include "gemm_api.h"
 #include "gemm_sm90.h"
 #include "kiln_host_cuda.h"
 #include "model.h"
@@ -463,6 +465,164 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
   finish(name, ok, report);
 }
 
+// ------------------------------------------------------------------ contrastive.cu (InfoNCE / NT-Xent / CLIP)
+// contrastive.cu's own code (bands of the similarity matrix, the row reductions, dL/dsim in place, the
+// products back, the cosine normalisation and its backward) against a plain float64 twin of
+// kernels/cpu/contrastive.h's semantics. The products it asks of kernels/cuda/gemm.cu (validated on an
+// H100) are done by the float64 stand-in below, rounded to the element type.
+struct NceCase {
+  bool f32;
+  int64_t rows, dim, shift;
+  bool cosine, maskSelf, shared;
+  double scale, wPos, wSelf;
+  int64_t band;  // KILN_CONTRASTIVE_BAND_ROWS (0: the default)
+};
+
+struct NceRef {
+  std::vector<double> loss, lse, esim, tsim, dq, dk;
+};
+
+NceRef nce_reference(const NceCase& c, const std::vector<double>& q0, const std::vector<double>& k0, const std::vector<double>& grow) {
+  const int64_t R = c.rows, D = c.dim;
+  auto normalise = [&](const std::vector<double>& x, std::vector<double>& y, std::vector<double>& n) {
+    y = x;
+    n.assign(size_t(R), 0);
+    if (!c.cosine) return;
+    for (int64_t i = 0; i < R; ++i) {
+      double s = 0;
+      for (int64_t d = 0; d < D; ++d) s += x[i * D + d] * x[i * D + d];
+      n[i] = std::sqrt(s);
+      for (int64_t d = 0; d < D; ++d) y[i * D + d] = x[i * D + d] / std::fmax(n[i], 1e-12);
+    }
+  };
+  std::vector<double> q, k, nq, nk;
+  normalise(q0, q, nq);
+  if (c.shared) k = q, nk = nq;
+  else normalise(k0, k, nk);
+  std::vector<double> S(size_t(R * R));
+  for (int64_t i = 0; i < R; ++i)
+    for (int64_t j = 0; j < R; ++j) {
+      double s = 0;
+      for (int64_t d = 0; d < D; ++d) s += q[i * D + d] * k[j * D + d];
+      S[i * R + j] = s;
+    }
+  NceRef r{std::vector<double>(R), std::vector<double>(R), std::vector<double>(R), std::vector<double>(R),
+           std::vector<double>(size_t(R * D), 0.0), std::vector<double>(size_t(R * D), 0.0)};
+  for (int64_t i = 0; i < R; ++i) {
+    double m = -INFINITY;
+    for (int64_t j = 0; j < R; ++j)
+      if (!(c.maskSelf && j == i)) m = std::fmax(m, c.scale * S[i * R + j]);
+    double z = 0, e = 0;
+    for (int64_t j = 0; j < R; ++j)
+      if (!(c.maskSelf && j == i)) {
+        const double w = std::exp(c.scale * S[i * R + j] - m);
+        z += w;
+        e += w * S[i * R + j];
+      }
+    r.lse[i] = m + std::log(z);
+    r.esim[i] = e / z;
+    r.tsim[i] = c.wPos * S[i * R + (i + c.shift) % R] + c.wSelf * S[i * R + i];
+    r.loss[i] = (c.wPos + c.wSelf) * r.lse[i] - c.scale * r.tsim[i];
+  }
+  auto dl = [&](int64_t a, int64_t j) {
+    if (c.maskSelf && a == j) return 0.0;
+    const double g = grow[a] * c.scale;
+    double v = g * (c.wPos + c.wSelf) * std::exp(c.scale * S[a * R + j] - r.lse[a]);
+    if (j == (a + c.shift) % R) v -= g * c.wPos;
+    if (j == a) v -= g * c.wSelf;
+    return v;
+  };
+  std::vector<double> gq(size_t(R * D), 0.0), gk(size_t(R * D), 0.0);  // d loss / d (normalised) q, k
+  for (int64_t a = 0; a < R; ++a)
+    for (int64_t j = 0; j < R; ++j) {
+      const double v = dl(a, j);
+      for (int64_t d = 0; d < D; ++d) {
+        gq[a * D + d] += v * k[j * D + d];
+        gk[j * D + d] += v * q[a * D + d];
+      }
+    }
+  if (c.shared)
+    for (size_t i = 0; i < gq.size(); ++i) gq[i] += gk[i];
+  auto unnormalise = [&](const std::vector<double>& y, const std::vector<double>& n, std::vector<double>& g, std::vector<double>& out) {
+    out = g;
+    if (!c.cosine) return;
+    for (int64_t i = 0; i < R; ++i) {
+      double p = 0;
+      for (int64_t d = 0; d < D; ++d) p += y[i * D + d] * g[i * D + d];
+      for (int64_t d = 0; d < D; ++d) out[i * D + d] = n[i] > 1e-12 ? (g[i * D + d] - y[i * D + d] * p) / n[i] : g[i * D + d] * 1e12;
+    }
+  };
+  unnormalise(q, nq, gq, r.dq);
+  if (!c.shared) unnormalise(k, nk, gk, r.dk);
+  return r;
+}
+
+void run_nce(const NceCase& c, std::mt19937_64& rng) {
+  const size_t es = c.f32 ? 4 : 8, n = size_t(c.rows * c.dim), R = size_t(c.rows);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  auto make = [&](size_t count, Buf<unsigned char>& dev, std::vector<double>& ref) {
+    ref.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      const double x = nd(rng);
+      if (c.f32) {
+        const float f = float(x);
+        std::memcpy(dev.p + 4 * i, &f, 4);
+        ref[i] = f;
+      } else {
+        std::memcpy(dev.p + 8 * i, &x, 8);
+        ref[i] = x;
+      }
+    }
+  };
+  auto widen_any = [&](const Buf<unsigned char>& dev, size_t count) {
+    std::vector<double> out(count);
+    for (size_t i = 0; i < count; ++i) {
+      if (c.f32) {
+        float f;
+        std::memcpy(&f, dev.p + 4 * i, 4);
+        out[i] = f;
+      } else {
+        std::memcpy(&out[i], dev.p + 8 * i, 8);
+      }
+    }
+    return out;
+  };
+  Buf<unsigned char> Q(n * es), K(n * es), G(R * es), loss(R * es, 0xFF), lse(R * es, 0xFF), esim(R * es, 0xFF), tsim(R * es, 0xFF),
+      dQ(n * es, 0xFF), dK(n * es, 0xFF);
+  std::vector<double> q, k, g;
+  make(n, Q, q);
+  make(n, K, k);
+  make(R, G, g);
+  kiln::cpu::NceSpec s;
+  s.rows = c.rows, s.dim = c.dim, s.shift = c.shift, s.cosine = c.cosine, s.mask_self = c.maskSelf, s.shared = c.shared;
+  s.scale = c.scale, s.w_pos = c.wPos, s.w_self = c.wSelf;
+  const kiln::cpu::DType dt = c.f32 ? kiln::cpu::DType::F32 : kiln::cpu::DType::F64;
+  if (c.band) setenv("KILN_CONTRASTIVE_BAND_ROWS", std::to_string(c.band).c_str(), 1);
+  else unsetenv("KILN_CONTRASTIVE_BAND_ROWS");
+  std::string err = kiln::cuda::nce_forward(dt, s, Q.p, c.shared ? nullptr : K.p, loss.p, lse.p, esim.p, tsim.p);
+  if (err.empty()) err = kiln::cuda::nce_backward(dt, s, Q.p, c.shared ? nullptr : K.p, lse.p, G.p, dQ.p, c.shared ? nullptr : dK.p);
+  unsetenv("KILN_CONTRASTIVE_BAND_ROWS");
+  bool ok = err.empty();
+  std::string report;
+  if (!ok) report += " error: " + err;
+  const NceRef r = nce_reference(c, q, k, g);
+  const double tol = c.f32 ? 1e-5 : 1e-11;
+  ok = compare("loss", r.loss, widen_any(loss, R), tol, report) && ok;
+  ok = compare("lse", r.lse, widen_any(lse, R), tol, report) && ok;
+  ok = compare("esim", r.esim, widen_any(esim, R), tol, report) && ok;
+  ok = compare("tsim", r.tsim, widen_any(tsim, R), tol, report) && ok;
+  ok = compare("dq", r.dq, widen_any(dQ, n), tol, report) && ok;
+  if (!c.shared) ok = compare("dk", r.dk, widen_any(dK, n), tol, report) && ok;
+  const bool intact = Q.intact() && K.intact() && loss.intact() && lse.intact() && esim.intact() && tsim.intact() && dQ.intact() &&
+                      (c.shared || dK.intact());
+  ok = guarded("outputs", intact, report) && ok;
+  char name[200];
+  std::snprintf(name, sizeof name, "nce %s rows%lld dim%lld %s%s%s w_pos %.2g w_self %.2g band %lld", c.f32 ? "f32" : "f64",
+                (long long)c.rows, (long long)c.dim, c.cosine ? "cosine" : "dot", c.maskSelf ? " mask-self" : "", c.shared ? " shared" : "",
+                c.wPos, c.wSelf, (long long)c.band);
+  finish(name, ok, report);
+}
+
 }  // namespace
 
 // The device allocator of kernels/cuda/backend.cu (attention_fa2.cu's scratch), on the host.
@@ -470,6 +630,26 @@ namespace kiln {
 namespace cuda {
 void* alloc(size_t bytes, std::string*) { return std::aligned_alloc(256, (bytes + 255) / 256 * 256); }
 void release(void* p, size_t) { std::free(p); }
+
+// Stand-in for kernels/cuda/gemm.cu (validated on an H100; its mma.sync / cp.async code is not in this
+// build): C = alpha op(A) op(B) + beta C in float64, rounded to float32 or kept as float64.
+std::string gemm(GemmType ab, GemmType c, MatmulPrecision, const GemmArgs& g) {
+  if (ab != c || (ab != GemmType::F32 && ab != GemmType::F64)) return "host gemm stand-in: float32 or float64 only";
+  const bool f32 = ab == GemmType::F32;
+  auto at = [&](const void* p, int64_t i) { return f32 ? double(static_cast<const float*>(p)[i]) : static_cast<const double*>(p)[i]; };
+  for (int64_t b = 0; b < g.batch; ++b)
+    for (int64_t m = 0; m < g.M; ++m)
+      for (int64_t n = 0; n < g.N; ++n) {
+        double s = 0;
+        for (int64_t k = 0; k < g.K; ++k)
+          s += at(g.A, b * g.strideA + (g.transA ? k * g.lda + m : m * g.lda + k)) * at(g.B, b * g.strideB + (g.transB ? n * g.ldb + k : k * g.ldb + n));
+        const int64_t ci = b * g.strideC + m * g.ldc + n;
+        const double v = g.alpha * s + (g.beta != 0 ? g.beta * at(g.C, ci) : 0.0);
+        if (f32) static_cast<float*>(g.C)[ci] = float(v);
+        else static_cast<double*>(g.C)[ci] = v;
+      }
+  return "";
+}
 }  // namespace cuda
 }  // namespace kiln
 
@@ -482,7 +662,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) opt.seed = std::strtoull(argv[++i], nullptr, 10);
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|fwd|bwd|fa2|dispatch]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|fwd|bwd|fa2|dispatch|nce]\n", argv[0]);
       return 2;
     }
   }
@@ -562,6 +742,21 @@ int main(int argc, char** argv) {
     for (const DispatchCase& c : dc) {
       next_base();
       run_dispatch(c, rng);
+    }
+  }
+  if (only.empty() || only == "nce") {
+    // NT-Xent (shared, cosine, the self column masked, positives half a batch away), CLIP-like (two
+    // towers, targets on the diagonal), soft targets on both, a dot-product one; float32 and float64;
+    // the default band (one) and forced small bands (several, the last one short).
+    std::vector<NceCase> nc = {
+        {true, 130, 37, 65, true, true, true, 5.0, 1.0, 0.0, 0},      {true, 130, 37, 65, true, true, true, 5.0, 1.0, 0.0, 48},
+        {true, 97, 20, 0, true, false, false, 3.0, 1.0, 0.0, 40},     {false, 97, 20, 0, true, false, false, 3.0, 1.0, 0.0, 40},
+        {false, 70, 9, 35, true, false, true, 2.0, 0.5, 0.5, 16},     {true, 60, 300, 7, false, false, false, 0.05, 0.75, 0.25, 25},
+    };
+    if (quick) nc.resize(3);
+    for (const NceCase& c : nc) {
+      next_base();
+      run_nce(c, rng);
     }
   }
   const kiln_host::Stats& s = kiln_host::stats();

@@ -116,13 +116,14 @@ inline void __syncthreads() { kiln_host::syncthreads(); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) { kiln_host::syncwarp(mask); }
 inline void __trap() { kiln_host::fail("__trap()"); }
 inline size_t __cvta_generic_to_shared(const void* p) { return kiln_host::shared_address(p); }
+// 4- and 8-byte values (an 8-byte one moves as two 32-bit shuffles, as on the device).
 template <class T>
 inline T kiln_host_shfl(unsigned mask, T v, int lane, int mode) {
-  static_assert(sizeof(T) == 4, "4-byte shuffles only");
-  uint32_t u;
-  std::memcpy(&u, &v, 4);
-  u = kiln_host::shfl(mask, u, lane, mode);
-  std::memcpy(&v, &u, 4);
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "4- and 8-byte shuffles only");
+  uint32_t u[sizeof(T) / 4];
+  std::memcpy(u, &v, sizeof(T));
+  for (uint32_t& w : u) w = kiln_host::shfl(mask, w, lane, mode);
+  std::memcpy(&v, u, sizeof(T));
   return v;
 }
 template <class T> inline T __shfl_sync(unsigned mask, T v, int lane) { return kiln_host_shfl(mask, v, lane, 0); }
