@@ -24,8 +24,17 @@ export const cudaAttentionCases: [number, number, number, number][] = [
   [16, 8, 1024, 128], [4, 8, 4096, 128], [2, 8, 8192, 128],
 ];
 
-function benchAttentionCuda(only?: string[]): { rows: BenchRow[]; torch: string | null; torchError?: string } {
+/** Forward-only model FLOPs (4 B H T^2 D, half of it under a causal mask). */
+const forwardFlops = (B: number, H: number, T: number, D: number) => 2 * B * H * T * T * D;
+
+/**
+ * bfloat16 cases also get a forward-only row (kiln under noGrad, PyTorch under no_grad), so a reader can
+ * tell the forward's share of a gap from the backward's. KILN_BENCH_TORCH_BACKENDS=1 adds PyTorch's
+ * forward + backward with each SDPA backend forced (flash, cuDNN, memory-efficient) as notes.
+ */
+function benchAttentionCuda(only?: string[]): { rows: BenchRow[]; torch: string | null; torchError?: string; notes?: string[] } {
   const rows: BenchRow[] = [];
+  const notes: string[] = [];
   let torchLib: string | null = null, torchError: string | undefined;
   const dtypes: ('float32' | 'bfloat16')[] = ['bfloat16', 'float32'];
   for (const dtype of dtypes) {
@@ -33,7 +42,7 @@ function benchAttentionCuda(only?: string[]): { rows: BenchRow[]; torch: string 
     const cases = cudaAttentionCases.filter(([, , T]) => dtype !== 'float32' || T === 1024)
       .filter(([B, H, T, D]) => !only || only.includes(`${B},${H},${T},${D}`));
     if (cases.length === 0) continue;
-    const caseRows: BenchRow[] = [];
+    const caseRows: BenchRow[] = [], fwdRows: BenchRow[] = [];
     for (const [B, H, T, D] of cases) {
       const mk = (grad: boolean) => {
         const x = kiln.randn([B, H, T, D], { device: 'cuda' });
@@ -54,10 +63,17 @@ function benchAttentionCuda(only?: string[]): { rows: BenchRow[]; torch: string 
       const t = timeIt(step, { reps: 7, targetMs: 100, ...deviceTiming('cuda') });
       const flops = attentionFlops(B, H, T, D);
       caseRows.push({ case: `${dtype} B${B} H${H} T${T} D${D} causal`, kiln: t, unit: 'TFLOP/s', kilnRate: flops / (t.medianMs * 1e9) });
+      if (dtype === 'bfloat16') {
+        const fwd = () => kiln.noGrad(() => kiln.tidy(() => { kiln.scaledDotProductAttention(q, k, v, { causal: true }); }));
+        const tf = timeIt(fwd, { reps: 7, targetMs: 100, ...deviceTiming('cuda') });
+        fwdRows.push({ case: `${dtype} B${B} H${H} T${T} D${D} causal fwd`, kiln: tf, unit: 'TFLOP/s', kilnRate: forwardFlops(B, H, T, D) / (tf.medianMs * 1e9) });
+      }
       for (const x of [q, k, v, g]) x.dispose();
     }
+    const backends = dtype === 'bfloat16' && process.env.KILN_BENCH_TORCH_BACKENDS === '1';
     const torch = runTorch('torch_attention.py', ['--device', 'cuda', '--dtype', dtype === 'float32' ? 'f32' : 'bf16',
-      '--reps', '7', '--cases', cases.map((c) => c.join(',')).join(';')]);
+      '--reps', '7', '--fwd', dtype === 'bfloat16' ? '1' : '0', '--backends', backends ? '1' : '0',
+      '--cases', cases.map((c) => c.join(',')).join(';')]);
     if (torch.json) {
       torchLib = torch.json.library;
       caseRows.forEach((row, i) => {
@@ -66,14 +82,23 @@ function benchAttentionCuda(only?: string[]): { rows: BenchRow[]; torch: string 
         row.torch = { ms: ref.ms, minMs: ref.min_ms };
         row.torchRate = attentionFlops(B, H, T, D) / (ref.ms * 1e9);
         row.speedup = ref.ms / row.kiln.medianMs;
+        const fr = fwdRows[i];
+        if (fr && ref.fwd_ms) {
+          fr.torch = { ms: ref.fwd_ms, minMs: ref.fwd_min_ms };
+          fr.torchRate = forwardFlops(B, H, T, D) / (ref.fwd_ms * 1e9);
+          fr.speedup = ref.fwd_ms / fr.kiln.medianMs;
+        }
+        if (ref.backends && Object.keys(ref.backends).length)
+          notes.push(`torch SDPA fwd+bwd by backend, ${row.case}: default ${ref.ms} ms; ` +
+            Object.entries(ref.backends).map(([n, ms]) => `${n} ${ms} ms`).join(', '));
       });
     } else torchError = torch.error;
-    rows.push(...caseRows);
+    rows.push(...caseRows, ...fwdRows);
   }
-  return { rows, torch: torchLib, torchError };
+  return { rows, torch: torchLib, torchError, notes: notes.length ? notes : undefined };
 }
 
-export function benchAttention(threads: number, only?: string[], device: BenchDevice = 'cpu'): { rows: BenchRow[]; torch: string | null; torchError?: string } {
+export function benchAttention(threads: number, only?: string[], device: BenchDevice = 'cpu'): { rows: BenchRow[]; torch: string | null; torchError?: string; notes?: string[] } {
   if (device === 'cuda') return benchAttentionCuda(only);
   const rows: BenchRow[] = [];
   let torchLib: string | null = null, torchError: string | undefined;

@@ -89,6 +89,8 @@ export interface BenchReport {
   torch: string | null;
   torchError?: string;
   rows: BenchRow[];
+  /** Lines printed after the table (e.g. the reference's per-backend times). */
+  notes?: string[];
   date: string;
 }
 
@@ -109,5 +111,6 @@ export function formatReport(r: BenchReport): string {
     );
   }
   lines.push(`ratio = PyTorch time / kiln time (above 1: kiln is faster); kiln: median (min-max) of ${r.rows[0]?.kiln.reps ?? 0} repeats after warm-up, PyTorch: median of its repeats, same run`);
+  for (const n of r.notes ?? []) lines.push(n);
   return lines.join('\n');
 }

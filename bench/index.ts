@@ -8,7 +8,7 @@ import { benchDiffusion } from './diffusion.js';
 import { benchElementwise } from './elementwise.js';
 
 /** device: 'cpu' (default) or 'cuda' (benchmarks without a CUDA variant throw a UsageError-like Error). */
-export type BenchFn = (threads: number, only?: string[], device?: BenchDevice) => { rows: BenchRow[]; torch: string | null; torchError?: string };
+export type BenchFn = (threads: number, only?: string[], device?: BenchDevice) => { rows: BenchRow[]; torch: string | null; torchError?: string; notes?: string[] };
 
 /** `cuda: true` marks the benchmarks that have a `--device cuda` variant. */
 export const benchmarks: Record<string, { summary: string; run: BenchFn; cuda?: boolean }> = {

@@ -119,7 +119,8 @@ if has bench; then
   cat /tmp/kiln-bench/card.json
   for b in $benches; do
     stamp "kiln bench $b --device cuda"
-    timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench "$b" --device cuda --json > "/tmp/kiln-bench/$b.json"
+    # KILN_BENCH_TORCH_BACKENDS: the attention bench also times each SDPA backend forced (notes under its table).
+    KILN_BENCH_TORCH_BACKENDS=1 timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench "$b" --device cuda --json > "/tmp/kiln-bench/$b.json"
     echo "exit $?"
   done
   node -e "

@@ -7,7 +7,11 @@ For each (B, H, T, D) case it times two PyTorch 1.13 formulations and reports bo
 Options: --threads N (default 2), --reps R (median of R timed repeats, default 7), --cases B,H,T,D;...,
 --causal 0|1 (default 1). Prints one JSON object: {"library", "threads", "results": [...]}.
 --device cuda [--dtype bf16|f16|f32]: times torch.nn.functional.scaled_dot_product_attention with its
-default backend selection on the GPU instead (torch 2.x), synchronising around each measured span.
+default backend selection on the GPU instead (torch 2.x), synchronising around each measured span:
+forward + backward (ms) and, with --fwd 1, the forward alone under no_grad (fwd_ms); with --backends 1
+also forward + backward with each backend forced (torch.nn.attention.sdpa_kernel: flash, cudnn,
+efficient; a backend that refuses the case is left out), so a reader can tell which one the default
+selection ran.
 """
 import argparse
 import json
@@ -58,6 +62,8 @@ def main():
     p.add_argument('--causal', type=int, default=1)
     p.add_argument('--device', default='cpu')
     p.add_argument('--dtype', default='f32')
+    p.add_argument('--fwd', type=int, default=0)
+    p.add_argument('--backends', type=int, default=0)
     args = p.parse_args()
     if args.device == 'cuda':
         return main_cuda(args)
@@ -89,6 +95,25 @@ def main():
     print(json.dumps({'library': 'torch ' + torch.__version__, 'threads': args.threads, 'results': results}, indent=1))
 
 
+def backend_times(step, reps):
+    """Forward + backward ms with each SDPA backend forced; {} where torch has no sdpa_kernel."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:
+        return {}
+    out = {}
+    for name in ('FLASH_ATTENTION', 'CUDNN_ATTENTION', 'EFFICIENT_ATTENTION'):
+        backend = getattr(SDPBackend, name, None)
+        if backend is None:
+            continue
+        try:
+            with sdpa_kernel(backend):
+                out[name.split('_')[0].lower()] = round(time_calls(step, reps, sync=torch.cuda.synchronize)[0], 5)
+        except Exception:  # noqa: BLE001 - a backend that does not take the case
+            pass
+    return out
+
+
 def main_cuda(args):
     dtype = {'bf16': torch.bfloat16, 'f16': torch.float16, 'f32': torch.float32}[args.dtype]
     torch.manual_seed(0)
@@ -103,7 +128,16 @@ def main_cuda(args):
                 x.grad = None
             F.scaled_dot_product_attention(q, k, v, is_causal=bool(args.causal)).backward(g)
         ms, best = time_calls(step, args.reps, sync=torch.cuda.synchronize)
-        results.append(dict(B=b, H=h, T=t, D=d, ms=round(ms, 5), min_ms=round(best, 5), best='sdpa'))
+        row = dict(B=b, H=h, T=t, D=d, ms=round(ms, 5), min_ms=round(best, 5), best='sdpa')
+        if args.fwd:
+            def fwd():
+                with torch.no_grad():
+                    F.scaled_dot_product_attention(q, k, v, is_causal=bool(args.causal))
+            fms, fbest = time_calls(fwd, args.reps, sync=torch.cuda.synchronize)
+            row.update(fwd_ms=round(fms, 5), fwd_min_ms=round(fbest, 5))
+        if args.backends:
+            row['backends'] = backend_times(step, args.reps)
+        results.append(row)
         del q, k, v, g
     print(json.dumps({'library': f'torch {torch.__version__} on {torch.cuda.get_device_name(0)}', 'dtype': args.dtype,
                       'results': results}, indent=1))

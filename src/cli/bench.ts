@@ -33,7 +33,7 @@ export const command: Command = {
     const res = b.run(threads, only, device);
     const report = {
       bench: name, device, threads, machine: `${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}${device === 'cuda' ? `, GPU ${kiln.cuda.deviceName(0)}` : ''}`,
-      torch: res.torch, torchError: res.torchError, rows: res.rows, date: new Date().toISOString(),
+      torch: res.torch, torchError: res.torchError, rows: res.rows, notes: res.notes, date: new Date().toISOString(),
     };
     if (typeof flags.json === 'string') {
       saveReport(flags.json, report);
