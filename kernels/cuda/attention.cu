@@ -56,8 +56,8 @@ struct Params {
 };
 
 // Tile sizes per (element type, head dim): Br query rows x Bc keys in the forward; the backward
-// uses 32-row query tiles. Rows of shared tiles are padded by 8 elements (bank spread, and every
-// row start stays 32-byte aligned as WMMA requires).
+// uses 32-row query tiles. Rows of shared tiles are padded by 8 elements (bank spread; leading
+// dimensions stay multiples of 16 bytes and every WMMA fragment start 32-byte aligned, as WMMA requires).
 template <int D> struct Tiles {
   static constexpr int Br = 64;
   static constexpr int Bc = D <= 64 ? 64 : 32;
@@ -86,38 +86,10 @@ __device__ inline float dropout_scale(const Params& p, int64_t bh, int64_t i, in
   return (x >> 8) >= p.dropThreshold ? p.keepScale : 0.f;
 }
 
-// C (M x N, float, row stride ldc) (+)= op(A) (M x K) * op(B) (K x N), all in shared memory.
-// A(m, k) = TA ? A[k * lda + m] : A[m * lda + k]; B(k, n) = TB ? B[n * ldb + k] : B[k * ldb + n].
-// M, N, K are multiples of 16. Called by the whole block; the caller synchronises around it.
-template <class T, bool TA, bool TB>
-struct TileGemm {
-  __device__ static void run(float* C, int ldc, const T* A, int lda, const T* B, int ldb, int M, int N, int K,
-                             bool accumulate) {
-    using namespace nvcuda;
-    using LA = typename std::conditional<TA, wmma::col_major, wmma::row_major>::type;
-    using LB = typename std::conditional<TB, wmma::col_major, wmma::row_major>::type;
-    const int warp = threadIdx.x / 32;
-    const int tilesN = N / 16, tiles = (M / 16) * tilesN;
-    for (int t = warp; t < tiles; t += kWarps) {
-      const int m0 = (t / tilesN) * 16, n0 = (t % tilesN) * 16;
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      if (accumulate) wmma::load_matrix_sync(acc, C + m0 * ldc + n0, ldc, wmma::mem_row_major);
-      else wmma::fill_fragment(acc, 0.f);
-      for (int k0 = 0; k0 < K; k0 += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, LA> fa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, LB> fb;
-        wmma::load_matrix_sync(fa, TA ? A + k0 * lda + m0 : A + m0 * lda + k0, lda);
-        wmma::load_matrix_sync(fb, TB ? B + n0 * ldb + k0 : B + k0 * ldb + n0, ldb);
-        wmma::mma_sync(acc, fa, fb, acc);
-      }
-      wmma::store_matrix_sync(C + m0 * ldc + n0, acc, ldc, wmma::mem_row_major);
-    }
-  }
-};
-
-// float32: 3xTF32 on the tensor cores (WMMA m16n16k8). Each operand x is split into hi = x rounded to
-// TF32 and lo = (x - hi) rounded to TF32; lo*hi + hi*lo + hi*hi (the small terms first, lo*lo is below
-// float32 rounding) gives float32-level accuracy, as kernels/cuda/gemm.cu's float32 products do.
+// One k-step of a warp's tile product for element type T: float16/bfloat16 as WMMA m16n16k16; float32
+// as 3xTF32 WMMA m16n16k8: each operand x is split into hi = x rounded to TF32 and lo = (x - hi)
+// rounded to TF32, and lo*hi + hi*lo + hi*hi (the small terms first; lo*lo is below float32 rounding)
+// gives float32-level accuracy, as kernels/cuda/gemm.cu's float32 products do.
 __device__ inline float tf32_round(float x) { return nvcuda::wmma::__float_to_tf32(x); }
 
 template <class Frag>
@@ -129,40 +101,58 @@ __device__ inline void split_tf32(Frag& hi, Frag& lo) {
   }
 }
 
-template <bool TA, bool TB>
-struct TileGemm<float, TA, TB> {
-  __device__ static void run(float* C, int ldc, const float* A, int lda, const float* B, int ldb, int M, int N, int K,
-                             bool accumulate) {
+template <class T>
+struct WmmaStep {
+  static constexpr int kK = 16;
+  using In = T;
+  template <class C, class A, class B>
+  __device__ static void mma(C& acc, A& a, B& b) {
+    nvcuda::wmma::mma_sync(acc, a, b, acc);
+  }
+};
+template <>
+struct WmmaStep<float> {
+  static constexpr int kK = 8;
+  using In = nvcuda::wmma::precision::tf32;
+  template <class C, class A, class B>
+  __device__ static void mma(C& acc, A& ah, B& bh) {
     using namespace nvcuda;
-    using LA = typename std::conditional<TA, wmma::col_major, wmma::row_major>::type;
-    using LB = typename std::conditional<TB, wmma::col_major, wmma::row_major>::type;
-    const int warp = threadIdx.x / 32;
-    const int tilesN = N / 16, tiles = (M / 16) * tilesN;
-    for (int t = warp; t < tiles; t += kWarps) {
-      const int m0 = (t / tilesN) * 16, n0 = (t % tilesN) * 16;
-      wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
-      if (accumulate) wmma::load_matrix_sync(acc, C + m0 * ldc + n0, ldc, wmma::mem_row_major);
-      else wmma::fill_fragment(acc, 0.f);
-      for (int k0 = 0; k0 < K; k0 += 8) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, LA> ah, al;
-        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, LB> bh, bl;
-        wmma::load_matrix_sync(ah, TA ? A + k0 * lda + m0 : A + m0 * lda + k0, lda);
-        wmma::load_matrix_sync(bh, TB ? B + n0 * ldb + k0 : B + k0 * ldb + n0, ldb);
-        split_tf32(ah, al);
-        split_tf32(bh, bl);
-        wmma::mma_sync(acc, al, bh, acc);
-        wmma::mma_sync(acc, ah, bl, acc);
-        wmma::mma_sync(acc, ah, bh, acc);
-      }
-      wmma::store_matrix_sync(C + m0 * ldc + n0, acc, ldc, wmma::mem_row_major);
-    }
+    A al;
+    B bl;
+    split_tf32(ah, al);
+    split_tf32(bh, bl);
+    wmma::mma_sync(acc, al, bh, acc);
+    wmma::mma_sync(acc, ah, bl, acc);
+    wmma::mma_sync(acc, ah, bh, acc);
   }
 };
 
+// C (M x N, float, row stride ldc) (+)= op(A) (M x K) * op(B) (K x N), all in shared memory, on the
+// tensor cores (WmmaStep). A(m, k) = TA ? A[k * lda + m] : A[m * lda + k]; B(k, n) = TB ? B[n * ldb + k] :
+// B[k * ldb + n]. M, N, K are multiples of 16. Called by the whole block; the caller synchronises around it.
 template <class T, bool TA, bool TB>
 __device__ inline void tile_gemm(float* C, int ldc, const T* A, int lda, const T* B, int ldb, int M, int N, int K,
                                  bool accumulate) {
-  TileGemm<T, TA, TB>::run(C, ldc, A, lda, B, ldb, M, N, K, accumulate);
+  using namespace nvcuda;
+  using S = WmmaStep<T>;
+  using LA = typename std::conditional<TA, wmma::col_major, wmma::row_major>::type;
+  using LB = typename std::conditional<TB, wmma::col_major, wmma::row_major>::type;
+  const int warp = threadIdx.x / 32;
+  const int tilesN = N / 16, tiles = (M / 16) * tilesN;
+  for (int t = warp; t < tiles; t += kWarps) {
+    const int m0 = (t / tilesN) * 16, n0 = (t % tilesN) * 16;
+    wmma::fragment<wmma::accumulator, 16, 16, S::kK, float> acc;
+    if (accumulate) wmma::load_matrix_sync(acc, C + m0 * ldc + n0, ldc, wmma::mem_row_major);
+    else wmma::fill_fragment(acc, 0.f);
+    for (int k0 = 0; k0 < K; k0 += S::kK) {
+      wmma::fragment<wmma::matrix_a, 16, 16, S::kK, typename S::In, LA> fa;
+      wmma::fragment<wmma::matrix_b, 16, 16, S::kK, typename S::In, LB> fb;
+      wmma::load_matrix_sync(fa, TA ? A + k0 * lda + m0 : A + m0 * lda + k0, lda);
+      wmma::load_matrix_sync(fb, TB ? B + n0 * ldb + k0 : B + k0 * ldb + n0, ldb);
+      S::mma(acc, fa, fb);
+    }
+    wmma::store_matrix_sync(C + m0 * ldc + n0, acc, ldc, wmma::mem_row_major);
+  }
 }
 
 // Copies rows [r0, r0 + rows) of a [T x D] matrix into a shared tile (row stride ld), zero past `limit`.

@@ -201,8 +201,8 @@ int64_t band_rows(int64_t rows) {
   return r < rows ? r : rows;
 }
 
-// L2-normalised copies of q and k for the cosine similarity (k's when it is not q); `out` gets the
-// pointers the products should read.
+// L2-normalised copies of q and k for the cosine similarity (k's only when it is not q); make()
+// points q and k at what the products should read (k at q when the keys are the queries).
 template <class T>
 struct Normalized {
   T *qn = nullptr, *kn = nullptr, *qnorm = nullptr, *knorm = nullptr;
@@ -235,27 +235,34 @@ struct Normalized {
   }
 };
 
+// Runs each(r0, n, band) over the similarity matrix a band of rows at a time, band = sim(q[r0, r0 + n), k)
+// (n x rows, row-major); q and k point at the normalised copies afterwards when the similarity is cosine.
+template <class T, class Each>
+std::string over_bands(const NceSpec& s, Normalized<T>& nz, const T*& q, const T*& k, Each each) {
+  std::string err = nz.make(s, q, k);
+  if (!err.empty()) return err;
+  const int64_t R = band_rows<T>(s.rows);
+  const size_t elems = static_cast<size_t>(R * s.rows);
+  T* band = scratch<T>(elems, &err);
+  if (!band) return err.empty() ? "contrastive: out of device memory" : err;
+  for (int64_t r0 = 0; r0 < s.rows && err.empty(); r0 += R) {
+    const int64_t n = s.rows - r0 < R ? s.rows - r0 : R;
+    err = product<T>(n, s.rows, s.dim, false, true, q + r0 * s.dim, s.dim, k, s.dim, band, s.rows, false);
+    if (err.empty()) err = each(r0, n, band);
+  }
+  release(band, elems * sizeof(T));
+  return err;
+}
+
 template <class T>
 std::string forward_t(const NceSpec& s, const T* q, const T* k, T* loss, T* lse, T* esim, T* tsim) {
   if (s.rows == 0) return "";
   const Params p{s.rows, s.dim, s.shift, s.mask_self, s.scale, s.w_pos, s.w_self};
   Normalized<T> nz;
-  std::string err = nz.make(s, q, k);
-  if (!err.empty()) return err;
-  const int64_t R = band_rows<T>(s.rows);
-  const size_t bandElems = static_cast<size_t>(R * s.rows);
-  T* S = scratch<T>(bandElems, &err);
-  if (!S) return err.empty() ? "contrastive: out of device memory" : err;
-  for (int64_t r0 = 0; r0 < s.rows && err.empty(); r0 += R) {
-    const int64_t n = s.rows - r0 < R ? s.rows - r0 : R;
-    err = product<T>(n, s.rows, s.dim, false, true, q + r0 * s.dim, s.dim, k, s.dim, S, s.rows, false);
-    if (err.empty()) {
-      nce_rows_kernel<T><<<static_cast<unsigned>(n), kThreads>>>(p, S, r0, loss, lse, esim, tsim);
-      err = launched();
-    }
-  }
-  release(S, bandElems * sizeof(T));
-  return err;
+  return over_bands<T>(s, nz, q, k, [&](int64_t r0, int64_t n, T* band) {
+    nce_rows_kernel<T><<<static_cast<unsigned>(n), kThreads>>>(p, band, r0, loss, lse, esim, tsim);
+    return launched();
+  });
 }
 
 template <class T>
@@ -263,31 +270,20 @@ std::string backward_t(const NceSpec& s, const T* q, const T* k, const T* lse, c
   if (s.rows == 0) return "";
   const Params p{s.rows, s.dim, s.shift, s.mask_self, s.scale, s.w_pos, s.w_self};
   Normalized<T> nz;
-  const T *qq = q, *kk = k;
-  std::string err = nz.make(s, qq, kk);
-  if (!err.empty()) return err;
-  const int64_t R = band_rows<T>(s.rows);
-  const size_t bandElems = static_cast<size_t>(R * s.rows);
-  T* G = scratch<T>(bandElems, &err);
-  if (!G) return err.empty() ? "contrastive: out of device memory" : err;
   const int64_t colBlocks = (s.rows + kThreads - 1) / kThreads;
-  for (int64_t r0 = 0; r0 < s.rows && err.empty(); r0 += R) {
-    const int64_t n = s.rows - r0 < R ? s.rows - r0 : R;
-    err = product<T>(n, s.rows, s.dim, false, true, qq + r0 * s.dim, s.dim, kk, s.dim, G, s.rows, false);
-    if (!err.empty()) break;
+  std::string err = over_bands<T>(s, nz, q, k, [&](int64_t r0, int64_t n, T* G) {
     nce_dl_kernel<T><<<dim3(static_cast<unsigned>(colBlocks < 65535 ? colBlocks : 65535), static_cast<unsigned>(n)), kThreads>>>(
         p, G, r0, lse, grow, s.shared);
-    err = launched();
+    std::string e = launched();
     // dq rows of the band = G k; unless k is q, dk += G^T q_band.
-    if (err.empty()) err = product<T>(n, s.dim, s.rows, false, false, G, s.rows, kk, s.dim, dq + r0 * s.dim, s.dim, false);
-    if (err.empty() && !s.shared)
-      err = product<T>(s.rows, s.dim, n, true, false, G, s.rows, qq + r0 * s.dim, s.dim, dk, s.dim, r0 > 0);
-  }
-  release(G, bandElems * sizeof(T));
+    if (e.empty()) e = product<T>(n, s.dim, s.rows, false, false, G, s.rows, k, s.dim, dq + r0 * s.dim, s.dim, false);
+    if (e.empty() && !s.shared) e = product<T>(s.rows, s.dim, n, true, false, G, s.rows, q + r0 * s.dim, s.dim, dk, s.dim, r0 > 0);
+    return e;
+  });
   if (!err.empty()) return err;
   if (s.cosine) {
-    normalize_backward_kernel<T><<<s.rows, kThreads>>>(qq, nz.qnorm, dq, s.dim);
-    if (!s.shared) normalize_backward_kernel<T><<<s.rows, kThreads>>>(kk, nz.knorm, dk, s.dim);
+    normalize_backward_kernel<T><<<s.rows, kThreads>>>(q, nz.qnorm, dq, s.dim);
+    if (!s.shared) normalize_backward_kernel<T><<<s.rows, kThreads>>>(k, nz.knorm, dk, s.dim);
   }
   return launched();
 }

@@ -640,6 +640,7 @@ const uint3& block_idx() { return g_blk->idx; }
 const uint3& grid_dim() { return g_blk->grid; }
 const uint3& block_dim() { return g_blk->dim; }
 unsigned char* dynamic_smem() { return g_blk->smem; }
+size_t dynamic_smem_bytes() { return g_blk->smemBytes; }
 uint32_t shared_address(const void* p) {
   const unsigned char* c = static_cast<const unsigned char*>(p);
   if (c < g_blk->smem || c > g_blk->smem + g_blk->smemBytes) fail("__cvta_generic_to_shared: not a shared-memory pointer");

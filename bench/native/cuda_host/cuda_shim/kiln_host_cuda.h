@@ -92,6 +92,7 @@ const uint3& block_idx();
 const uint3& grid_dim();
 const uint3& block_dim();
 unsigned char* dynamic_smem();  // this block's dynamic shared memory (the kernels' smem_raw)
+size_t dynamic_smem_bytes();     // and its size
 uint32_t shared_address(const void* p);
 void syncthreads();
 void syncwarp(unsigned mask);

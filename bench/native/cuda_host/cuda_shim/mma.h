@@ -4,10 +4,13 @@
 // lanes is unspecified by CUDA, so here every lane holds the whole tile; each call is still a warp
 // collective (all 32 lanes must make it, as on the device). TF32 inputs are used as the tensor cores
 // use them: only their top 19 bits (sign, exponent, 10 mantissa bits) count, so a float that was not
-// rounded with __float_to_tf32 first loses its low 13 bits.
+// rounded with __float_to_tf32 first loses its low 13 bits. Loads and stores check CUDA's alignment
+// rules (pointer 32-byte aligned, leading dimension a multiple of 16 bytes). Each product is summed in
+// float64 and rounded once, more accurately than the hardware's float32 accumulation.
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "kiln_host_cuda.h"
 
@@ -67,9 +70,24 @@ inline float __float_to_tf32(float v) {
   return detail::bits_f(u);
 }
 
+namespace detail {
+// CUDA's rules for a WMMA load or store: the pointer 256-bit (32-byte) aligned, the leading dimension a
+// multiple of 16 bytes. In shared memory the offset from the dynamic allocation counts (attention.cu
+// declares that 128-byte aligned; the model's allocation may start anywhere).
+template <class E>
+inline void check_layout(const E* p, unsigned ld, const char* what) {
+  const unsigned char* c = reinterpret_cast<const unsigned char*>(p);
+  const unsigned char* s = kiln_host::dynamic_smem();
+  const uintptr_t at = c >= s && c < s + kiln_host::dynamic_smem_bytes() ? uintptr_t(c - s) : reinterpret_cast<uintptr_t>(c);
+  if (at % 32 != 0) kiln_host::fail((std::string(what) + ": pointer not 32-byte aligned").c_str());
+  if ((ld * sizeof(E)) % 16 != 0) kiln_host::fail((std::string(what) + ": leading dimension not a multiple of 16 bytes").c_str());
+}
+}  // namespace detail
+
 template <class Use, int M, int N, int K, class T, class L>
 inline void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const typename detail::storage<T>::type* p, unsigned ld) {
   using F = fragment<Use, M, N, K, T, L>;
+  detail::check_layout(p, ld, "wmma::load_matrix_sync");
   __syncwarp();
   constexpr bool col = std::is_same<L, col_major>::value;
   for (int r = 0; r < F::rows; ++r)
@@ -78,6 +96,7 @@ inline void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const typename det
 }
 template <int K>
 inline void load_matrix_sync(fragment<accumulator, 16, 16, K, float>& f, const float* p, unsigned ld, layout_t l) {
+  detail::check_layout(p, ld, "wmma::load_matrix_sync (accumulator)");
   __syncwarp();
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = l == mem_col_major ? p[c * ld + r] : p[r * ld + c];
@@ -85,6 +104,7 @@ inline void load_matrix_sync(fragment<accumulator, 16, 16, K, float>& f, const f
 }
 template <int K>
 inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, K, float>& f, unsigned ld, layout_t l) {
+  detail::check_layout(p, ld, "wmma::store_matrix_sync");
   __syncwarp();
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 16; ++c) (l == mem_col_major ? p[c * ld + r] : p[r * ld + c]) = f.x[r * 16 + c];
