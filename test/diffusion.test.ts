@@ -228,3 +228,64 @@ test('bad input is a KilnError with a code', (t) => {
   code(() => sqrtNoiseSchedule(0), 'INVALID_ARGUMENT');
   code(() => kiln.qSample(x, kiln.tensor([1, 2]), sched), 'DTYPE_MISMATCH');
 });
+
+// The CUDA kernels against the CPU ones (held to the references above): q_sample with drawn noise (the
+// same seed gives the same noise on both devices) and its gradient, DDPM steps (eps and x0 prediction,
+// clipping, drawn and given noise, t = 0 rows), DDIM with eta 0 and 0.5, the eps <-> x0 conversions,
+// the nearest-row search and Diffusion-LM's clamping to it; float32 and float64.
+for (const dtype of ['float32', 'float64'] as const) {
+  const title = `CUDA matches the CPU: qSample, ddpmStep, ddimStep, conversions, nearestRows and clampTo (${dtype})`;
+  if (!kiln.cuda.isAvailable()) {
+    test.skip(`${title} (skipped: no CUDA device)`, () => {});
+    continue;
+  }
+  test(title, (t) => {
+    const tol = dtype === 'float64' ? 1e-12 : 2e-5;
+    const s = respace(sqrtNoiseSchedule(1000), 20);
+    kiln.tidy(() => {
+      const x = kiln.randn([6, 37], { dtype }), m = kiln.randn([6, 37], { dtype }), z = kiln.randn([6, 37], { dtype });
+      const E = kiln.randn([50, 37], { dtype });
+      const ts = [0, 1, 7, 19, 0, 12];
+      const on = (d: 'cpu' | 'cuda', a: Tensor) => (d === 'cpu' ? a : a.to('cuda'));
+      const both = (name: string, f: (d: 'cpu' | 'cuda') => Tensor[]) => {
+        const [c, g] = (['cpu', 'cuda'] as const).map((d) => f(d).map((r) => arr(r.to('cpu'))));
+        c.forEach((want, i) => close(t, g[i], want, tol, tol, `${name} output ${i}`));
+      };
+      both('qSample', (d) => {
+        kiln.manualSeed(5);
+        const x0 = kiln.detach(on(d, x));
+        x0.requiresGrad = true;
+        const r = kiln.qSample(x0, ts, s);
+        kiln.sum(kiln.mul(r.xt, on(d, m))).backward();
+        return [r.xt, r.noise, x0.grad!];
+      });
+      for (const prediction of ['eps', 'x0'] as const)
+        for (const clip of [false, true]) {
+          both(`ddpmStep ${prediction} clip ${clip} given noise`, (d) => {
+            const r = kiln.ddpmStep(on(d, x), on(d, m), ts, s, { prediction, clip, noise: on(d, z) });
+            return [r.prev, r.x0];
+          });
+          both(`ddpmStep ${prediction} clip ${clip} drawn noise`, (d) => {
+            kiln.manualSeed(9);
+            const r = kiln.ddpmStep(on(d, x), on(d, m), ts, s, { prediction, clip });
+            return [r.prev, r.x0];
+          });
+        }
+      for (const eta of [0, 0.5])
+        both(`ddimStep eta ${eta}`, (d) => {
+          kiln.manualSeed(3);
+          const r = kiln.ddimStep(on(d, x), on(d, m), ts, s, { eta });
+          return [r.prev, r.x0];
+        });
+      both('predictX0 / predictEps', (d) => [kiln.predictX0(on(d, x), on(d, m), ts, s), kiln.predictEps(on(d, x), on(d, m), ts, s)]);
+      both('nearestRows', (d) => {
+        const r = kiln.nearestRows(on(d, x), on(d, E));
+        return [kiln.toDType(r.indices, dtype), r.rows];
+      });
+      both('ddpmStep clampTo', (d) => {
+        const r = kiln.ddpmStep(on(d, x), on(d, m), ts, s, { clampTo: on(d, E), noise: on(d, z) });
+        return [r.prev, r.x0];
+      });
+    });
+  });
+}

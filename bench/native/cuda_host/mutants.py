@@ -97,6 +97,12 @@ MUTANTS = [
     ("nce-band-row", "contrastive",
      "const int64_t a = r0 + blockIdx.y;", "const int64_t a = blockIdx.y;",
      "nce", "contrastive backward: dL/dsim of a band computed with the first band's row indices"),
+    ("diffusion-noise-words", "diffusion",
+     "const uint64_t w = s.offset + static_cast<uint64_t>(e);", "const uint64_t w = s.offset + static_cast<uint64_t>(p);",
+     "diffusion", "diffusion step: a pair's Philox words taken at the pair index, not the element index (noise differs from randn)"),
+    ("nearest-last-warp", "diffusion",
+     "for (int w = 1; w < kWarps; ++w)", "for (int w = 1; w < kWarps - 1; ++w)",
+     "diffusion", "nearest rows: the block's merge skips the last warp's candidates"),
     ("gemm-kstep", "gemm_sm90",
      "kStepA = TA ? 16 * 128 : 32", "kStepA = TA ? 8 * 128 : 32",
      "gemm", "the k16 step of an m-contiguous A (8 rows instead of 16)"),
@@ -109,8 +115,8 @@ def main():
     pick = set(a for a in args if a != "--quick")
     flags = open(os.path.join(OUT, "flags")).read().split("\n")
     flags = [f for f in flags if f]
-    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "contrastive", "model", "run",
-                                                   "cpu_attention", "cpu_threads")}
+    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "contrastive", "diffusion", "model", "run",
+                                                   "cpu_attention", "cpu_diffusion", "cpu_threads")}
     mdir = os.path.join(OUT, "mutant")
     os.makedirs(mdir, exist_ok=True)
     missed = 0

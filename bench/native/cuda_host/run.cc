@@ -1,11 +1,11 @@
 // Runs kiln's tensor-core kernels — the source of kernels/cuda/gemm_sm90.cu, attention_{fwd,bwd}_sm90.cu,
-// attention_fa2.cu, attention.cu and contrastive.cu, host code included — on the host model of model.cc,
+// attention_fa2.cu, attention.cu, contrastive.cu and diffusion.cu, host code included — on the host model of model.cc,
 // and checks the results against float64 references. gemm_sm90 and the fa2 attention kernels passed on an H100
 // (bench/results/h100-2026-11-26-s4): the model must reproduce them, or the model is wrong. The
 // Hopper attention kernels have never run on a GPU; their backward runs inside fa2's real frame
 // (D_i, the dQ accumulator and its conversion: three more kernels).
 //
-//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|fwd|bwd|fa2|dispatch|nce]
+//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|fwd|bwd|fa2|dispatch|nce|diffusion]
 //
 // Exit status 1 when a case fails (a wrong result, or a finding of the model: deadlock, operand
 // changed in flight, misaligned copy, ...).
@@ -23,6 +23,8 @@
 #include "cuda_api.h"  // alloc, release (defined below)
 #include "attention_sm90.h"
 #include "contrastive_api.h"
+#include "diffusion.h"  // kernels/cpu: the CPU diffusion kernels, diffusion.cu's twins
+#include "diffusion_api.h"
 #include "gemm_api.h"
 #include "gemm_sm90.h"
 #include "kiln_host_cuda.h"
@@ -623,6 +625,78 @@ void run_nce(const NceCase& c, std::mt19937_64& rng) {
   finish(name, ok, report);
 }
 
+// ------------------------------------------------------------------ diffusion.cu (fused steps, nearest rows)
+// diffusion.cu's kernels against their CPU twins (kernels/cpu/diffusion.cc) in the same element type on
+// the same inputs: the fused step with no noise, given noise and Philox noise (which must be the same
+// numbers as the CPU's, a float32 Box-Muller's last bits aside), clipping, an odd element count (the
+// last pair half used), x0 and the noise used written back; and the nearest-row search.
+template <class T>
+void run_diffusion_step(int64_t rows, int64_t inner, bool clip, kiln::cpu::NoiseSource noise, std::mt19937_64& rng) {
+  const size_t n = size_t(rows * inner);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::uniform_real_distribution<double> ud(0.0, 1.0);
+  Buf<double> coef(size_t(rows) * 8);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int k = 0; k < 8; ++k) coef.p[r * 8 + k] = k == 7 && r % 3 == 0 ? 0.0 : (k == 7 ? ud(rng) : nd(rng));
+  Buf<T> x(n), y(n), z(n), out(n, T(NAN)), x0(n, T(NAN)), zo(n, T(NAN));
+  for (size_t i = 0; i < n; ++i) x.p[i] = T(nd(rng)), y.p[i] = T(nd(rng)), z.p[i] = T(nd(rng));
+  kiln::cpu::DiffusionSpec s;
+  s.rows = rows, s.inner = inner, s.clip = clip, s.lo = -0.8, s.hi = 1.1, s.noise = noise, s.seed = 4321, s.offset = 1001;
+  const kiln::cpu::DType dt = sizeof(T) == 4 ? kiln::cpu::DType::F32 : kiln::cpu::DType::F64;
+  const std::string err = kiln::cuda::diffusion_step(dt, s, coef.p, x.p, y.p, z.p, out.p, x0.p, zo.p);
+  std::vector<T> rout(n), rx0(n), rzo(n, T(0));
+  kiln::cpu::diffusion_step<T>(s, coef.p, x.p, y.p, z.p, rout.data(), rx0.data(), noise == kiln::cpu::NoiseSource::None ? nullptr : rzo.data());
+  std::string report;
+  bool ok = err.empty();
+  if (!ok) report += " error: " + err;
+  auto d = [](const T* p, size_t m) { return std::vector<double>(p, p + m); };
+  const double tol = sizeof(T) == 4 ? 2e-6 : 1e-13;
+  ok = compare("out", d(rout.data(), n), d(out.p, n), tol, report) && ok;
+  ok = compare("x0", d(rx0.data(), n), d(x0.p, n), tol, report) && ok;
+  if (noise != kiln::cpu::NoiseSource::None) ok = compare("noise", d(rzo.data(), n), d(zo.p, n), tol, report) && ok;
+  ok = guarded("outputs", out.intact() && x0.intact() && zo.intact(), report) && ok;
+  static const char* const src[] = {"no noise", "philox noise", "given noise"};
+  char name[160];
+  std::snprintf(name, sizeof name, "diffusion step %s rows%lld inner%lld %s%s", sizeof(T) == 4 ? "f32" : "f64", (long long)rows,
+                (long long)inner, src[int(noise)], clip ? " clip" : "");
+  finish(name, ok, report);
+}
+
+template <class T>
+void run_nearest(int64_t m, int64_t v, int64_t d, std::mt19937_64& rng) {
+  std::normal_distribution<double> nd(0.0, 1.0);
+  Buf<T> x(size_t(m * d)), E(size_t(v * d)), snapped(size_t(m * d), T(NAN));
+  Buf<int32_t> idx(size_t(m), -1);
+  for (size_t i = 0; i < size_t(v * d); ++i) E.p[i] = T(nd(rng));
+  // Each query near row (37 i + 5) mod v (a clear winner, every one of the block's eight warps owning some)
+  // or far from all of them; query 0 is an exact copy of row v - 1.
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t near = (37 * i + 5) % v;
+    for (int64_t k = 0; k < d; ++k) x.p[i * d + k] = i == 0 ? E.p[(v - 1) * d + k] : T(i % 2 ? E.p[near * d + k] + 0.3 * nd(rng) : 2 * nd(rng));
+  }
+  const kiln::cpu::DType dt = sizeof(T) == 4 ? kiln::cpu::DType::F32 : kiln::cpu::DType::F64;
+  const std::string err = kiln::cuda::nearest_rows(dt, x.p, E.p, m, v, d, idx.p, snapped.p);
+  std::vector<int32_t> ridx(static_cast<size_t>(m));
+  std::vector<T> rsn(static_cast<size_t>(m * d));
+  kiln::cpu::nearest_rows<T>(x.p, E.p, m, v, d, ridx.data(), rsn.data());
+  std::string report;
+  bool ok = err.empty();
+  if (!ok) report += " error: " + err;
+  size_t badIdx = 0, badRow = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    badIdx += idx.p[i] != ridx[size_t(i)];
+    for (int64_t k = 0; k < d; ++k) badRow += std::memcmp(&snapped.p[i * d + k], &rsn[size_t(i * d + k)], sizeof(T)) != 0;
+  }
+  char buf[120];
+  std::snprintf(buf, sizeof buf, " indices %zu of %lld differ, snapped elements %zu differ", badIdx, (long long)m, badRow);
+  report += buf;
+  ok = ok && badIdx == 0 && badRow == 0;
+  ok = guarded("outputs", idx.intact() && snapped.intact(), report) && ok;
+  char name[120];
+  std::snprintf(name, sizeof name, "nearest rows %s m%lld v%lld d%lld", sizeof(T) == 4 ? "f32" : "f64", (long long)m, (long long)v, (long long)d);
+  finish(name, ok, report);
+}
+
 }  // namespace
 
 // The device allocator of kernels/cuda/backend.cu (attention_fa2.cu's scratch), on the host.
@@ -630,6 +704,30 @@ namespace kiln {
 namespace cuda {
 void* alloc(size_t bytes, std::string*) { return std::aligned_alloc(256, (bytes + 255) / 256 * 256); }
 void release(void* p, size_t) { std::free(p); }
+
+}  // namespace cuda
+// Stand-in for kernels/cpu/gemm.cc (the CPU nearest-row search's products; the real one is tested
+// against PyTorch and is not in this build): float64 sums rounded to T.
+namespace cpu {
+template <class T>
+void gemm(int64_t batch, bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, int64_t strideA,
+          const T* B, int64_t ldb, int64_t strideB, T beta, T* C, int64_t ldc, int64_t strideC) {
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k)
+          s += double(A[b * strideA + (transA ? k * lda + m : m * lda + k)]) * double(B[b * strideB + (transB ? n * ldb + k : k * ldb + n)]);
+        T& c = C[b * strideC + m * ldc + n];
+        c = T(double(alpha) * s + (beta != T(0) ? double(beta) * double(c) : 0.0));
+      }
+}
+template void gemm<float>(int64_t, bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, const float*, int64_t,
+                          int64_t, float, float*, int64_t, int64_t);
+template void gemm<double>(int64_t, bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t, const double*,
+                           int64_t, int64_t, double, double*, int64_t, int64_t);
+}  // namespace cpu
+namespace cuda {
 
 // Stand-in for kernels/cuda/gemm.cu (validated on an H100; its mma.sync / cp.async code is not in this
 // build): C = alpha op(A) op(B) + beta C in float64, rounded to float32 or kept as float64.
@@ -662,7 +760,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) opt.seed = std::strtoull(argv[++i], nullptr, 10);
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|fwd|bwd|fa2|dispatch|nce]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|fwd|bwd|fa2|dispatch|nce|diffusion]\n", argv[0]);
       return 2;
     }
   }
@@ -758,6 +856,16 @@ int main(int argc, char** argv) {
       next_base();
       run_nce(c, rng);
     }
+  }
+  if (only.empty() || only == "diffusion") {
+    using kiln::cpu::NoiseSource;
+    next_base();
+    run_diffusion_step<float>(7, 37, false, NoiseSource::Philox, rng);  // 259 elements: the last pair is half used
+    run_diffusion_step<double>(7, 37, true, NoiseSource::Philox, rng);
+    run_diffusion_step<float>(5, 64, true, NoiseSource::Given, rng);
+    run_diffusion_step<double>(3, 10, false, NoiseSource::None, rng);
+    run_nearest<float>(40, 300, 24, rng);
+    run_nearest<double>(24, 70, 33, rng);
   }
   const kiln_host::Stats& s = kiln_host::stats();
   std::printf("%d of %d cases passed (%llu launches, %llu blocks, %llu wgmma, %llu async copies (TMA boxes, cp.async), %llu fiber switches)\n", g_cases - g_failed, g_cases,

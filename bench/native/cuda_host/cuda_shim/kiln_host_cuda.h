@@ -31,6 +31,12 @@
 using std::isfinite;
 using std::isinf;
 using std::isnan;
+// sin(pi x) and cos(pi x), correctly rounded here (CUDA: within 1 ulp).
+inline void sincospif(float x, float* s, float* c) {
+  const double a = 3.14159265358979323846 * double(x);
+  *s = float(std::sin(a));
+  *c = float(std::cos(a));
+}
 
 // ---- vector types
 struct uint3 {
