@@ -50,8 +50,19 @@ struct Params {
 };
 
 // ------------------------------------------------------------------ PTX wrappers
+// (Under KILN_HOST_MODEL, bench/native/cuda_host's model of each instruction: the kernels compiled for
+// the CPU by scripts/build-cuda-host.sh.)
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+#ifdef KILN_HOST_MODEL
+__device__ inline void cp_async_16(void* dst, const void* src, int bytes) { ::kiln_host::cp_async(dst, src, 16, bytes); }
+__device__ inline void cp_async_commit() { ::kiln_host::cp_async_commit(); }
+template <int N> __device__ inline void cp_async_wait() { ::kiln_host::cp_async_wait_group(N); }
+__device__ inline void ldsm_x4(uint32_t (&r)[4], const void* p) { ::kiln_host::ldmatrix_x4(r, smem_addr(p), false); }
+__device__ inline void ldsm_x4_trans(uint32_t (&r)[4], const void* p) { ::kiln_host::ldmatrix_x4(r, smem_addr(p), true); }
+__device__ inline uint32_t to_tf32(float x) { return ::kiln_host::cvt_rna_tf32(x); }
+#else
 
 // Copies `bytes` (0..16) from global memory and zero-fills the rest of the 16-byte destination.
 __device__ __forceinline__ void cp_async_16(void* dst, const void* src, int bytes) {
@@ -74,6 +85,7 @@ __device__ __forceinline__ uint32_t to_tf32(float x) {
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
   return r;
 }
+#endif  // KILN_HOST_MODEL
 
 enum class Mode { BF16, F16, TF32, TF32x3 };
 
@@ -90,6 +102,9 @@ template <> struct ModeTraits<Mode::TF32x3> {
 
 template <Mode M>
 __device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#ifdef KILN_HOST_MODEL
+  ::kiln_host::mma_m16n8k16(M == Mode::BF16, c, a, b[0], b[1]);
+#else
   if constexpr (M == Mode::BF16)
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -98,12 +113,17 @@ __device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], c
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#ifdef KILN_HOST_MODEL
+  ::kiln_host::mma_m16n8k8_tf32(c, a, b[0], b[1]);
+#else
   asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 // x = hi + lo, both TF32: hi is x rounded to TF32, lo the rounded remainder (0 when x is not finite).
@@ -741,11 +761,11 @@ std::string gemm_split_k(GemmType ab, GemmType c, MatmulPrecision precision, con
   const unsigned blocks = unsigned(std::min<int64_t>((MN + 255) / 256, int64_t(device_info().sms) * 8));
   const float alpha = float(p.alpha), beta = float(p.beta);
   if (c == GemmType::BF16)
-    split_k_reduce<<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<__nv_bfloat16*>(p.C), p.ldc, alpha, beta);
+    split_k_reduce<__nv_bfloat16><<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<__nv_bfloat16*>(p.C), p.ldc, alpha, beta);
   else if (c == GemmType::F16)
-    split_k_reduce<<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<__half*>(p.C), p.ldc, alpha, beta);
+    split_k_reduce<__half><<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<__half*>(p.C), p.ldc, alpha, beta);
   else
-    split_k_reduce<<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<float*>(p.C), p.ldc, alpha, beta);
+    split_k_reduce<float><<<blocks, 256>>>(ws, S, p.M, p.N, static_cast<float*>(p.C), p.ldc, alpha, beta);
   return launched();
 }
 

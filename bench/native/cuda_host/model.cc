@@ -160,6 +160,7 @@ struct Thread {
   bool slow = false;  // stalled: runs only when no other thread can
   // wgmma bookkeeping
   int opsIssued = 0, commits = 0;
+  int64_t cpGroups = 0;   // cp.async groups committed
   bool wgFenced = false;  // a wgmma.fence since the last wait_group
   std::unordered_map<float*, int> inflight;                 // accumulator array -> products in flight
   std::unordered_map<float*, std::vector<float>> shadow;    // results not yet written back
@@ -197,7 +198,7 @@ struct CpAsync {
   unsigned char* dst;
   const unsigned char* src;
   int bytes, srcBytes, thread;
-  bool committed;
+  int64_t group;  // the thread's commit group, -1 until committed
 };
 
 // A warp's operands of one mma.sync / ldmatrix, one slot per lane.
@@ -709,6 +710,56 @@ void mma_m16n8k16(bool bf16, float* c, const uint32_t* a, uint32_t b0, uint32_t 
   });
 }
 
+// mma.sync m16n8k8 .tf32: A 16 x 8 (a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4)), B 8 x 8
+// (b0 (t, g), b1 (t + 4, g)), float32 accumulators as in m16n8k16. Only an operand's top 19 bits count.
+void mma_m16n8k8_tf32(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  const size_t w = size_t(g_cur->index / 32);
+  LaneSlot& s = g_blk->lanes[w][size_t(g_cur->index % 32)];
+  s.c = c;
+  s.a = a;
+  s.b[0] = b0;
+  s.b[1] = b1;
+  barrier_wait(g_blk->warpBar[w], 32, "mma.sync (tf32)", [&] {
+    std::vector<LaneSlot>& L = g_blk->lanes[w];
+    auto tf = [](uint32_t u) {
+      u &= 0xffffe000u;
+      float f;
+      std::memcpy(&f, &u, 4);
+      return f;
+    };
+    float A[16][8], Bm[8][8];
+    for (int l = 0; l < 32; ++l) {
+      const int g = l / 4, t = l % 4;
+      A[g][t] = tf(L[size_t(l)].a[0]);
+      A[g + 8][t] = tf(L[size_t(l)].a[1]);
+      A[g][t + 4] = tf(L[size_t(l)].a[2]);
+      A[g + 8][t + 4] = tf(L[size_t(l)].a[3]);
+      Bm[t][g] = tf(L[size_t(l)].b[0]);
+      Bm[t + 4][g] = tf(L[size_t(l)].b[1]);
+    }
+    float D[32][4];
+    for (int l = 0; l < 32; ++l) {
+      const int g = l / 4, t = l % 4;
+      for (int x = 0; x < 4; ++x) {
+        const int row = g + 8 * (x / 2), col = 2 * t + x % 2;
+        double acc = L[size_t(l)].c[x];
+        for (int k = 0; k < 8; ++k) acc += double(A[row][k]) * double(Bm[k][col]);
+        D[l][x] = float(acc);
+      }
+    }
+    for (int l = 0; l < 32; ++l) std::memcpy(L[size_t(l)].c, D[l], sizeof D[l]);
+    ++g_stats.mmas;
+  });
+}
+
+// cvt.rna.tf32.f32: to the nearest TF32 value, ties away from zero (the result's low 13 bits are 0).
+uint32_t cvt_rna_tf32(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+  return u;
+}
+
 void ldmatrix_x4(uint32_t* r, uint32_t addr, bool trans) {
   const size_t w = size_t(g_cur->index / 32);
   LaneSlot& s = g_blk->lanes[w][size_t(g_cur->index % 32)];
@@ -742,20 +793,25 @@ void cp_async(void* dst, const void* src, int bytes, int srcBytes) {
   smem_at(a, size_t(bytes), "cp.async destination");
   if (a % uint32_t(bytes) || reinterpret_cast<uintptr_t>(src) % uintptr_t(bytes)) fail("cp.async: a misaligned address");
   if (srcBytes < 0 || srcBytes > bytes) fail("cp.async: source size out of [0, cp-size]");
-  g_blk->cpAsync.push_back(CpAsync{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), bytes, srcBytes, g_cur->index, false});
+  g_blk->cpAsync.push_back(CpAsync{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), bytes, srcBytes, g_cur->index, -1});
 }
 void cp_async_commit() {
+  const int64_t g = g_cur->cpGroups++;
   for (CpAsync& c : g_blk->cpAsync)
-    if (c.thread == g_cur->index) c.committed = true;
+    if (c.thread == g_cur->index && c.group < 0) c.group = g;
 }
-void cp_async_wait_all() {
+// cp.async.wait_group n: this thread's committed groups but the newest n have landed (uncommitted
+// copies are not waited for).
+void cp_async_wait_group(int n) {
   maybe_stall();
+  const int64_t last = g_cur->cpGroups - 1 - n;
   for (size_t i = 0; i < g_blk->cpAsync.size();) {
     const CpAsync& c = g_blk->cpAsync[i];
-    if (c.thread == g_cur->index && c.committed) complete_cp_async(i);
+    if (c.thread == g_cur->index && c.group >= 0 && c.group <= last) complete_cp_async(i);
     else ++i;
   }
 }
+void cp_async_wait_all() { cp_async_wait_group(0); }
 
 void mbar_init(uint32_t bar, uint32_t count) {
   if (bar % 8) fail("mbarrier.init: address not 8-byte aligned");

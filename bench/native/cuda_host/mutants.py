@@ -103,6 +103,15 @@ MUTANTS = [
     ("nearest-last-warp", "diffusion",
      "for (int w = 1; w < kWarps; ++w)", "for (int w = 1; w < kWarps - 1; ++w)",
      "diffusion", "nearest rows: the block's merge skips the last warp's candidates"),
+    ("gemm-cu-wait-group", "gemm",
+     "              cp_async_wait<C::STAGES - 2>();  // tile kt + 1 has landed", "              cp_async_wait<C::STAGES - 1>();  // tile kt + 1 has landed",
+     "gemm.cu", "gemm.cu main loop: waits for one cp.async group too few, so tile kt + 1 may not have landed"),
+    ("gemm-cu-no-tf32-tail", "gemm",
+     "lo = isfinite(h) ? to_tf32(x - h) : 0u;", "lo = 0u;",
+     "gemm.cu", "gemm.cu float32: the 3xTF32 tails dropped (one TF32 pass where float32 accuracy is promised)"),
+    ("gemm-cu-splitk-slices", "gemm",
+     "for (int64_t s = 0; s < slices; ++s) sum += ws[s * MN + i];", "for (int64_t s = 0; s + 1 < slices; ++s) sum += ws[s * MN + i];",
+     "gemm.cu", "gemm.cu split-K: the reduction drops the last slice"),
     ("gemm-kstep", "gemm_sm90",
      "kStepA = TA ? 16 * 128 : 32", "kStepA = TA ? 8 * 128 : 32",
      "gemm", "the k16 step of an m-contiguous A (8 rows instead of 16)"),
@@ -115,7 +124,7 @@ def main():
     pick = set(a for a in args if a != "--quick")
     flags = open(os.path.join(OUT, "flags")).read().split("\n")
     flags = [f for f in flags if f]
-    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "contrastive", "diffusion", "model", "run",
+    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "gemm", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "contrastive", "diffusion", "model", "run",
                                                    "cpu_attention", "cpu_diffusion", "cpu_threads")}
     mdir = os.path.join(OUT, "mutant")
     os.makedirs(mdir, exist_ok=True)

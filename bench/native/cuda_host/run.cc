@@ -1,11 +1,11 @@
-// Runs kiln's tensor-core kernels — the source of kernels/cuda/gemm_sm90.cu, attention_{fwd,bwd}_sm90.cu,
+// Runs kiln's tensor-core kernels — the source of kernels/cuda/gemm_sm90.cu, gemm.cu, attention_{fwd,bwd}_sm90.cu,
 // attention_fa2.cu, attention.cu, contrastive.cu and diffusion.cu, host code included — on the host model of model.cc,
 // and checks the results against float64 references. gemm_sm90 and the fa2 attention kernels passed on an H100
 // (bench/results/h100-2026-11-26-s4): the model must reproduce them, or the model is wrong. The
 // Hopper attention kernels have never run on a GPU; their backward runs inside fa2's real frame
 // (D_i, the dQ accumulator and its conversion: three more kernels).
 //
-//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|fwd|bwd|fa2|dispatch|nce|diffusion]
+//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion]
 //
 // Exit status 1 when a case fails (a wrong result, or a finding of the model: deadlock, operand
 // changed in flight, misaligned copy, ...).
@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -196,6 +197,88 @@ void run_gemm(const GemmCase& g, std::mt19937_64& rng) {
   ok = compare("C", ref, got, g.outF32 ? 2e-6 : (bf ? 8e-3 : 1e-3), report) && ok;
   if (!padOk) report += " C: padding columns stored";
   ok = padOk && guarded("C", g.outF32 ? Cf.intact() : Ch.intact(), report) && ok;
+  finish(name, ok, report);
+}
+
+// ------------------------------------------------------------------ gemm.cu (mma.sync: validated on an H100 before split-K)
+// kernels/cuda/gemm.cu's dispatch: bf16 / f16 (half or float32 out), float32 as 3xTF32 (highest) or one
+// TF32 pass (high), float64; every transpose layout, batches, alpha and beta, ragged edges, leading
+// dimensions that rule out 16-byte copies, and split-K (few output tiles, a long K; its last slice
+// shorter) with its workspace from the allocator and its reduction kernel.
+struct TcCase {
+  GemmType ab, c;
+  kiln::cuda::MatmulPrecision prec;
+  int64_t batch, M, N, K;
+  bool transA, transB;
+  double alpha, beta;
+  int64_t pad;  // extra elements per row of A and B (odd: no 16-byte copies)
+};
+
+double elem_get(GemmType t, const unsigned char* p, size_t i) {
+  switch (t) {
+    case GemmType::F32: { float f; std::memcpy(&f, p + 4 * i, 4); return f; }
+    case GemmType::F64: { double d; std::memcpy(&d, p + 8 * i, 8); return d; }
+    default: { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return to_float(h, t == GemmType::BF16); }
+  }
+}
+void elem_set(GemmType t, unsigned char* p, size_t i, double v) {
+  switch (t) {
+    case GemmType::F32: { const float f = float(v); std::memcpy(p + 4 * i, &f, 4); break; }
+    case GemmType::F64: std::memcpy(p + 8 * i, &v, 8); break;
+    default: { const uint16_t h = to_half(float(v), t == GemmType::BF16); std::memcpy(p + 2 * i, &h, 2); }
+  }
+}
+size_t elem_bytes(GemmType t) { return t == GemmType::F64 ? 8 : t == GemmType::F32 ? 4 : 2; }
+
+void run_gemm_tc(const TcCase& g, std::mt19937_64& rng) {
+  const int64_t rowsA = g.transA ? g.K : g.M, colsA = g.transA ? g.M : g.K;
+  const int64_t rowsB = g.transB ? g.N : g.K, colsB = g.transB ? g.K : g.N;
+  const int64_t lda = colsA + g.pad, ldb = colsB + g.pad, ldc = g.N + 3;
+  const int64_t sA = rowsA * lda, sB = rowsB * ldb, sC = g.M * ldc;
+  const size_t ea = elem_bytes(g.ab), ec = elem_bytes(g.c);
+  Buf<unsigned char> A(size_t(g.batch * sA) * ea), B(size_t(g.batch * sB) * ea), C(size_t(g.batch * sC) * ec);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  for (size_t i = 0; i < size_t(g.batch * sA); ++i) elem_set(g.ab, A.p, i, nd(rng));
+  for (size_t i = 0; i < size_t(g.batch * sB); ++i) elem_set(g.ab, B.p, i, nd(rng));
+  for (size_t i = 0; i < size_t(g.batch * sC); ++i) elem_set(g.c, C.p, i, 0.5);
+  const double c0 = elem_get(g.c, C.p, 0);
+  kiln::cuda::GemmArgs args;
+  args.batch = g.batch, args.M = g.M, args.N = g.N, args.K = g.K, args.transA = g.transA, args.transB = g.transB;
+  args.alpha = g.alpha, args.beta = g.beta;
+  args.A = A.p, args.lda = lda, args.strideA = sA, args.B = B.p, args.ldb = ldb, args.strideB = sB;
+  args.C = C.p, args.ldc = ldc, args.strideC = sC;
+  const std::string err = kiln::cuda::gemm(g.ab, g.c, g.prec, args);
+  std::vector<double> ref, got;
+  bool padOk = true;
+  for (int64_t z = 0; z < g.batch; ++z)
+    for (int64_t m = 0; m < g.M; ++m) {
+      for (int64_t n = 0; n < g.N; ++n) {
+        double s = 0;
+        for (int64_t k = 0; k < g.K; ++k)
+          s += elem_get(g.ab, A.p, size_t(z * sA + (g.transA ? k * lda + m : m * lda + k))) *
+               elem_get(g.ab, B.p, size_t(z * sB + (g.transB ? n * ldb + k : k * ldb + n)));
+        ref.push_back(g.alpha * s + g.beta * c0);
+        got.push_back(elem_get(g.c, C.p, size_t(z * sC + m * ldc + n)));
+      }
+      for (int64_t n = g.N; n < ldc; ++n) padOk = padOk && elem_get(g.c, C.p, size_t(z * sC + m * ldc + n)) == c0;
+    }
+  const bool f32 = g.ab == GemmType::F32, high = g.prec == kiln::cuda::MatmulPrecision::High;
+  const double tol = g.ab == GemmType::F64 ? 1e-13
+                     : f32                 ? (high ? 3e-3 : 1e-5)
+                     : g.c == GemmType::F32 ? 2e-5
+                     : g.c == GemmType::BF16 ? 8e-3
+                                             : 1e-3;
+  static const std::map<GemmType, const char*> names = {{GemmType::F32, "f32"}, {GemmType::F64, "f64"}, {GemmType::F16, "f16"}, {GemmType::BF16, "bf16"}};
+  char name[200];
+  std::snprintf(name, sizeof name, "gemm.cu %s%s -> %s %s%s b%lld %lldx%lldx%lld pad %lld alpha %g beta %g", names.at(g.ab),
+                f32 ? (high ? " tf32" : " 3xtf32") : "", names.at(g.c), g.transA ? "At" : "A", g.transB ? "Bt" : "B", (long long)g.batch,
+                (long long)g.M, (long long)g.N, (long long)g.K, (long long)g.pad, g.alpha, g.beta);
+  std::string report;
+  bool ok = err.empty();
+  if (!ok) report += " error: " + err;
+  ok = compare("C", ref, got, tol, report) && ok;
+  if (!padOk) report += " C: padding columns stored";
+  ok = padOk && guarded("operands and C", A.intact() && B.intact() && C.intact(), report) && ok;
   finish(name, ok, report);
 }
 
@@ -470,8 +553,7 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
 // ------------------------------------------------------------------ contrastive.cu (InfoNCE / NT-Xent / CLIP)
 // contrastive.cu's own code (bands of the similarity matrix, the row reductions, dL/dsim in place, the
 // products back, the cosine normalisation and its backward) against a plain float64 twin of
-// kernels/cpu/contrastive.h's semantics. The products it asks of kernels/cuda/gemm.cu (validated on an
-// H100) are done by the float64 stand-in below, rounded to the element type.
+// kernels/cpu/contrastive.h's semantics, its products done by kernels/cuda/gemm.cu on the model too.
 struct NceCase {
   bool f32;
   int64_t rows, dim, shift;
@@ -729,25 +811,6 @@ template void gemm<double>(int64_t, bool, bool, int64_t, int64_t, int64_t, doubl
 }  // namespace cpu
 namespace cuda {
 
-// Stand-in for kernels/cuda/gemm.cu (validated on an H100; its mma.sync / cp.async code is not in this
-// build): C = alpha op(A) op(B) + beta C in float64, rounded to float32 or kept as float64.
-std::string gemm(GemmType ab, GemmType c, MatmulPrecision, const GemmArgs& g) {
-  if (ab != c || (ab != GemmType::F32 && ab != GemmType::F64)) return "host gemm stand-in: float32 or float64 only";
-  const bool f32 = ab == GemmType::F32;
-  auto at = [&](const void* p, int64_t i) { return f32 ? double(static_cast<const float*>(p)[i]) : static_cast<const double*>(p)[i]; };
-  for (int64_t b = 0; b < g.batch; ++b)
-    for (int64_t m = 0; m < g.M; ++m)
-      for (int64_t n = 0; n < g.N; ++n) {
-        double s = 0;
-        for (int64_t k = 0; k < g.K; ++k)
-          s += at(g.A, b * g.strideA + (g.transA ? k * g.lda + m : m * g.lda + k)) * at(g.B, b * g.strideB + (g.transB ? n * g.ldb + k : k * g.ldb + n));
-        const int64_t ci = b * g.strideC + m * g.ldc + n;
-        const double v = g.alpha * s + (g.beta != 0 ? g.beta * at(g.C, ci) : 0.0);
-        if (f32) static_cast<float*>(g.C)[ci] = float(v);
-        else static_cast<double*>(g.C)[ci] = v;
-      }
-  return "";
-}
 }  // namespace cuda
 }  // namespace kiln
 
@@ -760,7 +823,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) opt.seed = std::strtoull(argv[++i], nullptr, 10);
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|fwd|bwd|fa2|dispatch|nce|diffusion]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion]\n", argv[0]);
       return 2;
     }
   }
@@ -784,6 +847,26 @@ int main(int argc, char** argv) {
     for (const GemmCase& g : gc) {
       next_base();
       run_gemm(g, rng);
+    }
+  }
+  if (only.empty() || only == "gemm.cu") {
+    using kiln::cuda::MatmulPrecision;
+    const MatmulPrecision hi = MatmulPrecision::Highest, tf = MatmulPrecision::High;
+    std::vector<TcCase> tc = {
+        {GemmType::BF16, GemmType::BF16, hi, 1, 130, 200, 72, false, false, 1.0, 0.0, 8},
+        {GemmType::F16, GemmType::F32, hi, 2, 70, 90, 40, true, true, 0.5, 1.0, 8},
+        {GemmType::BF16, GemmType::F32, hi, 1, 33, 260, 100, false, true, 1.0, 0.0, 3},   // odd leading dims: 4-byte copies
+        {GemmType::F32, GemmType::F32, hi, 1, 150, 130, 70, false, false, 1.0, 0.0, 4},
+        {GemmType::F32, GemmType::F32, hi, 2, 60, 70, 50, true, false, 2.0, -1.0, 1},
+        {GemmType::F32, GemmType::F32, tf, 1, 140, 270, 45, false, true, 1.0, 0.0, 4},
+        {GemmType::F64, GemmType::F64, hi, 2, 50, 40, 30, true, true, 1.0, 0.5, 0},
+        {GemmType::F32, GemmType::F32, hi, 1, 100, 70, 1300, false, false, 1.0, 0.0, 4},  // split-K, a short last slice
+        {GemmType::BF16, GemmType::BF16, hi, 1, 64, 64, 1024, true, false, 1.0, 1.0, 8},  // split-K into C with beta
+    };
+    if (quick) tc = {tc[0], tc[3], tc[7]};
+    for (const TcCase& c : tc) {
+      next_base();
+      run_gemm_tc(c, rng);
     }
   }
   std::vector<AttnCase> ac;

@@ -31,6 +31,16 @@
 using std::isfinite;
 using std::isinf;
 using std::isnan;
+inline float __uint_as_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline uint32_t __float_as_uint(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
 // sin(pi x) and cos(pi x), correctly rounded here (CUDA: within 1 ulp).
 inline void sincospif(float x, float* s, float* c) {
   const double a = 3.14159265358979323846 * double(x);
@@ -112,6 +122,10 @@ void ldmatrix_x4(uint32_t* r, uint32_t addr, bool trans);
 void cp_async(void* dst, const void* src, int bytes, int srcBytes);
 void cp_async_commit();
 void cp_async_wait_all();
+void cp_async_wait_group(int n);  // all but this thread's newest n committed groups have landed
+// gemm.cu's float32 path: mma.sync m16n8k8 .tf32 and cvt.rna.tf32.f32.
+void mma_m16n8k8_tf32(float* c, const uint32_t* a, uint32_t b0, uint32_t b1);
+uint32_t cvt_rna_tf32(float x);
 }  // namespace kiln_host
 
 #define threadIdx (::kiln_host::thread_idx())
