@@ -185,7 +185,7 @@ test('16k views: forward and backward in linear memory', (t) => {
 
 // The CUDA kernels against the CPU ones (which the tests above hold to the references): every loss,
 // forward and backward, float32 and float64, with the similarity matrix in one band and then cut into
-// bands of 37 rows (KILN_CONTRASTIVE_BAND_ROWS; the last band short), so each band's rows, the dk sum
+// bands of 37 rows (KILN_CUDA_BAND_ROWS; the last band short), so each band's rows, the dk sum
 // over bands and the transposed term of a shared matrix are checked.
 const cudaCases: [string, number[][], (...x: Tensor[]) => Tensor][] = [
   ['ntXent cosine', [[130, 9]], (z) => kiln.ntXent(z, { temperature: 0.2 })],
@@ -206,8 +206,8 @@ for (const dtype of ['float32', 'float64'] as const) {
   test(title, (t) => {
     const tol = dtype === 'float64' ? F64 : F32;
     for (const band of [undefined, '37']) {
-      if (band) process.env.KILN_CONTRASTIVE_BAND_ROWS = band;
-      else delete process.env.KILN_CONTRASTIVE_BAND_ROWS;
+      if (band) process.env.KILN_CUDA_BAND_ROWS = band;
+      else delete process.env.KILN_CUDA_BAND_ROWS;
       try {
         for (const [name, shapes, f] of cudaCases)
           kiln.tidy(() => {
@@ -226,7 +226,7 @@ for (const dtype of ['float32', 'float64'] as const) {
             gpu.forEach((g, i) => close(t, g, cpu[i], tol[0], tol[1], `${name} band ${band ?? 'default'} ${i === 0 ? 'loss' : `grad ${i - 1}`}`));
           });
       } finally {
-        delete process.env.KILN_CONTRASTIVE_BAND_ROWS;
+        delete process.env.KILN_CUDA_BAND_ROWS;
       }
     }
   });

@@ -278,10 +278,17 @@ for (const dtype of ['float32', 'float64'] as const) {
           return [r.prev, r.x0];
         });
       both('predictX0 / predictEps', (d) => [kiln.predictX0(on(d, x), on(d, m), ts, s), kiln.predictEps(on(d, x), on(d, m), ts, s)]);
-      both('nearestRows', (d) => {
-        const r = kiln.nearestRows(on(d, x), on(d, E));
-        return [kiln.toDType(r.indices, dtype), r.rows];
-      });
+      for (const band of [undefined, '4']) {
+        if (band) process.env.KILN_CUDA_BAND_ROWS = band;  // the CUDA search scores 4 query rows at a time
+        try {
+          both(`nearestRows band ${band ?? 'default'}`, (d) => {
+            const r = kiln.nearestRows(on(d, x), on(d, E));
+            return [kiln.toDType(r.indices, dtype), r.rows];
+          });
+        } finally {
+          delete process.env.KILN_CUDA_BAND_ROWS;
+        }
+      }
       both('ddpmStep clampTo', (d) => {
         const r = kiln.ddpmStep(on(d, x), on(d, m), ts, s, { clampTo: on(d, E), noise: on(d, z) });
         return [r.prev, r.x0];

@@ -8,7 +8,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 
 #include "contrastive_api.h"
 #include "cuda_api.h"
@@ -186,21 +185,6 @@ std::string product(int64_t M, int64_t N, int64_t K, bool transA, bool transB, c
   return gemm(gemm_type<T>(), gemm_type<T>(), MatmulPrecision::Highest, g);
 }
 
-// Rows of the similarity matrix per band: about 64 MiB of it, at least 64 rows, at most 65535 (a
-// grid's y extent) and never more than there are. KILN_CONTRASTIVE_BAND_ROWS sets the rows (the
-// tests use it to cut small problems into several bands).
-template <class T>
-int64_t band_rows(int64_t rows) {
-  int64_t r = (int64_t(64) << 20) / (static_cast<int64_t>(sizeof(T)) * (rows > 0 ? rows : 1));
-  r = r < 64 ? 64 : r;
-  if (const char* e = std::getenv("KILN_CONTRASTIVE_BAND_ROWS")) {
-    const long long v = std::atoll(e);
-    if (v > 0) r = v;
-  }
-  r = r > 65535 ? 65535 : r;
-  return r < rows ? r : rows;
-}
-
 // L2-normalised copies of q and k for the cosine similarity (k's only when it is not q); make()
 // points q and k at what the products should read (k at q when the keys are the queries).
 template <class T>
@@ -241,7 +225,7 @@ template <class T, class Each>
 std::string over_bands(const NceSpec& s, Normalized<T>& nz, const T*& q, const T*& k, Each each) {
   std::string err = nz.make(s, q, k);
   if (!err.empty()) return err;
-  const int64_t R = band_rows<T>(s.rows);
+  const int64_t R = band_rows(sizeof(T), s.rows, s.rows, 64);
   const size_t elems = static_cast<size_t>(R * s.rows);
   T* band = scratch<T>(elems, &err);
   if (!band) return err.empty() ? "contrastive: out of device memory" : err;

@@ -1,8 +1,10 @@
 // CUDA diffusion kernels with the semantics of kernels/cpu/diffusion.cc: the fused step is a
 // grid-stride loop over normal pairs (each thread draws one Philox block = two pairs, the same words
-// and Box-Muller as the CPU, so a seed gives the same noise on both); the nearest-row search is one
-// block per query row with a warp per vocabulary row and an argmin reduction (first index on ties).
-// Compiled in every CUDA build; not yet run on a GPU in this repository's history (see issue 6).
+// and Box-Muller as the CPU, so a seed gives the same noise on both); the nearest-row search scores a
+// band of query rows against the whole vocabulary with the tensor-core GEMM (gemm.cu) and reduces
+// each row with one block (first index on ties, as the CPU). The step kernel ran in the H100 benchmark
+// of session 4; the GEMM-based search (session 8) is compiled, unrun on a GPU; both pass the host
+// model (bench/native/cuda_host) against their CPU twins.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -10,6 +12,7 @@
 #include "../common/philox.h"
 #include "cuda_api.h"
 #include "diffusion_api.h"
+#include "gemm_api.h"
 
 namespace kiln {
 namespace cuda {
@@ -95,34 +98,38 @@ __global__ void row_norms_kernel(const T* E, T* en, int64_t v, int64_t d) {
   if (lane == 0) en[j] = s;
 }
 
+// Row a of a band of scores S = x_band E^T (n x v): idx = argmin_j |E_j|^2 - 2 S[a, j] as the CPU
+// scans it (strictly below the best so far, starting from +inf: the first index on ties, 0 when no
+// score is below +inf), and snapped = E[idx]. Each thread keeps its first minimum over j = tid,
+// tid + blockDim, ...; the merge prefers the lower score, then the lower index.
 template <class T>
-__global__ void nearest_kernel(const T* x, const T* E, const T* en, int64_t v, int64_t d, int32_t* idx, T* snapped) {
-  __shared__ T best[kWarps];
-  __shared__ int64_t arg[kWarps];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const T* xr = x + blockIdx.x * d;
+__global__ void nearest_kernel(const T* S, const T* E, const T* en, int64_t r0, int64_t v, int64_t d, int32_t* idx, T* snapped) {
+  __shared__ T best[kThreads];
+  __shared__ int64_t arg[kThreads];
+  const T* row = S + static_cast<int64_t>(blockIdx.x) * v;
+  const int64_t i = r0 + blockIdx.x;
   T b = INFINITY;
-  int64_t a = 0;
-  for (int64_t j = warp; j < v; j += kWarps) {
-    T s = 0;
-    for (int64_t k = lane; k < d; k += 32) s += xr[k] * E[j * d + k];
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    const T sc = en[j] - T(2) * s;
-    if (sc < b) b = sc, a = j;  // j increases per warp, so the first minimum is kept
+  int64_t a = -1;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
+    const T sc = en[j] - T(2) * row[j];
+    if (sc < b) b = sc, a = j;
   }
-  if (lane == 0) best[warp] = b, arg[warp] = a;
+  best[threadIdx.x] = b;
+  arg[threadIdx.x] = a;
   __syncthreads();
-  if (threadIdx.x == 0) {
-    T B = best[0];
-    int64_t Aa = arg[0];
-    for (int w = 1; w < kWarps; ++w)
-      if (best[w] < B || (best[w] == B && arg[w] < Aa)) B = best[w], Aa = arg[w];
-    arg[0] = Aa;
-    idx[blockIdx.x] = static_cast<int32_t>(Aa);
+  const int tid = static_cast<int>(threadIdx.x);
+  for (int w = kThreads / 2; w > 0; w >>= 1) {
+    if (tid < w) {
+      const T b2 = best[tid + w];
+      const int64_t a2 = arg[tid + w], a1 = arg[tid];
+      if (a2 >= 0 && (a1 < 0 || b2 < best[tid] || (b2 == best[tid] && a2 < a1))) best[tid] = b2, arg[tid] = a2;
+    }
+    __syncthreads();
   }
-  __syncthreads();
+  const int64_t win = arg[0] < 0 ? 0 : arg[0];
+  if (threadIdx.x == 0) idx[i] = static_cast<int32_t>(win);
   if (snapped)
-    for (int64_t k = threadIdx.x; k < d; k += blockDim.x) snapped[blockIdx.x * d + k] = E[arg[0] * d + k];
+    for (int64_t k = threadIdx.x; k < d; k += blockDim.x) snapped[i * d + k] = E[win * d + k];
 }
 
 template <class T>
@@ -136,15 +143,37 @@ std::string step_t(const DiffusionSpec& s, const double* coef, const T* x, const
   return launched();
 }
 
+template <class T> constexpr GemmType gemm_type() { return sizeof(T) == 4 ? GemmType::F32 : GemmType::F64; }
+
+// Scores a band of query rows at a time (band_rows: about 64 MiB) with the tensor-core GEMM (3xTF32
+// for float32), as the CPU kernel does with its own GEMM.
 template <class T>
 std::string nearest_t(const T* x, const T* E, int64_t m, int64_t v, int64_t d, int32_t* idx, T* snapped) {
   if (m == 0) return "";
   std::string err;
   T* en = static_cast<T*>(alloc(static_cast<size_t>(v) * sizeof(T), &err));
-  if (!err.empty()) return err;
+  if (!en) return err.empty() ? "nearest rows: out of device memory" : err;
+  const int64_t R = band_rows(sizeof(T), v, m);
+  const size_t bandElems = static_cast<size_t>(R * v);
+  T* S = static_cast<T*>(alloc(bandElems * sizeof(T), &err));
+  if (!S) {
+    release(en, static_cast<size_t>(v) * sizeof(T));
+    return err.empty() ? "nearest rows: out of device memory" : err;
+  }
   row_norms_kernel<T><<<static_cast<unsigned>((v + kWarps - 1) / kWarps), kThreads>>>(E, en, v, d);
-  nearest_kernel<T><<<static_cast<unsigned>(m), kThreads>>>(x, E, en, v, d, idx, snapped);
   err = launched();
+  for (int64_t r0 = 0; r0 < m && err.empty(); r0 += R) {
+    const int64_t n = m - r0 < R ? m - r0 : R;
+    GemmArgs g;
+    g.M = n, g.N = v, g.K = d, g.transB = true;
+    g.A = x + r0 * d, g.lda = d, g.B = E, g.ldb = d, g.C = S, g.ldc = v;
+    err = gemm(gemm_type<T>(), gemm_type<T>(), MatmulPrecision::Highest, g);
+    if (err.empty()) {
+      nearest_kernel<T><<<static_cast<unsigned>(n), kThreads>>>(S, E, en, r0, v, d, idx, snapped);
+      err = launched();
+    }
+  }
+  release(S, bandElems * sizeof(T));
   release(en, static_cast<size_t>(v) * sizeof(T));
   return err;
 }

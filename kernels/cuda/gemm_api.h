@@ -6,6 +6,7 @@
 //   beta == 0 never reads C; K == 0 gives C = beta * C. Pointers are device memory.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 namespace kiln {
@@ -37,6 +38,21 @@ struct GemmArgs {
 // (BF16, F32). The half types multiply on tensor cores with float32 accumulation and round once
 // when C is a half type. Returns "" or the error message (an unsupported pair, a CUDA error).
 std::string gemm(GemmType ab, GemmType c, MatmulPrecision precision, const GemmArgs& args);
+
+// Rows of a [rows, cols] matrix of `elem`-byte entries to build at once when a kernel computes it a band
+// of rows at a time with gemm() and never holds it whole (contrastive losses, nearest rows): about
+// 64 MiB, at least minRows, at most 65535 (a grid's extent in y) and never more than rows.
+// KILN_CUDA_BAND_ROWS sets it (the tests cut small problems into several bands).
+inline int64_t band_rows(size_t elem, int64_t cols, int64_t rows, int64_t minRows = 1) {
+  int64_t r = (int64_t(64) << 20) / (static_cast<int64_t>(elem) * (cols > 0 ? cols : 1));
+  r = r < minRows ? minRows : r;
+  if (const char* e = std::getenv("KILN_CUDA_BAND_ROWS")) {
+    const long long v = std::atoll(e);
+    if (v > 0) r = v;
+  }
+  r = r > 65535 ? 65535 : r;
+  return r < rows ? r : rows;
+}
 
 }  // namespace cuda
 }  // namespace kiln

@@ -559,7 +559,7 @@ struct NceCase {
   int64_t rows, dim, shift;
   bool cosine, maskSelf, shared;
   double scale, wPos, wSelf;
-  int64_t band;  // KILN_CONTRASTIVE_BAND_ROWS (0: the default)
+  int64_t band;  // KILN_CUDA_BAND_ROWS (0: the default)
 };
 
 struct NceRef {
@@ -681,11 +681,11 @@ void run_nce(const NceCase& c, std::mt19937_64& rng) {
   s.rows = c.rows, s.dim = c.dim, s.shift = c.shift, s.cosine = c.cosine, s.mask_self = c.maskSelf, s.shared = c.shared;
   s.scale = c.scale, s.w_pos = c.wPos, s.w_self = c.wSelf;
   const kiln::cpu::DType dt = c.f32 ? kiln::cpu::DType::F32 : kiln::cpu::DType::F64;
-  if (c.band) setenv("KILN_CONTRASTIVE_BAND_ROWS", std::to_string(c.band).c_str(), 1);
-  else unsetenv("KILN_CONTRASTIVE_BAND_ROWS");
+  if (c.band) setenv("KILN_CUDA_BAND_ROWS", std::to_string(c.band).c_str(), 1);
+  else unsetenv("KILN_CUDA_BAND_ROWS");
   std::string err = kiln::cuda::nce_forward(dt, s, Q.p, c.shared ? nullptr : K.p, loss.p, lse.p, esim.p, tsim.p);
   if (err.empty()) err = kiln::cuda::nce_backward(dt, s, Q.p, c.shared ? nullptr : K.p, lse.p, G.p, dQ.p, c.shared ? nullptr : dK.p);
-  unsetenv("KILN_CONTRASTIVE_BAND_ROWS");
+  unsetenv("KILN_CUDA_BAND_ROWS");
   bool ok = err.empty();
   std::string report;
   if (!ok) report += " error: " + err;
@@ -745,7 +745,7 @@ void run_diffusion_step(int64_t rows, int64_t inner, bool clip, kiln::cpu::Noise
 }
 
 template <class T>
-void run_nearest(int64_t m, int64_t v, int64_t d, std::mt19937_64& rng) {
+void run_nearest(int64_t m, int64_t v, int64_t d, int64_t band, std::mt19937_64& rng) {
   std::normal_distribution<double> nd(0.0, 1.0);
   Buf<T> x(size_t(m * d)), E(size_t(v * d)), snapped(size_t(m * d), T(NAN));
   Buf<int32_t> idx(size_t(m), -1);
@@ -757,7 +757,9 @@ void run_nearest(int64_t m, int64_t v, int64_t d, std::mt19937_64& rng) {
     for (int64_t k = 0; k < d; ++k) x.p[i * d + k] = i == 0 ? E.p[(v - 1) * d + k] : T(i % 2 ? E.p[near * d + k] + 0.3 * nd(rng) : 2 * nd(rng));
   }
   const kiln::cpu::DType dt = sizeof(T) == 4 ? kiln::cpu::DType::F32 : kiln::cpu::DType::F64;
+  if (band) setenv("KILN_CUDA_BAND_ROWS", std::to_string(band).c_str(), 1);
   const std::string err = kiln::cuda::nearest_rows(dt, x.p, E.p, m, v, d, idx.p, snapped.p);
+  unsetenv("KILN_CUDA_BAND_ROWS");
   std::vector<int32_t> ridx(static_cast<size_t>(m));
   std::vector<T> rsn(static_cast<size_t>(m * d));
   kiln::cpu::nearest_rows<T>(x.p, E.p, m, v, d, ridx.data(), rsn.data());
@@ -775,7 +777,8 @@ void run_nearest(int64_t m, int64_t v, int64_t d, std::mt19937_64& rng) {
   ok = ok && badIdx == 0 && badRow == 0;
   ok = guarded("outputs", idx.intact() && snapped.intact(), report) && ok;
   char name[120];
-  std::snprintf(name, sizeof name, "nearest rows %s m%lld v%lld d%lld", sizeof(T) == 4 ? "f32" : "f64", (long long)m, (long long)v, (long long)d);
+  std::snprintf(name, sizeof name, "nearest rows %s m%lld v%lld d%lld band %lld", sizeof(T) == 4 ? "f32" : "f64", (long long)m, (long long)v,
+                (long long)d, (long long)band);
   finish(name, ok, report);
 }
 
@@ -947,8 +950,8 @@ int main(int argc, char** argv) {
     run_diffusion_step<double>(7, 37, true, NoiseSource::Philox, rng);
     run_diffusion_step<float>(5, 64, true, NoiseSource::Given, rng);
     run_diffusion_step<double>(3, 10, false, NoiseSource::None, rng);
-    run_nearest<float>(40, 300, 24, rng);
-    run_nearest<double>(24, 70, 33, rng);
+    run_nearest<float>(40, 300, 24, 0, rng);
+    run_nearest<double>(24, 70, 33, 7, rng);  // bands of 7 query rows, the last one short
   }
   const kiln_host::Stats& s = kiln_host::stats();
   std::printf("%d of %d cases passed (%llu launches, %llu blocks, %llu wgmma, %llu async copies (TMA boxes, cp.async), %llu fiber switches)\n", g_cases - g_failed, g_cases,
