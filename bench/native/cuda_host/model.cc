@@ -208,7 +208,7 @@ struct LaneSlot {
   uint32_t b[2];
   uint32_t addr;
   uint32_t* r;
-  bool flag;
+  int flag;  // mma: 0 f16, 1 bf16, 2 tf32; ldmatrix: .trans
 };
 
 struct Block {
@@ -671,19 +671,45 @@ float ex2_approx(float x) {
   return std::fpclassify(y) == FP_SUBNORMAL ? 0.f : y;
 }
 
-void mma_m16n8k16(bool bf16, float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+// One warp-wide mma.sync m16n8kK (float32 accumulators): each lane hands in its c, a and b registers;
+// the last lane to arrive unpacks every lane's A (16 x K) and B (K x 8) operands with unpack(lane slots,
+// A, B), multiplies in float64 and writes each lane's four accumulators (c0, c1: row g, columns 2t,
+// 2t + 1; c2, c3: row g + 8), g = lane / 4, t = lane % 4.
+template <int K, class Unpack>
+void warp_mma(const char* what, int flag, float* c, const uint32_t* a, uint32_t b0, uint32_t b1, Unpack unpack) {
   const size_t w = size_t(g_cur->index / 32);
   LaneSlot& s = g_blk->lanes[w][size_t(g_cur->index % 32)];
   s.c = c;
   s.a = a;
   s.b[0] = b0;
   s.b[1] = b1;
-  s.flag = bf16;
-  barrier_wait(g_blk->warpBar[w], 32, "mma.sync", [&] {
+  s.flag = flag;
+  barrier_wait(g_blk->warpBar[w], 32, what, [&] {
     std::vector<LaneSlot>& L = g_blk->lanes[w];
-    float A[16][16], Bm[16][8];
+    for (int l = 0; l < 32; ++l)
+      if (L[size_t(l)].flag != flag) fail((std::string(what) + ": the lanes of a warp disagree on the element type").c_str());
+    float A[16][K], Bm[K][8];
+    unpack(L, A, Bm);
+    float D[32][4];
     for (int l = 0; l < 32; ++l) {
-      if (L[size_t(l)].flag != bf16) fail("mma.sync: the lanes of a warp disagree on the element type");
+      const int g = l / 4, t = l % 4;
+      for (int x = 0; x < 4; ++x) {
+        const int row = g + 8 * (x / 2), col = 2 * t + x % 2;
+        double acc = L[size_t(l)].c[x];
+        for (int k = 0; k < K; ++k) acc += double(A[row][k]) * double(Bm[k][col]);
+        D[l][x] = float(acc);
+      }
+    }
+    for (int l = 0; l < 32; ++l) std::memcpy(L[size_t(l)].c, D[l], sizeof D[l]);
+    ++g_stats.mmas;
+  });
+}
+
+// m16n8k16 with half inputs: a0 (g, 2t..2t+1), a1 (g + 8, ...), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..);
+// b0 (2t..2t+1, g), b1 (2t + 8.., g), two 16-bit values per register (low half first).
+void mma_m16n8k16(bool bf16, float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  warp_mma<16>("mma.sync", bf16, c, a, b0, b1, [&](std::vector<LaneSlot>& L, float (&A)[16][16], float (&Bm)[16][8]) {
+    for (int l = 0; l < 32; ++l) {
       const int g = l / 4, t = l % 4;
       for (int e = 0; e < 2; ++e) {
         const int sh = 16 * e;
@@ -695,39 +721,19 @@ void mma_m16n8k16(bool bf16, float* c, const uint32_t* a, uint32_t b0, uint32_t 
         Bm[2 * t + 8 + e][g] = half_to_float(uint16_t(L[size_t(l)].b[1] >> sh), bf16);
       }
     }
-    float D[32][4];
-    for (int l = 0; l < 32; ++l) {
-      const int g = l / 4, t = l % 4;
-      for (int x = 0; x < 4; ++x) {
-        const int row = g + 8 * (x / 2), col = 2 * t + x % 2;
-        double acc = L[size_t(l)].c[x];
-        for (int k = 0; k < 16; ++k) acc += double(A[row][k]) * double(Bm[k][col]);
-        D[l][x] = float(acc);
-      }
-    }
-    for (int l = 0; l < 32; ++l) std::memcpy(L[size_t(l)].c, D[l], sizeof D[l]);
-    ++g_stats.mmas;
   });
 }
 
-// mma.sync m16n8k8 .tf32: A 16 x 8 (a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4)), B 8 x 8
-// (b0 (t, g), b1 (t + 4, g)), float32 accumulators as in m16n8k16. Only an operand's top 19 bits count.
+// m16n8k8 .tf32: a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4); b0 (t, g), b1 (t + 4, g).
+// Only an operand's top 19 bits count.
 void mma_m16n8k8_tf32(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-  const size_t w = size_t(g_cur->index / 32);
-  LaneSlot& s = g_blk->lanes[w][size_t(g_cur->index % 32)];
-  s.c = c;
-  s.a = a;
-  s.b[0] = b0;
-  s.b[1] = b1;
-  barrier_wait(g_blk->warpBar[w], 32, "mma.sync (tf32)", [&] {
-    std::vector<LaneSlot>& L = g_blk->lanes[w];
+  warp_mma<8>("mma.sync (tf32)", 2, c, a, b0, b1, [&](std::vector<LaneSlot>& L, float (&A)[16][8], float (&Bm)[8][8]) {
     auto tf = [](uint32_t u) {
       u &= 0xffffe000u;
       float f;
       std::memcpy(&f, &u, 4);
       return f;
     };
-    float A[16][8], Bm[8][8];
     for (int l = 0; l < 32; ++l) {
       const int g = l / 4, t = l % 4;
       A[g][t] = tf(L[size_t(l)].a[0]);
@@ -737,18 +743,6 @@ void mma_m16n8k8_tf32(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
       Bm[t][g] = tf(L[size_t(l)].b[0]);
       Bm[t + 4][g] = tf(L[size_t(l)].b[1]);
     }
-    float D[32][4];
-    for (int l = 0; l < 32; ++l) {
-      const int g = l / 4, t = l % 4;
-      for (int x = 0; x < 4; ++x) {
-        const int row = g + 8 * (x / 2), col = 2 * t + x % 2;
-        double acc = L[size_t(l)].c[x];
-        for (int k = 0; k < 8; ++k) acc += double(A[row][k]) * double(Bm[k][col]);
-        D[l][x] = float(acc);
-      }
-    }
-    for (int l = 0; l < 32; ++l) std::memcpy(L[size_t(l)].c, D[l], sizeof D[l]);
-    ++g_stats.mmas;
   });
 }
 

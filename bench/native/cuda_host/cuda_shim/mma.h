@@ -34,22 +34,12 @@ template <class Use, int M, int N, int K> struct dims;
 template <int M, int N, int K> struct dims<matrix_a, M, N, K> { static constexpr int rows = M, cols = K; };
 template <int M, int N, int K> struct dims<matrix_b, M, N, K> { static constexpr int rows = K, cols = N; };
 template <int M, int N, int K> struct dims<accumulator, M, N, K> { static constexpr int rows = M, cols = N; };
-inline float bits_f(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-inline uint32_t f_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
 inline float to_f(float v) { return v; }
 inline float to_f(__half v) { return __half2float(v); }
 inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
 // What a tensor core reads of an operand: TF32 keeps the top 19 bits of the float.
 template <class T> inline float operand(typename storage<T>::type v) { return to_f(v); }
-template <> inline float operand<precision::tf32>(float v) { return bits_f(f_bits(v) & 0xffffe000u); }
+template <> inline float operand<precision::tf32>(float v) { return __uint_as_float(__float_as_uint(v) & 0xffffe000u); }
 }  // namespace detail
 
 template <class Use, int M, int N, int K, class T, class Layout = void>
@@ -65,9 +55,7 @@ struct fragment {
 
 // cvt.rna.tf32.f32: to the nearest TF32 value, ties away from zero; infinities and NaN pass.
 inline float __float_to_tf32(float v) {
-  uint32_t u = detail::f_bits(v);
-  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
-  return detail::bits_f(u);
+  return __uint_as_float(kiln_host::cvt_rna_tf32(v));
 }
 
 namespace detail {
