@@ -12,7 +12,8 @@
 #    the attention / nn tests, a memcheck and the attention benchmark with the opt-in Hopper attention
 #    kernels (KILN_ATTENTION_KERNEL=wgmma);
 # 5. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt);
-# 6. (stage "icl") `kiln icl default --device cuda`: the ICL default recipe trained and evaluated on the GPU.
+# 6. (stage "icl") `kiln icl default --device cuda`: the ICL default recipe trained and evaluated on the GPU;
+# 7. OUT/summary.txt: one page of all of it (scripts/gpu-summary.mjs).
 # Each stage has a time limit; the whole check takes about 7 minutes when nothing hangs. KILN_GPU_STAGES picks stages
 # (default "env tests checks wgmma bench memcheck icl"), KILN_GPU_BENCHES the benchmarks.
 set -uo pipefail
@@ -104,12 +105,13 @@ if has wgmma; then
     echo "memcheck tests: ok $(grep -c '^ok' /tmp/kiln-wgmma-memcheck.txt), not ok $(grep -c '^not ok' /tmp/kiln-wgmma-memcheck.txt)"
   fi
   stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=wgmma"
-  KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench attention --device cuda 2>&1 | tail -15
+  KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench attention --device cuda \
+    --json "$OUT/bench-attention-wgmma.json" 2>&1 | tail -15
   # The alternative schedules the check program also times (pipelined + pingpong forward, dQ split by
   # keys; the pipelined forward without pingpong is timed by the check program only).
   stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=wgmma KILN_ATTENTION_SM90_FWD=pingpong KILN_ATTENTION_SM90_DQ=keys"
   KILN_ATTENTION_KERNEL=wgmma KILN_ATTENTION_SM90_FWD=pingpong KILN_ATTENTION_SM90_DQ=keys timeout ${KILN_GPU_BENCH_TIMEOUT:-90} \
-    node dist/src/cli/main.js bench attention --device cuda 2>&1 | tail -15
+    node dist/src/cli/main.js bench attention --device cuda --json "$OUT/bench-attention-wgmma-pp.json" 2>&1 | tail -15
 fi
 
 if has bench; then
@@ -156,4 +158,8 @@ if has icl; then
   timeout ${KILN_GPU_ICL_TIMEOUT:-120} node dist/src/cli/main.js icl default --device cuda --out /tmp/kiln-icl-cuda --threads 8 2>&1 | tail -25
   echo "exit ${PIPESTATUS[0]}"
 fi
+# One page of what the run found (scripts/gpu-summary.mjs): the card, test and memcheck counts, the check
+# verdicts, the attention timings per path, every bench ratio, and the issue-4 goal per configuration.
+stamp summary
+node scripts/gpu-summary.mjs "$OUT" | tee "$OUT/summary.txt"
 stamp done

@@ -1,0 +1,36 @@
+// scripts/gpu-summary.mjs (the one-page summary gpu-check.sh writes) over a real GPU run's output: the
+// session-4 H100 run 2 committed in bench/results. Its figures are known from that run's logs.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+const run = 'bench/results/h100-2026-11-26-s4/run2';
+
+test('gpu-summary reads a GPU run: counts, check verdicts, per-path timings, bench ratios and the issue-4 goal', (t) => {
+  if (!existsSync(run)) {
+    t.log(`skipped: ${run} is not in this checkout`);
+    t.pass();
+    return;
+  }
+  const r = spawnSync(process.execPath, ['scripts/gpu-summary.mjs', run], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  const out = r.stdout;
+  t.regex(out, /^card: NVIDIA H100 80GB HBM3/m);
+  t.regex(out, /^test suite: ok 567, not ok 2 \(\[cuda\] ok 156\)/m);
+  t.regex(out, /^memcheck: ERROR SUMMARY: 0 errors$/m);
+  t.regex(out, /^standalone checks: PASS: 0 failure\(s\)$/m);
+  // attention_cuda_check's fa2 line for (2, 8, 8192, 128): 3.963 ms, 242.7 TF/s (fwd 332.9, bwd 219.0).
+  t.regex(out, /B=2 H=8 T=8192 D=128 causal\s+fa2 242\.7 \(333\/219\)\s+best: fa2/);
+  t.regex(out, /B=16 H=16 T=1024 D=64 causal\s+fa2 154\.5 \(213\/139\)\s+basic 14\.1 \(10\/17\)\s+best: fa2/);
+  // The bench: 247.0 TF/s against torch 484.7 (0.51x), 34% of the card's 729.6 TFLOP/s bf16 matmul.
+  t.regex(out, /bfloat16 B2 H8 T8192 D128 causal\s+kiln 247\.0 TF\/s \(34% of bf16 mm\)\s+torch 484\.7\s+ratio 0\.51x/);
+  t.regex(out, /issue 4 goal \(bf16 causal fwd\+bwd >= 1\.0x SDPA at every case\): not met; worst 0\.51x at bfloat16 B2 H8 T8192 D128 causal/);
+  t.regex(out, /ntxent N=8192 D=256\s+ratio 0\.10x/);
+  t.regex(out, /ddpm step 256x256x256\s+ratio 3\.77x/);
+});
+
+test('gpu-summary of an empty folder is an empty page, not a crash', (t) => {
+  const r = spawnSync(process.execPath, ['scripts/gpu-summary.mjs', 'test'], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout.trim(), '');
+});
