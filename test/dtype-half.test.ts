@@ -387,28 +387,31 @@ function maxErr(got: ArrayLike<number>, want: ArrayLike<number>): { err: number;
   return { err, scale };
 }
 
-perDevice('scaledDotProductAttention in bfloat16 / float16 against float32 attention (output and gradients in the input dtype)', (t, device) => {
+perDevice('scaledDotProductAttention in bfloat16 / float16 against float32 attention (output and gradients in the input dtype), dropout included', (t, device) => {
   const before = kiln.memory().tensors;
   // The second shape spans several 64-row / 128-key tiles of the CUDA kernels with ragged ends.
-  for (const shape of [[2, 2, 37, 64], [1, 2, 130, 128]])
+  // Dropout: the same seed draws the same mask on every device and dtype (on cuda the fa2 kernels).
+  for (const [shape, dropout] of [[[2, 2, 37, 64], 0], [[1, 2, 130, 128], 0], [[1, 2, 130, 32], 0.2], [[2, 1, 70, 128], 0.1]] as const)
   for (const fmt of HALVES) {
     for (const causal of [false, true]) {
       kiln.tidy(() => {
-        const [q32, k32, v32] = attnInputs(fmt === 'bfloat16' ? 21 : 22, shape);
+        const [q32, k32, v32] = attnInputs(fmt === 'bfloat16' ? 21 : 22, shape.slice());
         // Reference: float32 attention on the rounded inputs (isolates the kernel's own error).
         const [qr, kr, vr] = [q32, k32, v32].map((x) => x.to(fmt).to('float32').requiresGrad_());
-        const refOut = kiln.scaledDotProductAttention(qr, kr, vr, { causal });
+        kiln.manualSeed(31);
+        const refOut = kiln.scaledDotProductAttention(qr, kr, vr, { causal, dropout });
         const g = kiln.tensor(normals(prng(4), refOut.size), { shape: refOut.shape.slice() }).to(fmt).to('float32');
         refOut.backward(g);
         const [q, k, v] = [q32, k32, v32].map((x) => onDevice(x.to(fmt), device).requiresGrad_());
-        const out = kiln.scaledDotProductAttention(q, k, v, { causal });
+        kiln.manualSeed(31);
+        const out = kiln.scaledDotProductAttention(q, k, v, { causal, dropout });
         t.is(out.dtype, fmt);
         t.is(out.device, device);
         out.backward(onDevice(g.to(fmt), device));
         const eps = fmt === 'bfloat16' ? 2 ** -8 : 2 ** -11;
         const cmp = (name: string, got: Tensor, want: Tensor, tol: number) => {
           const { err, scale } = maxErr(got.to('cpu').dataSync(), want.dataSync());
-          t.true(err <= tol * scale + 1e-4, `${device} ${fmt} ${shape} causal=${causal} ${name}: max error ${err} (scale ${scale}, tolerance ${tol})`);
+          t.true(err <= tol * scale + 1e-4, `${device} ${fmt} ${shape} causal=${causal} dropout=${dropout} ${name}: max error ${err} (scale ${scale}, tolerance ${tol})`);
         };
         // Loose enough for FlashAttention's rounding of P to the input dtype; a wrong kernel is off by O(1).
         cmp('out', out, refOut, 8 * eps);

@@ -5,8 +5,8 @@
 // Tile products run on tensor cores with float accumulation: WMMA m16n16k16 for float16/bfloat16,
 // 3xTF32 WMMA m16n16k8 for float32 (float32-level accuracy, like kiln's float32 matmul). Scores, softmax and
 // gradients of the score are float32 in shared memory. Head dims 32, 64, 128.
-// These are the general kernels ("basic"); float16/bfloat16 calls without key masks or dropout go
-// to the FlashAttention-2 fast path in attention_fa2.cu (dispatch at the end of this file).
+// These are the general kernels ("basic"); float16/bfloat16 calls without a boolean key mask go to
+// the FlashAttention-2 fast path in attention_fa2.cu (dispatch at the end of this file).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

@@ -1,7 +1,10 @@
 // FlashAttention-2 for float16/bfloat16 on tensor-core fragments (mma.sync m16n8k16, float
 // accumulation), the fast path behind kernels/cuda/attention_api.h (dispatch in attention.cu).
 // Same semantics as kernels/cpu/attention.h for what it supports: causal (bottom-right aligned),
-// key padding lengths, head dims 32/64/128, lse saved as float32 in natural-log units.
+// key padding lengths, dropout (the same Philox mask as the CPU and attention.cu's basic kernels:
+// the forward scales P by the mask after the row sum, the backward redraws it; separate kernel
+// instantiations, so calls without dropout run the code they ran before), head dims 32/64/128, lse
+// saved as float32 in natural-log units.
 //
 // Forward: one CTA of 4 warps per (128 query rows, batch*head); each warp owns 32 rows (two m16
 // tiles, so every K/V fragment read from shared memory feeds two mma). K and V tiles stream through
@@ -27,10 +30,12 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
+#include "../common/philox.h"
 #include "attention_common.cuh"  // exp2_approx, pack_half2
 #include "attention_fa2.h"
 #include "cuda_api.h"
@@ -46,7 +51,30 @@ struct Params {
   float scale;      // natural units
   float scaleLog2;  // scale * log2(e): softmax runs on exp2
   const int32_t* keyLens;
+  // Dropout on P (attention.cu's semantics): element (bh, i, j) is kept iff word offset + ((bh Tq + i) Tk + j)
+  // of the kiln Philox stream has (word >> 8) >= dropThreshold, and then scaled by keepScale = 1 / (1 - p).
+  bool dropout;
+  float keepScale;
+  uint32_t dropThreshold;
+  uint64_t seed, offset;
 };
+
+// Word i of a Philox block, without indexing the array by a run-time value (which would put it in local memory).
+__device__ inline uint32_t word_of(const philox::Words4& b, unsigned i) {
+  return i == 0 ? b.v[0] : i == 1 ? b.v[1] : i == 2 ? b.v[2] : b.v[3];
+}
+// The dropout factor (0 or keepScale) of stream word w.
+__device__ inline float drop_factor(const Params& p, uint64_t w) {
+  return (word_of(philox::stream_block(p.seed, w >> 2), unsigned(w & 3)) >> 8) >= p.dropThreshold ? p.keepScale : 0.f;
+}
+// The factors of words w and w + 1 (two keys of one query row): one Philox block unless w ends a block.
+__device__ inline void drop_factor_pair(const Params& p, uint64_t w, float& z0, float& z1) {
+  const philox::Words4 b = philox::stream_block(p.seed, w >> 2);
+  const unsigned i = unsigned(w & 3);
+  const uint32_t x0 = word_of(b, i), x1 = i != 3 ? word_of(b, i + 1) : philox::stream_block(p.seed, (w >> 2) + 1).v[0];
+  z0 = (x0 >> 8) >= p.dropThreshold ? p.keepScale : 0.f;
+  z1 = (x1 >> 8) >= p.dropThreshold ? p.keepScale : 0.f;
+}
 
 // ---- element types ----------------------------------------------------------------------------
 
@@ -165,7 +193,7 @@ constexpr size_t forward_smem() {
   return size_t(kFwdRows + 2 * Bc) * (D + 8) * sizeof(T);
 }
 
-template <class T, int D, int Bc, bool kCausal>
+template <class T, int D, int Bc, bool kCausal, bool kDrop>
 __global__ void __launch_bounds__(kFwdThreads, 2)
     forward_kernel(Params p, const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                    T* __restrict__ out, float* __restrict__ lse) {
@@ -291,6 +319,17 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
               s[mt][nt][e] = pv;
               sum += pv;
             }
+          if constexpr (kDrop) {  // l sums the kept and the dropped alike; only P V sees the mask
+            const int64_t i = wrow0 + mt * 16 + g + h * 8;
+            const uint64_t w0 = p.offset + static_cast<uint64_t>((bh * p.Tq + i) * p.Tk + j0 + t4 * 2);
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+              float z0, z1;
+              drop_factor_pair(p, w0 + nt * 8, z0, z1);
+              s[mt][nt][2 * h] *= z0;
+              s[mt][nt][2 * h + 1] *= z1;
+            }
+          }
           lrow[mt][h] = lrow[mt][h] * alpha + sum;  // per-lane partial sum, reduced over the quad at the end
 #pragma unroll
           for (int dt = 0; dt < DT; ++dt) {
@@ -442,7 +481,7 @@ __device__ inline void atomic_add_tile(float* base, const float (&c)[4], int64_t
 #endif
 }
 
-template <class T, int D, int Br, bool kCausal>
+template <class T, int D, int Br, bool kCausal, bool kDrop>
 __global__ void __launch_bounds__(kBwdThreads, 1)
     backward_kernel(Params p, const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                     const T* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Di,
@@ -567,6 +606,19 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
         if (needMask && (c >= qLimit || r >= kLimit || (kCausal && r - c > diag))) pv = 0.f;
         st[nt][e] = pv;
       }
+    // Dropout: bit nt * 4 + e of `kept` is element (query i0 + c, key key0 + r)'s mask; st keeps the
+    // undropped P (dS needs it), P o Z goes into dV.
+    uint64_t kept = 0;
+    if constexpr (kDrop) {
+#pragma unroll
+      for (int nt = 0; nt < NQ; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = nt * 8 + t4 * 2 + (e & 1), r = g + (e >> 1) * 8;
+          const uint64_t w = p.offset + static_cast<uint64_t>((bh * p.Tq + i0 + c) * p.Tk + key0 + r);
+          if (drop_factor(p, w) != 0.f) kept |= uint64_t(1) << (nt * 4 + e);
+        }
+    }
     // dP^T = V dO^T, then dS^T = P^T o (dP^T - D_i) in place (the scale is applied to dK, dQ at the end).
     float dpt[NQ][4];
 #pragma unroll
@@ -585,10 +637,19 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
         E::mma(dpt[2 * np + 1], a, bf[2], bf[3]);
       }
     }
+    // With dropout, dS = P o (dP o Z - D_i) and dV takes P o Z (Z = kept / (1 - p)).
 #pragma unroll
     for (int nt = 0; nt < NQ; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) dpt[nt][e] = st[nt][e] * (dpt[nt][e] - Dib[nt * 8 + t4 * 2 + (e & 1)]);
+      for (int e = 0; e < 4; ++e) {
+        if constexpr (kDrop) {
+          const float z = (kept >> (nt * 4 + e)) & 1 ? p.keepScale : 0.f;
+          dpt[nt][e] = st[nt][e] * (dpt[nt][e] * z - Dib[nt * 8 + t4 * 2 + (e & 1)]);
+          st[nt][e] *= z;
+        } else {
+          dpt[nt][e] = st[nt][e] * (dpt[nt][e] - Dib[nt * 8 + t4 * 2 + (e & 1)]);
+        }
+      }
     // P^T and dS^T as A fragments (keys x queries, k = 16 queries per step).
     uint32_t pa[KQ][4], da[KQ][4];
 #pragma unroll
@@ -710,6 +771,11 @@ Params make_params(const cpu::AttentionArgs& a) {
   p.scale = static_cast<float>(a.scale);
   p.scaleLog2 = static_cast<float>(a.scale * 1.4426950408889634);
   p.keyLens = a.keyLens;
+  p.dropout = a.dropout > 0;
+  p.keepScale = a.dropout > 0 ? static_cast<float>(1.0 / (1.0 - a.dropout)) : 1.f;
+  p.dropThreshold = static_cast<uint32_t>(std::ceil(a.dropout * 16777216.0));
+  p.seed = a.seed;
+  p.offset = a.offset;
   return p;
 }
 
@@ -719,11 +785,11 @@ std::string blocks_1d(int64_t blocks, unsigned* out) {
   return "";
 }
 
-template <class T, int D, int Bc, bool kCausal>
+template <class T, int D, int Bc, bool kCausal, bool kDrop>
 std::string launch_forward(const Params& p, const void* q, const void* k, const void* v, void* out, float* lse) {
   static thread_local int readyDevice = -1;
   constexpr size_t smem = forward_smem<T, D, Bc>();
-  auto kernel = forward_kernel<T, D, Bc, kCausal>;
+  auto kernel = forward_kernel<T, D, Bc, kCausal, kDrop>;
   if (std::string err = allow_smem(kernel, smem, &readyDevice); !err.empty()) return err;
   unsigned grid = 0;
   if (std::string err = blocks_1d(p.BH * ((p.Tq + kFwdRows - 1) / kFwdRows), &grid); !err.empty()) return err;
@@ -736,16 +802,19 @@ template <class T, int D, int Bc>
 std::string run_forward(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
                         float* lse) {
   const Params p = make_params(a);
-  return a.causal ? launch_forward<T, D, Bc, true>(p, q, k, v, out, lse)
-                  : launch_forward<T, D, Bc, false>(p, q, k, v, out, lse);
+  if (p.dropout)
+    return a.causal ? launch_forward<T, D, Bc, true, true>(p, q, k, v, out, lse)
+                    : launch_forward<T, D, Bc, false, true>(p, q, k, v, out, lse);
+  return a.causal ? launch_forward<T, D, Bc, true, false>(p, q, k, v, out, lse)
+                  : launch_forward<T, D, Bc, false, false>(p, q, k, v, out, lse);
 }
 
-template <class T, int D, int Br, bool kCausal>
+template <class T, int D, int Br, bool kCausal, bool kDrop>
 std::string launch_backward(const Params& p, const void* q, const void* k, const void* v, const void* dout,
                             const float* lse, const float* Di, float* dqAcc, void* dk, void* dv) {
   static thread_local int readyDevice = -1;
   constexpr size_t smem = backward_smem<T, D, Br>();
-  auto kernel = backward_kernel<T, D, Br, kCausal>;
+  auto kernel = backward_kernel<T, D, Br, kCausal, kDrop>;
   if (std::string err = allow_smem(kernel, smem, &readyDevice); !err.empty()) return err;
   unsigned grid = 0;
   if (std::string err = blocks_1d(p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys), &grid); !err.empty()) return err;
@@ -793,8 +862,11 @@ std::string run_backward(const cpu::AttentionArgs& a, const void* q, const void*
                          const void* dout, const float* lse, void* dq, void* dk, void* dv) {
   const Params p = make_params(a);
   return backward_frame<T, D>(a, out, dout, dq, [&](const float* Di, float* dqAcc) {
-    return a.causal ? launch_backward<T, D, Br, true>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv)
-                    : launch_backward<T, D, Br, false>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv);
+    if (p.dropout)
+      return a.causal ? launch_backward<T, D, Br, true, true>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv)
+                      : launch_backward<T, D, Br, false, true>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv);
+    return a.causal ? launch_backward<T, D, Br, true, false>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv)
+                    : launch_backward<T, D, Br, false, false>(p, q, k, v, dout, lse, Di, dqAcc, dk, dv);
   });
 }
 
@@ -826,7 +898,7 @@ std::string backward_for(const cpu::AttentionArgs& a, const void* q, const void*
 bool fa2_attention_supports(AttnDType dtype, const cpu::AttentionArgs& a, const void* const* ptrs, int nptrs) {
   if (dtype != AttnDType::F16 && dtype != AttnDType::BF16) return false;
   if (a.D != 32 && a.D != 64 && a.D != 128) return false;
-  if (a.keyMask || a.dropout > 0 || !(a.scale > 0)) return false;
+  if (a.keyMask || !(a.scale > 0)) return false;
   if (a.B <= 0 || a.H <= 0 || a.Tq <= 0 || a.Tk <= 0) return false;
   for (int i = 0; i < nptrs; ++i)
     if (reinterpret_cast<uintptr_t>(ptrs[i]) % 16 != 0) return false;

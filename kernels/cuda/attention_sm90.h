@@ -1,6 +1,6 @@
 // The Hopper (sm_90a) attention kernels: warpgroup MMA (wgmma) fed by the tensor-memory-access unit,
 // FlashAttention-3 style, for float16/bfloat16 with head dims 64 and 128, causal or not (no key
-// padding lengths, key mask or dropout: those calls stay with fa2). Forward: kernels/cuda/attention_fwd_sm90.cu;
+// padding lengths or dropout: those calls stay with fa2; boolean key masks go to the basic kernels). Forward: kernels/cuda/attention_fwd_sm90.cu;
 // backward: kernels/cuda/attention_bwd_sm90.cu. Compiled only where the CUDA build defines
 // KILN_ATTENTION_SM90 (CMake's sm_90a object library; nvcc 12 or newer). No CUDA headers here.
 //

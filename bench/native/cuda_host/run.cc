@@ -918,7 +918,8 @@ int main(int argc, char** argv) {
     std::vector<DispatchCase> dc = {
         {AttnDType::BF16, 1, 2, 200, 200, 64, true, 0, "sm90"},        {AttnDType::F16, 1, 1, 130, 300, 128, false, 0, "sm90"},
         {AttnDType::BF16, 1, 2, 200, 200, 32, true, 0, "fa2"},         {AttnDType::BF16, 2, 1, 150, 150, 64, true, 1, "fa2"},
-        {AttnDType::BF16, 2, 1, 100, 140, 64, false, 2, "basic"},      {AttnDType::F16, 1, 2, 120, 120, 64, true, 3, "basic"},
+        {AttnDType::BF16, 2, 1, 100, 140, 64, false, 2, "basic"},      {AttnDType::F16, 1, 2, 120, 120, 64, true, 3, "fa2"},
+        {AttnDType::BF16, 1, 2, 90, 200, 128, true, 3, "fa2"},         {AttnDType::BF16, 2, 1, 150, 70, 32, false, 3, "fa2"},
         {AttnDType::F32, 1, 2, 150, 150, 64, true, 0, "basic"},        {AttnDType::F32, 2, 1, 90, 130, 32, false, 2, "basic"},
         {AttnDType::F32, 1, 1, 100, 100, 128, true, 3, "basic"},
     };
