@@ -2,6 +2,7 @@
 // Shared by the CPU kernels and the CUDA kernels: the same (counter, key) gives the same four words
 // on host and device, which is what makes a seed reproduce across devices.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -61,9 +62,16 @@ KILN_PHILOX_FN Words4 stream_block(uint64_t seed, uint64_t block) {
                        static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 
-KILN_PHILOX_FN uint32_t stream_word(uint64_t seed, uint64_t w) {
-  return stream_block(seed, w >> 2).v[w & 3];
-}
+// Word i (0..3) of a block, chosen without indexing the array by a run-time value (which would put
+// the block in local memory on a GPU).
+KILN_PHILOX_FN uint32_t word(const Words4& b, unsigned i) { return i == 0 ? b.v[0] : i == 1 ? b.v[1] : i == 2 ? b.v[2] : b.v[3]; }
+
+KILN_PHILOX_FN uint32_t stream_word(uint64_t seed, uint64_t w) { return word(stream_block(seed, w >> 2), unsigned(w & 3)); }
+
+// Attention dropout with probability p (CPU and CUDA alike): a word x keeps its element iff
+// (x >> 8) >= threshold, threshold = ceil(p 2^24) (host side).
+inline uint32_t dropout_threshold(double p) { return static_cast<uint32_t>(std::ceil(p * 16777216.0)); }
+KILN_PHILOX_FN bool dropout_keeps(uint32_t x, uint32_t threshold) { return (x >> 8) >= threshold; }
 
 // u(x) = (x >> 8) * 2^-24 in [0, 1); the open-at-zero variant ((x >> 8) + 1) * 2^-24 in (0, 1].
 KILN_PHILOX_FN float uniform01(uint32_t x) { return static_cast<float>(x >> 8) * 5.9604644775390625e-8f; }

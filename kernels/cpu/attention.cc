@@ -48,7 +48,7 @@ void dropout_scales(T* z, int64_t n, uint64_t seed, uint64_t word, uint32_t thre
       cur = w >> 2;
       blk = philox::stream_block(seed, cur);
     }
-    z[c] = (blk.v[w & 3] >> 8) >= threshold ? keepScale : T(0);
+    z[c] = philox::dropout_keeps(philox::word(blk, unsigned(w & 3)), threshold) ? keepScale : T(0);
   }
 }
 
@@ -62,8 +62,6 @@ KILN_AI void column_flags(const int32_t* km, int64_t nc, T* colok, T* cidx) {
     cidx[c] = T(c);
   }
 }
-
-uint32_t dropout_threshold(double p) { return static_cast<uint32_t>(std::ceil(p * 16777216.0)); }
 
 // Forward over the query tiles of one head assigned to group g (tiles g, g + G, ...), FlashAttention
 // loop order inverted so each key tile is packed once per task: for each key tile, every query
@@ -94,7 +92,7 @@ KILN_AI void forward_task(const AttentionArgs& a, const T* q, const T* k, const 
   }
   int64_t kend = key_end(a, b);
   if (a.causal) kend = std::min(kend, std::max<int64_t>(0, lastRow + 1 + off));
-  const uint32_t thr = dropout_threshold(a.dropout);
+  const uint32_t thr = philox::dropout_threshold(a.dropout);
   const T keepScale = T(1) / T(1 - a.dropout);
   for (int64_t j0 = 0; j0 < kend; j0 += Bc) {
     const int64_t nc = std::min(Bc, kend - j0);
@@ -211,7 +209,7 @@ KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const
   T* dQ = G == 1 ? Dh + a.Tq : dq_part + task * a.Tq * Dp;
   std::fill(dQ, dQ + a.Tq * Dp, T(0));
   const int64_t kend = key_end(a, b);
-  const uint32_t thr = dropout_threshold(a.dropout);
+  const uint32_t thr = philox::dropout_threshold(a.dropout);
   const T keepScale = T(1) / T(1 - a.dropout);
   const bool drop = a.dropout > 0;
   const int64_t nkb = ceil_div(a.Tk, Bc);

@@ -83,7 +83,7 @@ __device__ inline float dropout_scale(const Params& p, int64_t bh, int64_t i, in
   if (p.dropout <= 0.f) return 1.f;
   uint64_t w = p.offset + static_cast<uint64_t>((bh * p.Tq + i) * p.Tk + j);
   uint32_t x = philox::stream_word(p.seed, w);
-  return (x >> 8) >= p.dropThreshold ? p.keepScale : 0.f;
+  return philox::dropout_keeps(x, p.dropThreshold) ? p.keepScale : 0.f;
 }
 
 // One k-step of a warp's tile product for element type T: float16/bfloat16 as WMMA m16n16k16; float32
@@ -435,7 +435,7 @@ Params make_params(const cpu::AttentionArgs& a) {
   p.keyMask = a.keyMask;
   p.dropout = static_cast<float>(a.dropout);
   p.keepScale = a.dropout > 0 ? static_cast<float>(1.0 / (1.0 - a.dropout)) : 1.f;
-  p.dropThreshold = static_cast<uint32_t>(std::ceil(a.dropout * 16777216.0));
+  p.dropThreshold = philox::dropout_threshold(a.dropout);
   p.seed = a.seed;
   p.offset = a.offset;
   return p;

@@ -30,7 +30,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -59,21 +58,14 @@ struct Params {
   uint64_t seed, offset;
 };
 
-// Word i of a Philox block, without indexing the array by a run-time value (which would put it in local memory).
-__device__ inline uint32_t word_of(const philox::Words4& b, unsigned i) {
-  return i == 0 ? b.v[0] : i == 1 ? b.v[1] : i == 2 ? b.v[2] : b.v[3];
-}
-// The dropout factor (0 or keepScale) of stream word w.
-__device__ inline float drop_factor(const Params& p, uint64_t w) {
-  return (word_of(philox::stream_block(p.seed, w >> 2), unsigned(w & 3)) >> 8) >= p.dropThreshold ? p.keepScale : 0.f;
-}
+// The dropout factor (0 or keepScale) of stream word x.
+__device__ inline float drop_factor(const Params& p, uint32_t x) { return philox::dropout_keeps(x, p.dropThreshold) ? p.keepScale : 0.f; }
 // The factors of words w and w + 1 (two keys of one query row): one Philox block unless w ends a block.
 __device__ inline void drop_factor_pair(const Params& p, uint64_t w, float& z0, float& z1) {
   const philox::Words4 b = philox::stream_block(p.seed, w >> 2);
   const unsigned i = unsigned(w & 3);
-  const uint32_t x0 = word_of(b, i), x1 = i != 3 ? word_of(b, i + 1) : philox::stream_block(p.seed, (w >> 2) + 1).v[0];
-  z0 = (x0 >> 8) >= p.dropThreshold ? p.keepScale : 0.f;
-  z1 = (x1 >> 8) >= p.dropThreshold ? p.keepScale : 0.f;
+  z0 = drop_factor(p, philox::word(b, i));
+  z1 = drop_factor(p, i != 3 ? philox::word(b, i + 1) : philox::stream_block(p.seed, (w >> 2) + 1).v[0]);
 }
 
 // ---- element types ----------------------------------------------------------------------------
@@ -616,7 +608,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
         for (int e = 0; e < 4; ++e) {
           const int c = nt * 8 + t4 * 2 + (e & 1), r = g + (e >> 1) * 8;
           const uint64_t w = p.offset + static_cast<uint64_t>((bh * p.Tq + i0 + c) * p.Tk + key0 + r);
-          if (drop_factor(p, w) != 0.f) kept |= uint64_t(1) << (nt * 4 + e);
+          if (philox::dropout_keeps(philox::stream_word(p.seed, w), p.dropThreshold)) kept |= uint64_t(1) << (nt * 4 + e);
         }
     }
     // dP^T = V dO^T, then dS^T = P^T o (dP^T - D_i) in place (the scale is applied to dK, dQ at the end).
@@ -773,7 +765,7 @@ Params make_params(const cpu::AttentionArgs& a) {
   p.keyLens = a.keyLens;
   p.dropout = a.dropout > 0;
   p.keepScale = a.dropout > 0 ? static_cast<float>(1.0 / (1.0 - a.dropout)) : 1.f;
-  p.dropThreshold = static_cast<uint32_t>(std::ceil(a.dropout * 16777216.0));
+  p.dropThreshold = philox::dropout_threshold(a.dropout);
   p.seed = a.seed;
   p.offset = a.offset;
   return p;

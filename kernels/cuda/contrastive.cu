@@ -173,18 +173,6 @@ T* scratch(size_t elems, std::string* err) {
   return static_cast<T*>(alloc(elems * sizeof(T), err));
 }
 
-template <class T> constexpr GemmType gemm_type() { return sizeof(T) == 4 ? GemmType::F32 : GemmType::F64; }
-
-// C (+)= alpha op(A) op(B), row-major, float32 as 3xTF32.
-template <class T>
-std::string product(int64_t M, int64_t N, int64_t K, bool transA, bool transB, const T* A, int64_t lda, const T* B,
-                    int64_t ldb, T* C, int64_t ldc, bool accumulate) {
-  GemmArgs g;
-  g.M = M, g.N = N, g.K = K, g.transA = transA, g.transB = transB, g.beta = accumulate ? 1.0 : 0.0;
-  g.A = A, g.lda = lda, g.B = B, g.ldb = ldb, g.C = C, g.ldc = ldc;
-  return gemm(gemm_type<T>(), gemm_type<T>(), MatmulPrecision::Highest, g);
-}
-
 // L2-normalised copies of q and k for the cosine similarity (k's only when it is not q); make()
 // points q and k at what the products should read (k at q when the keys are the queries).
 template <class T>
@@ -231,7 +219,7 @@ std::string over_bands(const NceSpec& s, Normalized<T>& nz, const T*& q, const T
   if (!band) return err.empty() ? "contrastive: out of device memory" : err;
   for (int64_t r0 = 0; r0 < s.rows && err.empty(); r0 += R) {
     const int64_t n = s.rows - r0 < R ? s.rows - r0 : R;
-    err = product<T>(n, s.rows, s.dim, false, true, q + r0 * s.dim, s.dim, k, s.dim, band, s.rows, false);
+    err = gemm_full_precision<T>(n, s.rows, s.dim, false, true, q + r0 * s.dim, s.dim, k, s.dim, band, s.rows);
     if (err.empty()) err = each(r0, n, band);
   }
   release(band, elems * sizeof(T));
@@ -260,8 +248,9 @@ std::string backward_t(const NceSpec& s, const T* q, const T* k, const T* lse, c
         p, G, r0, lse, grow, s.shared);
     std::string e = launched();
     // dq rows of the band = G k; unless k is q, dk += G^T q_band.
-    if (e.empty()) e = product<T>(n, s.dim, s.rows, false, false, G, s.rows, k, s.dim, dq + r0 * s.dim, s.dim, false);
-    if (e.empty() && !s.shared) e = product<T>(s.rows, s.dim, n, true, false, G, s.rows, q + r0 * s.dim, s.dim, dk, s.dim, r0 > 0);
+    if (e.empty()) e = gemm_full_precision<T>(n, s.dim, s.rows, false, false, G, s.rows, k, s.dim, dq + r0 * s.dim, s.dim);
+    if (e.empty() && !s.shared)
+      e = gemm_full_precision<T>(s.rows, s.dim, n, true, false, G, s.rows, q + r0 * s.dim, s.dim, dk, s.dim, r0 > 0);
     return e;
   });
   if (!err.empty()) return err;

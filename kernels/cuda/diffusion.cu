@@ -143,8 +143,6 @@ std::string step_t(const DiffusionSpec& s, const double* coef, const T* x, const
   return launched();
 }
 
-template <class T> constexpr GemmType gemm_type() { return sizeof(T) == 4 ? GemmType::F32 : GemmType::F64; }
-
 // Scores a band of query rows at a time (band_rows: about 64 MiB) with the tensor-core GEMM (3xTF32
 // for float32), as the CPU kernel does with its own GEMM.
 template <class T>
@@ -164,10 +162,7 @@ std::string nearest_t(const T* x, const T* E, int64_t m, int64_t v, int64_t d, i
   err = launched();
   for (int64_t r0 = 0; r0 < m && err.empty(); r0 += R) {
     const int64_t n = m - r0 < R ? m - r0 : R;
-    GemmArgs g;
-    g.M = n, g.N = v, g.K = d, g.transB = true;
-    g.A = x + r0 * d, g.lda = d, g.B = E, g.ldb = d, g.C = S, g.ldc = v;
-    err = gemm(gemm_type<T>(), gemm_type<T>(), MatmulPrecision::Highest, g);
+    err = gemm_full_precision<T>(n, v, d, false, true, x + r0 * d, d, E, d, S, v);
     if (err.empty()) {
       nearest_kernel<T><<<static_cast<unsigned>(n), kThreads>>>(S, E, en, r0, v, d, idx, snapped);
       err = launched();

@@ -39,6 +39,19 @@ struct GemmArgs {
 // when C is a half type. Returns "" or the error message (an unsupported pair, a CUDA error).
 std::string gemm(GemmType ab, GemmType c, MatmulPrecision precision, const GemmArgs& args);
 
+// One product C (+)= op(A) op(B) of float (3xTF32: float32 accuracy) or double matrices, for kernels that
+// build on gemm() (contrastive losses, nearest rows); accumulate adds into C (beta 1).
+template <class T>
+std::string gemm_full_precision(int64_t M, int64_t N, int64_t K, bool transA, bool transB, const T* A, int64_t lda,
+                                const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate = false) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "float or double");
+  constexpr GemmType t = sizeof(T) == 4 ? GemmType::F32 : GemmType::F64;
+  GemmArgs g;
+  g.M = M, g.N = N, g.K = K, g.transA = transA, g.transB = transB, g.beta = accumulate ? 1.0 : 0.0;
+  g.A = A, g.lda = lda, g.B = B, g.ldb = ldb, g.C = C, g.ldc = ldc;
+  return gemm(t, t, MatmulPrecision::Highest, g);
+}
+
 // Rows of a [rows, cols] matrix of `elem`-byte entries to build at once when a kernel computes it a band
 // of rows at a time with gemm() and never holds it whole (contrastive losses, nearest rows): about
 // 64 MiB, at least minRows, at most 65535 (a grid's extent in y) and never more than rows.

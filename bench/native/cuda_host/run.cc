@@ -840,37 +840,38 @@ int main(int argc, char** argv) {
     kiln_host::set_options(opt);
   };
 
-  if (only.empty() || only == "gemm") {
+  // One group of cases: skipped unless --only names it (or names none); --quick keeps its first quickCount.
+  auto section = [&](const char* name, auto cases, size_t quickCount, auto run) {
+    if (!only.empty() && only != name) return;
+    if (quick && cases.size() > quickCount) cases.resize(quickCount);
+    for (const auto& c : cases) {
+      next_base();
+      run(c);
+    }
+  };
+  {
     std::vector<GemmCase> gc = {
         {1, 200, 300, 130, false, false, true, true, 1.0, 0.0},  {1, 200, 300, 130, false, true, true, true, 1.0, 0.0},
         {1, 200, 300, 130, true, false, true, true, 1.0, 0.0},   {1, 200, 300, 130, true, true, true, true, 1.0, 0.0},
         {2, 70, 260, 72, false, true, false, false, 0.5, 1.0},  {2, 130, 64, 200, true, false, true, false, 2.0, -1.0},
     };
-    if (quick) gc.resize(4);
-    for (const GemmCase& g : gc) {
-      next_base();
-      run_gemm(g, rng);
-    }
+    section("gemm", gc, 4, [&](const GemmCase& g) { run_gemm(g, rng); });
   }
-  if (only.empty() || only == "gemm.cu") {
+  {
     using kiln::cuda::MatmulPrecision;
     const MatmulPrecision hi = MatmulPrecision::Highest, tf = MatmulPrecision::High;
-    std::vector<TcCase> tc = {
+    std::vector<TcCase> tc = {  // --quick: the first three
         {GemmType::BF16, GemmType::BF16, hi, 1, 130, 200, 72, false, false, 1.0, 0.0, 8},
+        {GemmType::F32, GemmType::F32, hi, 1, 150, 130, 70, false, false, 1.0, 0.0, 4},
+        {GemmType::F32, GemmType::F32, hi, 1, 100, 70, 1300, false, false, 1.0, 0.0, 4},  // split-K, a short last slice
         {GemmType::F16, GemmType::F32, hi, 2, 70, 90, 40, true, true, 0.5, 1.0, 8},
         {GemmType::BF16, GemmType::F32, hi, 1, 33, 260, 100, false, true, 1.0, 0.0, 3},   // odd leading dims: 4-byte copies
-        {GemmType::F32, GemmType::F32, hi, 1, 150, 130, 70, false, false, 1.0, 0.0, 4},
         {GemmType::F32, GemmType::F32, hi, 2, 60, 70, 50, true, false, 2.0, -1.0, 1},
         {GemmType::F32, GemmType::F32, tf, 1, 140, 270, 45, false, true, 1.0, 0.0, 4},
         {GemmType::F64, GemmType::F64, hi, 2, 50, 40, 30, true, true, 1.0, 0.5, 0},
-        {GemmType::F32, GemmType::F32, hi, 1, 100, 70, 1300, false, false, 1.0, 0.0, 4},  // split-K, a short last slice
         {GemmType::BF16, GemmType::BF16, hi, 1, 64, 64, 1024, true, false, 1.0, 1.0, 8},  // split-K into C with beta
     };
-    if (quick) tc = {tc[0], tc[3], tc[7]};
-    for (const TcCase& c : tc) {
-      next_base();
-      run_gemm_tc(c, rng);
-    }
+    section("gemm.cu", tc, 3, [&](const TcCase& c) { run_gemm_tc(c, rng); });
   }
   std::vector<AttnCase> ac;
   for (int D : {64, 128})
@@ -897,7 +898,7 @@ int main(int argc, char** argv) {
       run_attention(c, dir, rng);
     }
   }
-  if (only.empty() || only == "fa2") {
+  {
     std::vector<AttnCase> fc;
     for (int D : {32, 64, 128})
       for (bool causal : {false, true}) {
@@ -909,12 +910,9 @@ int main(int argc, char** argv) {
           fc.push_back({1, 1, 128, 128, D, causal, false, 1});             // whole tiles
         }
       }
-    for (const AttnCase& c : fc) {
-      next_base();
-      run_attention(c, "fa2", rng);
-    }
+    section("fa2", fc, fc.size(), [&](const AttnCase& c) { run_attention(c, "fa2", rng); });
   }
-  if (only.empty() || only == "dispatch") {
+  {
     std::vector<DispatchCase> dc = {
         {AttnDType::BF16, 1, 2, 200, 200, 64, true, 0, "sm90"},        {AttnDType::F16, 1, 1, 130, 300, 128, false, 0, "sm90"},
         {AttnDType::BF16, 1, 2, 200, 200, 32, true, 0, "fa2"},         {AttnDType::BF16, 2, 1, 150, 150, 64, true, 1, "fa2"},
@@ -923,13 +921,9 @@ int main(int argc, char** argv) {
         {AttnDType::F32, 1, 2, 150, 150, 64, true, 0, "basic"},        {AttnDType::F32, 2, 1, 90, 130, 32, false, 2, "basic"},
         {AttnDType::F32, 1, 1, 100, 100, 128, true, 3, "basic"},
     };
-    if (quick) dc.resize(4);
-    for (const DispatchCase& c : dc) {
-      next_base();
-      run_dispatch(c, rng);
-    }
+    section("dispatch", dc, 4, [&](const DispatchCase& c) { run_dispatch(c, rng); });
   }
-  if (only.empty() || only == "nce") {
+  {
     // NT-Xent (shared, cosine, the self column masked, positives half a batch away), CLIP-like (two
     // towers, targets on the diagonal), soft targets on both, a dot-product one; float32 and float64;
     // the default band (one) and forced small bands (several, the last one short).
@@ -938,11 +932,7 @@ int main(int argc, char** argv) {
         {true, 97, 20, 0, true, false, false, 3.0, 1.0, 0.0, 40},     {false, 97, 20, 0, true, false, false, 3.0, 1.0, 0.0, 40},
         {false, 70, 9, 35, true, false, true, 2.0, 0.5, 0.5, 16},     {true, 60, 300, 7, false, false, false, 0.05, 0.75, 0.25, 25},
     };
-    if (quick) nc.resize(3);
-    for (const NceCase& c : nc) {
-      next_base();
-      run_nce(c, rng);
-    }
+    section("nce", nc, 3, [&](const NceCase& c) { run_nce(c, rng); });
   }
   if (only.empty() || only == "diffusion") {
     using kiln::cpu::NoiseSource;
