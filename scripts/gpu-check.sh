@@ -9,8 +9,9 @@
 # 4. the standalone kernel checks, if built (build/attention_cuda_check, build/gemm_cuda_check);
 #    then (stage "wgmma") the JavaScript matmul / half-dtype tests again with the Hopper GEMM forced on
 #    for every product it takes (KILN_GEMM_KERNEL=wgmma; by default it only gets the large ones), and
-#    the attention / nn tests, a memcheck and the attention benchmark with the opt-in Hopper attention
-#    kernels (KILN_ATTENTION_KERNEL=wgmma);
+#    the attention / nn tests, a memcheck and the attention benchmark with the Hopper attention kernels
+#    taking every call they support (KILN_ATTENTION_KERNEL=wgmma; by default, on compute capability
+#    9.x, they take every forward and the backwards they were measured faster at);
 # 5. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt);
 # 6. (stage "icl") `kiln icl default --device cuda`: the ICL default recipe trained and evaluated on the GPU;
 # 7. OUT/summary.txt: one page of all of it (scripts/gpu-summary.mjs).
@@ -53,8 +54,8 @@ if has checks; then
   # on compute capability 9.x (4096^3 and 8192^3 against mma.sync): 60 s for it, 40 s for the others.
   # The Hopper attention kernels run after fa2's figures, each check path in its own process (wg-f:
   # sm90 forward + fa2 backward, wg-fp / wg-fpp: the pipelined forward without / with pingpong between
-  # the consumers, wg-b / wg-bk: fa2 forward + sm90
-  # backward with dQ split by columns / by keys, wg: both sm90), so that one that faults (an mbarrier
+  # the consumers, wg-b / wg-bk / wg-bs / wg-bq: fa2 forward + sm90 backward with dQ split by columns / by
+  # keys / dV and dK's A from shared memory / dQ issued first, wg: both sm90), so that one that faults (an mbarrier
   # wait stuck for 20 s traps) cannot hide the others; a failure prints its diagnosis (block map,
   # moved rows or columns). Then their timings beside fa2.
   for c in build/attention_cuda_check build/gemm_cuda_check; do
@@ -68,7 +69,7 @@ if has checks; then
     echo "exit ${PIPESTATUS[0]}"
   done
   if [ -x build/attention_cuda_check ]; then
-    for p in wg-f wg-fp wg-fpp wg-b wg-bk wg; do
+    for p in wg-f wg-fp wg-fpp wg-b wg-bk wg-bs wg-bq wg; do
       stamp "build/attention_cuda_check --sm90-only --no-time --paths $p"
       timeout ${KILN_GPU_CHECK_TIMEOUT:-40} build/attention_cuda_check --sm90-only --no-time --paths $p 2>&1 |
         tee -a "$OUT/checks.txt" | grep -v '^skip \|^diagnosis: ' | tail -120
@@ -87,7 +88,7 @@ if has wgmma; then
   echo "ava exit $?"
   echo "wgmma tests: ok $(grep -c '^ok' "$OUT/wgmma.tap"), not ok $(grep -c '^not ok' "$OUT/wgmma.tap")"
   grep -A25 '^not ok' "$OUT/wgmma.tap" | head -60
-  # The Hopper attention kernels (opt-in: KILN_ATTENTION_KERNEL=wgmma): the attention and nn tests
+  # The Hopper attention kernels on every call they support (KILN_ATTENTION_KERNEL=wgmma): the attention and nn tests
   # through them (TAP appended to wgmma.tap), memcheck over the attention tests, and the benchmark.
   stamp "attention and nn tests with KILN_ATTENTION_KERNEL=wgmma"
   KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_WGMMA_TIMEOUT:-60} $ava --tap --concurrency 4 --timeout 2m \

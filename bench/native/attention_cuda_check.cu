@@ -3,7 +3,7 @@
 // KILN_CHECK_SM90, the Hopper wgmma kernels of attention_{fwd,bwd}_sm90.cu), for a GPU machine
 // without Node.js. Build: scripts/build-attention-check.sh (no GPU needed) -> build/attention_cuda_check
 // Usage: attention_cuda_check [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma]
-//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg]
+//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg] [--shape B,H,T,D,causal]
 //   (default)     correctness on edge shapes against a float64 CPU reference, then timings; the
 //                 Hopper kernels last (checked, then timed beside fa2).
 //   --cpu-only    only validates the CPU reference's gradients by finite differences and the
@@ -11,13 +11,15 @@
 //   --no-check / --no-time  skip a part; --basic-time times the basic kernels at every shape
 //                 (default: only at the first shape of each head dim, they are slow).
 //   --no-wgmma / --sm90-only  without the Hopper kernels / only them (fa2 still times as the baseline);
+//   --shape       only the timings at one shape (B,H,T,D,causal), e.g. under a profiler;
 //   --paths       which Hopper check paths run (scripts/gpu-check.sh runs each in its own process, so
 //                 that a kernel that faults cannot hide the others' results).
 // Correctness: for each case (odd T, Tq != Tk, causal and not, key lengths incl. 0, D 32/64/128,
 // bf16 and f16) both paths run forward (out, lse) and backward (dq, dk, dv) on NaN-poisoned outputs;
 // each is compared with the reference on the same rounded inputs by ||x - ref|| / ||ref|| and max
 // |x - ref|; a failure is diagnosed (bad elements per batch*head, a block map, a constant factor,
-// moved rows or columns). Also: the public entry point picks fa2 (bitwise equal) and falls back to
+// moved rows or columns). Also: the public entry point picks fa2, or on compute capability 9.x the
+// default dispatch's sm90 / fa2 mix (out, dK, dV bitwise equal), and falls back to
 // basic for a misaligned tensor. Timing: cudaEvent, median of 10 after warm-up; FLOPs = 4 B H T^2 D
 // (x 0.5 when causal) for the forward, 2.5x that for the backward. Exit code 1 on any FAIL, 2 on a
 // CUDA error.
@@ -460,6 +462,43 @@ std::string sm90_fwd_sched(int mode, AttnDType t, const AttentionArgs& a, const 
   kiln::cuda::sm90_attention_set_fwd_pipeline(0);  // back to the process default
   return err;
 }
+// What attention.cu's default dispatch should run on compute capability 9.x (sm90_attention_mode 1):
+// the sm90 forward where it takes the call, else fa2; the sm90 backward where it takes the call and
+// sm90_attention_backward_preferred says so, else fa2.
+std::string default_fwd(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
+  bool handled = false;
+  std::string err = kiln::cuda::sm90_attention_forward(t, a, q, k, v, out, lse, handled);
+  return handled ? err : kiln::cuda::fa2_attention_forward(t, a, q, k, v, out, lse);
+}
+std::string default_bwd(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                        const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  if (kiln::cuda::sm90_attention_backward_preferred(a)) {
+    bool handled = false;
+    std::string err = kiln::cuda::sm90_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
+    if (handled) return err;
+  }
+  return kiln::cuda::fa2_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv);
+}
+// The backward with dV / dK reading P^T and dS^T from shared memory (sm90_attention_set_bwd_operands).
+std::string sm90_bwd_ss(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                        const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  kiln::cuda::sm90_attention_set_bwd_operands(2);
+  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
+  kiln::cuda::sm90_attention_set_bwd_operands(0);  // back to the process default
+  return err;
+}
+// One tile at a time.
+std::string sm90_fwd_simple(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
+  return sm90_fwd_sched(1, t, a, q, k, v, out, lse);
+}
+// The backward with dQ issued first and added while dV / dK are in flight.
+std::string sm90_bwd_dqfirst(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                             const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  kiln::cuda::sm90_attention_set_bwd_operands(3);
+  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
+  kiln::cuda::sm90_attention_set_bwd_operands(0);
+  return err;
+}
 // Pipelined consumers (softmax of tile j beside P V of tile j - 1).
 std::string sm90_fwd_pipe(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
   return sm90_fwd_sched(2, t, a, q, k, v, out, lse);
@@ -565,6 +604,8 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
              {"wg-fpp", sm90_fwd_ping, kiln::cuda::fa2_attention_backward},
              {"wg-b", kiln::cuda::fa2_attention_forward, sm90_bwd},
              {"wg-bk", kiln::cuda::fa2_attention_forward, sm90_bwd_keys},
+             {"wg-bs", kiln::cuda::fa2_attention_forward, sm90_bwd_ss},
+             {"wg-bq", kiln::cuda::fa2_attention_forward, sm90_bwd_dqfirst},
              {"wg", sm90_fwd, sm90_bwd}};
 #endif
   for (size_t path = 0; path < paths.size(); ++path) {
@@ -592,14 +633,24 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
       explain("dv", o.dv, ref.dv, BH, c.Tk, c.D, tolGrad);
     }
     if (path == 0 && !sm90) {
-      // The public entry point takes fa2 here (unless KILN_ATTENTION_KERNEL picks another): bitwise equal.
+      // The public entry point takes fa2 here (on compute capability 9.x by default: the sm90 kernels
+      // where attention.cu's dispatch prefers them, else fa2), unless KILN_ATTENTION_KERNEL picks
+      // another: out, dK and dV bitwise equal (dQ is summed with atomics in the sm90 backward).
       const char* env = std::getenv("KILN_ATTENTION_KERNEL");
-      const bool wantFa2 = !(env && (std::strcmp(env, "basic") == 0 || std::strcmp(env, "wgmma") == 0));
+      const bool wantDefault = !(env && (std::strcmp(env, "basic") == 0 || std::strcmp(env, "wgmma") == 0));
       const Outputs pub = run(kiln::cuda::attention_forward, kiln::cuda::attention_backward, "public");
-      const bool same = pub.out == o.out && pub.dk == o.dk && pub.dv == o.dv;
-      if (wantFa2 && !same) {
+      Outputs want = o;
+      const char* wantName = "fa2";
+#ifdef KILN_CHECK_SM90
+      if (kiln::cuda::sm90_attention_mode() == 1) {
+        want = run(default_fwd, default_bwd, "default");
+        wantName = "the default dispatch (sm90 where preferred, else fa2)";
+      }
+#endif
+      const bool same = pub.out == want.out && pub.dk == want.dk && pub.dv == want.dv;
+      if (wantDefault && !same) {
         ++g_fail;
-        std::printf("%-28s public entry point differs from fa2  FAIL\n", c.name);
+        std::printf("%-28s public entry point differs from %s  FAIL\n", c.name, wantName);
       }
     }
   }
@@ -688,10 +739,13 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
   if (withBasic) paths.push_back({"basic", kiln::cuda::basic_attention_forward, kiln::cuda::basic_attention_backward});
 #ifdef KILN_CHECK_SM90
   if (withSm90) {
-    paths.push_back({"wg", sm90_fwd, sm90_bwd});
+    paths.push_back({"wg", sm90_fwd, sm90_bwd});                          // the defaults
+    paths.push_back({"wg-1", sm90_fwd_simple, sm90_bwd});                 // one tile at a time
     paths.push_back({"wg-p", sm90_fwd_pipe, sm90_bwd});                    // pipelined forward
     paths.push_back({"wg-pp", sm90_fwd_ping, sm90_bwd});                   // pipelined + pingpong forward
     if (D == 128) paths.push_back({"wg-k", sm90_fwd, sm90_bwd_keys});  // dQ split by keys
+    paths.push_back({"wg-s", sm90_fwd, sm90_bwd_ss});                      // dV / dK's A operands from shared memory
+    paths.push_back({"wg-q", sm90_fwd, sm90_bwd_dqfirst});                 // dQ first, its atomics beside dV / dK
   }
 #else
   (void)withSm90;
@@ -746,6 +800,7 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
 
 int main(int argc, char** argv) {
   bool cpuOnly = false, check = true, timing = true, basicAll = false, wgmma = true, sm90Only = false;
+  std::vector<int64_t> oneShape;  // --shape B,H,T,D,causal: time only this shape (for a profiler)
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
     if (s == "--cpu-only") cpuOnly = true;
@@ -754,6 +809,14 @@ int main(int argc, char** argv) {
     else if (s == "--basic-time") basicAll = true;
     else if (s == "--no-wgmma") wgmma = false;
     else if (s == "--sm90-only") sm90Only = true;
+    else if (s == "--shape" && i + 1 < argc) {
+      long long b, h, t, d, c;
+      if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld,%lld", &b, &h, &t, &d, &c) != 5) {
+        std::fprintf(stderr, "--shape: B,H,T,D,causal\n");
+        return 2;
+      }
+      oneShape = {b, h, t, d, c};
+    }
     else if (s == "--paths" && i + 1 < argc) {
       const std::string list = argv[++i];
       for (size_t b = 0, e; b <= list.size(); b = e + 1) {
@@ -761,14 +824,14 @@ int main(int argc, char** argv) {
         if (e > b) g_sm90Paths.push_back(list.substr(b, e - b));
       }
       for (const std::string& name : g_sm90Paths)
-        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg") {
+        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg") {
           std::fprintf(stderr, "--paths: unknown path %s\n", name.c_str());
           return 2;
         }
     } else {
       std::fprintf(stderr,
                    "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma] [--sm90-only]"
-                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg]\n",
+                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg] [--shape B,H,T,D,causal]\n",
                    argv[0]);
       return 2;
     }
@@ -785,6 +848,10 @@ int main(int argc, char** argv) {
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (sm_%d%d, %d SMs)  KILN_ATTENTION_KERNEL=%s\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount, std::getenv("KILN_ATTENTION_KERNEL") ? std::getenv("KILN_ATTENTION_KERNEL") : "");
+  if (!oneShape.empty()) {  // timings of fa2 and (built with them) the Hopper kernels at one shape only
+    time_shape(oneShape[0], oneShape[1], oneShape[2], oneShape[3], oneShape[4] != 0, false, wgmma);
+    return 0;
+  }
   const AttnDType BF = AttnDType::BF16, F16 = AttnDType::F16;
   const std::vector<Case> cases = {
       {"T=1 D=64 causal", 1, 1, 1, 1, 64, true, {}, BF},
@@ -820,14 +887,16 @@ int main(int argc, char** argv) {
     time_shape(4, 8, 4096, 128, false, false);
   }
 #ifdef KILN_CHECK_SM90
-  // Last, so that a fault in them cannot cost the figures above: the Hopper kernels (opt-in in kiln
-  // until measured here), checked against the same references, then timed beside fa2.
+  // Last, so that a fault in them cannot cost the figures above: the Hopper kernels (kiln's default
+  // on compute capability 9.x), checked against the same references, then timed beside fa2.
   if (wgmma) {
     if (check) {
       std::printf("wgmma (sm90) kernels: wg-f = sm90 forward + fa2 backward (wg-fp: the pipelined forward, wg-fpp: pipelined +\n"
                   "pingpong), wg-b = fa2\n"
-                  "forward + sm90 backward (wg-bk: dQ split by keys), wg = both sm90 (timing: wg-p with the pipelined\n"
-                  "forward, wg-pp pipelined + pingpong, wg-k with dQ split by keys)\n");
+                  "forward + sm90 backward (wg-bk: dQ split by keys, wg-bs: dV / dK's A from shared memory, wg-bq: dQ\n"
+                  "issued first), wg = both sm90 (timing: wg with the default schedules, wg-1 with the forward one tile at a\n"
+                  "time, wg-p pipelined, wg-pp pipelined + pingpong, wg-k with dQ split by keys, wg-s with dV / dK's A from\n"
+                  "shared memory, wg-q with dQ issued first)\n");
       std::mt19937_64 rng(42);
       for (const Case& c : cases) run_case(c, rng, true);
     }

@@ -563,9 +563,10 @@ std::string basic_attention_backward(AttnDType dtype, const cpu::AttentionArgs& 
   return "attention: unknown dtype";
 }
 
-// KILN_ATTENTION_KERNEL=basic sends every call to the kernels above; fa2 (the default) sends the
-// calls attention_fa2.cu supports there; wgmma (opt-in, compute capability 9.x) offers every call to
-// the Hopper kernels of attention_sm90.h first, then fa2. Read once per process.
+// KILN_ATTENTION_KERNEL=basic sends every call to the kernels above; fa2 sends the calls
+// attention_fa2.cu supports there; on compute capability 9.x the default offers the Hopper kernels of
+// attention_sm90.h every forward and the backwards they were measured faster at first
+// (sm90_attention_mode), wgmma every call they support. Read once per process.
 static bool fa2_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("KILN_ATTENTION_KERNEL");
@@ -578,7 +579,7 @@ std::string attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, cons
                               const void* v, void* out, float* lse) {
   const void* ptrs[] = {q, k, v, out};
 #ifdef KILN_ATTENTION_SM90
-  if (sm90_attention_enabled()) {
+  if (sm90_attention_mode() > 0) {
     bool handled = false;
     std::string err = sm90_attention_forward(dtype, a, q, k, v, out, lse, handled);
     if (handled) return err;
@@ -593,7 +594,8 @@ std::string attention_backward(AttnDType dtype, const cpu::AttentionArgs& a, con
                                void* dv) {
   const void* ptrs[] = {q, k, v, out, dout, dq, dk, dv};
 #ifdef KILN_ATTENTION_SM90
-  if (sm90_attention_enabled()) {
+  const int sm90 = sm90_attention_mode();
+  if (sm90 == 2 || (sm90 == 1 && sm90_attention_backward_preferred(a))) {
     bool handled = false;
     std::string err = sm90_attention_backward(dtype, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
     if (handled) return err;

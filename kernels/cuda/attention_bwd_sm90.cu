@@ -126,7 +126,12 @@ __device__ __forceinline__ void atomic_add_block(float* base, float c0v, float c
 
 // tmQ, tmK, tmV, tmO: 3-d tensor maps (d, row, batch*head) of q, k, v, dout with 64 x 64 boxes.
 // kKeySplit: dQ split between the consumers by keys (else by d columns; D = 64 always splits by keys).
-template <bool BF16, int D, bool kCausal, bool kKeySplit>
+// kOps 1 and 2: dV += P^T dO and dK += dS^T Q take P^T and dS^T from registers (the S^T / dP^T
+// accumulators packed in pairs are already wgmma's A fragments), so P^T never goes to shared memory
+// and neither product reads its A operand from there; 0: both are read from their shared-memory
+// boxes. 1 issues dV / dK before the consumers' barrier, then dQ, and waits for all three; 2 issues
+// dQ first and adds it to the accumulator (the atomics) while dV / dK are still in flight.
+template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_bwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                               const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmO, const Params p) {
@@ -140,6 +145,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // on a whole 64-column swizzle atom. Which is faster for D = 128 is for a GPU to say
   // (sm90_attention_set_dq_split, KILN_ATTENTION_SM90_DQ).
   constexpr bool kSplitKeys = kKeySplit || D == 64;
+  constexpr bool kRS = kOps != 0, kDqFirst = kOps == 2;
   constexpr int DB = S::kDB, NQ = kSplitKeys ? D : D / 2;  // NQ: dQ columns per consumer
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
@@ -298,34 +304,58 @@ __global__ void __launch_bounds__(kThreads, 1)
     // st[x], st[x + 1] (x = 4i + 2h) are key r = 16 warp + g + 8h, queries q = 8i + 2 t4 and q + 1.
     unsigned char* const pBox = gbase + S::P + c * kBoxBytes;
     unsigned char* const dsBox = gbase + S::dS + ((it & 1) * 2 + c) * kBoxBytes;
+    // kRS: P^T and dS^T packed as A fragments, pa[kc] / dsa[kc] for queries 16 kc ... 16 kc + 15:
+    // register u = 2 (i % 2) + h holds st[x], st[x + 1] with x = 4i + 2h (i = 2 kc + u / 2).
+    uint32_t pa[kRows / 16][4], dsa[kRows / 16][4];
 #pragma unroll
     for (int i = 0; i < kRows / 8; ++i)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int x = 4 * i + 2 * h, q = 8 * i + 2 * t4, r = 16 * warp + g + 8 * h;
         const int at = r * 128 + ((i ^ (r & 7)) << 4) + 4 * t4;
-        *reinterpret_cast<uint32_t*>(pBox + at) = pack_half2<BF16>(st[x], st[x + 1]);
-        *reinterpret_cast<uint32_t*>(dsBox + at) =
-            pack_half2<BF16>(st[x] * (dpt[x] - Db[q]), st[x + 1] * (dpt[x + 1] - Db[q + 1]));
+        const uint32_t pp = pack_half2<BF16>(st[x], st[x + 1]);
+        const uint32_t dd = pack_half2<BF16>(st[x] * (dpt[x] - Db[q]), st[x + 1] * (dpt[x + 1] - Db[q + 1]));
+        if constexpr (kRS) {
+          pa[i / 2][2 * (i % 2) + h] = pp;
+          dsa[i / 2][2 * (i % 2) + h] = dd;
+        } else {
+          *reinterpret_cast<uint32_t*>(pBox + at) = pp;
+        }
+        *reinterpret_cast<uint32_t*>(dsBox + at) = dd;
       }
     fence_proxy_async();  // the generic-proxy stores above, before the async proxy (wgmma) reads them
+
+    // dV_c += P^T dO and dK_c += dS^T Q: B = dO / Q n-contiguous (d), k = 16 query rows a step
+    // (2 KiB), the next 64 d columns the next box (leading byte offset); A = P^T / dS^T from
+    // registers (kRS: issued before the barrier, they need nothing another thread wrote) or the box
+    // read k-contiguous (k = 16 queries a step, 32 bytes along the rows).
+    const uint32_t pA = sbase + S::P + uint32_t(c) * kBoxBytes;
+    const uint32_t dsA = sbase + S::dS + uint32_t((it & 1) * 2 + c) * kBoxBytes;
+    auto issue_dv_dk_rs = [&] {
+#pragma unroll
+      for (int kc = 0; kc < kRows / 16; ++kc) {
+        wgmma_rs<D, BF16, 1>(dva, pa[kc], smem_desc(os + kc * 2048, kBoxBytes, 1024), 1);
+        wgmma_rs<D, BF16, 1>(dka, dsa[kc], smem_desc(qs + kc * 2048, kBoxBytes, 1024), 1);
+      }
+      wgmma_commit();
+    };
+    if constexpr (kRS && !kDqFirst) {
+      wgmma_fence();
+      issue_dv_dk_rs();
+    }
     // The boxes are written (and fenced) before any reader multiplies them: both consumers' when
     // each reads the other's dS^T (column split), else this warpgroup's own.
     if (kSplitKeys) named_barrier(2 + c, 128);
     else named_barrier(1, 256);
-
-    // dV_c += P^T dO and dK_c += dS^T Q: A = the P^T / dS^T box read k-contiguous (k = 16 queries a
-    // step, 32 bytes along the rows); B = dO / Q n-contiguous (d), k = 16 query rows a step (2 KiB),
-    // the next 64 d columns the next box (leading byte offset).
-    const uint32_t pA = sbase + S::P + uint32_t(c) * kBoxBytes;
-    const uint32_t dsA = sbase + S::dS + uint32_t((it & 1) * 2 + c) * kBoxBytes;
     wgmma_fence();
+    if constexpr (!kRS) {
 #pragma unroll
-    for (int kc = 0; kc < kRows / 16; ++kc) {
-      wgmma_ss<D, BF16, 0, 1>(dva, smem_desc(pA + kc * 32, 16, 1024), smem_desc(os + kc * 2048, kBoxBytes, 1024), 1);
-      wgmma_ss<D, BF16, 0, 1>(dka, smem_desc(dsA + kc * 32, 16, 1024), smem_desc(qs + kc * 2048, kBoxBytes, 1024), 1);
+      for (int kc = 0; kc < kRows / 16; ++kc) {
+        wgmma_ss<D, BF16, 0, 1>(dva, smem_desc(pA + kc * 32, 16, 1024), smem_desc(os + kc * 2048, kBoxBytes, 1024), 1);
+        wgmma_ss<D, BF16, 0, 1>(dka, smem_desc(dsA + kc * 32, 16, 1024), smem_desc(qs + kc * 2048, kBoxBytes, 1024), 1);
+      }
+      wgmma_commit();
     }
-    wgmma_commit();
 
     // dQ[:, cols] = dS K: A = dS m-contiguous (the dS^T boxes, k = 16 keys a step; with the column
     // split the next 64 keys are the other consumer's box); B = K n-contiguous (box (d block, key
@@ -341,18 +371,32 @@ __global__ void __launch_bounds__(kThreads, 1)
       wgmma_ss<NQ, BF16, 1, 1>(dqa, smem_desc(aa, kBoxBytes, 1024), smem_desc(kb, 2 * kBoxBytes, 1024), kk > 0);
     }
     wgmma_commit();
-    wgmma_wait<0>();
-    fence_acc(dqa);
+    float* const dqh = p.dqAcc + int64_t(bh) * Tq * D;
+    auto add_dq = [&] {
+#pragma unroll
+      for (int i = 0; i < NQ / 8; ++i)
+        atomic_add_block<D>(dqh, dqa[4 * i], dqa[4 * i + 1], dqa[4 * i + 2], dqa[4 * i + 3], i0 + 16 * warp,
+                            (kSplitKeys ? 0 : NQ * c) + 8 * i, Tq, lane);
+    };
+    if constexpr (kDqFirst) {
+      issue_dv_dk_rs();
+      wgmma_wait<1>();  // dQ done (groups complete in order); dV / dK still in flight
+      fence_acc(dqa);
+      add_dq();
+      wgmma_wait<0>();
+    } else {
+      wgmma_wait<0>();
+      fence_acc(dqa);
+    }
     fence_acc(dva);
     fence_acc(dka);
+    if constexpr (kRS) {
+      fence_regs(pa);  // the products that read them are done: their registers live until here
+      fence_regs(dsa);
+    }
     // Q, dO, L, D_i of this stage are no longer read.
     if (lane == 0) mbar_arrive(empty(s));
-    float* const dqh = p.dqAcc + int64_t(bh) * Tq * D;
-#pragma unroll
-    for (int i = 0; i < NQ / 8; ++i)
-      atomic_add_block<D>(dqh, dqa[4 * i], dqa[4 * i + 1], dqa[4 * i + 2], dqa[4 * i + 3], i0 + 16 * warp,
-                          (kSplitKeys ? 0 : NQ * c) + 8 * i, Tq,
-                          lane);
+    if constexpr (!kDqFirst) add_dq();
     if (++s == uint32_t(kStages)) {
       s = 0;
       phase ^= 1u;
@@ -381,12 +425,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 using gemm_detail::device_info;
 using gemm_detail::launched;
 
-template <bool BF16, int D, bool kCausal, bool kKeySplit>
+template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO, const Params& p,
                    bool& ran) {
-  auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit>;
+  auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>;
   constexpr size_t smem = Smem<D>::kAlloc;
-  if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit>>(smem)) return "";
+  if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>>(smem)) return "";
   const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
   if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
   ran = true;
@@ -396,7 +440,28 @@ std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtenso
 
 // The dQ split for D = 128: 1 columns (the default), 2 keys (KILN_ATTENTION_SM90_DQ=keys,
 // sm90_attention_set_dq_split; the check program times both).
-Sm90AttnSwitch g_dqSplit("KILN_ATTENTION_SM90_DQ", "keys");
+Sm90AttnSwitch g_dqSplit("KILN_ATTENTION_SM90_DQ", "keys", nullptr, "cols");
+// Where dV / dK's products take P^T and dS^T from, and the order of the products (the kernel's kOps):
+// 1 registers (the default; not with head dim 128's dQ split by keys), 2 shared memory, 3 registers
+// with dQ issued first (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst, sm90_attention_set_bwd_operands; the
+// check program times each).
+Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs");
+
+template <bool BF16, int D, bool kCausal, bool kKeySplit>
+std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO,
+                       const Params& p, bool& ran) {
+  // Head dim 128 with dQ split by keys holds 64 dQ accumulators per thread: with the A fragments too,
+  // ptxas serializes the products (C7512), so that schedule keeps the shared-memory operands.
+  if constexpr (D == 128 && kKeySplit) {
+    return launch<BF16, D, kCausal, kKeySplit, 0>(tmQ, tmK, tmV, tmO, p, ran);
+  } else {
+    switch (g_bwdOps.get()) {
+      case 2: return launch<BF16, D, kCausal, kKeySplit, 0>(tmQ, tmK, tmV, tmO, p, ran);
+      case 3: return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
+      default: return launch<BF16, D, kCausal, kKeySplit, 1>(tmQ, tmK, tmV, tmO, p, ran);
+    }
+  }
+}
 
 template <bool BF16, int D>
 std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* dout, const float* lse,
@@ -414,31 +479,41 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
   p.dk = dk;
   p.dv = dv;
   if constexpr (D == 64) {  // always split by keys
-    return a.causal ? launch<BF16, D, true, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, false, true>(tmQ, tmK, tmV, tmO, p, ran);
+    return a.causal ? launch_ops<BF16, D, true, true>(tmQ, tmK, tmV, tmO, p, ran)
+                    : launch_ops<BF16, D, false, true>(tmQ, tmK, tmV, tmO, p, ran);
   } else {
     const bool keys = g_dqSplit.get() == 2;
-    if (a.causal) return keys ? launch<BF16, D, true, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, true, false>(tmQ, tmK, tmV, tmO, p, ran);
-    return keys ? launch<BF16, D, false, true>(tmQ, tmK, tmV, tmO, p, ran) : launch<BF16, D, false, false>(tmQ, tmK, tmV, tmO, p, ran);
+    if (a.causal)
+      return keys ? launch_ops<BF16, D, true, true>(tmQ, tmK, tmV, tmO, p, ran) : launch_ops<BF16, D, true, false>(tmQ, tmK, tmV, tmO, p, ran);
+    return keys ? launch_ops<BF16, D, false, true>(tmQ, tmK, tmV, tmO, p, ran) : launch_ops<BF16, D, false, false>(tmQ, tmK, tmV, tmO, p, ran);
   }
 }
 
 template <bool BF16, int D>
 bool has_image() {
-  return sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, false, D == 64>>(Smem<D>::kAlloc) &&
-         sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, true, D == 64>>(Smem<D>::kAlloc);
+  return sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, false, D == 64, 1>>(Smem<D>::kAlloc) &&
+         sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, true, D == 64, 1>>(Smem<D>::kAlloc);
 }
 
 }  // namespace
 
 void sm90_attention_set_dq_split(int mode) { g_dqSplit.set(mode); }
+void sm90_attention_set_bwd_operands(int mode) { g_bwdOps.set(mode); }
 
-bool sm90_attention_enabled() {
-  static const bool on = [] {
+int sm90_attention_mode() {
+  static const int mode = [] {
     const char* e = std::getenv("KILN_ATTENTION_KERNEL");
-    if (!(e && std::strcmp(e, "wgmma") == 0)) return false;
-    return device_info().error.empty() && device_info().major == 9 && tma_available();
+    if (e && (std::strcmp(e, "fa2") == 0 || std::strcmp(e, "basic") == 0)) return 0;
+    if (!(device_info().error.empty() && device_info().major == 9 && tma_available())) return 0;
+    return e && std::strcmp(e, "wgmma") == 0 ? 2 : 1;
   }();
-  return on;
+  return mode;
+}
+
+bool sm90_attention_backward_preferred(const cpu::AttentionArgs& a) {
+  // H100, session 9 (attention_cuda_check, fwd+bwd at T = 1k-8k): the sm90 backward beat fa2's at
+  // D = 128 (1.02-1.50x) and D = 64 causal (0.96-1.34x), and lost at D = 64 without the mask (0.83x).
+  return !(a.D == 64 && !a.causal);
 }
 
 std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs& a, const void* const* ptrs, int nptrs) {

@@ -431,10 +431,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 using gemm_detail::device_info;
 using gemm_detail::launched;
 
-// The consumers' schedule (kSched): 1 one tile at a time (the default), 2 pipelined, 3 pipelined
-// with pingpong (KILN_ATTENTION_SM90_FWD=pipe|pingpong, sm90_attention_set_fwd_pipeline; the check
-// program times each).
-Sm90AttnSwitch g_fwdPipe("KILN_ATTENTION_SM90_FWD", "pipe", "pingpong");
+// The consumers' schedule (kSched): 1 one tile at a time, 2 pipelined, 3 pipelined with pingpong
+// (KILN_ATTENTION_SM90_FWD=simple|pipe|pingpong, sm90_attention_set_fwd_pipeline; the check program
+// times each). The default by head dim, from an H100 run (session 9, attention_cuda_check, T = 1k-8k):
+// pipelined for 128 (forward 1.02-1.08x one tile at a time, and at or above pingpong), one tile at
+// a time for 64 (pipelined 0.87-0.93x, pingpong 0.99-1.01x).
+Sm90AttnSwitch g_fwdPipe("KILN_ATTENTION_SM90_FWD", "pipe", "pingpong", "simple");
 
 template <bool BF16, int D, bool kCausal, int kSched>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const Params& p, unsigned grid,
@@ -467,7 +469,7 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
     constexpr int kSched = decltype(sched)::value;
     return a.causal ? launch<BF16, D, true, kSched>(tmQ, tmK, tmV, p, grid, handled) : launch<BF16, D, false, kSched>(tmQ, tmK, tmV, p, grid, handled);
   };
-  switch (g_fwdPipe.get()) {
+  switch (g_fwdPipe.get(D == 128 ? 2 : 1)) {
     case 2: return go(std::integral_constant<int, 2>{});
     case 3: return go(std::integral_constant<int, 3>{});
     default: return go(std::integral_constant<int, 1>{});

@@ -4,8 +4,9 @@
 // backward: kernels/cuda/attention_bwd_sm90.cu. Compiled only where the CUDA build defines
 // KILN_ATTENTION_SM90 (CMake's sm_90a object library; nvcc 12 or newer). No CUDA headers here.
 //
-// Status: opt-in (KILN_ATTENTION_KERNEL=wgmma) until a GPU run shows it correct and faster than the
-// fa2 kernels; attention.cu's dispatch offers it the calls first only then.
+// Status: the default on compute capability 9.x since an H100 run (session 9) passed every check
+// and test through them and measured them faster than fa2 (see sm90_attention_backward_preferred).
+// KILN_ATTENTION_KERNEL=fa2 (or basic) turns them off, =wgmma offers them every call they support.
 #pragma once
 #include <string>
 
@@ -14,8 +15,13 @@
 namespace kiln {
 namespace cuda {
 
-// KILN_ATTENTION_KERNEL=wgmma, compute capability 9.x, the driver's TMA entry point (read once).
-bool sm90_attention_enabled();
+// Read once: 0 off (KILN_ATTENTION_KERNEL=fa2 or basic; not compute capability 9.x; no TMA entry
+// point in the driver), 1 auto (the default: every forward they support, the backward where
+// sm90_attention_backward_preferred), 2 every call they support (KILN_ATTENTION_KERNEL=wgmma).
+int sm90_attention_mode();
+// Whether the auto mode sends this backward to the Hopper kernel (where a GPU run measured it
+// faster than fa2's).
+bool sm90_attention_backward_preferred(const cpu::AttentionArgs& a);
 
 // "" when the Hopper kernels take the call (dtype, head dim, options, 16-byte aligned tensors whose
 // rows the TMA unit can address), otherwise why not.
@@ -25,10 +31,15 @@ std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs
 // splits by keys): 1 by d columns (the default), 2 by keys, 0 back to the process default
 // (KILN_ATTENTION_SM90_DQ=keys|cols). For measuring both; see attention_bwd_sm90.cu.
 void sm90_attention_set_dq_split(int mode);
-// The forward consumers' schedule: 1 one tile at a time (the default), 2 pipelined (the softmax of
-// tile j overlaps P V of tile j - 1, as FlashAttention-3), 3 pipelined with the two consumers taking
-// turns to issue their products ("pingpong", as FlashAttention-3), 0 back to the process default
-// (KILN_ATTENTION_SM90_FWD=pipe|pingpong|simple). For measuring them; see attention_fwd_sm90.cu.
+// Where the backward's dV += P^T dO and dK += dS^T Q read P^T and dS^T: 1 registers (the default),
+// 2 shared memory, 3 registers with dQ = dS K issued first and added while dV / dK are in flight; 0
+// back to the process default (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst).
+void sm90_attention_set_bwd_operands(int mode);
+// The forward consumers' schedule: 1 one tile at a time (the default for head dim 64), 2 pipelined
+// (the softmax of tile j overlaps P V of tile j - 1, as FlashAttention-3; the default for 128), 3
+// pipelined with the two consumers taking turns to issue their products ("pingpong", as
+// FlashAttention-3), 0 back to the process default (KILN_ATTENTION_SM90_FWD=simple|pipe|pingpong).
+// For measuring them; see attention_fwd_sm90.cu.
 void sm90_attention_set_fwd_pipeline(int mode);
 
 // Same contracts as attention_api.h's entry points. `handled` is false, and nothing ran, when the

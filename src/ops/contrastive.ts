@@ -302,12 +302,14 @@ export function meanEntropy(logits: Tensor, opts: { temperature?: number } = {})
     return h;
   }
   return record(h, op, [logits], (g) => {
+    // g.item() first: on CUDA it reads the value back through a native call that reuses A.
+    const gv = g.item();
     const dt = empty([n, C], t.dtype, t.device);
     A[0] = n;
     A[1] = C;
     A[2] = tau;
     A[3] = 1;
-    A[4] = g.item();
+    A[4] = gv;
     NA.meanEntropy(arg(8, t), arg(11, pbar), arg(14, dt));
     return [dt];
   });

@@ -287,7 +287,9 @@ void run_gemm_tc(const TcCase& g, std::mt19937_64& rng) {
 struct AttnCase {
   int64_t B, H, Tq, Tk, D;
   bool causal, bf16;
-  int schedule;  // forward: 1 one tile at a time, 2 pipelined, 3 pipelined + pingpong; backward (D 128): 1 dQ by columns, 2 by keys
+  int schedule;  // forward: 1 one tile at a time, 2 pipelined, 3 pipelined + pingpong; backward: 1 dQ by columns (D 128), 2 by
+                 // keys, both with dV / dK's A from registers (D 128 by keys: shared memory), 3 dQ by columns (D 128) with
+                 // dV / dK's A from shared memory, 4 dQ by columns (D 128) issued first, dV / dK's A from registers
   std::vector<int32_t> keyLens = {};  // [B] or empty (fa2 only)
 };
 
@@ -383,7 +385,10 @@ std::string attn_name(const std::string& dir, const AttnCase& c) {
   char name[200];
   const std::string sched = dir == "fa2" ? (c.keyLens.empty() ? "" : "key-lengths")
                             : dir == "fwd" ? (c.schedule == 3 ? "pingpong" : c.schedule == 2 ? "pipelined" : "one-tile")
-                                           : (c.D == 64 ? "dQ-by-keys" : c.schedule == 2 ? "dQ-by-keys" : "dQ-by-columns");
+                                           : std::string(c.D == 64 || c.schedule == 2 ? "dQ-by-keys" : "dQ-by-columns") +
+                                                 (c.schedule == 3 || (c.D == 128 && c.schedule == 2) ? " A-smem"
+                                                  : c.schedule == 4                                  ? " A-regs dQ-first"
+                                                                                                     : " A-regs");
   std::snprintf(name, sizeof name, "%s %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s", dir.c_str(), c.bf16 ? "bf16" : "f16", (long long)c.D,
                 (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full", sched.c_str());
   return name;
@@ -440,7 +445,8 @@ void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& r
   } else {
     for (size_t i = 0; i < nq; ++i) O.p[i] = to_half(float(r.out[i]), bf);
     for (size_t i = 0; i < size_t(BH * c.Tq); ++i) L.p[i] = float(r.lse[i]);
-    kiln::cuda::sm90_attention_set_dq_split(c.schedule);
+    kiln::cuda::sm90_attention_set_dq_split(c.schedule == 2 ? 2 : 1);
+    kiln::cuda::sm90_attention_set_bwd_operands(c.schedule == 3 ? 2 : c.schedule == 4 ? 3 : 1);
     err = kiln::cuda::sm90_attention_backward(dt, a, Q.p, K.p, V.p, O.p, dO.p, L.p, dQ.p, dK.p, dV.p, handled);
     ok = handled && err.empty();
     ok = compare("dq", r.dq, widen(dQ.p, nq, bf), tol, report) && ok;
@@ -527,8 +533,13 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
   if (!ok) report += " error: " + err;
   // The path taken, from the instructions it ran: wgmma (sm90), mma.sync only (fa2), neither (basic).
   const bool wg = kiln_host::stats().wgmmas > before.wgmmas, mma = kiln_host::stats().mmas > before.mmas;
-  const std::string took = wg ? "sm90" : mma ? "fa2" : "basic";
-  if (took != c.path) {
+  const std::string took = wg && mma ? "sm90+fa2" : wg ? "sm90" : mma ? "fa2" : "basic";
+  // The default (auto) mode keeps the fa2 backward where it measured faster: head dim 64, no mask.
+  const std::string want = kiln::cuda::sm90_attention_mode() == 1 && std::string(c.path) == "sm90" &&
+                                   !kiln::cuda::sm90_attention_backward_preferred(a)
+                               ? "sm90+fa2"
+                               : c.path;
+  if (took != want) {
     report += " ran " + took;
     ok = false;
   }
@@ -546,7 +557,7 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
   char name[200];
   std::snprintf(name, sizeof name, "dispatch %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s -> %s", f32 ? "f32" : bf ? "bf16" : "f16",
                 (long long)c.D, (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full",
-                optName[c.opt], c.path);
+                optName[c.opt], want.c_str());
   finish(name, ok, report);
 }
 
@@ -832,7 +843,9 @@ int main(int argc, char** argv) {
   }
   std::mt19937_64 rng(opt.seed);
   // attention.cu offers calls to the Hopper kernels first (read once, at the first call).
-  setenv("KILN_ATTENTION_KERNEL", "wgmma", 0);  // unless the caller chose (basic, fa2: the path checks then fail)
+  // wgmma: every call they support (KILN_ATTENTION_KERNEL=auto, or any other value but basic / fa2, checks the
+  // default mode's dispatch: --only dispatch; basic, fa2: the path checks then fail).
+  setenv("KILN_ATTENTION_KERNEL", "wgmma", 0);
   const uint32_t bases[] = {0, 16, 528, 1024};
   int bi = 0;
   auto next_base = [&] {
@@ -876,7 +889,7 @@ int main(int argc, char** argv) {
   std::vector<AttnCase> ac;
   for (int D : {64, 128})
     for (bool causal : {false, true})
-      for (int sched : {1, 2, 3}) {
+      for (int sched : {1, 2, 3, 4}) {
         ac.push_back({1, 2, 200, 200, D, causal, true, sched});   // ragged T: partial tiles
         if (!quick) {
           ac.push_back({1, 1, 130, 300, D, causal, true, sched});  // Tq < Tk
@@ -893,7 +906,7 @@ int main(int argc, char** argv) {
     const bool fwd = std::string(dir) == "fwd";
     if (!only.empty() && only != dir) continue;
     for (const AttnCase& c : ac) {
-      if (!fwd && (c.schedule == 3 || (c.D == 64 && c.schedule == 2))) continue;  // D 64 always splits dQ by keys
+      if (fwd ? c.schedule == 4 : c.D == 64 && c.schedule == 2) continue;  // D 64 always splits dQ by keys
       next_base();
       run_attention(c, dir, rng);
     }
@@ -919,7 +932,7 @@ int main(int argc, char** argv) {
         {AttnDType::BF16, 2, 1, 100, 140, 64, false, 2, "basic"},      {AttnDType::F16, 1, 2, 120, 120, 64, true, 3, "fa2"},
         {AttnDType::BF16, 1, 2, 90, 200, 128, true, 3, "fa2"},         {AttnDType::BF16, 2, 1, 150, 70, 32, false, 3, "fa2"},
         {AttnDType::F32, 1, 2, 150, 150, 64, true, 0, "basic"},        {AttnDType::F32, 2, 1, 90, 130, 32, false, 2, "basic"},
-        {AttnDType::F32, 1, 1, 100, 100, 128, true, 3, "basic"},
+        {AttnDType::F32, 1, 1, 100, 100, 128, true, 3, "basic"},      {AttnDType::BF16, 1, 2, 170, 170, 64, false, 0, "sm90"},
     };
     section("dispatch", dc, 4, [&](const DispatchCase& c) { run_dispatch(c, rng); });
   }
