@@ -442,9 +442,12 @@ std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtenso
 // sm90_attention_set_dq_split; the check program times both).
 Sm90AttnSwitch g_dqSplit("KILN_ATTENTION_SM90_DQ", "keys", nullptr, "cols");
 // Where dV / dK's products take P^T and dS^T from, and the order of the products (the kernel's kOps):
-// 1 registers (the default; not with head dim 128's dQ split by keys), 2 shared memory, 3 registers
-// with dQ issued first (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst, sm90_attention_set_bwd_operands; the
-// check program times each).
+// 1 registers, 2 shared memory, 3 registers with dQ issued first (KILN_ATTENTION_SM90_BWD=
+// rs|ss|dqfirst, sm90_attention_set_bwd_operands; the check program times each; head dim 128's dQ
+// split by keys always takes 2). The default by head dim, from an H100 run (session 9, backward
+// TFLOP/s at T = 1k-8k causal and 4k full): 3 for 128 (341-385 at T >= 4k against 315-346 for 1
+// and 305-332 for 2), 2 for 64 (1 and 3 were each slower at some shape: 3 reached 265 at T = 8k but
+// 202 at 4k, where 2 gave 255 and 221).
 Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs");
 
 template <bool BF16, int D, bool kCausal, bool kKeySplit>
@@ -455,7 +458,7 @@ std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUt
   if constexpr (D == 128 && kKeySplit) {
     return launch<BF16, D, kCausal, kKeySplit, 0>(tmQ, tmK, tmV, tmO, p, ran);
   } else {
-    switch (g_bwdOps.get()) {
+    switch (g_bwdOps.get(D == 128 ? 3 : 2)) {
       case 2: return launch<BF16, D, kCausal, kKeySplit, 0>(tmQ, tmK, tmV, tmO, p, ran);
       case 3: return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
       default: return launch<BF16, D, kCausal, kKeySplit, 1>(tmQ, tmK, tmV, tmO, p, ran);
