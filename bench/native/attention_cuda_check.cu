@@ -3,7 +3,7 @@
 // KILN_CHECK_SM90, the Hopper wgmma kernels of attention_{fwd,bwd}_sm90.cu), for a GPU machine
 // without Node.js. Build: scripts/build-attention-check.sh (no GPU needed) -> build/attention_cuda_check
 // Usage: attention_cuda_check [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma]
-//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg] [--shape B,H,T,D,causal]
+//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg] [--shape B,H,T,D,causal]
 //   (default)     correctness on edge shapes against a float64 CPU reference, then timings; the
 //                 Hopper kernels last (checked, then timed beside fa2).
 //   --cpu-only    only validates the CPU reference's gradients by finite differences and the
@@ -499,6 +499,14 @@ std::string sm90_bwd_rs(AttnDType t, const AttentionArgs& a, const void* q, cons
   kiln::cuda::sm90_attention_set_bwd_operands(0);
   return err;
 }
+// Head dim 64: dQ issued first and summed over the consumers in shared memory (half the atomics).
+std::string sm90_bwd_dqsum(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                           const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  kiln::cuda::sm90_attention_set_bwd_operands(4);
+  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
+  kiln::cuda::sm90_attention_set_bwd_operands(0);
+  return err;
+}
 // The backward with dQ issued first and added while dV / dK are in flight.
 std::string sm90_bwd_dqfirst(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
                              const void* dout, const float* lse, void* dq, void* dk, void* dv) {
@@ -615,6 +623,7 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
              {"wg-bs", kiln::cuda::fa2_attention_forward, sm90_bwd_ss},
              {"wg-bq", kiln::cuda::fa2_attention_forward, sm90_bwd_dqfirst},
              {"wg-br", kiln::cuda::fa2_attention_forward, sm90_bwd_rs},
+             {"wg-bm", kiln::cuda::fa2_attention_forward, sm90_bwd_dqsum},
              {"wg", sm90_fwd, sm90_bwd}};
 #endif
   for (size_t path = 0; path < paths.size(); ++path) {
@@ -756,6 +765,7 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
     paths.push_back({"wg-s", sm90_fwd, sm90_bwd_ss});                      // dV / dK's A operands from shared memory
     paths.push_back({"wg-q", sm90_fwd, sm90_bwd_dqfirst});                 // dQ first, its atomics beside dV / dK
     paths.push_back({"wg-r", sm90_fwd, sm90_bwd_rs});                      // dV / dK's A from registers, dQ last
+    if (D == 64) paths.push_back({"wg-m", sm90_fwd, sm90_bwd_dqsum});      // dQ summed over the consumers first
   }
 #else
   (void)withSm90;
@@ -834,14 +844,14 @@ int main(int argc, char** argv) {
         if (e > b) g_sm90Paths.push_back(list.substr(b, e - b));
       }
       for (const std::string& name : g_sm90Paths)
-        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg-br" && name != "wg") {
+        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg-br" && name != "wg-bm" && name != "wg") {
           std::fprintf(stderr, "--paths: unknown path %s\n", name.c_str());
           return 2;
         }
     } else {
       std::fprintf(stderr,
                    "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma] [--sm90-only]"
-                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg] [--shape B,H,T,D,causal]\n",
+                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg] [--shape B,H,T,D,causal]\n",
                    argv[0]);
       return 2;
     }
@@ -904,9 +914,10 @@ int main(int argc, char** argv) {
       std::printf("wgmma (sm90) kernels: wg-f = sm90 forward + fa2 backward (wg-fp: the pipelined forward, wg-fpp: pipelined +\n"
                   "pingpong), wg-b = fa2\n"
                   "forward + sm90 backward (wg-bk: dQ split by keys, wg-bs: dV / dK's A from shared memory, wg-bq: from\n"
-                  "registers with dQ issued first, wg-br: from registers, dQ last), wg = both sm90 (timing: wg with the\n"
-                  "default schedules, wg-1 with the forward one tile at a time, wg-p pipelined, wg-pp pipelined + pingpong,\n"
-                  "wg-k with dQ split by keys, wg-s / wg-q / wg-r with the backward of wg-bs / wg-bq / wg-br)\n");
+                  "registers with dQ issued first, wg-br: from registers, dQ last, wg-bm: head dim 64's dQ summed over the\n"
+                  "consumers in shared memory), wg = both sm90 (timing: wg with the default schedules, wg-1 with the forward\n"
+                  "one tile at a time, wg-p pipelined, wg-pp pipelined + pingpong, wg-k with dQ split by keys, wg-s / wg-q /\n"
+                  "wg-r / wg-m with the backward of wg-bs / wg-bq / wg-br / wg-bm)\n");
       std::mt19937_64 rng(42);
       for (const Case& c : cases) run_case(c, rng, true);
     }

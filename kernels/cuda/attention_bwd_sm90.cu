@@ -71,6 +71,11 @@ struct Smem {
   static constexpr int Bars = Di + kStages * kRows * 4;   // kvFull, full[kStages], empty[kStages]
   static constexpr int kBytes = Bars + (1 + 2 * kStages) * 8;
   static constexpr size_t kAlloc = size_t(kBytes) + 1024;  // + slack to align the base
+  // kOps 3 only (head dim 64): the consumers' dQ partials, [2 buffers][2 consumers][64 rows] of
+  // kDqStride floats (64 + 8: the float2 stores of a warp fall in two wavefronts), after the rest.
+  static constexpr int kDqStride = D + 8;
+  static constexpr int DQ = (kBytes + 15) & ~15;
+  static constexpr size_t kAllocDq = kAlloc + size_t(DQ - kBytes) + size_t(2 * 2 * kRows * kDqStride * 4);
 };
 
 struct Params : Sm90AttnShape {
@@ -128,9 +133,11 @@ __device__ __forceinline__ void atomic_add_block(float* base, float c0v, float c
 // kKeySplit: dQ split between the consumers by keys (else by d columns; D = 64 always splits by keys).
 // kOps 1 and 2: dV += P^T dO and dK += dS^T Q take P^T and dS^T from registers (the S^T / dP^T
 // accumulators packed in pairs are already wgmma's A fragments), so P^T never goes to shared memory
-// and neither product reads its A operand from there; 0: both are read from their shared-memory
-// boxes. 1 issues dV / dK before the consumers' barrier, then dQ, and waits for all three; 2 issues
-// dQ first and adds it to the accumulator (the atomics) while dV / dK are still in flight.
+// and neither product reads its A operand from there; 0 and 3: both are read from their
+// shared-memory boxes. 1 issues dV / dK before the consumers' barrier, then dQ, and waits for all
+// three; 2 and 3 issue dQ first and add it to the accumulator (the atomics) while dV / dK are still
+// in flight. 3 (head dim 64, whose consumers both compute all of dQ over their own keys) sums the two
+// consumers' dQ in shared memory first, each consumer then adding half the rows: half the atomics.
 template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_bwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
@@ -145,7 +152,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   // on a whole 64-column swizzle atom. Which is faster for D = 128 is for a GPU to say
   // (sm90_attention_set_dq_split, KILN_ATTENTION_SM90_DQ).
   constexpr bool kSplitKeys = kKeySplit || D == 64;
-  constexpr bool kRS = kOps != 0, kDqFirst = kOps == 2;
+  constexpr bool kRS = kOps == 1 || kOps == 2, kDqFirst = kOps >= 2, kDqSum = kOps == 3;
+  static_assert(!kDqSum || (kSplitKeys && D == 64), "dQ summed in shared memory: head dim 64 (dQ split by keys) only");
   constexpr int DB = S::kDB, NQ = kSplitKeys ? D : D / 2;  // NQ: dQ columns per consumer
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
@@ -348,14 +356,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (kSplitKeys) named_barrier(2 + c, 128);
     else named_barrier(1, 256);
     wgmma_fence();
-    if constexpr (!kRS) {
+    auto issue_dv_dk_ss = [&] {
 #pragma unroll
       for (int kc = 0; kc < kRows / 16; ++kc) {
         wgmma_ss<D, BF16, 0, 1>(dva, smem_desc(pA + kc * 32, 16, 1024), smem_desc(os + kc * 2048, kBoxBytes, 1024), 1);
         wgmma_ss<D, BF16, 0, 1>(dka, smem_desc(dsA + kc * 32, 16, 1024), smem_desc(qs + kc * 2048, kBoxBytes, 1024), 1);
       }
       wgmma_commit();
-    }
+    };
+    if constexpr (!kRS && !kDqFirst) issue_dv_dk_ss();
 
     // dQ[:, cols] = dS K: A = dS m-contiguous (the dS^T boxes, k = 16 keys a step; with the column
     // split the next 64 keys are the other consumer's box); B = K n-contiguous (box (d block, key
@@ -378,11 +387,37 @@ __global__ void __launch_bounds__(kThreads, 1)
         atomic_add_block<D>(dqh, dqa[4 * i], dqa[4 * i + 1], dqa[4 * i + 2], dqa[4 * i + 3], i0 + 16 * warp,
                             (kSplitKeys ? 0 : NQ * c) + 8 * i, Tq, lane);
     };
+    // kDqSum: this consumer's dQ (all 64 columns over its 64 keys) to its buffer, a barrier of both
+    // consumers, then consumer c adds rows 32c ... 32c + 31 of the two partials to the accumulator,
+    // a row of 16 float4 per 16 threads. Buffer it & 1: the next write to it (block it + 2) follows
+    // this block's barrier and the next, which the other consumer reaches only after its reads here.
+    auto add_dq_summed = [&] {
+      float* const dqs = reinterpret_cast<float*>(gbase + S::DQ) + (it & 1) * 2 * kRows * S::kDqStride;
+      float* const mine = dqs + c * kRows * S::kDqStride;
+#pragma unroll
+      for (int i = 0; i < NQ / 8; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          *reinterpret_cast<float2*>(mine + (16 * warp + g + 8 * h) * S::kDqStride + 8 * i + 2 * t4) =
+              make_float2(dqa[4 * i + 2 * h], dqa[4 * i + 2 * h + 1]);
+      named_barrier(1, 256);
+      const int tid = int(threadIdx.x) - 128 * (1 + c);
+#pragma unroll
+      for (int u = 0; u < (kRows / 2) * D / 4 / 128; ++u) {
+        const int idx = u * 128 + tid, row = (kRows / 2) * c + idx / (D / 4), col = (idx % (D / 4)) * 4;
+        const float4 x = *reinterpret_cast<const float4*>(dqs + row * S::kDqStride + col);
+        const float4 y = *reinterpret_cast<const float4*>(dqs + (kRows + row) * S::kDqStride + col);
+        if (i0 + row < Tq)
+          atomicAdd(reinterpret_cast<float4*>(dqh + int64_t(i0 + row) * D + col), make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w));
+      }
+    };
     if constexpr (kDqFirst) {
-      issue_dv_dk_rs();
+      if constexpr (kRS) issue_dv_dk_rs();
+      else issue_dv_dk_ss();
       wgmma_wait<1>();  // dQ done (groups complete in order); dV / dK still in flight
       fence_acc(dqa);
-      add_dq();
+      if constexpr (kDqSum) add_dq_summed();
+      else add_dq();
       wgmma_wait<0>();
     } else {
       wgmma_wait<0>();
@@ -429,7 +464,7 @@ template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO, const Params& p,
                    bool& ran) {
   auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>;
-  constexpr size_t smem = Smem<D>::kAlloc;
+  constexpr size_t smem = kOps == 3 ? Smem<D>::kAllocDq : Smem<D>::kAlloc;
   if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>>(smem)) return "";
   const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
   if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
@@ -442,13 +477,15 @@ std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtenso
 // sm90_attention_set_dq_split; the check program times both).
 Sm90AttnSwitch g_dqSplit("KILN_ATTENTION_SM90_DQ", "keys", nullptr, "cols");
 // Where dV / dK's products take P^T and dS^T from, and the order of the products (the kernel's kOps):
-// 1 registers, 2 shared memory, 3 registers with dQ issued first (KILN_ATTENTION_SM90_BWD=
-// rs|ss|dqfirst, sm90_attention_set_bwd_operands; the check program times each; head dim 128's dQ
-// split by keys always takes 2). The default by head dim, from an H100 run (session 9, backward
-// TFLOP/s at T = 1k-8k causal and 4k full): 3 for 128 (341-385 at T >= 4k against 315-346 for 1
-// and 305-332 for 2), 2 for 64 (1 and 3 were each slower at some shape: 3 reached 265 at T = 8k but
-// 202 at 4k, where 2 gave 255 and 221).
-Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs");
+// 1 registers, 2 shared memory, 3 registers with dQ issued first, 4 (head dim 64; 128 takes 3)
+// shared memory with dQ issued first and summed over the consumers in shared memory
+// (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst|dqsum, sm90_attention_set_bwd_operands; the check program
+// times each; head dim 128's dQ split by keys always takes 2). The default by head dim: 3 for 128,
+// from an H100 run (session 9, backward TFLOP/s at T = 1k-8k causal and 4k full: 341-385 at T >= 4k
+// against 315-346 for 1 and 305-332 for 2); 4 for 64, whose backward the same run's profile found
+// bound by L2 (75% of its throughput, the dQ atomics: both consumers add all 64 columns), where 1, 2
+// and 3 were within the run's noise of each other (202-265 TFLOP/s at T >= 4k).
+Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs", "dqsum");
 
 template <bool BF16, int D, bool kCausal, bool kKeySplit>
 std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO,
@@ -458,9 +495,12 @@ std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUt
   if constexpr (D == 128 && kKeySplit) {
     return launch<BF16, D, kCausal, kKeySplit, 0>(tmQ, tmK, tmV, tmO, p, ran);
   } else {
-    switch (g_bwdOps.get(D == 128 ? 3 : 2)) {
+    switch (g_bwdOps.get(D == 128 ? 3 : 4)) {
       case 2: return launch<BF16, D, kCausal, kKeySplit, 0>(tmQ, tmK, tmV, tmO, p, ran);
       case 3: return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
+      case 4:
+        if constexpr (D == 64) return launch<BF16, D, kCausal, kKeySplit, 3>(tmQ, tmK, tmV, tmO, p, ran);
+        else return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
       default: return launch<BF16, D, kCausal, kKeySplit, 1>(tmQ, tmK, tmV, tmO, p, ran);
     }
   }

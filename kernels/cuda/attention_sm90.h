@@ -31,10 +31,11 @@ std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs
 // splits by keys): 1 by d columns (the default), 2 by keys, 0 back to the process default
 // (KILN_ATTENTION_SM90_DQ=keys|cols). For measuring both; see attention_bwd_sm90.cu.
 void sm90_attention_set_dq_split(int mode);
-// Where the backward's dV += P^T dO and dK += dS^T Q read P^T and dS^T: 1 registers, 2 shared memory
-// (the default for head dim 64), 3 registers with dQ = dS K issued first and added while dV / dK are
-// in flight (the default for 128); 0 back to the process default (KILN_ATTENTION_SM90_BWD=
-// rs|ss|dqfirst).
+// Where the backward's dV += P^T dO and dK += dS^T Q read P^T and dS^T: 1 registers, 2 shared memory,
+// 3 registers with dQ = dS K issued first and added while dV / dK are in flight (the default for head
+// dim 128), 4 (head dim 64, the default there) shared memory with dQ issued first and summed over the
+// two consumers in shared memory before the atomics; 0 back to the process default
+// (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst|dqsum).
 void sm90_attention_set_bwd_operands(int mode);
 // The forward consumers' schedule: 1 one tile at a time (the default for head dim 64), 2 pipelined
 // (the softmax of tile j overlaps P V of tile j - 1, as FlashAttention-3; the default for 128), 3

@@ -35,30 +35,31 @@ inline Sm90AttnShape sm90_attn_shape(const cpu::AttentionArgs& a) {
   return s;
 }
 
-// A schedule choice: 2 (3) when the environment variable `var` equals `alt` (`alt3`), 1 when it equals
-// `one`, else the caller's default (get(dflt), 1 unless given), read on first use; set(1 | 2 | 3)
-// overrides it, set(0) returns to the environment's choice.
+// A schedule choice: 2 (3, 4) when the environment variable `var` equals `alt` (`alt3`, `alt4`), 1 when
+// it equals `one`, else the caller's default (get(dflt), 1 unless given), read on first use;
+// set(1 | 2 | 3 | 4) overrides it, set(0) returns to the environment's choice.
 class Sm90AttnSwitch {
  public:
-  constexpr Sm90AttnSwitch(const char* var, const char* alt, const char* alt3 = nullptr, const char* one = nullptr)
-      : var_(var), alt_(alt), alt3_(alt3), one_(one) {}
+  constexpr Sm90AttnSwitch(const char* var, const char* alt, const char* alt3 = nullptr, const char* one = nullptr,
+                           const char* alt4 = nullptr)
+      : var_(var), names_{one, alt, alt3, alt4} {}
   int get(int dflt = 1) {
     int v = v_.load(std::memory_order_relaxed);
     if (v == 0) {
       const char* e = std::getenv(var_);
-      v = e && std::strcmp(e, alt_) == 0 ? 2 : e && alt3_ && std::strcmp(e, alt3_) == 0 ? 3 : e && one_ && std::strcmp(e, one_) == 0 ? 1 : -1;
+      v = -1;
+      for (int m = 0; m < 4 && e; ++m)
+        if (names_[m] && std::strcmp(e, names_[m]) == 0) v = m + 1;
       int expected = 0;
       if (!v_.compare_exchange_strong(expected, v)) v = expected;
     }
     return v < 0 ? dflt : v;
   }
-  void set(int mode) { v_.store(mode == 3 && alt3_ ? 3 : mode == 2 ? 2 : mode == 1 ? 1 : 0); }
+  void set(int mode) { v_.store(mode >= 1 && mode <= 4 && (mode <= 2 || names_[mode - 1]) ? mode : 0); }
 
  private:
   const char* var_;
-  const char* alt_;
-  const char* alt3_;
-  const char* one_;
+  const char* names_[4];  // modes 1 ... 4
   std::atomic<int> v_{0};
 };
 
