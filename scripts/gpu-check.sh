@@ -8,10 +8,9 @@
 #    a --device cuda variant, against PyTorch on the same card (OUT/bench.json, OUT/bench.txt);
 # 4. the standalone kernel checks, if built (build/attention_cuda_check, build/gemm_cuda_check);
 #    then (stage "wgmma") the JavaScript matmul / half-dtype tests again with the Hopper GEMM forced on
-#    for every product it takes (KILN_GEMM_KERNEL=wgmma; by default it only gets the large ones), and
-#    the attention / nn tests, a memcheck and the attention benchmark with the Hopper attention kernels
-#    taking every call they support (KILN_ATTENTION_KERNEL=wgmma; by default, on compute capability
-#    9.x, they take every forward and the backwards they were measured faster at);
+#    for every product it takes (KILN_GEMM_KERNEL=wgmma; by default it only gets the large ones), the
+#    attention / nn tests and a memcheck with the Hopper attention kernels' alternative schedules, and
+#    the attention benchmark with the fa2 kernels (KILN_ATTENTION_KERNEL=fa2) and with those schedules;
 # 5. compute-sanitizer memcheck over the op tests (OUT/memcheck.txt);
 # 6. (stage "icl") `kiln icl default --device cuda`: the ICL default recipe trained and evaluated on the GPU;
 # 7. OUT/summary.txt: one page of all of it (scripts/gpu-summary.mjs).
@@ -89,31 +88,33 @@ if has wgmma; then
   echo "ava exit $?"
   echo "wgmma tests: ok $(grep -c '^ok' "$OUT/wgmma.tap"), not ok $(grep -c '^not ok' "$OUT/wgmma.tap")"
   grep -A25 '^not ok' "$OUT/wgmma.tap" | head -60
-  # The Hopper attention kernels on every call they support (KILN_ATTENTION_KERNEL=wgmma): the attention and nn tests
-  # through them (TAP appended to wgmma.tap), memcheck over the attention tests, and the benchmark.
-  stamp "attention and nn tests with KILN_ATTENTION_KERNEL=wgmma"
-  KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_WGMMA_TIMEOUT:-60} $ava --tap --concurrency 4 --timeout 2m \
+  # The Hopper attention kernels (the default on compute capability 9.x) with their alternative
+  # schedules (pipelined + pingpong forward, backward with dV / dK's A from registers and dQ last):
+  # the attention and nn tests through them (TAP appended to wgmma.tap), memcheck over the half-type
+  # attention tests; then the benchmark with the fa2 kernels instead (KILN_ATTENTION_KERNEL=fa2) and
+  # with those alternative schedules, beside the default's in the bench stage.
+  alt="KILN_ATTENTION_SM90_FWD=pingpong KILN_ATTENTION_SM90_BWD=rs"
+  stamp "attention and nn tests with $alt"
+  env $alt timeout ${KILN_GPU_WGMMA_TIMEOUT:-60} $ava --tap --concurrency 4 --timeout 2m \
     test/attention.test.ts test/dtype-half.test.ts test/nn-cuda.test.ts > /tmp/kiln-wgmma-attn.tap 2>&1
   echo "ava exit $?"
-  echo "wgmma attention tests: ok $(grep -c '^ok' /tmp/kiln-wgmma-attn.tap), not ok $(grep -c '^not ok' /tmp/kiln-wgmma-attn.tap)"
+  echo "attention tests with the alternative schedules: ok $(grep -c '^ok' /tmp/kiln-wgmma-attn.tap), not ok $(grep -c '^not ok' /tmp/kiln-wgmma-attn.tap)"
   grep -A25 '^not ok' /tmp/kiln-wgmma-attn.tap | head -60
-  { echo "# KILN_ATTENTION_KERNEL=wgmma: test/attention.test.ts test/dtype-half.test.ts test/nn-cuda.test.ts"; cat /tmp/kiln-wgmma-attn.tap; } >> "$OUT/wgmma.tap"
+  { echo "# $alt: test/attention.test.ts test/dtype-half.test.ts test/nn-cuda.test.ts"; cat /tmp/kiln-wgmma-attn.tap; } >> "$OUT/wgmma.tap"
   if command -v compute-sanitizer >/dev/null; then
-    stamp "memcheck of the attention tests with KILN_ATTENTION_KERNEL=wgmma"
-    KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_WGMMA_MEMCHECK_TIMEOUT:-60} compute-sanitizer --tool memcheck --print-limit 10 \
+    stamp "memcheck of the half-type attention tests with $alt"
+    env $alt timeout ${KILN_GPU_WGMMA_MEMCHECK_TIMEOUT:-60} compute-sanitizer --tool memcheck --print-limit 10 \
       $ava --tap --concurrency 2 --timeout 2m test/dtype-half.test.ts > /tmp/kiln-wgmma-memcheck.txt 2>&1
     echo "memcheck exit $? (124 = stopped at its time limit)"
     grep -E 'ERROR SUMMARY|========= (Invalid|Program hit|Error)' /tmp/kiln-wgmma-memcheck.txt | sort | uniq -c | head -20
     echo "memcheck tests: ok $(grep -c '^ok' /tmp/kiln-wgmma-memcheck.txt), not ok $(grep -c '^not ok' /tmp/kiln-wgmma-memcheck.txt)"
   fi
-  stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=wgmma"
-  KILN_ATTENTION_KERNEL=wgmma timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench attention --device cuda \
-    --json "$OUT/bench-attention-wgmma.json" 2>&1 | tail -15
-  # The alternative schedules the check program also times (pipelined + pingpong forward, dQ split by
-  # keys; the pipelined forward without pingpong is timed by the check program only).
-  stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=wgmma KILN_ATTENTION_SM90_FWD=pingpong KILN_ATTENTION_SM90_DQ=keys"
-  KILN_ATTENTION_KERNEL=wgmma KILN_ATTENTION_SM90_FWD=pingpong KILN_ATTENTION_SM90_DQ=keys timeout ${KILN_GPU_BENCH_TIMEOUT:-90} \
-    node dist/src/cli/main.js bench attention --device cuda --json "$OUT/bench-attention-wgmma-pp.json" 2>&1 | tail -15
+  stamp "kiln bench attention --device cuda with KILN_ATTENTION_KERNEL=fa2"
+  KILN_ATTENTION_KERNEL=fa2 timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench attention --device cuda \
+    --json "$OUT/bench-attention-fa2.json" 2>&1 | tail -15
+  stamp "kiln bench attention --device cuda with $alt"
+  env $alt timeout ${KILN_GPU_BENCH_TIMEOUT:-90} node dist/src/cli/main.js bench attention --device cuda \
+    --json "$OUT/bench-attention-alt.json" 2>&1 | tail -15
 fi
 
 if has bench; then

@@ -65,7 +65,7 @@ export function summarize(dir) {
     const card = env.split('\n').find((l) => /^NVIDIA|^[A-Z].*GB/.test(l) && l.includes(','));
     out.push(`card: ${card ?? '?'}; ${env.split('\n').filter((l) => /^torch |^snapshot |^node /.test(l)).join('; ')}`);
   }
-  for (const [file, what] of [['tests.tap', 'test suite'], ['wgmma.tap', 'wgmma-forced tests'], ['memcheck.txt', 'memcheck tests']]) {
+  for (const [file, what] of [['tests.tap', 'test suite'], ['wgmma.tap', 'wgmma-forced / alternative-schedule tests'], ['memcheck.txt', 'memcheck tests']]) {
     const t = read(dir, file);
     if (t === null) continue;
     const c = tapCounts(t);
@@ -94,8 +94,10 @@ export function summarize(dir) {
   const bench = json(dir, 'bench.json');
   if (bench?.card && !bench.card.error)
     out.push('', `card yardsticks (torch): bf16 mm ${f(bench.card.mm_bfloat16_8192_tflops, 0)} TFLOP/s (8192^3), copy ${f(bench.card.copy_gbps, 0)} GB/s`);
-  const configs = [['default (fa2)', bench?.benches?.attention], ['wgmma', json(dir, 'bench-attention-wgmma.json')],
-    ['wgmma pingpong + dQ by keys', json(dir, 'bench-attention-wgmma-pp.json')]];
+  // Runs before session 9 (fa2 the default) saved wgmma / wgmma-pp; later ones fa2 / alt.
+  const configs = [['default', bench?.benches?.attention], ['KILN_ATTENTION_KERNEL=fa2', json(dir, 'bench-attention-fa2.json')],
+    ['alternative Hopper schedules (pingpong forward, backward A from registers)', json(dir, 'bench-attention-alt.json')],
+    ['wgmma', json(dir, 'bench-attention-wgmma.json')], ['wgmma pingpong + dQ by keys', json(dir, 'bench-attention-wgmma-pp.json')]];
   const mm = bench?.card?.mm_bfloat16_8192_tflops;
   for (const [name, rep] of configs) {
     if (!rep || rep.error) continue;

@@ -462,9 +462,8 @@ std::string sm90_fwd_sched(int mode, AttnDType t, const AttentionArgs& a, const 
   kiln::cuda::sm90_attention_set_fwd_pipeline(0);  // back to the process default
   return err;
 }
-// What attention.cu's default dispatch should run on compute capability 9.x (sm90_attention_mode 1):
-// the sm90 forward where it takes the call, else fa2; the sm90 backward where it takes the call and
-// sm90_attention_backward_preferred says so, else fa2.
+// What attention.cu's default dispatch should run on compute capability 9.x (sm90_attention_enabled):
+// the sm90 kernels where they take the call, else fa2.
 std::string default_fwd(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
   bool handled = false;
   std::string err = kiln::cuda::sm90_attention_forward(t, a, q, k, v, out, lse, handled);
@@ -472,11 +471,9 @@ std::string default_fwd(AttnDType t, const AttentionArgs& a, const void* q, cons
 }
 std::string default_bwd(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
                         const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  if (kiln::cuda::sm90_attention_backward_preferred(a)) {
-    bool handled = false;
-    std::string err = kiln::cuda::sm90_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
-    if (handled) return err;
-  }
+  bool handled = false;
+  std::string err = kiln::cuda::sm90_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
+  if (handled) return err;
   return kiln::cuda::fa2_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv);
 }
 // The backward with dV / dK reading P^T and dS^T from shared memory (sm90_attention_set_bwd_operands).
@@ -652,17 +649,17 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
     }
     if (path == 0 && !sm90) {
       // The public entry point takes fa2 here (on compute capability 9.x by default: the sm90 kernels
-      // where attention.cu's dispatch prefers them, else fa2), unless KILN_ATTENTION_KERNEL picks
-      // another: out, dK and dV bitwise equal (dQ is summed with atomics in the sm90 backward).
+      // where they take the call, else fa2), unless KILN_ATTENTION_KERNEL picks another: out, dK and
+      // dV bitwise equal (dQ is summed with atomics in the sm90 backward).
       const char* env = std::getenv("KILN_ATTENTION_KERNEL");
       const bool wantDefault = !(env && (std::strcmp(env, "basic") == 0 || std::strcmp(env, "wgmma") == 0));
       const Outputs pub = run(kiln::cuda::attention_forward, kiln::cuda::attention_backward, "public");
       Outputs want = o;
       const char* wantName = "fa2";
 #ifdef KILN_CHECK_SM90
-      if (kiln::cuda::sm90_attention_mode() == 1) {
+      if (kiln::cuda::sm90_attention_enabled()) {
         want = run(default_fwd, default_bwd, "default");
-        wantName = "the default dispatch (sm90 where preferred, else fa2)";
+        wantName = "the default dispatch (sm90 where it takes the call, else fa2)";
       }
 #endif
       const bool same = pub.out == want.out && pub.dk == want.dk && pub.dv == want.dv;

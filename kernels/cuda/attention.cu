@@ -564,9 +564,9 @@ std::string basic_attention_backward(AttnDType dtype, const cpu::AttentionArgs& 
 }
 
 // KILN_ATTENTION_KERNEL=basic sends every call to the kernels above; fa2 sends the calls
-// attention_fa2.cu supports there; on compute capability 9.x the default offers the Hopper kernels of
-// attention_sm90.h every forward and the backwards they were measured faster at first
-// (sm90_attention_mode), wgmma every call they support. Read once per process.
+// attention_fa2.cu supports there; by default, on compute capability 9.x, the Hopper kernels of
+// attention_sm90.h take every call they support first (sm90_attention_enabled), then fa2. Read once
+// per process.
 static bool fa2_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("KILN_ATTENTION_KERNEL");
@@ -579,7 +579,7 @@ std::string attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, cons
                               const void* v, void* out, float* lse) {
   const void* ptrs[] = {q, k, v, out};
 #ifdef KILN_ATTENTION_SM90
-  if (sm90_attention_mode() > 0) {
+  if (sm90_attention_enabled()) {
     bool handled = false;
     std::string err = sm90_attention_forward(dtype, a, q, k, v, out, lse, handled);
     if (handled) return err;
@@ -594,8 +594,7 @@ std::string attention_backward(AttnDType dtype, const cpu::AttentionArgs& a, con
                                void* dv) {
   const void* ptrs[] = {q, k, v, out, dout, dq, dk, dv};
 #ifdef KILN_ATTENTION_SM90
-  const int sm90 = sm90_attention_mode();
-  if (sm90 == 2 || (sm90 == 1 && sm90_attention_backward_preferred(a))) {
+  if (sm90_attention_enabled()) {
     bool handled = false;
     std::string err = sm90_attention_backward(dtype, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
     if (handled) return err;

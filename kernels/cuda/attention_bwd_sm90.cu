@@ -26,8 +26,9 @@
 // [64 keys][64 queries].
 //
 // Device code exists only for sm_90a (CMake compiles *_sm90.cu for it alone); the host side never
-// launches it off compute capability 9.x, and attention.cu offers calls only with
-// KILN_ATTENTION_KERNEL=wgmma until a GPU run has measured it.
+// launches it off compute capability 9.x, where attention.cu offers it every call first (unless
+// KILN_ATTENTION_KERNEL=fa2 or basic). The products' order and operand sources have variants (kOps);
+// each head dim's default was chosen on an H100 (session 9; see g_bwdOps).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -543,20 +544,13 @@ bool has_image() {
 void sm90_attention_set_dq_split(int mode) { g_dqSplit.set(mode); }
 void sm90_attention_set_bwd_operands(int mode) { g_bwdOps.set(mode); }
 
-int sm90_attention_mode() {
-  static const int mode = [] {
+bool sm90_attention_enabled() {
+  static const bool on = [] {
     const char* e = std::getenv("KILN_ATTENTION_KERNEL");
-    if (e && (std::strcmp(e, "fa2") == 0 || std::strcmp(e, "basic") == 0)) return 0;
-    if (!(device_info().error.empty() && device_info().major == 9 && tma_available())) return 0;
-    return e && std::strcmp(e, "wgmma") == 0 ? 2 : 1;
+    if (e && (std::strcmp(e, "fa2") == 0 || std::strcmp(e, "basic") == 0)) return false;
+    return device_info().error.empty() && device_info().major == 9 && tma_available();
   }();
-  return mode;
-}
-
-bool sm90_attention_backward_preferred(const cpu::AttentionArgs& a) {
-  // H100, session 9 (attention_cuda_check, fwd+bwd at T = 1k-8k): the sm90 backward beat fa2's at
-  // D = 128 (1.02-1.50x) and D = 64 causal (0.96-1.34x), and lost at D = 64 without the mask (0.83x).
-  return !(a.D == 64 && !a.causal);
+  return on;
 }
 
 std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs& a, const void* const* ptrs, int nptrs) {

@@ -3,7 +3,8 @@
 //   fa2:   kernels/cuda/attention_fa2.cu, FlashAttention-2 on mma.sync tensor-core fragments, for
 //          float16/bfloat16, head dims 32/64/128, causal or not, optional key padding lengths.
 //   basic: kernels/cuda/attention.cu's general kernels (every dtype, key masks, dropout).
-// attention_forward/attention_backward take fa2 whenever fa2_attention_supports() says so, unless
+// attention_forward/attention_backward take fa2 whenever fa2_attention_supports() says so and the
+// Hopper kernels of attention_sm90.h (compute capability 9.x) did not take the call, unless
 // KILN_ATTENTION_KERNEL=basic (read once per process).
 #pragma once
 #include <functional>

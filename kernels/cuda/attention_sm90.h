@@ -4,9 +4,10 @@
 // backward: kernels/cuda/attention_bwd_sm90.cu. Compiled only where the CUDA build defines
 // KILN_ATTENTION_SM90 (CMake's sm_90a object library; nvcc 12 or newer). No CUDA headers here.
 //
-// Status: the default on compute capability 9.x since an H100 run (session 9) passed every check
-// and test through them and measured them faster than fa2 (see sm90_attention_backward_preferred).
-// KILN_ATTENTION_KERNEL=fa2 (or basic) turns them off, =wgmma offers them every call they support.
+// Status: the default on compute capability 9.x since the H100 runs of session 9 passed every check
+// and test through them and measured them faster than fa2 at every timed shape (forward and
+// backward, head dims 64 and 128, causal or not, T = 1k-8k; bench/results/h100-2026-11-27-s9).
+// KILN_ATTENTION_KERNEL=fa2 (or basic) turns them off.
 #pragma once
 #include <string>
 
@@ -15,13 +16,9 @@
 namespace kiln {
 namespace cuda {
 
-// Read once: 0 off (KILN_ATTENTION_KERNEL=fa2 or basic; not compute capability 9.x; no TMA entry
-// point in the driver), 1 auto (the default: every forward they support, the backward where
-// sm90_attention_backward_preferred), 2 every call they support (KILN_ATTENTION_KERNEL=wgmma).
-int sm90_attention_mode();
-// Whether the auto mode sends this backward to the Hopper kernel (where a GPU run measured it
-// faster than fa2's).
-bool sm90_attention_backward_preferred(const cpu::AttentionArgs& a);
+// Compute capability 9.x, the driver's TMA entry point, and not KILN_ATTENTION_KERNEL=fa2 or basic
+// (read once): attention.cu's dispatch then offers every call to these kernels first.
+bool sm90_attention_enabled();
 
 // "" when the Hopper kernels take the call (dtype, head dim, options, 16-byte aligned tensors whose
 // rows the TMA unit can address), otherwise why not.

@@ -461,7 +461,7 @@ void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& r
   finish(attn_name(dir, c), ok, report);
 }
 
-// attention.cu's dispatch (attention_forward / attention_backward with KILN_ATTENTION_KERNEL=wgmma):
+// attention.cu's dispatch (attention_forward / attention_backward; the Hopper kernels first, as on an H100):
 // the Hopper kernels where they take the call, else fa2, else the basic kernels (float32, key masks,
 // dropout), forward and then backward from the kernel's own out and lse, against the CPU attention
 // (kernels/cpu/attention.cc, tested against PyTorch) in float64 on the same rounded inputs, dropout
@@ -536,12 +536,7 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
   // The path taken, from the instructions it ran: wgmma (sm90), mma.sync only (fa2), neither (basic).
   const bool wg = kiln_host::stats().wgmmas > before.wgmmas, mma = kiln_host::stats().mmas > before.mmas;
   const std::string took = wg && mma ? "sm90+fa2" : wg ? "sm90" : mma ? "fa2" : "basic";
-  // The default (auto) mode keeps the fa2 backward where it measured faster: head dim 64, no mask.
-  const std::string want = kiln::cuda::sm90_attention_mode() == 1 && std::string(c.path) == "sm90" &&
-                                   !kiln::cuda::sm90_attention_backward_preferred(a)
-                               ? "sm90+fa2"
-                               : c.path;
-  if (took != want) {
+  if (took != c.path) {
     report += " ran " + took;
     ok = false;
   }
@@ -559,7 +554,7 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
   char name[200];
   std::snprintf(name, sizeof name, "dispatch %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s -> %s", f32 ? "f32" : bf ? "bf16" : "f16",
                 (long long)c.D, (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full",
-                optName[c.opt], want.c_str());
+                optName[c.opt], c.path);
   finish(name, ok, report);
 }
 
@@ -845,9 +840,7 @@ int main(int argc, char** argv) {
   }
   std::mt19937_64 rng(opt.seed);
   // attention.cu offers calls to the Hopper kernels first (read once, at the first call).
-  // wgmma: every call they support (KILN_ATTENTION_KERNEL=auto, or any other value but basic / fa2, checks the
-  // default mode's dispatch: --only dispatch; basic, fa2: the path checks then fail).
-  setenv("KILN_ATTENTION_KERNEL", "wgmma", 0);
+  setenv("KILN_ATTENTION_KERNEL", "wgmma", 0);  // unless the caller chose (basic, fa2: the path checks then fail)
   const uint32_t bases[] = {0, 16, 528, 1024};
   int bi = 0;
   auto next_base = [&] {
