@@ -476,41 +476,30 @@ std::string default_bwd(AttnDType t, const AttentionArgs& a, const void* q, cons
   if (handled) return err;
   return kiln::cuda::fa2_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv);
 }
-// The backward with dV / dK reading P^T and dS^T from shared memory (sm90_attention_set_bwd_operands).
-std::string sm90_bwd_ss(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
-                        const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  kiln::cuda::sm90_attention_set_bwd_operands(2);
+// The backward with the operand sources and product order `mode` (sm90_attention_set_bwd_operands).
+std::string sm90_bwd_ops(int mode, AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v,
+                         const void* out, const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  kiln::cuda::sm90_attention_set_bwd_operands(mode);
   std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
   kiln::cuda::sm90_attention_set_bwd_operands(0);  // back to the process default
   return err;
 }
+// dV / dK's A operands from registers, dQ issued last (1); from shared memory (2); from registers
+// with dQ issued first and added while dV / dK are in flight (3); head dim 64: from shared memory,
+// dQ issued first and summed over the consumers in shared memory, half the atomics (4).
+#define KILN_SM90_BWD_OPS(NAME, MODE)                                                                                            \
+  std::string NAME(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,          \
+                   const void* dout, const float* lse, void* dq, void* dk, void* dv) {                                       \
+    return sm90_bwd_ops(MODE, t, a, q, k, v, out, dout, lse, dq, dk, dv);                                                    \
+  }
+KILN_SM90_BWD_OPS(sm90_bwd_rs, 1)
+KILN_SM90_BWD_OPS(sm90_bwd_ss, 2)
+KILN_SM90_BWD_OPS(sm90_bwd_dqfirst, 3)
+KILN_SM90_BWD_OPS(sm90_bwd_dqsum, 4)
+#undef KILN_SM90_BWD_OPS
 // One tile at a time.
 std::string sm90_fwd_simple(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
   return sm90_fwd_sched(1, t, a, q, k, v, out, lse);
-}
-// The backward with dV / dK's A operands from registers, dQ issued last.
-std::string sm90_bwd_rs(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
-                        const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  kiln::cuda::sm90_attention_set_bwd_operands(1);
-  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
-  kiln::cuda::sm90_attention_set_bwd_operands(0);
-  return err;
-}
-// Head dim 64: dQ issued first and summed over the consumers in shared memory (half the atomics).
-std::string sm90_bwd_dqsum(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
-                           const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  kiln::cuda::sm90_attention_set_bwd_operands(4);
-  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
-  kiln::cuda::sm90_attention_set_bwd_operands(0);
-  return err;
-}
-// The backward with dQ issued first and added while dV / dK are in flight.
-std::string sm90_bwd_dqfirst(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
-                             const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  kiln::cuda::sm90_attention_set_bwd_operands(3);
-  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
-  kiln::cuda::sm90_attention_set_bwd_operands(0);
-  return err;
 }
 // Pipelined consumers (softmax of tile j beside P V of tile j - 1).
 std::string sm90_fwd_pipe(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
