@@ -29,6 +29,26 @@ test('gpu-summary reads a GPU run: counts, check verdicts, per-path timings, ben
   t.regex(out, /ddpm step 256x256x256\s+ratio 3\.77x/);
 });
 
+test('gpu-summary reads a session-9 run: Hopper attention paths, the default bench and the goal', (t) => {
+  const run9 = 'bench/results/h100-2026-11-27-s9/run3';
+  if (!existsSync(run9)) {
+    t.log(`skipped: ${run9} is not in this checkout`);
+    t.pass();
+    return;
+  }
+  const r = spawnSync(process.execPath, ['scripts/gpu-summary.mjs', run9], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  const out = r.stdout;
+  t.regex(out, /^test suite: ok 577, not ok 0 \(\[cuda\] ok 156\)$/m);
+  t.regex(out, /^memcheck tests: ok 59, not ok 0$/m);
+  // attention_cuda_check at (2, 8, 8192, 128) causal: the default Hopper path (wg) first and best.
+  t.regex(out, /B=2 H=8 T=8192 D=128 causal\s+fa2 242\.7 \(333\/219\).*\bwg 447\.5 \(607\/405\).*\bwg-q 434\.0 \(595\/392\).*best: wg$/m);
+  t.regex(out, /B=4 H=16 T=4096 D=64 full\s+.*\bwg-m 312\.9 \(373\/294\)\s+best: wg-p$/m);
+  t.regex(out, /kiln bench attention --device cuda, default:/);
+  t.regex(out, /bfloat16 B2 H8 T8192 D128 causal\s+kiln 400\.7 TF\/s \(56% of bf16 mm\)\s+torch 475\.4\s+ratio 0\.84x/);
+  t.regex(out, /issue 4 goal \(bf16 causal fwd\+bwd >= 1\.0x SDPA at every case\): not met; worst 0\.74x at bfloat16 B4 H16 T4096 D64 causal/);
+});
+
 test('gpu-summary of an empty folder is an empty page, not a crash', (t) => {
   const r = spawnSync(process.execPath, ['scripts/gpu-summary.mjs', 'test'], { encoding: 'utf8' });
   t.is(r.status, 0, r.stderr);

@@ -12,12 +12,17 @@
 //   S^T  = K_c Q^T      (64 keys x 64 queries, both operands from shared memory)
 //   dP^T = V_c dO^T
 //   P^T  = exp2(S^T scale log2 e - L), dS^T = P^T o (dP^T - D_i)   (in registers, masked)
-//   P^T, dS^T -> shared memory (this warpgroup's 64 x 64 boxes, 128-byte swizzle; dS^T
-//                double-buffered), then a barrier of both consumers;
-//   dV_c += P^T dO,  dK_c += dS^T Q   (A: the P^T / dS^T box read k-contiguous; dO, Q read
-//                                      n-contiguous);
+//   dS^T (and, with shared-memory operands, P^T) -> shared memory (this warpgroup's 64 x 64 boxes,
+//                128-byte swizzle; dS^T double-buffered), then a barrier (of both consumers when
+//                each reads the other's dS^T);
+//   dV_c += P^T dO,  dK_c += dS^T Q   (A: P^T / dS^T from registers, or their boxes read
+//                                      k-contiguous; dO, Q read n-contiguous);
 //   dQ = dS K (dS read m-contiguous, K n-contiguous), split between the consumers by d columns
 //   (D = 128) or by keys (D = 64), added to the float32 accumulator with 16-byte atomics.
+// The defaults, measured on an H100 (session 9; the variants are kOps / g_bwdOps below): D = 128
+// takes P^T / dS^T from registers and issues dQ first, so its atomics run while dV / dK are in
+// flight; D = 64 keeps the boxes, issues dQ first and sums the two consumers' dQ in shared memory
+// before the atomics (half of them: that backward was L2-bound).
 // dK (scaled) and dV leave from the accumulators at the end.
 //
 // Shared-memory operand layouts (see sm90_common.cuh): every tile is made of 64 x 64-element boxes
