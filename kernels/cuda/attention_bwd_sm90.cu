@@ -77,7 +77,7 @@ struct Smem {
   static constexpr int Bars = Di + kStages * kRows * 4;   // kvFull, full[kStages], empty[kStages]
   static constexpr int kBytes = Bars + (1 + 2 * kStages) * 8;
   static constexpr size_t kAlloc = size_t(kBytes) + 1024;  // + slack to align the base
-  // kOps 3 only (head dim 64): the consumers' dQ partials, [2 buffers][2 consumers][64 rows] of
+  // kOps 4 only (head dim 64): the consumers' dQ partials, [2 buffers][2 consumers][64 rows] of
   // kDqStride floats (64 + 8: the float2 stores of a warp fall in two wavefronts), after the rest.
   static constexpr int kDqStride = D + 8;
   static constexpr int DQ = (kBytes + 15) & ~15;
@@ -137,13 +137,14 @@ __device__ __forceinline__ void atomic_add_block(float* base, float c0v, float c
 
 // tmQ, tmK, tmV, tmO: 3-d tensor maps (d, row, batch*head) of q, k, v, dout with 64 x 64 boxes.
 // kKeySplit: dQ split between the consumers by keys (else by d columns; D = 64 always splits by keys).
-// kOps 1 and 2: dV += P^T dO and dK += dS^T Q take P^T and dS^T from registers (the S^T / dP^T
-// accumulators packed in pairs are already wgmma's A fragments), so P^T never goes to shared memory
-// and neither product reads its A operand from there; 0 and 3: both are read from their
-// shared-memory boxes. 1 issues dV / dK before the consumers' barrier, then dQ, and waits for all
-// three; 2 and 3 issue dQ first and add it to the accumulator (the atomics) while dV / dK are still
-// in flight. 3 (head dim 64, whose consumers both compute all of dQ over their own keys) sums the two
-// consumers' dQ in shared memory first, each consumer then adding half the rows: half the atomics.
+// kOps, the modes of g_bwdOps below: 1 and 3: dV += P^T dO and dK += dS^T Q take P^T and dS^T from
+// registers (the S^T / dP^T accumulators packed in pairs are already wgmma's A fragments), so P^T
+// never goes to shared memory and neither product reads its A operand from there; 2 and 4: both
+// are read from their shared-memory boxes. 1 issues dV / dK before the consumers' barrier, then dQ,
+// and waits for all three; 3 and 4 issue dQ first and add it to the accumulator (the atomics) while
+// dV / dK are still in flight. 4 (head dim 64, whose consumers both compute all of dQ over their own
+// keys) sums the two consumers' dQ in shared memory first, each consumer then adding half the rows:
+// half the atomics.
 template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_bwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
@@ -158,7 +159,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // on a whole 64-column swizzle atom. Which is faster for D = 128 is for a GPU to say
   // (sm90_attention_set_dq_split, KILN_ATTENTION_SM90_DQ).
   constexpr bool kSplitKeys = kKeySplit || D == 64;
-  constexpr bool kRS = kOps == 1 || kOps == 2, kDqFirst = kOps >= 2, kDqSum = kOps == 3;
+  constexpr bool kRS = kOps == 1 || kOps == 3, kDqFirst = kOps >= 3, kDqSum = kOps == 4;
   static_assert(!kDqSum || (kSplitKeys && D == 64), "dQ summed in shared memory: head dim 64 (dQ split by keys) only");
   constexpr int DB = S::kDB, NQ = kSplitKeys ? D : D / 2;  // NQ: dQ columns per consumer
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -470,7 +471,7 @@ template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO, const Params& p,
                    bool& ran) {
   auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>;
-  constexpr size_t smem = kOps == 3 ? Smem<D>::kAllocDq : Smem<D>::kAlloc;
+  constexpr size_t smem = kOps == 4 ? Smem<D>::kAllocDq : Smem<D>::kAlloc;
   if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>>(smem)) return "";
   const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
   if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
@@ -482,7 +483,8 @@ std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtenso
 // The dQ split for D = 128: 1 columns (the default), 2 keys (KILN_ATTENTION_SM90_DQ=keys,
 // sm90_attention_set_dq_split; the check program times both).
 Sm90AttnSwitch g_dqSplit("KILN_ATTENTION_SM90_DQ", "keys", nullptr, "cols");
-// Where dV / dK's products take P^T and dS^T from, and the order of the products (the kernel's kOps):
+// Where dV / dK's products take P^T and dS^T from, and the order of the products (the kernel's kOps,
+// the same numbers):
 // 1 registers, 2 shared memory, 3 registers with dQ issued first, 4 (head dim 64; 128 takes 3)
 // shared memory with dQ issued first and summed over the consumers in shared memory
 // (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst|dqsum, sm90_attention_set_bwd_operands; the check program
@@ -499,14 +501,12 @@ std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUt
   // Head dim 128 with dQ split by keys holds 64 dQ accumulators per thread: with the A fragments too,
   // ptxas serializes the products (C7512), so that schedule keeps the shared-memory operands.
   if constexpr (D == 128 && kKeySplit) {
-    return launch<BF16, D, kCausal, kKeySplit, 0>(tmQ, tmK, tmV, tmO, p, ran);
+    return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
   } else {
     switch (g_bwdOps.get(D == 128 ? 3 : 4)) {
-      case 2: return launch<BF16, D, kCausal, kKeySplit, 0>(tmQ, tmK, tmV, tmO, p, ran);
-      case 3: return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
-      case 4:
-        if constexpr (D == 64) return launch<BF16, D, kCausal, kKeySplit, 3>(tmQ, tmK, tmV, tmO, p, ran);
-        else return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
+      case 2: return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
+      case 3: return launch<BF16, D, kCausal, kKeySplit, 3>(tmQ, tmK, tmV, tmO, p, ran);
+      case 4: return launch<BF16, D, kCausal, kKeySplit, D == 64 ? 4 : 3>(tmQ, tmK, tmV, tmO, p, ran);
       default: return launch<BF16, D, kCausal, kKeySplit, 1>(tmQ, tmK, tmV, tmO, p, ran);
     }
   }
