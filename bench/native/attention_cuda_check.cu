@@ -3,7 +3,8 @@
 // KILN_CHECK_SM90, the Hopper wgmma kernels of attention_{fwd,bwd}_sm90.cu), for a GPU machine
 // without Node.js. Build: scripts/build-attention-check.sh (no GPU needed) -> build/attention_cuda_check
 // Usage: attention_cuda_check [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma]
-//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg] [--shape B,H,T,D,causal]
+//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg]
+//                             [--shape B,H,T,D,causal]
 //   (default)     correctness on edge shapes against a float64 CPU reference, then timings; the
 //                 Hopper kernels last (checked, then timed beside fa2).
 //   --cpu-only    only validates the CPU reference's gradients by finite differences and the
@@ -486,7 +487,9 @@ std::string sm90_bwd_ops(int mode, AttnDType t, const AttentionArgs& a, const vo
 }
 // dV / dK's A operands from registers, dQ issued last (1); from shared memory (2); from registers
 // with dQ issued first and added while dV / dK are in flight (3); head dim 64: from shared memory,
-// dQ issued first and summed over the consumers in shared memory, half the atomics (4).
+// dQ issued first and summed over the consumers in shared memory, half the atomics (4); dQ issued
+// first and added by the TMA unit's bulk reduction from shared memory, dV / dK's A from registers
+// (5) or from shared memory (6).
 #define KILN_SM90_BWD_OPS(NAME, MODE)                                                                                            \
   std::string NAME(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,          \
                    const void* dout, const float* lse, void* dq, void* dk, void* dv) {                                       \
@@ -496,6 +499,8 @@ KILN_SM90_BWD_OPS(sm90_bwd_rs, 1)
 KILN_SM90_BWD_OPS(sm90_bwd_ss, 2)
 KILN_SM90_BWD_OPS(sm90_bwd_dqfirst, 3)
 KILN_SM90_BWD_OPS(sm90_bwd_dqsum, 4)
+KILN_SM90_BWD_OPS(sm90_bwd_bulk, 5)
+KILN_SM90_BWD_OPS(sm90_bwd_bulkss, 6)
 #undef KILN_SM90_BWD_OPS
 // One tile at a time.
 std::string sm90_fwd_simple(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
@@ -610,6 +615,8 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
              {"wg-bq", kiln::cuda::fa2_attention_forward, sm90_bwd_dqfirst},
              {"wg-br", kiln::cuda::fa2_attention_forward, sm90_bwd_rs},
              {"wg-bm", kiln::cuda::fa2_attention_forward, sm90_bwd_dqsum},
+             {"wg-bu", kiln::cuda::fa2_attention_forward, sm90_bwd_bulk},
+             {"wg-bv", kiln::cuda::fa2_attention_forward, sm90_bwd_bulkss},
              {"wg", sm90_fwd, sm90_bwd}};
 #endif
   for (size_t path = 0; path < paths.size(); ++path) {
@@ -752,6 +759,8 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
     paths.push_back({"wg-q", sm90_fwd, sm90_bwd_dqfirst});                 // dQ first, its atomics beside dV / dK
     paths.push_back({"wg-r", sm90_fwd, sm90_bwd_rs});                      // dV / dK's A from registers, dQ last
     if (D == 64) paths.push_back({"wg-m", sm90_fwd, sm90_bwd_dqsum});      // dQ summed over the consumers first
+    paths.push_back({"wg-u", sm90_fwd, sm90_bwd_bulk});                    // dQ by the TMA unit's bulk reduction
+    paths.push_back({"wg-v", sm90_fwd, sm90_bwd_bulkss});                  // the same, dV / dK's A from shared memory
   }
 #else
   (void)withSm90;
@@ -830,14 +839,14 @@ int main(int argc, char** argv) {
         if (e > b) g_sm90Paths.push_back(list.substr(b, e - b));
       }
       for (const std::string& name : g_sm90Paths)
-        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg-br" && name != "wg-bm" && name != "wg") {
+        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg-br" && name != "wg-bm" && name != "wg-bu" && name != "wg-bv" && name != "wg") {
           std::fprintf(stderr, "--paths: unknown path %s\n", name.c_str());
           return 2;
         }
     } else {
       std::fprintf(stderr,
                    "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma] [--sm90-only]"
-                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg] [--shape B,H,T,D,causal]\n",
+                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg] [--shape B,H,T,D,causal]\n",
                    argv[0]);
       return 2;
     }
@@ -901,9 +910,10 @@ int main(int argc, char** argv) {
                   "pingpong), wg-b = fa2\n"
                   "forward + sm90 backward (wg-bk: dQ split by keys, wg-bs: dV / dK's A from shared memory, wg-bq: from\n"
                   "registers with dQ issued first, wg-br: from registers, dQ last, wg-bm: head dim 64's dQ summed over the\n"
-                  "consumers in shared memory), wg = both sm90 (timing: wg with the default schedules, wg-1 with the forward\n"
+                  "consumers in shared memory, wg-bu / wg-bv: dQ added by the TMA unit's bulk reduction, dV / dK's A from\n"
+                  "registers / shared memory), wg = both sm90 (timing: wg with the default schedules, wg-1 with the forward\n"
                   "one tile at a time, wg-p pipelined, wg-pp pipelined + pingpong, wg-k with dQ split by keys, wg-s / wg-q /\n"
-                  "wg-r / wg-m with the backward of wg-bs / wg-bq / wg-br / wg-bm)\n");
+                  "wg-r / wg-m / wg-u / wg-v with the backward of wg-bs / wg-bq / wg-br / wg-bm / wg-bu / wg-bv)\n");
       std::mt19937_64 rng(42);
       for (const Case& c : cases) run_case(c, rng, true);
     }

@@ -82,6 +82,13 @@ struct Smem {
   static constexpr int kDqStride = D + 8;
   static constexpr int DQ = (kBytes + 15) & ~15;
   static constexpr size_t kAllocDq = kAlloc + size_t(DQ - kBytes) + size_t(2 * 2 * kRows * kDqStride * 4);
+  // kOps 5 and 6: each consumer warp's dQ rows (16 rows of 64 columns) staged for the bulk reduction,
+  // rows kStgStride floats apart (64 + 8: a warp's float2 stores fall in two wavefronts, and every
+  // row starts 16-byte aligned, as the TMA unit reads it), after the rest.
+  static constexpr int kStgStride = 64 + 8;
+  static constexpr int kStgWarp = 16 * kStgStride * 4;  // bytes per consumer warp
+  static constexpr int DQB = (kBytes + 15) & ~15;
+  static constexpr size_t kAllocBulk = kAlloc + size_t(DQB - kBytes) + size_t(8 * kStgWarp);
 };
 
 struct Params : Sm90AttnShape {
@@ -108,12 +115,11 @@ using namespace sm90;  // PTX wrappers
 // B: the stage's query rows, starting at b0).
 template <int D, bool BF16>
 __device__ __forceinline__ void issue_rows_by_queries(float (&acc)[kRows / 2], uint32_t a0, uint32_t b0) {
+  const SmemDesc da(a0, 16, 1024), db(b0, 16, 1024);
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    const uint32_t a = a0 + uint32_t(kk / 4) * 2 * kBoxBytes + (kk % 4) * 32;
-    const uint32_t b = b0 + uint32_t(kk / 4) * kBoxBytes + (kk % 4) * 32;
-    wgmma_ss<kRows, BF16, 0, 0>(acc, smem_desc(a, 16, 1024), smem_desc(b, 16, 1024), kk > 0);
-  }
+  for (int kk = 0; kk < D / 16; ++kk)
+    wgmma_ss<kRows, BF16, 0, 0>(acc, da.at(uint32_t(kk / 4) * 2 * kBoxBytes + (kk % 4) * 32),
+                                db.at(uint32_t(kk / 4) * kBoxBytes + (kk % 4) * 32), kk > 0);
   wgmma_commit();
 }
 
@@ -144,7 +150,12 @@ __device__ __forceinline__ void atomic_add_block(float* base, float c0v, float c
 // and waits for all three; 3 and 4 issue dQ first and add it to the accumulator (the atomics) while
 // dV / dK are still in flight. 4 (head dim 64, whose consumers both compute all of dQ over their own
 // keys) sums the two consumers' dQ in shared memory first, each consumer then adding half the rows:
-// half the atomics.
+// half the atomics. 5 (registers) and 6 (shared memory) issue dQ first too, but no thread adds it:
+// each consumer warp stages its 16 rows of dQ in shared memory and 16 of its lanes hand one row
+// each to the TMA unit (cp.reduce.async.bulk add.f32, 256 bytes), which adds them into the
+// accumulator, as FlashAttention-3 does; the warp waits for the unit to have read its rows before it
+// stages the next block's. For a dQ of 64 columns per consumer (head dim 64, and 128 split by
+// columns).
 template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_bwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
@@ -159,9 +170,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // on a whole 64-column swizzle atom. Which is faster for D = 128 is for a GPU to say
   // (sm90_attention_set_dq_split, KILN_ATTENTION_SM90_DQ).
   constexpr bool kSplitKeys = kKeySplit || D == 64;
-  constexpr bool kRS = kOps == 1 || kOps == 3, kDqFirst = kOps >= 3, kDqSum = kOps == 4;
+  constexpr bool kRS = kOps == 1 || kOps == 3 || kOps == 5, kDqFirst = kOps >= 3, kDqSum = kOps == 4, kDqBulk = kOps >= 5;
   static_assert(!kDqSum || (kSplitKeys && D == 64), "dQ summed in shared memory: head dim 64 (dQ split by keys) only");
   constexpr int DB = S::kDB, NQ = kSplitKeys ? D : D / 2;  // NQ: dQ columns per consumer
+  static_assert(!kDqBulk || NQ == 64, "dQ through the bulk reduction: 64 columns per consumer");
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
   unsigned char* const gbase = smem_raw + (base - smem_u32(smem_raw));  // the same address, generic
@@ -257,9 +269,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     return;
   }
 
-  // Consumers: warpgroup c owns keys j0 + 64c ... j0 + 64c + 63.
+  // Consumers: warpgroup c owns keys j0 + 64c ... j0 + 64c + 63. c from lane 0, so that the
+  // compiler knows it is the same across the warp: the descriptors built from it stay in uniform
+  // registers.
   setmaxnreg_inc<kConsumerRegs>();
-  const int c = wg - 1, g = lane >> 2, t4 = lane & 3;
+  const int c = __shfl_sync(0xffffffffu, wg - 1, 0), g = lane >> 2, t4 = lane & 3;
   float dka[D / 2], dva[D / 2];
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) {
@@ -300,17 +314,24 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int kLimit = kl < 0 ? 0 : (kl > 64 ? 64 : kl);
     const int64_t dg = int64_t(i0) + off - key0;
     const int diag = int(dg < -2 * kRows ? -2 * kRows : (dg > 2 * kRows ? 2 * kRows : dg));
+    // Two copies of the loop, the masked one for the blocks that need it: with one, the compiler
+    // computed the mask's predicates for every element of every block (session 10's profile).
+    auto probabilities = [&](auto masked) {
 #pragma unroll
-    for (int i = 0; i < kRows / 8; ++i)
+      for (int i = 0; i < kRows / 8; ++i)
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
+        for (int h = 0; h < 2; ++h)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int q = 8 * i + 2 * t4 + e, r = 16 * warp + g + 8 * h;
-          float pv = exp2_approx(fmaf(st[4 * i + 2 * h + e], sl2, -Lb[q]));
-          if (needMask && (q >= qLimit || r >= kLimit || (kCausal && r - q > diag))) pv = 0.f;
-          st[4 * i + 2 * h + e] = pv;
-        }
+          for (int e = 0; e < 2; ++e) {
+            const int q = 8 * i + 2 * t4 + e, r = 16 * warp + g + 8 * h;
+            float pv = exp2_approx(fmaf(st[4 * i + 2 * h + e], sl2, -Lb[q]));
+            if constexpr (decltype(masked)::value)
+              if (q >= qLimit || r >= kLimit || (kCausal && r - q > diag)) pv = 0.f;
+            st[4 * i + 2 * h + e] = pv;
+          }
+    };
+    if (needMask) probabilities(std::true_type{});
+    else probabilities(std::false_type{});
     wgmma_wait<0>();
     fence_acc(dpt);
     // P^T and dS^T = P^T o (dP^T - D_i) to this warpgroup's boxes (P^T: one box; dS^T: buffer it & 1,
@@ -346,11 +367,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     // read k-contiguous (k = 16 queries a step, 32 bytes along the rows).
     const uint32_t pA = sbase + S::P + uint32_t(c) * kBoxBytes;
     const uint32_t dsA = sbase + S::dS + uint32_t((it & 1) * 2 + c) * kBoxBytes;
+    const SmemDesc dO_n(os, kBoxBytes, 1024), Q_n(qs, kBoxBytes, 1024);  // n-contiguous, k = 16 rows a step
     auto issue_dv_dk_rs = [&] {
 #pragma unroll
       for (int kc = 0; kc < kRows / 16; ++kc) {
-        wgmma_rs<D, BF16, 1>(dva, pa[kc], smem_desc(os + kc * 2048, kBoxBytes, 1024), 1);
-        wgmma_rs<D, BF16, 1>(dka, dsa[kc], smem_desc(qs + kc * 2048, kBoxBytes, 1024), 1);
+        wgmma_rs<D, BF16, 1>(dva, pa[kc], dO_n.at(kc * 2048), 1);
+        wgmma_rs<D, BF16, 1>(dka, dsa[kc], Q_n.at(kc * 2048), 1);
       }
       wgmma_commit();
     };
@@ -364,10 +386,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     else named_barrier(1, 256);
     wgmma_fence();
     auto issue_dv_dk_ss = [&] {
+      const SmemDesc P_k(pA, 16, 1024), dS_k(dsA, 16, 1024);
 #pragma unroll
       for (int kc = 0; kc < kRows / 16; ++kc) {
-        wgmma_ss<D, BF16, 0, 1>(dva, smem_desc(pA + kc * 32, 16, 1024), smem_desc(os + kc * 2048, kBoxBytes, 1024), 1);
-        wgmma_ss<D, BF16, 0, 1>(dka, smem_desc(dsA + kc * 32, 16, 1024), smem_desc(qs + kc * 2048, kBoxBytes, 1024), 1);
+        wgmma_ss<D, BF16, 0, 1>(dva, P_k.at(kc * 32), dO_n.at(kc * 2048), 1);
+        wgmma_ss<D, BF16, 0, 1>(dka, dS_k.at(kc * 32), Q_n.at(kc * 2048), 1);
       }
       wgmma_commit();
     };
@@ -379,12 +402,17 @@ __global__ void __launch_bounds__(kThreads, 1)
     float dqa[NQ / 2];
     const uint32_t dsb = sbase + S::dS + uint32_t(it & 1) * 2 * kBoxBytes;
     constexpr int kSteps = kSplitKeys ? 4 : kKeys / 16;
+    {
+      // Key split: this consumer's key box (c) of dS^T and of K, all d blocks; column split: both key
+      // boxes, K's d block c.
+      const uint32_t keyBox0 = kSplitKeys ? uint32_t(c) : 0u, dblk = kSplitKeys ? 0u : uint32_t(c);
+      const SmemDesc dS_m(dsb + keyBox0 * kBoxBytes, kBoxBytes, 1024);
+      const SmemDesc K_n(sbase + S::K + (dblk * 2 + keyBox0) * kBoxBytes, 2 * kBoxBytes, 1024);
 #pragma unroll
-    for (int kk = 0; kk < kSteps; ++kk) {
-      const int keyBox = kSplitKeys ? c : kk / 4, dblk = kSplitKeys ? 0 : c;
-      const uint32_t aa = dsb + uint32_t(keyBox) * kBoxBytes + (kk % 4) * 2048;
-      const uint32_t kb = sbase + S::K + uint32_t(dblk * 2 + keyBox) * kBoxBytes + (kk % 4) * 2048;
-      wgmma_ss<NQ, BF16, 1, 1>(dqa, smem_desc(aa, kBoxBytes, 1024), smem_desc(kb, 2 * kBoxBytes, 1024), kk > 0);
+      for (int kk = 0; kk < kSteps; ++kk) {
+        const uint32_t step = uint32_t(kk / 4) * kBoxBytes + (kk % 4) * 2048;  // (kk / 4: the next key box, column split)
+        wgmma_ss<NQ, BF16, 1, 1>(dqa, dS_m.at(step), K_n.at(step), kk > 0);
+      }
     }
     wgmma_commit();
     float* const dqh = p.dqAcc + int64_t(bh) * Tq * D;
@@ -418,12 +446,34 @@ __global__ void __launch_bounds__(kThreads, 1)
           atomicAdd(reinterpret_cast<float4*>(dqh + int64_t(i0 + row) * D + col), make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w));
       }
     };
+    // kDqBulk: this warp's 16 dQ rows (the accumulator's rows 16 warp ... + 15, NQ = 64 columns) to
+    // its staging rows, then lane l < 16 hands row l to the TMA unit. The unit reads shared memory
+    // through the async proxy: each lane fences its stores, and the warp meets before the copies.
+    auto add_dq_bulk = [&] {
+      const uint32_t stg = sbase + uint32_t(S::DQB + (c * 4 + warp) * S::kStgWarp);
+      unsigned char* const stgp = gbase + (S::DQB + (c * 4 + warp) * S::kStgWarp);
+      bulk_wait_read<0>();  // the unit has read this warp's rows of the last block
+      __syncwarp();
+#pragma unroll
+      for (int i = 0; i < NQ / 8; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          *reinterpret_cast<float2*>(stgp + ((g + 8 * h) * S::kStgStride + 8 * i + 2 * t4) * 4) =
+              make_float2(dqa[4 * i + 2 * h], dqa[4 * i + 2 * h + 1]);
+      fence_proxy_async();
+      __syncwarp();
+      const int row = i0 + 16 * warp + lane;
+      if (lane < 16 && row < Tq)
+        bulk_reduce_add_f32(dqh + int64_t(row) * D + (kSplitKeys ? 0 : NQ * c), stg + uint32_t(lane * S::kStgStride * 4), NQ * 4);
+      bulk_commit();
+    };
     if constexpr (kDqFirst) {
       if constexpr (kRS) issue_dv_dk_rs();
       else issue_dv_dk_ss();
       wgmma_wait<1>();  // dQ done (groups complete in order); dV / dK still in flight
       fence_acc(dqa);
       if constexpr (kDqSum) add_dq_summed();
+      else if constexpr (kDqBulk) add_dq_bulk();
       else add_dq();
       wgmma_wait<0>();
     } else {
@@ -445,6 +495,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
 
+  if constexpr (kDqBulk) bulk_wait<0>();  // the unit is done with this warp's staging rows
   // dK = scale * dka, dV = dva: key row key0 + 16 warp + g + 8h, column 8i + 2 t4 (+1).
   T* const dKh = static_cast<T*>(p.dk) + int64_t(bh) * Tk * D;
   T* const dVh = static_cast<T*>(p.dv) + int64_t(bh) * Tk * D;
@@ -471,7 +522,7 @@ template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO, const Params& p,
                    bool& ran) {
   auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>;
-  constexpr size_t smem = kOps == 4 ? Smem<D>::kAllocDq : Smem<D>::kAlloc;
+  constexpr size_t smem = kOps == 4 ? Smem<D>::kAllocDq : kOps >= 5 ? Smem<D>::kAllocBulk : Smem<D>::kAlloc;
   if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>>(smem)) return "";
   const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
   if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
@@ -483,17 +534,18 @@ std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtenso
 // The dQ split for D = 128: 1 columns (the default), 2 keys (KILN_ATTENTION_SM90_DQ=keys,
 // sm90_attention_set_dq_split; the check program times both).
 Sm90AttnSwitch g_dqSplit("KILN_ATTENTION_SM90_DQ", "keys", nullptr, "cols");
-// Where dV / dK's products take P^T and dS^T from, and the order of the products (the kernel's kOps,
-// the same numbers):
-// 1 registers, 2 shared memory, 3 registers with dQ issued first, 4 (head dim 64; 128 takes 3)
-// shared memory with dQ issued first and summed over the consumers in shared memory
-// (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst|dqsum, sm90_attention_set_bwd_operands; the check program
-// times each; head dim 128's dQ split by keys always takes 2). The default by head dim: 3 for 128,
-// from an H100 run (session 9, backward TFLOP/s at T = 1k-8k causal and 4k full: 341-385 at T >= 4k
-// against 315-346 for 1 and 305-332 for 2); 4 for 64, whose backward the same run's profile found
-// bound by L2 (75% of its throughput, the dQ atomics: both consumers add all 64 columns), where 1, 2
-// and 3 were within the run's noise of each other (202-265 TFLOP/s at T >= 4k).
-Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs", "dqsum");
+// Where dV / dK's products take P^T and dS^T from, the order of the products and how dQ reaches
+// the accumulator (the kernel's kOps, the same numbers): 1 registers, 2 shared memory, 3 registers
+// with dQ issued first, 4 (head dim 64; 128 takes 3) shared memory with dQ issued first and summed
+// over the consumers in shared memory, 5 / 6 registers / shared memory with dQ issued first and
+// added by the TMA unit's bulk reduction (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst|dqsum|bulk|bulkss,
+// sm90_attention_set_bwd_operands; the check program times each; head dim 128's dQ split by keys
+// always takes 2). Session 9's H100 runs chose 3 for 128 (385 TFLOP/s at T = 8k causal against 346
+// for 1 and 320 for 2) and 4 for 64 (its backward was bound by L2: the dQ atomics). Session 10's
+// per-instruction profile found the dQ atomics (their shuffles and the 16-byte REDs waiting on each
+// other's registers) ~20% of head dim 128's consumer samples and the summed dQ ~12% of head dim 64's:
+// 5 is the default for both until a GPU run says otherwise.
+Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs", "dqsum", "bulk", "bulkss");
 
 template <bool BF16, int D, bool kCausal, bool kKeySplit>
 std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO,
@@ -503,10 +555,12 @@ std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUt
   if constexpr (D == 128 && kKeySplit) {
     return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
   } else {
-    switch (g_bwdOps.get(D == 128 ? 3 : 4)) {
+    switch (g_bwdOps.get(5)) {
       case 2: return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
       case 3: return launch<BF16, D, kCausal, kKeySplit, 3>(tmQ, tmK, tmV, tmO, p, ran);
       case 4: return launch<BF16, D, kCausal, kKeySplit, D == 64 ? 4 : 3>(tmQ, tmK, tmV, tmO, p, ran);
+      case 5: return launch<BF16, D, kCausal, kKeySplit, 5>(tmQ, tmK, tmV, tmO, p, ran);
+      case 6: return launch<BF16, D, kCausal, kKeySplit, 6>(tmQ, tmK, tmV, tmO, p, ran);
       default: return launch<BF16, D, kCausal, kKeySplit, 1>(tmQ, tmK, tmV, tmO, p, ran);
     }
   }

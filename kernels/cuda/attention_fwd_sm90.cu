@@ -182,7 +182,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Consumers: warpgroup c owns query rows [row0, row0 + 64). This thread's accumulator element
   // 4i + 2h + e is row 16 warp + lane/4 + 8h of them, column 8i + 2(lane%4) + e (sm90_common.cuh).
   setmaxnreg_inc<kConsumerRegs>();
-  const int c = wg - 1, warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32, t4 = lane & 3;
+  // c from lane 0, so that the compiler knows it is the same across the warp (the descriptors built
+  // from it stay in uniform registers).
+  const int c = __shfl_sync(0xffffffffu, wg - 1, 0), warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32, t4 = lane & 3;
   const int64_t row0 = i0 + 64 * c;
   const int rq = 16 * warp + (lane >> 2);  // this thread's rows: rq and rq + 8 of the warpgroup's
   // Key positions as int (all below Tk + 128 < 2^31): kendI, and (causal) diag0 = row0 + off, so that
@@ -216,12 +218,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   // S = Q_c K^T into sc (issued, not waited): k16 step kk is 32 bytes along the rows of d block kk / 4
   // (both operands k-contiguous).
   auto issue_s = [&](float (&sc)[kKeys / 2], uint32_t sk) {
-    const uint64_t descQ = smem_desc(qA, 16, 1024), descK = smem_desc(sk, 16, 1024);
+    const SmemDesc descQ(qA, 16, 1024), descK(sk, 16, 1024);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       const uint32_t step = uint32_t(kk / 4) * 2 * kBoxBytes + uint32_t(kk % 4) * 32;
-      sm90::wgmma_ss<kKeys, BF16, 0, 0>(sc, descQ + (step >> 4), descK + (step >> 4), kk > 0 ? 1 : 0);
+      sm90::wgmma_ss<kKeys, BF16, 0, 0>(sc, descQ.at(step), descK.at(step), kk > 0 ? 1 : 0);
     }
     wgmma_commit();
   };
@@ -231,9 +233,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   // both at a point where no other product is in flight: ptxas serializes the MMAs when a register a
   // product reads is written while another product is pending.
   auto pv_descs = [&](uint32_t sv, uint64_t (&dv)[kKeys / 16]) {
-    const uint64_t descV = smem_desc(sv, 2 * kBoxBytes, 1024);
+    const SmemDesc descV(sv, 2 * kBoxBytes, 1024);
 #pragma unroll
-    for (int kc = 0; kc < kKeys / 16; ++kc) dv[kc] = descV + ((uint32_t(kc / 4) * kBoxBytes + uint32_t(kc % 4) * 2048) >> 4);
+    for (int kc = 0; kc < kKeys / 16; ++kc) dv[kc] = descV.at(uint32_t(kc / 4) * kBoxBytes + uint32_t(kc % 4) * 2048);
   };
   auto issue_pv = [&](const uint32_t (&pa)[kKeys / 16][4], const uint64_t (&dv)[kKeys / 16]) {
     wgmma_fence();

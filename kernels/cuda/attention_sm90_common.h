@@ -35,31 +35,33 @@ inline Sm90AttnShape sm90_attn_shape(const cpu::AttentionArgs& a) {
   return s;
 }
 
-// A schedule choice: 2 (3, 4) when the environment variable `var` equals `alt` (`alt3`, `alt4`), 1 when
-// it equals `one`, else the caller's default (get(dflt), 1 unless given), read on first use;
-// set(1 | 2 | 3 | 4) overrides it, set(0) returns to the environment's choice.
+// A schedule choice: 2 (3, 4, 5, 6) when the environment variable `var` equals `alt` (`alt3` ...
+// `alt6`), 1 when it equals `one`, else the caller's default (get(dflt), 1 unless given), read on
+// first use; set(1 ... 6) overrides it (a mode above 2 only where it has a name), set(0) returns to
+// the environment's choice.
 class Sm90AttnSwitch {
  public:
+  static constexpr int kModes = 6;
   constexpr Sm90AttnSwitch(const char* var, const char* alt, const char* alt3 = nullptr, const char* one = nullptr,
-                           const char* alt4 = nullptr)
-      : var_(var), names_{one, alt, alt3, alt4} {}
+                           const char* alt4 = nullptr, const char* alt5 = nullptr, const char* alt6 = nullptr)
+      : var_(var), names_{one, alt, alt3, alt4, alt5, alt6} {}
   int get(int dflt = 1) {
     int v = v_.load(std::memory_order_relaxed);
     if (v == 0) {
       const char* e = std::getenv(var_);
       v = -1;
-      for (int m = 0; m < 4 && e; ++m)
+      for (int m = 0; m < kModes && e; ++m)
         if (names_[m] && std::strcmp(e, names_[m]) == 0) v = m + 1;
       int expected = 0;
       if (!v_.compare_exchange_strong(expected, v)) v = expected;
     }
     return v < 0 ? dflt : v;
   }
-  void set(int mode) { v_.store(mode >= 1 && mode <= 4 && (mode <= 2 || names_[mode - 1]) ? mode : 0); }
+  void set(int mode) { v_.store(mode >= 1 && mode <= kModes && (mode <= 2 || names_[mode - 1]) ? mode : 0); }
 
  private:
   const char* var_;
-  const char* names_[4];  // modes 1 ... 4
+  const char* names_[kModes];  // modes 1 ... 6
   std::atomic<int> v_{0};
 };
 

@@ -51,6 +51,19 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint3
          (uint64_t(1) << 62);
 }
 
+// The same descriptor as two 32-bit halves, built once per base address: at(bytes) is
+// smem_desc(addr + bytes, lbo, sbo) for addr + bytes below 2^18 (every shared address is), with one
+// 32-bit add (the address field is the low 14 bits, addr >> 4, so adding bytes >> 4 never carries
+// into the leading byte offset). The products' k steps differ by constant byte offsets: rebuilding
+// each descriptor with smem_desc's masks and shifts cost the Hopper attention backward ~8
+// instructions per wgmma (session 10's profile: ~15% of its consumers' instructions).
+struct SmemDesc {
+  uint32_t lo, hi;
+  __host__ __device__ __forceinline__ SmemDesc(uint32_t addr, uint32_t lbo, uint32_t sbo)
+      : lo(((addr & 0x3FFFF) >> 4) | (((lbo & 0x3FFFF) >> 4) << 16)), hi(((sbo & 0x3FFFF) >> 4) | (1u << 30)) {}
+  __host__ __device__ __forceinline__ uint64_t at(uint32_t bytes) const { return (uint64_t(hi) << 32) | (lo + (bytes >> 4)); }
+};
+
 }  // namespace sm90
 }  // namespace cuda
 }  // namespace kiln
@@ -127,6 +140,19 @@ __device__ __forceinline__ void named_barrier(int id, int count) { asm volatile(
 __device__ __forceinline__ void named_barrier_arrive(int id, int count) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
+
+// Bulk asynchronous reduction (TMA unit): adds `bytes` (a multiple of 16, both addresses 16-byte
+// aligned) of float32 at shared address src into global memory at dst, element-wise atomically, in
+// this thread's current bulk group. commit closes the group; wait_read<N> waits until all but the
+// newest N groups have read their shared source (it may be overwritten), wait<N> until they are done.
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(reinterpret_cast<uint64_t>(dst)),
+               "r"(src), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory"); }
+template <int N> __device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }

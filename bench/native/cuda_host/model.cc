@@ -161,6 +161,7 @@ struct Thread {
   // wgmma bookkeeping
   int opsIssued = 0, commits = 0;
   int64_t cpGroups = 0;   // cp.async groups committed
+  int64_t bulkGroups = 0;  // cp.async.bulk groups committed
   bool wgFenced = false;  // a wgmma.fence since the last wait_group
   std::unordered_map<float*, int> inflight;                 // accumulator array -> products in flight
   std::unordered_map<float*, std::vector<float>> shadow;    // results not yet written back
@@ -192,6 +193,15 @@ struct Copy {
   uint32_t dst, bar;
   TensorMap map;
   int c[3];
+};
+
+// cp.reduce.async.bulk (add.f32, shared::cta -> global): the source is read, as the async proxy
+// sees it, when the model completes it (at a random later point, or at the thread's wait).
+struct BulkRed {
+  float* dst;
+  uint32_t src, bytes;
+  int thread;
+  int64_t group;  // the thread's bulk group, -1 until committed
 };
 
 struct CpAsync {
@@ -226,6 +236,7 @@ struct Block {
   std::vector<Warpgroup> wg;
   std::deque<Copy> copies;
   std::deque<CpAsync> cpAsync;
+  std::deque<BulkRed> bulk;
   std::vector<std::vector<LaneSlot>> lanes;  // [warp][lane]
   bool failed = false;
   uint3 idx, grid, dim;
@@ -359,9 +370,24 @@ void complete_cp_async(size_t which) {
   ++g_stats.copies;
 }
 
+void complete_bulk(size_t which) {
+  Block& B = *g_blk;
+  const BulkRed r = B.bulk[which];
+  B.bulk.erase(B.bulk.begin() + long(which));
+  const unsigned char* src = B.async.data() + (r.src - B.smemBase);
+  for (uint32_t i = 0; i < r.bytes / 4; ++i) {
+    float x;
+    std::memcpy(&x, src + 4 * i, 4);
+    r.dst[i] += x;
+  }
+  ++g_stats.copies;
+}
+
 void fiber_main() {
   (*g_body)();
   Thread& t = *g_cur;
+  for (const BulkRed& r : g_blk->bulk)
+    if (r.thread == t.index) fail("the thread exits with a bulk reduction it has not waited for");
   const Warpgroup& W = g_blk->wg[size_t(t.index / 128)];
   if (t.opsIssued > W.base) fail("the thread exits with wgmma products in flight");
   t.done = true;
@@ -463,6 +489,10 @@ void run_block(uint3 idx, dim3 grid, dim3 dim, size_t smem, const std::function<
       complete_cp_async(size_t(g_rng() % B.cpAsync.size()));
       continue;
     }
+    if (!B.bulk.empty() && g_rng() % 8 == 0) {
+      complete_bulk(size_t(g_rng() % B.bulk.size()));
+      continue;
+    }
     if (g_rng() % 16 == 0) rr = size_t(g_rng() % size_t(n));
     int pick = -1, slowPick = -1;
     bool live = false;
@@ -491,6 +521,10 @@ void run_block(uint3 idx, dim3 grid, dim3 dim, size_t smem, const std::function<
       }
       if (!B.cpAsync.empty()) {
         complete_cp_async(size_t(g_rng() % B.cpAsync.size()));
+        continue;
+      }
+      if (!B.bulk.empty()) {
+        complete_bulk(size_t(g_rng() % B.bulk.size()));
         continue;
       }
       describe_deadlock(B);
@@ -806,6 +840,29 @@ void cp_async_wait_group(int n) {
   }
 }
 void cp_async_wait_all() { cp_async_wait_group(0); }
+
+void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
+  if (bytes == 0 || bytes % 16 || src % 16 || reinterpret_cast<uintptr_t>(dst) % 16)
+    fail("cp.reduce.async.bulk: size not a positive multiple of 16, or an address not 16-byte aligned");
+  smem_at(src, bytes, "cp.reduce.async.bulk source");
+  g_blk->bulk.push_back(BulkRed{dst, src, bytes, g_cur->index, -1});
+}
+void bulk_commit() {
+  const int64_t g = g_cur->bulkGroups++;
+  for (BulkRed& r : g_blk->bulk)
+    if (r.thread == g_cur->index && r.group < 0) r.group = g;
+}
+// cp.async.bulk.wait_group[.read] n: this thread's committed groups but the newest n are done (the
+// model completes reads and writes together).
+void bulk_wait(int n, bool) {
+  maybe_stall();
+  const int64_t last = g_cur->bulkGroups - 1 - n;
+  for (size_t i = 0; i < g_blk->bulk.size();) {
+    const BulkRed& r = g_blk->bulk[i];
+    if (r.thread == g_cur->index && r.group >= 0 && r.group <= last) complete_bulk(i);
+    else ++i;
+  }
+}
 
 void mbar_init(uint32_t bar, uint32_t count) {
   if (bar % 8) fail("mbarrier.init: address not 8-byte aligned");

@@ -290,7 +290,8 @@ struct AttnCase {
   int schedule;  // forward: 1 one tile at a time, 2 pipelined, 3 pipelined + pingpong; backward: 1 dQ by columns (D 128), 2 by
                  // keys, both with dV / dK's A from registers (D 128 by keys: shared memory), 3 dQ by columns (D 128) with
                  // dV / dK's A from shared memory, 4 dQ by columns (D 128) issued first, dV / dK's A from registers,
-                 // 5 (D 64) dQ issued first and summed over the consumers in shared memory, dV / dK's A from shared memory
+                 // 5 (D 64) dQ issued first and summed over the consumers in shared memory, dV / dK's A from shared memory,
+                 // 6 / 7 dQ issued first and added by the TMA unit's bulk reduction, dV / dK's A from registers / shared memory
   std::vector<int32_t> keyLens = {};  // [B] or empty (fa2 only)
 };
 
@@ -390,6 +391,8 @@ std::string attn_name(const std::string& dir, const AttnCase& c) {
                                                  (c.schedule == 3 || (c.D == 128 && c.schedule == 2) ? " A-smem"
                                                   : c.schedule == 4                                  ? " A-regs dQ-first"
                                                   : c.schedule == 5                                  ? " A-smem dQ-first dQ-summed"
+                                                  : c.schedule == 6                                  ? " A-regs dQ-first dQ-bulk"
+                                                  : c.schedule == 7                                  ? " A-smem dQ-first dQ-bulk"
                                                                                                      : " A-regs");
   std::snprintf(name, sizeof name, "%s %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s", dir.c_str(), c.bf16 ? "bf16" : "f16", (long long)c.D,
                 (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full", sched.c_str());
@@ -448,7 +451,7 @@ void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& r
     for (size_t i = 0; i < nq; ++i) O.p[i] = to_half(float(r.out[i]), bf);
     for (size_t i = 0; i < size_t(BH * c.Tq); ++i) L.p[i] = float(r.lse[i]);
     kiln::cuda::sm90_attention_set_dq_split(c.schedule == 2 ? 2 : 1);
-    kiln::cuda::sm90_attention_set_bwd_operands(c.schedule == 3 ? 2 : c.schedule == 4 ? 3 : c.schedule == 5 ? 4 : 1);
+    kiln::cuda::sm90_attention_set_bwd_operands(c.schedule >= 3 ? c.schedule - 1 : 1);  // 3 ... 7: modes 2 ... 6
     err = kiln::cuda::sm90_attention_backward(dt, a, Q.p, K.p, V.p, O.p, dO.p, L.p, dQ.p, dK.p, dV.p, handled);
     ok = handled && err.empty();
     ok = compare("dq", r.dq, widen(dQ.p, nq, bf), tol, report) && ok;
@@ -884,7 +887,7 @@ int main(int argc, char** argv) {
   std::vector<AttnCase> ac;
   for (int D : {64, 128})
     for (bool causal : {false, true})
-      for (int sched : {1, 2, 3, 4, 5}) {
+      for (int sched : {1, 2, 3, 4, 5, 6, 7}) {
         ac.push_back({1, 2, 200, 200, D, causal, true, sched});   // ragged T: partial tiles
         if (!quick) {
           ac.push_back({1, 1, 130, 300, D, causal, true, sched});  // Tq < Tk
