@@ -82,12 +82,11 @@ struct Smem {
   static constexpr int kDqStride = D + 8;
   static constexpr int DQ = (kBytes + 15) & ~15;
   static constexpr size_t kAllocDq = kAlloc + size_t(DQ - kBytes) + size_t(2 * 2 * kRows * kDqStride * 4);
-  // kOps 5 and 6: each consumer warp's dQ rows (16 rows of 64 columns) staged for the bulk reduction,
-  // rows kStgStride floats apart (64 + 8: a warp's float2 stores fall in two wavefronts, and every
-  // row starts 16-byte aligned, as the TMA unit reads it), after the rest.
-  static constexpr int kStgStride = 64 + 8;
-  static constexpr int kStgWarp = 16 * kStgStride * 4;  // bytes per consumer warp
-  static constexpr int DQB = (kBytes + 15) & ~15;
+  // kOps 5 and 6: each consumer warp's dQ rows (16 rows of 64 columns) staged for the TMA unit's
+  // reduction as two boxes of 16 rows x 32 float columns (128-byte rows, the 128-byte swizzle, each
+  // box 1 KiB-aligned), after the rest.
+  static constexpr int kStgWarp = 2 * 16 * 128;  // bytes per consumer warp
+  static constexpr int DQB = (kBytes + 1023) & ~1023;
   static constexpr size_t kAllocBulk = kAlloc + size_t(DQB - kBytes) + size_t(8 * kStgWarp);
 };
 
@@ -151,15 +150,18 @@ __device__ __forceinline__ void atomic_add_block(float* base, float c0v, float c
 // dV / dK are still in flight. 4 (head dim 64, whose consumers both compute all of dQ over their own
 // keys) sums the two consumers' dQ in shared memory first, each consumer then adding half the rows:
 // half the atomics. 5 (registers) and 6 (shared memory) issue dQ first too, but no thread adds it:
-// each consumer warp stages its 16 rows of dQ in shared memory and 16 of its lanes hand one row
-// each to the TMA unit (cp.reduce.async.bulk add.f32, 256 bytes), which adds them into the
-// accumulator, as FlashAttention-3 does; the warp waits for the unit to have read its rows before it
-// stages the next block's. For a dQ of 64 columns per consumer (head dim 64, and 128 split by
-// columns).
+// each consumer warp stages its 16 rows of dQ in shared memory and one lane hands them to the TMA
+// unit as two boxes of the float32 accumulator's tensor map tmDQ (cp.reduce.async.bulk.tensor add),
+// which adds them into the accumulator, as FlashAttention-3 does; the warp waits for the unit to
+// have read its rows before it stages the next block's. For a dQ of 64 columns per consumer (head
+// dim 64, and 128 split by columns). (Session 10's first version handed the rows over one by one,
+// 16 lanes each a 256-byte non-tensor reduction: its operands must be warp-uniform, so the
+// compiler issued them one lane at a time, ~20% of the consumers' samples.)
 template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_bwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
-                              const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmO, const Params p) {
+                              const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmO,
+                              const __grid_constant__ CUtensorMap tmDQ, const Params p) {
 #ifdef KILN_SM90_DEVICE
   using S = Smem<D>;
   using T = std::conditional_t<BF16, __nv_bfloat16, __half>;
@@ -447,8 +449,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     };
     // kDqBulk: this warp's 16 dQ rows (the accumulator's rows 16 warp ... + 15, NQ = 64 columns) to
-    // its staging rows, then lane l < 16 hands row l to the TMA unit. The unit reads shared memory
-    // through the async proxy: each lane fences its stores, and the warp meets before the copies.
+    // its two staging boxes (columns 32 b ... 32 b + 31 in box b; row r's 16-byte chunk k at chunk
+    // k ^ (r % 8), the 128-byte swizzle), then lane 0 hands both to the TMA unit (rows past Tq are
+    // dropped by it; a warp whose rows all are skips). The unit reads shared memory through the async
+    // proxy: each lane fences its stores, and the warp meets before the copies.
     auto add_dq_bulk = [&] {
       const uint32_t stg = sbase + uint32_t(S::DQB + (c * 4 + warp) * S::kStgWarp);
       unsigned char* const stgp = gbase + (S::DQB + (c * 4 + warp) * S::kStgWarp);
@@ -457,14 +461,18 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int i = 0; i < NQ / 8; ++i)
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
-          *reinterpret_cast<float2*>(stgp + ((g + 8 * h) * S::kStgStride + 8 * i + 2 * t4) * 4) =
+        for (int h = 0; h < 2; ++h) {
+          const int r = g + 8 * h, chunk = 2 * (i % 4) + (t4 >> 1);
+          *reinterpret_cast<float2*>(stgp + (i / 4) * 2048 + r * 128 + ((chunk ^ (r & 7)) << 4) + (t4 & 1) * 8) =
               make_float2(dqa[4 * i + 2 * h], dqa[4 * i + 2 * h + 1]);
+        }
       fence_proxy_async();
       __syncwarp();
-      const int row = i0 + 16 * warp + lane;
-      if (lane < 16 && row < Tq)
-        bulk_reduce_add_f32(dqh + int64_t(row) * D + (kSplitKeys ? 0 : NQ * c), stg + uint32_t(lane * S::kStgStride * 4), NQ * 4);
+      const int row0 = i0 + 16 * warp, col0 = kSplitKeys ? 0 : NQ * c;
+      if (lane == 0 && row0 < Tq) {
+        tma_reduce_add(&tmDQ, stg, col0, row0, bh);
+        tma_reduce_add(&tmDQ, stg + 2048, col0 + 32, row0, bh);
+      }
       bulk_commit();
     };
     if constexpr (kDqFirst) {
@@ -519,15 +527,15 @@ using gemm_detail::device_info;
 using gemm_detail::launched;
 
 template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
-std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO, const Params& p,
-                   bool& ran) {
+std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO,
+                   const CUtensorMap& tmDQ, const Params& p, bool& ran) {
   auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>;
   constexpr size_t smem = kOps == 4 ? Smem<D>::kAllocDq : kOps >= 5 ? Smem<D>::kAllocBulk : Smem<D>::kAlloc;
   if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>>(smem)) return "";
   const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
   if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
   ran = true;
-  kernel<<<unsigned(blocks), kThreads, smem>>>(tmQ, tmK, tmV, tmO, p);
+  kernel<<<unsigned(blocks), kThreads, smem>>>(tmQ, tmK, tmV, tmO, tmDQ, p);
   return launched();
 }
 
@@ -549,19 +557,19 @@ Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs", "dqsum
 
 template <bool BF16, int D, bool kCausal, bool kKeySplit>
 std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO,
-                       const Params& p, bool& ran) {
+                       const CUtensorMap& tmDQ, const Params& p, bool& ran) {
   // Head dim 128 with dQ split by keys holds 64 dQ accumulators per thread: with the A fragments too,
   // ptxas serializes the products (C7512), so that schedule keeps the shared-memory operands.
   if constexpr (D == 128 && kKeySplit) {
-    return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
+    return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
   } else {
-    switch (g_bwdOps.get(5)) {
-      case 2: return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, p, ran);
-      case 3: return launch<BF16, D, kCausal, kKeySplit, 3>(tmQ, tmK, tmV, tmO, p, ran);
-      case 4: return launch<BF16, D, kCausal, kKeySplit, D == 64 ? 4 : 3>(tmQ, tmK, tmV, tmO, p, ran);
-      case 5: return launch<BF16, D, kCausal, kKeySplit, 5>(tmQ, tmK, tmV, tmO, p, ran);
-      case 6: return launch<BF16, D, kCausal, kKeySplit, 6>(tmQ, tmK, tmV, tmO, p, ran);
-      default: return launch<BF16, D, kCausal, kKeySplit, 1>(tmQ, tmK, tmV, tmO, p, ran);
+    switch (g_bwdOps.get(D == 128 ? 5 : 4)) {
+      case 2: return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
+      case 3: return launch<BF16, D, kCausal, kKeySplit, 3>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
+      case 4: return launch<BF16, D, kCausal, kKeySplit, D == 64 ? 4 : 3>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
+      case 5: return launch<BF16, D, kCausal, kKeySplit, 5>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
+      case 6: return launch<BF16, D, kCausal, kKeySplit, 6>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
+      default: return launch<BF16, D, kCausal, kKeySplit, 1>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
     }
   }
 }
@@ -570,8 +578,9 @@ template <bool BF16, int D>
 std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* dout, const float* lse,
                 const float* Di, float* dqAcc, void* dk, void* dv, bool& ran) {
   const int64_t BH = a.B * a.H;
-  CUtensorMap tmQ, tmK, tmV, tmO;
-  if (!tma_encode_rows(tmQ, BF16, q, D, a.Tq, BH) || !tma_encode_rows(tmO, BF16, dout, D, a.Tq, BH) ||
+  CUtensorMap tmQ, tmK, tmV, tmO, tmDQ;
+  if (!tma_encode_f32_rows(tmDQ, dqAcc, D, a.Tq, BH, 16) || !tma_encode_rows(tmQ, BF16, q, D, a.Tq, BH) ||
+      !tma_encode_rows(tmO, BF16, dout, D, a.Tq, BH) ||
       !tma_encode_rows(tmK, BF16, k, D, a.Tk, BH) || !tma_encode_rows(tmV, BF16, v, D, a.Tk, BH))
     return "";  // ran stays false
   Params p{};
@@ -582,13 +591,13 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
   p.dk = dk;
   p.dv = dv;
   if constexpr (D == 64) {  // always split by keys
-    return a.causal ? launch_ops<BF16, D, true, true>(tmQ, tmK, tmV, tmO, p, ran)
-                    : launch_ops<BF16, D, false, true>(tmQ, tmK, tmV, tmO, p, ran);
+    return a.causal ? launch_ops<BF16, D, true, true>(tmQ, tmK, tmV, tmO, tmDQ, p, ran)
+                    : launch_ops<BF16, D, false, true>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
   } else {
     const bool keys = g_dqSplit.get() == 2;
     if (a.causal)
-      return keys ? launch_ops<BF16, D, true, true>(tmQ, tmK, tmV, tmO, p, ran) : launch_ops<BF16, D, true, false>(tmQ, tmK, tmV, tmO, p, ran);
-    return keys ? launch_ops<BF16, D, false, true>(tmQ, tmK, tmV, tmO, p, ran) : launch_ops<BF16, D, false, false>(tmQ, tmK, tmV, tmO, p, ran);
+      return keys ? launch_ops<BF16, D, true, true>(tmQ, tmK, tmV, tmO, tmDQ, p, ran) : launch_ops<BF16, D, true, false>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
+    return keys ? launch_ops<BF16, D, false, true>(tmQ, tmK, tmV, tmO, tmDQ, p, ran) : launch_ops<BF16, D, false, false>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
   }
 }
 

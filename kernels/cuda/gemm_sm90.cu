@@ -328,6 +328,16 @@ bool tma_encode_box64(CUtensorMap& map, bool bf16, const void* ptr, int64_t inne
                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+bool tma_encode_f32_rows(CUtensorMap& map, float* ptr, int64_t cols, int64_t rows, int64_t batch, uint32_t boxRows) {
+  if (!encode_fn()) return false;
+  const cuuint64_t dims[3] = {cuuint64_t(cols), cuuint64_t(rows), cuuint64_t(batch)};
+  const cuuint64_t strides[2] = {cuuint64_t(cols) * 4, cuuint64_t(rows * cols) * 4};
+  const cuuint32_t box[3] = {32, boxRows, 1};
+  const cuuint32_t elemStrides[3] = {1, 1, 1};
+  return encode_fn()(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, ptr, dims, strides, box, elemStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 Sm90Choice gemm_sm90_choice() {
   static const Sm90Choice choice = [] {
     if (!(device_info().error.empty() && device_info().major == 9)) return Sm90Choice::Never;

@@ -141,13 +141,15 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int count) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
 
-// Bulk asynchronous reduction (TMA unit): adds `bytes` (a multiple of 16, both addresses 16-byte
-// aligned) of float32 at shared address src into global memory at dst, element-wise atomically, in
-// this thread's current bulk group. commit closes the group; wait_read<N> waits until all but the
-// newest N groups have read their shared source (it may be overwritten), wait<N> until they are done.
-__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
-  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(reinterpret_cast<uint64_t>(dst)),
-               "r"(src), "r"(bytes)
+// Bulk asynchronous reduction (TMA unit): adds one box of a float32 tensor map (coordinates
+// innermost first; elements outside the tensor are dropped) from shared memory at src (laid out as
+// the map's swizzle puts it, 1 KiB-aligned) into global memory, element-wise atomically, in this
+// thread's current bulk group. commit closes the group; wait_read<N> waits until all but the newest
+// N groups have read their shared source (it may be overwritten), wait<N> until they are done.
+__device__ __forceinline__ void tma_reduce_add(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2) {
+  asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1), "r"(c2)
                : "memory");
 }
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }

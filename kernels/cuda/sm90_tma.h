@@ -23,6 +23,11 @@ bool tma_available();
 bool tma_encode_box64(CUtensorMap& map, bool bf16, const void* ptr, int64_t inner, int64_t outer, int64_t ld, int64_t batch,
                       int64_t stride);
 
+// A contiguous float32 [batch, rows, cols] stack as a 3-d tensor map of 32-column x `boxRows`-row boxes
+// (128-byte rows) with the 128-byte swizzle: the Hopper attention backward's dQ accumulator, which
+// the TMA unit adds into (cp.reduce.async.bulk.tensor). Writes outside the tensor are dropped.
+bool tma_encode_f32_rows(CUtensorMap& map, float* ptr, int64_t cols, int64_t rows, int64_t batch, uint32_t boxRows);
+
 // A contiguous [batch, rows, cols] stack (cols elements a row) as such a map.
 inline bool tma_encode_rows(CUtensorMap& map, bool bf16, const void* ptr, int64_t cols, int64_t rows, int64_t batch) {
   return tma_encode_box64(map, bf16, ptr, cols, rows, cols, batch, rows * cols);

@@ -106,7 +106,9 @@ CUresult encode_tiled(CUtensorMap* m, CUtensorMapDataType type, cuuint32_t rank,
     g_failures.push_back(std::string("cuTensorMapEncodeTiled refuses the map: ") + why);
     return CUDA_ERROR_INVALID_VALUE;
   };
-  if (type != CU_TENSOR_MAP_DATA_TYPE_FLOAT16 && type != CU_TENSOR_MAP_DATA_TYPE_BFLOAT16) return bad("element type (model: 16-bit floats)");
+  const bool f32 = type == CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
+  if (type != CU_TENSOR_MAP_DATA_TYPE_FLOAT16 && type != CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 && !f32)
+    return bad("element type (model: 16-bit floats, float32)");
   if (rank != 3) return bad("rank (model: 3)");
   if (reinterpret_cast<uintptr_t>(addr) % 16) return bad("global address not 16-byte aligned");
   if (il != CU_TENSOR_MAP_INTERLEAVE_NONE || sw != CU_TENSOR_MAP_SWIZZLE_128B) return bad("interleave / swizzle (model: none / 128B)");
@@ -117,10 +119,10 @@ CUresult encode_tiled(CUtensorMap* m, CUtensorMapDataType type, cuuint32_t rank,
   }
   for (int i = 0; i < 2; ++i)
     if (strides[i] % 16 || strides[i] >= (uint64_t(1) << 40)) return bad("globalStrides not a multiple of 16 below 2^40");
-  if (box[0] * 2 != 128) return bad("inner box of 128 bytes (the 128B swizzle's span; model: exactly that)");
+  if (box[0] * (f32 ? 4 : 2) != 128) return bad("inner box of 128 bytes (the 128B swizzle's span; model: exactly that)");
   TensorMap t{};
   t.magic = kMapMagic;
-  t.elemBytes = 2;
+  t.elemBytes = f32 ? 4 : 2;
   t.base = static_cast<const unsigned char*>(addr);
   for (int i = 0; i < 3; ++i) {
     t.dims[i] = dims[i];
@@ -195,13 +197,14 @@ struct Copy {
   int c[3];
 };
 
-// cp.reduce.async.bulk (add.f32, shared::cta -> global): the source is read, as the async proxy
-// sees it, when the model completes it (at a random later point, or at the thread's wait).
+// cp.reduce.async.bulk.tensor (add, float32 box, shared::cta -> global): the source is read, as the
+// async proxy sees it, when the model completes it (at a random later point, or at the thread's wait).
 struct BulkRed {
-  float* dst;
-  uint32_t src, bytes;
+  uint32_t src;
   int thread;
   int64_t group;  // the thread's bulk group, -1 until committed
+  TensorMap map;
+  int c[3];
 };
 
 struct CpAsync {
@@ -374,11 +377,22 @@ void complete_bulk(size_t which) {
   Block& B = *g_blk;
   const BulkRed r = B.bulk[which];
   B.bulk.erase(B.bulk.begin() + long(which));
-  const unsigned char* src = B.async.data() + (r.src - B.smemBase);
-  for (uint32_t i = 0; i < r.bytes / 4; ++i) {
-    float x;
-    std::memcpy(&x, src + 4 * i, 4);
-    r.dst[i] += x;
+  {
+    // The box as the 128-byte swizzle lays it out from src (1 KiB-aligned); elements outside the
+    // tensor are dropped.
+    const TensorMap& m = r.map;
+    const uint32_t rowBytes = m.box[0] * 4;
+    for (uint32_t z = 0; z < m.box[2]; ++z)
+      for (uint32_t y = 0; y < m.box[1]; ++y)
+        for (uint32_t x = 0; x < m.box[0]; ++x) {
+          const int64_t gx = int64_t(r.c[0]) + x, gy = int64_t(r.c[1]) + y, gz = int64_t(r.c[2]) + z;
+          if (gx < 0 || gy < 0 || gz < 0 || uint64_t(gx) >= m.dims[0] || uint64_t(gy) >= m.dims[1] || uint64_t(gz) >= m.dims[2]) continue;
+          const uint32_t logical = r.src + (z * m.box[1] + y) * rowBytes + 4 * x;
+          float v, *g = reinterpret_cast<float*>(const_cast<unsigned char*>(m.base) + uint64_t(gz) * m.strides[1] +
+                                                  uint64_t(gy) * m.strides[0] + uint64_t(gx) * 4);
+          std::memcpy(&v, B.async.data() + (swz(logical) - B.smemBase), 4);
+          *g += v;
+        }
   }
   ++g_stats.copies;
 }
@@ -841,11 +855,17 @@ void cp_async_wait_group(int n) {
 }
 void cp_async_wait_all() { cp_async_wait_group(0); }
 
-void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
-  if (bytes == 0 || bytes % 16 || src % 16 || reinterpret_cast<uintptr_t>(dst) % 16)
-    fail("cp.reduce.async.bulk: size not a positive multiple of 16, or an address not 16-byte aligned");
-  smem_at(src, bytes, "cp.reduce.async.bulk source");
-  g_blk->bulk.push_back(BulkRed{dst, src, bytes, g_cur->index, -1});
+void tma_reduce_add(const void* map, uint32_t src, int c0, int c1, int c2) {
+  TensorMap m;
+  std::memcpy(&m, map, sizeof m);
+  if (m.magic != kMapMagic) fail("cp.reduce.async.bulk.tensor: not a tensor map from cuTensorMapEncodeTiled");
+  if (m.elemBytes != 4) fail("cp.reduce.async.bulk.tensor: the model adds float32 maps only");
+  if (src % 1024) fail("cp.reduce.async.bulk.tensor: source not 1 KiB aligned (128-byte swizzle)");
+  smem_at(src, m.box[0] * m.box[1] * m.box[2] * 4, "cp.reduce.async.bulk.tensor source");
+  const int c[3] = {c0, c1, c2};
+  for (int i = 0; i < 3; ++i)
+    if (int64_t(c[i]) + m.box[i] <= 0 || int64_t(c[i]) >= int64_t(m.dims[i])) fail("cp.reduce.async.bulk.tensor: box wholly outside the tensor");
+  g_blk->bulk.push_back(BulkRed{src, g_cur->index, -1, m, {c0, c1, c2}});
 }
 void bulk_commit() {
   const int64_t g = g_cur->bulkGroups++;
@@ -895,6 +915,7 @@ void tma_load(uint32_t dst, const void* map, int c0, int c1, int c2, uint32_t ba
   TensorMap m;
   std::memcpy(&m, map, sizeof m);
   if (m.magic != kMapMagic) fail("cp.async.bulk.tensor: not a tensor map from cuTensorMapEncodeTiled");
+  if (m.elemBytes != 2) fail("cp.async.bulk.tensor: the model loads 16-bit maps only");
   if (dst % 1024) fail("cp.async.bulk.tensor: destination not 1 KiB aligned (128-byte swizzle)");
   const uint32_t bytes = m.box[0] * m.box[1] * m.box[2] * 2;
   smem_at(dst, bytes, "cp.async.bulk.tensor destination");

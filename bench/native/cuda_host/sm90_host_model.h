@@ -14,7 +14,7 @@ void setmaxnreg(int regs, bool inc);
 void fence_proxy_async();
 void named_barrier(int id, int count);
 void named_barrier_arrive(int id, int count);
-void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes);
+void tma_reduce_add(const void* map, uint32_t src, int c0, int c1, int c2);
 void bulk_commit();
 void bulk_wait(int n, bool readOnly);
 void wgmma_fence();
@@ -43,7 +43,7 @@ template <int R> inline void setmaxnreg_dec() { kiln_host::setmaxnreg(R, false);
 inline void fence_proxy_async() { kiln_host::fence_proxy_async(); }
 inline void named_barrier(int id, int count) { kiln_host::named_barrier(id, count); }
 inline void named_barrier_arrive(int id, int count) { kiln_host::named_barrier_arrive(id, count); }
-inline void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) { kiln_host::bulk_reduce_add_f32(dst, src, bytes); }
+inline void tma_reduce_add(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2) { kiln_host::tma_reduce_add(map, src, c0, c1, c2); }
 inline void bulk_commit() { kiln_host::bulk_commit(); }
 template <int N> inline void bulk_wait_read() { kiln_host::bulk_wait(N, true); }
 template <int N> inline void bulk_wait() { kiln_host::bulk_wait(N, false); }
