@@ -503,7 +503,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
 
-  if constexpr (kDqBulk) bulk_wait<0>();  // the unit is done with this warp's staging rows
+  // The unit has read this warp's staging rows before the block's shared memory goes: its additions
+  // into global memory complete by the kernel's end (as a TMA store's do; CUTLASS's epilogues wait
+  // the same way). Waiting for them too would add the reductions' round trip to every block (a
+  // suspect for head dim 64's loss at T = 1k in session 10's run 3).
+  if constexpr (kDqBulk) bulk_wait_read<0>();
   // dK = scale * dka, dV = dva: key row key0 + 16 warp + g + 8h, column 8i + 2 t4 (+1).
   T* const dKh = static_cast<T*>(p.dk) + int64_t(bh) * Tk * D;
   T* const dVh = static_cast<T*>(p.dv) + int64_t(bh) * Tk * D;

@@ -435,9 +435,12 @@ using gemm_detail::launched;
 
 // The consumers' schedule (kSched): 1 one tile at a time, 2 pipelined, 3 pipelined with pingpong
 // (KILN_ATTENTION_SM90_FWD=simple|pipe|pingpong, sm90_attention_set_fwd_pipeline; the check program
-// times each). The default by head dim, from an H100 run (session 9, attention_cuda_check, T = 1k-8k):
-// pipelined for 128 (forward 1.02-1.08x one tile at a time, and at or above pingpong), one tile at
-// a time for 64 (pipelined 0.87-0.93x, pingpong 0.99-1.01x).
+// times each). The default by head dim, from H100 runs (attention_cuda_check, T = 1k-8k causal):
+// pipelined for 128 (session 9: forward 1.02-1.08x one tile at a time, and at or above pingpong;
+// session 10's run 3: 630 TFLOP/s at T = 8k against 569 for pingpong); pingpong for 64 (session 9,
+// with the descriptors rebuilt per product: 0.99-1.01x one tile at a time; session 10's runs 2 and
+// 3, descriptors from SmemDesc: 372 / 364 against 349 / 342 at T = 4k, 413 / 428 against 388 / 385
+// at 8k, 216 / 208 against 216 / 212 at 1k).
 Sm90AttnSwitch g_fwdPipe("KILN_ATTENTION_SM90_FWD", "pipe", "pingpong", "simple");
 
 template <bool BF16, int D, bool kCausal, int kSched>
@@ -471,7 +474,7 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
     constexpr int kSched = decltype(sched)::value;
     return a.causal ? launch<BF16, D, true, kSched>(tmQ, tmK, tmV, p, grid, handled) : launch<BF16, D, false, kSched>(tmQ, tmK, tmV, p, grid, handled);
   };
-  switch (g_fwdPipe.get(D == 128 ? 2 : 1)) {
+  switch (g_fwdPipe.get(D == 128 ? 2 : 3)) {
     case 2: return go(std::integral_constant<int, 2>{});
     case 3: return go(std::integral_constant<int, 3>{});
     default: return go(std::integral_constant<int, 1>{});

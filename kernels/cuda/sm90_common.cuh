@@ -145,7 +145,7 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int count) {
 // innermost first; elements outside the tensor are dropped) from shared memory at src (laid out as
 // the map's swizzle puts it, 1 KiB-aligned) into global memory, element-wise atomically, in this
 // thread's current bulk group. commit closes the group; wait_read<N> waits until all but the newest
-// N groups have read their shared source (it may be overwritten), wait<N> until they are done.
+// N groups have read their shared source (it may be overwritten, and the block may exit).
 __device__ __forceinline__ void tma_reduce_add(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2) {
   asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
                    reinterpret_cast<uint64_t>(map)),
@@ -154,7 +154,6 @@ __device__ __forceinline__ void tma_reduce_add(const CUtensorMap* map, uint32_t 
 }
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory"); }
-template <int N> __device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }

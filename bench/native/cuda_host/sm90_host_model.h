@@ -46,7 +46,6 @@ inline void named_barrier_arrive(int id, int count) { kiln_host::named_barrier_a
 inline void tma_reduce_add(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2) { kiln_host::tma_reduce_add(map, src, c0, c1, c2); }
 inline void bulk_commit() { kiln_host::bulk_commit(); }
 template <int N> inline void bulk_wait_read() { kiln_host::bulk_wait(N, true); }
-template <int N> inline void bulk_wait() { kiln_host::bulk_wait(N, false); }
 inline void wgmma_fence() { kiln_host::wgmma_fence(); }
 inline void wgmma_commit() { kiln_host::wgmma_commit(); }
 template <int N> inline void wgmma_wait() { kiln_host::wgmma_wait(N); }
