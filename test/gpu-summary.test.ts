@@ -49,6 +49,18 @@ test('gpu-summary reads a session-9 run: Hopper attention paths, the default ben
   t.regex(out, /issue 4 goal \(bf16 causal fwd\+bwd >= 1\.0x SDPA at every case\): not met; worst 0\.74x at bfloat16 B4 H16 T4096 D64 causal/);
 });
 
+test('gpu-summary reads a session-10 run: the bulk-reduction backward paths beside the others', (t) => {
+  const out = summaryOf(t, 'bench/results/h100-2026-11-27-s10/run3');
+  if (out === null) return;
+  t.regex(out, /^test suite: ok 578, not ok 0 \(\[cuda\] ok 156\)$/m);
+  // attention_cuda_check at (2, 8, 8192, 128) causal: the default (wg, dQ by the TMA unit's bulk
+  // reduction) against session 9's default (wg-q, dQ atomics) in the same run.
+  t.regex(out, /B=2 H=8 T=8192 D=128 causal\s+.*\bwg 511\.6 \(630\/476\).*\bwg-q 437\.7 \(613\/393\).*\bwg-u 475\.8 \(560\/449\).*best: wg$/m);
+  t.regex(out, /B=2 H=16 T=8192 D=64 causal\s+.*\bwg-m 330\.4 \(396\/310\)\s+wg-u 363\.2 \(397\/351\)\s+wg-v 313\.6 \(360\/298\)\s+best: wg-u$/m);
+  t.regex(out, /bfloat16 B2 H8 T8192 D128 causal\s+kiln 461\.1 TF\/s \(61% of bf16 mm\)\s+torch 477\.8\s+ratio 0\.97x/);
+  t.regex(out, /issue 4 goal \(bf16 causal fwd\+bwd >= 1\.0x SDPA at every case\): not met; worst 0\.79x at bfloat16 B4 H16 T4096 D64 causal/);
+});
+
 test('gpu-summary of an empty folder is an empty page, not a crash', (t) => {
   const r = spawnSync(process.execPath, ['scripts/gpu-summary.mjs', 'test'], { encoding: 'utf8' });
   t.is(r.status, 0, r.stderr);

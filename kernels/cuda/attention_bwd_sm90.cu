@@ -18,11 +18,15 @@
 //   dV_c += P^T dO,  dK_c += dS^T Q   (A: P^T / dS^T from registers, or their boxes read
 //                                      k-contiguous; dO, Q read n-contiguous);
 //   dQ = dS K (dS read m-contiguous, K n-contiguous), split between the consumers by d columns
-//   (D = 128) or by keys (D = 64), added to the float32 accumulator with 16-byte atomics.
-// The defaults, measured on an H100 (session 9; the variants are kOps / g_bwdOps below): D = 128
-// takes P^T / dS^T from registers and issues dQ first, so its atomics run while dV / dK are in
-// flight; D = 64 keeps the boxes, issues dQ first and sums the two consumers' dQ in shared memory
-// before the atomics (half of them: that backward was L2-bound).
+//   (D = 128) or by keys (D = 64), added to the float32 accumulator by the TMA unit's bulk
+//   reduction (each warp stages its rows in shared memory) or with 16-byte atomics.
+// The defaults, measured on an H100 (sessions 9 and 10; the variants are kOps / g_bwdOps below):
+// D = 128 takes P^T / dS^T from registers, issues dQ first and hands it to the TMA unit while dV / dK
+// are in flight; D = 64 keeps the boxes, issues dQ first and sums the two consumers' dQ in shared
+// memory before the atomics (half of them: that backward was L2-bound), except from Tq = 8192,
+// where it takes D = 128's schedule.
+// The descriptors of the products' k steps are one 32-bit add from a base each (SmemDesc), the
+// consumer index warp-uniform so that they stay in uniform registers.
 // dK (scaled) and dV leave from the accumulators at the end.
 //
 // Shared-memory operand layouts (see sm90_common.cuh): every tile is made of 64 x 64-element boxes
@@ -33,7 +37,7 @@
 // Device code exists only for sm_90a (CMake compiles *_sm90.cu for it alone); the host side never
 // launches it off compute capability 9.x, where attention.cu offers it every call first (unless
 // KILN_ATTENTION_KERNEL=fa2 or basic). The products' order and operand sources have variants (kOps);
-// each head dim's default was chosen on an H100 (session 9; see g_bwdOps).
+// each head dim's default was chosen on an H100 (sessions 9 and 10; see g_bwdOps).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -555,9 +559,18 @@ Sm90AttnSwitch g_dqSplit("KILN_ATTENTION_SM90_DQ", "keys", nullptr, "cols");
 // always takes 2). Session 9's H100 runs chose 3 for 128 (385 TFLOP/s at T = 8k causal against 346
 // for 1 and 320 for 2) and 4 for 64 (its backward was bound by L2: the dQ atomics). Session 10's
 // per-instruction profile found the dQ atomics (their shuffles and the 16-byte REDs waiting on each
-// other's registers) ~20% of head dim 128's consumer samples and the summed dQ ~12% of head dim 64's:
-// 5 is the default for both until a GPU run says otherwise.
+// other's registers) ~20% of head dim 128's consumer samples and the summed dQ ~12% of head dim 64's.
+// Its runs 3 and 4 (attention_cuda_check, backward TFLOP/s, causal T = 1k / 4k / 8k; run 4 at the
+// shipped code):
+//   head dim 128: 5 171 / 413 / 477 (4k full: 469) against 3's 159 / 345 / 399 (385): 5 is its default;
+//   head dim 64: 4 171 / 281 / 302 (4k full: 307) against 5's 150 / 278 / 352 (302), and in run 3
+//   4 172 / 279 / 310 (305) against 5's 150 / 279 / 351 (297): 5 gains with the query blocks a key
+//   block walks (its per-block cost is higher, its per-block-pair cost lower; why is not measured),
+//   so head dim 64 takes 5 from Tq = 8192 (the one length measured where it wins: `kiln bench
+//   attention` fwd+bwd 347 against 327 TFLOP/s in run 4, 334 against 321 in run 3) and 4 below.
 Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs", "dqsum", "bulk", "bulkss");
+
+constexpr int default_ops(int D, int64_t Tq) { return D == 128 || Tq >= 8192 ? 5 : 4; }
 
 template <bool BF16, int D, bool kCausal, bool kKeySplit>
 std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO,
@@ -567,7 +580,7 @@ std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUt
   if constexpr (D == 128 && kKeySplit) {
     return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
   } else {
-    switch (g_bwdOps.get(D == 128 ? 5 : 4)) {
+    switch (g_bwdOps.get(default_ops(D, p.Tq))) {
       case 2: return launch<BF16, D, kCausal, kKeySplit, 2>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
       case 3: return launch<BF16, D, kCausal, kKeySplit, 3>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
       case 4: return launch<BF16, D, kCausal, kKeySplit, D == 64 ? 4 : 3>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
