@@ -24,6 +24,12 @@ export const cudaAttentionCases: [number, number, number, number][] = [
   [16, 8, 1024, 128], [4, 8, 4096, 128], [2, 8, 8192, 128],
 ];
 
+/** Whether `--only` names the case [B, H, T, D]: as BxHxTxD (the CLI splits its list at commas) or,
+ *  from code, as "B,H,T,D". */
+function picked(only: string[], [B, H, T, D]: number[]): boolean {
+  return only.includes(`${B}x${H}x${T}x${D}`) || only.includes(`${B},${H},${T},${D}`);
+}
+
 /** Forward-only model FLOPs (4 B H T^2 D, half of it under a causal mask). */
 const forwardFlops = (B: number, H: number, T: number, D: number) => 2 * B * H * T * T * D;
 
@@ -40,7 +46,7 @@ function benchAttentionCuda(only?: string[]): { rows: BenchRow[]; torch: string 
   for (const dtype of dtypes) {
     // float32 has no tensor-core path on either side worth a full sweep: its two shortest cases.
     const cases = cudaAttentionCases.filter(([, , T]) => dtype !== 'float32' || T === 1024)
-      .filter(([B, H, T, D]) => !only || only.includes(`${B},${H},${T},${D}`));
+      .filter((c) => !only || picked(only, c));
     if (cases.length === 0) continue;
     const caseRows: BenchRow[] = [], fwdRows: BenchRow[] = [];
     for (const [B, H, T, D] of cases) {
@@ -104,7 +110,7 @@ export function benchAttention(threads: number, only?: string[], device: BenchDe
   let torchLib: string | null = null, torchError: string | undefined;
   for (const [B, H, T, D] of attentionCases) {
     const name = `B${B} H${H} T${T} D${D} causal`;
-    if (only && !only.includes(name) && !only.includes(`${B},${H},${T},${D}`)) continue;
+    if (only && !only.includes(name) && !picked(only, [B, H, T, D])) continue;
     const [q, k, v] = [0, 1, 2].map(() => kiln.keep(kiln.randn([B, H, T, D], { requiresGrad: true })));
     const g = kiln.keep(kiln.randn([B, H, T, D]));
     const step = () => {

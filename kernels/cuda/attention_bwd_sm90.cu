@@ -42,6 +42,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -652,7 +653,9 @@ std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs
     if (reinterpret_cast<uintptr_t>(ptrs[i]) % 16 != 0) return "a tensor is not 16-byte aligned";
   const gemm_detail::DeviceInfo& d = device_info();
   if (!d.error.empty() || d.major != 9) return "the device is not compute capability 9.x";
-  if (size_t(d.smemOptin) < Smem<128>::kAlloc) return "not enough shared memory per block";
+  // The largest of the variants' shared memory (head dim 128's bulk-reduction staging, 211 KiB).
+  constexpr size_t kMostSmem = std::max({Smem<128>::kAlloc, Smem<128>::kAllocBulk, Smem<64>::kAllocDq, Smem<64>::kAllocBulk});
+  if (size_t(d.smemOptin) < kMostSmem) return "not enough shared memory per block";
   if (!tma_available()) return "cuTensorMapEncodeTiled is not available from the driver";
   return "";
 }
