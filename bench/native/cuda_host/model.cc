@@ -843,22 +843,28 @@ void cp_async(void* dst, const void* src, int bytes, int srcBytes) {
   if (srcBytes < 0 || srcBytes > bytes) fail("cp.async: source size out of [0, cp-size]");
   g_blk->cpAsync.push_back(CpAsync{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), bytes, srcBytes, g_cur->index, -1});
 }
-void cp_async_commit() {
-  const int64_t g = g_cur->cpGroups++;
-  for (CpAsync& c : g_blk->cpAsync)
-    if (c.thread == g_cur->index && c.group < 0) c.group = g;
+// The asynchronous copies' groups (cp.async, cp.async.bulk): commit puts this thread's uncommitted
+// operations in queue q into its next group; complete_groups completes its operations of committed
+// groups but the newest n.
+template <class Q>
+void commit_group(Q& q, int64_t& groups) {
+  const int64_t g = groups++;
+  for (auto& op : q)
+    if (op.thread == g_cur->index && op.group < 0) op.group = g;
 }
-// cp.async.wait_group n: this thread's committed groups but the newest n have landed (uncommitted
-// copies are not waited for).
-void cp_async_wait_group(int n) {
+template <class Q, class Complete>
+void complete_groups(Q& q, int64_t groups, int n, Complete complete) {
   maybe_stall();
-  const int64_t last = g_cur->cpGroups - 1 - n;
-  for (size_t i = 0; i < g_blk->cpAsync.size();) {
-    const CpAsync& c = g_blk->cpAsync[i];
-    if (c.thread == g_cur->index && c.group >= 0 && c.group <= last) complete_cp_async(i);
+  const int64_t last = groups - 1 - n;
+  for (size_t i = 0; i < q.size();) {
+    if (q[i].thread == g_cur->index && q[i].group >= 0 && q[i].group <= last) complete(i);
     else ++i;
   }
 }
+void cp_async_commit() { commit_group(g_blk->cpAsync, g_cur->cpGroups); }
+// cp.async.wait_group n: this thread's committed groups but the newest n have landed (uncommitted
+// copies are not waited for).
+void cp_async_wait_group(int n) { complete_groups(g_blk->cpAsync, g_cur->cpGroups, n, complete_cp_async); }
 void cp_async_wait_all() { cp_async_wait_group(0); }
 
 void tma_reduce_add(const void* map, uint32_t src, int c0, int c1, int c2) {
@@ -873,22 +879,10 @@ void tma_reduce_add(const void* map, uint32_t src, int c0, int c1, int c2) {
     if (int64_t(c[i]) + m.box[i] <= 0 || int64_t(c[i]) >= int64_t(m.dims[i])) fail("cp.reduce.async.bulk.tensor: box wholly outside the tensor");
   g_blk->bulk.push_back(BulkRed{src, g_cur->index, -1, m, {c0, c1, c2}});
 }
-void bulk_commit() {
-  const int64_t g = g_cur->bulkGroups++;
-  for (BulkRed& r : g_blk->bulk)
-    if (r.thread == g_cur->index && r.group < 0) r.group = g;
-}
+void bulk_commit() { commit_group(g_blk->bulk, g_cur->bulkGroups); }
 // cp.async.bulk.wait_group[.read] n: this thread's committed groups but the newest n are done (the
 // model completes reads and writes together).
-void bulk_wait(int n, bool) {
-  maybe_stall();
-  const int64_t last = g_cur->bulkGroups - 1 - n;
-  for (size_t i = 0; i < g_blk->bulk.size();) {
-    const BulkRed& r = g_blk->bulk[i];
-    if (r.thread == g_cur->index && r.group >= 0 && r.group <= last) complete_bulk(i);
-    else ++i;
-  }
-}
+void bulk_wait(int n, bool) { complete_groups(g_blk->bulk, g_cur->bulkGroups, n, complete_bulk); }
 
 void mbar_init(uint32_t bar, uint32_t count) {
   if (bar % 8) fail("mbarrier.init: address not 8-byte aligned");
