@@ -15,7 +15,8 @@ export const command: Command = {
       flags.json = true;
     }
     if (flags.help || positional.length === 0) {
-      console.log('usage: kiln bench <name> [--device cpu|cuda] [--threads N] [--only case,...] [--json [FILE]]\n\nbenchmarks:');
+      console.log('usage: kiln bench <name> [--device cpu|cuda] [--threads N] [--only case,...] [--json [FILE]]\n' +
+        '  (--only: case names as printed; attention also takes BxHxTxD, e.g. 2x8x8192x128)\n\nbenchmarks:');
       for (const [n, b] of Object.entries(benchmarks)) console.log(`  ${n.padEnd(12)} ${b.summary}`);
       return positional.length === 0 && !flags.help ? 2 : 0;
     }
