@@ -93,6 +93,8 @@ struct Smem {
   static constexpr int kStgWarp = 2 * 16 * 128;  // bytes per consumer warp
   static constexpr int DQB = (kBytes + 1023) & ~1023;
   static constexpr size_t kAllocBulk = kAlloc + size_t(DQB - kBytes) + size_t(8 * kStgWarp);
+  // What the kernel with these operand modes (kOps) allocates.
+  static constexpr size_t for_ops(int ops) { return ops == 4 ? kAllocDq : ops >= 5 ? kAllocBulk : kAlloc; }
 };
 
 struct Params : Sm90AttnShape {
@@ -539,7 +541,7 @@ template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO,
                    const CUtensorMap& tmDQ, const Params& p, bool& ran) {
   auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>;
-  constexpr size_t smem = kOps == 4 ? Smem<D>::kAllocDq : kOps >= 5 ? Smem<D>::kAllocBulk : Smem<D>::kAlloc;
+  constexpr size_t smem = Smem<D>::for_ops(kOps);
   if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>>(smem)) return "";
   const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
   if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
@@ -654,7 +656,7 @@ std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs
   const gemm_detail::DeviceInfo& d = device_info();
   if (!d.error.empty() || d.major != 9) return "the device is not compute capability 9.x";
   // The largest of the variants' shared memory (head dim 128's bulk-reduction staging, 211 KiB).
-  constexpr size_t kMostSmem = std::max({Smem<128>::kAlloc, Smem<128>::kAllocBulk, Smem<64>::kAllocDq, Smem<64>::kAllocBulk});
+  constexpr size_t kMostSmem = std::max({Smem<128>::for_ops(1), Smem<128>::for_ops(5), Smem<64>::for_ops(4), Smem<64>::for_ops(5)});
   if (size_t(d.smemOptin) < kMostSmem) return "not enough shared memory per block";
   if (!tma_available()) return "cuTensorMapEncodeTiled is not available from the driver";
   return "";

@@ -28,16 +28,18 @@ std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs
 // splits by keys): 1 by d columns (the default), 2 by keys, 0 back to the process default
 // (KILN_ATTENTION_SM90_DQ=keys|cols). For measuring both; see attention_bwd_sm90.cu.
 void sm90_attention_set_dq_split(int mode);
-// Where the backward's dV += P^T dO and dK += dS^T Q read P^T and dS^T: 1 registers, 2 shared memory,
-// 3 registers with dQ = dS K issued first and added while dV / dK are in flight (the default for head
-// dim 128), 4 (head dim 64, the default there) shared memory with dQ issued first and summed over the
-// two consumers in shared memory before the atomics; 0 back to the process default
-// (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst|dqsum).
+// Where the backward's dV += P^T dO and dK += dS^T Q read P^T and dS^T, and how dQ = dS K reaches the
+// float32 accumulator: 1 registers, 2 shared memory, 3 registers with dQ issued first and added with
+// atomics while dV / dK are in flight, 4 (head dim 64; the default there below Tq = 8192) shared
+// memory with dQ issued first and summed over the two consumers in shared memory before the atomics,
+// 5 (the default for head dim 128, and for 64 from Tq = 8192) registers with dQ issued first and added
+// by the TMA unit's bulk reduction, 6 the same with shared memory; 0 back to the process default
+// (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst|dqsum|bulk|bulkss).
 void sm90_attention_set_bwd_operands(int mode);
-// The forward consumers' schedule: 1 one tile at a time (the default for head dim 64), 2 pipelined
-// (the softmax of tile j overlaps P V of tile j - 1, as FlashAttention-3; the default for 128), 3
-// pipelined with the two consumers taking turns to issue their products ("pingpong", as
-// FlashAttention-3), 0 back to the process default (KILN_ATTENTION_SM90_FWD=simple|pipe|pingpong).
+// The forward consumers' schedule: 1 one tile at a time, 2 pipelined (the softmax of tile j overlaps
+// P V of tile j - 1, as FlashAttention-3; the default for head dim 128), 3 pipelined with the two
+// consumers taking turns to issue their products ("pingpong", as FlashAttention-3; the default for
+// 64), 0 back to the process default (KILN_ATTENTION_SM90_FWD=simple|pipe|pingpong).
 // For measuring them; see attention_fwd_sm90.cu.
 void sm90_attention_set_fwd_pipeline(int mode);
 

@@ -315,27 +315,29 @@ static PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
 
 bool tma_available() { return encode_fn() != nullptr; }
 
+// A 3-d tiled map with the 128-byte swizzle, unit element strides, zero fill (loads) past the edges.
+static bool encode_3d(CUtensorMap& map, CUtensorMapDataType type, const void* ptr, const cuuint64_t (&dims)[3],
+                      const cuuint64_t (&strides)[2], const cuuint32_t (&box)[3]) {
+  if (!encode_fn()) return false;
+  const cuuint32_t elemStrides[3] = {1, 1, 1};
+  return encode_fn()(&map, type, 3, const_cast<void*>(ptr), dims, strides, box, elemStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 bool tma_encode_box64(CUtensorMap& map, bool bf16, const void* ptr, int64_t inner, int64_t outer, int64_t ld, int64_t batch,
                       int64_t stride) {
-  if (!encode_fn()) return false;
   const bool many = batch > 1 && stride != 0;
   const cuuint64_t dims[3] = {cuuint64_t(inner), cuuint64_t(outer), cuuint64_t(many ? batch : 1)};
   const cuuint64_t strides[2] = {cuuint64_t(ld) * 2, cuuint64_t(many ? stride : ld * outer) * 2};
   const cuuint32_t box[3] = {kTmaBox, kTmaBox, 1};
-  const cuuint32_t elemStrides[3] = {1, 1, 1};
-  return encode_fn()(&map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3, const_cast<void*>(ptr), dims,
-                     strides, box, elemStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_3d(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, ptr, dims, strides, box);
 }
 
 bool tma_encode_f32_rows(CUtensorMap& map, float* ptr, int64_t cols, int64_t rows, int64_t batch, uint32_t boxRows) {
-  if (!encode_fn()) return false;
   const cuuint64_t dims[3] = {cuuint64_t(cols), cuuint64_t(rows), cuuint64_t(batch)};
   const cuuint64_t strides[2] = {cuuint64_t(cols) * 4, cuuint64_t(rows * cols) * 4};
   const cuuint32_t box[3] = {32, boxRows, 1};
-  const cuuint32_t elemStrides[3] = {1, 1, 1};
-  return encode_fn()(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, ptr, dims, strides, box, elemStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_3d(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, ptr, dims, strides, box);
 }
 
 Sm90Choice gemm_sm90_choice() {

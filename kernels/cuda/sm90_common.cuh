@@ -45,24 +45,21 @@ __device__ __forceinline__ int tma_row_block(int row0, int r, int T) {
 }
 
 // Shared-memory matrix descriptor: start address, leading / stride byte offsets (all >> 4, 14 bits),
-// base offset 0 (every box starts on a 1 KiB boundary), 128-byte swizzle (mode 1, bits 62-63).
-__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t((lbo & 0x3FFFF) >> 4) << 16) | (uint64_t((sbo & 0x3FFFF) >> 4) << 32) |
-         (uint64_t(1) << 62);
-}
-
-// The same descriptor as two 32-bit halves, built once per base address: at(bytes) is
-// smem_desc(addr + bytes, lbo, sbo) for addr + bytes below 2^18 (every shared address is), with one
-// 32-bit add (the address field is the low 14 bits, addr >> 4, so adding bytes >> 4 never carries
-// into the leading byte offset). The products' k steps differ by constant byte offsets: rebuilding
-// each descriptor with smem_desc's masks and shifts cost the Hopper attention backward ~8
-// instructions per wgmma (session 10's profile: ~15% of its consumers' instructions).
+// base offset 0 (every box starts on a 1 KiB boundary), 128-byte swizzle (mode 1, bits 62-63), as two
+// 32-bit halves built once per base address: at(bytes) is the descriptor of addr + bytes for
+// addr + bytes below 2^18 (every shared address is), with one 32-bit add (the address field is the
+// low 14 bits, addr >> 4, so adding bytes >> 4 never carries into the leading byte offset). The
+// products' k steps differ by constant byte offsets: rebuilding each descriptor with the masks and
+// shifts cost the Hopper attention backward ~8 instructions per wgmma (session 10's profile: ~15% of
+// its consumers' instructions).
 struct SmemDesc {
   uint32_t lo, hi;
   __host__ __device__ __forceinline__ SmemDesc(uint32_t addr, uint32_t lbo, uint32_t sbo)
       : lo(((addr & 0x3FFFF) >> 4) | (((lbo & 0x3FFFF) >> 4) << 16)), hi(((sbo & 0x3FFFF) >> 4) | (1u << 30)) {}
   __host__ __device__ __forceinline__ uint64_t at(uint32_t bytes) const { return (uint64_t(hi) << 32) | (lo + (bytes >> 4)); }
 };
+// One descriptor (no base to step from).
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) { return SmemDesc(addr, lbo, sbo).at(0); }
 
 }  // namespace sm90
 }  // namespace cuda
