@@ -3,7 +3,7 @@
 // KILN_CHECK_SM90, the Hopper wgmma kernels of attention_{fwd,bwd}_sm90.cu), for a GPU machine
 // without Node.js. Build: scripts/build-attention-check.sh (no GPU needed) -> build/attention_cuda_check
 // Usage: attention_cuda_check [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma]
-//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg]
+//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg-bt,wg-g,wg]
 //                             [--shape B,H,T,D,causal]
 //   (default)     correctness on edge shapes against a float64 CPU reference, then timings; the
 //                 Hopper kernels last (checked, then timed beside fa2).
@@ -463,6 +463,21 @@ std::string sm90_fwd_sched(int mode, AttnDType t, const AttentionArgs& a, const 
   kiln::cuda::sm90_attention_set_fwd_pipeline(0);  // back to the process default
   return err;
 }
+// Both kernels with the grouped block order (sm90_attention_set_order 2; the schedules their defaults).
+std::string sm90_fwd_grouped(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
+                             float* lse) {
+  kiln::cuda::sm90_attention_set_order(2);
+  std::string err = sm90_fwd(t, a, q, k, v, out, lse);
+  kiln::cuda::sm90_attention_set_order(0);
+  return err;
+}
+std::string sm90_bwd_grouped(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                             const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  kiln::cuda::sm90_attention_set_order(2);
+  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
+  kiln::cuda::sm90_attention_set_order(0);
+  return err;
+}
 // What attention.cu's default dispatch should run on compute capability 9.x (sm90_attention_enabled):
 // the sm90 kernels where they take the call, else fa2.
 std::string default_fwd(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
@@ -489,7 +504,8 @@ std::string sm90_bwd_ops(int mode, AttnDType t, const AttentionArgs& a, const vo
 // with dQ issued first and added while dV / dK are in flight (3); head dim 64: from shared memory,
 // dQ issued first and summed over the consumers in shared memory, half the atomics (4); dQ issued
 // first and added by the TMA unit's bulk reduction from shared memory, dV / dK's A from registers
-// (5) or from shared memory (6).
+// (5) or from shared memory (6); head dim 64: 128-row query blocks, dQ split by query rows, issued
+// first and added by the bulk reduction, dV / dK's A from registers (7).
 #define KILN_SM90_BWD_OPS(NAME, MODE)                                                                                            \
   std::string NAME(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,          \
                    const void* dout, const float* lse, void* dq, void* dk, void* dv) {                                       \
@@ -501,6 +517,15 @@ KILN_SM90_BWD_OPS(sm90_bwd_dqfirst, 3)
 KILN_SM90_BWD_OPS(sm90_bwd_dqsum, 4)
 KILN_SM90_BWD_OPS(sm90_bwd_bulk, 5)
 KILN_SM90_BWD_OPS(sm90_bwd_bulkss, 6)
+KILN_SM90_BWD_OPS(sm90_bwd_m128, 7)
+// 7 with the grouped block order.
+std::string sm90_bwd_m128_grouped(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                                  const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  kiln::cuda::sm90_attention_set_order(2);
+  std::string err = sm90_bwd_m128(t, a, q, k, v, out, dout, lse, dq, dk, dv);
+  kiln::cuda::sm90_attention_set_order(0);
+  return err;
+}
 #undef KILN_SM90_BWD_OPS
 // One tile at a time.
 std::string sm90_fwd_simple(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
@@ -618,6 +643,8 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
              {"wg-bu", kiln::cuda::fa2_attention_forward, sm90_bwd_bulk},
              {"wg-bv", kiln::cuda::fa2_attention_forward, sm90_bwd_bulkss},
              {"wg", sm90_fwd, sm90_bwd}};
+  if (sm90 && c.D == 64) paths.insert(paths.end() - 1, {"wg-bt", kiln::cuda::fa2_attention_forward, sm90_bwd_m128});
+  if (sm90) paths.insert(paths.end() - 1, {"wg-g", sm90_fwd_grouped, sm90_bwd_grouped});
 #endif
   for (size_t path = 0; path < paths.size(); ++path) {
     if (sm90 && !g_sm90Paths.empty() &&
@@ -761,6 +788,9 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
     if (D == 64) paths.push_back({"wg-m", sm90_fwd, sm90_bwd_dqsum});      // dQ summed over the consumers first
     paths.push_back({"wg-u", sm90_fwd, sm90_bwd_bulk});                    // dQ by the TMA unit's bulk reduction
     paths.push_back({"wg-v", sm90_fwd, sm90_bwd_bulkss});                  // the same, dV / dK's A from shared memory
+    if (D == 64) paths.push_back({"wg-t", sm90_fwd, sm90_bwd_m128});       // 128-row query blocks, dQ by rows (bulk)
+    paths.push_back({"wg-o", sm90_fwd_grouped, sm90_bwd_grouped});        // the grouped block order, both kernels
+    if (D == 64) paths.push_back({"wg-ot", sm90_fwd_grouped, sm90_bwd_m128_grouped});  // grouped, 128-row query blocks
     // The defaults again, last: a kernel's time drifts by its position in the run (up to ~12% in
     // session 9, ~6% between two timings of one kernel in session 10), so compare a path with the
     // default timed nearest to it.
@@ -843,14 +873,14 @@ int main(int argc, char** argv) {
         if (e > b) g_sm90Paths.push_back(list.substr(b, e - b));
       }
       for (const std::string& name : g_sm90Paths)
-        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg-br" && name != "wg-bm" && name != "wg-bu" && name != "wg-bv" && name != "wg") {
+        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg-br" && name != "wg-bm" && name != "wg-bu" && name != "wg-bv" && name != "wg-bt" && name != "wg-g" && name != "wg") {
           std::fprintf(stderr, "--paths: unknown path %s\n", name.c_str());
           return 2;
         }
     } else {
       std::fprintf(stderr,
                    "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma] [--sm90-only]"
-                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg] [--shape B,H,T,D,causal]\n",
+                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg-bt,wg-g,wg] [--shape B,H,T,D,causal]\n",
                    argv[0]);
       return 2;
     }
@@ -915,9 +945,11 @@ int main(int argc, char** argv) {
                   "forward + sm90 backward (wg-bk: dQ split by keys, wg-bs: dV / dK's A from shared memory, wg-bq: from\n"
                   "registers with dQ issued first, wg-br: from registers, dQ last, wg-bm: head dim 64's dQ summed over the\n"
                   "consumers in shared memory, wg-bu / wg-bv: dQ added by the TMA unit's bulk reduction, dV / dK's A from\n"
-                  "registers / shared memory), wg = both sm90 (timing: wg with the default schedules, wg-1 with the forward\n"
-                  "one tile at a time, wg-p pipelined, wg-pp pipelined + pingpong, wg-k with dQ split by keys, wg-s / wg-q /\n"
-                  "wg-r / wg-m / wg-u / wg-v with the backward of wg-bs / wg-bq / wg-br / wg-bm / wg-bu / wg-bv, wg-z the\n"
+                  "registers / shared memory, wg-bt: head dim 64's 128-row query blocks with dQ split by query rows), wg-g =\n"
+                  "both sm90 with the grouped block order, wg = both sm90 (timing: wg with the default schedules, wg-1 with\n"
+                  "the forward one tile at a time, wg-p pipelined, wg-pp pipelined + pingpong, wg-k with dQ split by keys,\n"
+                  "wg-s / wg-q / wg-r / wg-m / wg-u / wg-v / wg-t with the backward of wg-bs / wg-bq / wg-br / wg-bm / wg-bu /\n"
+                  "wg-bv / wg-bt, wg-o both with the grouped block order, wg-ot that with wg-bt's backward, wg-z the\n"
                   "defaults again, last)\n");
       std::mt19937_64 rng(42);
       for (const Case& c : cases) run_case(c, rng, true);

@@ -5,7 +5,7 @@
 // manner of FlashAttention-3. Also the host-side rules of attention_sm90.h (enabled, unsupported).
 //
 // A block of 384 threads owns 128 keys of one (batch, head) and walks the query blocks of 64 that
-// see them (causal: from the diagonal down). Warpgroup 0 is the producer: thread 0 loads K and V
+// see them (causal: from the diagonal down; 128 in operand mode 7, head dim 64 only, see kOps). Warpgroup 0 is the producer: thread 0 loads K and V
 // once, then each query block's Q and dO (64 x D) into a 2-stage ring with TMA; warp 1 copies the
 // block's log-sum-exp (as lse * log2 e, +inf for rows past Tq or that saw no key, so P = 0 there)
 // and D_i into the same stage. Warpgroups 1 and 2 are the consumers, 64 keys each; per query block:
@@ -68,18 +68,22 @@ constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // 128 * 24 + 256 * 240 
 constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kRows == kBox && kKeys == 2 * kBox, "one 64-row box per consumer and per query block");
 
-// Shared-memory plan for head dim D (byte offsets from the 1 KiB-aligned base).
-template <int D>
+// Shared-memory plan for head dim D and query blocks of M rows (byte offsets from the 1 KiB-aligned
+// base). M = 128 (kOps 7) only for head dim 64, whose P^T stays in registers there.
+template <int D, int M = kRows>
 struct Smem {
+  static_assert(M == kRows || (M == 2 * kRows && D == 64), "128-row query blocks: head dim 64 only");
   static constexpr int kDB = D / 64;                      // 64-column d blocks
+  static constexpr int kMB = M / kRows;                   // 64-row blocks of a query block
   static constexpr int kKV = kDB * 2 * kBoxBytes;         // K or V: d blocks x 2 key row blocks
-  static constexpr int kQ = kDB * kBoxBytes;              // one Q or dO stage
+  static constexpr int kQ = kMB * kDB * kBoxBytes;        // one Q or dO stage: [row block][d block]
+  static constexpr int kDS = kMB * kBoxBytes;             // one consumer's dS^T: [query row block] boxes
   static constexpr int K = 0, V = kKV, Q = 2 * kKV, dO = Q + kStages * kQ;
-  static constexpr int dS = dO + kStages * kQ;           // [2 buffers][2 consumers] boxes
-  static constexpr int P = dS + 2 * 2 * kBoxBytes;        // [2 consumers] boxes
-  static constexpr int L = P + 2 * kBoxBytes;             // [kStages][64] float: lse * log2 e
-  static constexpr int Di = L + kStages * kRows * 4;      // [kStages][64] float
-  static constexpr int Bars = Di + kStages * kRows * 4;   // kvFull, full[kStages], empty[kStages]
+  static constexpr int dS = dO + kStages * kQ;           // [2 buffers][2 consumers] of kDS
+  static constexpr int P = dS + 2 * 2 * kDS;              // [2 consumers] boxes (M = 64 only)
+  static constexpr int L = P + (M == kRows ? 2 * kBoxBytes : 0);  // [kStages][M] float: lse * log2 e
+  static constexpr int Di = L + kStages * M * 4;          // [kStages][M] float
+  static constexpr int Bars = Di + kStages * M * 4;       // kvFull, full[kStages], empty[kStages]
   static constexpr int kBytes = Bars + (1 + 2 * kStages) * 8;
   static constexpr size_t kAlloc = size_t(kBytes) + 1024;  // + slack to align the base
   // kOps 4 only (head dim 64): the consumers' dQ partials, [2 buffers][2 consumers][64 rows] of
@@ -87,7 +91,7 @@ struct Smem {
   static constexpr int kDqStride = D + 8;
   static constexpr int DQ = (kBytes + 15) & ~15;
   static constexpr size_t kAllocDq = kAlloc + size_t(DQ - kBytes) + size_t(2 * 2 * kRows * kDqStride * 4);
-  // kOps 5 and 6: each consumer warp's dQ rows (16 rows of 64 columns) staged for the TMA unit's
+  // kOps 5, 6 and 7: each consumer warp's dQ rows (16 rows of 64 columns) staged for the TMA unit's
   // reduction as two boxes of 16 rows x 32 float columns (128-byte rows, the 128-byte swizzle, each
   // box 1 KiB-aligned), after the rest.
   static constexpr int kStgWarp = 2 * 16 * 128;  // bytes per consumer warp
@@ -97,6 +101,9 @@ struct Smem {
   static constexpr size_t for_ops(int ops) { return ops == 4 ? kAllocDq : ops >= 5 ? kAllocBulk : kAlloc; }
 };
 
+// Rows of a query block under operand mode kOps: 128 for 7, else 64.
+__host__ __device__ constexpr int rows_for_ops(int ops) { return ops == 7 ? 2 * kRows : kRows; }
+
 struct Params : Sm90AttnShape {
   const float* lse;  // [BH, Tq], natural log
   const float* Di;   // [BH, Tq]
@@ -105,10 +112,11 @@ struct Params : Sm90AttnShape {
   void* dv;
 };
 
+template <int M>
 __host__ __device__ inline int64_t first_query_block(const Params& p, int64_t j0, bool causal) {
   if (!causal) return 0;
   const int64_t f = j0 - (p.Tk - p.Tq);  // query i sees key j iff i >= j - (Tk - Tq)
-  return f > 0 ? (f / kRows) * kRows : 0;
+  return f > 0 ? (f / M) * M : 0;
 }
 
 #ifdef KILN_SM90_DEVICE
@@ -119,12 +127,12 @@ using namespace sm90;  // PTX wrappers
 // dP^T = V_c dO^T), issued and committed, not waited. Both operands k-contiguous: a k16 step is 32
 // bytes along the rows, the next 64 d the next box (A: key rows of box (d block, c), starting at a0;
 // B: the stage's query rows, starting at b0).
-template <int D, bool BF16>
-__device__ __forceinline__ void issue_rows_by_queries(float (&acc)[kRows / 2], uint32_t a0, uint32_t b0) {
+template <int D, bool BF16, int M>
+__device__ __forceinline__ void issue_rows_by_queries(float (&acc)[M / 2], uint32_t a0, uint32_t b0) {
   const SmemDesc da(a0, 16, 1024), db(b0, 16, 1024);
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk)
-    wgmma_ss<kRows, BF16, 0, 0>(acc, da.at(uint32_t(kk / 4) * 2 * kBoxBytes + (kk % 4) * 32),
+    wgmma_ss<M, BF16, 0, 0>(acc, da.at(uint32_t(kk / 4) * 2 * kBoxBytes + (kk % 4) * 32),
                                 db.at(uint32_t(kk / 4) * kBoxBytes + (kk % 4) * 32), kk > 0);
   wgmma_commit();
 }
@@ -161,7 +169,9 @@ __device__ __forceinline__ void atomic_add_block(float* base, float c0v, float c
 // unit as two boxes of the float32 accumulator's tensor map tmDQ (cp.reduce.async.bulk.tensor add),
 // which adds them into the accumulator, as FlashAttention-3 does; the warp waits for the unit to
 // have read its rows before it stages the next block's. For a dQ of 64 columns per consumer (head
-// dim 64, and 128 split by columns). (Session 10's first version handed the rows over one by one,
+// dim 64, and 128 split by columns). 7 (head dim 64): query blocks of 128 rows, P^T / dS^T from
+// registers, dQ split between the consumers by query rows (each reads both consumers' dS^T, so the
+// consumers meet at the column split's barrier) and added by the bulk reduction as 5. (Session 10's first version handed the rows over one by one,
 // 16 lanes each a 256-byte non-tensor reduction: its operands must be warp-uniform, so the
 // compiler issued them one lane at a time, ~20% of the consumers' samples.)
 template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
@@ -170,7 +180,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                               const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmO,
                               const __grid_constant__ CUtensorMap tmDQ, const Params p) {
 #ifdef KILN_SM90_DEVICE
-  using S = Smem<D>;
+  constexpr int M = rows_for_ops(kOps);  // query rows per block
+  using S = Smem<D, M>;
   using T = std::conditional_t<BF16, __nv_bfloat16, __half>;
   // dQ = dS K, split between the consumers by columns (each its 64-column d block over all 128 keys:
   // the consumers meet at a barrier every query block, as each reads the other's dS^T) or by keys
@@ -178,10 +189,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   // between the consumers). D = 64 always splits by keys, so that every operand descriptor starts
   // on a whole 64-column swizzle atom. Which is faster for D = 128 is for a GPU to say
   // (sm90_attention_set_dq_split, KILN_ATTENTION_SM90_DQ).
-  constexpr bool kSplitKeys = kKeySplit || D == 64;
-  constexpr bool kRS = kOps == 1 || kOps == 3 || kOps == 5, kDqFirst = kOps >= 3, kDqSum = kOps == 4, kDqBulk = kOps >= 5;
+  // kOps 7 (head dim 64, 128-row query blocks) splits it by query rows instead: consumer c computes
+  // rows 64c ... 64c + 63 of the block's dQ over all 128 keys (reading both consumers' dS^T, as the
+  // column split does), so no dQ element is added twice.
+  constexpr bool kRowSplit = kOps == 7;
+  constexpr bool kSplitKeys = !kRowSplit && (kKeySplit || D == 64);
+  constexpr bool kRS = kOps == 1 || kOps == 3 || kOps == 5 || kOps == 7, kDqFirst = kOps >= 3, kDqSum = kOps == 4,
+                 kDqBulk = kOps >= 5;
   static_assert(!kDqSum || (kSplitKeys && D == 64), "dQ summed in shared memory: head dim 64 (dQ split by keys) only");
-  constexpr int DB = S::kDB, NQ = kSplitKeys ? D : D / 2;  // NQ: dQ columns per consumer
+  static_assert(!kRowSplit || (D == 64 && kKeySplit), "dQ split by query rows: head dim 64 only");
+  constexpr int DB = S::kDB, NQ = kSplitKeys || kRowSplit ? D : D / 2;  // NQ: dQ columns per consumer
   static_assert(!kDqBulk || NQ == 64, "dQ through the bulk reduction: 64 columns per consumer");
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
@@ -194,15 +211,18 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // Sequence positions fit in int (sm90_attention_unsupported refuses 2^31 - 1024 and more).
   const int Tq = int(p.Tq), Tk = int(p.Tk), off = Tk - Tq;
-  const int bh = int(blockIdx.x % p.BH);
-  const int j0 = int(blockIdx.x / p.BH) * kKeys;  // causal: the first key blocks see the most queries, so start first
+  // Tile t of head bh (sm90_tile: the block order); causal: the first key blocks see the most
+  // queries, so their tile numbers come first.
+  const Sm90Tile tile = sm90_tile(blockIdx.x, p.BH, p.group, (p.Tk + kKeys - 1) / kKeys);
+  const int bh = int(tile.bh);
+  const int j0 = int(tile.t) * kKeys;
   int kend = Tk;
   if (p.keyLens) {
     const int n = p.keyLens[bh / p.H];
     kend = n < 0 ? 0 : (n > Tk ? Tk : n);
   }
-  const int iStart = int(first_query_block(p, j0, kCausal));
-  const int nIter = j0 < kend && iStart < Tq ? (Tq - iStart + kRows - 1) / kRows : 0;
+  const int iStart = int(first_query_block<M>(p, j0, kCausal));
+  const int nIter = j0 < kend && iStart < Tq ? (Tq - iStart + M - 1) / M : 0;
 
   const int wg = int(threadIdx.x) / 128, warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32;
   if (threadIdx.x == 0) {
@@ -234,14 +254,18 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       uint32_t s = 0, phase = 0;
       for (int it = 0; it < nIter; ++it) {
-        const int i0 = iStart + it * kRows;
+        const int i0 = iStart + it * M;
         mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: every stage starts free
         mbar_arrive_expect_tx(full(s), uint32_t(2 * S::kQ));
 #pragma unroll
-        for (int d = 0; d < DB; ++d) {
-          tma_load(base + S::Q + s * S::kQ + d * kBoxBytes, &tmQ, d * kBox, i0, bh, full(s));
-          tma_load(base + S::dO + s * S::kQ + d * kBoxBytes, &tmO, d * kBox, i0, bh, full(s));
-        }
+        for (int rb = 0; rb < S::kMB; ++rb)
+#pragma unroll
+          for (int d = 0; d < DB; ++d) {
+            // (a row block wholly past Tq reloads the first one's rows: their P and dS are 0)
+            const uint32_t o = uint32_t(rb * DB + d) * kBoxBytes;
+            tma_load(base + S::Q + s * S::kQ + o, &tmQ, d * kBox, tma_row_block(i0, rb, Tq), bh, full(s));
+            tma_load(base + S::dO + s * S::kQ + o, &tmO, d * kBox, tma_row_block(i0, rb, Tq), bh, full(s));
+          }
         if (++s == uint32_t(kStages)) {
           s = 0;
           phase ^= 1u;
@@ -253,10 +277,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       const float* Dih = p.Di + int64_t(bh) * Tq;
       uint32_t s = 0, phase = 0;
       for (int it = 0; it < nIter; ++it) {
-        const int i0 = iStart + it * kRows;
+        const int i0 = iStart + it * M;
         mbar_wait(empty(s), phase ^ 1u);
 #pragma unroll
-        for (int u = 0; u < 2; ++u) {
+        for (int u = 0; u < M / 32; ++u) {
           const int r = lane + 32 * u;
           const int i = i0 + r;
           float l = INFINITY, di = 0.f;
@@ -265,8 +289,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             l = x == -INFINITY ? INFINITY : x * kLog2e;
             di = Dih[i];
           }
-          Ls[s * kRows + r] = l;
-          Dis[s * kRows + r] = di;
+          Ls[s * M + r] = l;
+          Dis[s * M + r] = di;
         }
         mbar_arrive(full(s));
         if (++s == uint32_t(kStages)) {
@@ -294,7 +318,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (nIter > 0) mbar_wait(kvFull, 0);
   uint32_t s = 0, phase = 0;
   for (int it = 0; it < nIter; ++it) {
-    const int i0 = iStart + it * kRows;
+    const int i0 = iStart + it * M;
     // Shared addresses laundered each block: the descriptors below are rebuilt from them with a
     // few integer operations instead of being hoisted out of the loop (they would hold ~50 registers).
     uint32_t sbase = base;
@@ -304,30 +328,30 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
 
     // S^T = K_c Q^T and dP^T = V_c dO^T, both in flight.
-    float st[kRows / 2], dpt[kRows / 2];
+    float st[M / 2], dpt[M / 2];
     wgmma_fence();
-    issue_rows_by_queries<D, BF16>(st, sbase + S::K + uint32_t(c) * kBoxBytes, qs);
-    issue_rows_by_queries<D, BF16>(dpt, sbase + S::V + uint32_t(c) * kBoxBytes, os);
+    issue_rows_by_queries<D, BF16, M>(st, sbase + S::K + uint32_t(c) * kBoxBytes, qs);
+    issue_rows_by_queries<D, BF16, M>(dpt, sbase + S::V + uint32_t(c) * kBoxBytes, os);
 
     // P^T: this thread holds st[4i + 2h + e] = key row r = 16 warp + g + 8h of the warpgroup, query
     // column q = 8i + 2 t4 + e of the block.
-    const float* Lb = Ls + s * kRows;
-    const float* Db = Dis + s * kRows;
+    const float* Lb = Ls + s * M;
+    const float* Db = Dis + s * M;
     wgmma_wait<1>();
     fence_acc(st);
     // (int64 where a difference of positions may leave int.)
-    const bool needMask = i0 + kRows > Tq || key0 + 64 > kend || (kCausal && int64_t(key0) + 63 > int64_t(i0) + off);
+    const bool needMask = i0 + M > Tq || key0 + 64 > kend || (kCausal && int64_t(key0) + 63 > int64_t(i0) + off);
     // Tile-relative: query q, key r hidden iff q >= qLimit, r >= kLimit, or r - q > diag.
-    const int qLimit = Tq - i0 < kRows ? Tq - i0 : kRows;
+    const int qLimit = Tq - i0 < M ? Tq - i0 : M;
     const int kl = kend - key0;
     const int kLimit = kl < 0 ? 0 : (kl > 64 ? 64 : kl);
     const int64_t dg = int64_t(i0) + off - key0;
-    const int diag = int(dg < -2 * kRows ? -2 * kRows : (dg > 2 * kRows ? 2 * kRows : dg));
+    const int diag = int(dg < -2 * M ? -2 * M : (dg > 2 * M ? 2 * M : dg));
     // Two copies of the loop, the masked one for the blocks that need it: with one, the compiler
     // computed the mask's predicates for every element of every block (session 10's profile).
     auto probabilities = [&](auto masked) {
 #pragma unroll
-      for (int i = 0; i < kRows / 8; ++i)
+      for (int i = 0; i < M / 8; ++i)
 #pragma unroll
         for (int h = 0; h < 2; ++h)
 #pragma unroll
@@ -348,16 +372,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     // r * 128 + ((q / 8) ^ (r % 8)) * 16 + (q % 8) * 2, the layout of the TMA unit's 128-byte swizzle.
     // st[x], st[x + 1] (x = 4i + 2h) are key r = 16 warp + g + 8h, queries q = 8i + 2 t4 and q + 1.
     unsigned char* const pBox = gbase + S::P + c * kBoxBytes;
-    unsigned char* const dsBox = gbase + S::dS + ((it & 1) * 2 + c) * kBoxBytes;
+    unsigned char* const dsBox = gbase + S::dS + ((it & 1) * 2 + c) * S::kDS;
     // kRS: P^T and dS^T packed as A fragments, pa[kc] / dsa[kc] for queries 16 kc ... 16 kc + 15:
     // register u = 2 (i % 2) + h holds st[x], st[x + 1] with x = 4i + 2h (i = 2 kc + u / 2).
-    uint32_t pa[kRows / 16][4], dsa[kRows / 16][4];
+    uint32_t pa[M / 16][4], dsa[M / 16][4];
 #pragma unroll
-    for (int i = 0; i < kRows / 8; ++i)
+    for (int i = 0; i < M / 8; ++i)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int x = 4 * i + 2 * h, q = 8 * i + 2 * t4, r = 16 * warp + g + 8 * h;
-        const int at = r * 128 + ((i ^ (r & 7)) << 4) + 4 * t4;
+        const int at = (i / 8) * kBoxBytes + r * 128 + (((i % 8) ^ (r & 7)) << 4) + 4 * t4;  // (i / 8: the query row block)
         const uint32_t pp = pack_half2<BF16>(st[x], st[x + 1]);
         const uint32_t dd = pack_half2<BF16>(st[x] * (dpt[x] - Db[q]), st[x + 1] * (dpt[x + 1] - Db[q + 1]));
         if constexpr (kRS) {
@@ -375,11 +399,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     // registers (kRS: issued before the barrier, they need nothing another thread wrote) or the box
     // read k-contiguous (k = 16 queries a step, 32 bytes along the rows).
     const uint32_t pA = sbase + S::P + uint32_t(c) * kBoxBytes;
-    const uint32_t dsA = sbase + S::dS + uint32_t((it & 1) * 2 + c) * kBoxBytes;
+    const uint32_t dsA = sbase + S::dS + uint32_t((it & 1) * 2 + c) * S::kDS;
     const SmemDesc dO_n(os, kBoxBytes, 1024), Q_n(qs, kBoxBytes, 1024);  // n-contiguous, k = 16 rows a step
     auto issue_dv_dk_rs = [&] {
 #pragma unroll
-      for (int kc = 0; kc < kRows / 16; ++kc) {
+      for (int kc = 0; kc < M / 16; ++kc) {
         wgmma_rs<D, BF16, 1>(dva, pa[kc], dO_n.at(kc * 2048), 1);
         wgmma_rs<D, BF16, 1>(dka, dsa[kc], Q_n.at(kc * 2048), 1);
       }
@@ -397,39 +421,42 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto issue_dv_dk_ss = [&] {
       const SmemDesc P_k(pA, 16, 1024), dS_k(dsA, 16, 1024);
 #pragma unroll
-      for (int kc = 0; kc < kRows / 16; ++kc) {
-        wgmma_ss<D, BF16, 0, 1>(dva, P_k.at(kc * 32), dO_n.at(kc * 2048), 1);
-        wgmma_ss<D, BF16, 0, 1>(dka, dS_k.at(kc * 32), Q_n.at(kc * 2048), 1);
+      for (int kc = 0; kc < M / 16; ++kc) {
+        const uint32_t ka = uint32_t(kc / 4) * kBoxBytes + (kc % 4) * 32;  // (kc / 4: the next query row block)
+        wgmma_ss<D, BF16, 0, 1>(dva, P_k.at(ka), dO_n.at(kc * 2048), 1);
+        wgmma_ss<D, BF16, 0, 1>(dka, dS_k.at(ka), Q_n.at(kc * 2048), 1);
       }
       wgmma_commit();
     };
     if constexpr (!kRS && !kDqFirst) issue_dv_dk_ss();
 
     // dQ[:, cols] = dS K: A = dS m-contiguous (the dS^T boxes, k = 16 keys a step; with the column
-    // split the next 64 keys are the other consumer's box); B = K n-contiguous (box (d block, key
-    // row block)), k = 16 key rows a step.
+    // and row splits the next 64 keys are the other consumer's box); B = K n-contiguous (box (d block,
+    // key row block)), k = 16 key rows a step.
     float dqa[NQ / 2];
-    const uint32_t dsb = sbase + S::dS + uint32_t(it & 1) * 2 * kBoxBytes;
+    const uint32_t dsb = sbase + S::dS + uint32_t(it & 1) * 2 * S::kDS;
     constexpr int kSteps = kSplitKeys ? 4 : kKeys / 16;
     {
       // Key split: this consumer's key box (c) of dS^T and of K, all d blocks; column split: both key
-      // boxes, K's d block c.
-      const uint32_t keyBox0 = kSplitKeys ? uint32_t(c) : 0u, dblk = kSplitKeys ? 0u : uint32_t(c);
-      const SmemDesc dS_m(dsb + keyBox0 * kBoxBytes, kBoxBytes, 1024);
+      // boxes, K's d block c; row split: both key boxes' query row block c, all of K.
+      const uint32_t keyBox0 = kSplitKeys ? uint32_t(c) : 0u, dblk = kSplitKeys || kRowSplit ? 0u : uint32_t(c);
+      const uint32_t rowBlk = kRowSplit ? uint32_t(c) : 0u;
+      const SmemDesc dS_m(dsb + keyBox0 * S::kDS + rowBlk * kBoxBytes, kBoxBytes, 1024);
       const SmemDesc K_n(sbase + S::K + (dblk * 2 + keyBox0) * kBoxBytes, 2 * kBoxBytes, 1024);
 #pragma unroll
       for (int kk = 0; kk < kSteps; ++kk) {
-        const uint32_t step = uint32_t(kk / 4) * kBoxBytes + (kk % 4) * 2048;  // (kk / 4: the next key box, column split)
-        wgmma_ss<NQ, BF16, 1, 1>(dqa, dS_m.at(step), K_n.at(step), kk > 0);
+        const uint32_t step = (kk % 4) * 2048;  // (kk / 4: the next key box, column and row splits)
+        wgmma_ss<NQ, BF16, 1, 1>(dqa, dS_m.at(uint32_t(kk / 4) * S::kDS + step), K_n.at(uint32_t(kk / 4) * kBoxBytes + step), kk > 0);
       }
     }
     wgmma_commit();
     float* const dqh = p.dqAcc + int64_t(bh) * Tq * D;
+    const int rowOff = kRowSplit ? kRows * c : 0, colOff = kSplitKeys || kRowSplit ? 0 : NQ * c;  // this consumer's part of dQ
     auto add_dq = [&] {
 #pragma unroll
       for (int i = 0; i < NQ / 8; ++i)
-        atomic_add_block<D>(dqh, dqa[4 * i], dqa[4 * i + 1], dqa[4 * i + 2], dqa[4 * i + 3], i0 + 16 * warp,
-                            (kSplitKeys ? 0 : NQ * c) + 8 * i, Tq, lane);
+        atomic_add_block<D>(dqh, dqa[4 * i], dqa[4 * i + 1], dqa[4 * i + 2], dqa[4 * i + 3], i0 + rowOff + 16 * warp,
+                            colOff + 8 * i, Tq, lane);
     };
     // kDqSum: this consumer's dQ (all 64 columns over its 64 keys) to its buffer, a barrier of both
     // consumers, then consumer c adds rows 32c ... 32c + 31 of the two partials to the accumulator,
@@ -475,10 +502,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       fence_proxy_async();
       __syncwarp();
-      const int row0 = i0 + 16 * warp, col0 = kSplitKeys ? 0 : NQ * c;
+      const int row0 = i0 + rowOff + 16 * warp;
       if (lane == 0 && row0 < Tq) {
-        tma_reduce_add(&tmDQ, stg, col0, row0, bh);
-        tma_reduce_add(&tmDQ, stg + 2048, col0 + 32, row0, bh);
+        tma_reduce_add(&tmDQ, stg, colOff, row0, bh);
+        tma_reduce_add(&tmDQ, stg + 2048, colOff + 32, row0, bh);
       }
       bulk_commit();
     };
@@ -541,7 +568,7 @@ template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO,
                    const CUtensorMap& tmDQ, const Params& p, bool& ran) {
   auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>;
-  constexpr size_t smem = Smem<D>::for_ops(kOps);
+  constexpr size_t smem = Smem<D, rows_for_ops(kOps)>::for_ops(kOps);
   if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>>(smem)) return "";
   const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
   if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
@@ -571,7 +598,14 @@ Sm90AttnSwitch g_dqSplit("KILN_ATTENTION_SM90_DQ", "keys", nullptr, "cols");
 //   block walks (its per-block cost is higher, its per-block-pair cost lower; why is not measured),
 //   so head dim 64 takes 5 from Tq = 8192 (the one length measured where it wins: `kiln bench
 //   attention` fwd+bwd 347 against 327 TFLOP/s in run 4, 334 against 321 in run 3) and 4 below.
-Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs", "dqsum", "bulk", "bulkss");
+// 7 (head dim 64; 128 takes 5; session 11, compiled and checked on the host model, not yet run on a
+// GPU: no default) walks query blocks of 128 rows instead of 64, FlashAttention-3's tile for this head
+// dim: S^T and dP^T become m64n128 products (less shared-memory traffic per flop than n64), the
+// per-block costs (barriers, waits, lse / D_i, fences) are paid half as often, and dQ is split between
+// the consumers by query rows, each reading both consumers' dS^T, so no dQ element is reduced twice
+// (as 4's sum, without its shared-memory pass); P^T / dS^T from registers, dQ by the bulk reduction.
+// Its non-causal kernels spill 56 bytes (ptxas -v; the causal ones none).
+Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs", "dqsum", "bulk", "bulkss", "m128");
 
 constexpr int default_ops(int D, int64_t Tq) { return D == 128 || Tq >= 8192 ? 5 : 4; }
 
@@ -589,6 +623,7 @@ std::string launch_ops(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUt
       case 4: return launch<BF16, D, kCausal, kKeySplit, D == 64 ? 4 : 3>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
       case 5: return launch<BF16, D, kCausal, kKeySplit, 5>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
       case 6: return launch<BF16, D, kCausal, kKeySplit, 6>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
+      case 7: return launch<BF16, D, kCausal, kKeySplit, D == 64 ? 7 : 5>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
       default: return launch<BF16, D, kCausal, kKeySplit, 1>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
     }
   }
@@ -605,6 +640,7 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
     return "";  // ran stays false
   Params p{};
   static_cast<Sm90AttnShape&>(p) = sm90_attn_shape(a);
+  p.group = sm90_group_heads(BH, (a.Tk + kKeys - 1) / kKeys, device_info().sms);
   p.lse = lse;
   p.Di = Di;
   p.dqAcc = dqAcc;
@@ -656,7 +692,8 @@ std::string sm90_attention_unsupported(AttnDType dtype, const cpu::AttentionArgs
   const gemm_detail::DeviceInfo& d = device_info();
   if (!d.error.empty() || d.major != 9) return "the device is not compute capability 9.x";
   // The largest of the variants' shared memory (head dim 128's bulk-reduction staging, 211 KiB).
-  constexpr size_t kMostSmem = std::max({Smem<128>::for_ops(1), Smem<128>::for_ops(5), Smem<64>::for_ops(4), Smem<64>::for_ops(5)});
+  constexpr size_t kMostSmem = std::max({Smem<128>::for_ops(1), Smem<128>::for_ops(5), Smem<64>::for_ops(4), Smem<64>::for_ops(5),
+                                         Smem<64, rows_for_ops(7)>::for_ops(7)});
   if (size_t(d.smemOptin) < kMostSmem) return "not enough shared memory per block";
   if (!tma_available()) return "cuTensorMapEncodeTiled is not available from the driver";
   return "";

@@ -110,8 +110,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int wg = int(threadIdx.x) / 128;
   const int64_t nqb = (p.Tq + kRows - 1) / kRows;
-  const int64_t bh = blockIdx.x % p.BH;
-  const int64_t i0 = (nqb - 1 - int64_t(blockIdx.x) / p.BH) * kRows;  // the longest causal rows start first
+  const Sm90Tile tile = sm90_tile(blockIdx.x, p.BH, p.group, nqb);  // the block order
+  const int64_t bh = tile.bh;
+  const int64_t i0 = (nqb - 1 - tile.t) * kRows;  // the longest causal rows start first
   const int64_t off = p.Tk - p.Tq;
   int64_t kend = p.Tk;
   if (p.keyLens) {
@@ -467,6 +468,7 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
   if (blocks < 1 || blocks > 0x7fffffffLL) return "";
   Params p{};
   static_cast<Sm90AttnShape&>(p) = sm90_attn_shape(a);
+  p.group = sm90_group_heads(BH, (a.Tq + kRows - 1) / kRows, device_info().sms);
   p.out = out;
   p.lse = lse;
   const unsigned grid = unsigned(blocks);
@@ -484,6 +486,10 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
 }  // namespace
 
 void sm90_attention_set_fwd_pipeline(int mode) { g_fwdPipe.set(mode); }
+void sm90_attention_set_order(int mode, int64_t groupBlocks) {
+  g_sm90Order.set(mode);
+  g_sm90GroupBlocks.store(groupBlocks > 0 ? groupBlocks : 0, std::memory_order_relaxed);
+}
 
 std::string sm90_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k, const void* v,
                                    void* out, float* lse, bool& handled) {

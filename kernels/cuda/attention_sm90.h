@@ -33,8 +33,9 @@ void sm90_attention_set_dq_split(int mode);
 // atomics while dV / dK are in flight, 4 (head dim 64; the default there below Tq = 8192) shared
 // memory with dQ issued first and summed over the two consumers in shared memory before the atomics,
 // 5 (the default for head dim 128, and for 64 from Tq = 8192) registers with dQ issued first and added
-// by the TMA unit's bulk reduction, 6 the same with shared memory; 0 back to the process default
-// (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst|dqsum|bulk|bulkss).
+// by the TMA unit's bulk reduction, 6 the same with shared memory, 7 (head dim 64; 128 takes 5) 5 with
+// query blocks of 128 rows and dQ split between the consumers by rows (not yet run on a GPU); 0 back
+// to the process default (KILN_ATTENTION_SM90_BWD=rs|ss|dqfirst|dqsum|bulk|bulkss|m128).
 void sm90_attention_set_bwd_operands(int mode);
 // The forward consumers' schedule: 1 one tile at a time, 2 pipelined (the softmax of tile j overlaps
 // P V of tile j - 1, as FlashAttention-3; the default for head dim 128), 3 pipelined with the two
@@ -42,6 +43,11 @@ void sm90_attention_set_bwd_operands(int mode);
 // 64), 0 back to the process default (KILN_ATTENTION_SM90_FWD=simple|pipe|pingpong).
 // For measuring them; see attention_fwd_sm90.cu.
 void sm90_attention_set_fwd_pipeline(int mode);
+// The order of both kernels' blocks: 1 heads fastest (the default), 2 heads in groups of about two
+// waves of blocks (groupBlocks > 0: groups of that many blocks instead, for tests), 0 back to the
+// process default (KILN_ATTENTION_SM90_ORDER=heads|grouped). Not yet run on a GPU; see
+// attention_sm90_common.h.
+void sm90_attention_set_order(int mode, int64_t groupBlocks = 0);
 
 // Same contracts as attention_api.h's entry points. `handled` is false, and nothing ran, when the
 // call is not supported or the device has no sm_90a image: the caller then runs the fa2 kernels.

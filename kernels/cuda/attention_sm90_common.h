@@ -18,6 +18,7 @@ constexpr int64_t kSm90AttnMaxRows = (int64_t(1) << 31) - 1024;
 // q [BH, Tq, D], k/v [BH, Tk, D]; the head of each batch row is bh % H, its batch bh / H.
 struct Sm90AttnShape {
   int64_t BH, H, Tq, Tk;
+  int64_t group;    // heads per group of the block order (sm90_tile in sm90_common.cuh; BH: heads fastest)
   float scale;      // natural units
   float scaleLog2;  // scale * log2(e): the softmax runs on exp2
   const int32_t* keyLens;
@@ -29,22 +30,24 @@ inline Sm90AttnShape sm90_attn_shape(const cpu::AttentionArgs& a) {
   s.H = a.H;
   s.Tq = a.Tq;
   s.Tk = a.Tk;
+  s.group = s.BH;
   s.scale = float(a.scale);
   s.scaleLog2 = float(a.scale * 1.4426950408889634);
   s.keyLens = a.keyLens;
   return s;
 }
 
-// A schedule choice: 2 (3, 4, 5, 6) when the environment variable `var` equals `alt` (`alt3` ...
-// `alt6`), 1 when it equals `one`, else the caller's default (get(dflt), 1 unless given), read on
-// first use; set(1 ... 6) overrides it (a mode above 2 only where it has a name), set(0) returns to
+// A schedule choice: 2 (3, 4, 5, 6, 7) when the environment variable `var` equals `alt` (`alt3` ...
+// `alt7`), 1 when it equals `one`, else the caller's default (get(dflt), 1 unless given), read on
+// first use; set(1 ... 7) overrides it (a mode above 2 only where it has a name), set(0) returns to
 // the environment's choice.
 class Sm90AttnSwitch {
  public:
-  static constexpr int kModes = 6;
+  static constexpr int kModes = 7;
   constexpr Sm90AttnSwitch(const char* var, const char* alt, const char* alt3 = nullptr, const char* one = nullptr,
-                           const char* alt4 = nullptr, const char* alt5 = nullptr, const char* alt6 = nullptr)
-      : var_(var), names_{one, alt, alt3, alt4, alt5, alt6} {}
+                           const char* alt4 = nullptr, const char* alt5 = nullptr, const char* alt6 = nullptr,
+                           const char* alt7 = nullptr)
+      : var_(var), names_{one, alt, alt3, alt4, alt5, alt6, alt7} {}
   int get(int dflt = 1) {
     int v = v_.load(std::memory_order_relaxed);
     if (v == 0) {
@@ -61,9 +64,28 @@ class Sm90AttnSwitch {
 
  private:
   const char* var_;
-  const char* names_[kModes];  // modes 1 ... 6
+  const char* names_[kModes];  // modes 1 ... 7
   std::atomic<int> v_{0};
 };
+
+// The order in which the blocks take their tiles (sm90_tile): 1 (the default) every (batch, head)'s
+// tile t before any tile t + 1, heads fastest; 2 heads in groups of about two waves of blocks, a
+// group's tiles (heaviest first) before the next group's, so that the blocks running at once share a
+// few heads' operands (and, in the backward, dQ accumulator rows) in L2 instead of each reading its
+// own head's (KILN_ATTENTION_SM90_ORDER=heads|grouped; sm90_attention_set_order). Session 11: not yet
+// run on a GPU. At T = 1k session 10's backward ran at 171 TFLOP/s against 477 at 8k: with 128-256
+// heads, the 132 blocks running at once each worked on a different head.
+inline Sm90AttnSwitch g_sm90Order("KILN_ATTENTION_SM90_ORDER", "grouped", nullptr, "heads");
+inline std::atomic<int64_t> g_sm90GroupBlocks{0};  // blocks per group (0: two waves); for the host model's tests
+
+// Heads per group for BH heads of `tiles` tiles each on a device of `sms` multiprocessors.
+inline int64_t sm90_group_heads(int64_t BH, int64_t tiles, int sms) {
+  if (g_sm90Order.get() != 2 || tiles <= 0) return BH;
+  const int64_t forced = g_sm90GroupBlocks.load(std::memory_order_relaxed);
+  const int64_t target = forced > 0 ? forced : 2 * int64_t(sms > 0 ? sms : 132);
+  const int64_t g = (target + tiles - 1) / tiles;
+  return g < 1 ? 1 : (g > BH ? BH : g);
+}
 
 }  // namespace cuda
 }  // namespace kiln

@@ -44,6 +44,18 @@ __device__ __forceinline__ int tma_row_block(int row0, int r, int T) {
   return x < T ? x : row0;
 }
 
+// Block b's (batch-head, tile) when the BH heads of `tiles` tiles each go in groups of G (the blocks
+// of group k are k G tiles ... ; within a group the tile index is slowest and the head fastest). G = BH
+// is one group: b % BH, b / BH, every head's tile t before any tile t + 1.
+struct Sm90Tile {
+  int64_t bh, t;
+};
+__host__ __device__ __forceinline__ Sm90Tile sm90_tile(int64_t b, int64_t BH, int64_t G, int64_t tiles) {
+  const int64_t per = G * tiles, g0 = (b / per) * G, r = b % per;
+  const int64_t gs = BH - g0 < G ? BH - g0 : G;  // the last group may be short
+  return {g0 + r % gs, r / gs};
+}
+
 // Shared-memory matrix descriptor: start address, leading / stride byte offsets (all >> 4, 14 bits),
 // base offset 0 (every box starts on a 1 KiB boundary), 128-byte swizzle (mode 1, bits 62-63), as two
 // 32-bit halves built once per base address: at(bytes) is the descriptor of addr + bytes for

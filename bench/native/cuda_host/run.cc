@@ -291,8 +291,10 @@ struct AttnCase {
                  // keys, both with dV / dK's A from registers (D 128 by keys: shared memory), 3 dQ by columns (D 128) with
                  // dV / dK's A from shared memory, 4 dQ by columns (D 128) issued first, dV / dK's A from registers,
                  // 5 (D 64) dQ issued first and summed over the consumers in shared memory, dV / dK's A from shared memory,
-                 // 6 / 7 dQ issued first and added by the TMA unit's bulk reduction, dV / dK's A from registers / shared memory
+                 // 6 / 7 dQ issued first and added by the TMA unit's bulk reduction, dV / dK's A from registers / shared memory,
+                 // 8 (D 64) 128-row query blocks, dQ by query rows, issued first and added by the bulk reduction, A from registers
   std::vector<int32_t> keyLens = {};  // [B] or empty (fa2 only)
+  int64_t groupBlocks = 0;  // > 0: sm90 fwd / bwd with the grouped block order, groups of this many blocks
 };
 
 struct Reference {
@@ -387,6 +389,7 @@ std::string attn_name(const std::string& dir, const AttnCase& c) {
   char name[200];
   const std::string sched = dir == "fa2" ? (c.keyLens.empty() ? "" : "key-lengths")
                             : dir == "fwd" ? (c.schedule == 3 ? "pingpong" : c.schedule == 2 ? "pipelined" : "one-tile")
+                            : c.schedule == 8 ? "M128 dQ-by-rows A-regs dQ-first dQ-bulk"
                                            : std::string(c.D == 64 || c.schedule == 2 ? "dQ-by-keys" : "dQ-by-columns") +
                                                  (c.schedule == 3 || (c.D == 128 && c.schedule == 2) ? " A-smem"
                                                   : c.schedule == 4                                  ? " A-regs dQ-first"
@@ -394,8 +397,9 @@ std::string attn_name(const std::string& dir, const AttnCase& c) {
                                                   : c.schedule == 6                                  ? " A-regs dQ-first dQ-bulk"
                                                   : c.schedule == 7                                  ? " A-smem dQ-first dQ-bulk"
                                                                                                      : " A-regs");
-  std::snprintf(name, sizeof name, "%s %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s", dir.c_str(), c.bf16 ? "bf16" : "f16", (long long)c.D,
-                (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full", sched.c_str());
+  std::snprintf(name, sizeof name, "%s %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s%s", dir.c_str(), c.bf16 ? "bf16" : "f16", (long long)c.D,
+                (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full", sched.c_str(),
+                c.groupBlocks > 0 ? (" grouped-" + std::to_string(c.groupBlocks)).c_str() : "");
   return name;
 }
 
@@ -442,6 +446,7 @@ void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& r
   } else if (fwd) {
     for (size_t i = 0; i < nq; ++i) O.p[i] = 0xFFFF;
     kiln::cuda::sm90_attention_set_fwd_pipeline(c.schedule);
+    kiln::cuda::sm90_attention_set_order(c.groupBlocks > 0 ? 2 : 1, c.groupBlocks);
     err = kiln::cuda::sm90_attention_forward(dt, a, Q.p, K.p, V.p, O.p, L.p, handled);
     ok = handled && err.empty();
     ok = compare("out", r.out, widen(O.p, nq, bf), tol, report) && ok;
@@ -451,7 +456,8 @@ void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& r
     for (size_t i = 0; i < nq; ++i) O.p[i] = to_half(float(r.out[i]), bf);
     for (size_t i = 0; i < size_t(BH * c.Tq); ++i) L.p[i] = float(r.lse[i]);
     kiln::cuda::sm90_attention_set_dq_split(c.schedule == 2 ? 2 : 1);
-    kiln::cuda::sm90_attention_set_bwd_operands(c.schedule >= 3 ? c.schedule - 1 : 1);  // 3 ... 7: modes 2 ... 6
+    kiln::cuda::sm90_attention_set_order(c.groupBlocks > 0 ? 2 : 1, c.groupBlocks);
+    kiln::cuda::sm90_attention_set_bwd_operands(c.schedule >= 3 ? c.schedule - 1 : 1);  // 3 ... 8: modes 2 ... 7
     err = kiln::cuda::sm90_attention_backward(dt, a, Q.p, K.p, V.p, O.p, dO.p, L.p, dQ.p, dK.p, dV.p, handled);
     ok = handled && err.empty();
     ok = compare("dq", r.dq, widen(dQ.p, nq, bf), tol, report) && ok;
@@ -887,7 +893,7 @@ int main(int argc, char** argv) {
   std::vector<AttnCase> ac;
   for (int D : {64, 128})
     for (bool causal : {false, true})
-      for (int sched : {1, 2, 3, 4, 5, 6, 7}) {
+      for (int sched : {1, 2, 3, 4, 5, 6, 7, 8}) {
         ac.push_back({1, 2, 200, 200, D, causal, true, sched});   // ragged T: partial tiles
         if (!quick) {
           ac.push_back({1, 1, 130, 300, D, causal, true, sched});  // Tq < Tk
@@ -900,12 +906,22 @@ int main(int argc, char** argv) {
           }
         }
       }
+  // The grouped block order (sm90_tile): 5 heads of 3 tiles each (forward: 128-row query blocks,
+  // backward: 128-key blocks), groups of 2 heads (4 blocks) or 3 (9), the last group short.
+  if (!quick)
+    for (int D : {64, 128}) {
+      ac.push_back({1, 5, 300, 300, D, true, true, 3, {}, 4});
+      ac.push_back({1, 5, 300, 300, D, false, true, 3, {}, 9});
+      ac.push_back({1, 5, 300, 300, D, true, true, 6, {}, 9});
+      if (D == 64) ac.push_back({1, 5, 300, 300, D, true, true, 8, {}, 4});
+    }
   for (const char* dir : {"fwd", "bwd"}) {
     const bool fwd = std::string(dir) == "fwd";
     if (!only.empty() && only != dir) continue;
     for (const AttnCase& c : ac) {
-      // D 64 always splits dQ by keys; the summed dQ is D 64's alone
-      if (fwd ? c.schedule >= 4 : (c.D == 64 && c.schedule == 2) || (c.D == 128 && c.schedule == 5)) continue;
+      // D 64 always splits dQ by keys (or by query rows, 8); the summed dQ and the 128-row query blocks
+      // are D 64's alone
+      if (fwd ? c.schedule >= 4 : (c.D == 64 && c.schedule == 2) || (c.D == 128 && (c.schedule == 5 || c.schedule == 8))) continue;
       // The backward schedules no head dim takes by default (3: A from shared memory, 4: dQ first
       // with atomics, 7: bulk reduction with A from shared memory) run the ragged and Tq < Tk cases
       // only (the suite's time limit).
