@@ -1,39 +1,39 @@
 #!/usr/bin/env bash
-# A short GPU run for attention work (about 2 minutes of device time on an H100; session 10's run 4 ran
+# A short GPU run for attention work (about 3 minutes of device time on an H100; session 10's run 4 ran
 # its first version's steps in 90 s): in the unpacked payload of scripts/gpu-pack.sh, with node on PATH,
 #   bash scripts/gpu-attention-quick.sh OUT_DIR [check paths] [alternative envs, ';'-separated]
-# (defaults: wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg and two alternatives, session 11's: KILN_ATTENTION_SM90_BWD=m128
-# (head dim 64's 128-row query blocks; 128 has no such mode and runs its default) and
-# KILN_ATTENTION_SM90_ORDER=grouped). It writes at most seven files into OUT_DIR (a device run returns
-# few): env.txt; checks.txt (the check paths against the float64 references, then every path's timings
-# at the issue-4 shapes); bench.txt / bench-attention.json (`kiln bench attention --device cuda`, the
-# defaults); bench-alt1.txt, bench-alt2.txt (the same with each alternative environment); tests.tap (the
-# attention, half and nn-cuda tests). Each step has a time limit, so the whole stays under about 5 minutes.
+# (defaults: the check paths wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-bp,wg-ba,wg and session 11's variants as the
+# alternatives: KILN_ATTENTION_SM90_BWD=m128 (head dim 64's 128-row query blocks; 128 has no such mode
+# and runs its default), KILN_ATTENTION_SM90_ORDER=grouped, KILN_ATTENTION_SM90_PERSIST=on, and all
+# three). It writes six files into OUT_DIR (a device run returns few): env.txt; checks.txt (the check
+# paths against the float64 references, then every path's timings at the issue-4 shapes); bench.txt /
+# bench-attention.json (`kiln bench attention --device cuda`, the defaults); bench-alts.txt (the same
+# with each alternative environment, one after another); tests.tap (the attention, half and nn-cuda
+# tests). Each step has a time limit, so the whole stays under about 6 minutes.
 set -uo pipefail
 OUT=${1:?usage: gpu-attention-quick.sh OUT_DIR [check paths] [alternative envs]}
-paths=${2:-wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg}
-alts=${3:-KILN_ATTENTION_SM90_BWD=m128;KILN_ATTENTION_SM90_ORDER=grouped}
+paths=${2:-wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-bp,wg-ba,wg}
+all="KILN_ATTENTION_SM90_BWD=m128 KILN_ATTENTION_SM90_ORDER=grouped KILN_ATTENTION_SM90_PERSIST=on"
+alts=${3:-KILN_ATTENTION_SM90_BWD=m128;KILN_ATTENTION_SM90_ORDER=grouped;KILN_ATTENTION_SM90_PERSIST=on;$all}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 export KILN_TORCH_PYTHON=${KILN_TORCH_PYTHON:-$(command -v python3)}
 export KILN_ADDON=$PWD/build/Release/kiln.node
 { cat .gpu-rev 2>/dev/null; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv; } > "$OUT/env.txt" 2>&1
-timeout 50 build/attention_cuda_check --sm90-only --no-time --paths "$paths" > "$OUT/checks.txt" 2>&1
-grep -E '^(PASS|FAIL)' "$OUT/checks.txt"
+timeout 60 build/attention_cuda_check --sm90-only --no-time --paths "$paths" > "$OUT/checks.txt" 2>&1
 grep -cE ' (PASS|FAIL)$' "$OUT/checks.txt" | sed 's/^/check verdicts: /'
+grep -cE ' FAIL$' "$OUT/checks.txt" | sed 's/^/of which FAIL: /'
 grep -E ' FAIL$' "$OUT/checks.txt" | head -20
-timeout 120 build/attention_cuda_check --sm90-only --no-check >> "$OUT/checks.txt" 2>&1
-grep -E '^time (wg|wg-z|wg-t|wg-o|wg-ot) ' "$OUT/checks.txt" | awk '{print $2, $3, $4, $5, $6, $7, "fwd+bwd", $21, "TF/s"}'
+timeout 150 build/attention_cuda_check --sm90-only --no-check >> "$OUT/checks.txt" 2>&1
+grep -E '^time (wg|wg-z|wg-t|wg-o|wg-ot|wg-n|wg-on|wg-a) ' "$OUT/checks.txt" | awk '{print $2, $3, $4, $5, $6, $7, "fwd+bwd", $21, "TF/s"}'
 timeout 60 node dist/src/cli/main.js bench attention --device cuda --json "$OUT/bench-attention.json" > "$OUT/bench.txt" 2>&1
 grep -E 'causal' "$OUT/bench.txt"
-n=0
 IFS=';' read -ra altList <<< "$alts"
+: > "$OUT/bench-alts.txt"
 for alt in "${altList[@]}"; do
-  n=$((n + 1))
-  [ "$n" -le 2 ] || break  # seven files at most
-  env $alt timeout 60 node dist/src/cli/main.js bench attention --device cuda > "$OUT/bench-alt$n.txt" 2>&1
-  echo "with $alt:"
-  grep -E 'causal  ' "$OUT/bench-alt$n.txt"
+  echo "== with $alt" | tee -a "$OUT/bench-alts.txt"
+  env $alt timeout 60 node dist/src/cli/main.js bench attention --device cuda >> "$OUT/bench-alts.txt" 2>&1
+  grep -E 'causal  ' "$OUT/bench-alts.txt" | tail -6
 done
 timeout 60 node node_modules/ava/entrypoints/cli.mjs --tap --concurrency 8 --timeout 2m test/attention.test.ts test/dtype-half.test.ts \
   test/nn-cuda.test.ts > "$OUT/tests.tap" 2>&1

@@ -43,6 +43,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -83,8 +84,8 @@ struct Smem {
   static constexpr int P = dS + 2 * 2 * kDS;              // [2 consumers] boxes (M = 64 only)
   static constexpr int L = P + (M == kRows ? 2 * kBoxBytes : 0);  // [kStages][M] float: lse * log2 e
   static constexpr int Di = L + kStages * M * 4;          // [kStages][M] float
-  static constexpr int Bars = Di + kStages * M * 4;       // kvFull, full[kStages], empty[kStages]
-  static constexpr int kBytes = Bars + (1 + 2 * kStages) * 8;
+  static constexpr int Bars = Di + kStages * M * 4;       // kvFull, full[kStages], empty[kStages], kvEmpty
+  static constexpr int kBytes = Bars + (2 + 2 * kStages) * 8;
   static constexpr size_t kAlloc = size_t(kBytes) + 1024;  // + slack to align the base
   // kOps 4 only (head dim 64): the consumers' dQ partials, [2 buffers][2 consumers][64 rows] of
   // kDqStride floats (64 + 8: the float2 stores of a warp fall in two wavefronts), after the rest.
@@ -111,13 +112,6 @@ struct Params : Sm90AttnShape {
   void* dk;
   void* dv;
 };
-
-template <int M>
-__host__ __device__ inline int64_t first_query_block(const Params& p, int64_t j0, bool causal) {
-  if (!causal) return 0;
-  const int64_t f = j0 - (p.Tk - p.Tq);  // query i sees key j iff i >= j - (Tk - Tq)
-  return f > 0 ? (f / M) * M : 0;
-}
 
 #ifdef KILN_SM90_DEVICE
 
@@ -174,7 +168,7 @@ __device__ __forceinline__ void atomic_add_block(float* base, float c0v, float c
 // consumers meet at the column split's barrier) and added by the bulk reduction as 5. (Session 10's first version handed the rows over one by one,
 // 16 lanes each a 256-byte non-tensor reduction: its operands must be warp-uniform, so the
 // compiler issued them one lane at a time, ~20% of the consumers' samples.)
-template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
+template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps, bool kPersist>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_bwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                               const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmO,
@@ -208,21 +202,42 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t kvFull = base + S::Bars;
   auto full = [&](uint32_t s) { return base + S::Bars + 8u * (1 + s); };
   auto empty = [&](uint32_t s) { return base + S::Bars + 8u * (1 + kStages + s); };
+  const uint32_t kvEmpty = base + S::Bars + 8u * (1 + 2 * kStages);
 
   // Sequence positions fit in int (sm90_attention_unsupported refuses 2^31 - 1024 and more).
   const int Tq = int(p.Tq), Tk = int(p.Tk), off = Tk - Tq;
-  // Tile t of head bh (sm90_tile: the block order); causal: the first key blocks see the most
-  // queries, so their tile numbers come first.
-  const Sm90Tile tile = sm90_tile(blockIdx.x, p.BH, p.group, (p.Tk + kKeys - 1) / kKeys);
-  const int bh = int(tile.bh);
-  const int j0 = int(tile.t) * kKeys;
-  int kend = Tk;
-  if (p.keyLens) {
-    const int n = p.keyLens[bh / p.H];
-    kend = n < 0 ? 0 : (n > Tk ? Tk : n);
-  }
-  const int iStart = int(first_query_block<M>(p, j0, kCausal));
-  const int nIter = j0 < kend && iStart < Tq ? (Tq - iStart + M - 1) / M : 0;
+  // The block takes tiles blockIdx.x, + gridDim.x, ... (one, unless the launch is persistent: fewer
+  // blocks than tiles). Tile b is key block t of head bh (sm90_tile: the block order); causal: the
+  // first key blocks see the most queries, so their tile numbers come first. Every role walks the
+  // same tiles and query blocks, so the stage rings' phases carry on from tile to tile.
+  // (32-bit: the launch keeps the tiles below 2^31.)
+  const uint32_t nKeyBlocks = uint32_t((Tk + kKeys - 1) / kKeys), nTiles = uint32_t(p.BH) * nKeyBlocks;
+  struct Work {
+    int bh, j0, kend, iStart, nIter;
+  };
+  auto work_of = [&](uint32_t b) {
+    Work w;
+    const Sm90Tile tile = sm90_tile(b, uint32_t(p.BH), uint32_t(p.group), nKeyBlocks);
+    w.bh = tile.bh;
+    w.j0 = tile.t * kKeys;
+    w.kend = Tk;
+    if (p.keyLens) {
+      const int n = p.keyLens[w.bh / p.H];
+      w.kend = n < 0 ? 0 : (n > Tk ? Tk : n);
+    }
+    const int f = w.j0 - off;  // causal: query i sees key j iff i >= j - off 
+    w.iStart = kCausal && f > 0 ? (f / M) * M : 0;
+    w.nIter = w.j0 < w.kend && w.iStart < Tq ? (Tq - w.iStart + M - 1) / M : 0;
+    return w;
+  };
+  // The tiles this block takes: blockIdx.x alone, or (kPersist) blockIdx.x, + gridDim.x, ...
+  auto for_tiles = [&](auto&& f) {
+    if constexpr (kPersist) {
+      for (uint32_t b = blockIdx.x; b < nTiles; b += gridDim.x) f(b);
+    } else {
+      f(uint32_t(blockIdx.x));
+    }
+  };
 
   const int wg = int(threadIdx.x) / 128, warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32;
   if (threadIdx.x == 0) {
@@ -231,73 +246,83 @@ __global__ void __launch_bounds__(kThreads, 1)
       mbar_init(full(s), 1 + 32);  // the TMA thread's expect_tx arrival + the 32 lanes of the lse/D_i warp
       mbar_init(empty(s), 2 * 4);  // one arrival per consumer warp
     }
+    mbar_init(kvEmpty, 2 * 4);  // one arrival per consumer warp: done with a tile's K and V
     mbar_init_fence();
   }
   __syncthreads();
 
   if (wg == 0) {
     setmaxnreg_dec<kProducerRegs>();
-    if (nIter == 0) return;
     if (threadIdx.x == 0) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmO);
-      // K and V once: boxes (d block, key row block); rows past Tk arrive as zeros (a row block
-      // wholly past Tk reloads block 0's rows, masked like them: see tma_row_block).
-      mbar_arrive_expect_tx(kvFull, uint32_t(2 * S::kKV));
+      uint32_t s = 0, phase = 0, kvn = 0;
+      for_tiles([&](uint32_t b) {
+        const Work w = work_of(b);
+        if (w.nIter == 0) return;
+        // K and V once a tile (persistent: when the consumers are done with the last tile's; a fresh
+        // barrier passes parity 1): boxes (d block, key row block); rows past Tk arrive as zeros (a
+        // row block wholly past Tk reloads block 0's rows, masked like them: see tma_row_block).
+        if constexpr (kPersist) mbar_wait(kvEmpty, (kvn & 1u) ^ 1u);
+        ++kvn;
+        mbar_arrive_expect_tx(kvFull, uint32_t(2 * S::kKV));
 #pragma unroll
-      for (int d = 0; d < DB; ++d)
+        for (int d = 0; d < DB; ++d)
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const uint32_t o = uint32_t(d * 2 + r) * kBoxBytes;
-          tma_load(base + S::K + o, &tmK, d * kBox, tma_row_block(j0, r, Tk), bh, kvFull);
-          tma_load(base + S::V + o, &tmV, d * kBox, tma_row_block(j0, r, Tk), bh, kvFull);
-        }
-      uint32_t s = 0, phase = 0;
-      for (int it = 0; it < nIter; ++it) {
-        const int i0 = iStart + it * M;
-        mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: every stage starts free
-        mbar_arrive_expect_tx(full(s), uint32_t(2 * S::kQ));
-#pragma unroll
-        for (int rb = 0; rb < S::kMB; ++rb)
-#pragma unroll
-          for (int d = 0; d < DB; ++d) {
-            // (a row block wholly past Tq reloads the first one's rows: their P and dS are 0)
-            const uint32_t o = uint32_t(rb * DB + d) * kBoxBytes;
-            tma_load(base + S::Q + s * S::kQ + o, &tmQ, d * kBox, tma_row_block(i0, rb, Tq), bh, full(s));
-            tma_load(base + S::dO + s * S::kQ + o, &tmO, d * kBox, tma_row_block(i0, rb, Tq), bh, full(s));
+          for (int r = 0; r < 2; ++r) {
+            const uint32_t o = uint32_t(d * 2 + r) * kBoxBytes;
+            tma_load(base + S::K + o, &tmK, d * kBox, tma_row_block(w.j0, r, Tk), w.bh, kvFull);
+            tma_load(base + S::V + o, &tmV, d * kBox, tma_row_block(w.j0, r, Tk), w.bh, kvFull);
           }
-        if (++s == uint32_t(kStages)) {
-          s = 0;
-          phase ^= 1u;
+        for (int it = 0; it < w.nIter; ++it) {
+          const int i0 = w.iStart + it * M;
+          mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: every stage starts free
+          mbar_arrive_expect_tx(full(s), uint32_t(2 * S::kQ));
+#pragma unroll
+          for (int rb = 0; rb < S::kMB; ++rb)
+#pragma unroll
+            for (int d = 0; d < DB; ++d) {
+              // (a row block wholly past Tq reloads the first one's rows: their P and dS are 0)
+              const uint32_t o = uint32_t(rb * DB + d) * kBoxBytes;
+              tma_load(base + S::Q + s * S::kQ + o, &tmQ, d * kBox, tma_row_block(i0, rb, Tq), w.bh, full(s));
+              tma_load(base + S::dO + s * S::kQ + o, &tmO, d * kBox, tma_row_block(i0, rb, Tq), w.bh, full(s));
+            }
+          if (++s == uint32_t(kStages)) {
+            s = 0;
+            phase ^= 1u;
+          }
         }
-      }
+      });
     } else if (threadIdx.x >= 32 && threadIdx.x < 64) {
       // Warp 1: lse (as log2 units; +inf where P must be 0) and D_i of each query block.
-      const float* lseh = p.lse + int64_t(bh) * Tq;
-      const float* Dih = p.Di + int64_t(bh) * Tq;
       uint32_t s = 0, phase = 0;
-      for (int it = 0; it < nIter; ++it) {
-        const int i0 = iStart + it * M;
-        mbar_wait(empty(s), phase ^ 1u);
+      for_tiles([&](uint32_t b) {
+        const Work w = work_of(b);
+        const float* lseh = p.lse + int64_t(w.bh) * Tq;
+        const float* Dih = p.Di + int64_t(w.bh) * Tq;
+        for (int it = 0; it < w.nIter; ++it) {
+          const int i0 = w.iStart + it * M;
+          mbar_wait(empty(s), phase ^ 1u);
 #pragma unroll
-        for (int u = 0; u < M / 32; ++u) {
-          const int r = lane + 32 * u;
-          const int i = i0 + r;
-          float l = INFINITY, di = 0.f;
-          if (i < Tq) {
-            const float x = lseh[i];
-            l = x == -INFINITY ? INFINITY : x * kLog2e;
-            di = Dih[i];
+          for (int u = 0; u < M / 32; ++u) {
+            const int r = lane + 32 * u;
+            const int i = i0 + r;
+            float l = INFINITY, di = 0.f;
+            if (i < Tq) {
+              const float x = lseh[i];
+              l = x == -INFINITY ? INFINITY : x * kLog2e;
+              di = Dih[i];
+            }
+            Ls[s * M + r] = l;
+            Dis[s * M + r] = di;
           }
-          Ls[s * M + r] = l;
-          Dis[s * M + r] = di;
+          mbar_arrive(full(s));
+          if (++s == uint32_t(kStages)) {
+            s = 0;
+            phase ^= 1u;
+          }
         }
-        mbar_arrive(full(s));
-        if (++s == uint32_t(kStages)) {
-          s = 0;
-          phase ^= 1u;
-        }
-      }
+      });
     }
     return;
   }
@@ -307,255 +332,266 @@ __global__ void __launch_bounds__(kThreads, 1)
   // registers.
   setmaxnreg_inc<kConsumerRegs>();
   const int c = __shfl_sync(0xffffffffu, wg - 1, 0), g = lane >> 2, t4 = lane & 3;
-  float dka[D / 2], dva[D / 2];
-#pragma unroll
-  for (int i = 0; i < D / 2; ++i) {
-    dka[i] = 0.f;
-    dva[i] = 0.f;
-  }
-  const int key0 = j0 + 64 * c;  // this warpgroup's first key
   const float sl2 = p.scaleLog2;
-  if (nIter > 0) mbar_wait(kvFull, 0);
-  uint32_t s = 0, phase = 0;
-  for (int it = 0; it < nIter; ++it) {
-    const int i0 = iStart + it * M;
-    // Shared addresses laundered each block: the descriptors below are rebuilt from them with a
-    // few integer operations instead of being hoisted out of the loop (they would hold ~50 registers).
-    uint32_t sbase = base;
-    asm volatile("" : "+r"(sbase));
-    const uint32_t qs = sbase + S::Q + s * S::kQ, os = sbase + S::dO + s * S::kQ;
-    mbar_wait(full(s), phase);
-    __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
+  uint32_t s = 0, phase = 0, kvn = 0;
+  uint32_t blk = 0;  // query blocks done over all tiles: the parity of the double buffers
+  for_tiles([&](uint32_t b) {
+    const Work w = work_of(b);
+    const int bh = w.bh, kend = w.kend, iStart = w.iStart, nIter = w.nIter;
+    float dka[D / 2], dva[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) {
+      dka[i] = 0.f;
+      dva[i] = 0.f;
+    }
+    const int key0 = w.j0 + 64 * c;  // this warpgroup's first key
+    if (nIter > 0) mbar_wait(kvFull, kvn & 1u);
+    for (int it = 0; it < nIter; ++it, ++blk) {
+      const int i0 = iStart + it * M;
+      // Shared addresses laundered each block: the descriptors below are rebuilt from them with a
+      // few integer operations instead of being hoisted out of the loop (they would hold ~50 registers).
+      uint32_t sbase = base;
+      asm volatile("" : "+r"(sbase));
+      const uint32_t qs = sbase + S::Q + s * S::kQ, os = sbase + S::dO + s * S::kQ;
+      mbar_wait(full(s), phase);
+      __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
 
-    // S^T = K_c Q^T and dP^T = V_c dO^T, both in flight.
-    float st[M / 2], dpt[M / 2];
-    wgmma_fence();
-    issue_rows_by_queries<D, BF16, M>(st, sbase + S::K + uint32_t(c) * kBoxBytes, qs);
-    issue_rows_by_queries<D, BF16, M>(dpt, sbase + S::V + uint32_t(c) * kBoxBytes, os);
+      // S^T = K_c Q^T and dP^T = V_c dO^T, both in flight.
+      float st[M / 2], dpt[M / 2];
+      wgmma_fence();
+      issue_rows_by_queries<D, BF16, M>(st, sbase + S::K + uint32_t(c) * kBoxBytes, qs);
+      issue_rows_by_queries<D, BF16, M>(dpt, sbase + S::V + uint32_t(c) * kBoxBytes, os);
 
-    // P^T: this thread holds st[4i + 2h + e] = key row r = 16 warp + g + 8h of the warpgroup, query
-    // column q = 8i + 2 t4 + e of the block.
-    const float* Lb = Ls + s * M;
-    const float* Db = Dis + s * M;
-    wgmma_wait<1>();
-    fence_acc(st);
-    // (int64 where a difference of positions may leave int.)
-    const bool needMask = i0 + M > Tq || key0 + 64 > kend || (kCausal && int64_t(key0) + 63 > int64_t(i0) + off);
-    // Tile-relative: query q, key r hidden iff q >= qLimit, r >= kLimit, or r - q > diag.
-    const int qLimit = Tq - i0 < M ? Tq - i0 : M;
-    const int kl = kend - key0;
-    const int kLimit = kl < 0 ? 0 : (kl > 64 ? 64 : kl);
-    const int64_t dg = int64_t(i0) + off - key0;
-    const int diag = int(dg < -2 * M ? -2 * M : (dg > 2 * M ? 2 * M : dg));
-    // Two copies of the loop, the masked one for the blocks that need it: with one, the compiler
-    // computed the mask's predicates for every element of every block (session 10's profile).
-    auto probabilities = [&](auto masked) {
+      // P^T: this thread holds st[4i + 2h + e] = key row r = 16 warp + g + 8h of the warpgroup, query
+      // column q = 8i + 2 t4 + e of the block.
+      const float* Lb = Ls + s * M;
+      const float* Db = Dis + s * M;
+      wgmma_wait<1>();
+      fence_acc(st);
+      // (int64 where a difference of positions may leave int.)
+      const bool needMask = i0 + M > Tq || key0 + 64 > kend || (kCausal && int64_t(key0) + 63 > int64_t(i0) + off);
+      // Tile-relative: query q, key r hidden iff q >= qLimit, r >= kLimit, or r - q > diag.
+      const int qLimit = Tq - i0 < M ? Tq - i0 : M;
+      const int kl = kend - key0;
+      const int kLimit = kl < 0 ? 0 : (kl > 64 ? 64 : kl);
+      const int64_t dg = int64_t(i0) + off - key0;
+      const int diag = int(dg < -2 * M ? -2 * M : (dg > 2 * M ? 2 * M : dg));
+      // Two copies of the loop, the masked one for the blocks that need it: with one, the compiler
+      // computed the mask's predicates for every element of every block (session 10's profile).
+      auto probabilities = [&](auto masked) {
+#pragma unroll
+        for (int i = 0; i < M / 8; ++i)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int q = 8 * i + 2 * t4 + e, r = 16 * warp + g + 8 * h;
+              float pv = exp2_approx(fmaf(st[4 * i + 2 * h + e], sl2, -Lb[q]));
+              if constexpr (decltype(masked)::value)
+                if (q >= qLimit || r >= kLimit || (kCausal && r - q > diag)) pv = 0.f;
+              st[4 * i + 2 * h + e] = pv;
+            }
+      };
+      if (needMask) probabilities(std::true_type{});
+      else probabilities(std::false_type{});
+      wgmma_wait<0>();
+      fence_acc(dpt);
+      // P^T and dS^T = P^T o (dP^T - D_i) to this warpgroup's boxes (P^T: one box; dS^T: buffer blk & 1,
+      // which the other consumer also reads): element (key r, query q) at byte
+      // r * 128 + ((q / 8) ^ (r % 8)) * 16 + (q % 8) * 2, the layout of the TMA unit's 128-byte swizzle.
+      // st[x], st[x + 1] (x = 4i + 2h) are key r = 16 warp + g + 8h, queries q = 8i + 2 t4 and q + 1.
+      unsigned char* const pBox = gbase + S::P + c * kBoxBytes;
+      unsigned char* const dsBox = gbase + S::dS + ((blk & 1) * 2 + c) * S::kDS;
+      // kRS: P^T and dS^T packed as A fragments, pa[kc] / dsa[kc] for queries 16 kc ... 16 kc + 15:
+      // register u = 2 (i % 2) + h holds st[x], st[x + 1] with x = 4i + 2h (i = 2 kc + u / 2).
+      uint32_t pa[M / 16][4], dsa[M / 16][4];
 #pragma unroll
       for (int i = 0; i < M / 8; ++i)
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int q = 8 * i + 2 * t4 + e, r = 16 * warp + g + 8 * h;
-            float pv = exp2_approx(fmaf(st[4 * i + 2 * h + e], sl2, -Lb[q]));
-            if constexpr (decltype(masked)::value)
-              if (q >= qLimit || r >= kLimit || (kCausal && r - q > diag)) pv = 0.f;
-            st[4 * i + 2 * h + e] = pv;
-          }
-    };
-    if (needMask) probabilities(std::true_type{});
-    else probabilities(std::false_type{});
-    wgmma_wait<0>();
-    fence_acc(dpt);
-    // P^T and dS^T = P^T o (dP^T - D_i) to this warpgroup's boxes (P^T: one box; dS^T: buffer it & 1,
-    // which the other consumer also reads): element (key r, query q) at byte
-    // r * 128 + ((q / 8) ^ (r % 8)) * 16 + (q % 8) * 2, the layout of the TMA unit's 128-byte swizzle.
-    // st[x], st[x + 1] (x = 4i + 2h) are key r = 16 warp + g + 8h, queries q = 8i + 2 t4 and q + 1.
-    unsigned char* const pBox = gbase + S::P + c * kBoxBytes;
-    unsigned char* const dsBox = gbase + S::dS + ((it & 1) * 2 + c) * S::kDS;
-    // kRS: P^T and dS^T packed as A fragments, pa[kc] / dsa[kc] for queries 16 kc ... 16 kc + 15:
-    // register u = 2 (i % 2) + h holds st[x], st[x + 1] with x = 4i + 2h (i = 2 kc + u / 2).
-    uint32_t pa[M / 16][4], dsa[M / 16][4];
-#pragma unroll
-    for (int i = 0; i < M / 8; ++i)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int x = 4 * i + 2 * h, q = 8 * i + 2 * t4, r = 16 * warp + g + 8 * h;
-        const int at = (i / 8) * kBoxBytes + r * 128 + (((i % 8) ^ (r & 7)) << 4) + 4 * t4;  // (i / 8: the query row block)
-        const uint32_t pp = pack_half2<BF16>(st[x], st[x + 1]);
-        const uint32_t dd = pack_half2<BF16>(st[x] * (dpt[x] - Db[q]), st[x + 1] * (dpt[x + 1] - Db[q + 1]));
-        if constexpr (kRS) {
-          pa[i / 2][2 * (i % 2) + h] = pp;
-          dsa[i / 2][2 * (i % 2) + h] = dd;
-        } else {
-          *reinterpret_cast<uint32_t*>(pBox + at) = pp;
-        }
-        *reinterpret_cast<uint32_t*>(dsBox + at) = dd;
-      }
-    fence_proxy_async();  // the generic-proxy stores above, before the async proxy (wgmma) reads them
-
-    // dV_c += P^T dO and dK_c += dS^T Q: B = dO / Q n-contiguous (d), k = 16 query rows a step
-    // (2 KiB), the next 64 d columns the next box (leading byte offset); A = P^T / dS^T from
-    // registers (kRS: issued before the barrier, they need nothing another thread wrote) or the box
-    // read k-contiguous (k = 16 queries a step, 32 bytes along the rows).
-    const uint32_t pA = sbase + S::P + uint32_t(c) * kBoxBytes;
-    const uint32_t dsA = sbase + S::dS + uint32_t((it & 1) * 2 + c) * S::kDS;
-    const SmemDesc dO_n(os, kBoxBytes, 1024), Q_n(qs, kBoxBytes, 1024);  // n-contiguous, k = 16 rows a step
-    auto issue_dv_dk_rs = [&] {
-#pragma unroll
-      for (int kc = 0; kc < M / 16; ++kc) {
-        wgmma_rs<D, BF16, 1>(dva, pa[kc], dO_n.at(kc * 2048), 1);
-        wgmma_rs<D, BF16, 1>(dka, dsa[kc], Q_n.at(kc * 2048), 1);
-      }
-      wgmma_commit();
-    };
-    if constexpr (kRS && !kDqFirst) {
-      wgmma_fence();
-      issue_dv_dk_rs();
-    }
-    // The boxes are written (and fenced) before any reader multiplies them: both consumers' when
-    // each reads the other's dS^T (column split), else this warpgroup's own.
-    if (kSplitKeys) named_barrier(2 + c, 128);
-    else named_barrier(1, 256);
-    wgmma_fence();
-    auto issue_dv_dk_ss = [&] {
-      const SmemDesc P_k(pA, 16, 1024), dS_k(dsA, 16, 1024);
-#pragma unroll
-      for (int kc = 0; kc < M / 16; ++kc) {
-        const uint32_t ka = uint32_t(kc / 4) * kBoxBytes + (kc % 4) * 32;  // (kc / 4: the next query row block)
-        wgmma_ss<D, BF16, 0, 1>(dva, P_k.at(ka), dO_n.at(kc * 2048), 1);
-        wgmma_ss<D, BF16, 0, 1>(dka, dS_k.at(ka), Q_n.at(kc * 2048), 1);
-      }
-      wgmma_commit();
-    };
-    if constexpr (!kRS && !kDqFirst) issue_dv_dk_ss();
-
-    // dQ[:, cols] = dS K: A = dS m-contiguous (the dS^T boxes, k = 16 keys a step; with the column
-    // and row splits the next 64 keys are the other consumer's box); B = K n-contiguous (box (d block,
-    // key row block)), k = 16 key rows a step.
-    float dqa[NQ / 2];
-    const uint32_t dsb = sbase + S::dS + uint32_t(it & 1) * 2 * S::kDS;
-    constexpr int kSteps = kSplitKeys ? 4 : kKeys / 16;
-    {
-      // Key split: this consumer's key box (c) of dS^T and of K, all d blocks; column split: both key
-      // boxes, K's d block c; row split: both key boxes' query row block c, all of K.
-      const uint32_t keyBox0 = kSplitKeys ? uint32_t(c) : 0u, dblk = kSplitKeys || kRowSplit ? 0u : uint32_t(c);
-      const uint32_t rowBlk = kRowSplit ? uint32_t(c) : 0u;
-      const SmemDesc dS_m(dsb + keyBox0 * S::kDS + rowBlk * kBoxBytes, kBoxBytes, 1024);
-      const SmemDesc K_n(sbase + S::K + (dblk * 2 + keyBox0) * kBoxBytes, 2 * kBoxBytes, 1024);
-#pragma unroll
-      for (int kk = 0; kk < kSteps; ++kk) {
-        const uint32_t step = (kk % 4) * 2048;  // (kk / 4: the next key box, column and row splits)
-        wgmma_ss<NQ, BF16, 1, 1>(dqa, dS_m.at(uint32_t(kk / 4) * S::kDS + step), K_n.at(uint32_t(kk / 4) * kBoxBytes + step), kk > 0);
-      }
-    }
-    wgmma_commit();
-    float* const dqh = p.dqAcc + int64_t(bh) * Tq * D;
-    const int rowOff = kRowSplit ? kRows * c : 0, colOff = kSplitKeys || kRowSplit ? 0 : NQ * c;  // this consumer's part of dQ
-    auto add_dq = [&] {
-#pragma unroll
-      for (int i = 0; i < NQ / 8; ++i)
-        atomic_add_block<D>(dqh, dqa[4 * i], dqa[4 * i + 1], dqa[4 * i + 2], dqa[4 * i + 3], i0 + rowOff + 16 * warp,
-                            colOff + 8 * i, Tq, lane);
-    };
-    // kDqSum: this consumer's dQ (all 64 columns over its 64 keys) to its buffer, a barrier of both
-    // consumers, then consumer c adds rows 32c ... 32c + 31 of the two partials to the accumulator,
-    // a row of 16 float4 per 16 threads. Buffer it & 1: the next write to it (block it + 2) follows
-    // this block's barrier and the next, which the other consumer reaches only after its reads here.
-    auto add_dq_summed = [&] {
-      float* const dqs = reinterpret_cast<float*>(gbase + S::DQ) + (it & 1) * 2 * kRows * S::kDqStride;
-      float* const mine = dqs + c * kRows * S::kDqStride;
-#pragma unroll
-      for (int i = 0; i < NQ / 8; ++i)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          *reinterpret_cast<float2*>(mine + (16 * warp + g + 8 * h) * S::kDqStride + 8 * i + 2 * t4) =
-              make_float2(dqa[4 * i + 2 * h], dqa[4 * i + 2 * h + 1]);
-      named_barrier(1, 256);
-      const int tid = int(threadIdx.x) - 128 * (1 + c);
-#pragma unroll
-      for (int u = 0; u < (kRows / 2) * D / 4 / 128; ++u) {
-        const int idx = u * 128 + tid, row = (kRows / 2) * c + idx / (D / 4), col = (idx % (D / 4)) * 4;
-        const float4 x = *reinterpret_cast<const float4*>(dqs + row * S::kDqStride + col);
-        const float4 y = *reinterpret_cast<const float4*>(dqs + (kRows + row) * S::kDqStride + col);
-        if (i0 + row < Tq)
-          atomicAdd(reinterpret_cast<float4*>(dqh + int64_t(i0 + row) * D + col), make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w));
-      }
-    };
-    // kDqBulk: this warp's 16 dQ rows (the accumulator's rows 16 warp ... + 15, NQ = 64 columns) to
-    // its two staging boxes (columns 32 b ... 32 b + 31 in box b; row r's 16-byte chunk k at chunk
-    // k ^ (r % 8), the 128-byte swizzle), then lane 0 hands both to the TMA unit (rows past Tq are
-    // dropped by it; a warp whose rows all are skips). The unit reads shared memory through the async
-    // proxy: each lane fences its stores, and the warp meets before the copies.
-    auto add_dq_bulk = [&] {
-      const uint32_t stg = sbase + uint32_t(S::DQB + (c * 4 + warp) * S::kStgWarp);
-      unsigned char* const stgp = gbase + (S::DQB + (c * 4 + warp) * S::kStgWarp);
-      bulk_wait_read<0>();  // the unit has read this warp's rows of the last block
-      __syncwarp();
-#pragma unroll
-      for (int i = 0; i < NQ / 8; ++i)
-#pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const int r = g + 8 * h, chunk = 2 * (i % 4) + (t4 >> 1);
-          *reinterpret_cast<float2*>(stgp + (i / 4) * 2048 + r * 128 + ((chunk ^ (r & 7)) << 4) + (t4 & 1) * 8) =
-              make_float2(dqa[4 * i + 2 * h], dqa[4 * i + 2 * h + 1]);
+          const int x = 4 * i + 2 * h, q = 8 * i + 2 * t4, r = 16 * warp + g + 8 * h;
+          const int at = (i / 8) * kBoxBytes + r * 128 + (((i % 8) ^ (r & 7)) << 4) + 4 * t4;  // (i / 8: the query row block)
+          const uint32_t pp = pack_half2<BF16>(st[x], st[x + 1]);
+          const uint32_t dd = pack_half2<BF16>(st[x] * (dpt[x] - Db[q]), st[x + 1] * (dpt[x + 1] - Db[q + 1]));
+          if constexpr (kRS) {
+            pa[i / 2][2 * (i % 2) + h] = pp;
+            dsa[i / 2][2 * (i % 2) + h] = dd;
+          } else {
+            *reinterpret_cast<uint32_t*>(pBox + at) = pp;
+          }
+          *reinterpret_cast<uint32_t*>(dsBox + at) = dd;
         }
-      fence_proxy_async();
-      __syncwarp();
-      const int row0 = i0 + rowOff + 16 * warp;
-      if (lane == 0 && row0 < Tq) {
-        tma_reduce_add(&tmDQ, stg, colOff, row0, bh);
-        tma_reduce_add(&tmDQ, stg + 2048, colOff + 32, row0, bh);
-      }
-      bulk_commit();
-    };
-    if constexpr (kDqFirst) {
-      if constexpr (kRS) issue_dv_dk_rs();
-      else issue_dv_dk_ss();
-      wgmma_wait<1>();  // dQ done (groups complete in order); dV / dK still in flight
-      fence_acc(dqa);
-      if constexpr (kDqSum) add_dq_summed();
-      else if constexpr (kDqBulk) add_dq_bulk();
-      else add_dq();
-      wgmma_wait<0>();
-    } else {
-      wgmma_wait<0>();
-      fence_acc(dqa);
-    }
-    fence_acc(dva);
-    fence_acc(dka);
-    if constexpr (kRS) {
-      fence_regs(pa);  // the products that read them are done: their registers live until here
-      fence_regs(dsa);
-    }
-    // Q, dO, L, D_i of this stage are no longer read.
-    if (lane == 0) mbar_arrive(empty(s));
-    if constexpr (!kDqFirst) add_dq();
-    if (++s == uint32_t(kStages)) {
-      s = 0;
-      phase ^= 1u;
-    }
-  }
+      fence_proxy_async();  // the generic-proxy stores above, before the async proxy (wgmma) reads them
 
+      // dV_c += P^T dO and dK_c += dS^T Q: B = dO / Q n-contiguous (d), k = 16 query rows a step
+      // (2 KiB), the next 64 d columns the next box (leading byte offset); A = P^T / dS^T from
+      // registers (kRS: issued before the barrier, they need nothing another thread wrote) or the box
+      // read k-contiguous (k = 16 queries a step, 32 bytes along the rows).
+      const uint32_t pA = sbase + S::P + uint32_t(c) * kBoxBytes;
+      const uint32_t dsA = sbase + S::dS + uint32_t((blk & 1) * 2 + c) * S::kDS;
+      const SmemDesc dO_n(os, kBoxBytes, 1024), Q_n(qs, kBoxBytes, 1024);  // n-contiguous, k = 16 rows a step
+      auto issue_dv_dk_rs = [&] {
+#pragma unroll
+        for (int kc = 0; kc < M / 16; ++kc) {
+          wgmma_rs<D, BF16, 1>(dva, pa[kc], dO_n.at(kc * 2048), 1);
+          wgmma_rs<D, BF16, 1>(dka, dsa[kc], Q_n.at(kc * 2048), 1);
+        }
+        wgmma_commit();
+      };
+      if constexpr (kRS && !kDqFirst) {
+        wgmma_fence();
+        issue_dv_dk_rs();
+      }
+      // The boxes are written (and fenced) before any reader multiplies them: both consumers' when
+      // each reads the other's dS^T (column split), else this warpgroup's own.
+      if (kSplitKeys) named_barrier(2 + c, 128);
+      else named_barrier(1, 256);
+      wgmma_fence();
+      auto issue_dv_dk_ss = [&] {
+        const SmemDesc P_k(pA, 16, 1024), dS_k(dsA, 16, 1024);
+#pragma unroll
+        for (int kc = 0; kc < M / 16; ++kc) {
+          const uint32_t ka = uint32_t(kc / 4) * kBoxBytes + (kc % 4) * 32;  // (kc / 4: the next query row block)
+          wgmma_ss<D, BF16, 0, 1>(dva, P_k.at(ka), dO_n.at(kc * 2048), 1);
+          wgmma_ss<D, BF16, 0, 1>(dka, dS_k.at(ka), Q_n.at(kc * 2048), 1);
+        }
+        wgmma_commit();
+      };
+      if constexpr (!kRS && !kDqFirst) issue_dv_dk_ss();
+
+      // dQ[:, cols] = dS K: A = dS m-contiguous (the dS^T boxes, k = 16 keys a step; with the column
+      // and row splits the next 64 keys are the other consumer's box); B = K n-contiguous (box (d block,
+      // key row block)), k = 16 key rows a step.
+      float dqa[NQ / 2];
+      const uint32_t dsb = sbase + S::dS + uint32_t(blk & 1) * 2 * S::kDS;
+      constexpr int kSteps = kSplitKeys ? 4 : kKeys / 16;
+      {
+        // Key split: this consumer's key box (c) of dS^T and of K, all d blocks; column split: both key
+        // boxes, K's d block c; row split: both key boxes' query row block c, all of K.
+        const uint32_t keyBox0 = kSplitKeys ? uint32_t(c) : 0u, dblk = kSplitKeys || kRowSplit ? 0u : uint32_t(c);
+        const uint32_t rowBlk = kRowSplit ? uint32_t(c) : 0u;
+        const SmemDesc dS_m(dsb + keyBox0 * S::kDS + rowBlk * kBoxBytes, kBoxBytes, 1024);
+        const SmemDesc K_n(sbase + S::K + (dblk * 2 + keyBox0) * kBoxBytes, 2 * kBoxBytes, 1024);
+#pragma unroll
+        for (int kk = 0; kk < kSteps; ++kk) {
+          const uint32_t step = (kk % 4) * 2048;  // (kk / 4: the next key box, column and row splits)
+          wgmma_ss<NQ, BF16, 1, 1>(dqa, dS_m.at(uint32_t(kk / 4) * S::kDS + step), K_n.at(uint32_t(kk / 4) * kBoxBytes + step), kk > 0);
+        }
+      }
+      wgmma_commit();
+      float* const dqh = p.dqAcc + int64_t(bh) * Tq * D;
+      const int rowOff = kRowSplit ? kRows * c : 0, colOff = kSplitKeys || kRowSplit ? 0 : NQ * c;  // this consumer's part of dQ
+      auto add_dq = [&] {
+#pragma unroll
+        for (int i = 0; i < NQ / 8; ++i)
+          atomic_add_block<D>(dqh, dqa[4 * i], dqa[4 * i + 1], dqa[4 * i + 2], dqa[4 * i + 3], i0 + rowOff + 16 * warp,
+                              colOff + 8 * i, Tq, lane);
+      };
+      // kDqSum: this consumer's dQ (all 64 columns over its 64 keys) to its buffer, a barrier of both
+      // consumers, then consumer c adds rows 32c ... 32c + 31 of the two partials to the accumulator,
+      // a row of 16 float4 per 16 threads. Buffer blk & 1: the next write to it (block blk + 2) follows
+      // this block's barrier and the next, which the other consumer reaches only after its reads here.
+      auto add_dq_summed = [&] {
+        float* const dqs = reinterpret_cast<float*>(gbase + S::DQ) + (blk & 1) * 2 * kRows * S::kDqStride;
+        float* const mine = dqs + c * kRows * S::kDqStride;
+#pragma unroll
+        for (int i = 0; i < NQ / 8; ++i)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            *reinterpret_cast<float2*>(mine + (16 * warp + g + 8 * h) * S::kDqStride + 8 * i + 2 * t4) =
+                make_float2(dqa[4 * i + 2 * h], dqa[4 * i + 2 * h + 1]);
+        named_barrier(1, 256);
+        const int tid = int(threadIdx.x) - 128 * (1 + c);
+#pragma unroll
+        for (int u = 0; u < (kRows / 2) * D / 4 / 128; ++u) {
+          const int idx = u * 128 + tid, row = (kRows / 2) * c + idx / (D / 4), col = (idx % (D / 4)) * 4;
+          const float4 x = *reinterpret_cast<const float4*>(dqs + row * S::kDqStride + col);
+          const float4 y = *reinterpret_cast<const float4*>(dqs + (kRows + row) * S::kDqStride + col);
+          if (i0 + row < Tq)
+            atomicAdd(reinterpret_cast<float4*>(dqh + int64_t(i0 + row) * D + col), make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w));
+        }
+      };
+      // kDqBulk: this warp's 16 dQ rows (the accumulator's rows 16 warp ... + 15, NQ = 64 columns) to
+      // its two staging boxes (columns 32 b ... 32 b + 31 in box b; row r's 16-byte chunk k at chunk
+      // k ^ (r % 8), the 128-byte swizzle), then lane 0 hands both to the TMA unit (rows past Tq are
+      // dropped by it; a warp whose rows all are skips). The unit reads shared memory through the async
+      // proxy: each lane fences its stores, and the warp meets before the copies.
+      auto add_dq_bulk = [&] {
+        const uint32_t stg = sbase + uint32_t(S::DQB + (c * 4 + warp) * S::kStgWarp);
+        unsigned char* const stgp = gbase + (S::DQB + (c * 4 + warp) * S::kStgWarp);
+        bulk_wait_read<0>();  // the unit has read this warp's rows of the last block
+        __syncwarp();
+#pragma unroll
+        for (int i = 0; i < NQ / 8; ++i)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int r = g + 8 * h, chunk = 2 * (i % 4) + (t4 >> 1);
+            *reinterpret_cast<float2*>(stgp + (i / 4) * 2048 + r * 128 + ((chunk ^ (r & 7)) << 4) + (t4 & 1) * 8) =
+                make_float2(dqa[4 * i + 2 * h], dqa[4 * i + 2 * h + 1]);
+          }
+        fence_proxy_async();
+        __syncwarp();
+        const int row0 = i0 + rowOff + 16 * warp;
+        if (lane == 0 && row0 < Tq) {
+          tma_reduce_add(&tmDQ, stg, colOff, row0, bh);
+          tma_reduce_add(&tmDQ, stg + 2048, colOff + 32, row0, bh);
+        }
+        bulk_commit();
+      };
+      if constexpr (kDqFirst) {
+        if constexpr (kRS) issue_dv_dk_rs();
+        else issue_dv_dk_ss();
+        wgmma_wait<1>();  // dQ done (groups complete in order); dV / dK still in flight
+        fence_acc(dqa);
+        if constexpr (kDqSum) add_dq_summed();
+        else if constexpr (kDqBulk) add_dq_bulk();
+        else add_dq();
+        wgmma_wait<0>();
+      } else {
+        wgmma_wait<0>();
+        fence_acc(dqa);
+      }
+      fence_acc(dva);
+      fence_acc(dka);
+      if constexpr (kRS) {
+        fence_regs(pa);  // the products that read them are done: their registers live until here
+        fence_regs(dsa);
+      }
+      // Q, dO, L, D_i of this stage are no longer read.
+      if (lane == 0) mbar_arrive(empty(s));
+      if constexpr (!kDqFirst) add_dq();
+      if (++s == uint32_t(kStages)) {
+        s = 0;
+        phase ^= 1u;
+      }
+    }
+
+    // Every product of the tile has been waited for: K and V are free for the next tile's.
+    if (nIter > 0) {
+      if constexpr (kPersist)
+        if (lane == 0) mbar_arrive(kvEmpty);
+      ++kvn;
+    }
+    // dK = scale * dka, dV = dva: key row key0 + 16 warp + g + 8h, column 8i + 2 t4 (+1).
+    T* const dKh = static_cast<T*>(p.dk) + int64_t(bh) * Tk * D;
+    T* const dVh = static_cast<T*>(p.dv) + int64_t(bh) * Tk * D;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int j = key0 + 16 * warp + g + 8 * h;
+      if (j >= Tk) continue;
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        const int col = 8 * i + 2 * t4;
+        *reinterpret_cast<uint32_t*>(dKh + int64_t(j) * D + col) = pack_half2<BF16>(dka[4 * i + 2 * h] * p.scale, dka[4 * i + 2 * h + 1] * p.scale);
+        *reinterpret_cast<uint32_t*>(dVh + int64_t(j) * D + col) = pack_half2<BF16>(dva[4 * i + 2 * h], dva[4 * i + 2 * h + 1]);
+      }
+    }
+  });
   // The unit has read this warp's staging rows before the block's shared memory goes: its additions
   // into global memory complete by the kernel's end (as a TMA store's do; CUTLASS's epilogues wait
   // the same way). Waiting for them too would add the reductions' round trip to every block (a
   // suspect for head dim 64's loss at T = 1k in session 10's run 3).
   if constexpr (kDqBulk) bulk_wait_read<0>();
-  // dK = scale * dka, dV = dva: key row key0 + 16 warp + g + 8h, column 8i + 2 t4 (+1).
-  T* const dKh = static_cast<T*>(p.dk) + int64_t(bh) * Tk * D;
-  T* const dVh = static_cast<T*>(p.dv) + int64_t(bh) * Tk * D;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int j = key0 + 16 * warp + g + 8 * h;
-    if (j >= Tk) continue;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      const int col = 8 * i + 2 * t4;
-      *reinterpret_cast<uint32_t*>(dKh + int64_t(j) * D + col) = pack_half2<BF16>(dka[4 * i + 2 * h] * p.scale, dka[4 * i + 2 * h + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(dVh + int64_t(j) * D + col) = pack_half2<BF16>(dva[4 * i + 2 * h], dva[4 * i + 2 * h + 1]);
-    }
-  }
 #endif  // KILN_SM90_DEVICE
 }
 
@@ -564,14 +600,32 @@ __global__ void __launch_bounds__(kThreads, 1)
 using gemm_detail::device_info;
 using gemm_detail::launched;
 
-template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps>
+// Persistent launches (kPersist; KILN_ATTENTION_SM90_PERSIST=on, sm90_attention_set_persistent;
+// session 11, not yet run on a GPU; for the operand modes 4, 5 and 7, the others launch one block per
+// tile): one block per multiprocessor, each walking tiles blockIdx.x, + gridDim.x, ... (heaviest
+// first, as the tile order has them), so that one tile's K / V and first query blocks load while the
+// consumers still store the last tile's dK / dV, and the blocks are set up once. Its producer, which
+// walks the tiles in 24 registers, spills 16-32 bytes (ptxas -v). Off (the default): one block per tile.
+Sm90AttnSwitch g_persist("KILN_ATTENTION_SM90_PERSIST", "on", nullptr, "off");
+std::atomic<int64_t> g_persistBlocks{0};  // > 0: that many blocks instead of one per multiprocessor (tests)
+
+template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps, bool kPersist = false>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO,
                    const CUtensorMap& tmDQ, const Params& p, bool& ran) {
-  auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>;
+  constexpr bool kCanPersist = kOps == 4 || kOps == 5 || kOps == 7;
+  if constexpr (kCanPersist && !kPersist) {
+    if (g_persist.get() == 2) return launch<BF16, D, kCausal, kKeySplit, kOps, true>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
+  }
+  auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps, kPersist>;
   constexpr size_t smem = Smem<D, rows_for_ops(kOps)>::for_ops(kOps);
-  if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps>>(smem)) return "";
-  const int64_t blocks = p.BH * ((p.Tk + kKeys - 1) / kKeys);
-  if (blocks > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(blocks) + " blocks";
+  if (!sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps, kPersist>>(smem)) return "";
+  const int64_t tiles = p.BH * ((p.Tk + kKeys - 1) / kKeys);
+  if (tiles > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(tiles) + " blocks";
+  int64_t blocks = tiles;
+  if constexpr (kPersist) {
+    const int64_t forced = g_persistBlocks.load(std::memory_order_relaxed);
+    blocks = std::min(tiles, forced > 0 ? forced : int64_t(std::max(1, device_info().sms)));
+  }
   ran = true;
   kernel<<<unsigned(blocks), kThreads, smem>>>(tmQ, tmK, tmV, tmO, tmDQ, p);
   return launched();
@@ -604,7 +658,6 @@ Sm90AttnSwitch g_dqSplit("KILN_ATTENTION_SM90_DQ", "keys", nullptr, "cols");
 // per-block costs (barriers, waits, lse / D_i, fences) are paid half as often, and dQ is split between
 // the consumers by query rows, each reading both consumers' dS^T, so no dQ element is reduced twice
 // (as 4's sum, without its shared-memory pass); P^T / dS^T from registers, dQ by the bulk reduction.
-// Its non-causal kernels spill 56 bytes (ptxas -v; the causal ones none).
 Sm90AttnSwitch g_bwdOps("KILN_ATTENTION_SM90_BWD", "ss", "dqfirst", "rs", "dqsum", "bulk", "bulkss", "m128");
 
 constexpr int default_ops(int D, int64_t Tq) { return D == 128 || Tq >= 8192 ? 5 : 4; }
@@ -659,14 +712,18 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
 
 template <bool BF16, int D>
 bool has_image() {
-  return sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, false, D == 64, 1>>(Smem<D>::kAlloc) &&
-         sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, true, D == 64, 1>>(Smem<D>::kAlloc);
+  return sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, false, D == 64, 1, false>>(Smem<D>::kAlloc) &&
+         sm90_kernel_ready<attention_bwd_sm90_kernel<BF16, D, true, D == 64, 1, false>>(Smem<D>::kAlloc);
 }
 
 }  // namespace
 
 void sm90_attention_set_dq_split(int mode) { g_dqSplit.set(mode); }
 void sm90_attention_set_bwd_operands(int mode) { g_bwdOps.set(mode); }
+void sm90_attention_set_persistent(int mode, int64_t blocks) {
+  g_persist.set(mode);
+  g_persistBlocks.store(blocks > 0 ? blocks : 0, std::memory_order_relaxed);
+}
 
 bool sm90_attention_enabled() {
   static const bool on = [] {

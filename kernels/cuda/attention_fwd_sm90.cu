@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int wg = int(threadIdx.x) / 128;
   const int64_t nqb = (p.Tq + kRows - 1) / kRows;
-  const Sm90Tile tile = sm90_tile(blockIdx.x, p.BH, p.group, nqb);  // the block order
+  const Sm90Tile tile = sm90_tile(blockIdx.x, uint32_t(p.BH), uint32_t(p.group), uint32_t(nqb));  // the block order
   const int64_t bh = tile.bh;
   const int64_t i0 = (nqb - 1 - tile.t) * kRows;  // the longest causal rows start first
   const int64_t off = p.Tk - p.Tq;

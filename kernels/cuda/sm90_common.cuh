@@ -47,13 +47,15 @@ __device__ __forceinline__ int tma_row_block(int row0, int r, int T) {
 // Block b's (batch-head, tile) when the BH heads of `tiles` tiles each go in groups of G (the blocks
 // of group k are k G tiles ... ; within a group the tile index is slowest and the head fastest). G = BH
 // is one group: b % BH, b / BH, every head's tile t before any tile t + 1.
+// In 32-bit arithmetic: the launches keep BH * tiles below 2^31 (64-bit divisions are long
+// subroutines, and the backward's producer, which walks the tiles too, has 24 registers).
 struct Sm90Tile {
-  int64_t bh, t;
+  int bh, t;
 };
-__host__ __device__ __forceinline__ Sm90Tile sm90_tile(int64_t b, int64_t BH, int64_t G, int64_t tiles) {
-  const int64_t per = G * tiles, g0 = (b / per) * G, r = b % per;
-  const int64_t gs = BH - g0 < G ? BH - g0 : G;  // the last group may be short
-  return {g0 + r % gs, r / gs};
+__host__ __device__ __forceinline__ Sm90Tile sm90_tile(uint32_t b, uint32_t BH, uint32_t G, uint32_t tiles) {
+  const uint32_t per = G * tiles, g0 = (b / per) * G, r = b % per;
+  const uint32_t gs = BH - g0 < G ? BH - g0 : G;  // the last group may be short
+  return {int(g0 + r % gs), int(r / gs)};
 }
 
 // Shared-memory matrix descriptor: start address, leading / stride byte offsets (all >> 4, 14 bits),

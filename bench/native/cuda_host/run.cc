@@ -295,6 +295,7 @@ struct AttnCase {
                  // 8 (D 64) 128-row query blocks, dQ by query rows, issued first and added by the bulk reduction, A from registers
   std::vector<int32_t> keyLens = {};  // [B] or empty (fa2 only)
   int64_t groupBlocks = 0;  // > 0: sm90 fwd / bwd with the grouped block order, groups of this many blocks
+  int64_t persistBlocks = 0;  // > 0: the sm90 backward launched persistent with this many blocks
 };
 
 struct Reference {
@@ -399,7 +400,8 @@ std::string attn_name(const std::string& dir, const AttnCase& c) {
                                                                                                      : " A-regs");
   std::snprintf(name, sizeof name, "%s %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s%s", dir.c_str(), c.bf16 ? "bf16" : "f16", (long long)c.D,
                 (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full", sched.c_str(),
-                c.groupBlocks > 0 ? (" grouped-" + std::to_string(c.groupBlocks)).c_str() : "");
+                ((c.groupBlocks > 0 ? " grouped-" + std::to_string(c.groupBlocks) : std::string()) +
+                 (c.persistBlocks > 0 ? " persistent-" + std::to_string(c.persistBlocks) : std::string())).c_str());
   return name;
 }
 
@@ -457,6 +459,7 @@ void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& r
     for (size_t i = 0; i < size_t(BH * c.Tq); ++i) L.p[i] = float(r.lse[i]);
     kiln::cuda::sm90_attention_set_dq_split(c.schedule == 2 ? 2 : 1);
     kiln::cuda::sm90_attention_set_order(c.groupBlocks > 0 ? 2 : 1, c.groupBlocks);
+    kiln::cuda::sm90_attention_set_persistent(c.persistBlocks > 0 ? 2 : 1, c.persistBlocks);
     kiln::cuda::sm90_attention_set_bwd_operands(c.schedule >= 3 ? c.schedule - 1 : 1);  // 3 ... 8: modes 2 ... 7
     err = kiln::cuda::sm90_attention_backward(dt, a, Q.p, K.p, V.p, O.p, dO.p, L.p, dQ.p, dK.p, dV.p, handled);
     ok = handled && err.empty();
@@ -915,6 +918,18 @@ int main(int argc, char** argv) {
       ac.push_back({1, 5, 300, 300, D, true, true, 6, {}, 9});
       if (D == 64) ac.push_back({1, 5, 300, 300, D, true, true, 8, {}, 4});
     }
+  // The persistent backward (operand modes 4, 5 and 7: schedules 5, 6 and 8): 2 or 3 blocks walking
+  // 15 tiles (so the K / V buffer, the stage rings and the double buffers carry on over tiles of
+  // different lengths), with the default order and the grouped one; Tq > Tk (some tiles see few
+  // query blocks).
+  if (!quick)
+    for (int D : {64, 128})
+      for (int sched : {5, 6, 8}) {
+        if (D == 128 && sched != 6) continue;
+        ac.push_back({1, 5, 300, 300, D, true, true, sched, {}, 0, 2});
+        ac.push_back({1, 5, 300, 300, D, false, true, sched, {}, 9, 3});
+        ac.push_back({3, 1, 450, 200, D, true, false, sched, {}, 0, 2});
+      }
   for (const char* dir : {"fwd", "bwd"}) {
     const bool fwd = std::string(dir) == "fwd";
     if (!only.empty() && only != dir) continue;
