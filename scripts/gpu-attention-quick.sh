@@ -2,7 +2,7 @@
 # A short GPU run for attention work (about 3 minutes of device time on an H100; session 10's run 4 ran
 # its first version's steps in 90 s): in the unpacked payload of scripts/gpu-pack.sh, with node on PATH,
 #   bash scripts/gpu-attention-quick.sh OUT_DIR [check paths] [alternative envs, ';'-separated]
-# (defaults: the check paths wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-bp,wg-ba,wg and session 11's variants as the
+# (defaults: the check paths wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg and session 11's variants as the
 # alternatives: KILN_ATTENTION_SM90_BWD=m128 (head dim 64's 128-row query blocks; 128 has no such mode
 # and runs its default), KILN_ATTENTION_SM90_ORDER=grouped, KILN_ATTENTION_SM90_PERSIST=on, and all
 # three). It writes six files into OUT_DIR (a device run returns few): env.txt; checks.txt (the check
@@ -12,7 +12,7 @@
 # tests). Each step has a time limit, so the whole stays under about 6 minutes.
 set -uo pipefail
 OUT=${1:?usage: gpu-attention-quick.sh OUT_DIR [check paths] [alternative envs]}
-paths=${2:-wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-bp,wg-ba,wg}
+paths=${2:-wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg}
 all="KILN_ATTENTION_SM90_BWD=m128 KILN_ATTENTION_SM90_ORDER=grouped KILN_ATTENTION_SM90_PERSIST=on"
 alts=${3:-KILN_ATTENTION_SM90_BWD=m128;KILN_ATTENTION_SM90_ORDER=grouped;KILN_ATTENTION_SM90_PERSIST=on;$all}
 mkdir -p "$OUT"

@@ -3,7 +3,7 @@
 // KILN_CHECK_SM90, the Hopper wgmma kernels of attention_{fwd,bwd}_sm90.cu), for a GPU machine
 // without Node.js. Build: scripts/build-attention-check.sh (no GPU needed) -> build/attention_cuda_check
 // Usage: attention_cuda_check [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma]
-//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg-bt,wg-g,wg-bp,wg-ba,wg]
+//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg]
 //                             [--shape B,H,T,D,causal]
 //   (default)     correctness on edge shapes against a float64 CPU reference, then timings; the
 //                 Hopper kernels last (checked, then timed beside fa2).
@@ -526,8 +526,21 @@ std::string sm90_bwd_m128_grouped(AttnDType t, const AttentionArgs& a, const voi
   kiln::cuda::sm90_attention_set_order(0);
   return err;
 }
-// The persistent backward (sm90_attention_set_persistent 2) with the default operand mode, with
-// the grouped order too, and (head dim 64) with both and mode 7.
+// The persistent launches (sm90_attention_set_persistent 2: both kernels) with the default schedules,
+// with the grouped order too, and (head dim 64) with both and the backward's mode 7.
+std::string sm90_fwd_persist(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
+  kiln::cuda::sm90_attention_set_persistent(2);
+  std::string err = sm90_fwd(t, a, q, k, v, out, lse);
+  kiln::cuda::sm90_attention_set_persistent(0);
+  return err;
+}
+std::string sm90_fwd_persist_grouped(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
+                                     float* lse) {
+  kiln::cuda::sm90_attention_set_persistent(2);
+  std::string err = sm90_fwd_grouped(t, a, q, k, v, out, lse);
+  kiln::cuda::sm90_attention_set_persistent(0);
+  return err;
+}
 std::string sm90_bwd_persist(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
                              const void* dout, const float* lse, void* dq, void* dk, void* dv) {
   kiln::cuda::sm90_attention_set_persistent(2);
@@ -668,8 +681,9 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
              {"wg", sm90_fwd, sm90_bwd}};
   if (sm90 && c.D == 64) paths.insert(paths.end() - 1, {"wg-bt", kiln::cuda::fa2_attention_forward, sm90_bwd_m128});
   if (sm90) paths.insert(paths.end() - 1, {"wg-g", sm90_fwd_grouped, sm90_bwd_grouped});
+  if (sm90) paths.insert(paths.end() - 1, {"wg-fn", sm90_fwd_persist, kiln::cuda::fa2_attention_backward});
   if (sm90) paths.insert(paths.end() - 1, {"wg-bp", kiln::cuda::fa2_attention_forward, sm90_bwd_persist});
-  if (sm90 && c.D == 64) paths.insert(paths.end() - 1, {"wg-ba", sm90_fwd_grouped, sm90_bwd_all});
+  if (sm90 && c.D == 64) paths.insert(paths.end() - 1, {"wg-ba", sm90_fwd_persist_grouped, sm90_bwd_all});
 #endif
   for (size_t path = 0; path < paths.size(); ++path) {
     if (sm90 && !g_sm90Paths.empty() &&
@@ -816,9 +830,9 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
     if (D == 64) paths.push_back({"wg-t", sm90_fwd, sm90_bwd_m128});       // 128-row query blocks, dQ by rows (bulk)
     paths.push_back({"wg-o", sm90_fwd_grouped, sm90_bwd_grouped});        // the grouped block order, both kernels
     if (D == 64) paths.push_back({"wg-ot", sm90_fwd_grouped, sm90_bwd_m128_grouped});  // grouped, 128-row query blocks
-    paths.push_back({"wg-n", sm90_fwd, sm90_bwd_persist});                 // the persistent backward
-    paths.push_back({"wg-on", sm90_fwd_grouped, sm90_bwd_persist_grouped});  // grouped and persistent
-    if (D == 64) paths.push_back({"wg-a", sm90_fwd_grouped, sm90_bwd_all});  // grouped, persistent, 128-row blocks
+    paths.push_back({"wg-n", sm90_fwd_persist, sm90_bwd_persist});         // persistent launches
+    paths.push_back({"wg-on", sm90_fwd_persist_grouped, sm90_bwd_persist_grouped});  // grouped and persistent
+    if (D == 64) paths.push_back({"wg-a", sm90_fwd_persist_grouped, sm90_bwd_all});  // grouped, persistent, 128-row blocks
     // The defaults again, last: a kernel's time drifts by its position in the run (up to ~12% in
     // session 9, ~6% between two timings of one kernel in session 10), so compare a path with the
     // default timed nearest to it.
@@ -901,14 +915,14 @@ int main(int argc, char** argv) {
         if (e > b) g_sm90Paths.push_back(list.substr(b, e - b));
       }
       for (const std::string& name : g_sm90Paths)
-        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg-br" && name != "wg-bm" && name != "wg-bu" && name != "wg-bv" && name != "wg-bt" && name != "wg-g" && name != "wg-bp" && name != "wg-ba" && name != "wg") {
+        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg-br" && name != "wg-bm" && name != "wg-bu" && name != "wg-bv" && name != "wg-bt" && name != "wg-g" && name != "wg-bp" && name != "wg-ba" && name != "wg-fn" && name != "wg") {
           std::fprintf(stderr, "--paths: unknown path %s\n", name.c_str());
           return 2;
         }
     } else {
       std::fprintf(stderr,
                    "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma] [--sm90-only]"
-                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg-bt,wg-g,wg-bp,wg-ba,wg] [--shape B,H,T,D,causal]\n",
+                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg] [--shape B,H,T,D,causal]\n",
                    argv[0]);
       return 2;
     }
@@ -974,13 +988,14 @@ int main(int argc, char** argv) {
                   "registers with dQ issued first, wg-br: from registers, dQ last, wg-bm: head dim 64's dQ summed over the\n"
                   "consumers in shared memory, wg-bu / wg-bv: dQ added by the TMA unit's bulk reduction, dV / dK's A from\n"
                   "registers / shared memory, wg-bt: head dim 64's 128-row query blocks with dQ split by query rows), wg-g =\n"
-                  "both sm90 with the grouped block order, wg-bp: fa2 forward + the persistent sm90 backward, wg-ba: head\n"
-                  "dim 64, both grouped, the backward persistent with 128-row query blocks, wg = both sm90 (timing: wg\n"
+                  "both sm90 with the grouped block order, wg-fn: the persistent sm90 forward + fa2 backward, wg-bp: fa2\n"
+                  "forward + the persistent sm90 backward, wg-ba: head dim 64, both grouped and persistent, the backward\n"
+                  "with 128-row query blocks, wg = both sm90 (timing: wg\n"
                   "with the default schedules, wg-1 with\n"
                   "the forward one tile at a time, wg-p pipelined, wg-pp pipelined + pingpong, wg-k with dQ split by keys,\n"
                   "wg-s / wg-q / wg-r / wg-m / wg-u / wg-v / wg-t with the backward of wg-bs / wg-bq / wg-br / wg-bm / wg-bu /\n"
-                  "wg-bv / wg-bt, wg-o both with the grouped block order, wg-ot that with wg-bt's backward, wg-n the\n"
-                  "persistent backward, wg-on grouped and persistent, wg-a that with 128-row query blocks, wg-z the\n"
+                  "wg-bv / wg-bt, wg-o both with the grouped block order, wg-ot that with wg-bt's backward, wg-n both\n"
+                  "persistent, wg-on grouped and persistent, wg-a that with 128-row query blocks, wg-z the\n"
                   "defaults again, last)\n");
       std::mt19937_64 rng(42);
       for (const Case& c : cases) run_case(c, rng, true);

@@ -600,21 +600,18 @@ __global__ void __launch_bounds__(kThreads, 1)
 using gemm_detail::device_info;
 using gemm_detail::launched;
 
-// Persistent launches (kPersist; KILN_ATTENTION_SM90_PERSIST=on, sm90_attention_set_persistent;
-// session 11, not yet run on a GPU; for the operand modes 4, 5 and 7, the others launch one block per
-// tile): one block per multiprocessor, each walking tiles blockIdx.x, + gridDim.x, ... (heaviest
-// first, as the tile order has them), so that one tile's K / V and first query blocks load while the
-// consumers still store the last tile's dK / dV, and the blocks are set up once. Its producer, which
-// walks the tiles in 24 registers, spills 16-32 bytes (ptxas -v). Off (the default): one block per tile.
-Sm90AttnSwitch g_persist("KILN_ATTENTION_SM90_PERSIST", "on", nullptr, "off");
-std::atomic<int64_t> g_persistBlocks{0};  // > 0: that many blocks instead of one per multiprocessor (tests)
+// Persistent launches (kPersist; g_sm90Persist; for the operand modes 4, 5 and 7, the others launch
+// one block per tile): one block per multiprocessor, each walking tiles blockIdx.x, + gridDim.x, ...
+// (heaviest first, as the tile order has them), so that one tile's K / V and first query blocks load
+// while the consumers still store the last tile's dK / dV, and the blocks are set up once. Its
+// producer, which walks the tiles in 24 registers, spills 16-32 bytes (ptxas -v).
 
 template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps, bool kPersist = false>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const CUtensorMap& tmO,
                    const CUtensorMap& tmDQ, const Params& p, bool& ran) {
   constexpr bool kCanPersist = kOps == 4 || kOps == 5 || kOps == 7;
   if constexpr (kCanPersist && !kPersist) {
-    if (g_persist.get() == 2) return launch<BF16, D, kCausal, kKeySplit, kOps, true>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
+    if (g_sm90Persist.get() == 2) return launch<BF16, D, kCausal, kKeySplit, kOps, true>(tmQ, tmK, tmV, tmO, tmDQ, p, ran);
   }
   auto kernel = attention_bwd_sm90_kernel<BF16, D, kCausal, kKeySplit, kOps, kPersist>;
   constexpr size_t smem = Smem<D, rows_for_ops(kOps)>::for_ops(kOps);
@@ -623,7 +620,7 @@ std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtenso
   if (tiles > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(tiles) + " blocks";
   int64_t blocks = tiles;
   if constexpr (kPersist) {
-    const int64_t forced = g_persistBlocks.load(std::memory_order_relaxed);
+    const int64_t forced = g_sm90PersistBlocks.load(std::memory_order_relaxed);
     blocks = std::min(tiles, forced > 0 ? forced : int64_t(std::max(1, device_info().sms)));
   }
   ran = true;
@@ -721,8 +718,8 @@ bool has_image() {
 void sm90_attention_set_dq_split(int mode) { g_dqSplit.set(mode); }
 void sm90_attention_set_bwd_operands(int mode) { g_bwdOps.set(mode); }
 void sm90_attention_set_persistent(int mode, int64_t blocks) {
-  g_persist.set(mode);
-  g_persistBlocks.store(blocks > 0 ? blocks : 0, std::memory_order_relaxed);
+  g_sm90Persist.set(mode);
+  g_sm90PersistBlocks.store(blocks > 0 ? blocks : 0, std::memory_order_relaxed);
 }
 
 bool sm90_attention_enabled() {

@@ -72,7 +72,7 @@ struct Smem {
   static constexpr uint32_t kQ = 0;
   static constexpr uint32_t kK0 = kTile;                  // stage s: K at kK0 + 2 s kTile, V kTile after it
   static constexpr uint32_t kBars = kTile * (1 + 2 * kStages);
-  static constexpr int kNumBars = 1 + 4 * kStages;        // qFull, fullK[s], fullV[s], emptyK[s], emptyV[s]
+  static constexpr int kNumBars = 2 + 4 * kStages;        // qFull, fullK[s], fullV[s], emptyK[s], emptyV[s], qEmpty
   static constexpr size_t kAlloc = size_t(kBars) + 8 * kNumBars + 1024;  // + slack to align the base
 };
 
@@ -89,8 +89,9 @@ using namespace sm90;  // PTX wrappers (sm90_common.cuh)
 
 // tmQ: (D, Tq, B*H), tmK / tmV: (D, Tk, B*H), 64 x 64 boxes with the 128-byte swizzle (sm90_tma.h).
 // kSched: 1 one tile at a time, 2 each tile's softmax beside the previous tile's P V, 3 that and the
-// consumers' turns (pingpong).
-template <bool BF16, int D, bool kCausal, int kSched>
+// consumers' turns (pingpong). kPersist: the block walks tiles blockIdx.x, + gridDim.x, ... (a
+// persistent launch); else it takes tile blockIdx.x alone.
+template <bool BF16, int D, bool kCausal, int kSched, bool kPersist>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                               const __grid_constant__ CUtensorMap tmV, const Params p) {
@@ -107,24 +108,43 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto emptyK = [&](uint32_t s) { return bars + 8u * (1 + 2 * kStages + s); };
   auto emptyV = [&](uint32_t s) { return bars + 8u * (1 + 3 * kStages + s); };
   auto stageK = [&](uint32_t s) { return base + S::kK0 + 2u * s * S::kTile; };
+  const uint32_t qEmpty = bars + 8u * (1 + 4 * kStages);
 
   const int wg = int(threadIdx.x) / 128;
-  const int64_t nqb = (p.Tq + kRows - 1) / kRows;
-  const Sm90Tile tile = sm90_tile(blockIdx.x, uint32_t(p.BH), uint32_t(p.group), uint32_t(nqb));  // the block order
-  const int64_t bh = tile.bh;
-  const int64_t i0 = (nqb - 1 - tile.t) * kRows;  // the longest causal rows start first
   const int64_t off = p.Tk - p.Tq;
-  int64_t kend = p.Tk;
-  if (p.keyLens) {
-    const int64_t n = p.keyLens[bh / p.H];
-    kend = n < 0 ? 0 : (n > p.Tk ? p.Tk : n);
-  }
-  int64_t kstop = kend;
-  if (kCausal) {  // keys [0, last row + 1 + off) may be seen by this block's rows
-    const int64_t lim = (i0 + kRows < p.Tq ? i0 + kRows : p.Tq) + off;
-    if (lim < kstop) kstop = lim > 0 ? lim : 0;
-  }
-  const int nkb = int((kstop + kKeys - 1) / kKeys);  // key tiles this block visits (producer and consumers alike)
+  // Tile b: query block i0 of head bh (sm90_tile: the block order; the longest causal rows first),
+  // and the key tiles it visits, nkb (producer and consumers alike).
+  const uint32_t nqb = uint32_t((p.Tq + kRows - 1) / kRows), nTiles = uint32_t(p.BH) * nqb;
+  struct Work {
+    int64_t bh, i0, kend;
+    int nkb;
+  };
+  auto work_of = [&](uint32_t b) {
+    Work w;
+    const Sm90Tile tile = sm90_tile(b, uint32_t(p.BH), uint32_t(p.group), nqb);
+    w.bh = tile.bh;
+    w.i0 = int64_t(nqb - 1 - uint32_t(tile.t)) * kRows;
+    w.kend = p.Tk;
+    if (p.keyLens) {
+      const int64_t n = p.keyLens[w.bh / p.H];
+      w.kend = n < 0 ? 0 : (n > p.Tk ? p.Tk : n);
+    }
+    int64_t kstop = w.kend;
+    if (kCausal) {  // keys [0, last row + 1 + off) may be seen by this block's rows
+      const int64_t lim = (w.i0 + kRows < p.Tq ? w.i0 + kRows : p.Tq) + off;
+      if (lim < kstop) kstop = lim > 0 ? lim : 0;
+    }
+    w.nkb = int((kstop + kKeys - 1) / kKeys);
+    return w;
+  };
+  // The tiles this block takes: blockIdx.x alone, or (kPersist) blockIdx.x, + gridDim.x, ...
+  auto for_tiles = [&](auto&& f) {
+    if constexpr (kPersist) {
+      for (uint32_t b = blockIdx.x; b < nTiles; b += gridDim.x) f(b);
+    } else {
+      f(uint32_t(blockIdx.x));
+    }
+  };
 
   if (threadIdx.x == 0) {
     mbar_init(qFull, 1);
@@ -134,6 +154,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       mbar_init(emptyK(s), kConsumers * 4);  // one arrival per consumer warp
       mbar_init(emptyV(s), kConsumers * 4);
     }
+    mbar_init(qEmpty, kConsumers * 4);  // one arrival per consumer warp: done with a tile's Q
     mbar_init_fence();
   }
   __syncthreads();
@@ -143,12 +164,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     // the end reloads block 0, see tma_row_block), so each barrier expects the full tile's bytes.
     setmaxnreg_dec<kProducerRegs>();
     // Thread 0 loads Q, then the K ring; thread 32 the V ring. K and V stages are released apart
-    // (emptyK / emptyV): with the pipelined consumers K(j) is done one tile before V(j).
-    const int z = int(bh), Tk = int(p.Tk);
-    // Every key tile of one ring (`map`, stage s at stageK(s) + `off`) as its consumers free the stage.
-    auto load_ring = [&](const CUtensorMap* map, uint32_t off, auto full, auto empty) {
-      uint32_t s = 0, phase = 0;
-      for (int jb = 0; jb < nkb; ++jb) {
+    // (emptyK / emptyV): with the pipelined consumers K(j) is done one tile before V(j). The rings'
+    // positions carry on from tile to tile.
+    const int Tk = int(p.Tk);
+    // A tile's key tiles into one ring (`map`, stage s at stageK(s) + `off`) as its consumers free the stages.
+    auto load_ring = [&](const CUtensorMap* map, uint32_t off, auto full, auto empty, const Work& w, uint32_t& s, uint32_t& phase) {
+      const int z = int(w.bh);
+      for (int jb = 0; jb < w.nkb; ++jb) {
         mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1: both stages start free
         const int j0 = jb * kKeys;
         const uint32_t dst = stageK(s) + off;
@@ -163,19 +185,32 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     };
-    if (threadIdx.x == 0 && nkb > 0) {
+    if (threadIdx.x == 0) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
-      const int r0 = int(i0), Tq = int(p.Tq);
-      mbar_arrive_expect_tx(qFull, S::kTile);
+      uint32_t s = 0, phase = 0, qn = 0;
+      for_tiles([&](uint32_t b) {
+        const Work w = work_of(b);
+        if (w.nkb == 0) return;
+        // Q once a tile (persistent: when both consumers are done with the last tile's; a fresh
+        // barrier passes parity 1).
+        if constexpr (kPersist) mbar_wait(qEmpty, (qn & 1u) ^ 1u);
+        ++qn;
+        const int r0 = int(w.i0), Tq = int(p.Tq), z = int(w.bh);
+        mbar_arrive_expect_tx(qFull, S::kTile);
 #pragma unroll
-      for (int d = 0; d < kDB; ++d)
+        for (int d = 0; d < kDB; ++d)
 #pragma unroll
-        for (int r = 0; r < 2; ++r) tma_load(base + S::kQ + (2 * d + r) * kBoxBytes, &tmQ, d * kTmaBox, tma_row_block(r0, r, Tq), z, qFull);
-      load_ring(&tmK, 0, fullK, emptyK);
-    } else if (threadIdx.x == 32 && nkb > 0) {
+          for (int r = 0; r < 2; ++r) tma_load(base + S::kQ + (2 * d + r) * kBoxBytes, &tmQ, d * kTmaBox, tma_row_block(r0, r, Tq), z, qFull);
+        load_ring(&tmK, 0, fullK, emptyK, w, s, phase);
+      });
+    } else if (threadIdx.x == 32) {
       tma_prefetch_map(&tmV);
-      load_ring(&tmV, S::kTile, fullV, emptyV);
+      uint32_t s = 0, phase = 0;
+      for_tiles([&](uint32_t b) {
+        const Work w = work_of(b);
+        load_ring(&tmV, S::kTile, fullV, emptyV, w, s, phase);
+      });
     }
     return;
   }
@@ -186,24 +221,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   // c from lane 0, so that the compiler knows it is the same across the warp (the descriptors built
   // from it stay in uniform registers).
   const int c = __shfl_sync(0xffffffffu, wg - 1, 0), warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32, t4 = lane & 3;
-  const int64_t row0 = i0 + 64 * c;
   const int rq = 16 * warp + (lane >> 2);  // this thread's rows: rq and rq + 8 of the warpgroup's
-  // Key positions as int (all below Tk + 128 < 2^31): kendI, and (causal) diag0 = row0 + off, so that
-  // row r sees key j iff j <= diag0 + r, and lastSeen, the last key the warpgroup's last row sees.
-  const bool rowsLive = row0 < p.Tq;
-  const int kendI = int(kend);
-  const int diag0 = int(row0 + off);
-  const int lastSeen = int((row0 + 63 < p.Tq ? row0 + 63 : p.Tq - 1) + off);
   const float sl2 = p.scaleLog2;
   const uint32_t qA = base + S::kQ + uint32_t(c) * kBoxBytes;  // box (d 0, row block c)
-  float o[D / 2];
-#pragma unroll
-  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
-  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};  // per-lane partial sums (reduced at the end)
-  if (nkb > 0) {
-    mbar_wait(qFull, 0);
-    __syncwarp();
-  }
   // The K and V rings' positions (stage, parity), each advanced once per key tile.
   uint32_t sK = 0, phK = 0, sV = 0, phV = 0;
   auto next = [](uint32_t& st, uint32_t& ph) {
@@ -216,216 +236,245 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncwarp();
     if (lane == 0) mbar_arrive(bar);
   };
-  // S = Q_c K^T into sc (issued, not waited): k16 step kk is 32 bytes along the rows of d block kk / 4
-  // (both operands k-contiguous).
-  auto issue_s = [&](float (&sc)[kKeys / 2], uint32_t sk) {
-    const SmemDesc descQ(qA, 16, 1024), descK(sk, 16, 1024);
-    wgmma_fence();
+  uint32_t qn = 0;  // tiles with key tiles so far: the parity of qFull
+  // Pingpong turns (kPing, below): consumer 1 opens consumer 0's first turn, and consumer 0 takes up
+  // the last arrival after the block's last tile (the turns run on from tile to tile).
+  if (kPing && c == 1) named_barrier_arrive(1, 256);
+  for_tiles([&](uint32_t b) {
+    const Work w = work_of(b);
+    const int64_t bh = w.bh, i0 = w.i0, kend = w.kend;
+    const int nkb = w.nkb;
+    const int64_t row0 = i0 + 64 * c;
+    // Key positions as int (all below Tk + 128 < 2^31): kendI, and (causal) diag0 = row0 + off, so that
+    // row r sees key j iff j <= diag0 + r, and lastSeen, the last key the warpgroup's last row sees.
+    const bool rowsLive = row0 < p.Tq;
+    const int kendI = int(kend);
+    const int diag0 = int(row0 + off);
+    const int lastSeen = int((row0 + 63 < p.Tq ? row0 + 63 : p.Tq - 1) + off);
+    float o[D / 2];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const uint32_t step = uint32_t(kk / 4) * 2 * kBoxBytes + uint32_t(kk % 4) * 32;
-      sm90::wgmma_ss<kKeys, BF16, 0, 0>(sc, descQ.at(step), descK.at(step), kk > 0 ? 1 : 0);
+    for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};  // per-lane partial sums (reduced at the end)
+    if (nkb > 0) {
+      mbar_wait(qFull, qn & 1u);
+      __syncwarp();
     }
-    wgmma_commit();
-  };
-  // O += P V (issued, not waited): V is n-contiguous (d within a row), a k16 step is 16 key rows
-  // (2 KiB) of row block kc / 4, the next 64 d columns are the next d block's boxes (leading byte
-  // offset). The descriptors are computed first (pv_descs) and the caller has fenced o (fence_acc),
-  // both at a point where no other product is in flight: ptxas serializes the MMAs when a register a
-  // product reads is written while another product is pending.
-  auto pv_descs = [&](uint32_t sv, uint64_t (&dv)[kKeys / 16]) {
-    const SmemDesc descV(sv, 2 * kBoxBytes, 1024);
+    // S = Q_c K^T into sc (issued, not waited): k16 step kk is 32 bytes along the rows of d block kk / 4
+    // (both operands k-contiguous).
+    auto issue_s = [&](float (&sc)[kKeys / 2], uint32_t sk) {
+      const SmemDesc descQ(qA, 16, 1024), descK(sk, 16, 1024);
+      wgmma_fence();
 #pragma unroll
-    for (int kc = 0; kc < kKeys / 16; ++kc) dv[kc] = descV.at(uint32_t(kc / 4) * kBoxBytes + uint32_t(kc % 4) * 2048);
-  };
-  auto issue_pv = [&](const uint32_t (&pa)[kKeys / 16][4], const uint64_t (&dv)[kKeys / 16]) {
-    wgmma_fence();
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t step = uint32_t(kk / 4) * 2 * kBoxBytes + uint32_t(kk % 4) * 32;
+        sm90::wgmma_ss<kKeys, BF16, 0, 0>(sc, descQ.at(step), descK.at(step), kk > 0 ? 1 : 0);
+      }
+      wgmma_commit();
+    };
+    // O += P V (issued, not waited): V is n-contiguous (d within a row), a k16 step is 16 key rows
+    // (2 KiB) of row block kc / 4, the next 64 d columns are the next d block's boxes (leading byte
+    // offset). The descriptors are computed first (pv_descs) and the caller has fenced o (fence_acc),
+    // both at a point where no other product is in flight: ptxas serializes the MMAs when a register a
+    // product reads is written while another product is pending.
+    auto pv_descs = [&](uint32_t sv, uint64_t (&dv)[kKeys / 16]) {
+      const SmemDesc descV(sv, 2 * kBoxBytes, 1024);
 #pragma unroll
-    for (int kc = 0; kc < kKeys / 16; ++kc) sm90::wgmma_rs<D, BF16, 1>(o, pa[kc], dv[kc], 1);
-    wgmma_commit();
-  };
-  // Mask and online softmax on exp2 (scale > 0, so max(s) gives max(scale s)) for the tile at key
-  // j0: sc becomes P in place; alpha[h] is the factor O's row h must be scaled by before P V of this
-  // tile is added.
-  auto softmax = [&](float (&sc)[kKeys / 2], int j0, float (&alpha)[2]) {
-    const bool needMask = j0 + kKeys > kendI || (kCausal && j0 + kKeys - 1 > diag0);
-    if (needMask) {
-      // Key column col of row r (0..63) is hidden iff col >= kendI - j0 or (causal) col - r > diag0 - j0,
-      // so iff col >= lim(r); per row, lim less this lane's column offset 2 t4 is compared with 8i + e.
-      // Both differences fit an int: j0 < kendI, and an active warpgroup has diag0 - j0 >= -63.
-      const int kLimit = min(kendI - j0, kKeys);
+      for (int kc = 0; kc < kKeys / 16; ++kc) dv[kc] = descV.at(uint32_t(kc / 4) * kBoxBytes + uint32_t(kc % 4) * 2048);
+    };
+    auto issue_pv = [&](const uint32_t (&pa)[kKeys / 16][4], const uint64_t (&dv)[kKeys / 16]) {
+      wgmma_fence();
+#pragma unroll
+      for (int kc = 0; kc < kKeys / 16; ++kc) sm90::wgmma_rs<D, BF16, 1>(o, pa[kc], dv[kc], 1);
+      wgmma_commit();
+    };
+    // Mask and online softmax on exp2 (scale > 0, so max(s) gives max(scale s)) for the tile at key
+    // j0: sc becomes P in place; alpha[h] is the factor O's row h must be scaled by before P V of this
+    // tile is added.
+    auto softmax = [&](float (&sc)[kKeys / 2], int j0, float (&alpha)[2]) {
+      const bool needMask = j0 + kKeys > kendI || (kCausal && j0 + kKeys - 1 > diag0);
+      if (needMask) {
+        // Key column col of row r (0..63) is hidden iff col >= kendI - j0 or (causal) col - r > diag0 - j0,
+        // so iff col >= lim(r); per row, lim less this lane's column offset 2 t4 is compared with 8i + e.
+        // Both differences fit an int: j0 < kendI, and an active warpgroup has diag0 - j0 >= -63.
+        const int kLimit = min(kendI - j0, kKeys);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          int lim = kLimit;
+          if (kCausal) lim = min(lim, min(diag0 - j0, 2 * kKeys) + rq + 8 * h + 1);
+          lim -= 2 * t4;
+#pragma unroll
+          for (int i = 0; i < kKeys / 8; ++i)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+              if (8 * i + e >= lim) sc[4 * i + 2 * h + e] = -INFINITY;
+        }
+      }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        int lim = kLimit;
-        if (kCausal) lim = min(lim, min(diag0 - j0, 2 * kKeys) + rq + 8 * h + 1);
-        lim -= 2 * t4;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < kKeys / 8; ++i) mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * h], sc[4 * i + 2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mnew = fmaxf(mrow[h], mx);
+        const float mu = mnew == -INFINITY ? 0.f : mnew;  // nothing seen yet: every exp stays 0
+        alpha[h] = exp2_approx((mrow[h] - mu) * sl2);
+        mrow[h] = mnew;
+        const float ms = mu * sl2;
+        float sum = 0.f;
 #pragma unroll
         for (int i = 0; i < kKeys / 8; ++i)
 #pragma unroll
-          for (int e = 0; e < 2; ++e)
-            if (8 * i + e >= lim) sc[4 * i + 2 * h + e] = -INFINITY;
+          for (int e = 0; e < 2; ++e) {
+            const float pv = exp2_approx(fmaf(sc[4 * i + 2 * h + e], sl2, -ms));
+            sc[4 * i + 2 * h + e] = pv;
+            sum += pv;
+          }
+        lrow[h] = lrow[h] * alpha[h] + sum;  // per-lane partial sum, reduced over the quad at the end
       }
-    }
+    };
+    // P as the A operand of k-step kc (keys 16kc..16kc+15): accumulator blocks 2kc and 2kc + 1.
+    auto pack = [&](const float (&sc)[kKeys / 2], uint32_t (&pa)[kKeys / 16][4]) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float mx = -INFINITY;
+      for (int kc = 0; kc < kKeys / 16; ++kc)
 #pragma unroll
-      for (int i = 0; i < kKeys / 8; ++i) mx = fmaxf(mx, fmaxf(sc[4 * i + 2 * h], sc[4 * i + 2 * h + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float mnew = fmaxf(mrow[h], mx);
-      const float mu = mnew == -INFINITY ? 0.f : mnew;  // nothing seen yet: every exp stays 0
-      alpha[h] = exp2_approx((mrow[h] - mu) * sl2);
-      mrow[h] = mnew;
-      const float ms = mu * sl2;
-      float sum = 0.f;
+        for (int u = 0; u < 4; ++u) pa[kc][u] = pack_half2<BF16>(sc[8 * kc + 2 * u], sc[8 * kc + 2 * u + 1]);
+    };
+    auto rescale = [&](const float (&alpha)[2]) {
 #pragma unroll
-      for (int i = 0; i < kKeys / 8; ++i)
+      for (int i = 0; i < D / 8; ++i)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float pv = exp2_approx(fmaf(sc[4 * i + 2 * h + e], sl2, -ms));
-          sc[4 * i + 2 * h + e] = pv;
-          sum += pv;
+        for (int h = 0; h < 2; ++h) {
+          o[4 * i + 2 * h] *= alpha[h];
+          o[4 * i + 2 * h + 1] *= alpha[h];
         }
-      lrow[h] = lrow[h] * alpha[h] + sum;  // per-lane partial sum, reduced over the quad at the end
-    }
-  };
-  // P as the A operand of k-step kc (keys 16kc..16kc+15): accumulator blocks 2kc and 2kc + 1.
-  auto pack = [&](const float (&sc)[kKeys / 2], uint32_t (&pa)[kKeys / 16][4]) {
-#pragma unroll
-    for (int kc = 0; kc < kKeys / 16; ++kc)
-#pragma unroll
-      for (int u = 0; u < 4; ++u) pa[kc][u] = pack_half2<BF16>(sc[8 * kc + 2 * u], sc[8 * kc + 2 * u + 1]);
-  };
-  auto rescale = [&](const float (&alpha)[2]) {
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        o[4 * i + 2 * h] *= alpha[h];
-        o[4 * i + 2 * h + 1] *= alpha[h];
-      }
-  };
-  auto wait_full = [&](uint32_t bar, uint32_t ph) {
-    mbar_wait(bar, ph);
-    __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
-  };
-  // Pingpong turns (kPing): this warpgroup issues its products between turn_begin and turn_end. Both
-  // consumers take one turn per key tile of the block (nkb, computed or not), alternating from
-  // consumer 0: consumer 1 opens consumer 0's first turn, and consumer 0 takes up the last arrival.
-  auto turn_begin = [&]() {
-    if constexpr (kPing) named_barrier(1 + c, 256);
-  };
-  auto turn_end = [&]() {
-    if constexpr (kPing) named_barrier_arrive(2 - c, 256);
-  };
-  if (kPing && c == 1) named_barrier_arrive(1, 256);
+    };
+    auto wait_full = [&](uint32_t bar, uint32_t ph) {
+      mbar_wait(bar, ph);
+      __syncwarp();  // the wait loop may leave lanes apart; the .aligned wgmma instructions need them together
+    };
+    // Pingpong turns (kPing): this warpgroup issues its products between turn_begin and turn_end. Both
+    // consumers take one turn per key tile of the block (nkb, computed or not), alternating from
+    // consumer 0: consumer 1 opens consumer 0's first turn, and consumer 0 takes up the last arrival
+    // (before the block's first tile and after its last: a persistent block's turns run on).
+    auto turn_begin = [&]() {
+      if constexpr (kPing) named_barrier(1 + c, 256);
+    };
+    auto turn_end = [&]() {
+      if constexpr (kPing) named_barrier_arrive(2 - c, 256);
+    };
 
-  // The tiles this warpgroup computes: a prefix of the block's tiles (none past the last row; causal:
-  // none whose first key its last row does not see). It still waits for and releases the others,
-  // which keeps its view of the rings' phases in step with the producer's. Uniform per warpgroup.
-  const int nAct = !rowsLive || (kCausal && lastSeen < 0) ? 0 : (kCausal ? min(nkb, lastSeen / kKeys + 1) : nkb);
-  float sc[kKeys / 2];  // the first S product overwrites it (scale-d 0); zeroed so it is never read unset
+    // The tiles this warpgroup computes: a prefix of the block's tiles (none past the last row; causal:
+    // none whose first key its last row does not see). It still waits for and releases the others,
+    // which keeps its view of the rings' phases in step with the producer's. Uniform per warpgroup.
+    const int nAct = !rowsLive || (kCausal && lastSeen < 0) ? 0 : (kCausal ? min(nkb, lastSeen / kKeys + 1) : nkb);
+    float sc[kKeys / 2];  // the first S product overwrites it (scale-d 0); zeroed so it is never read unset
 #pragma unroll
-  for (int i = 0; i < kKeys / 2; ++i) sc[i] = 0.f;
-  uint32_t pa[kKeys / 16][4];
-  float alpha[2];
-  // S of tile jb with nothing else in flight: product, K back, softmax, P into pa.
-  auto s_alone = [&](int jb) {
-    wait_full(fullK(sK), phK);
-    turn_begin();
-    issue_s(sc, stageK(sK));
-    turn_end();
-    wgmma_wait<0>();
-    fence_acc(sc);
-    release(emptyK(sK));
-    next(sK, phK);
-    softmax(sc, jb * kKeys, alpha);
-    pack(sc, pa);
-  };
-  // P V of the next V tile with nothing else in flight (o already fenced), then V back.
-  auto pv_alone = [&]() {
-    uint64_t dv[kKeys / 16];
-    pv_descs(stageK(sV) + S::kTile, dv);
-    wait_full(fullV(sV), phV);
-    issue_pv(pa, dv);
-    wgmma_wait<0>();
-    fence_acc(o);
-    release(emptyV(sV));
-    next(sV, phV);
-  };
-  if (!kPipe) {
-    // One tile at a time: S, softmax, P V, then the stage goes back.
-    for (int jb = 0; jb < nAct; ++jb) {
-      s_alone(jb);
-      rescale(alpha);
-      fence_acc(o);
-      pv_alone();
-    }
-  } else if (nAct > 0) {
-    // FlashAttention-3's intra-warpgroup overlap: S(j) = Q K(j)^T and O += P(j-1) V(j-1) are in flight
-    // together, and the softmax of S(j) runs while P(j-1) V(j-1) is still on the tensor cores; O is
-    // rescaled by alpha(j) once that product has landed.
-    s_alone(0);  // O is still 0: no rescale
-    fence_acc(o);
-    for (int jb = 1; jb < nAct; ++jb) {
-      uint64_t dv[kKeys / 16];
-      pv_descs(stageK(sV) + S::kTile, dv);
-      sm90::fence_regs64(dv);
+    for (int i = 0; i < kKeys / 2; ++i) sc[i] = 0.f;
+    uint32_t pa[kKeys / 16][4];
+    float alpha[2];
+    // S of tile jb with nothing else in flight: product, K back, softmax, P into pa.
+    auto s_alone = [&](int jb) {
       wait_full(fullK(sK), phK);
-      if constexpr (kPing) wait_full(fullV(sV), phV);  // both tiles here before the turn
       turn_begin();
       issue_s(sc, stageK(sK));
-      if constexpr (!kPing) wait_full(fullV(sV), phV);
-      issue_pv(pa, dv);
       turn_end();
-      wgmma_wait<1>();  // S(j) has landed; P(j-1) V(j-1) may still run
+      wgmma_wait<0>();
       fence_acc(sc);
       release(emptyK(sK));
       next(sK, phK);
-      softmax(sc, jb * kKeys, alpha);  // in place: S(j) has landed, and no product in flight reads sc
+      softmax(sc, jb * kKeys, alpha);
+      pack(sc, pa);
+    };
+    // P V of the next V tile with nothing else in flight (o already fenced), then V back.
+    auto pv_alone = [&]() {
+      uint64_t dv[kKeys / 16];
+      pv_descs(stageK(sV) + S::kTile, dv);
+      wait_full(fullV(sV), phV);
+      issue_pv(pa, dv);
       wgmma_wait<0>();
       fence_acc(o);
-      fence_acc(sc);         // the P(j) packing below stays after the wait (else ptxas serializes, C7513)
-      sm90::fence_regs(pa);  // and P(j-1) keeps its registers until the product reading it is done
       release(emptyV(sV));
       next(sV, phV);
-      // P(j) into the A registers only now: writing them (or any register a pending product reads)
-      // while a product is in flight makes ptxas serialize the MMAs.
-      rescale(alpha);
-      pack(sc, pa);
+    };
+    if (!kPipe) {
+      // One tile at a time: S, softmax, P V, then the stage goes back.
+      for (int jb = 0; jb < nAct; ++jb) {
+        s_alone(jb);
+        rescale(alpha);
+        fence_acc(o);
+        pv_alone();
+      }
+    } else if (nAct > 0) {
+      // FlashAttention-3's intra-warpgroup overlap: S(j) = Q K(j)^T and O += P(j-1) V(j-1) are in flight
+      // together, and the softmax of S(j) runs while P(j-1) V(j-1) is still on the tensor cores; O is
+      // rescaled by alpha(j) once that product has landed.
+      s_alone(0);  // O is still 0: no rescale
       fence_acc(o);
+      for (int jb = 1; jb < nAct; ++jb) {
+        uint64_t dv[kKeys / 16];
+        pv_descs(stageK(sV) + S::kTile, dv);
+        sm90::fence_regs64(dv);
+        wait_full(fullK(sK), phK);
+        if constexpr (kPing) wait_full(fullV(sV), phV);  // both tiles here before the turn
+        turn_begin();
+        issue_s(sc, stageK(sK));
+        if constexpr (!kPing) wait_full(fullV(sV), phV);
+        issue_pv(pa, dv);
+        turn_end();
+        wgmma_wait<1>();  // S(j) has landed; P(j-1) V(j-1) may still run
+        fence_acc(sc);
+        release(emptyK(sK));
+        next(sK, phK);
+        softmax(sc, jb * kKeys, alpha);  // in place: S(j) has landed, and no product in flight reads sc
+        wgmma_wait<0>();
+        fence_acc(o);
+        fence_acc(sc);         // the P(j) packing below stays after the wait (else ptxas serializes, C7513)
+        sm90::fence_regs(pa);  // and P(j-1) keeps its registers until the product reading it is done
+        release(emptyV(sV));
+        next(sV, phV);
+        // P(j) into the A registers only now: writing them (or any register a pending product reads)
+        // while a product is in flight makes ptxas serialize the MMAs.
+        rescale(alpha);
+        pack(sc, pa);
+        fence_acc(o);
+      }
+      pv_alone();
     }
-    pv_alone();
-  }
-  for (int jb = nAct; jb < nkb; ++jb) {  // tiles this warpgroup does not compute
-    turn_begin();
-    turn_end();
-    mbar_wait(fullK(sK), phK);
-    release(emptyK(sK));
-    next(sK, phK);
-    mbar_wait(fullV(sV), phV);
-    release(emptyV(sV));
-    next(sV, phV);
-  }
-  if (kPing && c == 0) named_barrier(1, 256);  // consumer 1's arrival after its last turn
+    for (int jb = nAct; jb < nkb; ++jb) {  // tiles this warpgroup does not compute
+      turn_begin();
+      turn_end();
+      mbar_wait(fullK(sK), phK);
+      release(emptyK(sK));
+      next(sK, phK);
+      mbar_wait(fullV(sV), phV);
+      release(emptyV(sV));
+      next(sV, phV);
+    }
+    // Every product of the tile is done: Q is free for the next tile's.
+    if (nkb > 0) {
+      if constexpr (kPersist) release(qEmpty);
+      ++qn;
+    }
 
-  // O / l straight from the accumulators: each quad writes 16 contiguous bytes of a row per step.
-  uint32_t* const out = static_cast<uint32_t*>(p.out);
+    // O / l straight from the accumulators: each quad writes 16 contiguous bytes of a row per step.
+    uint32_t* const out = static_cast<uint32_t*>(p.out);
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float l = lrow[h];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    const int64_t i = row0 + rq + 8 * h;
-    if (i < p.Tq) {
-      uint32_t* const dst = out + ((bh * p.Tq + i) * D + 2 * t4) / 2;
+    for (int h = 0; h < 2; ++h) {
+      float l = lrow[h];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int64_t i = row0 + rq + 8 * h;
+      if (i < p.Tq) {
+        uint32_t* const dst = out + ((bh * p.Tq + i) * D + 2 * t4) / 2;
 #pragma unroll
-      for (int k = 0; k < D / 8; ++k) dst[4 * k] = pack_half2<BF16>(o[4 * k + 2 * h] * inv, o[4 * k + 2 * h + 1] * inv);
-      if (t4 == 0 && p.lse) p.lse[bh * p.Tq + i] = l > 0.f ? mrow[h] * p.scale + logf(l) : -INFINITY;
+        for (int k = 0; k < D / 8; ++k) dst[4 * k] = pack_half2<BF16>(o[4 * k + 2 * h] * inv, o[4 * k + 2 * h + 1] * inv);
+        if (t4 == 0 && p.lse) p.lse[bh * p.Tq + i] = l > 0.f ? mrow[h] * p.scale + logf(l) : -INFINITY;
+      }
     }
-  }
+  });
+  if (kPing && c == 0) named_barrier(1, 256);  // consumer 1's arrival after its last turn
 #endif  // KILN_SM90_DEVICE
 }
 
@@ -444,12 +493,22 @@ using gemm_detail::launched;
 // at 8k, 216 / 208 against 216 / 212 at 1k).
 Sm90AttnSwitch g_fwdPipe("KILN_ATTENTION_SM90_FWD", "pipe", "pingpong", "simple");
 
-template <bool BF16, int D, bool kCausal, int kSched>
+// kPersist (KILN_ATTENTION_SM90_PERSIST=on, sm90_attention_set_persistent; session 11, not yet run on
+// a GPU; the pipelined schedules only): one block per multiprocessor, each walking tiles, so that a
+// tile's Q and first key tiles load while the last tile's O is stored, and the blocks are set up once.
+template <bool BF16, int D, bool kCausal, int kSched, bool kPersist = false>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const Params& p, unsigned grid,
                    bool& handled) {
-  auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal, kSched>;
+  if constexpr (kSched >= 2 && !kPersist) {
+    if (g_sm90Persist.get() == 2) {
+      const int64_t forced = g_sm90PersistBlocks.load(std::memory_order_relaxed);
+      const int64_t most = forced > 0 ? forced : int64_t(std::max(1, device_info().sms));
+      return launch<BF16, D, kCausal, kSched, true>(tmQ, tmK, tmV, p, unsigned(std::min(int64_t(grid), most)), handled);
+    }
+  }
+  auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal, kSched, kPersist>;
   constexpr size_t smem = Smem<D>::kAlloc;
-  if (!sm90_kernel_ready<attention_fwd_sm90_kernel<BF16, D, kCausal, kSched>>(smem)) return "";  // handled stays false: the fa2 kernels run
+  if (!sm90_kernel_ready<attention_fwd_sm90_kernel<BF16, D, kCausal, kSched, kPersist>>(smem)) return "";  // handled stays false: the fa2 kernels run
   handled = true;
   kernel<<<grid, kThreads, smem>>>(tmQ, tmK, tmV, p);
   const std::string err = launched();

@@ -48,9 +48,10 @@ void sm90_attention_set_fwd_pipeline(int mode);
 // process default (KILN_ATTENTION_SM90_ORDER=heads|grouped). Not yet run on a GPU; see
 // attention_sm90_common.h.
 void sm90_attention_set_order(int mode, int64_t groupBlocks = 0);
-// The backward's launch: 1 one block per tile (the default), 2 persistent, one block per
-// multiprocessor walking tiles (blocks > 0: that many blocks, for tests), 0 back to the process
-// default (KILN_ATTENTION_SM90_PERSIST=off|on). Not yet run on a GPU; see attention_bwd_sm90.cu.
+// Both kernels' launch: 1 one block per tile (the default), 2 persistent, one block per
+// multiprocessor walking tiles (blocks > 0: that many blocks, for tests; the forward's pipelined
+// schedules and the backward's operand modes 4, 5 and 7), 0 back to the process default
+// (KILN_ATTENTION_SM90_PERSIST=off|on). Not yet run on a GPU; see attention_sm90_common.h.
 void sm90_attention_set_persistent(int mode, int64_t blocks = 0);
 
 // Same contracts as attention_api.h's entry points. `handled` is false, and nothing ran, when the

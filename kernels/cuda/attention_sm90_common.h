@@ -78,6 +78,12 @@ class Sm90AttnSwitch {
 inline Sm90AttnSwitch g_sm90Order("KILN_ATTENTION_SM90_ORDER", "grouped", nullptr, "heads");
 inline std::atomic<int64_t> g_sm90GroupBlocks{0};  // blocks per group (0: two waves); for the host model's tests
 
+// Persistent launches (KILN_ATTENTION_SM90_PERSIST=off|on; sm90_attention_set_persistent): 1 one
+// block per tile (the default), 2 one block per multiprocessor walking tiles (the forward's pipelined
+// schedules; the backward's operand modes 4, 5 and 7). Session 11: not yet run on a GPU.
+inline Sm90AttnSwitch g_sm90Persist("KILN_ATTENTION_SM90_PERSIST", "on", nullptr, "off");
+inline std::atomic<int64_t> g_sm90PersistBlocks{0};  // > 0: that many blocks instead of one per multiprocessor (tests)
+
 // Heads per group for BH heads of `tiles` tiles each on a device of `sms` multiprocessors.
 inline int64_t sm90_group_heads(int64_t BH, int64_t tiles, int sms) {
   if (g_sm90Order.get() != 2 || tiles <= 0) return BH;

@@ -449,6 +449,7 @@ void run_attention(const AttnCase& c, const std::string& dir, std::mt19937_64& r
     for (size_t i = 0; i < nq; ++i) O.p[i] = 0xFFFF;
     kiln::cuda::sm90_attention_set_fwd_pipeline(c.schedule);
     kiln::cuda::sm90_attention_set_order(c.groupBlocks > 0 ? 2 : 1, c.groupBlocks);
+    kiln::cuda::sm90_attention_set_persistent(c.persistBlocks > 0 ? 2 : 1, c.persistBlocks);
     err = kiln::cuda::sm90_attention_forward(dt, a, Q.p, K.p, V.p, O.p, L.p, handled);
     ok = handled && err.empty();
     ok = compare("out", r.out, widen(O.p, nq, bf), tol, report) && ok;
@@ -930,6 +931,15 @@ int main(int argc, char** argv) {
         ac.push_back({1, 5, 300, 300, D, false, true, sched, {}, 9, 3});
         ac.push_back({3, 1, 450, 200, D, true, false, sched, {}, 0, 2});
       }
+  // The persistent forward (the pipelined schedules 2 and 3; 3's pingpong turns run on from tile to
+  // tile): the same launches over 15 (10) tiles of 128 query rows.
+  if (!quick)
+    for (int D : {64, 128})
+      for (int sched : {2, 3}) {
+        ac.push_back({1, 5, 300, 300, D, true, true, sched, {}, 0, 2});
+        ac.push_back({1, 5, 300, 300, D, false, true, sched, {}, 9, 3});
+        ac.push_back({3, 1, 450, 200, D, true, false, sched, {}, 0, 2});
+      }
   for (const char* dir : {"fwd", "bwd"}) {
     const bool fwd = std::string(dir) == "fwd";
     if (!only.empty() && only != dir) continue;
@@ -937,6 +947,8 @@ int main(int argc, char** argv) {
       // D 64 always splits dQ by keys (or by query rows, 8); the summed dQ and the 128-row query blocks
       // are D 64's alone
       if (fwd ? c.schedule >= 4 : (c.D == 64 && c.schedule == 2) || (c.D == 128 && (c.schedule == 5 || c.schedule == 8))) continue;
+      // persistent launches: the forward's pipelined schedules, the backward's schedules 5, 6 and 8
+      if (c.persistBlocks > 0 && (fwd ? c.schedule < 2 : c.schedule < 5 || c.schedule == 7)) continue;
       // The backward schedules no head dim takes by default (3: A from shared memory, 4: dQ first
       // with atomics, 7: bulk reduction with A from shared memory) run the ragged and Tq < Tk cases
       // only (the suite's time limit).
