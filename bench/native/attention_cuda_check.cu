@@ -463,21 +463,6 @@ std::string sm90_fwd_sched(int mode, AttnDType t, const AttentionArgs& a, const 
   kiln::cuda::sm90_attention_set_fwd_pipeline(0);  // back to the process default
   return err;
 }
-// Both kernels with the grouped block order (sm90_attention_set_order 2; the schedules their defaults).
-std::string sm90_fwd_grouped(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
-                             float* lse) {
-  kiln::cuda::sm90_attention_set_order(2);
-  std::string err = sm90_fwd(t, a, q, k, v, out, lse);
-  kiln::cuda::sm90_attention_set_order(0);
-  return err;
-}
-std::string sm90_bwd_grouped(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
-                             const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  kiln::cuda::sm90_attention_set_order(2);
-  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
-  kiln::cuda::sm90_attention_set_order(0);
-  return err;
-}
 // What attention.cu's default dispatch should run on compute capability 9.x (sm90_attention_enabled):
 // the sm90 kernels where they take the call, else fa2.
 std::string default_fwd(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
@@ -518,51 +503,33 @@ KILN_SM90_BWD_OPS(sm90_bwd_dqsum, 4)
 KILN_SM90_BWD_OPS(sm90_bwd_bulk, 5)
 KILN_SM90_BWD_OPS(sm90_bwd_bulkss, 6)
 KILN_SM90_BWD_OPS(sm90_bwd_m128, 7)
-// 7 with the grouped block order.
-std::string sm90_bwd_m128_grouped(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
-                                  const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  kiln::cuda::sm90_attention_set_order(2);
-  std::string err = sm90_bwd_m128(t, a, q, k, v, out, dout, lse, dq, dk, dv);
-  kiln::cuda::sm90_attention_set_order(0);
-  return err;
-}
-// The persistent launches (sm90_attention_set_persistent 2: both kernels) with the default schedules,
-// with the grouped order too, and (head dim 64) with both and the backward's mode 7.
-std::string sm90_fwd_persist(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
-  kiln::cuda::sm90_attention_set_persistent(2);
-  std::string err = sm90_fwd(t, a, q, k, v, out, lse);
-  kiln::cuda::sm90_attention_set_persistent(0);
-  return err;
-}
-std::string sm90_fwd_persist_grouped(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
-                                     float* lse) {
-  kiln::cuda::sm90_attention_set_persistent(2);
-  std::string err = sm90_fwd_grouped(t, a, q, k, v, out, lse);
-  kiln::cuda::sm90_attention_set_persistent(0);
-  return err;
-}
-std::string sm90_bwd_persist(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
-                             const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  kiln::cuda::sm90_attention_set_persistent(2);
-  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
-  kiln::cuda::sm90_attention_set_persistent(0);
-  return err;
-}
-std::string sm90_bwd_persist_grouped(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v,
-                                     const void* out, const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  kiln::cuda::sm90_attention_set_persistent(2);
-  std::string err = sm90_bwd_grouped(t, a, q, k, v, out, dout, lse, dq, dk, dv);
-  kiln::cuda::sm90_attention_set_persistent(0);
-  return err;
-}
-std::string sm90_bwd_all(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
-                         const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  kiln::cuda::sm90_attention_set_persistent(2);
-  std::string err = sm90_bwd_m128_grouped(t, a, q, k, v, out, dout, lse, dq, dk, dv);
-  kiln::cuda::sm90_attention_set_persistent(0);
-  return err;
-}
 #undef KILN_SM90_BWD_OPS
+// The kernels with session 11's launch settings for the call (each 0: the process default): the block
+// order (sm90_attention_set_order: 2 grouped), persistent launches (sm90_attention_set_persistent: 2
+// on) and, for the backward, the operand mode (sm90_attention_set_bwd_operands).
+struct Sm90Settings {
+  Sm90Settings(int order, int persist, int ops) {
+    kiln::cuda::sm90_attention_set_order(order);
+    kiln::cuda::sm90_attention_set_persistent(persist);
+    kiln::cuda::sm90_attention_set_bwd_operands(ops);
+  }
+  ~Sm90Settings() {
+    kiln::cuda::sm90_attention_set_order(0);
+    kiln::cuda::sm90_attention_set_persistent(0);
+    kiln::cuda::sm90_attention_set_bwd_operands(0);
+  }
+};
+template <int kOrder, int kPersist>
+std::string sm90_fwd_with(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
+  const Sm90Settings set(kOrder, kPersist, 0);
+  return sm90_fwd(t, a, q, k, v, out, lse);
+}
+template <int kOrder, int kPersist, int kOps>
+std::string sm90_bwd_with(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                          const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  const Sm90Settings set(kOrder, kPersist, kOps);
+  return sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
+}
 // One tile at a time.
 std::string sm90_fwd_simple(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
   return sm90_fwd_sched(1, t, a, q, k, v, out, lse);
@@ -680,10 +647,10 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
              {"wg-bv", kiln::cuda::fa2_attention_forward, sm90_bwd_bulkss},
              {"wg", sm90_fwd, sm90_bwd}};
   if (sm90 && c.D == 64) paths.insert(paths.end() - 1, {"wg-bt", kiln::cuda::fa2_attention_forward, sm90_bwd_m128});
-  if (sm90) paths.insert(paths.end() - 1, {"wg-g", sm90_fwd_grouped, sm90_bwd_grouped});
-  if (sm90) paths.insert(paths.end() - 1, {"wg-fn", sm90_fwd_persist, kiln::cuda::fa2_attention_backward});
-  if (sm90) paths.insert(paths.end() - 1, {"wg-bp", kiln::cuda::fa2_attention_forward, sm90_bwd_persist});
-  if (sm90 && c.D == 64) paths.insert(paths.end() - 1, {"wg-ba", sm90_fwd_persist_grouped, sm90_bwd_all});
+  if (sm90) paths.insert(paths.end() - 1, {"wg-g", sm90_fwd_with<2, 0>, sm90_bwd_with<2, 0, 0>});
+  if (sm90) paths.insert(paths.end() - 1, {"wg-fn", sm90_fwd_with<0, 2>, kiln::cuda::fa2_attention_backward});
+  if (sm90) paths.insert(paths.end() - 1, {"wg-bp", kiln::cuda::fa2_attention_forward, sm90_bwd_with<0, 2, 0>});
+  if (sm90 && c.D == 64) paths.insert(paths.end() - 1, {"wg-ba", sm90_fwd_with<2, 2>, sm90_bwd_with<2, 2, 7>});
 #endif
   for (size_t path = 0; path < paths.size(); ++path) {
     if (sm90 && !g_sm90Paths.empty() &&
@@ -828,11 +795,11 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
     paths.push_back({"wg-u", sm90_fwd, sm90_bwd_bulk});                    // dQ by the TMA unit's bulk reduction
     paths.push_back({"wg-v", sm90_fwd, sm90_bwd_bulkss});                  // the same, dV / dK's A from shared memory
     if (D == 64) paths.push_back({"wg-t", sm90_fwd, sm90_bwd_m128});       // 128-row query blocks, dQ by rows (bulk)
-    paths.push_back({"wg-o", sm90_fwd_grouped, sm90_bwd_grouped});        // the grouped block order, both kernels
-    if (D == 64) paths.push_back({"wg-ot", sm90_fwd_grouped, sm90_bwd_m128_grouped});  // grouped, 128-row query blocks
-    paths.push_back({"wg-n", sm90_fwd_persist, sm90_bwd_persist});         // persistent launches
-    paths.push_back({"wg-on", sm90_fwd_persist_grouped, sm90_bwd_persist_grouped});  // grouped and persistent
-    if (D == 64) paths.push_back({"wg-a", sm90_fwd_persist_grouped, sm90_bwd_all});  // grouped, persistent, 128-row blocks
+    paths.push_back({"wg-o", sm90_fwd_with<2, 0>, sm90_bwd_with<2, 0, 0>});        // the grouped block order, both kernels
+    if (D == 64) paths.push_back({"wg-ot", sm90_fwd_with<2, 0>, sm90_bwd_with<2, 0, 7>});  // grouped, 128-row query blocks
+    paths.push_back({"wg-n", sm90_fwd_with<0, 2>, sm90_bwd_with<0, 2, 0>});         // persistent launches
+    paths.push_back({"wg-on", sm90_fwd_with<2, 2>, sm90_bwd_with<2, 2, 0>});  // grouped and persistent
+    if (D == 64) paths.push_back({"wg-a", sm90_fwd_with<2, 2>, sm90_bwd_with<2, 2, 7>});  // grouped, persistent, 128-row blocks
     // The defaults again, last: a kernel's time drifts by its position in the run (up to ~12% in
     // session 9, ~6% between two timings of one kernel in session 10), so compare a path with the
     // default timed nearest to it.

@@ -230,14 +230,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     w.nIter = w.j0 < w.kend && w.iStart < Tq ? (Tq - w.iStart + M - 1) / M : 0;
     return w;
   };
-  // The tiles this block takes: blockIdx.x alone, or (kPersist) blockIdx.x, + gridDim.x, ...
-  auto for_tiles = [&](auto&& f) {
-    if constexpr (kPersist) {
-      for (uint32_t b = blockIdx.x; b < nTiles; b += gridDim.x) f(b);
-    } else {
-      f(uint32_t(blockIdx.x));
-    }
-  };
 
   const int wg = int(threadIdx.x) / 128, warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32;
   if (threadIdx.x == 0) {
@@ -257,7 +249,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmO);
       uint32_t s = 0, phase = 0, kvn = 0;
-      for_tiles([&](uint32_t b) {
+      for_tiles<kPersist>(nTiles, [&](uint32_t b) {
         const Work w = work_of(b);
         if (w.nIter == 0) return;
         // K and V once a tile (persistent: when the consumers are done with the last tile's; a fresh
@@ -296,7 +288,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     } else if (threadIdx.x >= 32 && threadIdx.x < 64) {
       // Warp 1: lse (as log2 units; +inf where P must be 0) and D_i of each query block.
       uint32_t s = 0, phase = 0;
-      for_tiles([&](uint32_t b) {
+      for_tiles<kPersist>(nTiles, [&](uint32_t b) {
         const Work w = work_of(b);
         const float* lseh = p.lse + int64_t(w.bh) * Tq;
         const float* Dih = p.Di + int64_t(w.bh) * Tq;
@@ -335,7 +327,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const float sl2 = p.scaleLog2;
   uint32_t s = 0, phase = 0, kvn = 0;
   uint32_t blk = 0;  // query blocks done over all tiles: the parity of the double buffers
-  for_tiles([&](uint32_t b) {
+  for_tiles<kPersist>(nTiles, [&](uint32_t b) {
     const Work w = work_of(b);
     const int bh = w.bh, kend = w.kend, iStart = w.iStart, nIter = w.nIter;
     float dka[D / 2], dva[D / 2];

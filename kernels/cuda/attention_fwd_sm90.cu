@@ -137,14 +137,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     w.nkb = int((kstop + kKeys - 1) / kKeys);
     return w;
   };
-  // The tiles this block takes: blockIdx.x alone, or (kPersist) blockIdx.x, + gridDim.x, ...
-  auto for_tiles = [&](auto&& f) {
-    if constexpr (kPersist) {
-      for (uint32_t b = blockIdx.x; b < nTiles; b += gridDim.x) f(b);
-    } else {
-      f(uint32_t(blockIdx.x));
-    }
-  };
 
   if (threadIdx.x == 0) {
     mbar_init(qFull, 1);
@@ -189,7 +181,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
       uint32_t s = 0, phase = 0, qn = 0;
-      for_tiles([&](uint32_t b) {
+      for_tiles<kPersist>(nTiles, [&](uint32_t b) {
         const Work w = work_of(b);
         if (w.nkb == 0) return;
         // Q once a tile (persistent: when both consumers are done with the last tile's; a fresh
@@ -207,7 +199,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     } else if (threadIdx.x == 32) {
       tma_prefetch_map(&tmV);
       uint32_t s = 0, phase = 0;
-      for_tiles([&](uint32_t b) {
+      for_tiles<kPersist>(nTiles, [&](uint32_t b) {
         const Work w = work_of(b);
         load_ring(&tmV, S::kTile, fullV, emptyV, w, s, phase);
       });
@@ -240,7 +232,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Pingpong turns (kPing, below): consumer 1 opens consumer 0's first turn, and consumer 0 takes up
   // the last arrival after the block's last tile (the turns run on from tile to tile).
   if (kPing && c == 1) named_barrier_arrive(1, 256);
-  for_tiles([&](uint32_t b) {
+  for_tiles<kPersist>(nTiles, [&](uint32_t b) {
     const Work w = work_of(b);
     const int64_t bh = w.bh, i0 = w.i0, kend = w.kend;
     const int nkb = w.nkb;

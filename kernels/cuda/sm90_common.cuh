@@ -58,6 +58,17 @@ __host__ __device__ __forceinline__ Sm90Tile sm90_tile(uint32_t b, uint32_t BH, 
   return {int(g0 + r % gs), int(r / gs)};
 }
 
+// Calls f(b) for the tiles a block takes: tile blockIdx.x alone, or (kPersist, a persistent launch
+// of fewer blocks than tiles) blockIdx.x, + gridDim.x, ... below n.
+template <bool kPersist, class F>
+__device__ __forceinline__ void for_tiles(uint32_t n, F&& f) {
+  if constexpr (kPersist) {
+    for (uint32_t b = blockIdx.x; b < n; b += gridDim.x) f(b);
+  } else {
+    f(uint32_t(blockIdx.x));
+  }
+}
+
 // Shared-memory matrix descriptor: start address, leading / stride byte offsets (all >> 4, 14 bits),
 // base offset 0 (every box starts on a 1 KiB boundary), 128-byte swizzle (mode 1, bits 62-63), as two
 // 32-bit halves built once per base address: at(bytes) is the descriptor of addr + bytes for
