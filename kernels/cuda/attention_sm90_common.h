@@ -2,6 +2,7 @@
 // attention_bwd_sm90.cu): the problem shape both kernels' parameters start with, and the two-way
 // schedule switches the check program measures. Internal to kernels/cuda.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -84,13 +85,18 @@ inline std::atomic<int64_t> g_sm90GroupBlocks{0};  // blocks per group (0: two w
 inline Sm90AttnSwitch g_sm90Persist("KILN_ATTENTION_SM90_PERSIST", "on", nullptr, "off");
 inline std::atomic<int64_t> g_sm90PersistBlocks{0};  // > 0: that many blocks instead of one per multiprocessor (tests)
 
-// Heads per group for BH heads of `tiles` tiles each on a device of `sms` multiprocessors.
+// Heads per group for BH heads of `tiles` tiles each on a device of `sms` multiprocessors: at least
+// two waves of blocks per group, then the groups evened out. Why two waves: a group's heaviest tile
+// (causal: about twice its mean) starts when the groups before it are done, so it ends within the
+// ideal time only if a group holds at least about two waves of work; and a short last group would
+// start later still, hence the evening out.
 inline int64_t sm90_group_heads(int64_t BH, int64_t tiles, int sms) {
-  if (g_sm90Order.get() != 2 || tiles <= 0) return BH;
+  if (g_sm90Order.get() != 2 || tiles <= 0 || BH <= 0) return BH;
   const int64_t forced = g_sm90GroupBlocks.load(std::memory_order_relaxed);
   const int64_t target = forced > 0 ? forced : 2 * int64_t(sms > 0 ? sms : 132);
-  const int64_t g = (target + tiles - 1) / tiles;
-  return g < 1 ? 1 : (g > BH ? BH : g);
+  const int64_t g0 = std::min(BH, std::max<int64_t>(1, (target + tiles - 1) / tiles));
+  const int64_t groups = (BH + g0 - 1) / g0;
+  return (BH + groups - 1) / groups;
 }
 
 }  // namespace cuda
