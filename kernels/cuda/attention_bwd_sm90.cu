@@ -5,8 +5,9 @@
 // manner of FlashAttention-3. Also the host-side rules of attention_sm90.h (enabled, unsupported).
 //
 // A block of 384 threads owns 128 keys of one (batch, head) and walks the query blocks of 64 that
-// see them (causal: from the diagonal down; 128 in operand mode 7, head dim 64 only, see kOps). Warpgroup 0 is the producer: thread 0 loads K and V
-// once, then each query block's Q and dO (64 x D) into a 2-stage ring with TMA; warp 1 copies the
+// see them (causal: from the diagonal down; blocks of 128 in operand mode 7, head dim 64 only, see
+// kOps). Warpgroup 0 is the producer: thread 0 loads K and V once, then each query block's Q and dO
+// (64 x D) into a 2-stage ring with TMA; warp 1 copies the
 // block's log-sum-exp (as lse * log2 e, +inf for rows past Tq or that saw no key, so P = 0 there)
 // and D_i into the same stage. Warpgroups 1 and 2 are the consumers, 64 keys each; per query block:
 //   S^T  = K_c Q^T      (64 keys x 64 queries, both operands from shared memory)
@@ -165,8 +166,8 @@ __device__ __forceinline__ void atomic_add_block(float* base, float c0v, float c
 // have read its rows before it stages the next block's. For a dQ of 64 columns per consumer (head
 // dim 64, and 128 split by columns). 7 (head dim 64): query blocks of 128 rows, P^T / dS^T from
 // registers, dQ split between the consumers by query rows (each reads both consumers' dS^T, so the
-// consumers meet at the column split's barrier) and added by the bulk reduction as 5. (Session 10's first version handed the rows over one by one,
-// 16 lanes each a 256-byte non-tensor reduction: its operands must be warp-uniform, so the
+// consumers meet at the column split's barrier) and added by the bulk reduction as 5. (Session 10's
+// first version handed the rows over one by one, 16 lanes each a 256-byte non-tensor reduction: its operands must be warp-uniform, so the
 // compiler issued them one lane at a time, ~20% of the consumers' samples.)
 template <bool BF16, int D, bool kCausal, bool kKeySplit, int kOps, bool kPersist>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -225,7 +226,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int n = p.keyLens[w.bh / p.H];
       w.kend = n < 0 ? 0 : (n > Tk ? Tk : n);
     }
-    const int f = w.j0 - off;  // causal: query i sees key j iff i >= j - off 
+    const int f = w.j0 - off;  // causal: query i sees key j iff i >= j - off
     w.iStart = kCausal && f > 0 ? (f / M) * M : 0;
     w.nIter = w.j0 < w.kend && w.iStart < Tq ? (Tq - w.iStart + M - 1) / M : 0;
     return w;
@@ -252,11 +253,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       for_tiles<kPersist>(nTiles, [&](uint32_t b) {
         const Work w = work_of(b);
         if (w.nIter == 0) return;
-        // K and V once a tile (persistent: when the consumers are done with the last tile's; a fresh
-        // barrier passes parity 1): boxes (d block, key row block); rows past Tk arrive as zeros (a
-        // row block wholly past Tk reloads block 0's rows, masked like them: see tma_row_block).
-        if constexpr (kPersist) mbar_wait(kvEmpty, (kvn & 1u) ^ 1u);
-        ++kvn;
+        // K and V once a tile: boxes (d block, key row block); rows past Tk arrive as zeros (a row
+        // block wholly past Tk reloads block 0's rows, masked like them: see tma_row_block).
+        wait_tile_buffer<kPersist>(kvEmpty, kvn);
         mbar_arrive_expect_tx(kvFull, uint32_t(2 * S::kKV));
 #pragma unroll
         for (int d = 0; d < DB; ++d)
@@ -611,10 +610,7 @@ std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtenso
   const int64_t tiles = p.BH * ((p.Tk + kKeys - 1) / kKeys);
   if (tiles > 0x7fffffffLL) return "attention (sm90): grid of " + std::to_string(tiles) + " blocks";
   int64_t blocks = tiles;
-  if constexpr (kPersist) {
-    const int64_t forced = g_sm90PersistBlocks.load(std::memory_order_relaxed);
-    blocks = std::min(tiles, forced > 0 ? forced : int64_t(std::max(1, device_info().sms)));
-  }
+  if constexpr (kPersist) blocks = sm90_persistent_blocks(tiles, device_info().sms);
   ran = true;
   kernel<<<unsigned(blocks), kThreads, smem>>>(tmQ, tmK, tmV, tmO, tmDQ, p);
   return launched();

@@ -184,10 +184,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       for_tiles<kPersist>(nTiles, [&](uint32_t b) {
         const Work w = work_of(b);
         if (w.nkb == 0) return;
-        // Q once a tile (persistent: when both consumers are done with the last tile's; a fresh
-        // barrier passes parity 1).
-        if constexpr (kPersist) mbar_wait(qEmpty, (qn & 1u) ^ 1u);
-        ++qn;
+        wait_tile_buffer<kPersist>(qEmpty, qn);  // Q once a tile
         const int r0 = int(w.i0), Tq = int(p.Tq), z = int(w.bh);
         mbar_arrive_expect_tx(qFull, S::kTile);
 #pragma unroll
@@ -492,11 +489,9 @@ template <bool BF16, int D, bool kCausal, int kSched, bool kPersist = false>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const Params& p, unsigned grid,
                    bool& handled) {
   if constexpr (kSched >= 2 && !kPersist) {
-    if (g_sm90Persist.get() == 2) {
-      const int64_t forced = g_sm90PersistBlocks.load(std::memory_order_relaxed);
-      const int64_t most = forced > 0 ? forced : int64_t(std::max(1, device_info().sms));
-      return launch<BF16, D, kCausal, kSched, true>(tmQ, tmK, tmV, p, unsigned(std::min(int64_t(grid), most)), handled);
-    }
+    if (g_sm90Persist.get() == 2)
+      return launch<BF16, D, kCausal, kSched, true>(tmQ, tmK, tmV, p, unsigned(sm90_persistent_blocks(grid, device_info().sms)),
+                                                    handled);
   }
   auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal, kSched, kPersist>;
   constexpr size_t smem = Smem<D>::kAlloc;

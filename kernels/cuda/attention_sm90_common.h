@@ -85,6 +85,12 @@ inline std::atomic<int64_t> g_sm90GroupBlocks{0};  // blocks per group (0: two w
 inline Sm90AttnSwitch g_sm90Persist("KILN_ATTENTION_SM90_PERSIST", "on", nullptr, "off");
 inline std::atomic<int64_t> g_sm90PersistBlocks{0};  // > 0: that many blocks instead of one per multiprocessor (tests)
 
+// The blocks of a persistent launch over `tiles` tiles on a device of `sms` multiprocessors.
+inline int64_t sm90_persistent_blocks(int64_t tiles, int sms) {
+  const int64_t forced = g_sm90PersistBlocks.load(std::memory_order_relaxed);
+  return std::min(tiles, forced > 0 ? forced : int64_t(std::max(1, sms)));
+}
+
 // Heads per group for BH heads of `tiles` tiles each on a device of `sms` multiprocessors: at least
 // two waves of blocks per group, then the groups evened out. Why two waves: a group's heaviest tile
 // (causal: about twice its mean) starts when the groups before it are done, so it ends within the

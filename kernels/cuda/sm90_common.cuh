@@ -299,4 +299,19 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[
 }  // namespace kiln
 #endif  // KILN_HOST_MODEL
 
+// Before a tile's once-per-tile load into a buffer the consumers free through emptyBar (Q, or K and
+// V): a persistent block's producer waits for them to be done with the last tile's (a fresh barrier
+// passes parity 1). n counts the tiles loaded so far.
+namespace kiln {
+namespace cuda {
+namespace sm90 {
+template <bool kPersist>
+__device__ __forceinline__ void wait_tile_buffer(uint32_t emptyBar, uint32_t& n) {
+  if constexpr (kPersist) mbar_wait(emptyBar, (n & 1u) ^ 1u);
+  ++n;
+}
+}  // namespace sm90
+}  // namespace cuda
+}  // namespace kiln
+
 #endif  // KILN_SM90_DEVICE
