@@ -54,24 +54,33 @@ namespace kiln {
 namespace cuda {
 namespace {
 
-constexpr int kRows = 128;  // query rows per block: 64 per consumer warpgroup
 constexpr int kKeys = 128;  // keys per tile
-constexpr int kConsumers = kRows / 64;
-constexpr int kThreads = 128 * (1 + kConsumers);
 constexpr int kStages = 2;
 constexpr int kBoxBytes = kTmaBox * kTmaBox * 2;
-// 128 * 24 + 256 * 240 <= 65536.
-constexpr int kProducerRegs = 24, kConsumerRegs = 240;
-static_assert(kRows == 2 * kTmaBox && kKeys == 2 * kTmaBox, "tiles are two 64-row boxes per d block");
-static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "setmaxnreg stays inside the register file");
+static_assert(kKeys == 2 * kTmaBox, "a key tile is two 64-row boxes per d block");
 
-// Shared-memory plan for head dim D (byte offsets from the 1 KiB-aligned base).
-template <int D>
+// A block of kM query rows (128, or 192 for head dim 64's KILN_ATTENTION_SM90_FWD=m192): kM / 64
+// consumer warpgroups and the producer. Registers as FlashAttention-3 splits them: 128 x 24 + 256 x 240
+// and 128 x 32 + 384 x 160, each at most the 65536 of the register file.
+template <int kM>
+struct Block {
+  static_assert(kM == 128 || kM == 192, "128 or 192 query rows");
+  static constexpr int kConsumers = kM / 64;
+  static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kProducerRegs = kM == 128 ? 24 : 32;
+  static constexpr int kConsumerRegs = kM == 128 ? 240 : 160;
+  static_assert(128 * kProducerRegs + 128 * kConsumers * kConsumerRegs <= 65536, "setmaxnreg stays inside the register file");
+};
+
+// Shared-memory plan for head dim D and kM query rows (byte offsets from the 1 KiB-aligned base).
+template <int D, int kM = 128>
 struct Smem {
-  static constexpr uint32_t kTile = uint32_t(D / kTmaBox) * 2 * kBoxBytes;  // 128 rows x D
+  static constexpr uint32_t kQRowBlocks = kM / kTmaBox;
+  static constexpr uint32_t kTileQ = uint32_t(D / kTmaBox) * kQRowBlocks * kBoxBytes;  // kM rows x D
+  static constexpr uint32_t kTile = uint32_t(D / kTmaBox) * 2 * kBoxBytes;              // 128 keys x D
   static constexpr uint32_t kQ = 0;
-  static constexpr uint32_t kK0 = kTile;                  // stage s: K at kK0 + 2 s kTile, V kTile after it
-  static constexpr uint32_t kBars = kTile * (1 + 2 * kStages);
+  static constexpr uint32_t kK0 = kTileQ;                 // stage s: K at kK0 + 2 s kTile, V kTile after it
+  static constexpr uint32_t kBars = kTileQ + 2 * kStages * kTile;
   static constexpr int kNumBars = 2 + 4 * kStages;        // qFull, fullK[s], fullV[s], emptyK[s], emptyV[s], qEmpty
   static constexpr size_t kAlloc = size_t(kBars) + 8 * kNumBars + 1024;  // + slack to align the base
 };
@@ -89,16 +98,19 @@ using namespace sm90;  // PTX wrappers (sm90_common.cuh)
 
 // tmQ: (D, Tq, B*H), tmK / tmV: (D, Tk, B*H), 64 x 64 boxes with the 128-byte swizzle (sm90_tma.h).
 // kSched: 1 one tile at a time, 2 each tile's softmax beside the previous tile's P V, 3 that and the
-// consumers' turns (pingpong). kPersist: the block walks tiles blockIdx.x, + gridDim.x, ... (a
-// persistent launch); else it takes tile blockIdx.x alone.
-template <bool BF16, int D, bool kCausal, int kSched, bool kPersist>
-__global__ void __launch_bounds__(kThreads, 1)
+// consumers' turns (pingpong, two consumers only). kPersist: the block walks tiles blockIdx.x, +
+// gridDim.x, ... (a persistent launch); else it takes tile blockIdx.x alone. kM: query rows per block.
+template <bool BF16, int D, bool kCausal, int kSched, bool kPersist, int kM>
+__global__ void __launch_bounds__(Block<kM>::kThreads, 1)
     attention_fwd_sm90_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                               const __grid_constant__ CUtensorMap tmV, const Params p) {
 #ifdef KILN_SM90_DEVICE
-  using S = Smem<D>;
+  using S = Smem<D, kM>;
   constexpr int kDB = D / kTmaBox;  // 64-column blocks of the head dim
+  constexpr int kQRB = int(S::kQRowBlocks);  // 64-row blocks of the Q tile: Q box (d, r) at (kQRB d + r) boxes
+  constexpr int kConsumers = Block<kM>::kConsumers;
   constexpr bool kPipe = kSched >= 2, kPing = kSched == 3;
+  static_assert(!kPing || kConsumers == 2, "the pingpong turns are between two consumers");
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
   const uint32_t bars = base + S::kBars;
@@ -114,7 +126,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t off = p.Tk - p.Tq;
   // Tile b: query block i0 of head bh (sm90_tile: the block order; the longest causal rows first),
   // and the key tiles it visits, nkb (producer and consumers alike).
-  const uint32_t nqb = uint32_t((p.Tq + kRows - 1) / kRows), nTiles = uint32_t(p.BH) * nqb;
+  const uint32_t nqb = uint32_t((p.Tq + kM - 1) / kM), nTiles = uint32_t(p.BH) * nqb;
   struct Work {
     int64_t bh, i0, kend;
     int nkb;
@@ -123,7 +135,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     Work w;
     const Sm90Tile tile = sm90_tile(b, uint32_t(p.BH), uint32_t(p.group), nqb);
     w.bh = tile.bh;
-    w.i0 = int64_t(nqb - 1 - uint32_t(tile.t)) * kRows;
+    w.i0 = int64_t(nqb - 1 - uint32_t(tile.t)) * kM;
     w.kend = p.Tk;
     if (p.keyLens) {
       const int64_t n = p.keyLens[w.bh / p.H];
@@ -131,7 +143,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     int64_t kstop = w.kend;
     if (kCausal) {  // keys [0, last row + 1 + off) may be seen by this block's rows
-      const int64_t lim = (w.i0 + kRows < p.Tq ? w.i0 + kRows : p.Tq) + off;
+      const int64_t lim = (w.i0 + kM < p.Tq ? w.i0 + kM : p.Tq) + off;
       if (lim < kstop) kstop = lim > 0 ? lim : 0;
     }
     w.nkb = int((kstop + kKeys - 1) / kKeys);
@@ -154,7 +166,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (wg == 0) {
     // Producer. Every box is loaded whole (rows past Tq / Tk arrive as zeros; a row block wholly past
     // the end reloads block 0, see tma_row_block), so each barrier expects the full tile's bytes.
-    setmaxnreg_dec<kProducerRegs>();
+    setmaxnreg_dec<Block<kM>::kProducerRegs>();
     // Thread 0 loads Q, then the K ring; thread 32 the V ring. K and V stages are released apart
     // (emptyK / emptyV): with the pipelined consumers K(j) is done one tile before V(j). The rings'
     // positions carry on from tile to tile.
@@ -186,11 +198,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (w.nkb == 0) return;
         wait_tile_buffer<kPersist>(qEmpty, qn);  // Q once a tile
         const int r0 = int(w.i0), Tq = int(p.Tq), z = int(w.bh);
-        mbar_arrive_expect_tx(qFull, S::kTile);
+        mbar_arrive_expect_tx(qFull, S::kTileQ);
 #pragma unroll
         for (int d = 0; d < kDB; ++d)
 #pragma unroll
-          for (int r = 0; r < 2; ++r) tma_load(base + S::kQ + (2 * d + r) * kBoxBytes, &tmQ, d * kTmaBox, tma_row_block(r0, r, Tq), z, qFull);
+          for (int r = 0; r < kQRB; ++r)
+            tma_load(base + S::kQ + (kQRB * d + r) * kBoxBytes, &tmQ, d * kTmaBox, tma_row_block(r0, r, Tq), z, qFull);
         load_ring(&tmK, 0, fullK, emptyK, w, s, phase);
       });
     } else if (threadIdx.x == 32) {
@@ -206,7 +219,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // Consumers: warpgroup c owns query rows [row0, row0 + 64). This thread's accumulator element
   // 4i + 2h + e is row 16 warp + lane/4 + 8h of them, column 8i + 2(lane%4) + e (sm90_common.cuh).
-  setmaxnreg_inc<kConsumerRegs>();
+  setmaxnreg_inc<Block<kM>::kConsumerRegs>();
   // c from lane 0, so that the compiler knows it is the same across the warp (the descriptors built
   // from it stay in uniform registers).
   const int c = __shfl_sync(0xffffffffu, wg - 1, 0), warp = (int(threadIdx.x) / 32) % 4, lane = int(threadIdx.x) % 32, t4 = lane & 3;
@@ -249,14 +262,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       __syncwarp();
     }
     // S = Q_c K^T into sc (issued, not waited): k16 step kk is 32 bytes along the rows of d block kk / 4
-    // (both operands k-contiguous).
+    // (both operands k-contiguous; a d block is kQRB boxes of Q, two of K).
     auto issue_s = [&](float (&sc)[kKeys / 2], uint32_t sk) {
       const SmemDesc descQ(qA, 16, 1024), descK(sk, 16, 1024);
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t step = uint32_t(kk / 4) * 2 * kBoxBytes + uint32_t(kk % 4) * 32;
-        sm90::wgmma_ss<kKeys, BF16, 0, 0>(sc, descQ.at(step), descK.at(step), kk > 0 ? 1 : 0);
+        const uint32_t col = uint32_t(kk % 4) * 32, db = uint32_t(kk / 4) * kBoxBytes;
+        sm90::wgmma_ss<kKeys, BF16, 0, 0>(sc, descQ.at(db * kQRB + col), descK.at(db * 2 + col), kk > 0 ? 1 : 0);
       }
       wgmma_commit();
     };
@@ -473,33 +486,53 @@ using gemm_detail::device_info;
 using gemm_detail::launched;
 
 // The consumers' schedule (kSched): 1 one tile at a time, 2 pipelined, 3 pipelined with pingpong
-// (KILN_ATTENTION_SM90_FWD=simple|pipe|pingpong, sm90_attention_set_fwd_pipeline; the check program
+// (KILN_ATTENTION_SM90_FWD=simple|pipe|pingpong|m192, sm90_attention_set_fwd_pipeline; the check program
 // times each). The default by head dim, from H100 runs (attention_cuda_check, T = 1k-8k causal):
 // pipelined for 128 (session 9: forward 1.02-1.08x one tile at a time, and at or above pingpong;
 // session 10's run 3: 630 TFLOP/s at T = 8k against 569 for pingpong); pingpong for 64 (session 9,
 // with the descriptors rebuilt per product: 0.99-1.01x one tile at a time; session 10's runs 2 and
 // 3, descriptors from SmemDesc: 372 / 364 against 349 / 342 at T = 4k, 413 / 428 against 388 / 385
 // at 8k, 216 / 208 against 216 / 212 at 1k).
-Sm90AttnSwitch g_fwdPipe("KILN_ATTENTION_SM90_FWD", "pipe", "pingpong", "simple");
+// 4 (head dim 64; 128 takes its default; session 12, compiled and checked on the host model, not yet
+// run on a GPU: no default) is the pipelined schedule on blocks of 192 query rows with three consumer
+// warpgroups, FlashAttention-3's tile for this head dim: at head dim 64 each exp of the softmax
+// stands for only 256 flops of the products, so the multiprocessor's exp units are about as busy as
+// its tensor cores, and a third warpgroup's softmax and products fill the gaps of the other two.
+Sm90AttnSwitch g_fwdPipe("KILN_ATTENTION_SM90_FWD", "pipe", "pingpong", "simple", "m192");
 
 // kPersist (KILN_ATTENTION_SM90_PERSIST=on, sm90_attention_set_persistent; session 11, not yet run on
 // a GPU; the pipelined schedules only): one block per multiprocessor, each walking tiles, so that a
 // tile's Q and first key tiles load while the last tile's O is stored, and the blocks are set up once.
-template <bool BF16, int D, bool kCausal, int kSched, bool kPersist = false>
+template <bool BF16, int D, bool kCausal, int kSched, int kM, bool kPersist = false>
 std::string launch(const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, const Params& p, unsigned grid,
                    bool& handled) {
   if constexpr (kSched >= 2 && !kPersist) {
     if (g_sm90Persist.get() == 2)
-      return launch<BF16, D, kCausal, kSched, true>(tmQ, tmK, tmV, p, unsigned(sm90_persistent_blocks(grid, device_info().sms)),
-                                                    handled);
+      return launch<BF16, D, kCausal, kSched, kM, true>(tmQ, tmK, tmV, p, unsigned(sm90_persistent_blocks(grid, device_info().sms)),
+                                                        handled);
   }
-  auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal, kSched, kPersist>;
-  constexpr size_t smem = Smem<D>::kAlloc;
-  if (!sm90_kernel_ready<attention_fwd_sm90_kernel<BF16, D, kCausal, kSched, kPersist>>(smem)) return "";  // handled stays false: the fa2 kernels run
+  auto kernel = attention_fwd_sm90_kernel<BF16, D, kCausal, kSched, kPersist, kM>;
+  constexpr size_t smem = Smem<D, kM>::kAlloc;
+  if (!sm90_kernel_ready<attention_fwd_sm90_kernel<BF16, D, kCausal, kSched, kPersist, kM>>(smem)) return "";  // handled stays false: the fa2 kernels run
   handled = true;
-  kernel<<<grid, kThreads, smem>>>(tmQ, tmK, tmV, p);
+  kernel<<<grid, Block<kM>::kThreads, smem>>>(tmQ, tmK, tmV, p);
   const std::string err = launched();
   return err.empty() ? err : "attention forward (sm90): " + err;
+}
+
+template <bool BF16, int D, int kSched, int kM>
+std::string run_rows(const cpu::AttentionArgs& a, const CUtensorMap& tmQ, const CUtensorMap& tmK, const CUtensorMap& tmV, void* out,
+                     float* lse, bool& handled) {
+  const int64_t BH = a.B * a.H, nqb = (a.Tq + kM - 1) / kM, blocks = BH * nqb;
+  if (blocks < 1 || blocks > 0x7fffffffLL) return "";
+  Params p{};
+  static_cast<Sm90AttnShape&>(p) = sm90_attn_shape(a);
+  p.group = sm90_group_heads(BH, nqb, device_info().sms);
+  p.out = out;
+  p.lse = lse;
+  const unsigned grid = unsigned(blocks);
+  return a.causal ? launch<BF16, D, true, kSched, kM>(tmQ, tmK, tmV, p, grid, handled)
+                  : launch<BF16, D, false, kSched, kM>(tmQ, tmK, tmV, p, grid, handled);
 }
 
 template <bool BF16, int D>
@@ -510,22 +543,16 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
   if (!tma_encode_rows(tmQ, BF16, q, D, a.Tq, BH) || !tma_encode_rows(tmK, BF16, k, D, a.Tk, BH) ||
       !tma_encode_rows(tmV, BF16, v, D, a.Tk, BH))
     return "";  // a layout the TMA unit refuses: the fa2 kernels run
-  const int64_t blocks = BH * ((a.Tq + kRows - 1) / kRows);
-  if (blocks < 1 || blocks > 0x7fffffffLL) return "";
-  Params p{};
-  static_cast<Sm90AttnShape&>(p) = sm90_attn_shape(a);
-  p.group = sm90_group_heads(BH, (a.Tq + kRows - 1) / kRows, device_info().sms);
-  p.out = out;
-  p.lse = lse;
-  const unsigned grid = unsigned(blocks);
-  auto go = [&](auto sched) {
-    constexpr int kSched = decltype(sched)::value;
-    return a.causal ? launch<BF16, D, true, kSched>(tmQ, tmK, tmV, p, grid, handled) : launch<BF16, D, false, kSched>(tmQ, tmK, tmV, p, grid, handled);
-  };
-  switch (g_fwdPipe.get(D == 128 ? 2 : 3)) {
-    case 2: return go(std::integral_constant<int, 2>{});
-    case 3: return go(std::integral_constant<int, 3>{});
-    default: return go(std::integral_constant<int, 1>{});
+  constexpr int dflt = D == 128 ? 2 : 3;
+  int mode = g_fwdPipe.get(dflt);
+  if (mode == 4 && D != 64) mode = dflt;
+  switch (mode) {
+    case 2: return run_rows<BF16, D, 2, 128>(a, tmQ, tmK, tmV, out, lse, handled);
+    case 3: return run_rows<BF16, D, 3, 128>(a, tmQ, tmK, tmV, out, lse, handled);
+    case 4:  // head dim 64 only (above)
+      if constexpr (D == 64) return run_rows<BF16, D, 2, 192>(a, tmQ, tmK, tmV, out, lse, handled);
+      else return run_rows<BF16, D, dflt, 128>(a, tmQ, tmK, tmV, out, lse, handled);
+    default: return run_rows<BF16, D, 1, 128>(a, tmQ, tmK, tmV, out, lse, handled);
   }
 }
 

@@ -287,7 +287,8 @@ void run_gemm_tc(const TcCase& g, std::mt19937_64& rng) {
 struct AttnCase {
   int64_t B, H, Tq, Tk, D;
   bool causal, bf16;
-  int schedule;  // forward: 1 one tile at a time, 2 pipelined, 3 pipelined + pingpong; backward: 1 dQ by columns (D 128), 2 by
+  int schedule;  // forward: 1 one tile at a time, 2 pipelined, 3 pipelined + pingpong, 4 (D 64) pipelined on 192-row blocks
+                 // (three consumers); backward: 1 dQ by columns (D 128), 2 by
                  // keys, both with dV / dK's A from registers (D 128 by keys: shared memory), 3 dQ by columns (D 128) with
                  // dV / dK's A from shared memory, 4 dQ by columns (D 128) issued first, dV / dK's A from registers,
                  // 5 (D 64) dQ issued first and summed over the consumers in shared memory, dV / dK's A from shared memory,
@@ -389,7 +390,7 @@ Reference reference(const AttnCase& c, const Half& q, const Half& k, const Half&
 std::string attn_name(const std::string& dir, const AttnCase& c) {
   char name[200];
   const std::string sched = dir == "fa2" ? (c.keyLens.empty() ? "" : "key-lengths")
-                            : dir == "fwd" ? (c.schedule == 3 ? "pingpong" : c.schedule == 2 ? "pipelined" : "one-tile")
+                            : dir == "fwd" ? (c.schedule == 4 ? "M192 pipelined" : c.schedule == 3 ? "pingpong" : c.schedule == 2 ? "pipelined" : "one-tile")
                             : c.schedule == 8 ? "M128 dQ-by-rows A-regs dQ-first dQ-bulk"
                                            : std::string(c.D == 64 || c.schedule == 2 ? "dQ-by-keys" : "dQ-by-columns") +
                                                  (c.schedule == 3 || (c.D == 128 && c.schedule == 2) ? " A-smem"
@@ -931,11 +932,12 @@ int main(int argc, char** argv) {
         ac.push_back({1, 5, 300, 300, D, false, true, sched, {}, 9, 3});
         ac.push_back({3, 1, 450, 200, D, true, false, sched, {}, 0, 2});
       }
-  // The persistent forward (the pipelined schedules 2 and 3; 3's pingpong turns run on from tile to
-  // tile): the same launches over 15 (10) tiles of 128 query rows.
+  // The persistent forward (the pipelined schedules 2, 3 and 4; 3's pingpong turns run on from tile to
+  // tile): the same launches over 15 (10) tiles of 128 query rows (4: 10 (6) of 192).
   if (!quick)
     for (int D : {64, 128})
-      for (int sched : {2, 3}) {
+      for (int sched : {2, 3, 4}) {
+        if (D == 128 && sched == 4) continue;
         ac.push_back({1, 5, 300, 300, D, true, true, sched, {}, 0, 2});
         ac.push_back({1, 5, 300, 300, D, false, true, sched, {}, 9, 3});
         ac.push_back({3, 1, 450, 200, D, true, false, sched, {}, 0, 2});
@@ -944,9 +946,9 @@ int main(int argc, char** argv) {
     const bool fwd = std::string(dir) == "fwd";
     if (!only.empty() && only != dir) continue;
     for (const AttnCase& c : ac) {
-      // D 64 always splits dQ by keys (or by query rows, 8); the summed dQ and the 128-row query blocks
-      // are D 64's alone
-      if (fwd ? c.schedule >= 4 : (c.D == 64 && c.schedule == 2) || (c.D == 128 && (c.schedule == 5 || c.schedule == 8))) continue;
+      // D 64 always splits dQ by keys (or by query rows, 8); the summed dQ, the 128-row query blocks of
+      // the backward and the 192-row ones of the forward are D 64's alone
+      if (fwd ? c.schedule >= 5 || (c.schedule == 4 && c.D != 64) : (c.D == 64 && c.schedule == 2) || (c.D == 128 && (c.schedule == 5 || c.schedule == 8))) continue;
       // persistent launches: the forward's pipelined schedules, the backward's schedules 5, 6 and 8
       if (c.persistBlocks > 0 && (fwd ? c.schedule < 2 : c.schedule < 5 || c.schedule == 7)) continue;
       // The backward schedules no head dim takes by default (3: A from shared memory, 4: dQ first
