@@ -2,19 +2,20 @@
 # A short GPU run for attention work (about 3 minutes of device time on an H100; session 10's run 4 ran
 # its first version's steps in 90 s): in the unpacked payload of scripts/gpu-pack.sh, with node on PATH,
 #   bash scripts/gpu-attention-quick.sh OUT_DIR [check paths] [alternative envs, ';'-separated]
-# (defaults: the check paths wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg and session 11's variants as the
-# alternatives: KILN_ATTENTION_SM90_BWD=m128 (head dim 64's 128-row query blocks; 128 has no such mode
-# and runs its default), KILN_ATTENTION_SM90_ORDER=grouped, KILN_ATTENTION_SM90_PERSIST=on, and all
-# three). It writes six files into OUT_DIR (a device run returns few): env.txt; checks.txt (the check
+# (defaults: the check paths wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg-f3,wg-f3a,wg and sessions 11
+# and 12's variants as the alternatives: KILN_ATTENTION_SM90_BWD=m128 (head dim 64's 128-row query
+# blocks; 128 has no such mode and runs its default), KILN_ATTENTION_SM90_FWD=m192 (head dim 64's
+# 192-row forward blocks; likewise), KILN_ATTENTION_SM90_ORDER=grouped, KILN_ATTENTION_SM90_PERSIST=on,
+# and all four). It writes six files into OUT_DIR (a device run returns few): env.txt; checks.txt (the check
 # paths against the float64 references, then every path's timings at the issue-4 shapes); bench.txt /
 # bench-attention.json (`kiln bench attention --device cuda`, the defaults); bench-alts.txt (the same
 # with each alternative environment, one after another); tests.tap (the attention, half and nn-cuda
-# tests). Each step has a time limit, so the whole stays under about 6 minutes.
+# tests). Each step has a time limit, so the whole stays under about 7 minutes.
 set -uo pipefail
 OUT=${1:?usage: gpu-attention-quick.sh OUT_DIR [check paths] [alternative envs]}
-paths=${2:-wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg}
-all="KILN_ATTENTION_SM90_BWD=m128 KILN_ATTENTION_SM90_ORDER=grouped KILN_ATTENTION_SM90_PERSIST=on"
-alts=${3:-KILN_ATTENTION_SM90_BWD=m128;KILN_ATTENTION_SM90_ORDER=grouped;KILN_ATTENTION_SM90_PERSIST=on;$all}
+paths=${2:-wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg-f3,wg-f3a,wg}
+all="KILN_ATTENTION_SM90_BWD=m128 KILN_ATTENTION_SM90_FWD=m192 KILN_ATTENTION_SM90_ORDER=grouped KILN_ATTENTION_SM90_PERSIST=on"
+alts=${3:-KILN_ATTENTION_SM90_BWD=m128;KILN_ATTENTION_SM90_FWD=m192;KILN_ATTENTION_SM90_ORDER=grouped;KILN_ATTENTION_SM90_PERSIST=on;$all}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 export KILN_TORCH_PYTHON=${KILN_TORCH_PYTHON:-$(command -v python3)}
@@ -24,8 +25,8 @@ timeout 60 build/attention_cuda_check --sm90-only --no-time --paths "$paths" > "
 grep -cE ' (PASS|FAIL)$' "$OUT/checks.txt" | sed 's/^/check verdicts: /'
 grep -cE ' FAIL$' "$OUT/checks.txt" | sed 's/^/of which FAIL: /'
 grep -E ' FAIL$' "$OUT/checks.txt" | head -20
-timeout 150 build/attention_cuda_check --sm90-only --no-check >> "$OUT/checks.txt" 2>&1
-grep -E '^time (wg|wg-z|wg-t|wg-o|wg-ot|wg-n|wg-on|wg-a) ' "$OUT/checks.txt" | awk '{print $2, $3, $4, $5, $6, $7, "fwd+bwd", $21, "TF/s"}'
+timeout 200 build/attention_cuda_check --sm90-only --no-check >> "$OUT/checks.txt" 2>&1
+grep -E '^time (wg|wg-z|wg-t|wg-o|wg-ot|wg-n|wg-on|wg-a|wg-3|wg-3t|wg-3a) ' "$OUT/checks.txt" | awk '{print $2, $3, $4, $5, $6, $7, "fwd+bwd", $21, "TF/s"}'
 timeout 60 node dist/src/cli/main.js bench attention --device cuda --json "$OUT/bench-attention.json" > "$OUT/bench.txt" 2>&1
 grep -E 'causal' "$OUT/bench.txt"
 IFS=';' read -ra altList <<< "$alts"

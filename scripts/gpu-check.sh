@@ -58,7 +58,8 @@ if has checks; then
   # first / dQ last / head dim 64's dQ summed over the consumers / dQ by the TMA unit's bulk reduction with
   # dV and dK's A from registers / from shared memory / head dim 64's 128-row query blocks, wg-g: both sm90
   # with the grouped block order, wg-fn / wg-bp: the persistent sm90 forward + fa2 backward / fa2 forward +
-  # the persistent sm90 backward, wg-ba: head dim 64 with all three of session 11's variants, wg: both
+  # the persistent sm90 backward, wg-ba: head dim 64 with all three of session 11's variants, wg-f3 /
+  # wg-f3a: head dim 64's 192-row forward blocks + fa2 backward, alone / grouped and persistent, wg: both
   # sm90), so that one that faults (an mbarrier
   # wait stuck for 20 s traps) cannot hide the others; a failure prints its diagnosis (block map,
   # moved rows or columns). Then their timings beside fa2.
@@ -73,7 +74,7 @@ if has checks; then
     echo "exit ${PIPESTATUS[0]}"
   done
   if [ -x build/attention_cuda_check ]; then
-    for p in wg-f wg-fp wg-fpp wg-b wg-bk wg-bs wg-bq wg-br wg-bm wg-bu wg-bv wg-bt wg-g wg-fn wg-bp wg-ba wg; do
+    for p in wg-f wg-fp wg-fpp wg-b wg-bk wg-bs wg-bq wg-br wg-bm wg-bu wg-bv wg-bt wg-g wg-fn wg-bp wg-ba wg-f3 wg-f3a wg; do
       stamp "build/attention_cuda_check --sm90-only --no-time --paths $p"
       timeout ${KILN_GPU_CHECK_TIMEOUT:-40} build/attention_cuda_check --sm90-only --no-time --paths $p 2>&1 |
         tee -a "$OUT/checks.txt" | grep -v '^skip \|^diagnosis: ' | tail -120

@@ -3,7 +3,7 @@
 // KILN_CHECK_SM90, the Hopper wgmma kernels of attention_{fwd,bwd}_sm90.cu), for a GPU machine
 // without Node.js. Build: scripts/build-attention-check.sh (no GPU needed) -> build/attention_cuda_check
 // Usage: attention_cuda_check [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma]
-//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg]
+//                             [--sm90-only] [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg-f3,wg-f3a,wg]
 //                             [--shape B,H,T,D,causal]
 //   (default)     correctness on edge shapes against a float64 CPU reference, then timings; the
 //                 Hopper kernels last (checked, then timed beside fa2).
@@ -504,24 +504,27 @@ KILN_SM90_BWD_OPS(sm90_bwd_bulk, 5)
 KILN_SM90_BWD_OPS(sm90_bwd_bulkss, 6)
 KILN_SM90_BWD_OPS(sm90_bwd_m128, 7)
 #undef KILN_SM90_BWD_OPS
-// The kernels with session 11's launch settings for the call (each 0: the process default): the block
-// order (sm90_attention_set_order: 2 grouped), persistent launches (sm90_attention_set_persistent: 2
-// on) and, for the backward, the operand mode (sm90_attention_set_bwd_operands).
+// The kernels with sessions 11 and 12's launch settings for the call (each 0: the process default):
+// the block order (sm90_attention_set_order: 2 grouped), persistent launches
+// (sm90_attention_set_persistent: 2 on), the backward's operand mode (sm90_attention_set_bwd_operands)
+// and the forward's schedule (sm90_attention_set_fwd_pipeline: 4 head dim 64's 192-row blocks).
 struct Sm90Settings {
-  Sm90Settings(int order, int persist, int ops) {
+  Sm90Settings(int order, int persist, int ops, int fwd = 0) {
     kiln::cuda::sm90_attention_set_order(order);
     kiln::cuda::sm90_attention_set_persistent(persist);
     kiln::cuda::sm90_attention_set_bwd_operands(ops);
+    kiln::cuda::sm90_attention_set_fwd_pipeline(fwd);
   }
   ~Sm90Settings() {
     kiln::cuda::sm90_attention_set_order(0);
     kiln::cuda::sm90_attention_set_persistent(0);
     kiln::cuda::sm90_attention_set_bwd_operands(0);
+    kiln::cuda::sm90_attention_set_fwd_pipeline(0);
   }
 };
-template <int kOrder, int kPersist>
+template <int kOrder, int kPersist, int kSched = 0>
 std::string sm90_fwd_with(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
-  const Sm90Settings set(kOrder, kPersist, 0);
+  const Sm90Settings set(kOrder, kPersist, 0, kSched);
   return sm90_fwd(t, a, q, k, v, out, lse);
 }
 template <int kOrder, int kPersist, int kOps>
@@ -651,6 +654,8 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
   if (sm90) paths.insert(paths.end() - 1, {"wg-fn", sm90_fwd_with<0, 2>, kiln::cuda::fa2_attention_backward});
   if (sm90) paths.insert(paths.end() - 1, {"wg-bp", kiln::cuda::fa2_attention_forward, sm90_bwd_with<0, 2, 0>});
   if (sm90 && c.D == 64) paths.insert(paths.end() - 1, {"wg-ba", sm90_fwd_with<2, 2>, sm90_bwd_with<2, 2, 7>});
+  if (sm90 && c.D == 64) paths.insert(paths.end() - 1, {"wg-f3", sm90_fwd_with<0, 0, 4>, kiln::cuda::fa2_attention_backward});
+  if (sm90 && c.D == 64) paths.insert(paths.end() - 1, {"wg-f3a", sm90_fwd_with<2, 2, 4>, kiln::cuda::fa2_attention_backward});
 #endif
   for (size_t path = 0; path < paths.size(); ++path) {
     if (sm90 && !g_sm90Paths.empty() &&
@@ -800,6 +805,9 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
     paths.push_back({"wg-n", sm90_fwd_with<0, 2>, sm90_bwd_with<0, 2, 0>});         // persistent launches
     paths.push_back({"wg-on", sm90_fwd_with<2, 2>, sm90_bwd_with<2, 2, 0>});  // grouped and persistent
     if (D == 64) paths.push_back({"wg-a", sm90_fwd_with<2, 2>, sm90_bwd_with<2, 2, 7>});  // grouped, persistent, 128-row blocks
+    if (D == 64) paths.push_back({"wg-3", sm90_fwd_with<0, 0, 4>, sm90_bwd});               // 192-row forward blocks
+    if (D == 64) paths.push_back({"wg-3t", sm90_fwd_with<0, 0, 4>, sm90_bwd_m128});         // FlashAttention-3's tiles: 192 / 128
+    if (D == 64) paths.push_back({"wg-3a", sm90_fwd_with<2, 2, 4>, sm90_bwd_with<2, 2, 7>});  // those, grouped and persistent
     // The defaults again, last: a kernel's time drifts by its position in the run (up to ~12% in
     // session 9, ~6% between two timings of one kernel in session 10), so compare a path with the
     // default timed nearest to it.
@@ -882,14 +890,14 @@ int main(int argc, char** argv) {
         if (e > b) g_sm90Paths.push_back(list.substr(b, e - b));
       }
       for (const std::string& name : g_sm90Paths)
-        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg-br" && name != "wg-bm" && name != "wg-bu" && name != "wg-bv" && name != "wg-bt" && name != "wg-g" && name != "wg-bp" && name != "wg-ba" && name != "wg-fn" && name != "wg") {
+        if (name != "wg-f" && name != "wg-fp" && name != "wg-fpp" && name != "wg-b" && name != "wg-bk" && name != "wg-bs" && name != "wg-bq" && name != "wg-br" && name != "wg-bm" && name != "wg-bu" && name != "wg-bv" && name != "wg-bt" && name != "wg-g" && name != "wg-bp" && name != "wg-ba" && name != "wg-fn" && name != "wg-f3" && name != "wg-f3a" && name != "wg") {
           std::fprintf(stderr, "--paths: unknown path %s\n", name.c_str());
           return 2;
         }
     } else {
       std::fprintf(stderr,
                    "usage: %s [--cpu-only] [--no-check] [--no-time] [--basic-time] [--no-wgmma] [--sm90-only]"
-                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg] [--shape B,H,T,D,causal]\n",
+                   " [--paths wg-f,wg-fp,wg-fpp,wg-b,wg-bk,wg-bs,wg-bq,wg-br,wg-bm,wg-bu,wg-bv,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg-f3,wg-f3a,wg] [--shape B,H,T,D,causal]\n",
                    argv[0]);
       return 2;
     }
@@ -957,12 +965,14 @@ int main(int argc, char** argv) {
                   "registers / shared memory, wg-bt: head dim 64's 128-row query blocks with dQ split by query rows), wg-g =\n"
                   "both sm90 with the grouped block order, wg-fn: the persistent sm90 forward + fa2 backward, wg-bp: fa2\n"
                   "forward + the persistent sm90 backward, wg-ba: head dim 64, both grouped and persistent, the backward\n"
-                  "with 128-row query blocks, wg = both sm90 (timing: wg\n"
+                  "with 128-row query blocks, wg-f3: head dim 64's 192-row forward blocks + fa2 backward, wg-f3a: that\n"
+                  "forward grouped and persistent, wg = both sm90 (timing: wg\n"
                   "with the default schedules, wg-1 with\n"
                   "the forward one tile at a time, wg-p pipelined, wg-pp pipelined + pingpong, wg-k with dQ split by keys,\n"
                   "wg-s / wg-q / wg-r / wg-m / wg-u / wg-v / wg-t with the backward of wg-bs / wg-bq / wg-br / wg-bm / wg-bu /\n"
                   "wg-bv / wg-bt, wg-o both with the grouped block order, wg-ot that with wg-bt's backward, wg-n both\n"
-                  "persistent, wg-on grouped and persistent, wg-a that with 128-row query blocks, wg-z the\n"
+                  "persistent, wg-on grouped and persistent, wg-a that with 128-row query blocks, wg-3 the 192-row\n"
+                  "forward, wg-3t that with wg-bt's backward, wg-3a those grouped and persistent, wg-z the\n"
                   "defaults again, last)\n");
       std::mt19937_64 rng(42);
       for (const Case& c : cases) run_case(c, rng, true);
