@@ -6,11 +6,12 @@
 # and 12's variants as the alternatives: KILN_ATTENTION_SM90_BWD=m128 (head dim 64's 128-row query
 # blocks; 128 has no such mode and runs its default), KILN_ATTENTION_SM90_FWD=m192 (head dim 64's
 # 192-row forward blocks; likewise), KILN_ATTENTION_SM90_ORDER=grouped, KILN_ATTENTION_SM90_PERSIST=on,
-# and all four). It writes six files into OUT_DIR (a device run returns few): env.txt; checks.txt (the check
+# and all four). It writes seven files into OUT_DIR (a device run returns few): env.txt; checks.txt (the check
 # paths against the float64 references, then every path's timings at the issue-4 shapes); bench.txt /
 # bench-attention.json (`kiln bench attention --device cuda`, the defaults); bench-alts.txt (the same
 # with each alternative environment, one after another); tests.tap (the attention, half and nn-cuda
-# tests). Each step has a time limit, so the whole stays under about 7 minutes.
+# tests); tests-alts.tap (the attention tests with the last alternative, all variants on). Each step
+# has a time limit, so the whole stays under about 8 minutes.
 set -uo pipefail
 OUT=${1:?usage: gpu-attention-quick.sh OUT_DIR [check paths] [alternative envs]}
 paths=${2:-wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg-f3,wg-f3a,wg}
@@ -39,3 +40,8 @@ done
 timeout 60 node node_modules/ava/entrypoints/cli.mjs --tap --concurrency 8 --timeout 2m test/attention.test.ts test/dtype-half.test.ts \
   test/nn-cuda.test.ts > "$OUT/tests.tap" 2>&1
 echo "tests: ok $(grep -c '^ok' "$OUT/tests.tap"), not ok $(grep -c '^not ok' "$OUT/tests.tap") ([cuda] ok $(grep '^ok' "$OUT/tests.tap" | grep -c cuda))"
+# The attention tests once more with every variant on (the last alternative: all four together), so
+# that one run validates them through the TypeScript op as well as the check program.
+env ${altList[-1]} timeout 45 node node_modules/ava/entrypoints/cli.mjs --tap --concurrency 8 --timeout 2m test/attention.test.ts \
+  > "$OUT/tests-alts.tap" 2>&1
+echo "tests with ${altList[-1]}: ok $(grep -c '^ok' "$OUT/tests-alts.tap"), not ok $(grep -c '^not ok' "$OUT/tests-alts.tap")"
