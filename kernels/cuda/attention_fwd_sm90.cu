@@ -21,12 +21,13 @@
 // (named barrier 1 + c opens consumer c's turn, the other's arrival after its own issue opens it),
 // so that one's softmax runs while the other's products keep the tensor cores busy. K and V stages are
 // released separately (emptyK / emptyV), so K(j+1) can load while V(j) is still being read; thread
-// 0 of the producer loads Q and the K ring, thread 32 the V ring.
+// 0 of the producer loads Q and the K ring, thread 32 the V ring. A fourth schedule (head dim 64
+// only) is the pipelined one on blocks of 192 query rows: 512 threads, three consumers (kM, Block).
 //
-// Shared-memory layout (see sm90_common.cuh): every tile is 128 rows x D of 64 x 64-element boxes
-// (8 KiB each, 1 KiB-aligned, 128-byte swizzle), box (d block, 64-row block) at (2 d + r) * 8 KiB,
-// so the 128 rows of one d block are contiguous 128-byte rows (8-row groups 1 KiB apart).
-// Q (box (d, c) is consumer c's), then stage s's K and V, then the mbarriers.
+// Shared-memory layout (see sm90_common.cuh): every tile is 128 (Q: kM) rows x D of 64 x 64-element
+// boxes (8 KiB each, 1 KiB-aligned, 128-byte swizzle), box (d block, 64-row block r) at (2 d + r) *
+// 8 KiB (Q: (kM / 64 d + r) * 8 KiB), so the rows of one d block are contiguous 128-byte rows
+// (8-row groups 1 KiB apart). Q (box (d, c) is consumer c's), then stage s's K and V, then the mbarriers.
 //
 // Rows past Tq or Tk are zero-filled by the TMA unit and masked, as are keys past the causal diagonal
 // (P = 0 exactly). Key padding lengths are not taken (sm90_attention_unsupported): V rows in
