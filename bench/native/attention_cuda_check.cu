@@ -455,14 +455,6 @@ std::string sm90_bwd(AttnDType t, const AttentionArgs& a, const void* q, const v
   std::string err = kiln::cuda::sm90_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv, handled);
   return handled ? err : std::string(kNotTaken);
 }
-// The forward with the consumers' schedule `mode` (sm90_attention_set_fwd_pipeline).
-std::string sm90_fwd_sched(int mode, AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
-                           float* lse) {
-  kiln::cuda::sm90_attention_set_fwd_pipeline(mode);
-  std::string err = sm90_fwd(t, a, q, k, v, out, lse);
-  kiln::cuda::sm90_attention_set_fwd_pipeline(0);  // back to the process default
-  return err;
-}
 // What attention.cu's default dispatch should run on compute capability 9.x (sm90_attention_enabled):
 // the sm90 kernels where they take the call, else fa2.
 std::string default_fwd(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
@@ -477,37 +469,12 @@ std::string default_bwd(AttnDType t, const AttentionArgs& a, const void* q, cons
   if (handled) return err;
   return kiln::cuda::fa2_attention_backward(t, a, q, k, v, out, dout, lse, dq, dk, dv);
 }
-// The backward with the operand sources and product order `mode` (sm90_attention_set_bwd_operands).
-std::string sm90_bwd_ops(int mode, AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v,
-                         const void* out, const void* dout, const float* lse, void* dq, void* dk, void* dv) {
-  kiln::cuda::sm90_attention_set_bwd_operands(mode);
-  std::string err = sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
-  kiln::cuda::sm90_attention_set_bwd_operands(0);  // back to the process default
-  return err;
-}
-// dV / dK's A operands from registers, dQ issued last (1); from shared memory (2); from registers
-// with dQ issued first and added while dV / dK are in flight (3); head dim 64: from shared memory,
-// dQ issued first and summed over the consumers in shared memory, half the atomics (4); dQ issued
-// first and added by the TMA unit's bulk reduction from shared memory, dV / dK's A from registers
-// (5) or from shared memory (6); head dim 64: 128-row query blocks, dQ split by query rows, issued
-// first and added by the bulk reduction, dV / dK's A from registers (7).
-#define KILN_SM90_BWD_OPS(NAME, MODE)                                                                                            \
-  std::string NAME(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,          \
-                   const void* dout, const float* lse, void* dq, void* dk, void* dv) {                                       \
-    return sm90_bwd_ops(MODE, t, a, q, k, v, out, dout, lse, dq, dk, dv);                                                    \
-  }
-KILN_SM90_BWD_OPS(sm90_bwd_rs, 1)
-KILN_SM90_BWD_OPS(sm90_bwd_ss, 2)
-KILN_SM90_BWD_OPS(sm90_bwd_dqfirst, 3)
-KILN_SM90_BWD_OPS(sm90_bwd_dqsum, 4)
-KILN_SM90_BWD_OPS(sm90_bwd_bulk, 5)
-KILN_SM90_BWD_OPS(sm90_bwd_bulkss, 6)
-KILN_SM90_BWD_OPS(sm90_bwd_m128, 7)
-#undef KILN_SM90_BWD_OPS
 // The kernels with sessions 11 and 12's launch settings for the call (each 0: the process default):
 // the block order (sm90_attention_set_order: 2 grouped), persistent launches
 // (sm90_attention_set_persistent: 2 on), the backward's operand mode (sm90_attention_set_bwd_operands)
-// and the forward's schedule (sm90_attention_set_fwd_pipeline: 4 head dim 64's 192-row blocks).
+// and the forward's schedule (sm90_attention_set_fwd_pipeline: 1 one tile at a time, 2 pipelined (the
+// softmax of tile j beside P V of tile j - 1), 3 pipelined with the two consumers taking turns to
+// issue their products (pingpong), 4 head dim 64's 192-row blocks).
 struct Sm90Settings {
   Sm90Settings(int order, int persist, int ops, int fwd = 0) {
     kiln::cuda::sm90_attention_set_order(order);
@@ -533,18 +500,20 @@ std::string sm90_bwd_with(AttnDType t, const AttentionArgs& a, const void* q, co
   const Sm90Settings set(kOrder, kPersist, kOps);
   return sm90_bwd(t, a, q, k, v, out, dout, lse, dq, dk, dv);
 }
-// One tile at a time.
-std::string sm90_fwd_simple(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
-  return sm90_fwd_sched(1, t, a, q, k, v, out, lse);
-}
-// Pipelined consumers (softmax of tile j beside P V of tile j - 1).
-std::string sm90_fwd_pipe(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
-  return sm90_fwd_sched(2, t, a, q, k, v, out, lse);
-}
-// Pipelined, the two consumers taking turns to issue their products (pingpong).
-std::string sm90_fwd_ping(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
-  return sm90_fwd_sched(3, t, a, q, k, v, out, lse);
-}
+// The backward's operand modes (sm90_attention_set_bwd_operands): dV / dK's A operands from registers,
+// dQ issued last (1); from shared memory (2); from registers with dQ issued first and added while
+// dV / dK are in flight (3); head dim 64: from shared memory, dQ issued first and summed over the
+// consumers in shared memory, half the atomics (4); dQ issued first and added by the TMA unit's bulk
+// reduction from shared memory, dV / dK's A from registers (5) or from shared memory (6); head dim
+// 64: 128-row query blocks, dQ split by query rows, issued first and added by the bulk reduction,
+// dV / dK's A from registers (7).
+constexpr auto sm90_bwd_rs = &sm90_bwd_with<0, 0, 1>;
+constexpr auto sm90_bwd_ss = &sm90_bwd_with<0, 0, 2>;
+constexpr auto sm90_bwd_dqfirst = &sm90_bwd_with<0, 0, 3>;
+constexpr auto sm90_bwd_dqsum = &sm90_bwd_with<0, 0, 4>;
+constexpr auto sm90_bwd_bulk = &sm90_bwd_with<0, 0, 5>;
+constexpr auto sm90_bwd_bulkss = &sm90_bwd_with<0, 0, 6>;
+constexpr auto sm90_bwd_m128 = &sm90_bwd_with<0, 0, 7>;
 // The backward with dQ split by keys between the consumers (head dim 128; 64 always splits so).
 std::string sm90_bwd_keys(AttnDType t, const AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
                           const void* dout, const float* lse, void* dq, void* dk, void* dv) {
@@ -638,8 +607,8 @@ void run_case(const Case& c, std::mt19937_64& rng, bool sm90) {
 #ifdef KILN_CHECK_SM90
   if (sm90)
     paths = {{"wg-f", sm90_fwd, kiln::cuda::fa2_attention_backward},
-             {"wg-fp", sm90_fwd_pipe, kiln::cuda::fa2_attention_backward},
-             {"wg-fpp", sm90_fwd_ping, kiln::cuda::fa2_attention_backward},
+             {"wg-fp", sm90_fwd_with<0, 0, 2>, kiln::cuda::fa2_attention_backward},
+             {"wg-fpp", sm90_fwd_with<0, 0, 3>, kiln::cuda::fa2_attention_backward},
              {"wg-b", kiln::cuda::fa2_attention_forward, sm90_bwd},
              {"wg-bk", kiln::cuda::fa2_attention_forward, sm90_bwd_keys},
              {"wg-bs", kiln::cuda::fa2_attention_forward, sm90_bwd_ss},
@@ -789,9 +758,9 @@ void time_shape(int64_t B, int64_t H, int64_t T, int64_t D, bool causal, bool wi
 #ifdef KILN_CHECK_SM90
   if (withSm90) {
     paths.push_back({"wg", sm90_fwd, sm90_bwd});                          // the defaults
-    paths.push_back({"wg-1", sm90_fwd_simple, sm90_bwd});                 // one tile at a time
-    paths.push_back({"wg-p", sm90_fwd_pipe, sm90_bwd});                    // pipelined forward
-    paths.push_back({"wg-pp", sm90_fwd_ping, sm90_bwd});                   // pipelined + pingpong forward
+    paths.push_back({"wg-1", sm90_fwd_with<0, 0, 1>, sm90_bwd});          // one tile at a time
+    paths.push_back({"wg-p", sm90_fwd_with<0, 0, 2>, sm90_bwd});          // pipelined forward
+    paths.push_back({"wg-pp", sm90_fwd_with<0, 0, 3>, sm90_bwd});         // pipelined + pingpong forward
     if (D == 128) paths.push_back({"wg-k", sm90_fwd, sm90_bwd_keys});  // dQ split by keys
     paths.push_back({"wg-s", sm90_fwd, sm90_bwd_ss});                      // dV / dK's A operands from shared memory
     paths.push_back({"wg-q", sm90_fwd, sm90_bwd_dqfirst});                 // dQ first, its atomics beside dV / dK

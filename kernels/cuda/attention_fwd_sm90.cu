@@ -545,12 +545,10 @@ std::string run(const cpu::AttentionArgs& a, const void* q, const void* k, const
       !tma_encode_rows(tmV, BF16, v, D, a.Tk, BH))
     return "";  // a layout the TMA unit refuses: the fa2 kernels run
   constexpr int dflt = D == 128 ? 2 : 3;
-  int mode = g_fwdPipe.get(dflt);
-  if (mode == 4 && D != 64) mode = dflt;
-  switch (mode) {
+  switch (g_fwdPipe.get(dflt)) {
     case 2: return run_rows<BF16, D, 2, 128>(a, tmQ, tmK, tmV, out, lse, handled);
     case 3: return run_rows<BF16, D, 3, 128>(a, tmQ, tmK, tmV, out, lse, handled);
-    case 4:  // head dim 64 only (above)
+    case 4:  // head dim 64 only: 128 runs its default
       if constexpr (D == 64) return run_rows<BF16, D, 2, 192>(a, tmQ, tmK, tmV, out, lse, handled);
       else return run_rows<BF16, D, dflt, 128>(a, tmQ, tmK, tmV, out, lse, handled);
     default: return run_rows<BF16, D, 1, 128>(a, tmQ, tmK, tmV, out, lse, handled);
