@@ -3,10 +3,11 @@
 # its first version's steps in 90 s): in the unpacked payload of scripts/gpu-pack.sh, with node on PATH,
 #   bash scripts/gpu-attention-quick.sh OUT_DIR [check paths] [alternative envs, ';'-separated]
 # (defaults: the check paths wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg-f3,wg-f3a,wg and sessions 11
-# and 12's variants as the alternatives: KILN_ATTENTION_SM90_BWD=m128 (head dim 64's 128-row query
+# to 13's variants as the alternatives: KILN_ATTENTION_SM90_BWD=m128 (head dim 64's 128-row query
 # blocks; 128 has no such mode and runs its default), KILN_ATTENTION_SM90_FWD=m192 (head dim 64's
 # 192-row forward blocks; likewise), KILN_ATTENTION_SM90_ORDER=grouped, KILN_ATTENTION_SM90_PERSIST=on,
-# and all four). It writes seven files into OUT_DIR (a device run returns few): env.txt; checks.txt (the check
+# KILN_ATTENTION_F32=fa2 (float32 on fa2's 3xTF32 mma.sync kernels instead of the basic WMMA ones:
+# the bench's float32 rows), and all five). It writes seven files into OUT_DIR (a device run returns few): env.txt; checks.txt (the check
 # paths against the float64 references, then every path's timings at the issue-4 shapes); bench.txt /
 # bench-attention.json (`kiln bench attention --device cuda`, the defaults); bench-alts.txt (the same
 # with each alternative environment, one after another); tests.tap (the attention, half and nn-cuda
@@ -15,8 +16,8 @@
 set -uo pipefail
 OUT=${1:?usage: gpu-attention-quick.sh OUT_DIR [check paths] [alternative envs]}
 paths=${2:-wg-f,wg-bu,wg-bm,wg-bt,wg-g,wg-fn,wg-bp,wg-ba,wg-f3,wg-f3a,wg}
-all="KILN_ATTENTION_SM90_BWD=m128 KILN_ATTENTION_SM90_FWD=m192 KILN_ATTENTION_SM90_ORDER=grouped KILN_ATTENTION_SM90_PERSIST=on"
-alts=${3:-KILN_ATTENTION_SM90_BWD=m128;KILN_ATTENTION_SM90_FWD=m192;KILN_ATTENTION_SM90_ORDER=grouped;KILN_ATTENTION_SM90_PERSIST=on;$all}
+all="KILN_ATTENTION_SM90_BWD=m128 KILN_ATTENTION_SM90_FWD=m192 KILN_ATTENTION_SM90_ORDER=grouped KILN_ATTENTION_SM90_PERSIST=on KILN_ATTENTION_F32=fa2"
+alts=${3:-KILN_ATTENTION_SM90_BWD=m128;KILN_ATTENTION_SM90_FWD=m192;KILN_ATTENTION_SM90_ORDER=grouped;KILN_ATTENTION_SM90_PERSIST=on;KILN_ATTENTION_F32=fa2;$all}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 export KILN_TORCH_PYTHON=${KILN_TORCH_PYTHON:-$(command -v python3)}
@@ -35,12 +36,12 @@ IFS=';' read -ra altList <<< "$alts"
 for alt in "${altList[@]}"; do
   echo "== with $alt" | tee -a "$OUT/bench-alts.txt"
   env $alt timeout 60 node dist/src/cli/main.js bench attention --device cuda >> "$OUT/bench-alts.txt" 2>&1
-  grep -E 'causal  ' "$OUT/bench-alts.txt" | tail -6
+  grep -E 'causal  ' "$OUT/bench-alts.txt" | tail -8
 done
 timeout 60 node node_modules/ava/entrypoints/cli.mjs --tap --concurrency 8 --timeout 2m test/attention.test.ts test/dtype-half.test.ts \
   test/nn-cuda.test.ts > "$OUT/tests.tap" 2>&1
 echo "tests: ok $(grep -c '^ok' "$OUT/tests.tap"), not ok $(grep -c '^not ok' "$OUT/tests.tap") ([cuda] ok $(grep '^ok' "$OUT/tests.tap" | grep -c cuda))"
-# The attention tests once more with every variant on (the last alternative: all four together), so
+# The attention tests once more with every variant on (the last alternative: all five together), so
 # that one run validates them through the TypeScript op as well as the check program.
 env ${altList[-1]} timeout 45 node node_modules/ava/entrypoints/cli.mjs --tap --concurrency 8 --timeout 2m test/attention.test.ts \
   > "$OUT/tests-alts.tap" 2>&1

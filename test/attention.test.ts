@@ -323,6 +323,7 @@ test('CUDA matches the CPU kernel, forward and backward (float32), dropout mask 
     { B: 2, H: 2, Tq: 70, Tk: 70, D: 32, causal: true, p: 0 },
     { B: 1, H: 3, Tq: 33, Tk: 130, D: 64, causal: true, p: 0.2 },
     { B: 2, H: 1, Tq: 129, Tk: 40, D: 128, causal: false, p: 0, lens: [17, 40] },
+    { B: 1, H: 2, Tq: 150, Tk: 200, D: 64, causal: true, p: 0 },
   ]) {
     const mk = (T: number) => kiln.fromTyped(Float32Array.from(randArray(c.B * c.H * T * c.D, rnd)), [c.B, c.H, T, c.D]);
     const host = [mk(c.Tq), mk(c.Tk), mk(c.Tk)], g = mk(c.Tq);

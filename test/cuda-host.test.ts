@@ -25,8 +25,11 @@ test('tensor-core kernels on the host model: gemm_sm90, fa2 and the Hopper atten
   const m = /(\d+) of (\d+) cases passed/.exec(r.stdout);
   t.truthy(m, r.stdout);
   t.is(m![1], m![2]);
-  t.true(Number(m![2]) >= 253, r.stdout);
+  t.true(Number(m![2]) >= 263, r.stdout);
   t.regex(r.stdout, /PASS dispatch f32 D128 .* dropout -> basic/);
+  t.regex(r.stdout, /PASS dispatch f32 D128 B1 H1 Tq200 Tk90 causal  \(f32 fa2 on\) -> fa2/);
+  t.regex(r.stdout, /PASS dispatch f32 D32 .* key-lengths \(f32 fa2 on\) -> fa2/);
+  t.regex(r.stdout, /PASS dispatch f32 D64 .* key-mask \(f32 fa2 on\) -> basic/);
   t.regex(r.stdout, /PASS fa2 bf16 D128 .* causal key-lengths/);
   t.regex(r.stdout, /PASS gemm bf16 AtBt/);
   t.regex(r.stdout, /PASS bwd bf16 D128 .* causal dQ-by-columns/);

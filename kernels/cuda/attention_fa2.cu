@@ -4,7 +4,8 @@
 // key padding lengths, dropout (the same Philox mask as the CPU and attention.cu's basic kernels:
 // the forward scales P by the mask after the row sum, the backward redraws it; separate kernel
 // instantiations, so calls without dropout run the code they ran before), head dims 32/64/128, lse
-// saved as float32 in natural-log units.
+// saved as float32 in natural-log units. float32 (opt-in: KILN_ATTENTION_F32=fa2) runs the same two
+// kernels with 3xTF32 products on mma.sync m16n8k8 (see "float32" below).
 //
 // Forward: one CTA of 4 warps per (128 query rows, batch*head); each warp owns 32 rows (two m16
 // tiles, so every K/V fragment read from shared memory feeds two mma). K and V tiles stream through
@@ -31,6 +32,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -120,6 +122,10 @@ __device__ inline void cp_async16(void* dst, const void* src, bool valid) { ::ki
 __device__ inline void cp_async4(void* dst, const void* src, bool valid) { ::kiln_host::cp_async(dst, src, 4, valid ? 4 : 0); }
 __device__ inline void cp_async_commit() { ::kiln_host::cp_async_commit(); }
 __device__ inline void cp_async_wait_all() { ::kiln_host::cp_async_wait_all(); }
+__device__ inline uint32_t to_tf32(float x) { return ::kiln_host::cvt_rna_tf32(x); }
+__device__ inline void mma_tf32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  ::kiln_host::mma_m16n8k8_tf32(c, a, b0, b1);
+}
 #else
 
 __device__ inline uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
@@ -146,6 +152,19 @@ __device__ inline void cp_async4(void* dst, const void* src, bool valid) {
 }
 __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// x rounded to the nearest TF32 value (ties away from zero), as a 32-bit register.
+__device__ inline uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+}
+// D += A B, TF32 operands, float accumulators (m16n8k8).
+__device__ inline void mma_tf32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 #endif  // KILN_HOST_MODEL
 
 
@@ -158,17 +177,18 @@ __device__ inline int64_t key_end(const Params& p, int64_t b) {
 // Clamps x into [lo, hi] as an int (tile-relative limits stay small whatever the sequence length).
 __device__ inline int clamp_int(int64_t x, int lo, int hi) { return x < lo ? lo : (x > hi ? hi : static_cast<int>(x)); }
 
-// Rows [r0, r0 + ROWS) of a row-major [*, D] matrix into a shared tile with row stride D + 8;
-// rows at or past `limit` are zero-filled (src itself stays a valid address). Each thread keeps
-// one 16-byte column and steps down the rows, so the addresses are one base plus constants.
+// Rows [r0, r0 + ROWS) of a row-major [*, D] matrix into a shared tile with rows padded by 16 bytes
+// (row stride D + 8 for the half types, D + 4 for float32); rows at or past `limit` are zero-filled
+// (src itself stays a valid address). Each thread keeps one 16-byte column and steps down the rows,
+// so the addresses are one base plus constants.
 template <class T, int D, int ROWS, int THREADS>
 __device__ inline void load_rows_async(T* dst, const T* src, int64_t r0, int64_t limit) {
-  constexpr int kChunks = D / 8, LD = D + 8, kStep = THREADS / kChunks;
+  constexpr int kPer = 16 / sizeof(T), kChunks = D / kPer, LD = D + kPer, kStep = THREADS / kChunks;
   static_assert(THREADS % kChunks == 0 && ROWS % kStep == 0, "tile copy shape");
   const int r = threadIdx.x / kChunks, cc = threadIdx.x % kChunks;
   const int left = clamp_int(limit - r0 - r, 0, ROWS);  // rows r, r + kStep, ... below this are valid
-  const T* s = src + (r0 + r) * D + cc * 8;
-  T* d = dst + r * LD + cc * 8;
+  const T* s = src + (r0 + r) * D + cc * kPer;
+  T* d = dst + r * LD + cc * kPer;
 #pragma unroll
   for (int u = 0; u < ROWS / kStep; ++u) {
     const bool ok = u * kStep < left;
@@ -725,6 +745,538 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   }
 }
 
+// ---- float32: 3xTF32 on mma.sync m16n8k8 -------------------------------------------------------
+// The same two kernels for float32 (opt-in, see fa2_attention_supports): every product is 3xTF32,
+// x = hi + lo with hi = x rounded to TF32 and lo = the rounded remainder, and A B = lo_A hi_B +
+// hi_A lo_B + hi_A hi_B (lo lo is below float32 rounding), as kernels/cuda/gemm.cu's float32
+// matmul: float32-level accuracy, like the basic kernels' 3xTF32 WMMA and PyTorch's float32 SDPA.
+// Fragment layouts (PTX ISA, mma.m16n8k8 .tf32; g = lane / 4, t = lane % 4):
+//   A 16x8: a0 = (g, t), a1 = (g+8, t), a2 = (g, t+4), a3 = (g+8, t+4);  B 8x8: b0 = (k t, n g), b1 = (k t+4, n g)
+//   C 16x8 as m16n8k16's.
+// ldmatrix on 32-bit data: each 8x8 b16 matrix is 8 rows of 4 floats and register i of lane l holds
+// matrix i's (row l/4, float l%4), so a tile whose k index runs along its rows' floats (Q and K in
+// S = Q K^T, K and V in the backward's S^T and dP^T) loads as with the half types, at half the
+// columns per matrix. Where k runs down a tile's rows (V in P V, dO and Q in dV and dK, K in dQ),
+// each k step's 8 slots are permuted: slot t is row 2t, slot t + 4 is row 2t + 1, so B's b0 / b1 are
+// single 32-bit loads (b_rows) in banks (2t LD + g) mod 32 = 8t + g, all different (LD = 4 mod 32).
+// The A operands that come from accumulators (P; P^T and dS^T in the backward) take the same
+// permutation on their way through shared memory (ps_store), where accumulator columns 2t, 2t + 1
+// land at t, t + 4 and ldmatrix reads them back as A. Float tiles are row-major with rows padded by
+// 4 floats (16 bytes), which also spreads ldmatrix's rows over the banks.
+
+// A float from shared memory, kept in program order with the other shared-memory loads (ldmatrix):
+// left free, the compiler hoists a whole tile's operand loads and runs out of registers.
+#ifdef KILN_HOST_MODEL
+__device__ inline float lds_f32(const float* p) { return *p; }
+#else
+__device__ inline float lds_f32(const float* p) {
+  float x;
+  asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(x) : "r"(smem_u32(p)));
+  return x;
+}
+#endif
+
+// x = hi + lo, both TF32 (lo is 0 when x is not finite).
+__device__ inline void split_tf32(float x, uint32_t& hi, uint32_t& lo) {
+  hi = to_tf32(x);
+  const float h = __uint_as_float(hi);
+  lo = isfinite(h) ? to_tf32(x - h) : 0u;
+}
+
+// A 3xTF32 operand: four A registers or two B registers, each as hi and lo.
+template <int N>
+struct Split {
+  uint32_t h[N], l[N];
+  __device__ void set(int i, float x) { split_tf32(x, h[i], l[i]); }
+};
+
+// c += A B in 3xTF32, the small cross terms first. b0 / b1: B registers j0 / j1 of `b` (so one
+// ldmatrix x4 of two n-tiles' B feeds two calls).
+template <int NB>
+__device__ inline void mma3(float (&c)[4], const Split<4>& a, const Split<NB>& b, int j0, int j1) {
+  mma_tf32(c, a.l, b.h[j0], b.h[j1]);
+  mma_tf32(c, a.h, b.l[j0], b.l[j1]);
+  mma_tf32(c, a.h, b.h[j0], b.h[j1]);
+}
+
+// Stores accumulator tile c (rows g, g + 8; columns 2t, 2t + 1) into a shared tile at p = row g,
+// column t of the tile, with the permuted slots: column 2t at t, 2t + 1 at t + 4, so ldmatrix reads it
+// back as the A operand of one k step (registers (g, t) and (g, t + 4) = columns 2t and 2t + 1),
+// matching B's rows 2t, 2t + 1. The A operands go through shared memory rather than straight from
+// the accumulators because a k loop over registers must be unrolled, and unrolled, the compiler
+// hoists every k step's B loads and splits and runs out of registers. With LDP = 4 (mod 8) the 32
+// lanes of each store hit 32 different banks.
+template <int LDP>
+__device__ inline void ps_store(float* p, const float (&c)[4]) {
+  p[0] = c[0];
+  p[4] = c[1];
+  p[8 * LDP] = c[2];
+  p[8 * LDP + 4] = c[3];
+}
+
+// An A operand (16 rows x 8 k) or two n-tiles' B operands (16 n x 8 k) by one ldmatrix x4.
+__device__ inline Split<4> ldsm_split(uint32_t addr) {
+  uint32_t r[4];
+  ldsm_x4(r, addr);
+  Split<4> x;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) x.set(i, __uint_as_float(r[i]));
+  return x;
+}
+
+// B for one k step and n-tile from a tile whose k index runs down its rows: p points at row 2t of the
+// k step, column g of the n-tile.
+template <int LD>
+__device__ inline Split<2> b_rows(const float* p) {
+  Split<2> b;
+  b.set(0, lds_f32(p));
+  b.set(1, lds_f32(p + LD));
+  return b;
+}
+
+constexpr int kF32Pad = 4;
+
+template <int D, int Bc>
+constexpr size_t forward_smem_f32() {
+  return (size_t(kFwdRows + 2 * Bc) * (D + kF32Pad) + size_t(kFwdRows) * (Bc + kF32Pad)) * sizeof(float);
+}
+
+template <int D, int Bc, bool kCausal>
+__global__ void __launch_bounds__(kFwdThreads, 2)
+    forward_f32_kernel(Params p, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                       float* __restrict__ out, float* __restrict__ lse) {
+  constexpr int Br = kFwdRows, MT = 2, LD = D + kF32Pad, LDP = Bc + kF32Pad, NT = Bc / 8, DT = D / 8, KD = D / 8,
+                KC = Bc / 8;
+  static_assert(Br == 4 * 32, "4 warps of 32 rows");
+  static_assert(D % 32 == 0 && Bc % 16 == 0 && LD % 32 == 4 && LDP % 8 == 4, "tile shape");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* Qs = reinterpret_cast<float*>(smem_raw);
+  float* Ks = Qs + Br * LD;
+  float* Vs = Ks + Bc * LD;
+  float* Ps = Vs + Bc * LD;  // [Br][LDP]: each warp's P, key slots permuted (see ps_store)
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+  const int64_t nqb = (p.Tq + Br - 1) / Br;
+  const int64_t bh = blockIdx.x % p.BH;
+  const int64_t i0 = (nqb - 1 - blockIdx.x / p.BH) * Br;  // the longest causal rows start first
+  const int64_t b = bh / p.H, off = p.Tk - p.Tq;
+  const float* Qh = q + bh * p.Tq * D;
+  const float* Kh = k + bh * p.Tk * D;
+  const float* Vh = v + bh * p.Tk * D;
+  const int64_t kend = key_end(p, b);
+  int64_t kstop = kend;
+  if (kCausal) {  // keys [0, i0 + Br + off) may be seen by this block's rows
+    const int64_t lim = i0 + Br + off;
+    if (lim < kstop) kstop = lim > 0 ? lim : 0;
+  }
+  const int64_t nkb = (kstop + Bc - 1) / Bc;
+
+  load_rows_async<float, D, Br, kFwdThreads>(Qs, Qh, i0, p.Tq);
+  if (nkb > 0) load_rows_async<float, D, Bc, kFwdThreads>(Ks, Kh, 0, kend);
+  cp_async_commit();
+
+  const int64_t wrow0 = i0 + warp * 32;  // this warp's first query row
+  float o[MT][DT][4];
+  float mrow[MT][2], lrow[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.f;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mrow[mt][h] = -INFINITY;
+      lrow[mt][h] = 0.f;
+    }
+  }
+  // ldmatrix row addresses: Q as A (matrices: rows 0-7 / 8-15 x floats 0-3, then x floats 4-7), K as
+  // two n-tiles' B (keys 0-7 x floats 0-3 / 4-7, then keys 8-15).
+  const uint32_t qAddr = smem_u32(Qs + (warp * 32 + (lane & 15)) * LD + (lane >> 4) * 4);
+  const uint32_t kAddr = smem_u32(Ks + ((lane & 7) + ((lane >> 4) << 3)) * LD + ((lane >> 3) & 1) * 4);
+  const float* vRow = Vs + 2 * t4 * LD + g;  // V as B of P V: row 2t of a k step, column g of an n-tile
+  float* pRow = Ps + (warp * 32 + g) * LDP + t4;  // this lane's P stores
+  const uint32_t pAddr = smem_u32(Ps + (warp * 32 + (lane & 15)) * LDP + (lane >> 4) * 4);  // P as A
+  const float sl2 = p.scaleLog2;
+
+  for (int64_t jb = 0; jb < nkb; ++jb) {
+    const int64_t j0 = jb * Bc;
+    cp_async_wait_all();  // K(j) (and Q) landed; everyone is done with V(j-1)
+    __syncthreads();
+    load_rows_async<float, D, Bc, kFwdThreads>(Vs, Vh, j0, kend);
+    cp_async_commit();
+    const bool active = wrow0 < p.Tq && (!kCausal || j0 <= wrow0 + 31 + off);
+    float s[MT][NT][4];
+    if (active) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+#pragma unroll 1
+      for (int kk = 0; kk < KD; ++kk) {
+        Split<4> a[MT];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) a[mt] = ldsm_split(qAddr + (mt * 16 * LD + kk * 8) * 4);
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          const Split<4> bf = ldsm_split(kAddr + (np * 16 * LD + kk * 8) * 4);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma3(s[mt][2 * np], a[mt], bf, 0, 1);
+            mma3(s[mt][2 * np + 1], a[mt], bf, 2, 3);
+          }
+        }
+      }
+      const bool needMask = j0 + Bc > kend || (kCausal && j0 + Bc - 1 > wrow0 + off);
+      if (needMask) {
+        const int kLimit = clamp_int(kend - j0, 0, Bc);
+        const int diag = clamp_int(wrow0 + off - j0, -2 * Bc, 2 * Bc);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int r = mt * 16 + g + (e >> 1) * 8, c = nt * 8 + t4 * 2 + (e & 1);
+              if (c >= kLimit || (kCausal && c - r > diag)) s[mt][nt][e] = -INFINITY;
+            }
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float mnew = fmaxf(mrow[mt][h], mx);
+          const float mu = mnew == -INFINITY ? 0.f : mnew;
+          const float alpha = exp2_approx((mrow[mt][h] - mu) * sl2);
+          mrow[mt][h] = mnew;
+          const float ms = mu * sl2;
+          float sum = 0.f;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int e = 2 * h; e < 2 * h + 2; ++e) {
+              const float pv = exp2_approx(fmaf(s[mt][nt][e], sl2, -ms));
+              s[mt][nt][e] = pv;
+              sum += pv;
+            }
+          lrow[mt][h] = lrow[mt][h] * alpha + sum;
+#pragma unroll
+          for (int dt = 0; dt < DT; ++dt) {
+            o[mt][dt][2 * h] *= alpha;
+            o[mt][dt][2 * h + 1] *= alpha;
+          }
+        }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) ps_store<LDP>(pRow + mt * 16 * LDP + nt * 8, s[mt][nt]);
+      __syncwarp();
+    }
+    cp_async_wait_all();  // V(j) landed; everyone is done with K(j)
+    __syncthreads();
+    if (jb + 1 < nkb) {
+      load_rows_async<float, D, Bc, kFwdThreads>(Ks, Kh, j0 + Bc, kend);
+      cp_async_commit();
+    }
+    if (active) {
+#pragma unroll 1
+      for (int kc = 0; kc < KC; ++kc) {  // keys 8kc.. as one k step
+        Split<4> a[MT];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) a[mt] = ldsm_split(pAddr + (mt * 16 * LDP + kc * 8) * 4);
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt) {
+          const Split<2> bv = b_rows<LD>(vRow + kc * 8 * LD + dt * 8);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) mma3(o[mt][dt], a[mt], bv, 0, 1);
+        }
+      }
+    }
+  }
+  cp_async_wait_all();
+  __syncthreads();  // every copy into Qs has landed (also when there was no key tile)
+
+  float* stage = Qs + warp * 32 * LD;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float l = lrow[mt][h];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int r = mt * 16 + g + h * 8;
+#pragma unroll
+      for (int dt = 0; dt < DT; ++dt)
+        *reinterpret_cast<float2*>(stage + r * LD + dt * 8 + t4 * 2) = make_float2(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
+      const int64_t i = wrow0 + r;
+      if (t4 == 0 && i < p.Tq) lse[bh * p.Tq + i] = l > 0.f ? mrow[mt][h] * p.scale + logf(l) : -INFINITY;
+    }
+  __syncwarp();
+  float* Oh = out + bh * p.Tq * D;
+#pragma unroll
+  for (int c = lane; c < 32 * (D / 4); c += 32) {
+    const int r = c / (D / 4), cc = c % (D / 4);
+    const int64_t i = wrow0 + r;
+    if (i < p.Tq) *reinterpret_cast<float4*>(Oh + i * D + cc * 4) = *reinterpret_cast<const float4*>(stage + r * LD + cc * 4);
+  }
+}
+
+template <int D, int Br>
+constexpr size_t backward_smem_f32() {
+  return (size_t(2 * kBwdKeys) * (D + kF32Pad) + size_t(4 * Br) * (D + kF32Pad) + size_t(kBwdKeys) * (Br + kF32Pad) +
+          size_t(4 * Br)) *
+         sizeof(float);
+}
+
+// D_i = rowsum(dO o O) for float32; 8 threads per row, 16-byte loads.
+template <int D>
+__global__ void prep_f32_kernel(int64_t rows, const float* __restrict__ out, const float* __restrict__ dout,
+                                float* __restrict__ Di) {
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t row = tid >> 3;
+  const int sub = static_cast<int>(tid & 7);
+  float s = 0.f;
+  if (row < rows) {
+#pragma unroll
+    for (int c = sub; c < D / 4; c += 8) {
+      const float4 a = *reinterpret_cast<const float4*>(out + row * D + c * 4);
+      const float4 d = *reinterpret_cast<const float4*>(dout + row * D + c * 4);
+      s = fmaf(a.x, d.x, fmaf(a.y, d.y, fmaf(a.z, d.z, fmaf(a.w, d.w, s))));
+    }
+  }
+  s += __shfl_xor_sync(0xffffffffu, s, 1);
+  s += __shfl_xor_sync(0xffffffffu, s, 2);
+  s += __shfl_xor_sync(0xffffffffu, s, 4);
+  if (row < rows && sub == 0) Di[row] = s;
+}
+
+// The float32 backward: the half types' kernel with 3xTF32 products, and dQ added straight into the
+// (zeroed) float32 dq, already scaled (dS is scaled on its way to shared memory), so no accumulator
+// and no conversion pass.
+template <int D, int Br, bool kCausal>
+__global__ void __launch_bounds__(kBwdThreads, 1)
+    backward_f32_kernel(Params p, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                        const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Di,
+                        float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv) {
+  constexpr int Bc = kBwdKeys, LD = D + kF32Pad, LDS = Br + kF32Pad, NQ = Br / 8, DT = D / 8, KD = D / 8, KQ = Br / 8;
+  constexpr int WM = Br / 16, WN = 8 / WM, DW = D / WN, NDW = DW / 8;  // dQ = dS K: warps as WM x WN
+  static_assert(Bc == 8 * 16, "8 warps of 16 keys");
+  static_assert((Br == 32 || Br == 64 || Br == 128) && D % 32 == 0 && DW % 8 == 0 && LD % 32 == 4 && LDS % 32 == 4,
+                "tile shape");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* Ks = reinterpret_cast<float*>(smem_raw);
+  float* Vs = Ks + Bc * LD;
+  float* Qs = Vs + Bc * LD;       // [2][Br][LD]
+  float* dOs = Qs + 2 * Br * LD;  // [2][Br][LD]
+  float* dSs = dOs + 2 * Br * LD; // [Bc][LDS]: P^T, then scale dS^T, keys by (permuted) queries
+  float* lses = dSs + Bc * LDS;   // [2][Br]
+  float* Dis = lses + 2 * Br;     // [2][Br]
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+  const int64_t bh = blockIdx.x % p.BH;
+  const int64_t j0 = (blockIdx.x / p.BH) * Bc;
+  const int64_t b = bh / p.H, off = p.Tk - p.Tq;
+  const int64_t kend = key_end(p, b);
+  const float* Kh = k + bh * p.Tk * D;
+  const float* Vh = v + bh * p.Tk * D;
+  const float* Qh = q + bh * p.Tq * D;
+  const float* dOh = dout + bh * p.Tq * D;
+  const float* lseh = lse + bh * p.Tq;
+  const float* Dih = Di + bh * p.Tq;
+  float* dqh = dq + bh * p.Tq * D;
+
+  int64_t iStart = 0;
+  if (kCausal) {
+    const int64_t f = j0 - off;
+    iStart = f > 0 ? (f / Br) * Br : 0;
+  }
+  const int nIter = j0 < kend && iStart < p.Tq ? static_cast<int>((p.Tq - iStart + Br - 1) / Br) : 0;
+
+  auto load_query_block = [&](int buf, int64_t i0) {
+    load_rows_async<float, D, Br, kBwdThreads>(Qs + buf * Br * LD, Qh, i0, p.Tq);
+    load_rows_async<float, D, Br, kBwdThreads>(dOs + buf * Br * LD, dOh, i0, p.Tq);
+    const int r = threadIdx.x;
+    if (r < Br) {
+      const bool ok = i0 + r < p.Tq;
+      cp_async4(lses + buf * Br + r, ok ? lseh + i0 + r : lseh, ok);
+    } else if (r < 2 * Br) {
+      const bool ok = i0 + r - Br < p.Tq;
+      cp_async4(Dis + buf * Br + r - Br, ok ? Dih + i0 + r - Br : Dih, ok);
+    }
+  };
+
+  load_rows_async<float, D, Bc, kBwdThreads>(Ks, Kh, j0, kend);
+  load_rows_async<float, D, Bc, kBwdThreads>(Vs, Vh, j0, kend);
+  if (nIter > 0) load_query_block(0, iStart);
+  cp_async_commit();
+
+  float dka[DT][4], dva[DT][4];
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      dka[dt][e] = 0.f;
+      dva[dt][e] = 0.f;
+    }
+  const int64_t key0 = j0 + warp * 16;
+  const float sl2 = p.scaleLog2;
+  // ldmatrix row addresses: this warp's K and V rows as A; Q and dO rows as two n-tiles' B.
+  const uint32_t kA = smem_u32(Ks + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 4);
+  const uint32_t vA = smem_u32(Vs + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 4);
+  const int rowN = (lane & 7) + ((lane >> 4) << 3), colN = ((lane >> 3) & 1) * 4;
+  const uint32_t qB = smem_u32(Qs + rowN * LD + colN), doB = smem_u32(dOs + rowN * LD + colN);
+  const int m0 = (warp % WM) * 16, n0 = (warp / WM) * DW;  // this warp's dQ tile
+  constexpr uint32_t kBufBytes = Br * LD * sizeof(float);
+  float* sRow = dSs + (warp * 16 + g) * LDS + t4;  // this lane's P^T / dS^T stores
+  const uint32_t sA = smem_u32(dSs + (warp * 16 + (lane & 15)) * LDS + (lane >> 4) * 4);  // and A reads
+
+  for (int it = 0; it < nIter; ++it) {
+    const int buf = it & 1;
+    const int64_t i0 = iStart + static_cast<int64_t>(it) * Br;
+    cp_async_wait_all();  // this block's Q, dO, lse, D_i landed; everyone is done with the other buffer and dS
+    __syncthreads();
+    if (it + 1 < nIter) {
+      load_query_block(buf ^ 1, i0 + Br);
+      cp_async_commit();
+    }
+    const float* lseb = lses + buf * Br;
+    const float* Dib = Dis + buf * Br;
+    // S^T = K Q^T (16 keys x Br queries per warp), then P^T in place.
+    float st[NQ][4];
+#pragma unroll
+    for (int nt = 0; nt < NQ; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st[nt][e] = 0.f;
+#pragma unroll 1
+    for (int kk = 0; kk < KD; ++kk) {
+      const Split<4> a = ldsm_split(kA + kk * 8 * 4);
+#pragma unroll
+      for (int np = 0; np < NQ / 2; ++np) {
+        const Split<4> bf = ldsm_split(qB + buf * kBufBytes + (np * 16 * LD + kk * 8) * 4);
+        mma3(st[2 * np], a, bf, 0, 1);
+        mma3(st[2 * np + 1], a, bf, 2, 3);
+      }
+    }
+    const bool needMask = i0 + Br > p.Tq || key0 + 16 > kend || (kCausal && key0 + 15 > i0 + off);
+    const int qLimit = clamp_int(p.Tq - i0, 0, Br), kLimit = clamp_int(kend - key0, 0, 16);
+    const int diag = clamp_int(i0 + off - key0, -2 * Br, 2 * Br);
+#pragma unroll
+    for (int nt = 0; nt < NQ; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = nt * 8 + t4 * 2 + (e & 1), r = g + (e >> 1) * 8;
+        const float l = lseb[c];
+        const float L = l == -INFINITY ? INFINITY : l * kLog2e;
+        float pv = exp2_approx(fmaf(st[nt][e], sl2, -L));
+        if (needMask && (c >= qLimit || r >= kLimit || (kCausal && r - c > diag))) pv = 0.f;
+        st[nt][e] = pv;
+      }
+    // dP^T = V dO^T, then dS^T = P^T o (dP^T - D_i) in place.
+    float dpt[NQ][4];
+#pragma unroll
+    for (int nt = 0; nt < NQ; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dpt[nt][e] = 0.f;
+#pragma unroll 1
+    for (int kk = 0; kk < KD; ++kk) {
+      const Split<4> a = ldsm_split(vA + kk * 8 * 4);
+#pragma unroll
+      for (int np = 0; np < NQ / 2; ++np) {
+        const Split<4> bf = ldsm_split(doB + buf * kBufBytes + (np * 16 * LD + kk * 8) * 4);
+        mma3(dpt[2 * np], a, bf, 0, 1);
+        mma3(dpt[2 * np + 1], a, bf, 2, 3);
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < NQ; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dpt[nt][e] = st[nt][e] * (dpt[nt][e] - Dib[nt * 8 + t4 * 2 + (e & 1)]);
+    // dV += P^T dO, then dK += (scale dS^T) Q: A (this warp's keys x k = queries) from its rows of dSs,
+    // written there with the query slots permuted (ps_store), B = rows 2t, 2t + 1 of dO / Q.
+    const float* dOrow = dOs + buf * Br * LD + 2 * t4 * LD + g;
+    const float* qRow = Qs + buf * Br * LD + 2 * t4 * LD + g;
+#pragma unroll
+    for (int nt = 0; nt < NQ; ++nt) ps_store<LDS>(sRow + nt * 8, st[nt]);
+    __syncwarp();
+#pragma unroll 1
+    for (int kc = 0; kc < KQ; ++kc) {
+      const Split<4> pa = ldsm_split(sA + kc * 8 * 4);
+#pragma unroll
+      for (int dt = 0; dt < DT; ++dt) mma3(dva[dt], pa, b_rows<LD>(dOrow + kc * 8 * LD + dt * 8), 0, 1);
+    }
+    __syncwarp();  // the warp's reads of P^T are done
+#pragma unroll
+    for (int nt = 0; nt < NQ; ++nt) {
+      const float sc[4] = {dpt[nt][0] * p.scale, dpt[nt][1] * p.scale, dpt[nt][2] * p.scale, dpt[nt][3] * p.scale};
+      ps_store<LDS>(sRow + nt * 8, sc);
+    }
+    __syncwarp();
+#pragma unroll 1
+    for (int kc = 0; kc < KQ; ++kc) {
+      const Split<4> da = ldsm_split(sA + kc * 8 * 4);
+#pragma unroll
+      for (int dt = 0; dt < DT; ++dt) mma3(dka[dt], da, b_rows<LD>(qRow + kc * 8 * LD + dt * 8), 0, 1);
+    }
+    __syncthreads();  // every warp's scale dS^T is in dSs
+    // dq(rows m0.., cols n0..) += (scale dS) K over this block's 128 keys: A(query, key) = dSs[key][slot of
+    // query] (query 2u + b of a group of 8 sits at u + 4b), B(key, d) = Ks[key][d], both with the
+    // permuted key slots.
+    float dqa[NDW][4];
+#pragma unroll
+    for (int nt = 0; nt < NDW; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dqa[nt][e] = 0.f;
+    const float* dsRow = dSs + 2 * t4 * LDS + m0 + (g >> 1) + 4 * (g & 1);
+    const float* kRow = Ks + 2 * t4 * LD + n0 + g;
+#pragma unroll 2
+    for (int kc = 0; kc < Bc / 8; ++kc) {
+      const float* d0 = dsRow + kc * 8 * LDS;
+      Split<4> a;
+      a.set(0, lds_f32(d0));
+      a.set(1, lds_f32(d0 + 8));
+      a.set(2, lds_f32(d0 + LDS));
+      a.set(3, lds_f32(d0 + LDS + 8));
+#pragma unroll
+      for (int nt = 0; nt < NDW; ++nt) mma3(dqa[nt], a, b_rows<LD>(kRow + kc * 8 * LD + nt * 8), 0, 1);
+    }
+#pragma unroll
+    for (int nt = 0; nt < NDW; ++nt) atomic_add_tile<D>(dqh, dqa[nt], i0 + m0, n0 + nt * 8, p.Tq, lane);
+  }
+  cp_async_wait_all();
+  __syncthreads();  // all products are done with Ks/Vs (and every copy has landed)
+
+  // dK and dV: stage this warp's 16 rows in its own rows of Ks/Vs, then 16-byte stores.
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = warp * 16 + g + h * 8, c = dt * 8 + t4 * 2;
+      *reinterpret_cast<float2*>(Ks + r * LD + c) = make_float2(dka[dt][2 * h], dka[dt][2 * h + 1]);  // scale is in dS
+      *reinterpret_cast<float2*>(Vs + r * LD + c) = make_float2(dva[dt][2 * h], dva[dt][2 * h + 1]);
+    }
+  __syncwarp();
+  float* dKh = dk + bh * p.Tk * D;
+  float* dVh = dv + bh * p.Tk * D;
+#pragma unroll
+  for (int c = lane; c < 16 * (D / 4); c += 32) {
+    const int r = c / (D / 4), cc = c % (D / 4);
+    const int64_t j = key0 + r;
+    if (j < p.Tk) {
+      const int sr = (warp * 16 + r) * LD + cc * 4;
+      *reinterpret_cast<float4*>(dKh + j * D + cc * 4) = *reinterpret_cast<const float4*>(Ks + sr);
+      *reinterpret_cast<float4*>(dVh + j * D + cc * 4) = *reinterpret_cast<const float4*>(Vs + sr);
+    }
+  }
+}
+
 // ---- host side --------------------------------------------------------------------------------
 
 std::string cuda_error(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
@@ -862,6 +1414,92 @@ std::string run_backward(const cpu::AttentionArgs& a, const void* q, const void*
   });
 }
 
+// float32 (3xTF32) launches. Tiles per head dim (forward key tile Bc, backward query tile Br) keep
+// two forward blocks per multiprocessor and the backward within 227 KiB of shared memory.
+template <int D, int Bc, bool kCausal>
+std::string launch_forward_f32(const Params& p, const float* q, const float* k, const float* v, float* out, float* lse) {
+  static thread_local int readyDevice = -1;
+  constexpr size_t smem = forward_smem_f32<D, Bc>();
+  auto kernel = forward_f32_kernel<D, Bc, kCausal>;
+  if (std::string err = allow_smem(kernel, smem, &readyDevice); !err.empty()) return err;
+  unsigned grid = 0;
+  if (std::string err = blocks_1d(p.BH * ((p.Tq + kFwdRows - 1) / kFwdRows), &grid); !err.empty()) return err;
+  kernel<<<grid, kFwdThreads, smem>>>(p, q, k, v, out, lse);
+  return last_error();
+}
+
+template <int D, int Bc>
+std::string run_forward_f32(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, void* out, float* lse) {
+  const Params p = make_params(a);
+  const float *qf = static_cast<const float*>(q), *kf = static_cast<const float*>(k), *vf = static_cast<const float*>(v);
+  float* of = static_cast<float*>(out);
+  if (p.dropout) return "attention (fa2): float32 with dropout runs on the basic kernels";
+  return a.causal ? launch_forward_f32<D, Bc, true>(p, qf, kf, vf, of, lse) : launch_forward_f32<D, Bc, false>(p, qf, kf, vf, of, lse);
+}
+
+template <int D, int Br, bool kCausal>
+std::string launch_backward_f32(const Params& p, const float* q, const float* k, const float* v, const float* dout,
+                                const float* lse, const float* Di, float* dq, float* dk, float* dv) {
+  static thread_local int readyDevice = -1;
+  constexpr size_t smem = backward_smem_f32<D, Br>();
+  auto kernel = backward_f32_kernel<D, Br, kCausal>;
+  if (std::string err = allow_smem(kernel, smem, &readyDevice); !err.empty()) return err;
+  unsigned grid = 0;
+  if (std::string err = blocks_1d(p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys), &grid); !err.empty()) return err;
+  kernel<<<grid, kBwdThreads, smem>>>(p, q, k, v, dout, lse, Di, dq, dk, dv);
+  return last_error();
+}
+
+// dq is zeroed, D_i computed into scratch, then the backward adds scale dS K straight into dq.
+template <int D, int Br>
+std::string run_backward_f32(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                             const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  const Params p = make_params(a);
+  if (p.dropout) return "attention (fa2): float32 with dropout runs on the basic kernels";
+  const int64_t rowsQ = p.BH * p.Tq;
+  const size_t bytes = sizeof(float) * static_cast<size_t>(rowsQ);
+  std::string err;
+  void* scratch = alloc(bytes, &err);
+  if (!scratch) return err.empty() ? "attention (fa2): out of device memory" : err;
+  float* Di = static_cast<float*>(scratch);
+  const float *qf = static_cast<const float*>(q), *kf = static_cast<const float*>(k), *vf = static_cast<const float*>(v);
+  const float* gf = static_cast<const float*>(dout);
+  float *dqf = static_cast<float*>(dq), *dkf = static_cast<float*>(dk), *dvf = static_cast<float*>(dv);
+  const cudaError_t ce = cudaMemsetAsync(dqf, 0, sizeof(float) * static_cast<size_t>(rowsQ * D), 0);
+  if (ce != cudaSuccess) err = cuda_error(ce);
+  unsigned prepGrid = 0;
+  if (err.empty()) err = blocks_1d((rowsQ * 8 + 255) / 256, &prepGrid);
+  if (err.empty()) {
+    prep_f32_kernel<D><<<prepGrid, 256>>>(rowsQ, static_cast<const float*>(out), gf, Di);
+    err = last_error();
+  }
+  if (err.empty())
+    err = a.causal ? launch_backward_f32<D, Br, true>(p, qf, kf, vf, gf, lse, Di, dqf, dkf, dvf)
+                   : launch_backward_f32<D, Br, false>(p, qf, kf, vf, gf, lse, Di, dqf, dkf, dvf);
+  release(scratch, bytes);  // safe before the kernels finish: see backward_frame
+  return err;
+}
+
+std::string forward_f32_for(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
+                            float* lse) {
+  switch (a.D) {
+    case 32: return run_forward_f32<32, 64>(a, q, k, v, out, lse);
+    case 64: return run_forward_f32<64, 64>(a, q, k, v, out, lse);
+    case 128: return run_forward_f32<128, 16>(a, q, k, v, out, lse);
+    default: return "attention (fa2): head dim " + std::to_string(a.D) + " is not supported";
+  }
+}
+
+std::string backward_f32_for(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
+                             const void* dout, const float* lse, void* dq, void* dk, void* dv) {
+  switch (a.D) {
+    case 32: return run_backward_f32<32, 64>(a, q, k, v, out, dout, lse, dq, dk, dv);
+    case 64: return run_backward_f32<64, 64>(a, q, k, v, out, dout, lse, dq, dk, dv);
+    case 128: return run_backward_f32<128, 32>(a, q, k, v, out, dout, lse, dq, dk, dv);
+    default: return "attention (fa2): head dim " + std::to_string(a.D) + " is not supported";
+  }
+}
+
 // Tile choices per head dim: forward key tile Bc, backward query tile Br.
 template <class T>
 std::string forward_for(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
@@ -887,8 +1525,20 @@ std::string backward_for(const cpu::AttentionArgs& a, const void* q, const void*
 
 }  // namespace fa2
 
+// float32 through fa2: 0 as KILN_ATTENTION_F32 says (read once; "fa2" turns it on), 1 off, 2 on.
+static int g_f32_mode = 0;
+void fa2_attention_set_f32(int mode) { g_f32_mode = mode; }
+bool fa2_attention_f32_enabled() {
+  static const bool env = [] {
+    const char* e = std::getenv("KILN_ATTENTION_F32");
+    return e && std::strcmp(e, "fa2") == 0;
+  }();
+  return g_f32_mode == 0 ? env : g_f32_mode == 2;
+}
+
 bool fa2_attention_supports(AttnDType dtype, const cpu::AttentionArgs& a, const void* const* ptrs, int nptrs) {
-  if (dtype != AttnDType::F16 && dtype != AttnDType::BF16) return false;
+  if (dtype == AttnDType::F32 ? !fa2_attention_f32_enabled() || a.dropout > 0 : dtype != AttnDType::F16 && dtype != AttnDType::BF16)
+    return false;
   if (a.D != 32 && a.D != 64 && a.D != 128) return false;
   if (a.keyMask || !(a.scale > 0)) return false;
   if (a.B <= 0 || a.H <= 0 || a.Tq <= 0 || a.Tk <= 0) return false;
@@ -901,7 +1551,7 @@ std::string fa2_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, 
                                   const void* v, void* out, float* lse) {
   if (dtype == AttnDType::BF16) return fa2::forward_for<__nv_bfloat16>(a, q, k, v, out, lse);
   if (dtype == AttnDType::F16) return fa2::forward_for<__half>(a, q, k, v, out, lse);
-  return "attention (fa2): float16 and bfloat16 only";
+  return fa2::forward_f32_for(a, q, k, v, out, lse);
 }
 
 std::string attention_backward_frame(AttnDType dtype, const cpu::AttentionArgs& a, const void* out, const void* dout,
@@ -925,7 +1575,7 @@ std::string fa2_attention_backward(AttnDType dtype, const cpu::AttentionArgs& a,
                                    void* dk, void* dv) {
   if (dtype == AttnDType::BF16) return fa2::backward_for<__nv_bfloat16>(a, q, k, v, out, dout, lse, dq, dk, dv);
   if (dtype == AttnDType::F16) return fa2::backward_for<__half>(a, q, k, v, out, dout, lse, dq, dk, dv);
-  return "attention (fa2): float16 and bfloat16 only";
+  return fa2::backward_f32_for(a, q, k, v, out, dout, lse, dq, dk, dv);
 }
 
 }  // namespace cuda

@@ -1,7 +1,9 @@
 // The two CUDA attention implementations behind kernels/cuda/attention_api.h, as seen by
 // attention.cu's dispatch and by bench/native/attention_cuda_check.cu (no CUDA headers here).
 //   fa2:   kernels/cuda/attention_fa2.cu, FlashAttention-2 on mma.sync tensor-core fragments, for
-//          float16/bfloat16, head dims 32/64/128, causal or not, optional key padding lengths.
+//          float16/bfloat16, head dims 32/64/128, causal or not, optional key padding lengths, dropout;
+//          float32 too (3xTF32 m16n8k8) where opted in with KILN_ATTENTION_F32=fa2 (not yet run on a
+//          GPU, so float32 goes to basic by default).
 //   basic: kernels/cuda/attention.cu's general kernels (every dtype, key masks, dropout).
 // attention_forward/attention_backward take fa2 whenever fa2_attention_supports() says so and the
 // Hopper kernels of attention_sm90.h (compute capability 9.x) did not take the call, unless
@@ -15,9 +17,14 @@
 namespace kiln {
 namespace cuda {
 
-// Whether the fast path computes this call exactly as specified (dtype, head dim, no key mask, no
-// dropout, positive scale, non-empty sequences, 16-byte aligned tensors).
+// Whether the fast path computes this call exactly as specified (dtype: float32 only when opted in;
+// head dim, no key mask, positive scale, non-empty sequences, 16-byte aligned tensors).
 bool fa2_attention_supports(AttnDType dtype, const cpu::AttentionArgs& a, const void* const* ptrs, int nptrs);
+
+// float32 through fa2 (fa2_attention_supports): KILN_ATTENTION_F32=fa2 (read once) turns it on;
+// fa2_attention_set_f32 overrides that for tests (0 the environment's choice, 1 off, 2 on).
+void fa2_attention_set_f32(int mode);
+bool fa2_attention_f32_enabled();
 
 std::string fa2_attention_forward(AttnDType dtype, const cpu::AttentionArgs& a, const void* q, const void* k,
                                   const void* v, void* out, float* lse);

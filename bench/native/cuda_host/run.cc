@@ -486,6 +486,7 @@ struct DispatchCase {
   bool causal;
   int opt;  // 0 none, 1 key lengths, 2 key mask, 3 dropout
   const char* path;  // the kernels expected to take it (for the name)
+  bool f32fa2 = false;  // float32 through fa2 (KILN_ATTENTION_F32=fa2's switch) on
 };
 
 void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
@@ -542,6 +543,7 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
     a.offset = 77;
   }
   std::string report;
+  kiln::cuda::fa2_attention_set_f32(c.f32fa2 ? 2 : 1);
   const kiln_host::Stats before = kiln_host::stats();
   std::string err = kiln::cuda::attention_forward(c.dt, a, Q.p, K.p, V.p, O.p, L.p);
   if (err.empty()) err = kiln::cuda::attention_backward(c.dt, a, Q.p, K.p, V.p, O.p, dO.p, L.p, dQ.p, dK.p, dV.p);
@@ -566,9 +568,9 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
        ok;
   static const char* const optName[] = {"", "key-lengths", "key-mask", "dropout"};
   char name[200];
-  std::snprintf(name, sizeof name, "dispatch %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s -> %s", f32 ? "f32" : bf ? "bf16" : "f16",
+  std::snprintf(name, sizeof name, "dispatch %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s%s -> %s", f32 ? "f32" : bf ? "bf16" : "f16",
                 (long long)c.D, (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full",
-                optName[c.opt], c.path);
+                optName[c.opt], c.f32fa2 ? " (f32 fa2 on)" : "", c.path);
   finish(name, ok, report);
 }
 
@@ -981,6 +983,13 @@ int main(int argc, char** argv) {
         {AttnDType::BF16, 1, 2, 90, 200, 128, true, 3, "fa2"},         {AttnDType::BF16, 2, 1, 150, 70, 32, false, 3, "fa2"},
         {AttnDType::F32, 1, 2, 150, 150, 64, true, 0, "basic"},        {AttnDType::F32, 2, 1, 90, 130, 32, false, 2, "basic"},
         {AttnDType::F32, 1, 1, 100, 100, 128, true, 3, "basic"},      {AttnDType::BF16, 1, 2, 170, 170, 64, false, 0, "sm90"},
+        // float32 on fa2's 3xTF32 kernels (opted in): every head dim, causal and not, Tq != Tk both ways
+        // (causal rows that see no key), key lengths, one query, whole tiles; key masks and dropout stay basic.
+        {AttnDType::F32, 1, 2, 150, 150, 64, true, 0, "fa2", true},   {AttnDType::F32, 1, 1, 130, 300, 128, false, 0, "fa2", true},
+        {AttnDType::F32, 1, 2, 300, 130, 32, true, 0, "fa2", true},   {AttnDType::F32, 2, 1, 90, 130, 32, false, 1, "fa2", true},
+        {AttnDType::F32, 2, 1, 140, 140, 128, true, 1, "fa2", true},  {AttnDType::F32, 1, 2, 1, 257, 64, true, 0, "fa2", true},
+        {AttnDType::F32, 1, 1, 128, 128, 64, false, 0, "fa2", true},  {AttnDType::F32, 1, 1, 200, 90, 128, true, 0, "fa2", true},
+        {AttnDType::F32, 2, 1, 100, 140, 64, false, 2, "basic", true}, {AttnDType::F32, 1, 1, 100, 100, 32, true, 3, "basic", true},
     };
     section("dispatch", dc, 4, [&](const DispatchCase& c) { run_dispatch(c, rng); });
   }
