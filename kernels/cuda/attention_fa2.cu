@@ -1450,12 +1450,20 @@ std::string launch_backward_f32(const Params& p, const float* q, const float* k,
   return last_error();
 }
 
-// dq is zeroed, D_i computed into scratch, then the backward adds scale dS K straight into dq.
+// dq is zeroed, D_i computed into scratch, then the backward adds scale dS K straight into dq. A
+// device with less shared memory per block than the kernel needs (head dims 64 / 128 want 171 / 217
+// KiB; an A100 has 163) runs the basic kernels' backward instead.
 template <int D, int Br>
 std::string run_backward_f32(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, const void* out,
                              const void* dout, const float* lse, void* dq, void* dk, void* dv) {
   const Params p = make_params(a);
   if (p.dropout) return "attention (fa2): float32 with dropout runs on the basic kernels";
+  int dev = 0, optin = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  if (e != cudaSuccess) return cuda_error(e);
+  if (static_cast<size_t>(optin) < backward_smem_f32<D, Br>())
+    return basic_attention_backward(AttnDType::F32, a, q, k, v, out, dout, lse, dq, dk, dv);
   const int64_t rowsQ = p.BH * p.Tq;
   const size_t bytes = sizeof(float) * static_cast<size_t>(rowsQ);
   std::string err;
@@ -1525,13 +1533,15 @@ std::string backward_for(const cpu::AttentionArgs& a, const void* q, const void*
 
 }  // namespace fa2
 
-// float32 through fa2: 0 as KILN_ATTENTION_F32 says (read once; "fa2" turns it on), 1 off, 2 on.
+// float32 through fa2: 0 as KILN_ATTENTION_F32 says (read once: "fa2" on, anything else off; unset:
+// kF32ByDefault, false until a GPU run has checked and timed these kernels), 1 off, 2 on.
+constexpr bool kF32ByDefault = false;
 static int g_f32_mode = 0;
 void fa2_attention_set_f32(int mode) { g_f32_mode = mode; }
 bool fa2_attention_f32_enabled() {
   static const bool env = [] {
     const char* e = std::getenv("KILN_ATTENTION_F32");
-    return e && std::strcmp(e, "fa2") == 0;
+    return e ? std::strcmp(e, "fa2") == 0 : kF32ByDefault;
   }();
   return g_f32_mode == 0 ? env : g_f32_mode == 2;
 }

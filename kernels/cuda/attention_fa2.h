@@ -21,8 +21,9 @@ namespace cuda {
 // head dim, no key mask, positive scale, non-empty sequences, 16-byte aligned tensors).
 bool fa2_attention_supports(AttnDType dtype, const cpu::AttentionArgs& a, const void* const* ptrs, int nptrs);
 
-// float32 through fa2 (fa2_attention_supports): KILN_ATTENTION_F32=fa2 (read once) turns it on;
-// fa2_attention_set_f32 overrides that for tests (0 the environment's choice, 1 off, 2 on).
+// float32 through fa2 (fa2_attention_supports): KILN_ATTENTION_F32=fa2 (read once) turns it on, any
+// other value off (unset: off for now); fa2_attention_set_f32 overrides that for tests (0 the
+// environment's choice, 1 off, 2 on).
 void fa2_attention_set_f32(int mode);
 bool fa2_attention_f32_enabled();
 

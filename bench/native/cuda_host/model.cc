@@ -664,7 +664,7 @@ int device_attribute(cudaDeviceAttr a) {
     case cudaDevAttrMultiProcessorCount: return 132;
     case cudaDevAttrComputeCapabilityMajor: return 9;
     case cudaDevAttrComputeCapabilityMinor: return 0;
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: return 232448;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: return g_opt.smemOptin;
     case cudaDevAttrMaxSharedMemoryPerBlock: return 49152;
   }
   return 0;
@@ -1053,7 +1053,9 @@ void wgmma_wait(int n) {
 }
 
 void run_grid(const void* fn, dim3 grid, dim3 block, size_t smem, const std::function<void()>& body) {
-  if (int64_t(smem) > kernel_smem_limit(fn) || block.x * block.y * block.z > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
+  // (Also past the device's limit: a kernel opted in on one device model, then launched on a smaller one.)
+  if (int64_t(smem) > kernel_smem_limit(fn) || int64_t(smem) > g_opt.smemOptin || block.x * block.y * block.z > 1024 || grid.x == 0 ||
+      grid.y == 0 || grid.z == 0) {
     set_error(cudaErrorInvalidValue);
     return;
   }

@@ -5,7 +5,7 @@
 // Hopper attention kernels have never run on a GPU; their backward runs inside fa2's real frame
 // (D_i, the dQ accumulator and its conversion: three more kernels).
 //
-//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion]
+//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion[,...]]
 //
 // Exit status 1 when a case fails (a wrong result, or a finding of the model: deadlock, operand
 // changed in flight, misaligned copy, ...).
@@ -487,6 +487,7 @@ struct DispatchCase {
   int opt;  // 0 none, 1 key lengths, 2 key mask, 3 dropout
   const char* path;  // the kernels expected to take it (for the name)
   bool f32fa2 = false;  // float32 through fa2 (KILN_ATTENTION_F32=fa2's switch) on
+  int smemOptin = 0;    // > 0: the device's shared memory per block (the model's option) for this case
 };
 
 void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
@@ -568,9 +569,9 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
        ok;
   static const char* const optName[] = {"", "key-lengths", "key-mask", "dropout"};
   char name[200];
-  std::snprintf(name, sizeof name, "dispatch %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s%s -> %s", f32 ? "f32" : bf ? "bf16" : "f16",
+  std::snprintf(name, sizeof name, "dispatch %s D%lld B%lld H%lld Tq%lld Tk%lld %s %s%s%s -> %s", f32 ? "f32" : bf ? "bf16" : "f16",
                 (long long)c.D, (long long)c.B, (long long)c.H, (long long)c.Tq, (long long)c.Tk, c.causal ? "causal" : "full",
-                optName[c.opt], c.f32fa2 ? " (f32 fa2 on)" : "", c.path);
+                optName[c.opt], c.f32fa2 ? " (f32 fa2 on)" : "", c.smemOptin > 0 ? (" smem " + std::to_string(c.smemOptin)).c_str() : "", c.path);
   finish(name, ok, report);
 }
 
@@ -850,7 +851,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) opt.seed = std::strtoull(argv[++i], nullptr, 10);
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion[,...]]\n", argv[0]);
       return 2;
     }
   }
@@ -864,9 +865,11 @@ int main(int argc, char** argv) {
     kiln_host::set_options(opt);
   };
 
-  // One group of cases: skipped unless --only names it (or names none); --quick keeps its first quickCount.
+  // Whether --only names this group of cases (or names none): a comma-separated list.
+  auto wanted = [&](const std::string& name) { return only.empty() || ("," + only + ",").find("," + name + ",") != std::string::npos; };
+  // One group of cases: skipped unless wanted; --quick keeps its first quickCount.
   auto section = [&](const char* name, auto cases, size_t quickCount, auto run) {
-    if (!only.empty() && only != name) return;
+    if (!wanted(name)) return;
     if (quick && cases.size() > quickCount) cases.resize(quickCount);
     for (const auto& c : cases) {
       next_base();
@@ -946,7 +949,7 @@ int main(int argc, char** argv) {
       }
   for (const char* dir : {"fwd", "bwd"}) {
     const bool fwd = std::string(dir) == "fwd";
-    if (!only.empty() && only != dir) continue;
+    if (!wanted(dir)) continue;
     for (const AttnCase& c : ac) {
       // D 64 always splits dQ by keys (or by query rows, 8); the summed dQ, the 128-row query blocks of
       // the backward and the 192-row ones of the forward are D 64's alone
@@ -990,8 +993,19 @@ int main(int argc, char** argv) {
         {AttnDType::F32, 2, 1, 140, 140, 128, true, 1, "fa2", true},  {AttnDType::F32, 1, 2, 1, 257, 64, true, 0, "fa2", true},
         {AttnDType::F32, 1, 1, 128, 128, 64, false, 0, "fa2", true},  {AttnDType::F32, 1, 1, 200, 90, 128, true, 0, "fa2", true},
         {AttnDType::F32, 2, 1, 100, 140, 64, false, 2, "basic", true}, {AttnDType::F32, 1, 1, 100, 100, 32, true, 3, "basic", true},
+        // On an A100's 163 KiB of shared memory per block, head dims 64 / 128's float32 backward runs on the basic kernels
+        // (the forward, still fa2's, makes the path "fa2").
+        {AttnDType::F32, 1, 1, 130, 150, 128, true, 0, "fa2", true, 166912}, {AttnDType::F32, 2, 1, 100, 100, 64, false, 1, "fa2", true, 166912},
     };
-    section("dispatch", dc, 4, [&](const DispatchCase& c) { run_dispatch(c, rng); });
+    section("dispatch", dc, 4, [&](const DispatchCase& c) {
+      if (c.smemOptin > 0) {
+        kiln_host::Options o = opt;
+        o.smemOptin = c.smemOptin;
+        kiln_host::set_options(o);
+      }
+      run_dispatch(c, rng);
+      kiln_host::set_options(opt);
+    });
   }
   {
     // NT-Xent (shared, cosine, the self column masked, positives half a batch away), CLIP-like (two
@@ -1004,7 +1018,7 @@ int main(int argc, char** argv) {
     };
     section("nce", nc, 3, [&](const NceCase& c) { run_nce(c, rng); });
   }
-  if (only.empty() || only == "diffusion") {
+  if (wanted("diffusion")) {
     using kiln::cpu::NoiseSource;
     next_base();
     run_diffusion_step<float>(7, 37, false, NoiseSource::Philox, rng);  // 259 elements: the last pair is half used
