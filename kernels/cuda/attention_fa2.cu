@@ -196,6 +196,178 @@ __device__ inline void load_rows_async(T* dst, const T* src, int64_t r0, int64_t
   }
 }
 
+// ---- pieces the half-type and float32 kernels share ------------------------------------------
+
+// A forward block's place: its batch*head, its first query row (the longest causal rows start
+// first), the key offset Tk - Tq, its keys' end and how many key tiles it visits.
+struct FwdBlock {
+  int64_t bh, i0, off, kend, nkb;
+};
+template <bool kCausal, int Br, int Bc>
+__device__ inline FwdBlock forward_block(const Params& p) {
+  FwdBlock f;
+  const int64_t nqb = (p.Tq + Br - 1) / Br;
+  f.bh = blockIdx.x % p.BH;
+  f.i0 = (nqb - 1 - blockIdx.x / p.BH) * Br;
+  f.off = p.Tk - p.Tq;
+  f.kend = key_end(p, f.bh / p.H);
+  int64_t kstop = f.kend;
+  if (kCausal) {  // keys [0, i0 + Br + off) may be seen by this block's rows
+    const int64_t lim = f.i0 + Br + f.off;
+    if (lim < kstop) kstop = lim > 0 ? lim : 0;
+  }
+  f.nkb = (kstop + Bc - 1) / Bc;
+  return f;
+}
+
+// The forward's running state: O = 0, row maxima -inf, row sums 0.
+template <int MT, int DT>
+__device__ inline void forward_init(float (&o)[MT][DT][4], float (&mrow)[MT][2], float (&lrow)[MT][2]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.f;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mrow[mt][h] = -INFINITY;
+      lrow[mt][h] = 0.f;
+    }
+  }
+}
+
+// Hides (-inf) the scores of key tile j0 a warp's rows (from wrow0) may not see. Tile-relative: key c
+// (0..Bc) of row r (0..32) is hidden iff c >= kLimit or c - r > diag.
+template <bool kCausal, int MT, int NT>
+__device__ inline void mask_scores(float (&s)[MT][NT][4], int64_t kend, int64_t j0, int64_t wrow0, int64_t off, int g, int t4) {
+  constexpr int Bc = NT * 8;
+  const int kLimit = clamp_int(kend - j0, 0, Bc);
+  const int diag = clamp_int(wrow0 + off - j0, -2 * Bc, 2 * Bc);
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = mt * 16 + g + (e >> 1) * 8, c = nt * 8 + t4 * 2 + (e & 1);
+        if (c >= kLimit || (kCausal && c - r > diag)) s[mt][nt][e] = -INFINITY;
+      }
+}
+
+// Online softmax of key tile j0 on exp2 (scale > 0 is guaranteed by the dispatch, so max(s) gives
+// max(scale s)): S becomes P in place, O is rescaled, the row maxima and per-lane partial sums move
+// on. With dropout, l sums the kept and the dropped alike and only P V sees the mask.
+template <bool kDrop, int MT, int NT, int DT>
+__device__ inline void online_softmax(const Params& p, float (&s)[MT][NT][4], float (&o)[MT][DT][4], float (&mrow)[MT][2],
+                                      float (&lrow)[MT][2], int64_t bh, int64_t wrow0, int64_t j0, int g, int t4) {
+  const float sl2 = p.scaleLog2;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mnew = fmaxf(mrow[mt][h], mx);
+      const float mu = mnew == -INFINITY ? 0.f : mnew;  // nothing seen yet: every exp stays 0
+      const float alpha = exp2_approx((mrow[mt][h] - mu) * sl2);
+      mrow[mt][h] = mnew;
+      const float ms = mu * sl2;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 2 * h; e < 2 * h + 2; ++e) {
+          const float pv = exp2_approx(fmaf(s[mt][nt][e], sl2, -ms));
+          s[mt][nt][e] = pv;
+          sum += pv;
+        }
+      if constexpr (kDrop) {
+        const int64_t i = wrow0 + mt * 16 + g + h * 8;
+        const uint64_t w0 = p.offset + static_cast<uint64_t>((bh * p.Tq + i) * p.Tk + j0 + t4 * 2);
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          float z0, z1;
+          drop_factor_pair(p, w0 + nt * 8, z0, z1);
+          s[mt][nt][2 * h] *= z0;
+          s[mt][nt][2 * h + 1] *= z1;
+        }
+      }
+      lrow[mt][h] = lrow[mt][h] * alpha + sum;  // per-lane partial sum, reduced over the quad at the end
+#pragma unroll
+      for (int dt = 0; dt < DT; ++dt) {
+        o[mt][dt][2 * h] *= alpha;
+        o[mt][dt][2 * h + 1] *= alpha;
+      }
+    }
+}
+
+// A backward block's place: its batch*head, its first key (causal: the first key blocks see the most
+// queries, so start first), the key offset, its keys' end, the first query block that sees any of its
+// keys and how many query blocks it walks.
+struct BwdBlock {
+  int64_t bh, j0, off, kend, iStart;
+  int nIter;
+};
+template <bool kCausal, int Br, int Bc>
+__device__ inline BwdBlock backward_block(const Params& p) {
+  BwdBlock f;
+  f.bh = blockIdx.x % p.BH;
+  f.j0 = (blockIdx.x / p.BH) * Bc;
+  f.off = p.Tk - p.Tq;
+  f.kend = key_end(p, f.bh / p.H);
+  f.iStart = 0;
+  if (kCausal) {  // query i sees key j iff i >= j - off
+    const int64_t first = f.j0 - f.off;
+    f.iStart = first > 0 ? (first / Br) * Br : 0;
+  }
+  f.nIter = f.j0 < f.kend && f.iStart < p.Tq ? static_cast<int>((p.Tq - f.iStart + Br - 1) / Br) : 0;
+  return f;
+}
+
+// Query block i0's Q and dO rows, lse and D_i into buffer buf (cp.async; the caller commits).
+template <class T, int D, int Br, int THREADS>
+__device__ inline void load_query_block(T* Qs, T* dOs, float* lses, float* Dis, int buf, int64_t i0, const T* Qh, const T* dOh,
+                                        const float* lseh, const float* Dih, int64_t Tq) {
+  constexpr int LD = D + 16 / sizeof(T);
+  load_rows_async<T, D, Br, THREADS>(Qs + buf * Br * LD, Qh, i0, Tq);
+  load_rows_async<T, D, Br, THREADS>(dOs + buf * Br * LD, dOh, i0, Tq);
+  const int r = threadIdx.x;
+  if (r < Br) {
+    const bool ok = i0 + r < Tq;
+    cp_async4(lses + buf * Br + r, ok ? lseh + i0 + r : lseh, ok);
+  } else if (r < 2 * Br) {
+    const bool ok = i0 + r - Br < Tq;
+    cp_async4(Dis + buf * Br + r - Br, ok ? Dih + i0 + r - Br : Dih, ok);
+  }
+}
+
+// P^T in place of a warp's S^T (16 keys from key0 x Br queries from i0), recomputed from the saved
+// lse. Tile-relative: query c (0..Br) and key r (0..16) are hidden iff c >= qLimit, r >= kLimit, or
+// r - c > diag; a row that saw nothing (lse -inf) has P = 0.
+template <bool kCausal, int Br>
+__device__ inline void probs_from_scores(const Params& p, float (&st)[Br / 8][4], const float* lseb, int64_t i0, int64_t key0,
+                                         int64_t kend, int64_t off, int g, int t4) {
+  const bool needMask = i0 + Br > p.Tq || key0 + 16 > kend || (kCausal && key0 + 15 > i0 + off);
+  const int qLimit = clamp_int(p.Tq - i0, 0, Br), kLimit = clamp_int(kend - key0, 0, 16);
+  const int diag = clamp_int(i0 + off - key0, -2 * Br, 2 * Br);
+  const float sl2 = p.scaleLog2;
+#pragma unroll
+  for (int nt = 0; nt < Br / 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int c = nt * 8 + t4 * 2 + (e & 1), r = g + (e >> 1) * 8;
+      const float l = lseb[c];
+      const float L = l == -INFINITY ? INFINITY : l * kLog2e;
+      float pv = exp2_approx(fmaf(st[nt][e], sl2, -L));
+      if (needMask && (c >= qLimit || r >= kLimit || (kCausal && r - c > diag))) pv = 0.f;
+      st[nt][e] = pv;
+    }
+}
+
 // ---- forward ----------------------------------------------------------------------------------
 
 constexpr int kFwdRows = 128, kFwdThreads = 128;
@@ -219,20 +391,11 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
   T* Vs = Ks + Bc * LD;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-  const int64_t nqb = (p.Tq + Br - 1) / Br;
-  const int64_t bh = blockIdx.x % p.BH;
-  const int64_t i0 = (nqb - 1 - blockIdx.x / p.BH) * Br;  // the longest causal rows start first
-  const int64_t b = bh / p.H, off = p.Tk - p.Tq;
+  const FwdBlock fb = forward_block<kCausal, Br, Bc>(p);
+  const int64_t bh = fb.bh, i0 = fb.i0, off = fb.off, kend = fb.kend, nkb = fb.nkb;
   const T* Qh = q + bh * p.Tq * D;
   const T* Kh = k + bh * p.Tk * D;
   const T* Vh = v + bh * p.Tk * D;
-  const int64_t kend = key_end(p, b);
-  int64_t kstop = kend;
-  if (kCausal) {  // keys [0, i0 + Br + off) may be seen by this block's rows
-    const int64_t lim = i0 + Br + off;
-    if (lim < kstop) kstop = lim > 0 ? lim : 0;
-  }
-  const int64_t nkb = (kstop + Bc - 1) / Bc;
 
   load_rows_async<T, D, Br, kFwdThreads>(Qs, Qh, i0, p.Tq);
   if (nkb > 0) load_rows_async<T, D, Bc, kFwdThreads>(Ks, Kh, 0, kend);
@@ -241,23 +404,11 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
   const int64_t wrow0 = i0 + warp * 32;  // this warp's first query row
   float o[MT][DT][4];
   float mrow[MT][2], lrow[MT][2];
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-    for (int dt = 0; dt < DT; ++dt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.f;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      mrow[mt][h] = -INFINITY;
-      lrow[mt][h] = 0.f;
-    }
-  }
+  forward_init(o, mrow, lrow);
   // Per-lane ldmatrix row addresses (see the layout note at the top).
   const uint32_t qAddr = smem_u32(Qs + (warp * 32 + (lane & 15)) * LD + (lane >> 4) * 8);
   const uint32_t kAddr = smem_u32(Ks + ((lane & 7) + ((lane >> 4) << 3)) * LD + ((lane >> 3) & 1) * 8);
   const uint32_t vAddr = smem_u32(Vs + ((lane & 7) + (((lane >> 3) & 1) << 3)) * LD + (lane >> 4) * 8);
-  const float sl2 = p.scaleLog2;
 
   for (int64_t jb = 0; jb < nkb; ++jb) {
     const int64_t j0 = jb * Bc;
@@ -293,62 +444,8 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
         }
       }
       const bool needMask = j0 + Bc > kend || (kCausal && j0 + Bc - 1 > wrow0 + off);
-      if (needMask) {
-        // Tile-relative: key c (0..Bc) of row r (0..32) is hidden iff c >= kLimit or c - r > diag.
-        const int kLimit = clamp_int(kend - j0, 0, Bc);
-        const int diag = clamp_int(wrow0 + off - j0, -2 * Bc, 2 * Bc);
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int r = mt * 16 + g + (e >> 1) * 8, c = nt * 8 + t4 * 2 + (e & 1);
-              if (c >= kLimit || (kCausal && c - r > diag)) s[mt][nt][e] = -INFINITY;
-            }
-      }
-      // Online softmax on exp2 (scale > 0 is guaranteed by the dispatch, so max(s) gives max(scale s)).
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float mx = -INFINITY;
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float mnew = fmaxf(mrow[mt][h], mx);
-          const float mu = mnew == -INFINITY ? 0.f : mnew;  // nothing seen yet: every exp stays 0
-          const float alpha = exp2_approx((mrow[mt][h] - mu) * sl2);
-          mrow[mt][h] = mnew;
-          const float ms = mu * sl2;
-          float sum = 0.f;
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int e = 2 * h; e < 2 * h + 2; ++e) {
-              const float pv = exp2_approx(fmaf(s[mt][nt][e], sl2, -ms));
-              s[mt][nt][e] = pv;
-              sum += pv;
-            }
-          if constexpr (kDrop) {  // l sums the kept and the dropped alike; only P V sees the mask
-            const int64_t i = wrow0 + mt * 16 + g + h * 8;
-            const uint64_t w0 = p.offset + static_cast<uint64_t>((bh * p.Tq + i) * p.Tk + j0 + t4 * 2);
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-              float z0, z1;
-              drop_factor_pair(p, w0 + nt * 8, z0, z1);
-              s[mt][nt][2 * h] *= z0;
-              s[mt][nt][2 * h + 1] *= z1;
-            }
-          }
-          lrow[mt][h] = lrow[mt][h] * alpha + sum;  // per-lane partial sum, reduced over the quad at the end
-#pragma unroll
-          for (int dt = 0; dt < DT; ++dt) {
-            o[mt][dt][2 * h] *= alpha;
-            o[mt][dt][2 * h + 1] *= alpha;
-          }
-        }
+      if (needMask) mask_scores<kCausal>(s, kend, j0, wrow0, off, g, t4);
+      online_softmax<kDrop>(p, s, o, mrow, lrow, bh, wrow0, j0, g, t4);
     }
     cp_async_wait_all();  // V(j) landed; everyone is done with K(j)
     __syncthreads();
@@ -513,10 +610,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   float* Dis = lses + 2 * Br;                              // [2][Br]
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-  const int64_t bh = blockIdx.x % p.BH;
-  const int64_t j0 = (blockIdx.x / p.BH) * Bc;  // causal: the first key blocks see the most queries, so start first
-  const int64_t b = bh / p.H, off = p.Tk - p.Tq;
-  const int64_t kend = key_end(p, b);
+  const BwdBlock kb = backward_block<kCausal, Br, Bc>(p);
+  const int64_t bh = kb.bh, j0 = kb.j0, off = kb.off, kend = kb.kend, iStart = kb.iStart;
+  const int nIter = kb.nIter;
   const T* Kh = k + bh * p.Tk * D;
   const T* Vh = v + bh * p.Tk * D;
   const T* Qh = q + bh * p.Tq * D;
@@ -525,29 +621,14 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const float* Dih = Di + bh * p.Tq;
   float* dqh = dqAcc + bh * p.Tq * D;
 
-  int64_t iStart = 0;
-  if (kCausal) {  // query i sees key j iff i >= j - off
-    const int64_t f = j0 - off;
-    iStart = f > 0 ? (f / Br) * Br : 0;
-  }
-  const int nIter = j0 < kend && iStart < p.Tq ? static_cast<int>((p.Tq - iStart + Br - 1) / Br) : 0;
 
-  auto load_query_block = [&](int buf, int64_t i0) {
-    load_rows_async<T, D, Br, kBwdThreads>(Qs + buf * Br * LD, Qh, i0, p.Tq);
-    load_rows_async<T, D, Br, kBwdThreads>(dOs + buf * Br * LD, dOh, i0, p.Tq);
-    const int r = threadIdx.x;
-    if (r < Br) {
-      const bool ok = i0 + r < p.Tq;
-      cp_async4(lses + buf * Br + r, ok ? lseh + i0 + r : lseh, ok);
-    } else if (r < 2 * Br) {
-      const bool ok = i0 + r - Br < p.Tq;
-      cp_async4(Dis + buf * Br + r - Br, ok ? Dih + i0 + r - Br : Dih, ok);
-    }
+  auto load_query = [&](int buf, int64_t i0) {
+    load_query_block<T, D, Br, kBwdThreads>(Qs, dOs, lses, Dis, buf, i0, Qh, dOh, lseh, Dih, p.Tq);
   };
 
   load_rows_async<T, D, Bc, kBwdThreads>(Ks, Kh, j0, kend);
   load_rows_async<T, D, Bc, kBwdThreads>(Vs, Vh, j0, kend);
-  if (nIter > 0) load_query_block(0, iStart);
+  if (nIter > 0) load_query(0, iStart);
   cp_async_commit();
 
   float dka[DT][4], dva[DT][4];
@@ -559,7 +640,6 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       dva[dt][e] = 0.f;
     }
   const int64_t key0 = j0 + warp * 16;  // this warp's first key
-  const float sl2 = p.scaleLog2;
   // Per-lane ldmatrix row addresses. A operands (K, V rows of this warp), B operands non-transposed
   // (Q, dO rows as the n index) and transposed (Q, dO, K rows as the k index), dS^T transposed as A.
   const uint32_t kA = smem_u32(Ks + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 8);
@@ -579,7 +659,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     cp_async_wait_all();  // this block's Q, dO, lse, D_i landed; everyone is done with the other buffer and dS
     __syncthreads();
     if (it + 1 < nIter) {
-      load_query_block(buf ^ 1, i0 + Br);
+      load_query(buf ^ 1, i0 + Br);
       cp_async_commit();
     }
     const float* lseb = lses + buf * Br;
@@ -602,22 +682,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
         E::mma(st[2 * np + 1], a, bf[2], bf[3]);
       }
     }
-    const bool needMask = i0 + Br > p.Tq || key0 + 16 > kend || (kCausal && key0 + 15 > i0 + off);
-    // Tile-relative: query c (0..Br) and key r (0..16) of this warp are hidden iff c >= qLimit,
-    // r >= kLimit, or r - c > diag.
-    const int qLimit = clamp_int(p.Tq - i0, 0, Br), kLimit = clamp_int(kend - key0, 0, 16);
-    const int diag = clamp_int(i0 + off - key0, -2 * Br, 2 * Br);
-#pragma unroll
-    for (int nt = 0; nt < NQ; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = nt * 8 + t4 * 2 + (e & 1), r = g + (e >> 1) * 8;
-        const float l = lseb[c];
-        const float L = l == -INFINITY ? INFINITY : l * kLog2e;  // a row that sees nothing has P = 0
-        float pv = exp2_approx(fmaf(st[nt][e], sl2, -L));
-        if (needMask && (c >= qLimit || r >= kLimit || (kCausal && r - c > diag))) pv = 0.f;
-        st[nt][e] = pv;
-      }
+    probs_from_scores<kCausal, Br>(p, st, lseb, i0, key0, kend, off, g, t4);
     // Dropout: bit nt * 4 + e of `kept` is element (query i0 + c, key key0 + r)'s mask; st keeps the
     // undropped P (dS needs it), P o Z goes into dV.
     uint64_t kept = 0;
@@ -856,20 +921,11 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
   float* Ps = Vs + Bc * LD;  // [Br][LDP]: each warp's P, key slots permuted (see ps_store)
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-  const int64_t nqb = (p.Tq + Br - 1) / Br;
-  const int64_t bh = blockIdx.x % p.BH;
-  const int64_t i0 = (nqb - 1 - blockIdx.x / p.BH) * Br;  // the longest causal rows start first
-  const int64_t b = bh / p.H, off = p.Tk - p.Tq;
+  const FwdBlock fb = forward_block<kCausal, Br, Bc>(p);
+  const int64_t bh = fb.bh, i0 = fb.i0, off = fb.off, kend = fb.kend, nkb = fb.nkb;
   const float* Qh = q + bh * p.Tq * D;
   const float* Kh = k + bh * p.Tk * D;
   const float* Vh = v + bh * p.Tk * D;
-  const int64_t kend = key_end(p, b);
-  int64_t kstop = kend;
-  if (kCausal) {  // keys [0, i0 + Br + off) may be seen by this block's rows
-    const int64_t lim = i0 + Br + off;
-    if (lim < kstop) kstop = lim > 0 ? lim : 0;
-  }
-  const int64_t nkb = (kstop + Bc - 1) / Bc;
 
   load_rows_async<float, D, Br, kFwdThreads>(Qs, Qh, i0, p.Tq);
   if (nkb > 0) load_rows_async<float, D, Bc, kFwdThreads>(Ks, Kh, 0, kend);
@@ -878,18 +934,7 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
   const int64_t wrow0 = i0 + warp * 32;  // this warp's first query row
   float o[MT][DT][4];
   float mrow[MT][2], lrow[MT][2];
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-    for (int dt = 0; dt < DT; ++dt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.f;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      mrow[mt][h] = -INFINITY;
-      lrow[mt][h] = 0.f;
-    }
-  }
+  forward_init(o, mrow, lrow);
   // ldmatrix row addresses: Q as A (matrices: rows 0-7 / 8-15 x floats 0-3, then x floats 4-7), K as
   // two n-tiles' B (keys 0-7 x floats 0-3 / 4-7, then keys 8-15).
   const uint32_t qAddr = smem_u32(Qs + (warp * 32 + (lane & 15)) * LD + (lane >> 4) * 4);
@@ -897,7 +942,6 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
   const float* vRow = Vs + 2 * t4 * LD + g;  // V as B of P V: row 2t of a k step, column g of an n-tile
   float* pRow = Ps + (warp * 32 + g) * LDP + t4;  // this lane's P stores
   const uint32_t pAddr = smem_u32(Ps + (warp * 32 + (lane & 15)) * LDP + (lane >> 4) * 4);  // P as A
-  const float sl2 = p.scaleLog2;
 
   for (int64_t jb = 0; jb < nkb; ++jb) {
     const int64_t j0 = jb * Bc;
@@ -930,49 +974,8 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
         }
       }
       const bool needMask = j0 + Bc > kend || (kCausal && j0 + Bc - 1 > wrow0 + off);
-      if (needMask) {
-        const int kLimit = clamp_int(kend - j0, 0, Bc);
-        const int diag = clamp_int(wrow0 + off - j0, -2 * Bc, 2 * Bc);
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int r = mt * 16 + g + (e >> 1) * 8, c = nt * 8 + t4 * 2 + (e & 1);
-              if (c >= kLimit || (kCausal && c - r > diag)) s[mt][nt][e] = -INFINITY;
-            }
-      }
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float mx = -INFINITY;
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float mnew = fmaxf(mrow[mt][h], mx);
-          const float mu = mnew == -INFINITY ? 0.f : mnew;
-          const float alpha = exp2_approx((mrow[mt][h] - mu) * sl2);
-          mrow[mt][h] = mnew;
-          const float ms = mu * sl2;
-          float sum = 0.f;
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int e = 2 * h; e < 2 * h + 2; ++e) {
-              const float pv = exp2_approx(fmaf(s[mt][nt][e], sl2, -ms));
-              s[mt][nt][e] = pv;
-              sum += pv;
-            }
-          lrow[mt][h] = lrow[mt][h] * alpha + sum;
-#pragma unroll
-          for (int dt = 0; dt < DT; ++dt) {
-            o[mt][dt][2 * h] *= alpha;
-            o[mt][dt][2 * h + 1] *= alpha;
-          }
-        }
+      if (needMask) mask_scores<kCausal>(s, kend, j0, wrow0, off, g, t4);
+      online_softmax<false>(p, s, o, mrow, lrow, bh, wrow0, j0, g, t4);
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -1081,10 +1084,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   float* Dis = lses + 2 * Br;     // [2][Br]
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-  const int64_t bh = blockIdx.x % p.BH;
-  const int64_t j0 = (blockIdx.x / p.BH) * Bc;
-  const int64_t b = bh / p.H, off = p.Tk - p.Tq;
-  const int64_t kend = key_end(p, b);
+  const BwdBlock kb = backward_block<kCausal, Br, Bc>(p);
+  const int64_t bh = kb.bh, j0 = kb.j0, off = kb.off, kend = kb.kend, iStart = kb.iStart;
+  const int nIter = kb.nIter;
   const float* Kh = k + bh * p.Tk * D;
   const float* Vh = v + bh * p.Tk * D;
   const float* Qh = q + bh * p.Tq * D;
@@ -1093,29 +1095,14 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const float* Dih = Di + bh * p.Tq;
   float* dqh = dq + bh * p.Tq * D;
 
-  int64_t iStart = 0;
-  if (kCausal) {
-    const int64_t f = j0 - off;
-    iStart = f > 0 ? (f / Br) * Br : 0;
-  }
-  const int nIter = j0 < kend && iStart < p.Tq ? static_cast<int>((p.Tq - iStart + Br - 1) / Br) : 0;
 
-  auto load_query_block = [&](int buf, int64_t i0) {
-    load_rows_async<float, D, Br, kBwdThreads>(Qs + buf * Br * LD, Qh, i0, p.Tq);
-    load_rows_async<float, D, Br, kBwdThreads>(dOs + buf * Br * LD, dOh, i0, p.Tq);
-    const int r = threadIdx.x;
-    if (r < Br) {
-      const bool ok = i0 + r < p.Tq;
-      cp_async4(lses + buf * Br + r, ok ? lseh + i0 + r : lseh, ok);
-    } else if (r < 2 * Br) {
-      const bool ok = i0 + r - Br < p.Tq;
-      cp_async4(Dis + buf * Br + r - Br, ok ? Dih + i0 + r - Br : Dih, ok);
-    }
+  auto load_query = [&](int buf, int64_t i0) {
+    load_query_block<float, D, Br, kBwdThreads>(Qs, dOs, lses, Dis, buf, i0, Qh, dOh, lseh, Dih, p.Tq);
   };
 
   load_rows_async<float, D, Bc, kBwdThreads>(Ks, Kh, j0, kend);
   load_rows_async<float, D, Bc, kBwdThreads>(Vs, Vh, j0, kend);
-  if (nIter > 0) load_query_block(0, iStart);
+  if (nIter > 0) load_query(0, iStart);
   cp_async_commit();
 
   float dka[DT][4], dva[DT][4];
@@ -1127,7 +1114,6 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       dva[dt][e] = 0.f;
     }
   const int64_t key0 = j0 + warp * 16;
-  const float sl2 = p.scaleLog2;
   // ldmatrix row addresses: this warp's K and V rows as A; Q and dO rows as two n-tiles' B.
   const uint32_t kA = smem_u32(Ks + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 4);
   const uint32_t vA = smem_u32(Vs + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 4);
@@ -1144,7 +1130,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     cp_async_wait_all();  // this block's Q, dO, lse, D_i landed; everyone is done with the other buffer and dS
     __syncthreads();
     if (it + 1 < nIter) {
-      load_query_block(buf ^ 1, i0 + Br);
+      load_query(buf ^ 1, i0 + Br);
       cp_async_commit();
     }
     const float* lseb = lses + buf * Br;
@@ -1165,20 +1151,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
         mma3(st[2 * np + 1], a, bf, 2, 3);
       }
     }
-    const bool needMask = i0 + Br > p.Tq || key0 + 16 > kend || (kCausal && key0 + 15 > i0 + off);
-    const int qLimit = clamp_int(p.Tq - i0, 0, Br), kLimit = clamp_int(kend - key0, 0, 16);
-    const int diag = clamp_int(i0 + off - key0, -2 * Br, 2 * Br);
-#pragma unroll
-    for (int nt = 0; nt < NQ; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = nt * 8 + t4 * 2 + (e & 1), r = g + (e >> 1) * 8;
-        const float l = lseb[c];
-        const float L = l == -INFINITY ? INFINITY : l * kLog2e;
-        float pv = exp2_approx(fmaf(st[nt][e], sl2, -L));
-        if (needMask && (c >= qLimit || r >= kLimit || (kCausal && r - c > diag))) pv = 0.f;
-        st[nt][e] = pv;
-      }
+    probs_from_scores<kCausal, Br>(p, st, lseb, i0, key0, kend, off, g, t4);
     // dP^T = V dO^T, then dS^T = P^T o (dP^T - D_i) in place.
     float dpt[NQ][4];
 #pragma unroll
