@@ -621,7 +621,6 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const float* Dih = Di + bh * p.Tq;
   float* dqh = dqAcc + bh * p.Tq * D;
 
-
   auto load_query = [&](int buf, int64_t i0) {
     load_query_block<T, D, Br, kBwdThreads>(Qs, dOs, lses, Dis, buf, i0, Qh, dOh, lseh, Dih, p.Tq);
   };
@@ -1094,7 +1093,6 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const float* lseh = lse + bh * p.Tq;
   const float* Dih = Di + bh * p.Tq;
   float* dqh = dq + bh * p.Tq * D;
-
 
   auto load_query = [&](int buf, int64_t i0) {
     load_query_block<float, D, Br, kBwdThreads>(Qs, dOs, lses, Dis, buf, i0, Qh, dOh, lseh, Dih, p.Tq);
