@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 out=build/cuda_host
 mkdir -p "$out/src"
 # file:shared-memory declarations:launches
-for spec in gemm_sm90:1:1 gemm:1:5 attention_fwd_sm90:1:1 attention_bwd_sm90:1:1 attention_fa2:4:7 attention:2:4 contrastive:0:12 diffusion:0:3; do
+for spec in gemm_sm90:1:1 gemm:1:5 attention_fwd_sm90:1:1 attention_bwd_sm90:1:1 attention_fa2:4:3 attention:2:4 contrastive:0:12 diffusion:0:3; do
   IFS=: read -r f nsmem nlaunch <<< "$spec"
   NSMEM=$nsmem NLAUNCH=$nlaunch perl -0777 -ne '
     my $n1 = s/extern __shared__ __align__\((\d+)\) ((?:unsigned )?char) (\w+)\[\];/$2* const $3 = reinterpret_cast<$2*>(::kiln_host::dynamic_smem());/g;

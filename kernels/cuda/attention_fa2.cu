@@ -35,6 +35,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "../common/philox.h"
 #include "attention_common.cuh"  // exp2_approx, pack_half2
@@ -527,7 +528,16 @@ __global__ void prep_kernel(int64_t rows, const T* __restrict__ out, const T* __
   const int64_t row = tid >> 3;
   const int sub = static_cast<int>(tid & 7);
   float s = 0.f;
-  if (row < rows) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (row < rows) {
+#pragma unroll
+      for (int c = sub; c < D / 4; c += 8) {
+        const float4 a = *reinterpret_cast<const float4*>(out + row * D + c * 4);
+        const float4 d = *reinterpret_cast<const float4*>(dout + row * D + c * 4);
+        s = fmaf(a.x, d.x, fmaf(a.y, d.y, fmaf(a.z, d.z, fmaf(a.w, d.w, s))));
+      }
+    }
+  } else if (row < rows) {
 #pragma unroll
     for (int c = sub; c < D / 8; c += 8) {
       const uint4 a = *reinterpret_cast<const uint4*>(out + row * D + c * 8);
@@ -1038,28 +1048,6 @@ constexpr size_t backward_smem_f32() {
          sizeof(float);
 }
 
-// D_i = rowsum(dO o O) for float32; 8 threads per row, 16-byte loads.
-template <int D>
-__global__ void prep_f32_kernel(int64_t rows, const float* __restrict__ out, const float* __restrict__ dout,
-                                float* __restrict__ Di) {
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t row = tid >> 3;
-  const int sub = static_cast<int>(tid & 7);
-  float s = 0.f;
-  if (row < rows) {
-#pragma unroll
-    for (int c = sub; c < D / 4; c += 8) {
-      const float4 a = *reinterpret_cast<const float4*>(out + row * D + c * 4);
-      const float4 d = *reinterpret_cast<const float4*>(dout + row * D + c * 4);
-      s = fmaf(a.x, d.x, fmaf(a.y, d.y, fmaf(a.z, d.z, fmaf(a.w, d.w, s))));
-    }
-  }
-  s += __shfl_xor_sync(0xffffffffu, s, 1);
-  s += __shfl_xor_sync(0xffffffffu, s, 2);
-  s += __shfl_xor_sync(0xffffffffu, s, 4);
-  if (row < rows && sub == 0) Di[row] = s;
-}
-
 // The float32 backward: the half types' kernel with 3xTF32 products, and dQ added straight into the
 // (zeroed) float32 dq, already scaled (dS is scaled on its way to shared memory), so no accumulator
 // and no conversion pass.
@@ -1300,17 +1288,23 @@ std::string blocks_1d(int64_t blocks, unsigned* out) {
   return "";
 }
 
+// Launches kKernel on `blocks` blocks of `threads` threads with `smem` bytes of dynamic shared memory
+// (the opt-in done once per device for each kernel: its own readyDevice).
+template <auto kKernel, class... Args>
+std::string launch_kernel(size_t smem, int64_t blocks, int threads, Args... args) {
+  static thread_local int readyDevice = -1;
+  if (std::string err = allow_smem(kKernel, smem, &readyDevice); !err.empty()) return err;
+  unsigned grid = 0;
+  if (std::string err = blocks_1d(blocks, &grid); !err.empty()) return err;
+  kKernel<<<grid, threads, smem>>>(args...);
+  return last_error();
+}
+
 template <class T, int D, int Bc, bool kCausal, bool kDrop>
 std::string launch_forward(const Params& p, const void* q, const void* k, const void* v, void* out, float* lse) {
-  static thread_local int readyDevice = -1;
-  constexpr size_t smem = forward_smem<T, D, Bc>();
-  auto kernel = forward_kernel<T, D, Bc, kCausal, kDrop>;
-  if (std::string err = allow_smem(kernel, smem, &readyDevice); !err.empty()) return err;
-  unsigned grid = 0;
-  if (std::string err = blocks_1d(p.BH * ((p.Tq + kFwdRows - 1) / kFwdRows), &grid); !err.empty()) return err;
-  kernel<<<grid, kFwdThreads, smem>>>(p, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-                                      static_cast<T*>(out), lse);
-  return last_error();
+  return launch_kernel<forward_kernel<T, D, Bc, kCausal, kDrop>>(
+      forward_smem<T, D, Bc>(), p.BH * ((p.Tq + kFwdRows - 1) / kFwdRows), kFwdThreads, p, static_cast<const T*>(q),
+      static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(out), lse);
 }
 
 template <class T, int D, int Bc>
@@ -1327,30 +1321,28 @@ std::string run_forward(const cpu::AttentionArgs& a, const void* q, const void* 
 template <class T, int D, int Br, bool kCausal, bool kDrop>
 std::string launch_backward(const Params& p, const void* q, const void* k, const void* v, const void* dout,
                             const float* lse, const float* Di, float* dqAcc, void* dk, void* dv) {
-  static thread_local int readyDevice = -1;
-  constexpr size_t smem = backward_smem<T, D, Br>();
-  auto kernel = backward_kernel<T, D, Br, kCausal, kDrop>;
-  if (std::string err = allow_smem(kernel, smem, &readyDevice); !err.empty()) return err;
-  unsigned grid = 0;
-  if (std::string err = blocks_1d(p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys), &grid); !err.empty()) return err;
-  kernel<<<grid, kBwdThreads, smem>>>(p, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-                                      static_cast<const T*>(dout), lse, Di, dqAcc, static_cast<T*>(dk),
-                                      static_cast<T*>(dv));
-  return last_error();
+  return launch_kernel<backward_kernel<T, D, Br, kCausal, kDrop>>(
+      backward_smem<T, D, Br>(), p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys), kBwdThreads, p, static_cast<const T*>(q),
+      static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const T*>(dout), lse, Di, dqAcc, static_cast<T*>(dk),
+      static_cast<T*>(dv));
 }
 
+// The backward's frame (see attention_fa2.h): a zeroed float dQ accumulator and D_i, `main`, then dq =
+// scale * accumulator in T. For float32 the accumulator is dq itself, and main adds scale dS K there
+// (the float32 kernel scales dS on its way to shared memory): no accumulator, no conversion pass.
 template <class T, int D>
 std::string backward_frame(const cpu::AttentionArgs& a, const void* out, const void* dout, void* dq,
                            const AttentionBackwardMain& main) {
+  constexpr bool kDirect = std::is_same_v<T, float>;
   const Params p = make_params(a);
   const int64_t rowsQ = p.BH * p.Tq, nq = rowsQ * D;
   // Scratch: the float dQ accumulator (first, so it stays 16-byte aligned), then D_i.
-  const size_t bytes = sizeof(float) * static_cast<size_t>(nq + rowsQ);
+  const size_t bytes = sizeof(float) * static_cast<size_t>(kDirect ? rowsQ : nq + rowsQ);
   std::string err;
   void* scratch = alloc(bytes, &err);
   if (!scratch) return err.empty() ? "attention (fa2): out of device memory" : err;
-  float* dqAcc = static_cast<float*>(scratch);
-  float* Di = dqAcc + nq;
+  float* dqAcc = kDirect ? static_cast<float*>(dq) : static_cast<float*>(scratch);
+  float* Di = kDirect ? static_cast<float*>(scratch) : dqAcc + nq;
   const cudaError_t ce = cudaMemsetAsync(dqAcc, 0, sizeof(float) * static_cast<size_t>(nq), 0);
   if (ce != cudaSuccess) err = cuda_error(ce);
   unsigned prepGrid = 0;
@@ -1360,11 +1352,13 @@ std::string backward_frame(const cpu::AttentionArgs& a, const void* out, const v
     err = last_error();
   }
   if (err.empty()) err = main(Di, dqAcc);
-  if (err.empty()) {
-    const int64_t n8 = nq / 8, blocks = (n8 + 255) / 256;
-    dq_convert_kernel<T><<<static_cast<unsigned>(blocks < 8192 ? blocks : 8192), 256>>>(n8, dqAcc, static_cast<T*>(dq),
-                                                                                       p.scale);
-    err = last_error();
+  if constexpr (!kDirect) {
+    if (err.empty()) {
+      const int64_t n8 = nq / 8, blocks = (n8 + 255) / 256;
+      dq_convert_kernel<T><<<static_cast<unsigned>(blocks < 8192 ? blocks : 8192), 256>>>(n8, dqAcc, static_cast<T*>(dq),
+                                                                                         p.scale);
+      err = last_error();
+    }
   }
   // The allocator hands blocks out again only to work queued after this on the same (default)
   // stream, so releasing before the kernels finish is safe.
@@ -1389,14 +1383,8 @@ std::string run_backward(const cpu::AttentionArgs& a, const void* q, const void*
 // two forward blocks per multiprocessor and the backward within 227 KiB of shared memory.
 template <int D, int Bc, bool kCausal>
 std::string launch_forward_f32(const Params& p, const float* q, const float* k, const float* v, float* out, float* lse) {
-  static thread_local int readyDevice = -1;
-  constexpr size_t smem = forward_smem_f32<D, Bc>();
-  auto kernel = forward_f32_kernel<D, Bc, kCausal>;
-  if (std::string err = allow_smem(kernel, smem, &readyDevice); !err.empty()) return err;
-  unsigned grid = 0;
-  if (std::string err = blocks_1d(p.BH * ((p.Tq + kFwdRows - 1) / kFwdRows), &grid); !err.empty()) return err;
-  kernel<<<grid, kFwdThreads, smem>>>(p, q, k, v, out, lse);
-  return last_error();
+  return launch_kernel<forward_f32_kernel<D, Bc, kCausal>>(forward_smem_f32<D, Bc>(), p.BH * ((p.Tq + kFwdRows - 1) / kFwdRows),
+                                                          kFwdThreads, p, q, k, v, out, lse);
 }
 
 template <int D, int Bc>
@@ -1411,17 +1399,11 @@ std::string run_forward_f32(const cpu::AttentionArgs& a, const void* q, const vo
 template <int D, int Br, bool kCausal>
 std::string launch_backward_f32(const Params& p, const float* q, const float* k, const float* v, const float* dout,
                                 const float* lse, const float* Di, float* dq, float* dk, float* dv) {
-  static thread_local int readyDevice = -1;
-  constexpr size_t smem = backward_smem_f32<D, Br>();
-  auto kernel = backward_f32_kernel<D, Br, kCausal>;
-  if (std::string err = allow_smem(kernel, smem, &readyDevice); !err.empty()) return err;
-  unsigned grid = 0;
-  if (std::string err = blocks_1d(p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys), &grid); !err.empty()) return err;
-  kernel<<<grid, kBwdThreads, smem>>>(p, q, k, v, dout, lse, Di, dq, dk, dv);
-  return last_error();
+  return launch_kernel<backward_f32_kernel<D, Br, kCausal>>(backward_smem_f32<D, Br>(), p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys),
+                                                           kBwdThreads, p, q, k, v, dout, lse, Di, dq, dk, dv);
 }
 
-// dq is zeroed, D_i computed into scratch, then the backward adds scale dS K straight into dq. A
+// In backward_frame, which zeroes dq and computes D_i, the backward adds scale dS K straight into dq. A
 // device with less shared memory per block than the kernel needs (head dims 64 / 128 want 171 / 217
 // KiB; an A100 has 163) runs the basic kernels' backward instead.
 template <int D, int Br>
@@ -1435,28 +1417,13 @@ std::string run_backward_f32(const cpu::AttentionArgs& a, const void* q, const v
   if (e != cudaSuccess) return cuda_error(e);
   if (static_cast<size_t>(optin) < backward_smem_f32<D, Br>())
     return basic_attention_backward(AttnDType::F32, a, q, k, v, out, dout, lse, dq, dk, dv);
-  const int64_t rowsQ = p.BH * p.Tq;
-  const size_t bytes = sizeof(float) * static_cast<size_t>(rowsQ);
-  std::string err;
-  void* scratch = alloc(bytes, &err);
-  if (!scratch) return err.empty() ? "attention (fa2): out of device memory" : err;
-  float* Di = static_cast<float*>(scratch);
   const float *qf = static_cast<const float*>(q), *kf = static_cast<const float*>(k), *vf = static_cast<const float*>(v);
   const float* gf = static_cast<const float*>(dout);
-  float *dqf = static_cast<float*>(dq), *dkf = static_cast<float*>(dk), *dvf = static_cast<float*>(dv);
-  const cudaError_t ce = cudaMemsetAsync(dqf, 0, sizeof(float) * static_cast<size_t>(rowsQ * D), 0);
-  if (ce != cudaSuccess) err = cuda_error(ce);
-  unsigned prepGrid = 0;
-  if (err.empty()) err = blocks_1d((rowsQ * 8 + 255) / 256, &prepGrid);
-  if (err.empty()) {
-    prep_f32_kernel<D><<<prepGrid, 256>>>(rowsQ, static_cast<const float*>(out), gf, Di);
-    err = last_error();
-  }
-  if (err.empty())
-    err = a.causal ? launch_backward_f32<D, Br, true>(p, qf, kf, vf, gf, lse, Di, dqf, dkf, dvf)
-                   : launch_backward_f32<D, Br, false>(p, qf, kf, vf, gf, lse, Di, dqf, dkf, dvf);
-  release(scratch, bytes);  // safe before the kernels finish: see backward_frame
-  return err;
+  float *dkf = static_cast<float*>(dk), *dvf = static_cast<float*>(dv);
+  return backward_frame<float, D>(a, out, dout, dq, [&](const float* Di, float* dqf) {
+    return a.causal ? launch_backward_f32<D, Br, true>(p, qf, kf, vf, gf, lse, Di, dqf, dkf, dvf)
+                    : launch_backward_f32<D, Br, false>(p, qf, kf, vf, gf, lse, Di, dqf, dkf, dvf);
+  });
 }
 
 std::string forward_f32_for(const cpu::AttentionArgs& a, const void* q, const void* k, const void* v, void* out,
