@@ -329,23 +329,6 @@ __device__ inline BwdBlock backward_block(const Params& p) {
   return f;
 }
 
-// Query block i0's Q and dO rows, lse and D_i into buffer buf (cp.async; the caller commits).
-template <class T, int D, int Br, int THREADS>
-__device__ inline void load_query_block(T* Qs, T* dOs, float* lses, float* Dis, int buf, int64_t i0, const T* Qh, const T* dOh,
-                                        const float* lseh, const float* Dih, int64_t Tq) {
-  constexpr int LD = D + 16 / sizeof(T);
-  load_rows_async<T, D, Br, THREADS>(Qs + buf * Br * LD, Qh, i0, Tq);
-  load_rows_async<T, D, Br, THREADS>(dOs + buf * Br * LD, dOh, i0, Tq);
-  const int r = threadIdx.x;
-  if (r < Br) {
-    const bool ok = i0 + r < Tq;
-    cp_async4(lses + buf * Br + r, ok ? lseh + i0 + r : lseh, ok);
-  } else if (r < 2 * Br) {
-    const bool ok = i0 + r - Br < Tq;
-    cp_async4(Dis + buf * Br + r - Br, ok ? Dih + i0 + r - Br : Dih, ok);
-  }
-}
-
 // P^T in place of a warp's S^T (16 keys from key0 x Br queries from i0), recomputed from the saved
 // lse. Tile-relative: query c (0..Br) and key r (0..16) are hidden iff c >= qLimit, r >= kLimit, or
 // r - c > diag; a row that saw nothing (lse -inf) has P = 0.
@@ -514,10 +497,86 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
 
 constexpr int kBwdKeys = 128, kBwdThreads = 256;
 
+// A backward block's shared memory (rows padded by 16 bytes, which spreads ldmatrix's rows over the
+// banks): K and V (its keys), two buffers of Q and dO rows, dS^T (keys by queries), two buffers of lse
+// and D_i. Also the rows of its (batch, head) that it reads, and the loads that start it.
 template <class T, int D, int Br>
-constexpr size_t backward_smem() {
-  return (size_t(2 * kBwdKeys) * (D + 8) + size_t(4 * Br) * (D + 8) + size_t(kBwdKeys) * (Br + 8)) * sizeof(T) +
-         size_t(4 * Br) * sizeof(float);
+struct BwdTiles {
+  static constexpr int Bc = kBwdKeys, LD = D + 16 / sizeof(T), LDS = Br + 16 / sizeof(T);
+  static constexpr size_t bytes() {
+    return (size_t(2 * Bc) * LD + size_t(4 * Br) * LD + size_t(Bc) * LDS) * sizeof(T) + size_t(4 * Br) * sizeof(float);
+  }
+  T *Ks, *Vs, *Qs, *dOs, *dSs;  // Qs, dOs: [2][Br][LD]; dSs: [Bc][LDS]
+  float *lses, *Dis;            // [2][Br]
+  const T *Qh, *dOh;
+  const float *lseh, *Dih;
+
+  __device__ BwdTiles(unsigned char* raw, const Params& p, int64_t bh, const T* q, const T* dout, const float* lse,
+                      const float* Di)
+      : Ks(reinterpret_cast<T*>(raw)), Vs(Ks + Bc * LD), Qs(Vs + Bc * LD), dOs(Qs + 2 * Br * LD), dSs(dOs + 2 * Br * LD),
+        lses(reinterpret_cast<float*>(dSs + Bc * LDS)), Dis(lses + 2 * Br), Qh(q + bh * p.Tq * D), dOh(dout + bh * p.Tq * D),
+        lseh(lse + bh * p.Tq), Dih(Di + bh * p.Tq) {}
+
+  // Query block i0's Q and dO rows, lse and D_i into buffer buf (cp.async; the caller commits).
+  __device__ void load_query(int buf, int64_t i0, int64_t Tq) const {
+    load_rows_async<T, D, Br, kBwdThreads>(Qs + buf * Br * LD, Qh, i0, Tq);
+    load_rows_async<T, D, Br, kBwdThreads>(dOs + buf * Br * LD, dOh, i0, Tq);
+    const int r = threadIdx.x;
+    if (r < Br) {
+      const bool ok = i0 + r < Tq;
+      cp_async4(lses + buf * Br + r, ok ? lseh + i0 + r : lseh, ok);
+    } else if (r < 2 * Br) {
+      const bool ok = i0 + r - Br < Tq;
+      cp_async4(Dis + buf * Br + r - Br, ok ? Dih + i0 + r - Br : Dih, ok);
+    }
+  }
+  // The block's K and V rows and its first query block, as one commit group.
+  __device__ void start(const Params& p, const BwdBlock& kb, const T* k, const T* v) const {
+    load_rows_async<T, D, Bc, kBwdThreads>(Ks, k + kb.bh * p.Tk * D, kb.j0, kb.kend);
+    load_rows_async<T, D, Bc, kBwdThreads>(Vs, v + kb.bh * p.Tk * D, kb.j0, kb.kend);
+    if (kb.nIter > 0) load_query(0, kb.iStart, p.Tq);
+    cp_async_commit();
+  }
+};
+
+template <int N>
+__device__ inline void zero_tiles(float (&a)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) a[i][e] = 0.f;
+}
+
+template <class T>
+__device__ inline void store_pair(T* dst, float a, float b) { *reinterpret_cast<uint32_t*>(dst) = Elem<T>::pack(a, b); }
+__device__ inline void store_pair(float* dst, float a, float b) { *reinterpret_cast<float2*>(dst) = make_float2(a, b); }
+
+// The end of a backward block: each warp's dK (times kScale) and dV rows (16 keys from key0) staged
+// in its own rows of Ks / Vs (every product is done with them), then written with 16-byte stores.
+template <class T, int D, int LD, int DT>
+__device__ inline void store_key_grads(T* Ks, T* Vs, const float (&dka)[DT][4], const float (&dva)[DT][4], float kScale, T* dKh,
+                                       T* dVh, int64_t key0, int64_t Tk, int warp, int lane) {
+  constexpr int V = 16 / sizeof(T);  // elements per 16 bytes
+  const int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = warp * 16 + g + h * 8, c = dt * 8 + t4 * 2;
+      store_pair(Ks + r * LD + c, dka[dt][2 * h] * kScale, dka[dt][2 * h + 1] * kScale);
+      store_pair(Vs + r * LD + c, dva[dt][2 * h], dva[dt][2 * h + 1]);
+    }
+  __syncwarp();
+#pragma unroll
+  for (int c = lane; c < 16 * (D / V); c += 32) {
+    const int r = c / (D / V), cc = c % (D / V);
+    const int64_t j = key0 + r;
+    if (j < Tk) {
+      const int sr = (warp * 16 + r) * LD + cc * V;
+      *reinterpret_cast<uint4*>(dKh + j * D + cc * V) = *reinterpret_cast<const uint4*>(Ks + sr);
+      *reinterpret_cast<uint4*>(dVh + j * D + cc * V) = *reinterpret_cast<const uint4*>(Vs + sr);
+    }
+  }
 }
 
 // D_i = rowsum(dO o O) in float; 8 threads per row, 16-byte loads.
@@ -605,49 +664,26 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     backward_kernel(Params p, const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                     const T* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Di,
                     float* __restrict__ dqAcc, T* __restrict__ dk, T* __restrict__ dv) {
-  constexpr int Bc = kBwdKeys, LD = D + 8, LDS = Br + 8, NQ = Br / 8, DT = D / 8, KD = D / 16, KQ = Br / 16;
+  using Tiles = BwdTiles<T, D, Br>;
+  constexpr int Bc = Tiles::Bc, LD = Tiles::LD, LDS = Tiles::LDS, NQ = Br / 8, DT = D / 8, KD = D / 16, KQ = Br / 16;
   constexpr int WM = Br / 16, WN = 8 / WM, DW = D / WN, NDW = DW / 8;  // dQ = dS K: warps as WM x WN
   static_assert(Bc == 8 * 16, "8 warps of 16 keys");
   static_assert((Br == 64 || Br == 128) && D % 32 == 0 && NDW % 2 == 0, "tile shape");
   using E = Elem<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* Ks = reinterpret_cast<T*>(smem_raw);
-  T* Vs = Ks + Bc * LD;
-  T* Qs = Vs + Bc * LD;       // [2][Br][LD]
-  T* dOs = Qs + 2 * Br * LD;  // [2][Br][LD]
-  T* dSs = dOs + 2 * Br * LD; // [Bc][LDS]: dS^T, keys by queries
-  float* lses = reinterpret_cast<float*>(dSs + Bc * LDS);  // [2][Br]
-  float* Dis = lses + 2 * Br;                              // [2][Br]
-
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
   const BwdBlock kb = backward_block<kCausal, Br, Bc>(p);
   const int64_t bh = kb.bh, j0 = kb.j0, off = kb.off, kend = kb.kend, iStart = kb.iStart;
   const int nIter = kb.nIter;
-  const T* Kh = k + bh * p.Tk * D;
-  const T* Vh = v + bh * p.Tk * D;
-  const T* Qh = q + bh * p.Tq * D;
-  const T* dOh = dout + bh * p.Tq * D;
-  const float* lseh = lse + bh * p.Tq;
-  const float* Dih = Di + bh * p.Tq;
+  const Tiles tiles(smem_raw, p, bh, q, dout, lse, Di);
+  T *Ks = tiles.Ks, *Vs = tiles.Vs, *Qs = tiles.Qs, *dOs = tiles.dOs, *dSs = tiles.dSs;
+  const float *lses = tiles.lses, *Dis = tiles.Dis;
   float* dqh = dqAcc + bh * p.Tq * D;
-
-  auto load_query = [&](int buf, int64_t i0) {
-    load_query_block<T, D, Br, kBwdThreads>(Qs, dOs, lses, Dis, buf, i0, Qh, dOh, lseh, Dih, p.Tq);
-  };
-
-  load_rows_async<T, D, Bc, kBwdThreads>(Ks, Kh, j0, kend);
-  load_rows_async<T, D, Bc, kBwdThreads>(Vs, Vh, j0, kend);
-  if (nIter > 0) load_query(0, iStart);
-  cp_async_commit();
+  tiles.start(p, kb, k, v);
 
   float dka[DT][4], dva[DT][4];
-#pragma unroll
-  for (int dt = 0; dt < DT; ++dt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      dka[dt][e] = 0.f;
-      dva[dt][e] = 0.f;
-    }
+  zero_tiles(dka);
+  zero_tiles(dva);
   const int64_t key0 = j0 + warp * 16;  // this warp's first key
   // Per-lane ldmatrix row addresses. A operands (K, V rows of this warp), B operands non-transposed
   // (Q, dO rows as the n index) and transposed (Q, dO, K rows as the k index), dS^T transposed as A.
@@ -668,7 +704,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     cp_async_wait_all();  // this block's Q, dO, lse, D_i landed; everyone is done with the other buffer and dS
     __syncthreads();
     if (it + 1 < nIter) {
-      load_query(buf ^ 1, i0 + Br);
+      tiles.load_query(buf ^ 1, i0 + Br, p.Tq);
       cp_async_commit();
     }
     const float* lseb = lses + buf * Br;
@@ -795,28 +831,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   cp_async_wait_all();
   __syncthreads();  // all products are done with Ks/Vs (and every copy has landed)
 
-  // dK (scaled) and dV: stage this warp's 16 rows in its own rows of Ks/Vs, then 16-byte stores.
-#pragma unroll
-  for (int dt = 0; dt < DT; ++dt)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = warp * 16 + g + h * 8, c = dt * 8 + t4 * 2;
-      *reinterpret_cast<uint32_t*>(Ks + r * LD + c) = E::pack(dka[dt][2 * h] * p.scale, dka[dt][2 * h + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(Vs + r * LD + c) = E::pack(dva[dt][2 * h], dva[dt][2 * h + 1]);
-    }
-  __syncwarp();
-  T* dKh = dk + bh * p.Tk * D;
-  T* dVh = dv + bh * p.Tk * D;
-#pragma unroll
-  for (int c = lane; c < 16 * (D / 8); c += 32) {
-    const int r = c / (D / 8), cc = c % (D / 8);
-    const int64_t j = key0 + r;
-    if (j < p.Tk) {
-      const int sr = (warp * 16 + r) * LD + cc * 8;
-      *reinterpret_cast<uint4*>(dKh + j * D + cc * 8) = *reinterpret_cast<const uint4*>(Ks + sr);
-      *reinterpret_cast<uint4*>(dVh + j * D + cc * 8) = *reinterpret_cast<const uint4*>(Vs + sr);
-    }
-  }
+  store_key_grads<T, D, LD>(Ks, Vs, dka, dva, p.scale, dk + bh * p.Tk * D, dv + bh * p.Tk * D, key0, p.Tk, warp, lane);
 }
 
 // ---- float32: 3xTF32 on mma.sync m16n8k8 -------------------------------------------------------
@@ -1041,13 +1056,6 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
   }
 }
 
-template <int D, int Br>
-constexpr size_t backward_smem_f32() {
-  return (size_t(2 * kBwdKeys) * (D + kF32Pad) + size_t(4 * Br) * (D + kF32Pad) + size_t(kBwdKeys) * (Br + kF32Pad) +
-          size_t(4 * Br)) *
-         sizeof(float);
-}
-
 // The float32 backward: the half types' kernel with 3xTF32 products, and dQ added straight into the
 // (zeroed) float32 dq, already scaled (dS is scaled on its way to shared memory), so no accumulator
 // and no conversion pass.
@@ -1056,49 +1064,26 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     backward_f32_kernel(Params p, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
                         const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ Di,
                         float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv) {
-  constexpr int Bc = kBwdKeys, LD = D + kF32Pad, LDS = Br + kF32Pad, NQ = Br / 8, DT = D / 8, KD = D / 8, KQ = Br / 8;
+  using Tiles = BwdTiles<float, D, Br>;  // dSs: P^T, then scale dS^T, keys by (permuted) queries
+  constexpr int Bc = Tiles::Bc, LD = Tiles::LD, LDS = Tiles::LDS, NQ = Br / 8, DT = D / 8, KD = D / 8, KQ = Br / 8;
   constexpr int WM = Br / 16, WN = 8 / WM, DW = D / WN, NDW = DW / 8;  // dQ = dS K: warps as WM x WN
   static_assert(Bc == 8 * 16, "8 warps of 16 keys");
   static_assert((Br == 32 || Br == 64 || Br == 128) && D % 32 == 0 && DW % 8 == 0 && LD % 32 == 4 && LDS % 32 == 4,
                 "tile shape");
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  float* Ks = reinterpret_cast<float*>(smem_raw);
-  float* Vs = Ks + Bc * LD;
-  float* Qs = Vs + Bc * LD;       // [2][Br][LD]
-  float* dOs = Qs + 2 * Br * LD;  // [2][Br][LD]
-  float* dSs = dOs + 2 * Br * LD; // [Bc][LDS]: P^T, then scale dS^T, keys by (permuted) queries
-  float* lses = dSs + Bc * LDS;   // [2][Br]
-  float* Dis = lses + 2 * Br;     // [2][Br]
-
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
   const BwdBlock kb = backward_block<kCausal, Br, Bc>(p);
   const int64_t bh = kb.bh, j0 = kb.j0, off = kb.off, kend = kb.kend, iStart = kb.iStart;
   const int nIter = kb.nIter;
-  const float* Kh = k + bh * p.Tk * D;
-  const float* Vh = v + bh * p.Tk * D;
-  const float* Qh = q + bh * p.Tq * D;
-  const float* dOh = dout + bh * p.Tq * D;
-  const float* lseh = lse + bh * p.Tq;
-  const float* Dih = Di + bh * p.Tq;
+  const Tiles tiles(smem_raw, p, bh, q, dout, lse, Di);
+  float *Ks = tiles.Ks, *Vs = tiles.Vs, *Qs = tiles.Qs, *dOs = tiles.dOs, *dSs = tiles.dSs;
+  const float *lses = tiles.lses, *Dis = tiles.Dis;
   float* dqh = dq + bh * p.Tq * D;
-
-  auto load_query = [&](int buf, int64_t i0) {
-    load_query_block<float, D, Br, kBwdThreads>(Qs, dOs, lses, Dis, buf, i0, Qh, dOh, lseh, Dih, p.Tq);
-  };
-
-  load_rows_async<float, D, Bc, kBwdThreads>(Ks, Kh, j0, kend);
-  load_rows_async<float, D, Bc, kBwdThreads>(Vs, Vh, j0, kend);
-  if (nIter > 0) load_query(0, iStart);
-  cp_async_commit();
+  tiles.start(p, kb, k, v);
 
   float dka[DT][4], dva[DT][4];
-#pragma unroll
-  for (int dt = 0; dt < DT; ++dt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      dka[dt][e] = 0.f;
-      dva[dt][e] = 0.f;
-    }
+  zero_tiles(dka);
+  zero_tiles(dva);
   const int64_t key0 = j0 + warp * 16;
   // ldmatrix row addresses: this warp's K and V rows as A; Q and dO rows as two n-tiles' B.
   const uint32_t kA = smem_u32(Ks + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 4);
@@ -1116,7 +1101,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     cp_async_wait_all();  // this block's Q, dO, lse, D_i landed; everyone is done with the other buffer and dS
     __syncthreads();
     if (it + 1 < nIter) {
-      load_query(buf ^ 1, i0 + Br);
+      tiles.load_query(buf ^ 1, i0 + Br, p.Tq);
       cp_async_commit();
     }
     const float* lseb = lses + buf * Br;
@@ -1212,28 +1197,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   cp_async_wait_all();
   __syncthreads();  // all products are done with Ks/Vs (and every copy has landed)
 
-  // dK and dV: stage this warp's 16 rows in its own rows of Ks/Vs, then 16-byte stores.
-#pragma unroll
-  for (int dt = 0; dt < DT; ++dt)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = warp * 16 + g + h * 8, c = dt * 8 + t4 * 2;
-      *reinterpret_cast<float2*>(Ks + r * LD + c) = make_float2(dka[dt][2 * h], dka[dt][2 * h + 1]);  // scale is in dS
-      *reinterpret_cast<float2*>(Vs + r * LD + c) = make_float2(dva[dt][2 * h], dva[dt][2 * h + 1]);
-    }
-  __syncwarp();
-  float* dKh = dk + bh * p.Tk * D;
-  float* dVh = dv + bh * p.Tk * D;
-#pragma unroll
-  for (int c = lane; c < 16 * (D / 4); c += 32) {
-    const int r = c / (D / 4), cc = c % (D / 4);
-    const int64_t j = key0 + r;
-    if (j < p.Tk) {
-      const int sr = (warp * 16 + r) * LD + cc * 4;
-      *reinterpret_cast<float4*>(dKh + j * D + cc * 4) = *reinterpret_cast<const float4*>(Ks + sr);
-      *reinterpret_cast<float4*>(dVh + j * D + cc * 4) = *reinterpret_cast<const float4*>(Vs + sr);
-    }
-  }
+  // (the scale is in dS already)
+  store_key_grads<float, D, LD>(Ks, Vs, dka, dva, 1.f, dk + bh * p.Tk * D, dv + bh * p.Tk * D, key0, p.Tk, warp, lane);
 }
 
 // ---- host side --------------------------------------------------------------------------------
@@ -1322,7 +1287,7 @@ template <class T, int D, int Br, bool kCausal, bool kDrop>
 std::string launch_backward(const Params& p, const void* q, const void* k, const void* v, const void* dout,
                             const float* lse, const float* Di, float* dqAcc, void* dk, void* dv) {
   return launch_kernel<backward_kernel<T, D, Br, kCausal, kDrop>>(
-      backward_smem<T, D, Br>(), p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys), kBwdThreads, p, static_cast<const T*>(q),
+      BwdTiles<T, D, Br>::bytes(), p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys), kBwdThreads, p, static_cast<const T*>(q),
       static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const T*>(dout), lse, Di, dqAcc, static_cast<T*>(dk),
       static_cast<T*>(dv));
 }
@@ -1399,7 +1364,7 @@ std::string run_forward_f32(const cpu::AttentionArgs& a, const void* q, const vo
 template <int D, int Br, bool kCausal>
 std::string launch_backward_f32(const Params& p, const float* q, const float* k, const float* v, const float* dout,
                                 const float* lse, const float* Di, float* dq, float* dk, float* dv) {
-  return launch_kernel<backward_f32_kernel<D, Br, kCausal>>(backward_smem_f32<D, Br>(), p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys),
+  return launch_kernel<backward_f32_kernel<D, Br, kCausal>>(BwdTiles<float, D, Br>::bytes(), p.BH * ((p.Tk + kBwdKeys - 1) / kBwdKeys),
                                                            kBwdThreads, p, q, k, v, dout, lse, Di, dq, dk, dv);
 }
 
@@ -1415,7 +1380,7 @@ std::string run_backward_f32(const cpu::AttentionArgs& a, const void* q, const v
   cudaError_t e = cudaGetDevice(&dev);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
   if (e != cudaSuccess) return cuda_error(e);
-  if (static_cast<size_t>(optin) < backward_smem_f32<D, Br>())
+  if (static_cast<size_t>(optin) < BwdTiles<float, D, Br>::bytes())
     return basic_attention_backward(AttnDType::F32, a, q, k, v, out, dout, lse, dq, dk, dv);
   const float *qf = static_cast<const float*>(q), *kf = static_cast<const float*>(k), *vf = static_cast<const float*>(v);
   const float* gf = static_cast<const float*>(dout);

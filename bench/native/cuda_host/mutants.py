@@ -193,7 +193,7 @@ MUTANTS = [
      "  b.set(1, lds_f32(p + LD));", "  b.set(1, lds_f32(p + 4 * LD));",
      "dispatch", "fa2 float32: B's second register from row t + 4 (the unpermuted layout) while A's slots are permuted"),
     ("fa2-f32-no-smem-fallback", "attention_fa2",
-     "  if (static_cast<size_t>(optin) < backward_smem_f32<D, Br>())\n    return basic_attention_backward(", "  if (false)\n    return basic_attention_backward(",
+     "  if (static_cast<size_t>(optin) < BwdTiles<float, D, Br>::bytes())\n    return basic_attention_backward(", "  if (false)\n    return basic_attention_backward(",
      "dispatch", "fa2 float32 backward on a device with too little shared memory per block (an A100) instead of the basic kernels"),
     ("gemm-kstep", "gemm_sm90",
      "kStepA = TA ? 16 * 128 : 32", "kStepA = TA ? 8 * 128 : 32",
