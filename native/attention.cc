@@ -85,6 +85,12 @@ void check_head_dim(const Decoded& d, const TensorRef& q, const char* op) {
     fail("DTYPE_MISMATCH", std::string(op) + ": the CPU kernel needs float32 or float64");
 }
 
+// Every kernel but the CPU's float64 one computes in float32: the scale must be a float32 number.
+void check_scale(const Decoded& d, const TensorRef& q, const char* op) {
+  if (q.dtype != cpu::DType::F64 && !(std::fabs(d.a.scale) <= 3.4028234663852886e38))
+    fail("INVALID_ARGUMENT", std::string(op) + ": scale " + std::to_string(d.a.scale) + " is past float32's range");
+}
+
 cuda::AttnDType attn_dtype(const TensorRef& q) {
   if (q.dtype == cpu::DType::F16) return cuda::AttnDType::F16;
   return q.dtype == cpu::DType::BF16 ? cuda::AttnDType::BF16 : cuda::AttnDType::F32;
@@ -104,6 +110,7 @@ Napi::Value attention_forward(const Napi::CallbackInfo& info, Context& c) {
   const cpu::AttentionArgs& a = d.a;
   TensorRef q = tensor_arg(info, c, 0, 12, op, "q");
   check_head_dim(d, q, op);
+  check_scale(d, q, op);
   TensorRef k = tensor_arg(info, c, 1, 15, op, "k"), v = tensor_arg(info, c, 2, 18, op, "v");
   TensorRef o = tensor_arg(info, c, 3, 21, op, "out"), lse = tensor_arg(info, c, 4, 24, op, "lse");
   for (auto [t, name] : {std::pair{&k, "k"}, {&v, "v"}, {&o, "out"}}) need_same(*t, q, op, name);
@@ -132,6 +139,7 @@ Napi::Value attention_backward(const Napi::CallbackInfo& info, Context& c) {
   const cpu::AttentionArgs& a = d.a;
   TensorRef q = tensor_arg(info, c, 0, 12, op, "q");
   check_head_dim(d, q, op);
+  check_scale(d, q, op);
   TensorRef k = tensor_arg(info, c, 1, 15, op, "k"), v = tensor_arg(info, c, 2, 18, op, "v");
   TensorRef o = tensor_arg(info, c, 3, 21, op, "out"), g = tensor_arg(info, c, 4, 24, op, "grad");
   TensorRef lse = tensor_arg(info, c, 5, 27, op, "lse");

@@ -162,6 +162,155 @@ test('key padding lengths and key masks, with fully masked rows: output 0, gradi
   });
 });
 
+test('non-finite input: NaN in q or k stays NaN (as in PyTorch); NaN or Inf in keys a key mask hides reaches nothing', (t) => {
+  for (const dtype of ['float32', 'float64'] as const) {
+    const B = 2, H = 2, Tq = 5, Tk = 70, D = 8, rnd = prng(21);
+    const q = randArray(B * H * Tq * D, rnd), k = randArray(B * H * Tk * D, rnd), v = randArray(B * H * Tk * D, rnd);
+    const g = randArray(B * H * Tq * D, rnd);
+    // Batch 0 hides keys 3 and 66 (66 lies in the second key tile), batch 1 hides every key.
+    const mask = [...Array.from({ length: Tk }, (_, j) => (j === 3 || j === 66 ? 0 : 1)), ...new Array(Tk).fill(0)];
+    const run = (qa: Float64Array, ka: Float64Array, va: Float64Array, withMask: boolean) => kiln.tidy(() => {
+      const mk = (a: Float64Array, T: number) => kiln.fromTyped(a, [B, H, T, D], { dtype, requiresGrad: true });
+      const qt = mk(qa, Tq), kt = mk(ka, Tk), vt = mk(va, Tk);
+      const keyMask = withMask ? kiln.fromTyped(Int32Array.from(mask), [B, Tk], { dtype: 'int32' }) : undefined;
+      const out = kiln.scaledDotProductAttention(qt, kt, vt, { keyMask });
+      out.backward(kiln.fromTyped(g, [B, H, Tq, D], { dtype }));
+      return [out, qt.grad!, kt.grad!, vt.grad!].map((x) => Array.from(x.dataSync()));
+    });
+    const clean = run(q, k, v, true);
+    // Poison the hidden keys' rows of K and V (every head of both batches for batch 1).
+    const kp = Float64Array.from(k), vp = Float64Array.from(v);
+    for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let j = 0; j < Tk; j++) {
+      if (mask[b * Tk + j] !== 0) continue;
+      for (let d = 0; d < D; d++) {
+        kp[((b * H + h) * Tk + j) * D + d] = d % 2 ? NaN : Infinity;
+        vp[((b * H + h) * Tk + j) * D + d] = d % 2 ? -Infinity : NaN;
+      }
+    }
+    const poisoned = run(q, kp, vp, true);
+    ['out', 'dq', 'dk', 'dv'].forEach((name, i) => {
+      const bad = poisoned[i].findIndex((x, e) => !(x === clean[i][e] || (x === 0 && clean[i][e] === 0)));
+      t.is(bad, -1, `${dtype} ${name}: hidden keys' NaN/Inf changed element ${bad} (${poisoned[i][bad]} vs ${clean[i][bad]})`);
+    });
+    const half = B * H * Tq * D / 2;
+    t.true(clean[0].slice(half).every((x) => x === 0), `${dtype}: batch 1 sees no key, so its output is 0`);
+    // A NaN in one query row: that row's output is NaN, the other rows are unchanged.
+    const qn = Float64Array.from(q);
+    qn[2 * D + 5] = NaN;  // (b 0, h 0, row 2)
+    const noMask = run(q, k, v, false), nanQ = run(qn, k, v, false);
+    for (let r = 0; r < B * H * Tq; r++) {
+      const rows = [noMask[0].slice(r * D, r * D + D), nanQ[0].slice(r * D, r * D + D)];
+      if (r === 2) t.true(rows[1].every(Number.isNaN), `${dtype}: the NaN row's output is NaN`);
+      else t.deepEqual(rows[1], rows[0], `${dtype}: row ${r} changed`);
+    }
+    // A NaN in one key: every row of that head sees it, so all of them are NaN.
+    const kn = Float64Array.from(k);
+    kn[40 * D] = NaN;  // (b 0, h 0, key 40)
+    const nanK = run(q, kn, v, false);
+    t.true(nanK[0].slice(0, Tq * D).every(Number.isNaN), `${dtype}: rows that see a NaN key are NaN`);
+    t.deepEqual(nanK[0].slice(Tq * D), noMask[0].slice(Tq * D), `${dtype}: other heads unchanged`);
+  }
+});
+
+test('scale: past float32 range is refused for float32 inputs; a huge finite scale keeps finite gradients', (t) => {
+  const code = (f: () => unknown) => {
+    try {
+      f();
+      return 'no error';
+    } catch (e) {
+      return e instanceof kiln.KilnError ? e.code : `not a KilnError: ${e}`;
+    }
+  };
+  kiln.tidy(() => {
+    const q = kiln.randn([1, 2, 6, 16]);
+    t.is(code(() => kiln.scaledDotProductAttention(q, q, q, { scale: 1e39 })), 'INVALID_ARGUMENT');
+    const q64 = q.to('float64');
+    t.is(code(() => kiln.scaledDotProductAttention(q64, q64, q64, { scale: 1e39 })), 'no error', 'float64 takes it');
+    for (const [dtype, scale] of [['float32', 1e9], ['float64', 1e30]] as const) {
+      const qa = kiln.randn([1, 2, 40, 16], { dtype, requiresGrad: true }), ka = kiln.randn([1, 2, 40, 16], { dtype, requiresGrad: true });
+      const va = kiln.randn([1, 2, 40, 16], { dtype, requiresGrad: true });
+      const out = kiln.scaledDotProductAttention(qa, ka, va, { scale, causal: true });
+      out.sum().backward();
+      for (const [name, x] of [['out', out], ['dq', qa.grad!], ['dk', ka.grad!], ['dv', va.grad!]] as const)
+        t.true(Array.from(x.dataSync()).every(Number.isFinite), `${dtype} scale ${scale}: ${name} has NaN/Inf`);
+    }
+  });
+});
+
+test('empty inputs (B, H, T or D = 0, empty views) and a refused draw that leaves the random stream alone', (t) => {
+  kiln.tidy(() => {
+    const sdpa = kiln.scaledDotProductAttention;
+    // Head dim 0: an empty output and empty gradients.
+    const q0 = kiln.zeros([2, 1, 3, 0], { requiresGrad: true }), k0 = kiln.zeros([2, 1, 4, 0], { requiresGrad: true });
+    const o0 = sdpa(q0, k0, k0);
+    t.deepEqual(o0.shape, [2, 1, 3, 0]);
+    o0.sum().backward();
+    t.deepEqual(q0.grad!.shape, [2, 1, 3, 0]);
+    // An empty view narrowed out of an empty tensor (its offset would lie past its storage).
+    const kv = kiln.zeros([1, 2, 0, 3, 8]);
+    const k = kv.narrow(3, 2, 1).squeeze(3);
+    t.deepEqual(sdpa(kiln.randn([1, 2, 4, 8]), k, k).dataSync().every((x: number) => x === 0), true, 'no key: output 0');
+    // MultiheadAttention with T = 0, and cross-attention to an empty memory.
+    const self = new kiln.nn.MultiheadAttention(8, 2, { causal: true });
+    const y = self.forward(kiln.randn([2, 0, 8], { requiresGrad: true }));
+    t.deepEqual(y.shape, [2, 0, 8]);
+    y.sum().backward();
+    const cross = new kiln.nn.MultiheadAttention(8, 2, { cross: true, kvDim: 6 });
+    const x = kiln.randn([2, 3, 8], { requiresGrad: true });
+    const yc = cross.forward(x, kiln.randn([2, 0, 6]));
+    t.deepEqual(yc.shape, [2, 3, 8]);
+    yc.sum().backward();
+    t.true(Array.from(x.grad!.dataSync()).every(Number.isFinite));
+  });
+  // A dropout call refused for its size must not move the stream (nor leave it past its end).
+  const saved = kiln.getRngState();
+  kiln.manualSeed(5);
+  const before = kiln.getRngState();
+  const big = kiln.randn([1, 1, 1, 1]).expand([1, 1, 2 ** 40, 1]);
+  t.throws(() => kiln.scaledDotProductAttention(big, big, big, { dropout: 0.1 }), { instanceOf: kiln.KilnError });
+  t.deepEqual(kiln.getRngState(), { ...before, offset: before.offset + 4 }, 'only randn\'s four words were drawn');
+  const a = Array.from(kiln.rand([3]).dataSync());
+  kiln.manualSeed(5);
+  kiln.randn([1, 1, 1, 1]);
+  t.deepEqual(Array.from(kiln.rand([3]).dataSync()), a, 'the stream goes on where it was');
+  // The stream's end: a draw past 2^53 words is refused and leaves the offset.
+  kiln.setRngState({ seed: '7', offset: 2 ** 53 - 8 });
+  t.throws(() => kiln.rand([9]), { instanceOf: kiln.KilnError, message: /2\^53/ });
+  t.is(kiln.getRngState().offset, 2 ** 53 - 8);
+  t.notThrows(() => kiln.rand([8]));
+  kiln.setRngState(saved);
+});
+
+test('wrong argument types are KilnErrors: options, dropout, tensors, and MultiheadAttention inputs', (t) => {
+  const code = (f: () => unknown) => {
+    try {
+      f();
+      return 'no error';
+    } catch (e) {
+      return e instanceof kiln.KilnError ? e.code : `not a KilnError: ${e}`;
+    }
+  };
+  kiln.tidy(() => {
+    const q = kiln.randn([1, 2, 4, 8]);
+    const sdpa = kiln.scaledDotProductAttention, nsdpa = kiln.nn.scaledDotProductAttention;
+    t.is(code(() => sdpa(q, q, q, null as never)), 'no error', 'null options mean none');
+    t.is(code(() => sdpa(q, q, q, { dropout: 0n as never })), 'INVALID_ARGUMENT', 'bigint dropout');
+    t.is(code(() => sdpa(q, q, q, { scale: '1' as never })), 'INVALID_ARGUMENT', 'string scale');
+    t.is(code(() => nsdpa(null as never, q, q)), 'INVALID_ARGUMENT', 'nn: q not a tensor');
+    t.is(code(() => nsdpa(q, q, q, { dropout: NaN, training: true })), 'INVALID_ARGUMENT', 'nn: dropout NaN');
+    t.is(code(() => nsdpa(q, q, q, { dropout: 1, training: false })), 'INVALID_ARGUMENT', 'nn: dropout 1');
+    const general = kiln.zeros([4, 4]);
+    t.is(code(() => nsdpa(q, q, q, { mask: general, scale: NaN })), 'INVALID_ARGUMENT', 'nn: NaN scale on the composed path');
+    const mha = new kiln.nn.MultiheadAttention(8, 2);
+    t.is(code(() => mha.forward([[1]] as never)), 'INVALID_ARGUMENT', 'MHA: not a tensor');
+    t.is(code(() => mha.forward(kiln.randn([1, 3, 8]), kiln.randn([1, 2, 8]))), 'INVALID_ARGUMENT', 'MHA: self-attention given a memory');
+    t.is(code(() => new kiln.nn.MultiheadAttention(8, 2, { dropout: 1 })), 'INVALID_ARGUMENT', 'MHA: dropout 1');
+    const cross = new kiln.nn.MultiheadAttention(8, 2, { cross: true });
+    t.is(code(() => cross.forward(kiln.randn([2, 3, 8]), kiln.randn([3, 2, 8]))), 'SHAPE_MISMATCH', 'MHA: memory batch');
+    t.is(code(() => cross.forward(kiln.randn([2, 3, 8]), kiln.randn([2, 2, 5]))), 'SHAPE_MISMATCH', 'MHA: memory width');
+  });
+});
+
 test('gradcheck in float64 on small shapes (causal, masks, Tq != Tk)', (t) => {
   const rnd = prng(77);
   for (const c of [{ Tq: 3, Tk: 5, causal: true }, { Tq: 6, Tk: 4, causal: false }, { Tq: 5, Tk: 5, causal: true }]) {

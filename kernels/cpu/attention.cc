@@ -99,6 +99,7 @@ KILN_AI void forward_task(const AttentionArgs& a, const T* q, const T* k, const 
     pack_transposed(K, D, j0, nc, KT);
     pack_rows(V, D, Dp, j0, nc, Vb);
     const int32_t* km = a.keyMask ? a.keyMask + b * a.Tk + j0 : nullptr;
+    zero_masked_keys(km, nc, Vb, Dp, D, 1);
     T colok[Bc], cidx[Bc];
     column_flags(km, nc, colok, cidx);
     // Causal: query i sees this tile iff i + off >= j0.
@@ -156,10 +157,11 @@ KILN_AI void forward_task(const AttentionArgs& a, const T* q, const T* k, const 
   for (int64_t qb = g; qb < nqb; qb += G) {
     const int64_t i0 = qb * kBr, nr = std::min(kBr, a.Tq - i0);
     for (int64_t i = i0; i < i0 + nr; ++i) {
-      const T inv = l[i] > T(0) ? T(1) / l[i] : T(0);
+      // l = 0: the row saw no key (output 0, lse -inf); l NaN: a NaN score, which stays NaN.
+      const T inv = l[i] > T(0) ? T(1) / l[i] : (l[i] == T(0) ? T(0) : l[i]);
       T* o = out + (bh * a.Tq + i) * D;
       for (int64_t d = 0; d < D; ++d) o[d] = O[i * Dp + d] * inv;
-      lse[bh * a.Tq + i] = l[i] > T(0) ? m[i] + std::log(l[i]) : ninf;
+      lse[bh * a.Tq + i] = l[i] > T(0) ? m[i] + std::log(l[i]) : (l[i] == T(0) ? ninf : l[i]);
     }
   }
 }
@@ -225,6 +227,8 @@ KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const
       pack_transposed(V, D, j0, nc, VT);
       pack_rows(K, D, Dp, j0, nc, Kb);
       const int32_t* km = a.keyMask ? a.keyMask + b * a.Tk + j0 : nullptr;
+      zero_masked_keys(km, nc, VT, 1, D, Bc);  // dP = dO V^T, then dQ = dS K
+      zero_masked_keys(km, nc, Kb, Dp, D, 1);
       T colok[Bc], cidx[Bc];
       column_flags(km, nc, colok, cidx);
       for (int64_t i0 = (iFirst / kBr) * kBr; i0 < a.Tq; i0 += kBr) {
@@ -243,7 +247,7 @@ KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const
           const T lu = li == ninf ? T(0) : li;
 #pragma omp simd
           for (int c = 0; c < Bc; ++c) {
-            T e = exp_softmax(p[c] * scale - lu);
+            T e = exp_softmax(std::min(p[c] * scale - lu, T(0)));  // P <= 1 (rounding; NaN stays)
             p[c] = sel(cidx[c] < lim && colok[c] != T(0), e, T(0));
           }
           T* pz = p;

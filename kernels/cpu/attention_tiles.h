@@ -49,9 +49,25 @@ KILN_AI double sel(bool c, double a, double b) {
 
 // e^x for the softmax, where x <= 0 and -inf means masked: arguments are kept above the point
 // where e^x leaves the normal range (denormal arithmetic costs ~100 cycles per operation on x86),
-// and anything below it gives exactly 0.
-KILN_AI float exp_softmax(float x) { return sel(x > -87.0f, vmath::exp_f(sel(x > -87.0f, x, -87.0f)), 0.0f); }
-KILN_AI double exp_softmax(double x) { return sel(x > -700.0, std::exp(sel(x > -700.0, x, -700.0)), 0.0); }
+// and anything below it gives exactly 0. NaN (a NaN in q or k) stays NaN, as in PyTorch.
+KILN_AI float exp_softmax(float x) {
+  const bool live = !(x <= -87.0f);
+  return sel(live, vmath::exp_f(sel(live, x, -87.0f)), 0.0f);
+}
+KILN_AI double exp_softmax(double x) {
+  const bool live = !(x <= -700.0);
+  return sel(live, std::exp(sel(live, x, -700.0)), 0.0);
+}
+
+// Zeroes the packed rows (or, with stride 1 and rows Bc apart, columns) of the keys a key mask
+// hides, so that a NaN or Inf there cannot reach an output through a zero weight (0 * NaN).
+template <class T>
+inline void zero_masked_keys(const int32_t* km, int64_t nc, T* p, int64_t keyStride, int64_t len, int64_t elemStride) {
+  if (!km) return;
+  for (int64_t c = 0; c < nc; ++c)
+    if (km[c] == 0)
+      for (int64_t e = 0; e < len; ++e) p[c * keyStride + e * elemStride] = T(0);
+}
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }

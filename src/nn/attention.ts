@@ -2,6 +2,7 @@
 // cross-attention (Seq2Seq) projects the query and the key/value memory separately.
 import { KilnError, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
+import { checkTensor } from '../ops/util.js';
 import { releaseData } from '../tensor/storage.js';
 import { internal } from '../tensor/autograd.js';
 import { scaledDotProductAttention } from './functional.js';
@@ -42,18 +43,24 @@ export class MultiheadAttention extends Module {
       this.kvProj = new Linear(opts.kvDim ?? nEmbd, 2 * nEmbd, o);
     } else this.cAttn = new Linear(nEmbd, 3 * nEmbd, o);
     this.cProj = new Linear(nEmbd, nEmbd, o);
-    this.residDrop = new Dropout(opts.dropout ?? 0);
+    const p = opts.dropout ?? 0;
+    if (typeof p !== 'number' || !(p >= 0 && p < 1))
+      throw new KilnError('INVALID_ARGUMENT', `MultiheadAttention: dropout must be a number in [0, 1), got ${String(p)}`);
+    this.residDrop = new Dropout(p);
     this.causal = opts.causal ?? false;
     this.attnDropout = opts.dropout ?? 0;
   }
 
   /** x [B, T, C]; memory [B, S, kvDim] for cross-attention; mask broadcastable to [B, H, T, S]. */
   forward(x: Tensor, memory?: Tensor | null, mask?: Tensor | null): Tensor {
+    checkTensor('MultiheadAttention', x, 'input');
     if (x.ndim !== 3 || x.shape[2] !== this.nEmbd)
       throw new KilnError('SHAPE_MISMATCH', `MultiheadAttention: input ${shapeStr(x.shape)}, want [B, T, ${this.nEmbd}]`);
     const [B, T, C] = x.shape;
     let q: Tensor, k: Tensor, v: Tensor;
     if (this.cAttn) {
+      if (memory != null)
+        throw new KilnError('INVALID_ARGUMENT', `MultiheadAttention: self-attention takes no memory (got ${shapeStr(checkTensor('MultiheadAttention', memory, 'memory').shape)}); construct it with cross: true`);
       const raw = this.cAttn.forward(x);
       const qkv = raw.reshape([B, T, 3, this.nHead, C / this.nHead]).permute([2, 0, 3, 1, 4]);
       q = qkv.narrow(0, 0, 1).squeeze(0).contiguous();
@@ -64,6 +71,10 @@ export class MultiheadAttention extends Module {
       if (q.storage !== raw.storage && k.storage !== raw.storage && v.storage !== raw.storage) releaseData(raw);
     } else {
       if (!memory) throw new KilnError('INVALID_ARGUMENT', 'MultiheadAttention: cross-attention needs a memory tensor');
+      checkTensor('MultiheadAttention', memory, 'memory');
+      const kvDim = this.kvProj!.inFeatures;
+      if (memory.ndim !== 3 || memory.shape[0] !== B || memory.shape[2] !== kvDim)
+        throw new KilnError('SHAPE_MISMATCH', `MultiheadAttention: memory ${shapeStr(memory.shape)} for input ${shapeStr(x.shape)}, want [${B}, S, ${kvDim}]`);
       const S = memory.shape[1];
       q = splitHeads(this.qProj!.forward(x), this.nHead);
       const kv = this.kvProj!.forward(memory).reshape([B, S, 2, this.nHead, C / this.nHead]).permute([2, 0, 3, 1, 4]);

@@ -14,6 +14,7 @@ import { eq, gt } from '../ops/elementwise.js';
 import { fusedAttentionSupports, scaledDotProductAttention as fusedAttention } from '../ops/attention.js';
 import type { Device } from '../tensor/dtype.js';
 import { arange } from '../ops/creation.js';
+import { checkTensor } from '../ops/util.js';
 
 /** y = x @ weight^T + bias for x [..., in], weight [out, in], bias [out]. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
@@ -80,12 +81,22 @@ export interface AttentionOptions {
  * the composed form.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  checkTensor('attention', q, 'q');
+  checkTensor('attention', k, 'k');
+  checkTensor('attention', v, 'v');
   if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4)
     throw new KilnError('SHAPE_MISMATCH', `attention: q, k, v must be [B, H, T, D], got ${shapeStr(q.shape)}, ${shapeStr(k.shape)}, ${shapeStr(v.shape)}`);
+  opts ??= {};
   const D = q.shape[3], Tq = q.shape[2], Tk = k.shape[2];
-  const scale = opts.scale ?? 1 / Math.sqrt(D);
-  if (opts.causal && Tq !== Tk) throw new KilnError('SHAPE_MISMATCH', `attention: causal needs Tq == Tk, got ${Tq} and ${Tk}`);
-  const p = opts.dropout && opts.training ? opts.dropout : 0;
+  const shapes = `q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}`;
+  const scale = opts.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
+  if (typeof scale !== 'number' || !Number.isFinite(scale))
+    throw new KilnError('INVALID_ARGUMENT', `attention: scale must be finite, got ${String(scale)} (${shapes})`);
+  if (opts.causal && Tq !== Tk) throw new KilnError('SHAPE_MISMATCH', `attention: causal needs Tq == Tk, got ${Tq} and ${Tk} (${shapes})`);
+  const drop = opts.dropout ?? 0;
+  if (typeof drop !== 'number' || !(drop >= 0 && drop < 1))
+    throw new KilnError('INVALID_ARGUMENT', `attention: dropout must be a number in [0, 1), got ${String(drop)} (${shapes})`);
+  const p = opts.training ? drop : 0;
   const keyMask = opts.mask ? perKeyMask(opts.mask, q.shape[0], Tq, Tk) : undefined;
   if (fusedAttentionSupports(q) && keyMask !== null)
     return fusedAttention(q, k, v, { causal: opts.causal, scale, dropout: p, keyMask });

@@ -54,6 +54,9 @@ function checkShapes(q: Tensor, k: Tensor, v: Tensor): void {
   if (!ok)
     throw new KilnError('SHAPE_MISMATCH',
       `${OP}: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} (want [B, H, Tq, D], [B, H, Tk, D], [B, H, Tk, D])`);
+  // The kernels index in int64 up to 2^46 elements per operand (native/attention.cc).
+  if (Bq * Hq * Math.max(q.shape[2], k.shape[2]) * Dq > 2 ** 46)
+    throw new KilnError('INVALID_ARGUMENT', `${OP}: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)} are too large (over 2^46 elements)`);
   if (fusedAttentionSupports(q)) return;
   if (q.device === 'cpu')
     throw new KilnError('INVALID_ARGUMENT', `${OP}: head dim D = ${Dq} in q ${shapeStr(q.shape)} is larger than ${MAX_HEAD_DIM_CPU}`);
@@ -71,7 +74,7 @@ export function fusedAttentionSupports(q: Tensor): boolean {
 /** The mask operand as int32 (kind 1: lengths [B], kind 2: key mask [B, Tk]); caller disposes `owned`. */
 function maskOperand(q: Tensor, k: Tensor, opts: AttentionOptions): { kind: 0 | 1 | 2; t: Tensor | null; owned: boolean } {
   const { keyPaddingLengths: lens, keyMask: mask } = opts;
-  if (lens && mask) throw new KilnError('INVALID_ARGUMENT', `${OP}: give keyPaddingLengths or keyMask, not both`);
+  if (lens && mask) throw new KilnError('INVALID_ARGUMENT', `${OP}: give keyPaddingLengths or keyMask, not both (q ${shapeStr(q.shape)})`);
   const B = q.shape[0], Tk = k.shape[2];
   if (lens) {
     checkTensor(OP, lens, 'keyPaddingLengths');
@@ -103,6 +106,9 @@ function maskOperand(q: Tensor, k: Tensor, opts: AttentionOptions): { kind: 0 | 
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   checkShapes(q, k, v);
+  opts ??= {};
+  if (typeof opts !== 'object')
+    throw new KilnError('INVALID_ARGUMENT', `${OP}: options must be an object, got ${typeof opts} (q ${shapeStr(q.shape)})`);
   const low = q.dtype === 'float32' ? autocastDType(q.device) : null;
   const via = low ?? (q.device === 'cpu' && isHalf(q.dtype) ? 'float32' : null);
   if (via) {
@@ -118,13 +124,22 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
 function attentionKernel(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
   const [B, H, Tq, D] = q.shape;
   const Tk = k.shape[2];
-  const scale = opts.scale ?? 1 / Math.sqrt(D);
-  if (!Number.isFinite(scale)) throw new KilnError('INVALID_ARGUMENT', `${OP}: scale must be finite, got ${scale}`);
+  const shapes = `q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}`;
+  const scale = opts.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
+  // The kernels compute in float32 unless q is float64: a scale past float32's range would be +-inf there.
+  const maxScale = q.dtype === 'float64' ? Number.MAX_VALUE : 3.4028234663852886e38;
+  if (typeof scale !== 'number' || !(Math.abs(scale) <= maxScale))
+    throw new KilnError('INVALID_ARGUMENT', `${OP}: scale must be a finite ${q.dtype === 'float64' ? 'float64' : 'float32'} number, got ${String(scale)} (${shapes})`);
   const p = opts.dropout ?? 0;
-  if (!(p >= 0 && p < 1)) throw new KilnError('INVALID_ARGUMENT', `${OP}: dropout must be in [0, 1), got ${p}`);
+  if (typeof p !== 'number' || !(p >= 0 && p < 1))
+    throw new KilnError('INVALID_ARGUMENT', `${OP}: dropout must be a number in [0, 1), got ${String(p)} (${shapes})`);
   const mask = maskOperand(q, k, opts);
-  // One Philox word per score element, whether or not it is masked, so the mask is layout-free.
-  const [seedLo, seedHi, offset] = p > 0 ? reserve(B * H * Tq * Tk) : [0, 0, 0];
+  if (D === 0) {  // nothing to attend with: empty output and gradients, no kernel
+    if (mask.owned) mask.t!.dispose();
+    const out = empty([B, H, Tq, 0], q.dtype, q.device);
+    if (!isGradEnabled() || !(q.requiresGrad || k.requiresGrad || v.requiresGrad)) return out;
+    return record(out, OP, [q, k, v], () => [empty(q.shape, q.dtype, q.device), empty(k.shape, q.dtype, q.device), empty(v.shape, q.dtype, q.device)]);
+  }
   const header = () => {
     A[0] = B; A[1] = H; A[2] = Tq; A[3] = Tk; A[4] = D; A[5] = scale; A[6] = opts.causal ? 1 : 0;
     A[7] = mask.kind; A[8] = p; A[9] = seedLo; A[10] = seedHi; A[11] = offset;
@@ -132,6 +147,9 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions
   const qc = contig(q), kc = contig(k), vc = contig(v);
   const out = empty([B, H, Tq, D], q.dtype, q.device);
   const lse = empty([B, H, Tq], q.device === 'cuda' ? 'float32' : q.dtype, q.device);  // float32 on CUDA for every dtype
+  // One Philox word per score element, whether or not it is masked, so the mask is layout-free
+  // (reserved once every check and allocation has passed, so a refused call leaves the stream alone).
+  const [seedLo, seedHi, offset] = p > 0 ? reserve(B * H * Tq * Tk) : [0, 0, 0];
   header();
   NA.attentionForward(arg(12, qc), arg(15, kc), arg(18, vc), arg(21, out), arg(24, lse), mask.t ? arg(27, mask.t) : undefined);
   const release = () => {

@@ -27,10 +27,17 @@ export function setRngState(s: RngState): void {
   state.offset = s.offset;
 }
 
-/** Reserves `words` words of the stream; returns [seedLo, seedHi, offset]. */
+/**
+ * Reserves `words` words of the stream; returns [seedLo, seedHi, offset]. The offset stays below
+ * 2^53 (the kernels' limit): a draw that would pass it is refused and leaves the stream as it was.
+ */
 export function reserve(words: number): [number, number, number] {
   const off = state.offset;
-  state.offset = off + Math.ceil(words / 4) * 4;
+  const next = off + Math.ceil(words / 4) * 4;
+  if (!(Number.isSafeInteger(words) && words >= 0 && next <= 2 ** 53))
+    throw new KilnError('INVALID_ARGUMENT',
+      `random: a draw of ${words} words at offset ${off} would pass the stream's 2^53 words (call manualSeed to restart it)`);
+  state.offset = next;
   return [Number(state.seed & 0xffffffffn), Number(state.seed >> 32n), off];
 }
 initialSeed();

@@ -201,9 +201,12 @@ export function empty(shape: number[], dtype: DType, device: Device, strides?: n
   return new Tensor(storage, shape, strides ?? contiguousStrides(shape), 0, dtype);
 }
 
-/** A view sharing `base`'s storage. */
+/**
+ * A view sharing `base`'s storage. An empty view reads nothing, so it starts at 0: its offset (from
+ * narrowing an empty tensor, say) could otherwise lie past the end of its storage.
+ */
 export function view(base: Tensor, shape: number[], strides: number[], offset: number): Tensor {
-  return new Tensor(base.storage, shape, strides, offset, base.dtype);
+  return new Tensor(base.storage, shape, strides, numel(shape) === 0 ? 0 : offset, base.dtype);
 }
 
 /** A contiguous copy through the strided copy kernel (no autograd). */
