@@ -88,6 +88,16 @@ function maxErr(got: ArrayLike<number>, want: ArrayLike<number>, atol: number, r
   return { ok: true, worst };
 }
 
+/** The KilnError code f throws, 'no error', or what else it threw. */
+function code(f: () => unknown): string {
+  try {
+    f();
+    return 'no error';
+  } catch (e) {
+    return e instanceof kiln.KilnError ? e.code : `not a KilnError: ${e}`;
+  }
+}
+
 interface Case { B: number; H: number; Tq: number; Tk: number; D: number; causal?: boolean; lens?: number[]; mask?: number[]; scale?: number }
 
 /** Runs kiln forward + backward (float32 or float64) and compares with the naive reference. */
@@ -213,14 +223,6 @@ test('non-finite input: NaN in q or k stays NaN (as in PyTorch); NaN or Inf in k
 });
 
 test('scale: past float32 range is refused for float32 inputs; a huge finite scale keeps finite gradients', (t) => {
-  const code = (f: () => unknown) => {
-    try {
-      f();
-      return 'no error';
-    } catch (e) {
-      return e instanceof kiln.KilnError ? e.code : `not a KilnError: ${e}`;
-    }
-  };
   kiln.tidy(() => {
     const q = kiln.randn([1, 2, 6, 16]);
     t.is(code(() => kiln.scaledDotProductAttention(q, q, q, { scale: 1e39 })), 'INVALID_ARGUMENT');
@@ -282,14 +284,6 @@ test('empty inputs (B, H, T or D = 0, empty views) and a refused draw that leave
 });
 
 test('wrong argument types are KilnErrors: options, dropout, tensors, and MultiheadAttention inputs', (t) => {
-  const code = (f: () => unknown) => {
-    try {
-      f();
-      return 'no error';
-    } catch (e) {
-      return e instanceof kiln.KilnError ? e.code : `not a KilnError: ${e}`;
-    }
-  };
   kiln.tidy(() => {
     const q = kiln.randn([1, 2, 4, 8]);
     const sdpa = kiln.scaledDotProductAttention, nsdpa = kiln.nn.scaledDotProductAttention;
@@ -410,14 +404,6 @@ test('memory stays linear in T: T = 4096 forward + backward', (t) => {
 
 test('bad input is a KilnError with the right code', (t) => {
   const q = kiln.randn([1, 2, 4, 8]);
-  const code = (f: () => unknown) => {
-    try {
-      f();
-      return 'no error';
-    } catch (e) {
-      return e instanceof kiln.KilnError ? e.code : `not a KilnError: ${e}`;
-    }
-  };
   const sdpa = kiln.scaledDotProductAttention;
   t.is(code(() => sdpa(q, kiln.randn([1, 3, 4, 8]), kiln.randn([1, 3, 4, 8]))), 'SHAPE_MISMATCH', 'mismatched heads');
   t.is(code(() => sdpa(q, kiln.randn([1, 2, 5, 8]), kiln.randn([1, 2, 6, 8]))), 'SHAPE_MISMATCH', 'k and v lengths');
