@@ -155,12 +155,16 @@ __device__ inline void tile_gemm(float* C, int ldc, const T* A, int lda, const T
   }
 }
 
-// Copies rows [r0, r0 + rows) of a [T x D] matrix into a shared tile (row stride ld), zero past `limit`.
+// Copies rows [r0, r0 + rows) of a [T x D] matrix into a shared tile (row stride ld), zero past `limit`
+// and, given a batch's key mask, zero for the keys it hides: their NaN or Inf must not reach an output
+// through a zero weight (0 * NaN), as on the CPU.
 template <class T, int D>
-__device__ inline void load_rows(T* dst, int ld, const T* src, int64_t r0, int rows, int64_t limit) {
+__device__ inline void load_rows(T* dst, int ld, const T* src, int64_t r0, int rows, int64_t limit,
+                                 const int32_t* hidden = nullptr) {
   for (int e = threadIdx.x; e < rows * D; e += blockDim.x) {
     const int r = e / D, d = e % D;
-    dst[r * ld + d] = r0 + r < limit ? src[(r0 + r) * D + d] : from_f<T>(0.f);
+    const bool ok = r0 + r < limit && (!hidden || hidden[r0 + r] != 0);
+    dst[r * ld + d] = ok ? src[(r0 + r) * D + d] : from_f<T>(0.f);
   }
 }
 
@@ -214,6 +218,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(Params p, c
   const T* Qh = q + bh * p.Tq * D;
   const T* Kh = k + bh * p.Tk * D;
   const T* Vh = v + bh * p.Tk * D;
+  const int32_t* keys = p.keyMask ? p.keyMask + b * p.Tk : nullptr;
   load_rows<T, D>(Qs, ldT, Qh, i0, Br, p.Tq);
   for (int e = threadIdx.x; e < Br * ldO; e += blockDim.x) Os[e] = 0.f;
   for (int r = threadIdx.x; r < Br; r += blockDim.x) {
@@ -228,8 +233,8 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(Params p, c
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int64_t j0 = 0; j0 < kend; j0 += Bc) {
     __syncthreads();  // the previous tile's products are done with K, V, P
-    load_rows<T, D>(Ks, ldT, Kh, j0, Bc, kend);
-    load_rows<T, D>(Vs, ldT, Vh, j0, Bc, kend);
+    load_rows<T, D>(Ks, ldT, Kh, j0, Bc, kend, keys);
+    load_rows<T, D>(Vs, ldT, Vh, j0, Bc, kend, keys);
     __syncthreads();
     tile_gemm<T, false, true>(Ss, ldS, Qs, ldT, Ks, ldT, Br, Bc, D, false);
     __syncthreads();
@@ -364,8 +369,9 @@ __global__ void __launch_bounds__(kThreads) attention_backward_kernel(
   const T* Vh = v + bh * p.Tk * D;
   const T* Qh = q + bh * p.Tq * D;
   const T* dOh = dout + bh * p.Tq * D;
-  load_rows<T, D>(Ks, ldT, Kh, j0, Bc, kend);
-  load_rows<T, D>(Vs, ldT, Vh, j0, Bc, kend);
+  const int32_t* keys = p.keyMask ? p.keyMask + b * p.Tk : nullptr;
+  load_rows<T, D>(Ks, ldT, Kh, j0, Bc, kend, keys);
+  load_rows<T, D>(Vs, ldT, Vh, j0, Bc, kend, keys);
   for (int e = threadIdx.x; e < Bc * ldF; e += blockDim.x) {
     dKs[e] = 0.f;
     dVs[e] = 0.f;

@@ -538,6 +538,23 @@ void run_dispatch(const DispatchCase& c, std::mt19937_64& rng) {
     for (int64_t i = 0; i < c.B * c.Tk; ++i) mask.p[i] = (rng() % 3) != 0;
     for (int64_t j = 0; j < c.Tk; ++j) mask.p[j] = 0;  // batch 0 sees no key at all
     a.keyMask = mask.p;
+    // The hidden keys' K and V rows become NaN / Inf (the reference keeps the clean values, which it
+    // never reads): nothing of them may reach an output or a gradient.
+    const uint16_t nanBits = bf ? 0x7FC0 : 0x7E00, infBits = bf ? 0x7F80 : 0x7C00;
+    for (int64_t bh = 0; bh < BH; ++bh)
+      for (int64_t j = 0; j < c.Tk; ++j)
+        if (mask.p[(bh / c.H) * c.Tk + j] == 0)
+          for (int64_t d = 0; d < c.D; ++d) {
+            const size_t i = size_t((bh * c.Tk + j) * c.D + d);
+            if (f32) {
+              const float kx = NAN, vx = d % 2 ? INFINITY : -INFINITY;
+              std::memcpy(K.p + 4 * i, &kx, 4);
+              std::memcpy(V.p + 4 * i, &vx, 4);
+            } else {
+              std::memcpy(K.p + 2 * i, &nanBits, 2);
+              std::memcpy(V.p + 2 * i, d % 2 ? &infBits : &nanBits, 2);
+            }
+          }
   } else if (c.opt == 3) {
     a.dropout = 0.2;
     a.seed = 1234;
