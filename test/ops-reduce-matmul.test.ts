@@ -39,6 +39,11 @@ checkOp('argmax int32', [[3, 4]], (a) => a.argmax(1), (a) => R.argmax(a, 1), { d
 checkOp('matmul 2-D', [[3, 4], [4, 5]], (a, b) => a.matmul(b), R.matmul);
 checkOp('matmul batched', [[2, 3, 4], [2, 4, 5]], (a, b) => a.matmul(b), R.matmul);
 checkOp('matmul broadcast batch [2,1,3,4]@[3,4,5]', [[2, 1, 3, 4], [3, 4, 5]], (a, b) => kiln.matmul(a, b), R.matmul);
+// A broadcast batch dim next to a size-1 one: b's batch does not collapse into one stride (it did, wrongly).
+checkOp('matmul broadcast [2,1,2,3,5]@[2,5,4]', [[2, 1, 2, 3, 5], [2, 5, 4]], (a, b) => a.matmul(b), R.matmul);
+checkOp('matmul broadcast [2,1,2,3,5]@(a [2,5,4] view of [3,5,4])', [[2, 1, 2, 3, 5], [3, 5, 4]], (a, b) => a.matmul(b.narrow(0, 0, 2)),
+  (a, b) => R.matmul(a, R.narrow(b, 0, 0, 2)));
+checkOp('matmul broadcast [3,4,5]@[2,1,5,2] (a strided, b broadcast inside)', [[3, 4, 5], [2, 1, 5, 2]], (a, b) => a.matmul(b), R.matmul);
 checkOp('matmul [2,3,4]@[4,5] (rows stacked into one GEMM)', [[2, 3, 4], [4, 5]], (a, b) => a.matmul(b), R.matmul);
 checkOp('matmul [3,4]@[2,4,5] (left operand broadcast)', [[3, 4], [2, 4, 5]], (a, b) => a.matmul(b), R.matmul);
 checkOp('matmul A^T via transpose view', [[4, 3], [4, 5]], (a, b) => a.transpose().matmul(b), (a, b) => R.matmul(R.transpose(a), b));

@@ -34,10 +34,17 @@ function describe(t: Tensor, batch: number[], rows: number, cols: number): Opera
     const full = batch.map((d, i) => (i < lead || bShape[i - lead] === 1 ? 0 : bStrides[i - lead]));
     if (full.every((s) => s === 0)) batchStride = 0;
     else {
-      // Contiguous-like: stride[i] == stride[i+1] * batch[i+1] for every real batch dim.
-      for (let i = 0; i < batch.length - 1; i++) if (batch[i] > 1 && full[i] !== full[i + 1] * batch[i + 1]) ok = false;
-      batchStride = full[batch.length - 1];
-      if (batch[batch.length - 1] === 1) ok = false;
+      // One stride s over the flattened batch: s is the innermost real (size > 1) batch dim's stride,
+      // and every real dim outside it steps s times the batch dims inside it. A broadcast real dim
+      // (stride 0) among strided ones does not collapse.
+      let inner = 1, s = -1;
+      for (let i = batch.length - 1; i >= 0 && ok; i--) {
+        if (batch[i] === 1) continue;
+        if (s < 0) s = full[i];
+        if (s === 0 || full[i] !== s * inner) ok = false;
+        inner *= batch[i];
+      }
+      batchStride = Math.max(s, 0);
     }
   }
   const sr = t.strides[nd - 2], sc = t.strides[nd - 1];
