@@ -80,3 +80,50 @@ test('Seq2Seq: decoder is causal over the target, sees the whole source, and lea
   }
   t.true(loss < 0.15, `final copy loss ${loss}`);
 });
+
+test('bad model input is a KilnError naming the model: configs, tensors, masks, lengths', (t) => {
+  const code = (f: () => unknown) => {
+    try {
+      f();
+      return 'no error';
+    } catch (e) {
+      return e instanceof kiln.KilnError ? `${e.code} ${e.message}` : `not a KilnError: ${e}`;
+    }
+  };
+  const is = (f: () => unknown, re: RegExp, what: string) => t.regex(code(f), re, what);
+  kiln.tidy(() => {
+    // Configs: missing, non-integer or non-positive sizes.
+    is(() => new kiln.nn.GPT(undefined as never), /INVALID_ARGUMENT GPT: needs a config/, 'GPT without a config');
+    is(() => new kiln.nn.TransformerEncoder({ nLayer: -1, nHead: 2, nEmbd: 8, maxLen: 4, vocabSize: 5 }), /INVALID_ARGUMENT TransformerEncoder: nLayer/, 'encoder nLayer');
+    is(() => new kiln.nn.TransformerEncoder({ nLayer: 1.5, nHead: 2, nEmbd: 8, maxLen: 4, vocabSize: 5 }), /INVALID_ARGUMENT TransformerEncoder: nLayer/, 'encoder nLayer 1.5');
+    is(() => new kiln.nn.ViT({ imageSize: 8, patchSize: -4, channels: 1, numClasses: 2, nLayer: 1, nHead: 2, nEmbd: 8 }), /INVALID_ARGUMENT ViT: patchSize/, 'ViT patchSize');
+    is(() => new kiln.nn.Seq2Seq({ srcVocabSize: 5, tgtVocabSize: 5, nLayer: NaN, nHead: 2, nEmbd: 8, maxLen: 6 }), /INVALID_ARGUMENT Seq2Seq: nLayer/, 'Seq2Seq nLayer');
+    is(() => new kiln.nn.MLP(8, { activation: 'swish' as never }), /INVALID_ARGUMENT MLP: activation/, 'unknown activation');
+    is(() => kiln.nn.timestepEmbedding(kiln.tensor([1, 2]), 8, 0), /INVALID_ARGUMENT timestepEmbedding: maxPeriod/, 'maxPeriod 0');
+    is(() => kiln.nn.timestepEmbedding(kiln.tensor([1, 2]), 4.5), /INVALID_ARGUMENT timestepEmbedding: dim/, 'dim 4.5');
+    // Inputs that are not tensors, or of the wrong rank / dtype.
+    const gpt = new kiln.nn.GPT({ nLayer: 1, nHead: 2, nEmbd: 8, blockSize: 6, vocabSize: 5 });
+    is(() => gpt.forward(null as never), /INVALID_ARGUMENT GPT: input must be a Tensor/, 'GPT null');
+    const enc = new kiln.nn.TransformerEncoder({ nLayer: 1, nHead: 2, nEmbd: 8, maxLen: 6, vocabSize: 5, timestep: true });
+    const tokens = kiln.fromTyped(Int32Array.from([1, 2, 3, 4]), [2, 2], { dtype: 'int32' });
+    is(() => enc.forward(kiln.fromTyped(Int32Array.from([1, 2]), [2], { dtype: 'int32' })), /SHAPE_MISMATCH TransformerEncoder: input must be int32 \[B, T\]/, 'encoder rank 1');
+    is(() => enc.forward(tokens, { t: [1, 2] as never }), /INVALID_ARGUMENT TransformerEncoder: t must be a Tensor/, 'encoder t');
+    is(() => enc.forward(tokens, { cond: kiln.zeros([3, 8]) }), /SHAPE_MISMATCH TransformerEncoder: cond \[3, 8\]/, 'encoder cond');
+    t.deepEqual(enc.forward(tokens, null as never).shape, [2, 2, 8], 'null options mean none');
+    const vit = new kiln.nn.ViT({ imageSize: 4, patchSize: 2, channels: 1, numClasses: 2, nLayer: 1, nHead: 2, nEmbd: 8 });
+    is(() => vit.forward(null as never), /INVALID_ARGUMENT ViT: images must be a Tensor/, 'ViT null');
+    const s2s = new kiln.nn.Seq2Seq({ srcVocabSize: 5, tgtVocabSize: 5, nLayer: 1, nHead: 2, nEmbd: 8, maxLen: 3 });
+    const mem = s2s.encode(tokens);
+    is(() => s2s.decode(kiln.fromTyped(Int32Array.from([1, 2, 3, 4]), [1, 4], { dtype: 'int32' }), mem.narrow(0, 0, 1)), /SHAPE_MISMATCH Seq2Seq: target length 4 exceeds maxLen 3/, 'target too long');
+    is(() => s2s.decode(null as never, mem), /INVALID_ARGUMENT Seq2Seq: target must be a Tensor/, 'decode null');
+    // Masks must broadcast to the scores [B, H, Tq, Tk]; they never grow the output.
+    const q = kiln.randn([1, 2, 3, 4]);
+    is(() => kiln.nn.scaledDotProductAttention(q, q, q, { mask: kiln.zeros([2, 1, 1, 3]) }), /SHAPE_MISMATCH attention: mask \[2, 1, 1, 3\] does not broadcast/, 'mask batch 2 for B 1');
+    is(() => kiln.nn.scaledDotProductAttention(q, q, q, { mask: kiln.zeros([1, 1, 1, 3, 3]) }), /SHAPE_MISMATCH attention: mask \[1, 1, 1, 3, 3\]/, 'rank-5 mask');
+    is(() => kiln.nn.scaledDotProductAttention(q, q, q, { mask: [[0]] as never }), /INVALID_ARGUMENT attention: mask must be a Tensor/, 'mask not a tensor');
+    t.deepEqual(kiln.nn.scaledDotProductAttention(q, q, q, { mask: kiln.zeros([3, 3]) }).shape, [1, 2, 3, 4], 'a [Tq, Tk] mask');
+    // kiln.full takes a dtype or creation options.
+    t.is(kiln.full([2], 3, { dtype: 'float64' }).dtype, 'float64');
+    is(() => kiln.full([2], 3, 'float8' as never), /INVALID_ARGUMENT full: unknown dtype 'float8'/, 'full dtype');
+  });
+});

@@ -35,6 +35,7 @@ export class MultiheadAttention extends Module {
 
   constructor(readonly nEmbd: number, readonly nHead: number, opts: AttentionLayerOptions = {}) {
     super();
+    opts ??= {};
     if (!Number.isInteger(nHead) || nHead < 1 || nEmbd % nHead !== 0)
       throw new KilnError('INVALID_ARGUMENT', `MultiheadAttention: nEmbd ${nEmbd} must be a multiple of nHead ${nHead}`);
     const o = { dtype: opts.dtype, device: opts.device, bias: opts.bias };

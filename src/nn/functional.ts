@@ -97,6 +97,13 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   if (typeof drop !== 'number' || !(drop >= 0 && drop < 1))
     throw new KilnError('INVALID_ARGUMENT', `attention: dropout must be a number in [0, 1), got ${String(drop)} (${shapes})`);
   const p = opts.training ? drop : 0;
+  if (opts.mask) {
+    // The mask broadcasts to the scores [B, H, Tq, Tk] (right-aligned, as in PyTorch): a [B, Tk]
+    // mask is read as [Tq, Tk]; give a per-batch key mask as [B, 1, 1, Tk].
+    const m = checkTensor('attention', opts.mask, 'mask').shape, want = [q.shape[0], q.shape[1], Tq, Tk];
+    if (m.length > 4 || m.some((d, i) => d !== 1 && d !== want[4 - m.length + i]))
+      throw new KilnError('SHAPE_MISMATCH', `attention: mask ${shapeStr(m)} does not broadcast to the scores ${shapeStr(want)} (${shapes})`);
+  }
   const keyMask = opts.mask ? perKeyMask(opts.mask, q.shape[0], Tq, Tk) : undefined;
   if (fusedAttentionSupports(q) && keyMask !== null)
     return fusedAttention(q, k, v, { causal: opts.causal, scale, dropout: p, keyMask });
@@ -110,8 +117,8 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
 }
 
 /**
- * A hiding mask of shape [B, 1, 1, Tk] (or [B, Tk] broadcastable the same way) as the fused op's
- * keyMask [B, Tk] (nonzero = attend); null when the mask depends on the query position.
+ * A hiding mask of shape [B, 1, 1, Tk] (or [1, ..., 1, Tk]) as the fused op's keyMask [B, Tk]
+ * (nonzero = attend); null when the mask depends on the query position.
  */
 function perKeyMask(mask: Tensor, B: number, Tq: number, Tk: number): Tensor | null {
   const s = mask.shape;

@@ -9,7 +9,8 @@ import { add } from '../ops/elementwise.js';
 import { MultiheadAttention } from './attention.js';
 import { linear } from './functional.js';
 import { gpt2Init } from './init.js';
-import { Dropout, Embedding, LayerNorm, Linear, MLP, type LayerOptions } from './layers.js';
+import { checkConfig, Dropout, Embedding, LayerNorm, Linear, MLP, type LayerOptions } from './layers.js';
+import { checkTensor } from '../ops/util.js';
 import { Module } from './module.js';
 
 export interface BlockOptions extends LayerOptions {
@@ -74,7 +75,7 @@ export class GPT extends Module {
 
   constructor(config: GPTConfig) {
     super();
-    const { nLayer, nHead, nEmbd, blockSize, vocabSize, inputDim, outputDim } = config;
+    const { nLayer, nHead, nEmbd, blockSize, vocabSize, inputDim, outputDim } = checkConfig('GPT', config, []);
     for (const [k, v] of Object.entries({ nLayer, nHead, nEmbd, blockSize }))
       if (!Number.isInteger(v) || v < 1) throw new KilnError('INVALID_ARGUMENT', `GPT: ${k} must be a positive integer, got ${v}`);
     if ((vocabSize === undefined) === (inputDim === undefined))
@@ -95,6 +96,7 @@ export class GPT extends Module {
 
   /** The final hidden states [B, T, nEmbd]. */
   hidden(input: Tensor): Tensor {
+    checkTensor('GPT', input, 'input');
     const T = input.shape[1];
     if (T > this.config.blockSize)
       throw new KilnError('SHAPE_MISMATCH', `GPT: sequence length ${T} exceeds blockSize ${this.config.blockSize}`);

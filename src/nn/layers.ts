@@ -15,8 +15,16 @@ export interface LayerOptions {
   device?: Device;
 }
 
-function checkDim(layer: string, name: string, n: number): void {
+export function checkDim(layer: string, name: string, n: number): void {
   if (!Number.isInteger(n) || n < 1) throw new KilnError('INVALID_ARGUMENT', `${layer}: ${name} must be a positive integer, got ${n}`);
+}
+
+/** A model's config: an object whose listed fields are positive integers. */
+export function checkConfig<C>(model: string, config: C, dims: (keyof C & string)[]): C {
+  if (typeof config !== 'object' || config === null)
+    throw new KilnError('INVALID_ARGUMENT', `${model}: needs a config object, got ${config === null ? 'null' : typeof config}`);
+  for (const k of dims) checkDim(model, k, config[k] as number);
+  return config;
 }
 
 export class Linear extends Module {
@@ -143,6 +151,8 @@ export class MLP extends Module {
     this.cProj = new Linear(hidden, opts.outFeatures ?? inFeatures, o);
     this.drop = new Dropout(opts.dropout ?? 0);
     this.activation = opts.activation ?? 'gelu';
+    if (!['gelu', 'gelu_tanh', 'relu', 'tanh'].includes(this.activation))
+      throw new KilnError('INVALID_ARGUMENT', `MLP: activation must be gelu, gelu_tanh, relu or tanh, got ${String(this.activation)}`);
   }
   forward(x: Tensor): Tensor {
     let h = internal(this.cFc.forward(x));

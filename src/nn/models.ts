@@ -8,11 +8,16 @@ import { concat } from '../ops/views.js';
 import { MultiheadAttention } from './attention.js';
 import { TransformerBlock, type BlockOptions } from './gpt.js';
 import { gpt2Init } from './init.js';
-import { Embedding, LayerNorm, Linear, MLP, type LayerOptions } from './layers.js';
+import { checkConfig, checkDim, Embedding, LayerNorm, Linear, MLP, type LayerOptions } from './layers.js';
+import { checkTensor } from '../ops/util.js';
 import { Module, parameter } from './module.js';
 
 /** Sinusoidal embedding of (float) timesteps t [B] -> [B, dim] (sin half, then cos half). */
 export function timestepEmbedding(t: Tensor, dim: number, maxPeriod = 10000): Tensor {
+  checkTensor('timestepEmbedding', t, 't');
+  checkDim('timestepEmbedding', 'dim', dim);
+  if (!(maxPeriod > 0 && Number.isFinite(maxPeriod)))
+    throw new KilnError('INVALID_ARGUMENT', `timestepEmbedding: maxPeriod must be a positive number, got ${maxPeriod}`);
   if (t.ndim !== 1) throw new KilnError('SHAPE_MISMATCH', `timestepEmbedding: t must be [B], got ${shapeStr(t.shape)}`);
   const half = Math.floor(dim / 2);
   const freqs = exp(mul(arange(0, half, 1, { dtype: t.dtype === 'float64' ? 'float64' : 'float32', device: t.device }), -Math.log(maxPeriod) / half));
@@ -49,7 +54,7 @@ export class TransformerEncoder extends Module {
   readOut: Linear | null = null;
   constructor(readonly config: EncoderConfig) {
     super();
-    const { nLayer, nHead, nEmbd, maxLen } = config;
+    const { nLayer, nHead, nEmbd, maxLen } = checkConfig('TransformerEncoder', config, ['nLayer', 'nHead', 'nEmbd', 'maxLen']);
     const o = { dtype: config.dtype, device: config.device };
     if ((config.vocabSize === undefined) === (config.inputDim === undefined))
       throw new KilnError('INVALID_ARGUMENT', 'TransformerEncoder: give either vocabSize or inputDim');
@@ -69,8 +74,16 @@ export class TransformerEncoder extends Module {
    * [B, nEmbd] vector added to every position; mask: nonzero = hidden, broadcastable to [B, H, T, T].
    */
   forward(x: Tensor, opts: { t?: Tensor; cond?: Tensor; mask?: Tensor } = {}): Tensor {
-    const T = x.shape[1];
+    checkTensor('TransformerEncoder', x, 'input');
+    opts ??= {};
+    const { inputDim, nEmbd } = this.config;
+    if (this.wte ? x.ndim !== 2 || x.dtype !== 'int32' : x.ndim !== 3 || x.shape[2] !== inputDim)
+      throw new KilnError('SHAPE_MISMATCH', `TransformerEncoder: input must be ${this.wte ? 'int32 [B, T]' : `[B, T, ${inputDim}]`}, got ${x.dtype} ${shapeStr(x.shape)}`);
+    const [B, T] = x.shape;
     if (T > this.config.maxLen) throw new KilnError('SHAPE_MISMATCH', `TransformerEncoder: length ${T} exceeds maxLen ${this.config.maxLen}`);
+    if (opts.t) checkTensor('TransformerEncoder', opts.t, 't');
+    if (opts.cond && (checkTensor('TransformerEncoder', opts.cond, 'cond').ndim !== 2 || opts.cond.shape[0] !== B || opts.cond.shape[1] !== nEmbd))
+      throw new KilnError('SHAPE_MISMATCH', `TransformerEncoder: cond ${shapeStr(opts.cond.shape)} for input ${shapeStr(x.shape)}, want [${B}, ${nEmbd}]`);
     let h = this.wte ? this.wte.forward(x) : this.readIn!.forward(x);
     h = add(h, this.wpe.positions(T));
     if (opts.t) {
@@ -108,7 +121,8 @@ export class ViT extends Module {
   readonly nPatches: number;
   constructor(readonly config: ViTConfig) {
     super();
-    const { imageSize: S, patchSize: P, channels: C, nEmbd } = config;
+    const { imageSize: S, patchSize: P, channels: C, nEmbd } = checkConfig('ViT', config,
+      ['imageSize', 'patchSize', 'channels', 'numClasses', 'nLayer', 'nHead', 'nEmbd']);
     if (S % P !== 0) throw new KilnError('INVALID_ARGUMENT', `ViT: imageSize ${S} is not a multiple of patchSize ${P}`);
     const o = { dtype: config.dtype, device: config.device };
     this.nPatches = (S / P) ** 2;
@@ -123,6 +137,7 @@ export class ViT extends Module {
 
   /** images [B, C, H, W] -> patches [B, N, C*P*P] (each patch flattened channel-major). */
   patchify(x: Tensor): Tensor {
+    checkTensor('ViT', x, 'images');
     const { imageSize: S, patchSize: P, channels: C } = this.config;
     if (x.ndim !== 4 || x.shape[1] !== C || x.shape[2] !== S || x.shape[3] !== S)
       throw new KilnError('SHAPE_MISMATCH', `ViT: images must be [B, ${C}, ${S}, ${S}], got ${shapeStr(x.shape)}`);
@@ -132,8 +147,8 @@ export class ViT extends Module {
 
   /** Class logits [B, numClasses]; `features` returns the class token's final state instead. */
   forward(x: Tensor, features = false): Tensor {
-    const B = x.shape[0];
     let h = this.patchEmbed.forward(this.patchify(x));
+    const B = x.shape[0];
     h = concat([this.clsToken.expand([B, 1, this.config.nEmbd]), h], 1);
     h = add(h, this.wpe.positions(this.nPatches + 1));
     for (const b of this.h) h = b.forward(h);
@@ -188,7 +203,7 @@ export class Seq2Seq extends Module {
   lnF: LayerNorm;
   constructor(readonly config: Seq2SeqConfig) {
     super();
-    const { nLayer, nHead, nEmbd, maxLen } = config;
+    const { nLayer, nHead, nEmbd, maxLen } = checkConfig('Seq2Seq', config, ['srcVocabSize', 'tgtVocabSize', 'nLayer', 'nHead', 'nEmbd', 'maxLen']);
     const o = { dtype: config.dtype, device: config.device };
     this.encoder = new TransformerEncoder({ nLayer, nHead, nEmbd, maxLen, vocabSize: config.srcVocabSize, dropout: config.dropout, dtype: config.dtype, device: config.device });
     this.tgtEmbed = new Embedding(config.tgtVocabSize, nEmbd, o);
@@ -202,7 +217,12 @@ export class Seq2Seq extends Module {
   }
   /** Logits [B, T, tgtVocabSize] for target prefix tgt [B, T] given the encoder memory. */
   decode(tgt: Tensor, memory: Tensor, memoryMask?: Tensor | null): Tensor {
+    checkTensor('Seq2Seq', tgt, 'target');
+    checkTensor('Seq2Seq', memory, 'memory');
+    if (tgt.ndim !== 2 || tgt.dtype !== 'int32')
+      throw new KilnError('SHAPE_MISMATCH', `Seq2Seq: target must be int32 [B, T], got ${tgt.dtype} ${shapeStr(tgt.shape)}`);
     const T = tgt.shape[1];
+    if (T > this.config.maxLen) throw new KilnError('SHAPE_MISMATCH', `Seq2Seq: target length ${T} exceeds maxLen ${this.config.maxLen}`);
     let h = add(this.tgtEmbed.forward(tgt), this.tgtPos.positions(T));
     for (const b of this.decoder) h = b.forward(h, memory, memoryMask);
     h = this.lnF.forward(h);

@@ -45,8 +45,11 @@ export function fillInPlace(t: Tensor, value: number): Tensor {
   return t;
 }
 
-export function full(shape: number[], value: number, dtype: DType = 'float32', device: Device = 'cpu'): Tensor {
-  return fillInPlace(empty(checkShape('full', shape), dtype, device), value);
+/** A tensor of `value`; the third argument is a dtype, or options as for zeros ({ dtype, device, requiresGrad }). */
+export function full(shape: number[], value: number, dtype: DType | CreateOptions = 'float32', device: Device = 'cpu'): Tensor {
+  const o = typeof dtype === 'object' && dtype !== null ? dtype : undefined;
+  const { dtype: dt, device: dev } = opts('full', o ?? { dtype: dtype as DType, device });
+  return finish(fillInPlace(empty(checkShape('full', shape), dt, dev), value), o);
 }
 
 export function zeros(shape: number[], o?: CreateOptions): Tensor {
