@@ -302,6 +302,11 @@ test('wrong argument types are KilnErrors: options, dropout, tensors, and Multih
     const cross = new kiln.nn.MultiheadAttention(8, 2, { cross: true });
     t.is(code(() => cross.forward(kiln.randn([2, 3, 8]), kiln.randn([3, 2, 8]))), 'SHAPE_MISMATCH', 'MHA: memory batch');
     t.is(code(() => cross.forward(kiln.randn([2, 3, 8]), kiln.randn([2, 2, 5]))), 'SHAPE_MISMATCH', 'MHA: memory width');
+    const qg = kiln.randn([1, 2, 4, 8], { requiresGrad: true }), kg = kiln.randn([1, 2, 4, 8], { requiresGrad: true });
+    const o = sdpa(qg, kg, kg);
+    kg.dispose();
+    t.throws(() => o.sum().backward(), { instanceOf: kiln.KilnError, message: /backward: k \[1, 2, 4, 8\] was disposed/ }, 'k disposed before backward');
+    t.is(code(() => kiln.nn.causalMask(-1)), 'INVALID_ARGUMENT', 'causalMask(-1)');
   });
 });
 

@@ -51,6 +51,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 const causalMasks = new Map<string, Tensor>();
 /** [T, T] int32 mask on `device`, nonzero above the diagonal (the future), cached per device and length. */
 export function causalMask(T: number, device: Device = 'cpu'): Tensor {
+  if (!Number.isInteger(T) || T < 0) throw new KilnError('INVALID_ARGUMENT', `causalMask: T must be a non-negative integer, got ${T}`);
   const key = `${device}:${T}`;
   let m = causalMasks.get(key);
   if (!m || m.isDisposed) {

@@ -162,6 +162,8 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions
     return out;
   }
   return record(out, OP, [q, k, v], (g) => {
+    for (const [x, name] of [[qc, 'q'], [kc, 'k'], [vc, 'v']] as const)  // disposed by the caller before backward?
+      if (x.isDisposed || x.storage.freed) throw new KilnError('DISPOSED', `${OP} backward: ${name} ${shapeStr(x.shape)} was disposed before the backward pass`);
     const gc = contig(g);
     const dq = empty([B, H, Tq, D], q.dtype, q.device);
     const dk = empty([B, H, Tk, D], q.dtype, q.device);
