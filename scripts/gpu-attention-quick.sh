@@ -7,11 +7,13 @@
 # blocks; 128 has no such mode and runs its default), KILN_ATTENTION_SM90_FWD=m192 (head dim 64's
 # 192-row forward blocks; likewise), KILN_ATTENTION_SM90_ORDER=grouped, KILN_ATTENTION_SM90_PERSIST=on,
 # KILN_ATTENTION_F32=fa2 (float32 on fa2's 3xTF32 mma.sync kernels instead of the basic WMMA ones:
-# the bench's float32 rows), and all five). It writes seven files into OUT_DIR (a device run returns few): env.txt; checks.txt (the check
+# the bench's float32 rows), and all five). It writes into OUT_DIR: env.txt; checks.txt (the check
 # paths against the float64 references, then every path's timings at the issue-4 shapes); bench.txt /
 # bench-attention.json (`kiln bench attention --device cuda`, the defaults); bench-alts.txt (the same
 # with each alternative environment, one after another); tests.tap (the attention, half and nn-cuda
-# tests); tests-alts.tap (the attention tests with the last alternative, all variants on). Each step
+# tests); tests-alts.tap (the attention tests with the last alternative, all variants on); alts.txt,
+# bench-attention-alt-N.json (alternative N's bench) and summary.txt (scripts/gpu-summary.mjs: each
+# case's best configuration and the goal's answer with it). Each step
 # has a time limit, so the whole stays under about 8 minutes.
 set -uo pipefail
 OUT=${1:?usage: gpu-attention-quick.sh OUT_DIR [check paths] [alternative envs]}
@@ -33,11 +35,18 @@ timeout 60 node dist/src/cli/main.js bench attention --device cuda --json "$OUT/
 grep -E 'causal' "$OUT/bench.txt"
 IFS=';' read -ra altList <<< "$alts"
 : > "$OUT/bench-alts.txt"
-for alt in "${altList[@]}"; do
+: > "$OUT/alts.txt"
+for i in "${!altList[@]}"; do
+  alt=${altList[$i]}
+  echo "$i $alt" >> "$OUT/alts.txt"
   echo "== with $alt" | tee -a "$OUT/bench-alts.txt"
-  env $alt timeout 60 node dist/src/cli/main.js bench attention --device cuda >> "$OUT/bench-alts.txt" 2>&1
+  env $alt timeout 60 node dist/src/cli/main.js bench attention --device cuda --json "$OUT/bench-attention-alt-$i.json" >> "$OUT/bench-alts.txt" 2>&1
   grep -E 'causal  ' "$OUT/bench-alts.txt" | tail -8
 done
+# Each case's best configuration over the defaults and the alternatives (kiln TF/s against the median
+# PyTorch rate of the benches), and whether issue 4's goal holds with it.
+node scripts/gpu-summary.mjs "$OUT" > "$OUT/summary.txt" 2>&1
+sed -n '/^best configuration per case/,$p' "$OUT/summary.txt"
 timeout 60 node node_modules/ava/entrypoints/cli.mjs --tap --concurrency 8 --timeout 2m test/attention.test.ts test/dtype-half.test.ts \
   test/nn-cuda.test.ts > "$OUT/tests.tap" 2>&1
 echo "tests: ok $(grep -c '^ok' "$OUT/tests.tap"), not ok $(grep -c '^not ok' "$OUT/tests.tap") ([cuda] ok $(grep '^ok' "$OUT/tests.tap" | grep -c cuda))"

@@ -58,6 +58,52 @@ export function attentionGoal(report) {
 
 const f = (x, d = 2) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '-');
 
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/**
+ * Each fwd+bwd case's best configuration over several bench attention reports of one run ([name,
+ * report] pairs): the highest kiln TFLOP/s, against the median of PyTorch's rates over the reports
+ * (PyTorch's time for one case moves between benches of a run, so one report's ratio alone can
+ * mislead). `goal`: the issue-4 answer if each bf16 case took its best configuration.
+ */
+export function bestPerCase(configs) {
+  const cases = new Map();
+  for (const [name, rep] of configs)
+    for (const r of rep?.rows ?? []) {
+      if (!/ causal$/.test(r.case) || typeof r.kilnRate !== 'number') continue;
+      if (!cases.has(r.case)) cases.set(r.case, []);
+      cases.get(r.case).push({ name, kiln: r.kilnRate, torch: r.torchRate });
+    }
+  const rows = [...cases].map(([c, runs]) => {
+    const best = runs.reduce((a, r) => (r.kiln > a.kiln ? r : a));
+    const torch = runs.map((r) => r.torch).filter((x) => typeof x === 'number' && x > 0);
+    const tm = torch.length ? median(torch) : undefined;
+    return { case: c, runs, best, torch: tm, ratio: tm ? best.kiln / tm : undefined };
+  });
+  const bf = rows.filter((r) => r.case.startsWith('bfloat16') && typeof r.ratio === 'number');
+  const goal = bf.length ? { met: bf.every((r) => r.ratio >= 1.0), worst: bf.reduce((a, r) => (r.ratio < a.ratio ? r : a)) } : null;
+  return { rows, goal };
+}
+
+/** The bench attention reports of a run folder: [name, report] pairs, the default first. */
+function attentionReports(dir) {
+  const bench = json(dir, 'bench.json');
+  // gpu-check.sh: bench.json's attention and named alternatives; gpu-attention-quick.sh:
+  // bench-attention.json (the defaults), bench-attention-alt-N.json with N's environment in alts.txt.
+  const out = [['default', bench?.benches?.attention ?? json(dir, 'bench-attention.json')], ['KILN_ATTENTION_KERNEL=fa2', json(dir, 'bench-attention-fa2.json')],
+    ['alternative Hopper schedules (pingpong forward, backward A from registers)', json(dir, 'bench-attention-alt.json')],
+    ['wgmma', json(dir, 'bench-attention-wgmma.json')], ['wgmma pingpong + dQ by keys', json(dir, 'bench-attention-wgmma-pp.json')],
+    ['KILN_ATTENTION_SM90_BWD=bulk', json(dir, 'bench-attention-bulk.json')]];
+  for (const line of (read(dir, 'alts.txt') ?? '').split('\n')) {
+    const m = /^(\d+) (.+)$/.exec(line.trim());
+    if (m) out.push([m[2], json(dir, `bench-attention-alt-${m[1]}.json`)]);
+  }
+  return out.filter(([, rep]) => rep && !rep.error);
+}
+
 export function summarize(dir) {
   const out = [];
   const env = read(dir, 'env.txt');
@@ -95,18 +141,22 @@ export function summarize(dir) {
   if (bench?.card && !bench.card.error)
     out.push('', `card yardsticks (torch): bf16 mm ${f(bench.card.mm_bfloat16_8192_tflops, 0)} TFLOP/s (8192^3), copy ${f(bench.card.copy_gbps, 0)} GB/s`);
   // Runs before session 9 (fa2 the default) saved wgmma / wgmma-pp; later ones fa2 / alt.
-  const configs = [['default', bench?.benches?.attention], ['KILN_ATTENTION_KERNEL=fa2', json(dir, 'bench-attention-fa2.json')],
-    ['alternative Hopper schedules (pingpong forward, backward A from registers)', json(dir, 'bench-attention-alt.json')],
-    ['wgmma', json(dir, 'bench-attention-wgmma.json')], ['wgmma pingpong + dQ by keys', json(dir, 'bench-attention-wgmma-pp.json')]];
+  const configs = attentionReports(dir);
   const mm = bench?.card?.mm_bfloat16_8192_tflops;
   for (const [name, rep] of configs) {
-    if (!rep || rep.error) continue;
     out.push('', `kiln bench attention --device cuda, ${name}:`);
     for (const r of rep.rows ?? [])
       out.push(`  ${r.case.padEnd(40)} kiln ${f(r.kilnRate, 1)} TF/s${mm && r.case.startsWith('bfloat16') ? ` (${f((100 * r.kilnRate) / mm, 0)}% of bf16 mm)` : ''}  torch ${f(r.torchRate, 1)}  ratio ${f(r.speedup)}x`);
     for (const n of rep.notes ?? []) out.push(`  ${n}`);
     const g = attentionGoal(rep);
     if (g) out.push(`  issue 4 goal (bf16 causal fwd+bwd >= 1.0x SDPA at every case): ${g.met ? 'MET' : 'not met'}; worst ${f(g.worst.speedup)}x at ${g.worst.case}`);
+  }
+  if (configs.length > 1) {
+    const b = bestPerCase(configs);
+    out.push('', `best configuration per case over the ${configs.length} attention benches (kiln TF/s; ratio against the median PyTorch rate of the benches):`);
+    for (const r of b.rows)
+      out.push(`  ${r.case.padEnd(40)} best ${r.best.name} ${f(r.best.kiln, 1)}  (${r.runs.filter((x) => x !== r.best).map((x) => `${x.name} ${f(x.kiln, 1)}`).join(', ')})  torch ${f(r.torch, 1)}  ratio ${f(r.ratio)}x`);
+    if (b.goal) out.push(`  issue 4 goal with each case's best configuration: ${b.goal.met ? 'MET' : 'not met'}; worst ${f(b.goal.worst.ratio)}x at ${b.goal.worst.case} (${b.goal.worst.best.name})`);
   }
   for (const [b, rep] of Object.entries(bench?.benches ?? {})) {
     if (b === 'attention') continue;
