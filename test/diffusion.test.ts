@@ -227,6 +227,64 @@ test('bad input is a KilnError with a code', (t) => {
   code(() => kiln.ddpmStep(x, m, 1, sched, { clip: [1, -1] }), 'INVALID_ARGUMENT');
   code(() => sqrtNoiseSchedule(0), 'INVALID_ARGUMENT');
   code(() => kiln.qSample(x, kiln.tensor([1, 2]), sched), 'DTYPE_MISMATCH');
+  // Wrong types are KilnErrors too (they were TypeErrors / RangeErrors).
+  code(() => kiln.qSample(x, null as never, sched), 'INVALID_ARGUMENT');
+  code(() => kiln.qSample(x, true as never, sched), 'INVALID_ARGUMENT');
+  code(() => kiln.qSample(x, 1, { T: 10 } as never), 'INVALID_ARGUMENT');
+  code(() => kiln.ddpmStep(x, m, 1, sched, { variance: 'bogus' as never }), 'INVALID_ARGUMENT');
+  code(() => kiln.ddpmStep(x, m, 1, sched, { clip: 'yes' as never }), 'INVALID_ARGUMENT');
+  code(() => kiln.ddpmStep(x, m, 1, sched, { clip: ['a', 'b'] as never }), 'INVALID_ARGUMENT');
+  code(() => kiln.ddpmStep(x, m, 1, sched, { clampTo: kiln.randn([4, 5]) }), 'SHAPE_MISMATCH');
+  code(() => kiln.nearestRows(kiln.randn([4, 0]), kiln.randn([5, 0])), 'SHAPE_MISMATCH');
+  code(() => sqrtNoiseSchedule(2 ** 33), 'INVALID_ARGUMENT');
+  code(() => sqrtNoiseSchedule(20000), 'INVALID_ARGUMENT');
+  code(() => linearNoiseSchedule(10, null as never), 'INVALID_ARGUMENT');  // default betaEnd 20 / T > 1
+  code(() => cosineNoiseSchedule(100, NaN), 'INVALID_ARGUMENT');
+  code(() => respace(null as never, 5), 'INVALID_ARGUMENT');
+  code(() => respace(sched, 10n as never), 'INVALID_ARGUMENT');
+  code(() => kiln.sched.scheduleFromBetas(null as never), 'INVALID_ARGUMENT');
+  t.regex(t.throws(() => linearNoiseSchedule(10))!.message, /linearNoiseSchedule: betaEnd = 2 for T = 10 .*give betaEnd/);
+});
+
+test('schedules whose alpha-bar reaches 0 or 1 are refused (the steps would be NaN); no leak on refused steps', (t) => {
+  t.regex(t.throws(() => linearNoiseSchedule(10, { betaStart: 1e-20, betaEnd: 1e-20 }))!.message, /alpha-bar\[0\] = 1 is not strictly between 0 and 1/);
+  t.throws(() => kiln.sched.scheduleFromBetas([0.5, 1]), { message: /beta\[1\] = 1 is not in \(0, 1\)/ });
+  const x = kiln.randn([2, 3]), m = kiln.randn([2, 3]);
+  const before = kiln.memory().tensors;
+  for (const bad of [{ clampTo: kiln.randn([4, 5]) }, { clip: ['a', 'b'] as never }]) {
+    const t0 = kiln.memory().tensors;
+    t.throws(() => kiln.ddpmStep(x, m, 1, sched, bad));
+    t.is(kiln.memory().tensors, t0, 'a refused step allocates nothing');
+    if (bad.clampTo) bad.clampTo.dispose();
+  }
+  t.true(kiln.memory().tensors <= before);
+  x.dispose();
+  m.dispose();
+});
+
+test('nearestRows: exact in crowded float32 rows (|E|^2 - 2 <x, E> cancels there); a NaN row gets -1 and NaN', (t) => {
+  kiln.tidy(() => {
+    // 20 rows near (100, ..., 100), 0.01 apart: each query sits 0.002 from its row.
+    const D = 16, V = 20;
+    const e = new Float32Array(V * D), q = new Float32Array(V * D);
+    for (let j = 0; j < V; j++) for (let k = 0; k < D; k++) {
+      e[j * D + k] = 100 + 0.01 * j;
+      q[j * D + k] = 100 + 0.01 * j + (k % 2 ? 0.002 : -0.002);
+    }
+    for (const dtype of ['float32', 'float64'] as const) {
+      const E = kiln.fromTyped(e, [V, D], { dtype }), x = kiln.fromTyped(q, [V, D], { dtype });
+      t.deepEqual(arr(kiln.nearestRows(x, E).indices), Array.from({ length: V }, (_, j) => j), dtype);
+    }
+    const E = kiln.randn([7, 3]);
+    const x = kiln.tensor([[0, 0, 0], [NaN, 0, 1], [1, Infinity, 0]]);
+    const r = kiln.nearestRows(x, E);
+    t.deepEqual(arr(r.indices).slice(1), [-1, -1]);
+    t.true(arr(r.rows).slice(3).every(Number.isNaN));
+    // clampTo carries the NaN on: a NaN model output gives a NaN x0 and a NaN step, not a finite row.
+    const xt = kiln.randn([2, 3]), out = kiln.tensor([[NaN, NaN, NaN], [0.1, 0.2, 0.3]]);
+    const step = kiln.ddpmStep(xt, out, 3, sched, { clampTo: E, noise: kiln.zeros([2, 3]) });
+    t.true(arr(step.x0).slice(0, 3).every(Number.isNaN) && arr(step.x0).slice(3).every(Number.isFinite));
+  });
 });
 
 // The CUDA kernels against the CPU ones (held to the references above): q_sample with drawn noise (the

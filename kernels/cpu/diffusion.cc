@@ -111,21 +111,41 @@ namespace {
 constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kVocabBlock = 512;
 
-// Best (lowest) score in one tile row: score_v = |E_v|^2 - 2 <x, E_v>.
+// One query row's search state. The scores sc_j = |E_j|^2 - 2 <x, E_j> come from a GEMM whose
+// rounding can reorder rows that lie close together (in float32, |E|^2 and 2 <x, E> cancel): every
+// row whose score is within the two scores' error bounds of the best score so far is a candidate,
+// and candidates are ranked by the squared distance |x - E_j|^2 summed in double. The nearest row
+// is always a candidate when its turn comes (its score is at most the best so far plus both
+// bounds), so the answer is the row of least distance, the first one on ties.
 template <class T>
-KILN_CLONES void tile_argmin(const T* __restrict dotv, const T* __restrict en, int64_t n, int64_t base, T& best,
-                             int64_t& arg) {
-  T b = best;
-  int64_t a = arg;
+struct Nearest {
+  T approx = std::numeric_limits<T>::infinity();  // least score so far
+  T approxTol = 0;                                // its error bound
+  double exact = std::numeric_limits<double>::infinity();
+  int64_t arg = 0;
+};
+
+template <class T>
+KILN_CLONES void tile_nearest(const T* __restrict dotv, const T* __restrict en, int64_t n, int64_t base, const T* __restrict xr,
+                              const T* __restrict E, int64_t d, double xnorm, Nearest<T>& st) {
+  // |error of a score| <= (d + 5) eps (|E_j|^2 + 2 |x| |E_j|): the dot product's and the norm's sums
+  // of d terms, and the subtraction.
+  const T c = T(d + 5) * std::numeric_limits<T>::epsilon();
+  Nearest<T> s = st;
   for (int64_t j = 0; j < n; ++j) {
     const T sc = en[j] - T(2) * dotv[j];
-    if (sc < b) {
-      b = sc;
-      a = base + j;
+    const T tol = c * (en[j] + T(2 * xnorm) * std::sqrt(en[j]));
+    if (!(sc <= s.approx + s.approxTol + tol)) continue;  // NaN scores (a NaN in E_j) never win
+    const T* e = E + (base + j) * d;
+    double dist = 0;
+    for (int64_t k = 0; k < d; ++k) {
+      const double t = double(xr[k]) - double(e[k]);
+      dist += t * t;
     }
+    if (dist < s.exact) s.exact = dist, s.arg = base + j;
+    if (sc < s.approx) s.approx = sc, s.approxTol = tol;
   }
-  best = b;
-  arg = a;
+  st = s;
 }
 }  // namespace
 
@@ -144,17 +164,27 @@ void nearest_rows(const T* x, const T* E, int64_t m, int64_t v, int64_t d, int32
     const int64_t i0 = task * kQueryBlock, rows = std::min(kQueryBlock, m - i0);
     const int64_t vb = std::min(kVocabBlock, v);
     std::vector<T> S(static_cast<size_t>(kQueryBlock * vb));
-    T best[kQueryBlock];
-    int64_t arg[kQueryBlock];
-    for (int64_t a = 0; a < rows; ++a) best[a] = std::numeric_limits<T>::infinity(), arg[a] = 0;
+    Nearest<T> st[kQueryBlock];
+    double xn[kQueryBlock];
+    for (int64_t a = 0; a < rows; ++a) {
+      const T* xr = x + (i0 + a) * d;
+      double s = 0;
+      for (int64_t k = 0; k < d; ++k) s += double(xr[k]) * double(xr[k]);
+      xn[a] = std::sqrt(s);
+    }
     for (int64_t j0 = 0; j0 < v; j0 += kVocabBlock) {
       const int64_t n = std::min(kVocabBlock, v - j0);
       gemm<T>(1, false, true, rows, n, d, T(1), x + i0 * d, d, 0, E + j0 * d, d, 0, T(0), S.data(), n, 0);
-      for (int64_t a = 0; a < rows; ++a) tile_argmin(S.data() + a * n, en.data() + j0, n, j0, best[a], arg[a]);
+      for (int64_t a = 0; a < rows; ++a)
+        if (std::isfinite(xn[a])) tile_nearest(S.data() + a * n, en.data() + j0, n, j0, x + (i0 + a) * d, E, d, xn[a], st[a]);
     }
     for (int64_t a = 0; a < rows; ++a) {
-      idx[i0 + a] = static_cast<int32_t>(arg[a]);
-      if (snapped) std::copy(E + arg[a] * d, E + (arg[a] + 1) * d, snapped + (i0 + a) * d);
+      // A row of x with a NaN or an infinity has no nearest row: index -1 and a NaN row.
+      const bool ok = std::isfinite(xn[a]);
+      idx[i0 + a] = ok ? static_cast<int32_t>(st[a].arg) : -1;
+      if (!snapped) continue;
+      if (ok) std::copy(E + st[a].arg * d, E + (st[a].arg + 1) * d, snapped + (i0 + a) * d);
+      else std::fill(snapped + (i0 + a) * d, snapped + (i0 + a + 1) * d, std::numeric_limits<T>::quiet_NaN());
     }
   });
 }

@@ -97,38 +97,62 @@ __global__ void row_norms_kernel(const T* E, T* en, int64_t v, int64_t d) {
   if (lane == 0) en[j] = s;
 }
 
-// Row a of a band of scores S = x_band E^T (n x v): idx = argmin_j |E_j|^2 - 2 S[a, j] as the CPU
-// scans it (strictly below the best so far, starting from +inf: the first index on ties, 0 when no
-// score is below +inf), and snapped = E[idx]. Each thread keeps its first minimum over j = tid,
-// tid + blockDim, ...; the merge prefers the lower score, then the lower index.
+// Row i of a band of scores S = x_band E^T (n x v), as the CPU's nearest_rows: every row whose score
+// sc_j = |E_j|^2 - 2 S[a, j] is within the error bounds of the best score so far (each thread's
+// own, over j = tid, tid + blockDim, ...) is a candidate, ranked by |x - E_j|^2 summed in double in
+// the CPU's order; the merge prefers the lower distance, then the lower index. idx = the winner and
+// snapped = E[idx]; a row of x with a NaN or an infinity gets -1 and a NaN row.
 template <class T>
-__global__ void nearest_kernel(const T* S, const T* E, const T* en, int64_t r0, int64_t v, int64_t d, int32_t* idx, T* snapped) {
-  __shared__ T best[kThreads];
+__global__ void nearest_kernel(const T* S, const T* x, const T* E, const T* en, int64_t r0, int64_t v, int64_t d, int32_t* idx,
+                               T* snapped) {
+  __shared__ double best[kThreads];
   __shared__ int64_t arg[kThreads];
   const T* row = S + static_cast<int64_t>(blockIdx.x) * v;
   const int64_t i = r0 + blockIdx.x;
-  T b = INFINITY;
-  int64_t a = -1;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-    const T sc = en[j] - T(2) * row[j];
-    if (sc < b) b = sc, a = j;
-  }
-  best[threadIdx.x] = b;
-  arg[threadIdx.x] = a;
-  __syncthreads();
+  const T* xr = x + i * d;
   const int tid = static_cast<int>(threadIdx.x);
+  double xs = 0;
+  for (int64_t k = tid; k < d; k += blockDim.x) xs += double(xr[k]) * double(xr[k]);
+  best[tid] = xs;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w >>= 1) {
+    if (tid < w) best[tid] += best[tid + w];
+    __syncthreads();
+  }
+  const double xnorm = sqrt(best[0]);
+  const bool ok = isfinite(xnorm);
+  __syncthreads();  // everyone has read best[0]
+  const T c = T(d + 5) * (sizeof(T) == 4 ? T(1.1920928955078125e-7) : T(2.220446049250313e-16));
+  T approx = T(INFINITY), approxTol = T(0);
+  double exact = INFINITY;
+  int64_t a = -1;
+  for (int64_t j = tid; ok && j < v; j += blockDim.x) {
+    const T sc = en[j] - T(2) * row[j];
+    const T tol = c * (en[j] + T(2 * xnorm) * sqrt(en[j]));
+    if (!(sc <= approx + approxTol + tol)) continue;
+    double dist = 0;
+    for (int64_t k = 0; k < d; ++k) {
+      const double t = double(xr[k]) - double(E[j * d + k]);
+      dist += t * t;
+    }
+    if (dist < exact) exact = dist, a = j;
+    if (sc < approx) approx = sc, approxTol = tol;
+  }
+  best[tid] = exact;
+  arg[tid] = a;
+  __syncthreads();
   for (int w = kThreads / 2; w > 0; w >>= 1) {
     if (tid < w) {
-      const T b2 = best[tid + w];
+      const double b2 = best[tid + w];
       const int64_t a2 = arg[tid + w], a1 = arg[tid];
       if (a2 >= 0 && (a1 < 0 || b2 < best[tid] || (b2 == best[tid] && a2 < a1))) best[tid] = b2, arg[tid] = a2;
     }
     __syncthreads();
   }
   const int64_t win = arg[0] < 0 ? 0 : arg[0];
-  if (threadIdx.x == 0) idx[i] = static_cast<int32_t>(win);
+  if (threadIdx.x == 0) idx[i] = ok ? static_cast<int32_t>(win) : -1;
   if (snapped)
-    for (int64_t k = threadIdx.x; k < d; k += blockDim.x) snapped[i * d + k] = E[win * d + k];
+    for (int64_t k = threadIdx.x; k < d; k += blockDim.x) snapped[i * d + k] = ok ? E[win * d + k] : T(NAN);
 }
 
 template <class T>
@@ -163,7 +187,7 @@ std::string nearest_t(const T* x, const T* E, int64_t m, int64_t v, int64_t d, i
     const int64_t n = m - r0 < R ? m - r0 : R;
     err = gemm_full_precision<T>(n, v, d, false, true, x + r0 * d, d, E, d, S, v);
     if (err.empty()) {
-      nearest_kernel<T><<<static_cast<unsigned>(n), kThreads>>>(S, E, en, r0, v, d, idx, snapped);
+      nearest_kernel<T><<<static_cast<unsigned>(n), kThreads>>>(S, x, E, en, r0, v, d, idx, snapped);
       err = launched();
     }
   }

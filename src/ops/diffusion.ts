@@ -21,14 +21,23 @@ const NA = N as unknown as {
 /** Timesteps: one for the whole batch, or one per row of the batch (numbers or an int32 tensor). */
 export type Timesteps = number | readonly number[] | Tensor;
 
+/** A NoiseSchedule (its T and alpha-bars), or a KilnError naming op. */
+function checkSchedule(op: string, s: NoiseSchedule): void {
+  if (typeof s !== 'object' || s === null || !Number.isInteger(s.T) || !(s.alphasCumprod instanceof Float64Array) || s.alphasCumprod.length !== s.T)
+    throw new KilnError('INVALID_ARGUMENT', `${op}: needs a noise schedule (kiln.sched), got ${s === null ? 'null' : typeof s}`);
+}
+
 function timesFor(op: string, t: Timesteps, rows: number, s: NoiseSchedule): Int32Array {
+  checkSchedule(op, s);
   let v: ArrayLike<number>;
   if (typeof t === 'number') v = new Array(rows).fill(t);
   else if (t instanceof Tensor) {
     checkTensor(op, t, 't');
     needDType(op, t, 'int32', 't');
-    v = t.dataSync();
-  } else v = t;
+    if (t.ndim !== 1 && t.ndim !== 0) throw new KilnError('SHAPE_MISMATCH', `${op}: t must be [batch], got ${shapeStr(t.shape)}`);
+    v = t.ndim === 0 ? new Array(rows).fill(t.dataSync()[0]) : t.dataSync();
+  } else if (Array.isArray(t) || ArrayBuffer.isView(t)) v = t as ArrayLike<number>;
+  else throw new KilnError('INVALID_ARGUMENT', `${op}: timesteps must be a number, an array of numbers or an int32 tensor, got ${t === null ? 'null' : typeof t}`);
   if (v.length !== rows)
     throw new KilnError('SHAPE_MISMATCH', `${op}: ${v.length} timesteps for a batch of ${rows}`);
   const out = new Int32Array(rows);
@@ -112,6 +121,7 @@ function scaleRows(g: Tensor, ts: Int32Array, k: (t: number) => number): Tensor 
  */
 export function qSample(x0: Tensor, t: Timesteps, s: NoiseSchedule, opts: { noise?: Tensor } = {}): { xt: Tensor; noise: Tensor } {
   const op = 'qSample';
+  opts ??= {};
   checkX(op, x0, 'x0');
   if (opts.noise) checkLike(op, x0, opts.noise, 'noise');
   const ts = timesFor(op, t, x0.shape[0], s);
@@ -166,6 +176,7 @@ export function nearestRows(x: Tensor, E: Tensor): { indices: Tensor; rows: Tens
   const D = E.shape[1];
   if (x.ndim < 1 || x.shape[x.ndim - 1] !== D)
     throw new KilnError('SHAPE_MISMATCH', `${op}: x ${shapeStr(x.shape)} must end in the embedding dim ${D}`);
+  if (D === 0) throw new KilnError('SHAPE_MISMATCH', `${op}: embedding ${shapeStr(E.shape)} has no columns to compare`);
   const m = x.size / D;
   const xc = contig(x), ec = contig(E);
   const indices = empty(x.shape.slice(0, -1), 'int32', x.device), rows = empty(x.shape.slice(), x.dtype, x.device);
@@ -200,8 +211,20 @@ function prepareStep(op: string, xt: Tensor, modelOut: Tensor, t: Timesteps, s: 
   if (o.noise) checkLike(op, xt, o.noise, 'noise');
   const prediction = o.prediction ?? 'eps';
   if (prediction !== 'eps' && prediction !== 'x0') throw new KilnError('INVALID_ARGUMENT', `${op}: prediction must be 'eps' or 'x0'`);
+  if (!(o.clip === undefined || o.clip === null || typeof o.clip === 'boolean' || Array.isArray(o.clip)))
+    throw new KilnError('INVALID_ARGUMENT', `${op}: clip must be true, false or a [lo, hi] range, got ${String(o.clip)}`);
   const clip: [number, number] | null = o.clip === true ? [-1, 1] : Array.isArray(o.clip) ? o.clip : null;
-  if (clip && !(clip[0] <= clip[1])) throw new KilnError('INVALID_ARGUMENT', `${op}: clip range [${clip}] is empty`);
+  if (clip && !(clip.length === 2 && typeof clip[0] === 'number' && typeof clip[1] === 'number' && clip[0] <= clip[1]))
+    throw new KilnError('INVALID_ARGUMENT', `${op}: clip range [${clip}] for xt ${shapeStr(xt.shape)} must be two numbers lo <= hi`);
+  if (o.clampTo) {
+    // Checked here, before the kernel allocates anything (nearestRows checks the same).
+    checkTensor(op, o.clampTo, 'clampTo');
+    sameDevice(op, xt, o.clampTo);
+    needDType(op, o.clampTo, xt.dtype, 'clampTo');
+    const D = o.clampTo.shape[1];
+    if (o.clampTo.ndim !== 2 || o.clampTo.shape[0] === 0 || D === 0 || xt.shape[xt.ndim - 1] !== D)
+      throw new KilnError('SHAPE_MISMATCH', `${op}: clampTo ${shapeStr(o.clampTo.shape)} must be a non-empty [V, D] with D the last dim of xt ${shapeStr(xt.shape)}`);
+  }
   const ts = timesFor(op, t, xt.shape[0], s);
   // The clamping trick runs before the step: x0 from the model, snapped, then the step reads it as x0.
   if (o.clampTo) {
@@ -224,6 +247,9 @@ function prepareStep(op: string, xt: Tensor, modelOut: Tensor, t: Timesteps, s: 
  */
 export function ddpmStep(xt: Tensor, modelOut: Tensor, t: Timesteps, s: NoiseSchedule, o: StepOptions & { variance?: 'small' | 'large' } = {}): { prev: Tensor; x0: Tensor } {
   const op = 'ddpmStep';
+  o ??= {};
+  if (!(o.variance === undefined || o.variance === 'small' || o.variance === 'large'))
+    throw new KilnError('INVALID_ARGUMENT', `${op}: variance must be 'small' or 'large', got ${String(o.variance)}`);
   const p = prepareStep(op, xt, modelOut, t, s, o);
   const { betas: b, alphasCumprod: ab, alphasCumprodPrev: abp } = s;
   const large = o.variance === 'large';
@@ -247,6 +273,7 @@ export function ddpmStep(xt: Tensor, modelOut: Tensor, t: Timesteps, s: NoiseSch
  */
 export function ddimStep(xt: Tensor, modelOut: Tensor, t: Timesteps, s: NoiseSchedule, o: StepOptions & { eta?: number } = {}): { prev: Tensor; x0: Tensor } {
   const op = 'ddimStep';
+  o ??= {};
   const eta = o.eta ?? 0;
   if (!(Number.isFinite(eta) && eta >= 0)) throw new KilnError('INVALID_ARGUMENT', `${op}: eta must be finite and >= 0, got ${eta}`);
   const p = prepareStep(op, xt, modelOut, t, s, o);

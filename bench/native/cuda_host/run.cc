@@ -786,17 +786,22 @@ void run_diffusion_step(int64_t rows, int64_t inner, bool clip, kiln::cpu::Noise
   finish(name, ok, report);
 }
 
+// crowded: every row of E near (100, ..., 100), 0.01 apart along the diagonal, where float32's
+// |E|^2 - 2 <x, E> cancels and ranks neighbours wrongly; each query sits 0.002 from row (37 i + 5)
+// mod v, whose index is checked as well; query 1 holds a NaN (index -1, a NaN row).
 template <class T>
-void run_nearest(int64_t m, int64_t v, int64_t d, int64_t band, std::mt19937_64& rng) {
+void run_nearest(int64_t m, int64_t v, int64_t d, int64_t band, std::mt19937_64& rng, bool crowded = false) {
   std::normal_distribution<double> nd(0.0, 1.0);
   Buf<T> x(size_t(m * d)), E(size_t(v * d)), snapped(size_t(m * d), T(NAN));
   Buf<int32_t> idx(size_t(m), -1);
-  for (size_t i = 0; i < size_t(v * d); ++i) E.p[i] = T(nd(rng));
+  for (size_t i = 0; i < size_t(v * d); ++i) E.p[i] = crowded ? T(100 + 0.01 * double(i / size_t(d))) : T(nd(rng));
   // Each query near row (37 i + 5) mod v (a clear winner, every one of the block's eight warps owning some)
   // or far from all of them; query 0 is an exact copy of row v - 1.
   for (int64_t i = 0; i < m; ++i) {
     const int64_t near = (37 * i + 5) % v;
-    for (int64_t k = 0; k < d; ++k) x.p[i * d + k] = i == 0 ? E.p[(v - 1) * d + k] : T(i % 2 ? E.p[near * d + k] + 0.3 * nd(rng) : 2 * nd(rng));
+    for (int64_t k = 0; k < d; ++k)
+      x.p[i * d + k] = crowded ? (i == 1 && k == 2 ? T(NAN) : T(double(E.p[near * d + k]) + (k % 2 ? 0.002 : -0.002)))
+                       : i == 0 ? E.p[(v - 1) * d + k] : T(i % 2 ? E.p[near * d + k] + 0.3 * nd(rng) : 2 * nd(rng));
   }
   const kiln::cpu::DType dt = sizeof(T) == 4 ? kiln::cpu::DType::F32 : kiln::cpu::DType::F64;
   if (band) setenv("KILN_CUDA_BAND_ROWS", std::to_string(band).c_str(), 1);
@@ -811,6 +816,7 @@ void run_nearest(int64_t m, int64_t v, int64_t d, int64_t band, std::mt19937_64&
   size_t badIdx = 0, badRow = 0;
   for (int64_t i = 0; i < m; ++i) {
     badIdx += idx.p[i] != ridx[size_t(i)];
+    if (crowded) badIdx += ridx[size_t(i)] != (i == 1 ? -1 : int32_t((37 * i + 5) % v));  // the CPU twin's answer is the truth too
     for (int64_t k = 0; k < d; ++k) badRow += std::memcmp(&snapped.p[i * d + k], &rsn[size_t(i * d + k)], sizeof(T)) != 0;
   }
   char buf[120];
@@ -819,8 +825,8 @@ void run_nearest(int64_t m, int64_t v, int64_t d, int64_t band, std::mt19937_64&
   ok = ok && badIdx == 0 && badRow == 0;
   ok = guarded("outputs", idx.intact() && snapped.intact(), report) && ok;
   char name[120];
-  std::snprintf(name, sizeof name, "nearest rows %s m%lld v%lld d%lld band %lld", sizeof(T) == 4 ? "f32" : "f64", (long long)m, (long long)v,
-                (long long)d, (long long)band);
+  std::snprintf(name, sizeof name, "nearest rows %s m%lld v%lld d%lld band %lld%s", sizeof(T) == 4 ? "f32" : "f64", (long long)m, (long long)v,
+                (long long)d, (long long)band, crowded ? " crowded, a NaN query" : "");
   finish(name, ok, report);
 }
 
@@ -1044,6 +1050,8 @@ int main(int argc, char** argv) {
     run_diffusion_step<double>(3, 10, false, NoiseSource::None, rng);
     run_nearest<float>(40, 300, 24, 0, rng);
     run_nearest<double>(24, 70, 33, 7, rng);  // bands of 7 query rows, the last one short
+    run_nearest<float>(30, 200, 24, 0, rng, true);   // crowded rows (float32 cancellation) and a NaN query
+    run_nearest<double>(20, 90, 16, 6, rng, true);
   }
   const kiln_host::Stats& s = kiln_host::stats();
   std::printf("%d of %d cases passed (%llu launches, %llu blocks, %llu wgmma, %llu async copies (TMA boxes, cp.async), %llu fiber switches)\n", g_cases - g_failed, g_cases,
