@@ -166,6 +166,41 @@ test('bad input is a KilnError with a code', (t) => {
   code(() => kiln.disslCrossEntropy(kiln.randn([3, 4]), kiln.randn([3, 4]), { studentTemperature: 0 }), 'INVALID_ARGUMENT');
   code(() => kiln.meanEntropy(kiln.randn([3, 4]), { temperature: -2 }), 'INVALID_ARGUMENT');
   code(() => kiln.infoNCE(z, null, { maskSelf: true, selfWeight: 0.5 }), 'INVALID_ARGUMENT');
+  // Wrong types and edge values (were TypeErrors, silent, or refused after allocating).
+  code(() => kiln.infoNCE(z, null, { maskSelf: false, selfWeight: 1n as never }), 'INVALID_ARGUMENT');
+  code(() => kiln.infoNCE(z, 0 as never), 'INVALID_ARGUMENT');
+  code(() => kiln.ntXent(z, { temperature: 5e-324 }), 'INVALID_ARGUMENT');
+  code(() => kiln.disslCrossEntropy(kiln.randn([0, 4]), kiln.randn([0, 4])), 'SHAPE_MISMATCH');
+  t.true(Number.isFinite(kiln.meanEntropy(kiln.randn([3, 4]), null as never).item()), 'null options mean none');
+  const a = kiln.randn([8, 4], { requiresGrad: true }), b = kiln.randn([8, 4]);
+  const l = kiln.clipLoss(a, b, kiln.full([], 1));
+  a.dispose();
+  t.throws(() => l.backward(), { instanceOf: kiln.KilnError, message: /^clipLoss backward: queries \[8, 4\] was disposed/ });
+});
+
+test('huge logits stay finite (the max term is not an FMA\'s rounding error); cosine rows past float32\'s squares; NaN is not hidden', (t) => {
+  kiln.tidy(() => {
+    kiln.manualSeed(2);
+    const a = kiln.randn([8, 16]), b = kiln.randn([8, 16]);
+    const a64 = a.to('float64'), b64 = b.to('float64');
+    // logit scale e^25: |logits| ~ 1e11, where the float32 logsumexp was -inf / NaN.
+    const f32 = kiln.clipLoss(a, b, kiln.full([], 25)).item(), f64 = kiln.clipLoss(a64, b64, kiln.full([], 25, { dtype: 'float64' })).item();
+    t.true(Number.isFinite(f32) && Math.abs(f32 - f64) <= 1e-6 * Math.abs(f64), `clipLoss f32 ${f32} vs f64 ${f64}`);
+    const big = kiln.mul(a, 3e8), big64 = big.to('float64');
+    const o = { teacherTemperature: 0.1, studentTemperature: 0.1 };
+    const d32 = kiln.disslCrossEntropy(big, kiln.mul(b, 3e8), o).item(), d64 = kiln.disslCrossEntropy(big64, kiln.mul(b64, 3e8), o).item();
+    t.true(Number.isFinite(d32) && Math.abs(d32 - d64) <= 1e-6 * Math.abs(d64), `dissl f32 ${d32} vs f64 ${d64}`);
+    const h32 = kiln.meanEntropy(big, { temperature: 0.1 }).item(), h64 = kiln.meanEntropy(big64, { temperature: 0.1 }).item();
+    t.true(Math.abs(h32 - h64) < 1e-5, `meanEntropy f32 ${h32} vs f64 ${h64}`);
+    // Cosine similarity does not depend on the rows' scale, even past float32's largest square.
+    const z = kiln.randn([6, 8]);
+    const want = Array.from(kiln.ntXent(z, { reduction: 'none' }).dataSync());
+    const got = Array.from(kiln.ntXent(kiln.mul(z, 1e20), { reduction: 'none' }).dataSync());
+    got.forEach((g, i) => t.true(Math.abs(g - want[i]) < 1e-5, `row ${i}: ${g} vs ${want[i]}`));
+    // A NaN logit makes the batch-mean entropy NaN (it was skipped, giving a plausible number).
+    const nan = kiln.tensor([[NaN, 0, 1], [0, 1, 2]]);
+    t.true(Number.isNaN(kiln.meanEntropy(nan).item()));
+  });
 });
 
 test('16k views: forward and backward in linear memory', (t) => {

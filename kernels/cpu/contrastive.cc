@@ -46,9 +46,15 @@ KILN_CLONES T range_max(const T* __restrict x, int64_t lo, int64_t hi, T m) {
   return m;
 }
 
+// The exp loops compute scale x_j - mx with scale x_j rounded, as the row max mx = scale x_max was:
+// contracted into one FMA, the max element's argument is the product's rounding error (up to half
+// an ulp of mx, past -87 once |mx| > ~1e9 in float32) instead of 0, its exp flushes to 0 and the
+// logsumexp of a finite row becomes -inf.
+#define KILN_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+
 // sum += exp(scale x_j - mx), ssum += exp(scale x_j - mx) * x_j over [lo, hi).
 template <class T>
-KILN_CLONES void range_expsum(const T* __restrict x, int64_t lo, int64_t hi, T scale, T mx, T* sum, T* ssum) {
+KILN_CLONES KILN_NO_CONTRACT void range_expsum(const T* __restrict x, int64_t lo, int64_t hi, T scale, T mx, T* sum, T* ssum) {
   T s = 0, ss = 0;
 #pragma omp simd reduction(+ : s, ss)
   for (int64_t j = lo; j < hi; ++j) {
@@ -102,6 +108,15 @@ void normalize_rows(const T* x, T* y, T* norms, int64_t rows, int64_t dim) {
   parallel_tasks(rows, rows * dim, [&](int64_t i) {
     const T* xr = x + i * dim;
     T nrm = std::sqrt(dot(xr, xr, dim));
+    if (std::isinf(nrm)) {  // the squares overflowed: |x| = m |x / m| with m = max |x_d|
+      T m = 0;
+      for (int64_t d = 0; d < dim; ++d) m = std::max(m, std::abs(xr[d]));
+      if (std::isfinite(m)) {
+        T s = 0;
+        for (int64_t d = 0; d < dim; ++d) s += (xr[d] / m) * (xr[d] / m);
+        nrm = m * std::sqrt(s);
+      }
+    }
     norms[i] = nrm;
     const T inv = T(1) / std::max(nrm, T(1e-12));
     T* yr = y + i * dim;
@@ -295,7 +310,7 @@ void nce_backward(const NceSpec& s, const T* q0, const T* k0, const T* lse, cons
 namespace {
 // p = softmax(x / tau) into p, returns nothing; lp = log_softmax(x / tau) when lp is not null.
 template <class T>
-KILN_CLONES void softmax_tau(const T* __restrict x, T* __restrict p, T* __restrict lp, int64_t c, T tau) {
+KILN_CLONES KILN_NO_CONTRACT void softmax_tau(const T* __restrict x, T* __restrict p, T* __restrict lp, int64_t c, T tau) {
   const T inv = T(1) / tau;
   T m = neg_inf<T>();
 #pragma omp simd reduction(max : m)
@@ -366,7 +381,7 @@ void mean_entropy_forward(const T* t, T* pbar, T* h, int64_t n, int64_t c, T tau
     for (int64_t k = 0; k < chunks; ++k) v += part[k * c + j];
     v /= T(n);
     pbar[j] = v;
-    if (v > T(0)) H -= v * std::log(v);
+    if (!(v <= T(0))) H -= v * std::log(v);  // a NaN in the logits stays NaN
   }
   *h = H;
 }
@@ -375,7 +390,7 @@ template <class T>
 void mean_entropy_backward(const T* t, const T* pbar, T g, T* dt, int64_t n, int64_t c, T tau) {
   // dH/dpbar_j = -(log pbar_j + 1); pbar = mean_i p_i; dp_i/dt_i = (diag p_i - p_i p_i^T) / tau.
   std::vector<T> u(c);
-  for (int64_t j = 0; j < c; ++j) u[j] = pbar[j] > T(0) ? -g * (std::log(pbar[j]) + T(1)) / T(n) : T(0);
+  for (int64_t j = 0; j < c; ++j) u[j] = !(pbar[j] <= T(0)) ? -g * (std::log(pbar[j]) + T(1)) / T(n) : T(0);
   parallel_tasks(n, n * c * 4, [&](int64_t i) {
     T* d = dt + i * c;
     softmax_tau(t + i * c, d, static_cast<T*>(nullptr), c, tau);

@@ -31,6 +31,11 @@ std::string launched() {
 template <class T> __device__ inline T dexp(T x) { return exp(x); }
 template <class T> __device__ inline T dlog(T x) { return log(x); }
 template <class T> __device__ inline T neg_inf() { return -INFINITY; }
+// scale * sim rounded, never fused into the subtraction that follows: the row max was rounded the
+// same way, so the max element's exp argument is exactly 0 (fused, it is the product's rounding
+// error, which flushes the exp to 0 once |scale * sim| is past ~1e9 in float32).
+__device__ inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 
 template <class T>
 __device__ inline T warp_sum(T v) {
@@ -110,7 +115,7 @@ __global__ void nce_rows_kernel(Params p, const T* S, int64_t r0, T* loss, T* ls
   T m = neg_inf<T>(), sum = 0, ssum = 0;
   for (int64_t j = threadIdx.x; j < p.rows; j += blockDim.x) {
     if (p.mask_self && j == i) continue;
-    const T s = row[j], l = scale * s;
+    const T s = row[j], l = mul_rn(scale, s);
     if (l > m) {
       const T corr = m == neg_inf<T>() ? T(0) : dexp(m - l);
       sum *= corr;
@@ -147,7 +152,7 @@ template <class T>
 __device__ inline T dl_entry(const Params& p, int64_t a, int64_t j, T sim, const T* lse, const T* grow) {
   if (p.mask_self && a == j) return 0;
   const T c = grow[a] * T(p.scale);
-  T g = c * T(p.w_pos + p.w_self) * dexp(T(p.scale) * sim - lse[a]);
+  T g = c * T(p.w_pos + p.w_self) * dexp(mul_rn(T(p.scale), sim) - lse[a]);
   if (j == pos_of(p, a)) g -= c * T(p.w_pos);
   if (j == a) g -= c * T(p.w_self);
   return g;

@@ -49,7 +49,7 @@ function writeSpec(rows: number, dim: number, c: NceConfig, shared: boolean): vo
 }
 
 /** One call of the fused forward; keeps what the backward needs. */
-function nceRows(q: Tensor, k: Tensor | null, c: NceConfig): NceRows {
+function nceRows(op: string, q: Tensor, k: Tensor | null, c: NceConfig): NceRows {
   const [R, D] = q.shape;
   const qc = contig(q), kc = k ? contig(k) : null;
   const mk = () => empty([R], q.dtype, q.device);
@@ -59,6 +59,9 @@ function nceRows(q: Tensor, k: Tensor | null, c: NceConfig): NceRows {
   return {
     loss, esim, tsim,
     backward(grow) {
+      for (const [x, name] of [[qc, 'queries'], [kc, 'keys']] as const)  // disposed by the caller before backward?
+        if (x && (x.isDisposed || x.storage.freed))
+          throw new KilnError('DISPOSED', `${op} backward: ${name} ${shapeStr(x.shape)} was disposed before the backward pass`);
       const dq = empty([R, D], q.dtype, q.device), dk = kc ? empty([R, D], q.dtype, q.device) : null;
       writeSpec(R, D, c, !k);
       NA.nceBackward(arg(8, qc), kc ? arg(11, kc) : undefined, arg(14, lse), arg(17, grow), arg(20, dq), dk ? arg(23, dk) : undefined);
@@ -90,8 +93,10 @@ function checkPair(op: string, q: Tensor, k: Tensor | null, evenRows: boolean): 
 }
 
 function checkTemperature(op: string, t: number): void {
-  if (!(typeof t === 'number' && Number.isFinite(t) && t > 0))
-    throw new KilnError('INVALID_ARGUMENT', `${op}: temperature must be a finite number > 0, got ${t}`);
+  // 1 / t must be finite too (a subnormal t passed here and was refused by the native layer, after
+  // the outputs were allocated).
+  if (!(typeof t === 'number' && Number.isFinite(t) && t > 0 && Number.isFinite(1 / t)))
+    throw new KilnError('INVALID_ARGUMENT', `${op}: temperature must be a finite number > 0 with a finite 1 / temperature, got ${String(t)}`);
 }
 
 function checkReduction(op: string, r: string): void {
@@ -128,17 +133,21 @@ export interface InfoNCEOptions {
  */
 export function infoNCE(queries: Tensor, keys: Tensor | null = null, opts: InfoNCEOptions = {}): Tensor {
   const op = 'infoNCE';
+  opts ??= {};
+  if (keys !== null && keys !== undefined && !(keys instanceof Tensor))  // 0 / false used to mean "no keys"
+    throw new KilnError('INVALID_ARGUMENT', `${op}: keys must be a Tensor or null (the queries themselves), got ${typeof keys}`);
   const temperature = opts.temperature ?? 0.1, reduction = opts.reduction ?? 'mean';
   const maskSelf = opts.maskSelf ?? true, selfWeight = opts.selfWeight ?? 0, sim = opts.similarity ?? 'cosine';
   checkPair(op, queries, keys, true);
   checkTemperature(op, temperature);
   checkReduction(op, reduction);
   if (sim !== 'cosine' && sim !== 'dot') throw new KilnError('INVALID_ARGUMENT', `${op}: similarity must be 'cosine' or 'dot', got '${sim}'`);
-  if (!(selfWeight >= 0 && selfWeight <= 1)) throw new KilnError('INVALID_ARGUMENT', `${op}: selfWeight must be in [0, 1], got ${selfWeight}`);
+  if (!(typeof selfWeight === 'number' && selfWeight >= 0 && selfWeight <= 1))
+    throw new KilnError('INVALID_ARGUMENT', `${op}: selfWeight must be a number in [0, 1], got ${String(selfWeight)}`);
   if (maskSelf && selfWeight !== 0) throw new KilnError('INVALID_ARGUMENT', `${op}: selfWeight needs maskSelf: false (the self pair is masked)`);
   const R = queries.shape[0];
   const cfg: NceConfig = { scale: 1 / temperature, cosine: sim === 'cosine', maskSelf, shift: R / 2, wPos: 1 - selfWeight, wSelf: selfWeight };
-  const rows = nceRows(queries, keys, cfg);
+  const rows = nceRows(op, queries, keys, cfg);
   const inputs = keys ? [queries, keys] : [queries];
   const { out, rowGrad } = reduceRows(rows.loss, reduction);
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) {
@@ -183,7 +192,7 @@ export function clipLoss(image: Tensor, text: Tensor, logitScale: Tensor): Tenso
     throw new KilnError('INVALID_ARGUMENT', `${op}: exp(logitScale) must be finite and > 0, got ${scale}`);
   const R = image.shape[0];
   const cfg: NceConfig = { scale, cosine: true, maskSelf: false, shift: 0, wPos: 1, wSelf: 0 };
-  const it = nceRows(image, text, cfg), ti = nceRows(text, image, cfg);
+  const it = nceRows(op, image, text, cfg), ti = nceRows(op, text, image, cfg);
   const li = it.loss.dataSync(), lt = ti.loss.dataSync();
   let total = 0;
   for (let i = 0; i < R; i++) total += li[i] + lt[i];
@@ -225,7 +234,8 @@ function addInto(a: Tensor, b: Tensor): Tensor {
 function checkLogits(op: string, t: Tensor, name: string): void {
   checkTensor(op, t, name);
   needFloat(op, t, name);
-  if (t.ndim !== 2 || t.shape[1] === 0) throw new KilnError('SHAPE_MISMATCH', `${op}: ${name} must be [N, C] logits, got ${shapeStr(t.shape)}`);
+  if (t.ndim !== 2 || t.shape[0] === 0 || t.shape[1] === 0)
+    throw new KilnError('SHAPE_MISMATCH', `${op}: ${name} must be non-empty [N, C] logits, got ${shapeStr(t.shape)}`);
 }
 
 export interface DisslOptions {
@@ -240,6 +250,7 @@ export interface DisslOptions {
  */
 export function disslCrossEntropy(teacherLogits: Tensor, studentLogits: Tensor, opts: DisslOptions = {}): Tensor {
   const op = 'disslCrossEntropy';
+  opts ??= {};
   const tt = opts.teacherTemperature ?? 1, ts = opts.studentTemperature ?? 1, reduction = opts.reduction ?? 'mean';
   checkLogits(op, teacherLogits, 'teacher');
   checkLogits(op, studentLogits, 'student');
@@ -284,6 +295,7 @@ export function disslCrossEntropy(teacherLogits: Tensor, studentLogits: Tensor, 
 /** Entropy of the batch-mean distribution mean_i softmax(logits_i / temperature) over [N, C] logits. */
 export function meanEntropy(logits: Tensor, opts: { temperature?: number } = {}): Tensor {
   const op = 'meanEntropy';
+  opts ??= {};
   const tau = opts.temperature ?? 1;
   checkLogits(op, logits, 'logits');
   checkTemperature(op, tau);

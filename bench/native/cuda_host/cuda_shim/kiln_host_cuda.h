@@ -66,6 +66,9 @@ struct alignas(16) uint4 {
   unsigned x, y, z, w;
 };
 inline float2 make_float2(float x, float y) { return float2{x, y}; }
+// Rounded products (never contracted on the device): volatile keeps g++ from fusing them here too.
+inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+inline double __dmul_rn(double a, double b) { volatile double r = a * b; return r; }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 
 // ---- half types (storage and the conversions the kernels use)
