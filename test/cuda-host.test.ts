@@ -54,7 +54,7 @@ test('tensor-core kernels on the host model: gemm_sm90, fa2 and the Hopper atten
   }
   const out = runs.map((r) => r.stdout).join('\n');
   t.is(passed, cases);
-  t.true(cases >= 267, `${cases} cases`);
+  t.true(cases >= 268, `${cases} cases`);
   t.regex(out, /PASS dispatch f32 D128 .* dropout -> basic/);
   t.regex(out, /PASS dispatch f32 D128 B1 H1 Tq200 Tk90 causal  \(f32 fa2 on\) -> fa2/);
   t.regex(out, /PASS dispatch f32 D32 .* key-lengths \(f32 fa2 on\) -> fa2/);

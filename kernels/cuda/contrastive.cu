@@ -62,7 +62,21 @@ __global__ void normalize_rows_kernel(const T* x, T* y, T* norms, int64_t dim) {
   const T* xr = x + blockIdx.x * dim;
   T s = 0;
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) s += xr[d] * xr[d];
-  const T n = sqrt(block_sum(s, scratch));
+  T n = sqrt(block_sum(s, scratch));
+  if (isinf(n)) {  // the squares overflowed (block-uniform): |x| = m |x / m| with m = max |x_d|, as the CPU
+    T m = 0;
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) m = fmax(m, fabs(xr[d]));
+    for (int o = 16; o > 0; o >>= 1) m = fmax(m, __shfl_xor_sync(0xffffffffu, m, o));
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = m;
+    __syncthreads();
+    for (int w = 0; w < kWarps; ++w) m = fmax(m, scratch[w]);
+    if (isfinite(m)) {
+      T q = 0;
+      for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) q += (xr[d] / m) * (xr[d] / m);
+      n = m * sqrt(block_sum(q, scratch));
+    }
+  }
   const T inv = T(1) / (n > T(1e-12) ? n : T(1e-12));
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) y[blockIdx.x * dim + d] = xr[d] * inv;
   if (threadIdx.x == 0) norms[blockIdx.x] = n;

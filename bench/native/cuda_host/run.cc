@@ -602,6 +602,7 @@ struct NceCase {
   bool cosine, maskSelf, shared;
   double scale, wPos, wSelf;
   int64_t band;  // KILN_CUDA_BAND_ROWS (0: the default)
+  double amp = 1;  // inputs' scale (1e20: float32 squares overflow, which cosine rows must survive)
 };
 
 struct NceRef {
@@ -686,10 +687,10 @@ NceRef nce_reference(const NceCase& c, const std::vector<double>& q0, const std:
 void run_nce(const NceCase& c, std::mt19937_64& rng) {
   const size_t es = c.f32 ? 4 : 8, n = size_t(c.rows * c.dim), R = size_t(c.rows);
   std::normal_distribution<double> nd(0.0, 1.0);
-  auto make = [&](size_t count, Buf<unsigned char>& dev, std::vector<double>& ref) {
+  auto make = [&](size_t count, Buf<unsigned char>& dev, std::vector<double>& ref, double amp) {
     ref.resize(count);
     for (size_t i = 0; i < count; ++i) {
-      const double x = nd(rng);
+      const double x = nd(rng) * amp;
       if (c.f32) {
         const float f = float(x);
         std::memcpy(dev.p + 4 * i, &f, 4);
@@ -716,9 +717,9 @@ void run_nce(const NceCase& c, std::mt19937_64& rng) {
   Buf<unsigned char> Q(n * es), K(n * es), G(R * es), loss(R * es, 0xFF), lse(R * es, 0xFF), esim(R * es, 0xFF), tsim(R * es, 0xFF),
       dQ(n * es, 0xFF), dK(n * es, 0xFF);
   std::vector<double> q, k, g;
-  make(n, Q, q);
-  make(n, K, k);
-  make(R, G, g);
+  make(n, Q, q, c.amp);
+  make(n, K, k, c.amp);
+  make(R, G, g, 1);
   kiln::cpu::NceSpec s;
   s.rows = c.rows, s.dim = c.dim, s.shift = c.shift, s.cosine = c.cosine, s.mask_self = c.maskSelf, s.shared = c.shared;
   s.scale = c.scale, s.w_pos = c.wPos, s.w_self = c.wSelf;
@@ -743,9 +744,9 @@ void run_nce(const NceCase& c, std::mt19937_64& rng) {
                       (c.shared || dK.intact());
   ok = guarded("outputs", intact, report) && ok;
   char name[200];
-  std::snprintf(name, sizeof name, "nce %s rows%lld dim%lld %s%s%s w_pos %.2g w_self %.2g band %lld", c.f32 ? "f32" : "f64",
+  std::snprintf(name, sizeof name, "nce %s rows%lld dim%lld %s%s%s w_pos %.2g w_self %.2g band %lld%s", c.f32 ? "f32" : "f64",
                 (long long)c.rows, (long long)c.dim, c.cosine ? "cosine" : "dot", c.maskSelf ? " mask-self" : "", c.shared ? " shared" : "",
-                c.wPos, c.wSelf, (long long)c.band);
+                c.wPos, c.wSelf, (long long)c.band, c.amp != 1 ? " rows x1e20" : "");
   finish(name, ok, report);
 }
 
@@ -1038,6 +1039,7 @@ int main(int argc, char** argv) {
         {true, 130, 37, 65, true, true, true, 5.0, 1.0, 0.0, 0},      {true, 130, 37, 65, true, true, true, 5.0, 1.0, 0.0, 48},
         {true, 97, 20, 0, true, false, false, 3.0, 1.0, 0.0, 40},     {false, 97, 20, 0, true, false, false, 3.0, 1.0, 0.0, 40},
         {false, 70, 9, 35, true, false, true, 2.0, 0.5, 0.5, 16},     {true, 60, 300, 7, false, false, false, 0.05, 0.75, 0.25, 25},
+        {true, 64, 24, 32, true, true, true, 5.0, 1.0, 0.0, 0, 1e20},  // rows past float32's largest square
     };
     section("nce", nc, 3, [&](const NceCase& c) { run_nce(c, rng); });
   }
