@@ -179,6 +179,72 @@ test('truncated and corrupt files are refused with CHECKPOINT_CORRUPT naming the
   t.deepEqual(decodeSafetensors(mk({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 4)).tensors.a.toArray(), [0]);
 });
 
+test('holes, trailing bytes and duplicate names are refused; "__proto__" is an ordinary tensor name', (t) => {
+  const mk = (json: string, data: number) => {
+    const h = Buffer.from(json);
+    const b = Buffer.alloc(8 + h.length + data);
+    b.writeBigUInt64LE(BigInt(h.length), 0);
+    h.copy(b, 8);
+    return b;
+  };
+  const f32 = (o: number) => `{"dtype":"F32","shape":[1],"data_offsets":[${o},${o + 4}]}`;
+  t.throws(() => decodeSafetensors(mk(`{"a":${f32(0)}}`, 8)), { message: /\[4, 8\) at the end belong to no tensor/ }, 'trailing bytes');
+  t.throws(() => decodeSafetensors(mk(`{"a":${f32(0)},"b":${f32(8)}}`, 12)), { message: /\[4, 8\) before tensor 'b'/ }, 'a hole');
+  t.throws(() => decodeSafetensors(mk(`{"a":${f32(0)},"a":${f32(4)}}`, 8)), { message: /belong to no tensor/ }, 'a duplicate name');
+  t.is(decodeSafetensors(mk(`{"a":${f32(0)},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}`, 4)).tensors.e.size, 0, 'an empty tensor');
+  kiln.tidy(() => {
+    const back = decodeSafetensors(encodeSafetensors({ ['__proto__']: kiln.tensor([1, 2]), b: kiln.tensor([3]) } as never));
+    t.deepEqual(Object.keys(back.tensors).sort(), ['__proto__', 'b']);
+    t.deepEqual(back.tensors['__proto__'].toArray(), [1, 2]);
+  });
+  t.is(t.throws(() => decodeSafetensors('str' as never))!.constructor, kiln.KilnError);
+  t.is(t.throws(() => saveSafetensors(join(dir, 'no-such-dir', 'x.safetensors'), {}))!.constructor, kiln.KilnError);
+});
+
+test('loadCheckpoint checks the RNG, scheduler and optimizer state before changing anything; optimizers check every group', (t) => {
+  kiln.manualSeed(4);
+  const m = new kiln.nn.GPT(cfg);
+  const opt = new kiln.optim.AdamW(m.parameters(), { lr: 1e-3 });
+  trainSteps(m, opt, 2);
+  const path = join(dir, 'meta.safetensors');
+  saveCheckpoint(path, { model: m, optimizer: opt });
+  const file = loadSafetensors(path);
+  const meta = JSON.parse(file.metadata.kiln);
+  const withMeta = (edit: (x: any) => void) => {
+    const mm = JSON.parse(JSON.stringify(meta));
+    edit(mm);
+    const p = join(dir, 'meta-bad.safetensors');
+    saveSafetensors(p, file.tensors, { ...file.metadata, kiln: JSON.stringify(mm) });
+    return p;
+  };
+  const fresh = new kiln.nn.GPT(cfg), fopt = new kiln.optim.AdamW(fresh.parameters(), { lr: 1e-3 });
+  const before = fresh.parameters()[0].dataSync().slice(), rng = kiln.getRngState();
+  for (const [what, edit, re] of [
+    ['rng seed', (x: any) => (x.rng.seed = 'xyz'), /seed "xyz" is not an integer/],
+    ['rng offset', (x: any) => (x.rng.offset = -8), /offset must be an integer/],
+    ['optimizer step', (x: any) => (x.optimizer.step = 'abc'), /step must be an integer/],
+    ['group lr', (x: any) => (x.optimizer.groups[0].lr = -5), /group 0\): lr must be finite/],
+    ['group betas', (x: any) => (x.optimizer.groups[0].betas = [5, -1]), /betas must be in \[0, 1\)/],
+    ['a missing slot', (x: any) => delete x.optimizer.state[0].exp_avg_sq, /parameter 0 has state \[exp_avg\], want/],
+    ['groups[0] null', (x: any) => (x.optimizer.groups[0] = null), /not lists of objects/],
+  ] as const) {
+    const e = t.throws(() => loadCheckpoint(withMeta(edit), { model: fresh, optimizer: fopt }), { instanceOf: kiln.KilnError }, what);
+    t.regex(e!.message, re, what);
+    t.deepEqual(fresh.parameters()[0].dataSync(), before, `${what}: the model is unchanged`);
+    t.is(fopt.stepCount, 0, `${what}: the optimizer is unchanged`);
+    t.deepEqual(kiln.getRngState(), rng, `${what}: the RNG is unchanged`);
+  }
+  // An optimizer can load its own live state; per-group options are checked like the top level ones.
+  opt.loadStateDict(opt.stateDict());
+  t.notThrows(() => trainSteps(m, opt, 1));
+  const ps = m.parameters();
+  t.throws(() => new kiln.optim.SGD([{ params: ps.slice(0, 2), momentum: -5 }, { params: ps.slice(2) }], { lr: 0.1 }), { message: /momentum must be finite and >= 0/ });
+  t.throws(() => new kiln.optim.Adam([{ params: ps, eps: -1 }]), { message: /eps must be finite/ });
+  t.throws(() => new kiln.optim.SGD(ps, undefined as never), { instanceOf: kiln.KilnError });
+  t.throws(() => kiln.setRngState(null as never), { instanceOf: kiln.KilnError });
+  for (const x of Object.values(file.tensors)) x.dispose();
+});
+
 test('writes are atomic: no temporary files left, an existing file is replaced whole', (t) => {
   const d = mkdtempSync(join(tmpdir(), 'kiln-atomic-'));
   const p = join(d, 'x.safetensors');

@@ -26,8 +26,13 @@ function corrupt(where: string, msg: string): never {
 
 /** Serialises tensors (any device, any strides) and a string metadata map to safetensors bytes. */
 export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Buffer {
-  const header: Record<string, unknown> = {};
-  const meta: Record<string, string> = {};
+  if (typeof tensors !== 'object' || tensors === null)
+    throw new KilnError('INVALID_ARGUMENT', `safetensors: tensors must be an object of named Tensors, got ${tensors === null ? 'null' : typeof tensors}`);
+  if (typeof metadata !== 'object' || metadata === null)
+    throw new KilnError('INVALID_ARGUMENT', `safetensors: metadata must be an object of strings, got ${metadata === null ? 'null' : typeof metadata}`);
+  // Null prototypes: a tensor named "__proto__" is an ordinary key here.
+  const header: Record<string, unknown> = Object.create(null);
+  const meta: Record<string, string> = Object.create(null);
   for (const [k, v] of Object.entries(metadata)) {
     if (typeof v !== 'string') throw new KilnError('INVALID_ARGUMENT', `safetensors: metadata value for '${k}' must be a string`);
     meta[k] = v;
@@ -61,6 +66,8 @@ export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Rec
 
 /** Parses safetensors bytes into CPU tensors; `where` names the source in errors. */
 export function decodeSafetensors(buf: Uint8Array, where = 'safetensors'): SafetensorsFile {
+  if (!(buf instanceof Uint8Array))
+    throw new KilnError('INVALID_ARGUMENT', `${where}: decodeSafetensors takes the file's bytes (a Uint8Array / Buffer), got ${buf === null ? 'null' : typeof buf}`);
   if (buf.byteLength < 8) corrupt(where, `file is ${buf.byteLength} bytes, shorter than the 8-byte header length (truncated?)`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const n64 = view.getBigUint64(0, true);
@@ -78,7 +85,7 @@ export function decodeSafetensors(buf: Uint8Array, where = 'safetensors'): Safet
   if (header === null || typeof header !== 'object' || Array.isArray(header)) corrupt(where, 'header is not a JSON object');
   const dataStart = 8 + n;
   const dataLen = buf.byteLength - dataStart;
-  const metadata: Record<string, string> = {};
+  const metadata: Record<string, string> = Object.create(null);
   const entries: [string, DType, number[], number, number][] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
@@ -108,10 +115,18 @@ export function decodeSafetensors(buf: Uint8Array, where = 'safetensors'): Safet
       corrupt(where, `tensor '${name}' ends at byte ${en} of the data but the file holds only ${dataLen} data bytes (truncated)`);
     entries.push([name, dtype, shape, b, en]);
   }
-  const sorted = [...entries].sort((x, y) => x[3] - y[3]);
-  for (let i = 1; i < sorted.length; i++)
-    if (sorted[i][3] < sorted[i - 1][4]) corrupt(where, `tensors '${sorted[i - 1][0]}' and '${sorted[i][0]}' overlap`);
-  const tensors: Record<string, Tensor> = {};
+  // The data section is indexed whole, without holes (the format's rule): a gap or trailing bytes
+  // mean a tensor entry is missing (a duplicate name, which JSON keeps once) or the file is damaged.
+  const sorted = [...entries].sort((x, y) => x[3] - y[3] || x[4] - y[4]);
+  let pos = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    if (sorted[i][3] === sorted[i][4]) continue;  // an empty tensor holds no bytes
+    if (sorted[i][3] < pos) corrupt(where, `tensors '${sorted[i - 1][0]}' and '${sorted[i][0]}' overlap`);
+    if (sorted[i][3] > pos) corrupt(where, `data bytes [${pos}, ${sorted[i][3]}) before tensor '${sorted[i][0]}' belong to no tensor (a duplicate name, or damage)`);
+    pos = sorted[i][4];
+  }
+  if (pos !== dataLen) corrupt(where, `data bytes [${pos}, ${dataLen}) at the end belong to no tensor (a duplicate name, or trailing bytes)`);
+  const tensors: Record<string, Tensor> = Object.create(null);
   for (const [name, dtype, shape, b, en] of entries) {
     tensors[name] = fromBytes(buf.subarray(dataStart + b, dataStart + en), shape, dtype);
   }
@@ -152,7 +167,12 @@ export function writeFileAtomic(path: string, data: Uint8Array): void {
 }
 
 export function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): void {
-  writeFileAtomic(path, encodeSafetensors(tensors, metadata));
+  const bytes = encodeSafetensors(tensors, metadata);
+  try {
+    writeFileAtomic(path, bytes);
+  } catch (e) {
+    throw new KilnError('INVALID_ARGUMENT', `saveSafetensors: cannot write ${path}: ${(e as Error).message}`);
+  }
 }
 
 export function loadSafetensors(path: string): SafetensorsFile {

@@ -3,7 +3,7 @@
 // `optimizer.<param index>.<slot>`; kiln's metadata (config, step, RNG state, optimizer and
 // scheduler state with the names of their tensors, anything extra) is JSON under __metadata__.kiln.
 import { KilnError } from '../errors.js';
-import { getRngState, setRngState, type RngState } from '../tensor/random.js';
+import { checkRngState, getRngState, setRngState, type RngState } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import type { Module } from './module.js';
@@ -68,7 +68,7 @@ export interface LoadCheckpointOptions {
 
 export interface LoadedCheckpoint {
   meta: CheckpointMeta;
-  /** Every tensor in the file by name (model and optimizer). */
+  /** Every tensor in the file by name (model and optimizer): the caller's to dispose (the model and optimizer hold copies). */
   tensors: Record<string, Tensor>;
 }
 
@@ -88,6 +88,10 @@ export function loadCheckpoint(path: string, o: LoadCheckpointOptions = {}): Loa
     if (!meta.optimizer) throw new KilnError('INVALID_ARGUMENT', `${path}: the checkpoint holds no optimizer state`);
     if (meta.optimizer.type !== o.optimizer.constructor.name)
       throw new KilnError('INVALID_ARGUMENT', `${path}: optimizer state is for ${meta.optimizer.type}, not ${o.optimizer.constructor.name}`);
+    const mo = meta.optimizer as { step?: unknown; groups?: unknown; state?: unknown };
+    if (!Array.isArray(mo.groups) || !mo.groups.every((g) => g !== null && typeof g === 'object') ||
+        !Array.isArray(mo.state) || !mo.state.every((r) => r !== null && typeof r === 'object'))
+      throw new KilnError('CHECKPOINT_CORRUPT', `${path}: the optimizer metadata's groups / state are not lists of objects`);
     const state = meta.optimizer.state.map((refs) => {
       const s: Record<string, Tensor> = {};
       for (const [slot, key] of Object.entries(refs)) {
@@ -100,6 +104,21 @@ export function loadCheckpoint(path: string, o: LoadCheckpointOptions = {}): Loa
     optState = { step: meta.optimizer.step, groups: meta.optimizer.groups, state };
     o.optimizer.checkStateDict(optState);
   }
+  // The scheduler's step and the RNG state are checked here too, before the model changes.
+  const restoreRng = o.restoreRng ?? true;
+  if (restoreRng) {
+    try {
+      checkRngState(meta.rng, 'loadCheckpoint');
+    } catch (e) {
+      throw new KilnError('CHECKPOINT_CORRUPT', `${path}: ${(e as Error).message}`);
+    }
+  }
+  const sched = o.scheduler as { factorAt?: (step: number) => number } | undefined;
+  if (o.scheduler && meta.scheduler) {
+    if (typeof meta.scheduler !== 'object' || !Number.isInteger(meta.scheduler.step) || meta.scheduler.step < 0)
+      throw new KilnError('CHECKPOINT_CORRUPT', `${path}: scheduler state ${JSON.stringify(meta.scheduler)} has no step >= 0`);
+    sched?.factorAt?.(meta.scheduler.step);
+  }
   if (o.model) {
     const own: Record<string, Tensor> = {};
     for (const [k, t] of Object.entries(tensors)) if (!k.startsWith(OPT_PREFIX)) own[k] = t;
@@ -108,6 +127,6 @@ export function loadCheckpoint(path: string, o: LoadCheckpointOptions = {}): Loa
   }
   if (o.optimizer && optState) o.optimizer.loadStateDict(optState);
   if (o.scheduler && meta.scheduler) o.scheduler.loadStateDict(meta.scheduler);
-  if (o.restoreRng ?? true) setRngState(meta.rng);
+  if (restoreRng) setRngState(meta.rng);
   return { meta, tensors };
 }

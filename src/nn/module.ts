@@ -161,7 +161,9 @@ export abstract class Module {
    * unexpected keys when strict, shapes and dtypes always), so a refused load changes nothing.
    */
   loadStateDict(state: StateDict, opts: LoadOptions = {}): { missing: string[]; unexpected: string[] } {
-    const strict = opts.strict ?? true;
+    if (typeof state !== 'object' || state === null)
+      throw new KilnError('INVALID_ARGUMENT', `loadStateDict: needs an object of named tensors, got ${state === null ? 'null' : typeof state}`);
+    const strict = (opts ?? {}).strict ?? true;
     const own = this.stateDict();
     const missing = Object.keys(own).filter((k) => !(k in state));
     const unexpected = Object.keys(state).filter((k) => !(k in own));

@@ -13,14 +13,21 @@ export interface AdamOptions extends GroupOptions {
 
 type AdamArgs = Partial<AdamOptions> & { lr?: number };
 
+/** One group's Adam options beyond lr and weight decay. */
+function checkAdam(name: string, o: AdamOptions): void {
+  if (!Array.isArray(o.betas) || o.betas.length !== 2)
+    throw new KilnError('INVALID_ARGUMENT', `${name}: betas must be a pair [beta1, beta2], got ${JSON.stringify(o.betas)}`);
+  const [b1, b2] = o.betas;
+  if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new KilnError('INVALID_ARGUMENT', `${name}: betas must be in [0, 1), got [${b1}, ${b2}]`);
+  if (!(o.eps >= 0 && Number.isFinite(o.eps))) throw new KilnError('INVALID_ARGUMENT', `${name}: eps must be finite and >= 0, got ${o.eps}`);
+}
+
 class AdamBase extends Optimizer<AdamOptions> {
   constructor(params: ParamsArg<AdamOptions>, opts: AdamArgs, private readonly decoupled: boolean, name: string) {
+    opts ??= {};
     const o: AdamOptions = { lr: opts.lr ?? 1e-3, betas: opts.betas ?? [0.9, 0.999], eps: opts.eps ?? 1e-8,
       weightDecay: opts.weightDecay ?? (decoupled ? 1e-2 : 0) };
-    const [b1, b2] = o.betas;
-    if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new KilnError('INVALID_ARGUMENT', `${name}: betas must be in [0, 1), got [${b1}, ${b2}]`);
-    if (!(o.eps >= 0)) throw new KilnError('INVALID_ARGUMENT', `${name}: eps must be >= 0, got ${o.eps}`);
-    super(params, o, name);
+    super(params, o, name, checkAdam);
   }
 
   protected stateNames(): string[] {

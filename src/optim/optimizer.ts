@@ -40,14 +40,21 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
   stepCount = 0;
   protected readonly state = new Map<Tensor, Record<string, Tensor>>();
 
-  constructor(params: ParamsArg<O>, defaults: O, name: string) {
+  /**
+   * `check` validates one group's options beyond lr and weightDecay (each optimizer's own: betas,
+   * momentum, ...); it runs on every group, here and on a loaded state.
+   */
+  constructor(params: ParamsArg<O>, defaults: O, private readonly name: string, private readonly check: (name: string, o: O) => void = () => {}) {
     if (!Array.isArray(params) || params.length === 0) throw new KilnError('INVALID_ARGUMENT', `${name}: needs a non-empty list of parameters`);
     const groups = params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ({ params: Tensor[] } & Partial<O>)[]);
     const seen = new Set<Tensor>();
-    this.paramGroups = groups.map((g) => {
+    this.paramGroups = groups.map((g, gi) => {
+      if (g === null || typeof g !== 'object' || !Array.isArray(g.params))
+        throw new KilnError('INVALID_ARGUMENT', `${name}: parameter group ${gi} must be { params: Tensor[], ...options }`);
       const { params: ps, ...over } = g;
       const options = { ...defaults, ...over } as O;
       validate(name, options);
+      check(name, options);
       for (const p of ps) {
         if (!(p instanceof Tensor)) throw new KilnError('INVALID_ARGUMENT', `${name}: parameters must be Tensors`);
         needFullFloat(name, p);
@@ -90,6 +97,9 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
 
   /** Applies one update from the parameters' current gradients (parameters without one are skipped). */
   step(): void {
+    for (const p of this.params)  // model.to(dtype / device) after building the optimizer leaves it the old tensors
+      if (p.isDisposed)
+        throw new KilnError('DISPOSED', `${this.name}: parameter ${shapeStr(p.shape)} was disposed (was the model moved or cast after the optimizer was built? build the optimizer after)`);
     this.stepCount++;
     noGrad(() => {
       for (const group of this.paramGroups) {
@@ -138,22 +148,41 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
   /** Throws (changing nothing) unless `sd` fits this optimizer's parameters. */
   checkStateDict(sd: OptimizerState): void {
     const params = this.params;
-    if (!sd || !Array.isArray(sd.groups) || !Array.isArray(sd.state))
-      throw new KilnError('INVALID_ARGUMENT', 'optimizer loadStateDict: not an optimizer state');
+    const what = `${this.name} loadStateDict`;
+    if (!sd || typeof sd !== 'object' || !Array.isArray(sd.groups) || !Array.isArray(sd.state))
+      throw new KilnError('INVALID_ARGUMENT', `${what}: not an optimizer state`);
+    if (!(Number.isSafeInteger(sd.step ?? 0) && (sd.step ?? 0) >= 0))
+      throw new KilnError('INVALID_ARGUMENT', `${what}: step must be an integer >= 0, got ${JSON.stringify(sd.step)}`);
+    if (!sd.groups.every((g) => g !== null && typeof g === 'object') || !sd.state.every((s) => s !== null && typeof s === 'object'))
+      throw new KilnError('INVALID_ARGUMENT', `${what}: groups and state must be lists of objects`);
     if (sd.groups.length !== this.paramGroups.length || sd.state.length !== params.length)
       throw new KilnError('INVALID_ARGUMENT',
         `optimizer loadStateDict: ${sd.groups.length} groups / ${sd.state.length} parameters in the state, ${this.paramGroups.length} / ${params.length} here`);
-    sd.groups.forEach((g, i) => {
+    const merged = sd.groups.map((g, i) => {
       if (g.size !== undefined && g.size !== this.paramGroups[i].params.length)
-        throw new KilnError('INVALID_ARGUMENT', `optimizer loadStateDict: group ${i} has ${g.size} parameters in the state, ${this.paramGroups[i].params.length} here`);
+        throw new KilnError('INVALID_ARGUMENT', `${what}: group ${i} has ${g.size} parameters in the state, ${this.paramGroups[i].params.length} here`);
+      const { initialLr, size: _size, ...opts } = g as Record<string, unknown>;
+      if (initialLr !== undefined && !(typeof initialLr === 'number' && Number.isFinite(initialLr) && initialLr >= 0))
+        throw new KilnError('INVALID_ARGUMENT', `${what}: group ${i}'s initialLr must be finite and >= 0, got ${JSON.stringify(initialLr)}`);
+      const o = { ...this.paramGroups[i].options, ...opts } as O;
+      validate(`${what} (group ${i})`, o);
+      this.check(`${what} (group ${i})`, o);
+      return o;
     });
+    const groupOf = this.paramGroups.flatMap((g, gi) => g.params.map(() => gi));
     sd.state.forEach((s, i) => {
+      const p = params[i];
       for (const [k, t] of Object.entries(s)) {
-        const p = params[i];
         if (!(t instanceof Tensor) || t.size !== p.size || t.dtype !== p.dtype)
           throw new KilnError('SHAPE_MISMATCH',
-            `optimizer loadStateDict: state '${k}' of parameter ${i} is ${t instanceof Tensor ? `${t.dtype} ${shapeStr(t.shape)}` : typeof t}, parameter is ${p.dtype} ${shapeStr(p.shape)}`);
+            `${what}: state '${k}' of parameter ${i} is ${t instanceof Tensor ? `${t.dtype} ${shapeStr(t.shape)}` : typeof t}, parameter is ${p.dtype} ${shapeStr(p.shape)}`);
+        t.assertLive(`${what}: state '${k}' of parameter ${i}`);
       }
+      // A parameter's state is all of its slots or none (it never had a gradient): a missing slot
+      // would restart at zero and the resumed run would differ.
+      const names = this.stateNames(merged[groupOf[i]]), have = Object.keys(s);
+      if (have.length && (have.length !== names.length || !names.every((n) => have.includes(n))))
+        throw new KilnError('INVALID_ARGUMENT', `${what}: parameter ${i} has state [${have.join(', ')}], want [${names.join(', ')}]`);
     });
   }
 
@@ -167,22 +196,26 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
       Object.assign(this.paramGroups[i].options, opts);
       if (typeof initialLr === 'number') this.paramGroups[i].initialLr = initialLr;
     });
-    for (const old of this.state.values()) for (const t of Object.values(old)) t.dispose();
-    this.state.clear();
-    sd.state.forEach((s, i) => {
+    // Copies first, then the old state goes: sd may hold this optimizer's own state tensors.
+    const fresh = sd.state.map((s, i) => {
       const p = params[i];
       const own: Record<string, Tensor> = {};
       for (const [k, t] of Object.entries(s)) {
         const c = keep(zerosLike(p));
-        stridedCopy(c, t.reshape(p.shape.slice()));
+        const src = t.reshape(p.shape.slice());
+        stridedCopy(c, src);
+        if (src !== t) src.dispose();
         own[k] = c;
       }
-      this.state.set(p, own);
+      return own;
     });
+    for (const old of this.state.values()) for (const t of Object.values(old)) t.dispose();
+    this.state.clear();
+    fresh.forEach((own, i) => this.state.set(params[i], own));
   }
 }
 
 function validate(name: string, o: GroupOptions): void {
   if (!(o.lr >= 0) || !Number.isFinite(o.lr)) throw new KilnError('INVALID_ARGUMENT', `${name}: lr must be finite and >= 0, got ${o.lr}`);
-  if (!(o.weightDecay >= 0)) throw new KilnError('INVALID_ARGUMENT', `${name}: weightDecay must be >= 0, got ${o.weightDecay}`);
+  if (!(o.weightDecay >= 0 && Number.isFinite(o.weightDecay))) throw new KilnError('INVALID_ARGUMENT', `${name}: weightDecay must be finite and >= 0, got ${o.weightDecay}`);
 }

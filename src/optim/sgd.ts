@@ -12,14 +12,22 @@ export interface SGDOptions extends GroupOptions {
   nesterov: boolean;
 }
 
+/** One group's SGD options beyond lr and weight decay. */
+function checkSGD(name: string, o: SGDOptions): void {
+  if (!(typeof o.momentum === 'number' && o.momentum >= 0 && Number.isFinite(o.momentum)))
+    throw new KilnError('INVALID_ARGUMENT', `${name}: momentum must be finite and >= 0, got ${o.momentum}`);
+  if (!(typeof o.dampening === 'number' && Number.isFinite(o.dampening)))
+    throw new KilnError('INVALID_ARGUMENT', `${name}: dampening must be a finite number, got ${o.dampening}`);
+  if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0))
+    throw new KilnError('INVALID_ARGUMENT', `${name}: Nesterov momentum needs momentum > 0 and dampening 0`);
+}
+
 export class SGD extends Optimizer<SGDOptions> {
   constructor(params: ParamsArg<SGDOptions>, opts: Partial<SGDOptions> & { lr: number }) {
+    if (typeof opts !== 'object' || opts === null) throw new KilnError('INVALID_ARGUMENT', 'SGD: needs options with an lr, e.g. { lr: 0.1 }');
     const o: SGDOptions = { lr: opts.lr, momentum: opts.momentum ?? 0, dampening: opts.dampening ?? 0,
       weightDecay: opts.weightDecay ?? 0, nesterov: opts.nesterov ?? false };
-    if (!(o.momentum >= 0)) throw new KilnError('INVALID_ARGUMENT', `SGD: momentum must be >= 0, got ${o.momentum}`);
-    if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0))
-      throw new KilnError('INVALID_ARGUMENT', 'SGD: Nesterov momentum needs momentum > 0 and dampening 0');
-    super(params, o, 'SGD');
+    super(params, o, 'SGD', checkSGD);
   }
 
   protected stateNames(o: SGDOptions): string[] {

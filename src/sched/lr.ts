@@ -84,18 +84,25 @@ export class LRScheduler {
   }
   /** Jumps to a step (resuming). */
   setStep(step: number): void {
+    this.factorAt(step);  // checked before anything changes
     this.step_ = step;
     this.apply();
   }
+  /** The schedule's factor at step, or a KilnError (a bad step, or a factor that is not finite and >= 0). */
+  factorAt(step: number): number {
+    if (!(Number.isInteger(step) && step >= 0)) throw new KilnError('INVALID_ARGUMENT', `LRScheduler: step must be an integer >= 0, got ${JSON.stringify(step)}`);
+    const f = this.schedule(step);
+    if (!Number.isFinite(f) || f < 0) throw new KilnError('INVALID_ARGUMENT', `LRScheduler: schedule gave factor ${f} at step ${step}`);
+    return f;
+  }
   private apply(): void {
-    const f = this.schedule(this.step_);
-    if (!Number.isFinite(f) || f < 0) throw new KilnError('INVALID_ARGUMENT', `LRScheduler: schedule gave factor ${f} at step ${this.step_}`);
-    this.optimizer.setLrFactor(f);
+    this.optimizer.setLrFactor(this.factorAt(this.step_));
   }
   stateDict(): { step: number } {
     return { step: this.step_ };
   }
   loadStateDict(s: { step: number }): void {
+    if (typeof s !== 'object' || s === null) throw new KilnError('INVALID_ARGUMENT', `LRScheduler loadStateDict: needs { step }, got ${s === null ? 'null' : typeof s}`);
     this.setStep(s.step);
   }
 }

@@ -22,9 +22,25 @@ export function getRngState(): RngState {
   return { seed: state.seed.toString(), offset: state.offset };
 }
 
+/** The seed and offset of an RNG state, checked (a KilnError names what is wrong); changes nothing. */
+export function checkRngState(s: RngState, where = 'setRngState'): { seed: bigint; offset: number } {
+  if (typeof s !== 'object' || s === null) throw new KilnError('INVALID_ARGUMENT', `${where}: needs { seed, offset }, got ${s === null ? 'null' : typeof s}`);
+  let seed: bigint;
+  try {
+    seed = BigInt(s.seed);
+  } catch {
+    throw new KilnError('INVALID_ARGUMENT', `${where}: seed ${JSON.stringify(s.seed)} is not an integer`);
+  }
+  if (seed < 0n || seed >= 1n << 64n) throw new KilnError('INVALID_ARGUMENT', `${where}: seed must be in [0, 2^64), got ${seed}`);
+  if (!(Number.isSafeInteger(s.offset) && s.offset >= 0 && s.offset <= 2 ** 53))
+    throw new KilnError('INVALID_ARGUMENT', `${where}: offset must be an integer in [0, 2^53], got ${JSON.stringify(s.offset)}`);
+  return { seed, offset: s.offset };
+}
+
 export function setRngState(s: RngState): void {
-  state.seed = BigInt(s.seed);
-  state.offset = s.offset;
+  const c = checkRngState(s);
+  state.seed = c.seed;
+  state.offset = c.offset;
 }
 
 /**

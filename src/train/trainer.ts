@@ -112,7 +112,9 @@ export class Trainer<B> {
     const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
     let step = 0;
     if (o.checkpointPath && (o.resume ?? true) && existsSync(o.checkpointPath)) {
-      step = loadCheckpoint(o.checkpointPath, { model: o.model, optimizer: o.optimizer }).meta.step;
+      const loaded = loadCheckpoint(o.checkpointPath, { model: o.model, optimizer: o.optimizer });
+      step = loaded.meta.step;
+      for (const t of Object.values(loaded.tensors)) t.dispose();  // copied into the model and optimizer
       log(`resumed from ${o.checkpointPath} at step ${step}`);
     }
     const startStep = step;

@@ -98,7 +98,8 @@ export function readConfig(dir: string): IclConfig {
 export function loadModel(dir: string): { cfg: IclConfig; model: kiln.nn.GPT; step: number } {
   const cfg = readConfig(dir);
   const model = modelFor(cfg);
-  const { meta } = kiln.nn.loadCheckpoint(runPaths(dir).checkpoint, { model, restoreRng: false });
+  const { meta, tensors } = kiln.nn.loadCheckpoint(runPaths(dir).checkpoint, { model, restoreRng: false });
+  for (const t of Object.values(tensors)) t.dispose();  // copied into the model
   model.eval();
   return { cfg, model, step: meta.step };
 }
