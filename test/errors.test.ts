@@ -135,6 +135,21 @@ test('INVALID_ARGUMENT for bad arguments', (t) => {
   throwsKiln(t, () => kiln.ones([2, 3]).T.view([6]), 'INVALID_ARGUMENT', 'view');
   throwsKiln(t, () => kiln.arange(0, 3, 0), 'INVALID_ARGUMENT', 'arange');
   throwsKiln(t, () => kiln.concat([]), 'INVALID_ARGUMENT', 'concat');
+  // From a fuzz audit: 0-d tensors where a dimension is needed, wrong types, sizes past the limits.
+  throwsKiln(t, () => kiln.tensor(5).narrow(0, 0, 1), 'INVALID_ARGUMENT', 'narrow', '0-d');
+  throwsKiln(t, () => kiln.concat([kiln.tensor(1), kiln.tensor(2)]), 'INVALID_ARGUMENT', 'concat', '0-d');
+  t.is(kiln.tensor(5).argmax(0).item(), 0, 'argmax of a scalar along axis 0 is 0, as in PyTorch');
+  throwsKiln(t, () => kiln.layerNorm(kiln.zeros([2, 0]), [0]), 'SHAPE_MISMATCH', 'layerNorm', '[2, 0]');
+  throwsKiln(t, () => kiln.zeros([0, 2 ** 60]), 'INVALID_ARGUMENT', 'too large');
+  throwsKiln(t, () => kiln.zeros([0]).reshape([2 ** 53, 2 ** 53, -1]), 'INVALID_ARGUMENT', 'reshape');
+  throwsKiln(t, () => kiln.ones([2, 3]).reshape(null as never), 'INVALID_ARGUMENT', 'reshape', '[2, 3]');
+  throwsKiln(t, () => kiln.ones([2, 3]).expand('23' as never), 'INVALID_ARGUMENT', 'expand');
+  throwsKiln(t, () => kiln.sum(kiln.ones([2]), null as never), 'INVALID_ARGUMENT', 'sum');
+  throwsKiln(t, () => kiln.split(kiln.ones([2, 3]), 'ab' as never), 'INVALID_ARGUMENT', 'split');
+  throwsKiln(t, () => kiln.arange(0, 2 ** 60), 'INVALID_ARGUMENT', 'arange');
+  throwsKiln(t, () => kiln.linspace(0, 1, -1), 'INVALID_ARGUMENT', 'linspace');
+  throwsKiln(t, () => kiln.tensor([3e9], { dtype: 'int32' }), 'INVALID_ARGUMENT', 'int32');
+  t.is(kiln.crossEntropy(kiln.ones([2, 3]), i32([0, 1]), null as never).shape.length, 0, 'null options mean none');
 });
 
 test('NaN and Inf propagate per IEEE without crashing', (t) => {

@@ -88,6 +88,12 @@ export function fromTyped(data: TypedArray | number[], shape: number[], o?: Crea
     h.dispose();
     return finish(moved, o);
   }
+  if (dtype === 'int32')  // Int32Array.set wraps silently (3e9 became -1294967296)
+    for (let i = 0; i < n; i++) {
+      const v = (data as ArrayLike<number>)[i];
+      if (!(v >= -2147483648 && v <= 2147483647))
+        throw new KilnError('INVALID_ARGUMENT', `tensor: ${v} does not fit int32 (shape ${shapeStr(shape)})`);
+    }
   const t = empty(shape, dtype, device);
   const isz = itemSize[dtype];
   if (t.storage.buf) {
@@ -167,12 +173,15 @@ export function arange(start: number, stop?: number, step = 1, o?: CreateOptions
   const allInt = Number.isInteger(start) && Number.isInteger(stop) && Number.isInteger(step);
   const dtype = o?.dtype ?? (allInt ? 'int32' : 'float32');
   const n = Math.max(0, Math.ceil((stop - start) / step));
+  if (!(n <= 2 ** 31)) throw new KilnError('INVALID_ARGUMENT', `arange: [${start}, ${stop}) by ${step} has ${n} values (at most 2^31)`);
   const vals = new Float64Array(n);
   for (let i = 0; i < n; i++) vals[i] = start + i * step;
   return fromTyped(vals, [n], { ...o, dtype });
 }
 
 export function linspace(start: number, stop: number, steps: number, o?: CreateOptions): Tensor {
+  if (!(Number.isInteger(steps) && steps >= 0 && steps <= 2 ** 31))
+    throw new KilnError('INVALID_ARGUMENT', `linspace: steps must be an integer in [0, 2^31], got ${steps}`);
   const vals = new Float64Array(steps);
   for (let i = 0; i < steps; i++) vals[i] = steps === 1 ? start : start + ((stop - start) * i) / (steps - 1);
   return fromTyped(vals, [steps], { dtype: 'float32', ...o });

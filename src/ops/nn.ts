@@ -52,7 +52,9 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], weight?
   checkTensor('layerNorm', x);
   needFloat('layerNorm', x);
   const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
+  if (!Array.isArray(ns)) throw new KilnError('INVALID_ARGUMENT', `layerNorm: normalizedShape must be a number or an array, got ${typeof normalizedShape} for ${shapeStr(x.shape)}`);
   const n = prod(ns);
+  if (n === 0) throw new KilnError('SHAPE_MISMATCH', `layerNorm: normalized shape ${shapeStr(ns)} of ${shapeStr(x.shape)} has no elements to normalize`);
   const tail = x.shape.slice(x.ndim - ns.length);
   if (ns.length > x.ndim || tail.some((d, i) => d !== ns[i]))
     throw new KilnError('SHAPE_MISMATCH', `layerNorm: normalized shape ${shapeStr(ns)} does not end ${shapeStr(x.shape)}`);
@@ -110,6 +112,7 @@ export interface CrossEntropyOptions {
 
 /** Fused log-softmax + NLL over the last axis of logits [..., C] with int32 targets [...]. */
 export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  opts ??= {};
   checkTensor('crossEntropy', logits, 'logits');
   checkTensor('crossEntropy', targets, 'targets');
   sameDevice('crossEntropy', logits, targets);

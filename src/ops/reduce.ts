@@ -127,6 +127,10 @@ export function argReduce(x: Tensor, isMax: boolean, axis?: number, keepdims = f
     if (src !== x) src.dispose();
     src = flat;
     ax = 0;
+  } else if (x.ndim === 0) {  // a scalar along its only "axis": index 0, as in PyTorch
+    if (src !== x) src.dispose();
+    normAxis(name, axis, 0);
+    return fillInPlace(empty([], 'int32', x.device), 0);
   } else ax = normAxis(name, axis, x.ndim);
   const shape = src.shape;
   if (shape[ax] === 0) throw new KilnError('INVALID_ARGUMENT', `${name}: empty dimension in ${shapeStr(x.shape)}`);

@@ -10,6 +10,7 @@ import { checkTensor, contig, sameDevice } from './util.js';
 
 export function reshape(x: Tensor, shape: number[]): Tensor {
   checkTensor('reshape', x);
+  if (!Array.isArray(shape)) throw new KilnError('INVALID_ARGUMENT', `reshape: shape must be an array of integers, got ${shape === null ? 'null' : typeof shape} for ${shapeStr(x.shape)}`);
   const n = x.size;
   const neg = shape.indexOf(-1);
   let target = shape.slice();
@@ -35,6 +36,7 @@ export function reshape(x: Tensor, shape: number[]): Tensor {
 
 export function permute(x: Tensor, dims: number[]): Tensor {
   checkTensor('permute', x);
+  if (!Array.isArray(dims)) throw new KilnError('INVALID_ARGUMENT', `permute: dims must be an array, got ${dims === null ? 'null' : typeof dims} for ${shapeStr(x.shape)}`);
   if (dims.length !== x.ndim) throw new KilnError('INVALID_ARGUMENT', `permute: ${dims.length} dims for a ${x.ndim}-d tensor`);
   const d = dims.map((a) => normAxis('permute', a, x.ndim));
   if (new Set(d).size !== d.length) throw new KilnError('INVALID_ARGUMENT', `permute: repeated dimension in [${dims}]`);
@@ -56,6 +58,7 @@ export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
 
 export function expand(x: Tensor, shape: number[]): Tensor {
   checkTensor('expand', x);
+  if (!Array.isArray(shape)) throw new KilnError('INVALID_ARGUMENT', `expand: shape must be an array, got ${shape === null ? 'null' : typeof shape} for ${shapeStr(x.shape)}`);
   if (shape.length < x.ndim) throw new KilnError('SHAPE_MISMATCH', `expand: ${shapeStr(x.shape)} to fewer dims ${shapeStr(shape)}`);
   const off = shape.length - x.ndim;
   const strides = new Array<number>(shape.length).fill(0);
@@ -75,6 +78,7 @@ export function expand(x: Tensor, shape: number[]): Tensor {
 /** Elements [start, start + length) along `axis`, as a view. */
 export function narrow(x: Tensor, axis: number, start: number, length: number): Tensor {
   checkTensor('narrow', x);
+  if (x.ndim === 0) throw new KilnError('INVALID_ARGUMENT', 'narrow: a 0-d tensor has no dimension to narrow');
   const a = normAxis('narrow', axis, x.ndim);
   const size = x.shape[a];
   if (start < 0) start += size;
@@ -148,6 +152,8 @@ export function detach(x: Tensor): Tensor {
 
 export function concat(tensors: Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw new KilnError('INVALID_ARGUMENT', 'concat: needs at least one tensor');
+  for (const t of tensors)
+    if (t instanceof Tensor && t.ndim === 0) throw new KilnError('INVALID_ARGUMENT', 'concat: 0-d tensors cannot be concatenated (unsqueeze them, or use stack)');
   tensors.forEach((t, i) => checkTensor('concat', t, `tensor ${i}`));
   const first = tensors[0];
   const a = normAxis('concat', axis, first.ndim);
@@ -185,6 +191,9 @@ export function stack(tensors: Tensor[], axis = 0): Tensor {
 /** Splits along `axis` into chunks of `size` (the last may be smaller) or of the given sizes. */
 export function split(x: Tensor, sizes: number | number[], axis = 0): Tensor[] {
   checkTensor('split', x);
+  if (x.ndim === 0) throw new KilnError('INVALID_ARGUMENT', 'split: a 0-d tensor has no dimension to split');
+  if (typeof sizes !== 'number' && !Array.isArray(sizes))
+    throw new KilnError('INVALID_ARGUMENT', `split: sizes must be a number or an array of numbers, got ${sizes === null ? 'null' : typeof sizes} for ${shapeStr(x.shape)}`);
   const a = normAxis('split', axis, x.ndim);
   const n = x.shape[a];
   let parts: number[];

@@ -63,6 +63,8 @@ export function normAxis(op: string, axis: number, ndim: number): number {
 
 export function normAxes(op: string, axes: number | readonly number[] | undefined, ndim: number): number[] {
   if (axes === undefined) return Array.from({ length: ndim }, (_, i) => i);
+  if (typeof axes !== 'number' && !Array.isArray(axes))
+    fail('INVALID_ARGUMENT', `${op}: axes must be a number or an array of numbers, got ${axes === null ? 'null' : typeof axes}`);
   const list = typeof axes === 'number' ? [axes] : axes;
   const out = [...new Set(list.map((a) => normAxis(op, a, ndim)))].sort((x, y) => x - y);
   return out;
@@ -73,6 +75,7 @@ export function checkShape(op: string, shape: readonly number[]): number[] {
   if (shape.length > 8) fail('INVALID_ARGUMENT', `${op}: at most 8 dimensions are supported, got ${shape.length}`);
   for (const d of shape)
     if (!Number.isInteger(d) || d < 0) fail('INVALID_ARGUMENT', `${op}: bad shape ${shapeStr(shape)}`);
-  if (numel(shape) > 2 ** 46) fail('INVALID_ARGUMENT', `${op}: shape ${shapeStr(shape)} is too large`);
+  // Each dimension too (an empty shape's product is 0 whatever its other dims are).
+  if (numel(shape) > 2 ** 46 || shape.some((d) => d > 2 ** 46)) fail('INVALID_ARGUMENT', `${op}: shape ${shapeStr(shape)} is too large`);
   return [...shape];
 }
