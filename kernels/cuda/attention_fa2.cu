@@ -352,9 +352,47 @@ __device__ inline void probs_from_scores(const Params& p, float (&st)[Br / 8][4]
     }
 }
 
+// Two adjacent outputs into shared memory: a packed pair of the half type, or two floats.
+template <class T>
+__device__ inline void store_pair(T* dst, float a, float b) { *reinterpret_cast<uint32_t*>(dst) = Elem<T>::pack(a, b); }
+__device__ inline void store_pair(float* dst, float a, float b) { *reinterpret_cast<float2*>(dst) = make_float2(a, b); }
+
 // ---- forward ----------------------------------------------------------------------------------
 
 constexpr int kFwdRows = 128, kFwdThreads = 128;
+
+// The end of a forward block (every product is done with Qs, every copy has landed): each warp's 32
+// output rows normalised by their row sums (reduced over the quad), staged in its own rows of Qs,
+// then written with 16-byte stores; lse = m scale + log l, -inf for a row that saw no key.
+template <class T, int D, int LD, int MT, int DT>
+__device__ inline void store_output(T* Qs, const float (&o)[MT][DT][4], const float (&mrow)[MT][2], const float (&lrow)[MT][2],
+                                    const Params& p, int64_t bh, int64_t wrow0, T* out, float* lse, int warp, int lane) {
+  constexpr int V = 16 / sizeof(T);  // elements per 16 bytes
+  const int g = lane >> 2, t4 = lane & 3;
+  T* stage = Qs + warp * 32 * LD;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float l = lrow[mt][h];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int r = mt * 16 + g + h * 8;
+#pragma unroll
+      for (int dt = 0; dt < DT; ++dt) store_pair(stage + r * LD + dt * 8 + t4 * 2, o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
+      const int64_t i = wrow0 + r;
+      if (t4 == 0 && i < p.Tq) lse[bh * p.Tq + i] = l > 0.f ? mrow[mt][h] * p.scale + logf(l) : -INFINITY;
+    }
+  __syncwarp();
+  T* Oh = out + bh * p.Tq * D;
+#pragma unroll
+  for (int c = lane; c < 32 * (D / V); c += 32) {
+    const int r = c / (D / V), cc = c % (D / V);
+    const int64_t i = wrow0 + r;
+    if (i < p.Tq) *reinterpret_cast<uint4*>(Oh + i * D + cc * V) = *reinterpret_cast<const uint4*>(stage + r * LD + cc * V);
+  }
+}
 
 template <class T, int D, int Bc>
 constexpr size_t forward_smem() {
@@ -463,34 +501,7 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
   }
   cp_async_wait_all();
   __syncthreads();  // every copy into Qs has landed (also when there was no key tile)
-
-  // Normalise; stage this warp's 32 output rows in its own rows of Qs, then 16-byte stores.
-  T* stage = Qs + warp * 32 * LD;
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float l = lrow[mt][h];
-      l += __shfl_xor_sync(0xffffffffu, l, 1);
-      l += __shfl_xor_sync(0xffffffffu, l, 2);
-      const float inv = l > 0.f ? 1.f / l : 0.f;
-      const int r = mt * 16 + g + h * 8;
-#pragma unroll
-      for (int dt = 0; dt < DT; ++dt) {
-        const uint32_t pk = E::pack(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
-        *reinterpret_cast<uint32_t*>(stage + r * LD + dt * 8 + t4 * 2) = pk;
-      }
-      const int64_t i = wrow0 + r;
-      if (t4 == 0 && i < p.Tq) lse[bh * p.Tq + i] = l > 0.f ? mrow[mt][h] * p.scale + logf(l) : -INFINITY;
-    }
-  __syncwarp();
-  T* Oh = out + bh * p.Tq * D;
-#pragma unroll
-  for (int c = lane; c < 32 * (D / 8); c += 32) {
-    const int r = c / (D / 8), cc = c % (D / 8);
-    const int64_t i = wrow0 + r;
-    if (i < p.Tq) *reinterpret_cast<uint4*>(Oh + i * D + cc * 8) = *reinterpret_cast<const uint4*>(stage + r * LD + cc * 8);
-  }
+  store_output<T, D, LD>(Qs, o, mrow, lrow, p, bh, wrow0, out, lse, warp, lane);
 }
 
 // ---- backward ---------------------------------------------------------------------------------
@@ -546,10 +557,6 @@ __device__ inline void zero_tiles(float (&a)[N][4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) a[i][e] = 0.f;
 }
-
-template <class T>
-__device__ inline void store_pair(T* dst, float a, float b) { *reinterpret_cast<uint32_t*>(dst) = Elem<T>::pack(a, b); }
-__device__ inline void store_pair(float* dst, float a, float b) { *reinterpret_cast<float2*>(dst) = make_float2(a, b); }
 
 // The end of a backward block: each warp's dK (times kScale) and dV rows (16 keys from key0) staged
 // in its own rows of Ks / Vs (every product is done with them), then written with 16-byte stores.
@@ -1030,30 +1037,7 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
   cp_async_wait_all();
   __syncthreads();  // every copy into Qs has landed (also when there was no key tile)
 
-  float* stage = Qs + warp * 32 * LD;
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float l = lrow[mt][h];
-      l += __shfl_xor_sync(0xffffffffu, l, 1);
-      l += __shfl_xor_sync(0xffffffffu, l, 2);
-      const float inv = l > 0.f ? 1.f / l : 0.f;
-      const int r = mt * 16 + g + h * 8;
-#pragma unroll
-      for (int dt = 0; dt < DT; ++dt)
-        *reinterpret_cast<float2*>(stage + r * LD + dt * 8 + t4 * 2) = make_float2(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
-      const int64_t i = wrow0 + r;
-      if (t4 == 0 && i < p.Tq) lse[bh * p.Tq + i] = l > 0.f ? mrow[mt][h] * p.scale + logf(l) : -INFINITY;
-    }
-  __syncwarp();
-  float* Oh = out + bh * p.Tq * D;
-#pragma unroll
-  for (int c = lane; c < 32 * (D / 4); c += 32) {
-    const int r = c / (D / 4), cc = c % (D / 4);
-    const int64_t i = wrow0 + r;
-    if (i < p.Tq) *reinterpret_cast<float4*>(Oh + i * D + cc * 4) = *reinterpret_cast<const float4*>(stage + r * LD + cc * 4);
-  }
+  store_output<float, D, LD>(Qs, o, mrow, lrow, p, bh, wrow0, out, lse, warp, lane);
 }
 
 // The float32 backward: the half types' kernel with 3xTF32 products, and dQ added straight into the
