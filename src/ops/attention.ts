@@ -8,7 +8,7 @@ import { isHalf } from '../tensor/dtype.js';
 import { reserve } from '../tensor/random.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { ne, toDType } from './elementwise.js';
-import { arg, checkTensor, contig, needDType, sameDevice } from './util.js';
+import { arg, checkTensor, contig, needDType, needSavedLive, sameDevice } from './util.js';
 
 type B = ArrayBuffer | undefined;
 const NA = N as unknown as {
@@ -162,8 +162,7 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions
     return out;
   }
   return record(out, OP, [q, k, v], (g) => {
-    for (const [x, name] of [[qc, 'q'], [kc, 'k'], [vc, 'v']] as const)  // disposed by the caller before backward?
-      if (x.isDisposed || x.storage.freed) throw new KilnError('DISPOSED', `${OP} backward: ${name} ${shapeStr(x.shape)} was disposed before the backward pass`);
+    needSavedLive(`${OP} backward`, [[qc, 'q'], [kc, 'k'], [vc, 'v']]);
     const gc = contig(g);
     const dq = empty([B, H, Tq, D], q.dtype, q.device);
     const dk = empty([B, H, Tk, D], q.dtype, q.device);

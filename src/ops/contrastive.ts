@@ -8,7 +8,7 @@ import { isGradEnabled, record } from '../tensor/autograd.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { fillInPlace } from './creation.js';
 import { add } from './elementwise.js';
-import { arg, checkTensor, contig, needDType, needFloat, sameDevice } from './util.js';
+import { arg, checkTensor, contig, needDType, needFloat, needSavedLive, sameDevice } from './util.js';
 
 type B = ArrayBuffer | undefined;
 const NA = N as unknown as {
@@ -59,9 +59,7 @@ function nceRows(op: string, q: Tensor, k: Tensor | null, c: NceConfig): NceRows
   return {
     loss, esim, tsim,
     backward(grow) {
-      for (const [x, name] of [[qc, 'queries'], [kc, 'keys']] as const)  // disposed by the caller before backward?
-        if (x && (x.isDisposed || x.storage.freed))
-          throw new KilnError('DISPOSED', `${op} backward: ${name} ${shapeStr(x.shape)} was disposed before the backward pass`);
+      needSavedLive(`${op} backward`, [[qc, 'queries'], [kc, 'keys']]);
       const dq = empty([R, D], q.dtype, q.device), dk = kc ? empty([R, D], q.dtype, q.device) : null;
       writeSpec(R, D, c, !k);
       NA.nceBackward(arg(8, qc), kc ? arg(11, kc) : undefined, arg(14, lse), arg(17, grow), arg(20, dq), dk ? arg(23, dk) : undefined);

@@ -8,7 +8,7 @@ import { A, N } from '../native.js';
 import { noGrad, record } from '../tensor/autograd.js';
 import { reserve } from '../tensor/random.js';
 import { Tensor, empty } from '../tensor/tensor.js';
-import type { NoiseSchedule } from '../sched/noise.js';
+import { checkNoiseSchedule, type NoiseSchedule } from '../sched/noise.js';
 import { fromTyped } from './creation.js';
 import { arg, checkTensor, contig, needDType, needFloat, sameDevice } from './util.js';
 
@@ -21,14 +21,8 @@ const NA = N as unknown as {
 /** Timesteps: one for the whole batch, or one per row of the batch (numbers or an int32 tensor). */
 export type Timesteps = number | readonly number[] | Tensor;
 
-/** A NoiseSchedule (its T and alpha-bars), or a KilnError naming op. */
-function checkSchedule(op: string, s: NoiseSchedule): void {
-  if (typeof s !== 'object' || s === null || !Number.isInteger(s.T) || !(s.alphasCumprod instanceof Float64Array) || s.alphasCumprod.length !== s.T)
-    throw new KilnError('INVALID_ARGUMENT', `${op}: needs a noise schedule (kiln.sched), got ${s === null ? 'null' : typeof s}`);
-}
-
 function timesFor(op: string, t: Timesteps, rows: number, s: NoiseSchedule): Int32Array {
-  checkSchedule(op, s);
+  checkNoiseSchedule(op, s);
   let v: ArrayLike<number>;
   if (typeof t === 'number') v = new Array(rows).fill(t);
   else if (t instanceof Tensor) {
@@ -165,18 +159,24 @@ export function predictEps(xt: Tensor, x0: Tensor, t: Timesteps, s: NoiseSchedul
 }
 
 /** For each row of x [..., D]: the nearest row of E [V, D] (squared L2, first on ties), tiled over V. */
-export function nearestRows(x: Tensor, E: Tensor): { indices: Tensor; rows: Tensor } {
-  const op = 'nearestRows';
-  checkTensor(op, x, 'x');
-  needFloat(op, x, 'x');
-  checkTensor(op, E, 'embedding');
+/** x [..., D] (float) and E a non-empty [V, D] of its dtype and device: nearestRows' operands. */
+function checkNearest(op: string, x: Tensor, E: Tensor, xName: string, eName: string): void {
+  checkTensor(op, x, xName);
+  needFloat(op, x, xName);
+  checkTensor(op, E, eName);
   sameDevice(op, x, E);
-  needDType(op, E, x.dtype, 'embedding');
-  if (E.ndim !== 2 || E.shape[0] === 0) throw new KilnError('SHAPE_MISMATCH', `${op}: embedding must be a non-empty [V, D], got ${shapeStr(E.shape)}`);
+  needDType(op, E, x.dtype, eName);
+  if (E.ndim !== 2 || E.shape[0] === 0) throw new KilnError('SHAPE_MISMATCH', `${op}: ${eName} must be a non-empty [V, D], got ${shapeStr(E.shape)}`);
   const D = E.shape[1];
   if (x.ndim < 1 || x.shape[x.ndim - 1] !== D)
-    throw new KilnError('SHAPE_MISMATCH', `${op}: x ${shapeStr(x.shape)} must end in the embedding dim ${D}`);
-  if (D === 0) throw new KilnError('SHAPE_MISMATCH', `${op}: embedding ${shapeStr(E.shape)} has no columns to compare`);
+    throw new KilnError('SHAPE_MISMATCH', `${op}: ${xName} ${shapeStr(x.shape)} must end in the ${eName} dim ${D}`);
+  if (D === 0) throw new KilnError('SHAPE_MISMATCH', `${op}: ${eName} ${shapeStr(E.shape)} has no columns to compare`);
+}
+
+export function nearestRows(x: Tensor, E: Tensor): { indices: Tensor; rows: Tensor } {
+  const op = 'nearestRows';
+  checkNearest(op, x, E, 'x', 'embedding');
+  const D = E.shape[1];
   const m = x.size / D;
   const xc = contig(x), ec = contig(E);
   const indices = empty(x.shape.slice(0, -1), 'int32', x.device), rows = empty(x.shape.slice(), x.dtype, x.device);
@@ -216,15 +216,7 @@ function prepareStep(op: string, xt: Tensor, modelOut: Tensor, t: Timesteps, s: 
   const clip: [number, number] | null = o.clip === true ? [-1, 1] : Array.isArray(o.clip) ? o.clip : null;
   if (clip && !(clip.length === 2 && typeof clip[0] === 'number' && typeof clip[1] === 'number' && clip[0] <= clip[1]))
     throw new KilnError('INVALID_ARGUMENT', `${op}: clip range [${clip}] for xt ${shapeStr(xt.shape)} must be two numbers lo <= hi`);
-  if (o.clampTo) {
-    // Checked here, before the kernel allocates anything (nearestRows checks the same).
-    checkTensor(op, o.clampTo, 'clampTo');
-    sameDevice(op, xt, o.clampTo);
-    needDType(op, o.clampTo, xt.dtype, 'clampTo');
-    const D = o.clampTo.shape[1];
-    if (o.clampTo.ndim !== 2 || o.clampTo.shape[0] === 0 || D === 0 || xt.shape[xt.ndim - 1] !== D)
-      throw new KilnError('SHAPE_MISMATCH', `${op}: clampTo ${shapeStr(o.clampTo.shape)} must be a non-empty [V, D] with D the last dim of xt ${shapeStr(xt.shape)}`);
-  }
+  if (o.clampTo) checkNearest(op, xt, o.clampTo, 'xt', 'clampTo');  // before the step allocates anything
   const ts = timesFor(op, t, xt.shape[0], s);
   // The clamping trick runs before the step: x0 from the model, snapped, then the step reads it as x0.
   if (o.clampTo) {

@@ -12,6 +12,15 @@ export function checkTensor(op: string, t: unknown, name = 'input'): Tensor {
   return t;
 }
 
+/**
+ * A fused op's backward reads the operands it saved: a DISPOSED KilnError naming the operand and its
+ * shape when the caller disposed one before the backward pass (null entries are skipped).
+ */
+export function needSavedLive(op: string, operands: readonly (readonly [Tensor | null, string])[]): void {
+  for (const [x, name] of operands)
+    if (x && (x.isDisposed || x.storage.freed)) throw new KilnError('DISPOSED', `${op}: ${name} ${shapeStr(x.shape)} was disposed before the backward pass`);
+}
+
 export function sameDevice(op: string, a: Tensor, b: Tensor): void {
   if (a.device !== b.device)
     throw new KilnError('DEVICE_MISMATCH', `${op}: tensors on ${a.device} ${shapeStr(a.shape)} and ${b.device} ${shapeStr(b.shape)}`);

@@ -55,6 +55,12 @@ export function scheduleFromBetas(betas: ArrayLike<number>, kind = 'custom', tim
   return { kind, T, betas: b, alphasCumprod: ac, alphasCumprodPrev: acp, posteriorVariance: pv, posteriorLogVarianceClipped: plv, timesteps: ts };
 }
 
+/** A NoiseSchedule (its T and alpha-bars), or a KilnError naming op. */
+export function checkNoiseSchedule(op: string, s: NoiseSchedule): void {
+  if (typeof s !== 'object' || s === null || !Number.isInteger(s.T) || !(s.alphasCumprod instanceof Float64Array) || s.alphasCumprod.length !== s.T)
+    throw new KilnError('INVALID_ARGUMENT', `${op}: needs a noise schedule (kiln.sched), got ${s === null ? 'null' : typeof s}`);
+}
+
 function checkSteps(name: string, T: number): void {
   if (!Number.isInteger(T) || T < 1 || T > MAX_STEPS) throw new KilnError('INVALID_ARGUMENT', `${name}: T must be an integer in [1, 2^24], got ${String(T)}`);
 }
@@ -115,8 +121,7 @@ export function noiseSchedule(kind: 'linear' | 'cosine' | 'sqrt', T: number): No
  * beta'_i = 1 - abar[t_i] / abar[t_{i-1}].
  */
 export function respace(s: NoiseSchedule, steps: number | readonly number[]): NoiseSchedule {
-  if (typeof s !== 'object' || s === null || !Number.isInteger(s.T) || !(s.alphasCumprod instanceof Float64Array))
-    throw new KilnError('INVALID_ARGUMENT', `respace: needs a noise schedule, got ${s === null ? 'null' : typeof s}`);
+  checkNoiseSchedule('respace', s);
   if (typeof steps !== 'number' && !Array.isArray(steps))
     throw new KilnError('INVALID_ARGUMENT', `respace: steps must be a count or an array of timesteps, got ${typeof steps}`);
   let keep: number[];
