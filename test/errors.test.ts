@@ -150,6 +150,10 @@ test('INVALID_ARGUMENT for bad arguments', (t) => {
   throwsKiln(t, () => kiln.linspace(0, 1, -1), 'INVALID_ARGUMENT', 'linspace');
   throwsKiln(t, () => kiln.tensor([3e9], { dtype: 'int32' }), 'INVALID_ARGUMENT', 'int32');
   t.is(kiln.crossEntropy(kiln.ones([2, 3]), i32([0, 1]), null as never).shape.length, 0, 'null options mean none');
+  throwsKiln(t, () => kiln.mseLoss(kiln.ones([2]), kiln.ones([2]), 'avg' as never), 'INVALID_ARGUMENT', 'mseLoss', 'avg');
+  throwsKiln(t, () => kiln.mseLoss(kiln.ones([4, 1]), kiln.ones([4])), 'SHAPE_MISMATCH', 'mseLoss', '[4]', '[4, 1]');
+  throwsKiln(t, () => kiln.clamp(kiln.ones([2]), NaN, 1), 'INVALID_ARGUMENT', 'clamp', 'NaN');
+  throwsKiln(t, () => kiln.gelu(kiln.ones([2]), { approximate: 'tanh' } as never), 'INVALID_ARGUMENT', 'gelu', 'object');
 });
 
 test('NaN and Inf propagate per IEEE without crashing', (t) => {
@@ -177,6 +181,59 @@ test('NaN and Inf propagate per IEEE without crashing', (t) => {
     const g = kiln.tensor([NaN, 2], { requiresGrad: true });
     g.mul(g).sum().backward();
     same(g.grad!.dataSync(), [NaN, 4], 'gradients carry NaN too');
+  });
+});
+
+test('gradients at the edge points PyTorch defines (pow at 0, NaN in maximum, minimum and relu)', (t) => {
+  kiln.tidy(() => {
+    const same = (got: kiln.Tensor | null, want: number[], what: string) =>
+      t.deepEqual(Array.from(got!.dataSync()).map(String), want.map(String), what);
+    const grad = (xs: number[], f: (x: kiln.Tensor) => kiln.Tensor) => {
+      const x = kiln.tensor(xs, { requiresGrad: true });
+      kiln.sum(f(x)).backward();
+      return x.grad;
+    };
+    // x^0 is 1 everywhere, so its gradient is 0 there, x = 0 included (0 * 0^-1 would be NaN).
+    same(grad([0, -0, 2, NaN], (x) => x.pow(0)), [0, 0, 0, 0], 'pow(x, 0)');
+    // Tensor exponent: d/dx masked where y = 0, d/dy masked where x = 0 and y >= 0 (torch 1.13 gives these).
+    const x = kiln.tensor([0, 0, 0, 0, 2, NaN, 0], { requiresGrad: true });
+    const y = kiln.tensor([0, 2, 0.5, -1, 0, 0, Infinity], { requiresGrad: true });
+    kiln.sum(kiln.pow(x, y)).backward();
+    same(x.grad, [0, 0, Infinity, -Infinity, 0, 0, NaN], 'pow(x, y): d/dx');
+    same(y.grad, [0, 0, 0, -Infinity, Math.fround(Math.log(2)), NaN, 0], 'pow(x, y): d/dy');
+    // A NaN operand makes the result NaN; as in PyTorch both operands then take the gradient.
+    for (const f of [kiln.maximum, kiln.minimum]) {
+      const a = kiln.tensor([NaN, 1, 1, 3], { requiresGrad: true });
+      const b = kiln.tensor([1, NaN, 1, 2], { requiresGrad: true });
+      kiln.sum(f(a, b)).backward();
+      same(a.grad, [1, 1, 0.5, f === kiln.maximum ? 1 : 0], `${f.name}: d/da`);
+      same(b.grad, [1, 1, 0.5, f === kiln.maximum ? 0 : 1], `${f.name}: d/db`);
+    }
+    same(grad([NaN, -1, 0, 2], (x) => x.relu()), [1, 0, 0, 1], 'relu passes the gradient at NaN');
+  });
+});
+
+test('cross-entropy label smoothing keeps its precision under a large common offset of the logits', (t) => {
+  kiln.tidy(() => {
+    // float32 logits 1e20 apart by one ulp (2^43): log p = [-2^43, -2^43, -2^43, 0]; the smoothing
+    // term mean(-log p) is 0.75 * 2^43, which lse - mean(x) in float32 loses entirely.
+    const u = 2 ** 43, big = Math.fround(1e20);
+    const l = kiln.crossEntropy(kiln.tensor([[big, big, big, big + u]]), i32([3]), { labelSmoothing: 0.2 }).item();
+    t.is(l, Math.fround(0.2 * 0.75 * u));
+    // Logits 1e4 + N(0, 1) over 4096 classes against the same loss in double (float32 lse: ulp 1e-3).
+    kiln.manualSeed(3);
+    const z = kiln.randn([3, 4096]).add(1e4);
+    const tg = [5, 100, 4000];
+    const got = kiln.crossEntropy(z, i32(tg), { labelSmoothing: 0.1, reduction: 'none' }).dataSync();
+    const zs = z.dataSync();
+    for (let r = 0; r < 3; r++) {
+      const row = Array.from(zs.subarray(r * 4096, (r + 1) * 4096));
+      const m = Math.max(...row);
+      const lse = m + Math.log(row.reduce((s, v) => s + Math.exp(v - m), 0));
+      const meanNeg = row.reduce((s, v) => s + (lse - v), 0) / 4096;
+      const want = 0.9 * (lse - row[tg[r]]) + 0.1 * meanNeg;
+      t.true(Math.abs(got[r] - want) < 2e-3, `row ${r}: ${got[r]} vs ${want}`);
+    }
   });
 });
 

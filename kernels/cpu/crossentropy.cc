@@ -27,16 +27,29 @@ KILN_CLONES void ce_forward_row(const T* __restrict x, int32_t t, T* loss, T* ls
   }
   if (nan) m = std::numeric_limits<T>::quiet_NaN();
   T lse = m;
+  // The smoothing term mean_i(-log p_i) = lse - mean(x); with a finite max it is taken as
+  // log(se) - mean(x - m), so that a large common offset of the logits does not cancel.
+  T smooth = lse - sum / static_cast<T>(C);
   if (m - m == 0) {  // finite max: the usual stable path; otherwise lse is +-inf or NaN already
-    double se = 0;  // float lanes within a block, blocks added in double
+    double se = 0, sd = 0;  // float lanes within a block, blocks added in double
     for (int64_t b = 0; b < C; b += 2048) {
       const int64_t e = C - b < 2048 ? C : b + 2048;
-      T bs = 0;
+      T bs = 0, bd = 0;
+      if (s != T(0)) {
+#pragma omp simd reduction(+ : bs, bd)
+        for (int64_t i = b; i < e; ++i) {
+          bs += vmath::vexp(x[i] - m);
+          bd += x[i] - m;
+        }
+      } else {
 #pragma omp simd reduction(+ : bs)
-      for (int64_t i = b; i < e; ++i) bs += vmath::vexp(x[i] - m);
+        for (int64_t i = b; i < e; ++i) bs += vmath::vexp(x[i] - m);
+      }
       se += bs;
+      sd += bd;
     }
     lse = static_cast<T>(m + std::log(se));
+    smooth = static_cast<T>(std::log(se) - sd / static_cast<double>(C));
   }
   *lse_out = lse;
   if (t == ignoreIndex) {
@@ -44,7 +57,7 @@ KILN_CLONES void ce_forward_row(const T* __restrict x, int32_t t, T* loss, T* ls
     return;
   }
   const T nll = lse - x[t];
-  *loss = s != T(0) ? (T(1) - s) * nll + s * (lse - sum / static_cast<T>(C)) : nll;
+  *loss = s != T(0) ? (T(1) - s) * nll + s * smooth : nll;
 }
 
 template <class T>

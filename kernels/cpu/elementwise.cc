@@ -466,7 +466,7 @@ void binary_float(BinaryOp op, const Space& s, T* o, const T* a, const T* b) {
       return binary_loop(s, o, a, b, [](T x, T y) { return (x != x || x > y) ? x : (y != y ? y : (x == y ? x : y)); });
     case BinaryOp::Minimum:
       return binary_loop(s, o, a, b, [](T x, T y) { return (x != x || x < y) ? x : (y != y ? y : (x == y ? x : y)); });
-    case BinaryOp::ReluBackward: return binary_loop(s, o, a, b, [](T g, T x) { return x > T(0) ? g : T(0); });
+    case BinaryOp::ReluBackward: return binary_loop(s, o, a, b, [](T g, T x) { return !(x <= T(0)) ? g : T(0); });  // NaN passes g, as PyTorch
     case BinaryOp::GeluTanhBackward:
       if constexpr (std::is_same_v<T, float>) return binary_rows(s, o, a, b, row_gelu_tanh_bwd, gelu_tanh_grad<float>);
       return binary_loop(s, o, a, b, gelu_tanh_grad<T>);

@@ -273,7 +273,7 @@ __device__ inline T apply_binary(BinaryOp op, T a, T b) {
     case BinaryOp::Pow: return pow(a, b);
     case BinaryOp::Maximum: return (a != a || a > b) ? a : (b != b ? b : (a == b ? a : b));
     case BinaryOp::Minimum: return (a != a || a < b) ? a : (b != b ? b : (a == b ? a : b));
-    case BinaryOp::ReluBackward: return b > T(0) ? a : T(0);
+    case BinaryOp::ReluBackward: return !(b <= T(0)) ? a : T(0);  // NaN passes the gradient, as PyTorch
     case BinaryOp::GeluTanhBackward: {
       T t = tanh(k * (b + c * b * b * b));
       return a * (T(0.5) * (T(1) + t) + T(0.5) * b * (T(1) - t * t) * k * (T(1) + T(3) * c * b * b));

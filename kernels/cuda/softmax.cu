@@ -96,7 +96,11 @@ __global__ void ce_forward_kernel(const T* __restrict__ logits, const int32_t* _
     else if (t < 0 || t >= C) loss = nan_of<T>();  // validated by the caller; never read out of bounds
     else {
       const T nll = lse - xr[t];
-      loss = smoothing != T(0) ? (T(1) - smoothing) * nll + smoothing * (lse - static_cast<T>(s.sum) / static_cast<T>(C)) : nll;
+      // mean_i(-log p_i) = lse - mean(x), taken in double from the unrounded parts so that a large
+      // common offset of the logits does not cancel (as kernels/cpu/crossentropy.cc).
+      const double mean = s.sum / static_cast<double>(C);
+      const T smooth = m - m == T(0) ? static_cast<T>(log(s.l.s) + (static_cast<double>(m) - mean)) : static_cast<T>(lse - mean);
+      loss = smoothing != T(0) ? (T(1) - smoothing) * nll + smoothing * smooth : nll;
     }
     losses[row] = loss;
   }

@@ -1,6 +1,6 @@
 // Elementwise ops with broadcasting, each with its gradient. Scalars fold into the unary affine
 // kernel, so `x.mul(2).add(1)` allocates no scalar tensors.
-import { KilnError } from '../errors.js';
+import { KilnError, shapeStr } from '../errors.js';
 import { A, N } from '../native.js';
 import { record } from '../tensor/autograd.js';
 import { isDType, type DType } from '../tensor/dtype.js';
@@ -174,7 +174,8 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
     let x = checkTensor('pow', a);
     if (x.dtype === 'int32') x = toDType(x, 'float32');
     const out = unaryKernel(Unary.PowScalar, x, b);
-    return record(out, 'pow', [x], (g) => [mul(g, mul(unaryKernel(Unary.PowScalar, x, b - 1), b))]);
+    // As PyTorch, x^0 has gradient 0 everywhere (0 * x^-1 would be NaN at x = 0).
+    return record(out, 'pow', [x], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(unaryKernel(Unary.PowScalar, x, b - 1), b))]);
   }
   let [x, y] = operands('pow', a, b);
   if (x.dtype === 'int32') {
@@ -182,9 +183,10 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
     y = toDType(y, 'float32');
   }
   const out = binaryKernel(Binary.Pow, 'pow', x, y, x.dtype);
+  // As PyTorch: d/dx is 0 where y = 0 (not 0 * x^-1), d/dy is 0 where x = 0 and y >= 0 (not 0 * log 0).
   return record(out, 'pow', [x, y], (g) => [
-    x.requiresGrad ? sumTo(mul(g, mul(y, pow(x, sub(y, 1)))), x.shape) : null,
-    y.requiresGrad ? sumTo(mul(g, mul(out, log(x))), y.shape) : null,
+    x.requiresGrad ? sumTo(mul(g, where(eq(y, 0), 0, mul(y, pow(x, sub(y, 1))))), x.shape) : null,
+    y.requiresGrad ? sumTo(mul(g, where(mul(eq(x, 0), ge(y, 0)), 0, mul(out, log(x)))), y.shape) : null,
   ]);
 }
 
@@ -192,11 +194,12 @@ function minmax(op: Binary.Maximum | Binary.Minimum, name: string, a: TensorLike
   const [x, y] = operands(name, a, b);
   const out = binaryKernel(op, name, x, y, x.dtype);
   return record(out, name, [x, y], (g) => {
-    // The winner takes the gradient; ties split it evenly.
+    // The winner takes the gradient; ties split it evenly. As PyTorch, an operand loses only to a
+    // strictly better one, so where either side is NaN (the result is NaN) both take the gradient.
     const win = (p: Tensor, q: Tensor) => {
-      const better = binaryKernel(op === Binary.Maximum ? Binary.Gt : Binary.Lt, name, p, q, 'int32');
+      const worse = binaryKernel(op === Binary.Maximum ? Binary.Lt : Binary.Gt, name, p, q, 'int32');
       const tie = binaryKernel(Binary.Eq, name, p, q, 'int32');
-      const w = add(cast(better, g.dtype), mul(cast(tie, g.dtype), 0.5));
+      const w = sub(1, add(cast(worse, g.dtype), mul(cast(tie, g.dtype), 0.5)));
       return mul(g, w);
     };
     return [x.requiresGrad ? sumTo(win(x, y), x.shape) : null, y.requiresGrad ? sumTo(win(y, x), y.shape) : null];
@@ -252,6 +255,8 @@ export const relu = (x: Tensor) =>
   unaryOp(Unary.Relu, 'relu', x, (g, x) => binaryKernel(Binary.ReluBackward, 'relu', g, x, g.dtype));
 /** GELU; `approximate: 'tanh'` (GPT-2's) or 'none' (exact, erf). */
 export function gelu(x: Tensor, approximate: 'tanh' | 'none' = 'none'): Tensor {
+  if (approximate !== 'tanh' && approximate !== 'none')
+    throw new KilnError('INVALID_ARGUMENT', `gelu: approximate must be 'tanh' or 'none', got ${typeof approximate === 'string' ? approximate : typeof approximate}`);
   if (approximate === 'tanh')
     return unaryOp(Unary.GeluTanh, 'gelu', x, (g, x) => binaryKernel(Binary.GeluTanhBackward, 'gelu', g, x, g.dtype));
   return unaryOp(Unary.GeluErf, 'gelu', x, (g, x) => binaryKernel(Binary.GeluErfBackward, 'gelu', g, x, g.dtype));
@@ -278,8 +283,11 @@ export function isFinite(x: Tensor): Tensor {
 
 export function clamp(x: Tensor, min = -Infinity, max = Infinity): Tensor {
   checkTensor('clamp', x);
+  if (typeof min !== 'number' || typeof max !== 'number' || Number.isNaN(min) || Number.isNaN(max))
+    throw new KilnError('INVALID_ARGUMENT', `clamp: min and max must be numbers (not NaN), got ${String(min)} and ${String(max)} for ${shapeStr(x.shape)}`);
   if (min > max) throw new KilnError('INVALID_ARGUMENT', `clamp: min ${min} is greater than max ${max}`);
-  if (x.dtype === 'int32' && !(Number.isInteger(min) || !Number.isFinite(min)) ) x = toDType(x, 'float32');
+  const whole = (b: number) => Number.isInteger(b) || !Number.isFinite(b);
+  if (x.dtype === 'int32' && !(whole(min) && whole(max))) x = toDType(x, 'float32');
   const out = unaryKernel(Unary.Clamp, x, min, max);
   return record(out, 'clamp', [x], (g) => {
     const inside = binaryKernel(Binary.Eq, 'clamp', out, x, 'int32');

@@ -2,7 +2,7 @@
 import { KilnError, shapeStr } from '../errors.js';
 import { A, N } from '../native.js';
 import { isGradEnabled, record } from '../tensor/autograd.js';
-import { normAxis } from '../tensor/shape.js';
+import { broadcastShapes, normAxis, sameShape } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { fillInPlace, rand } from './creation.js';
 import { binaryKernel, mul, square, sub, toDType, where } from './elementwise.js';
@@ -208,8 +208,14 @@ export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
 }
 
 export function mseLoss(a: Tensor, b: Tensor, reduction: 'mean' | 'sum' | 'none' = 'mean'): Tensor {
-  checkTensor('mse', a);
-  checkTensor('mse', b, 'target');
+  checkTensor('mseLoss', a);
+  checkTensor('mseLoss', b, 'target');
+  if (reduction !== 'mean' && reduction !== 'sum' && reduction !== 'none')
+    throw new KilnError('INVALID_ARGUMENT', `mseLoss: reduction must be 'mean', 'sum' or 'none', got ${String(reduction)}`);
+  // The target may broadcast to the input's shape, never the other way: [N, 1] against [N] would
+  // silently average an N x N matrix of differences.
+  if (!sameShape(broadcastShapes('mseLoss', a.shape, b.shape), a.shape))
+    throw new KilnError('SHAPE_MISMATCH', `mseLoss: target ${shapeStr(b.shape)} does not broadcast to the input's shape ${shapeStr(a.shape)}`);
   const d = square(sub(a, b));
   if (reduction === 'none') return d;
   return reduction === 'mean' ? mean(d) : sum(d);

@@ -205,6 +205,13 @@ MUTANTS = [
     ("fa2-f32-no-smem-fallback", "attention_fa2",
      "  if (static_cast<size_t>(optin) < BwdTiles<float, D, Br>::bytes())\n    return basic_attention_backward(", "  if (false)\n    return basic_attention_backward(",
      "dispatch", "fa2 float32 backward on a device with too little shared memory per block (an A100) instead of the basic kernels"),
+    ("ce-smoothing-float", "softmax",
+     "static_cast<T>(log(s.l.s) + (static_cast<double>(m) - mean))", "static_cast<T>(lse - static_cast<T>(mean))",
+     "rows", "cross entropy's label-smoothing term as lse - mean(x) in the element type (a large common offset of the logits cancels)"),
+    ("softmax-masked-row", "softmax",
+     "    if (m == -pos_inf<T>()) {\n      row_map(xr, yr, n, vec, lane, size, [&](int64_t, T) { return kLog ? m : T(0); });",
+     "    if (false) {\n      row_map(xr, yr, n, vec, lane, size, [&](int64_t, T) { return kLog ? m : T(0); });",
+     "rows", "softmax of an all -inf row (a fully masked one) comes out NaN instead of 0 (log-softmax: -inf)"),
     ("gemm-kstep", "gemm_sm90",
      "kStepA = TA ? 16 * 128 : 32", "kStepA = TA ? 8 * 128 : 32",
      "gemm", "the k16 step of an m-contiguous A (8 rows instead of 16)"),
@@ -217,8 +224,8 @@ def main():
     pick = set(a for a in args if a != "--quick")
     flags = open(os.path.join(OUT, "flags")).read().split("\n")
     flags = [f for f in flags if f]
-    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "gemm", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "contrastive", "diffusion", "model", "run",
-                                                   "cpu_attention", "cpu_diffusion", "cpu_threads")}
+    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "gemm", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "contrastive", "diffusion", "softmax", "model", "run",
+                                                   "cpu_attention", "cpu_diffusion", "cpu_softmax", "cpu_crossentropy", "cpu_threads")}
     mdir = os.path.join(OUT, "mutant")
     os.makedirs(mdir, exist_ok=True)
     missed = 0

@@ -5,7 +5,7 @@
 // Hopper attention kernels have never run on a GPU; their backward runs inside fa2's real frame
 // (D_i, the dQ accumulator and its conversion: three more kernels).
 //
-//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion[,...]]
+//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion|rows[,...]]
 //
 // Exit status 1 when a case fails (a wrong result, or a finding of the model: deadlock, operand
 // changed in flight, misaligned copy, ...).
@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -26,6 +27,8 @@
 #include "contrastive_api.h"
 #include "diffusion.h"  // kernels/cpu: the CPU diffusion kernels, diffusion.cu's twins
 #include "diffusion_api.h"
+#include "core_api.h"  // softmax.cu
+#include "kernels.h"  // kernels/cpu: softmax.cc and crossentropy.cc, softmax.cu's twins
 #include "gemm_api.h"
 #include "gemm_sm90.h"
 #include "kiln_host_cuda.h"
@@ -787,6 +790,82 @@ void run_diffusion_step(int64_t rows, int64_t inner, bool clip, kiln::cpu::Noise
   finish(name, ok, report);
 }
 
+// ------------------------------------------------------------------ softmax.cu (against the CPU twins)
+
+// ref and got with their NaNs at the same places (then zeroed for compare(), which needs finite or equal values).
+bool compare_nan(const char* what, std::vector<double> ref, std::vector<double> got, double tol, std::string& report) {
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (std::isnan(ref[i]) != std::isnan(got[i])) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, " %s: NaN mismatch at %zu (%.6g vs %.6g)", what, i, got[i], ref[i]);
+      report += buf;
+      return false;
+    }
+    if (std::isnan(ref[i])) ref[i] = got[i] = 0;
+  }
+  return compare(what, ref, got, tol, report);
+}
+
+// Softmax, log-softmax (forward and backward) and cross entropy over [rows, n] (n <= 1024: a warp per
+// row, else a block; n % 4 == 0: 16-byte vectors) against kernels/cpu. Rows 0-4 are special: all
+// -inf, one NaN, one +inf, a few -inf, logits 1e6 + N(0, 1) (the label smoothing term's offset);
+// every 5th target from row 5 on is ignored.
+template <class T>
+void run_rows(int64_t rows, int64_t n, double smoothing, std::mt19937_64& rng) {
+  const size_t m = size_t(rows * n);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  Buf<T> x(m), dy(m), y(m, T(NAN)), dx(m, T(NAN)), loss(static_cast<size_t>(rows), T(NAN)), lse(static_cast<size_t>(rows), T(NAN)), dl(static_cast<size_t>(rows));
+  Buf<int32_t> tg(static_cast<size_t>(rows));
+  for (size_t i = 0; i < m; ++i) x.p[i] = T(3 * nd(rng)), dy.p[i] = T(nd(rng));
+  const T inf = std::numeric_limits<T>::infinity();
+  for (int64_t k = 0; k < n; ++k) {
+    if (rows > 0) x.p[k] = -inf;
+    if (rows > 4) x.p[4 * n + k] = T(1e6 + nd(rng));
+  }
+  if (rows > 1) x.p[n + n / 2] = T(NAN);
+  if (rows > 2) x.p[2 * n + n / 3] = inf;
+  if (rows > 3) x.p[3 * n] = x.p[3 * n + n - 1] = -inf;
+  for (int64_t r = 0; r < rows; ++r) {
+    tg.p[r] = r >= 5 && r % 5 == 0 ? -100 : int32_t((r * 7919 + 13) % n);
+    dl.p[r] = T(0.5 + 0.1 * double(r % 7));
+  }
+  if (rows > 3) tg.p[3] = 0;  // the target is a -inf logit: an infinite loss
+  const kiln::cpu::DType dt = sizeof(T) == 4 ? kiln::cpu::DType::F32 : kiln::cpu::DType::F64;
+  const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
+  auto d = [](const T* p, size_t k) { return std::vector<double>(p, p + k); };
+  std::string report;
+  bool ok = true;
+  std::vector<T> ry(m), rdx(m);
+  for (int kind = 0; kind < 4; ++kind) {
+    std::string err;
+    if (kind < 2) {
+      (kind == 0 ? kiln::cpu::softmax_forward<T> : kiln::cpu::log_softmax_forward<T>)(x.p, ry.data(), rows, n);
+      err = kiln::cuda::softmax(dt, kind, x.p, nullptr, y.p, rows, n);
+      ok = compare_nan(kind == 0 ? "softmax" : "log-softmax", d(ry.data(), m), d(y.p, m), tol, report) && ok;
+    } else {
+      // The backward of kind - 2 at the CPU's forward output.
+      (kind == 2 ? kiln::cpu::softmax_forward<T> : kiln::cpu::log_softmax_forward<T>)(x.p, ry.data(), rows, n);
+      (kind == 2 ? kiln::cpu::softmax_backward<T> : kiln::cpu::log_softmax_backward<T>)(ry.data(), dy.p, rdx.data(), rows, n);
+      err = kiln::cuda::softmax(dt, kind, ry.data(), dy.p, dx.p, rows, n);
+      ok = compare_nan(kind == 2 ? "softmax bwd" : "log-softmax bwd", d(rdx.data(), m), d(dx.p, m), tol, report) && ok;
+    }
+    if (!err.empty()) ok = false, report += " error: " + err;
+  }
+  std::vector<T> rloss(static_cast<size_t>(rows)), rlse(static_cast<size_t>(rows));
+  kiln::cpu::cross_entropy_forward<T>(x.p, tg.p, rloss.data(), rlse.data(), rows, n, -100, T(smoothing));
+  kiln::cpu::cross_entropy_backward<T>(x.p, tg.p, rlse.data(), dl.p, rdx.data(), rows, n, -100, T(smoothing));
+  std::string err = kiln::cuda::cross_entropy_forward(dt, x.p, tg.p, loss.p, lse.p, rows, n, -100, smoothing);
+  if (err.empty()) err = kiln::cuda::cross_entropy_backward(dt, x.p, tg.p, lse.p, dl.p, dx.p, rows, n, -100, smoothing);
+  if (!err.empty()) ok = false, report += " error: " + err;
+  ok = compare_nan("ce loss", d(rloss.data(), size_t(rows)), d(loss.p, size_t(rows)), tol, report) && ok;
+  ok = compare_nan("ce lse", d(rlse.data(), size_t(rows)), d(lse.p, size_t(rows)), tol, report) && ok;
+  ok = compare_nan("ce dlogits", d(rdx.data(), m), d(dx.p, m), tol, report) && ok;
+  ok = guarded("outputs", y.intact() && dx.intact() && loss.intact() && lse.intact(), report) && ok;
+  char name[160];
+  std::snprintf(name, sizeof name, "rows %s %lldx%lld smoothing %g", sizeof(T) == 4 ? "f32" : "f64", (long long)rows, (long long)n, smoothing);
+  finish(name, ok, report);
+}
+
 // crowded: every row of E near (100, ..., 100), 0.01 apart along the diagonal, where float32's
 // |E|^2 - 2 <x, E> cancels and ranks neighbours wrongly; each query sits 0.002 from row (37 i + 5)
 // mod v, whose index is checked as well; query 1 holds a NaN (index -1, a NaN row).
@@ -875,7 +954,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) opt.seed = std::strtoull(argv[++i], nullptr, 10);
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion[,...]]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion|rows[,...]]\n", argv[0]);
       return 2;
     }
   }
@@ -1054,6 +1133,15 @@ int main(int argc, char** argv) {
     run_nearest<double>(24, 70, 33, 7, rng);  // bands of 7 query rows, the last one short
     run_nearest<float>(30, 200, 24, 0, rng, true);   // crowded rows (float32 cancellation) and a NaN query
     run_nearest<double>(20, 90, 16, 6, rng, true);
+  }
+  if (wanted("rows")) {
+    next_base();
+    run_rows<float>(37, 100, 0.1, rng);  // a warp per row, 16-byte vectors
+    run_rows<float>(9, 33, 0.0, rng);    // a warp per row, scalar loads
+    run_rows<double>(11, 64, 0.2, rng);
+    run_rows<float>(6, 3000, 0.1, rng);  // a block per row
+    run_rows<double>(7, 2051, 0.0, rng);
+    run_rows<float>(6, 1027, 0.3, rng);
   }
   const kiln_host::Stats& s = kiln_host::stats();
   std::printf("%d of %d cases passed (%llu launches, %llu blocks, %llu wgmma, %llu async copies (TMA boxes, cp.async), %llu fiber switches)\n", g_cases - g_failed, g_cases,
