@@ -298,3 +298,32 @@ test('checkpoint refuses a model of another shape before changing anything', (t)
   const e2 = t.throws(() => loadCheckpoint(path, { model: small, optimizer: new kiln.optim.SGD(small.parameters(), { lr: 1 }) })) as kiln.KilnError;
   t.regex(e2.message, /AdamW, not SGD/);
 });
+
+test('a refused checkpoint or safetensors file frees every tensor it read', (t) => {
+  kiln.manualSeed(6);
+  const path = join(dir, 'refused.safetensors');
+  const small = new kiln.nn.GPT(cfg);
+  saveCheckpoint(path, { model: small, optimizer: new kiln.optim.AdamW(small.parameters()) });
+  const big = new kiln.nn.GPT({ ...cfg, nEmbd: 32 });
+  const sgd = new kiln.optim.SGD(small.parameters(), { lr: 1 });
+  const m0 = kiln.memory();
+  for (const [what, load, code] of [
+    ['a model of another shape', () => loadCheckpoint(path, { model: big }), 'SHAPE_MISMATCH'],
+    ['another optimizer', () => loadCheckpoint(path, { model: small, optimizer: sgd }), 'INVALID_ARGUMENT'],
+  ] as const) {
+    const e = t.throws(load, { instanceOf: kiln.KilnError }, what) as kiln.KilnError;
+    t.is(e.code, code, what);
+    const m1 = kiln.memory();
+    t.deepEqual([m1.tensors, m1.bytes], [m0.tensors, m0.bytes], what);
+  }
+  // An empty tensor whose other dimension kiln refuses (past 2^46), after a tensor that was read.
+  const h = Buffer.from(JSON.stringify({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [0, 2 ** 50], data_offsets: [8, 8] } }));
+  const b = Buffer.alloc(8 + h.length + 8);
+  b.writeBigUInt64LE(BigInt(h.length), 0);
+  h.copy(b, 8);
+  const e = t.throws(() => decodeSafetensors(b, 'odd.safetensors'), { instanceOf: kiln.KilnError }) as kiln.KilnError;
+  t.is(e.code, 'CHECKPOINT_CORRUPT');
+  t.regex(e.message, /^odd\.safetensors: tensor 'b' \(float32 \[0, 1125899906842624\]\)/);
+  const m2 = kiln.memory();
+  t.deepEqual([m2.tensors, m2.bytes], [m0.tensors, m0.bytes]);
+});

@@ -74,7 +74,17 @@ export interface LoadedCheckpoint {
 
 /** Reads a checkpoint and restores what it is given; validates everything before changing anything. */
 export function loadCheckpoint(path: string, o: LoadCheckpointOptions = {}): LoadedCheckpoint {
-  const { tensors, metadata } = loadSafetensors(path);
+  const file = loadSafetensors(path);
+  try {
+    return restore(path, file.tensors, file.metadata, o);
+  } catch (e) {
+    // Refused: the caller never sees the file's tensors, so they are freed here.
+    for (const t of Object.values(file.tensors)) t.dispose();
+    throw e;
+  }
+}
+
+function restore(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string>, o: LoadCheckpointOptions): LoadedCheckpoint {
   let meta: CheckpointMeta;
   try {
     meta = JSON.parse(metadata.kiln ?? 'null');
