@@ -107,6 +107,24 @@ test('clipGradNorm scales to the global norm; EMA follows its closed form', (t) 
   t.is(m.weight.dataSync()[0], 3);
 });
 
+test('EMA.applyTo twice before restore is refused: restore brings back the trained weights, no copies leak', (t) => {
+  const m = new kiln.nn.Linear(64, 64);
+  kiln.nn.constant_(m.weight, 1);
+  const ema = new optim.EMA(m, 0.5);
+  kiln.nn.constant_(m.weight, 3);
+  ema.update();
+  const m0 = kiln.memory();
+  ema.applyTo();
+  const e = t.throws(() => ema.applyTo(), { instanceOf: kiln.KilnError }) as kiln.KilnError;
+  t.is(e.code, 'INVALID_ARGUMENT');
+  t.regex(e.message, /EMA\.applyTo: the averages are already applied; call restore\(\) first/);
+  t.is(m.weight.dataSync()[0], 2);
+  ema.restore();
+  t.deepEqual([...new Set(m.weight.dataSync())], [3]);
+  const m1 = kiln.memory();
+  t.deepEqual([m1.tensors, m1.bytes], [m0.tensors, m0.bytes]);
+});
+
 test('schedules: warm-up, cosine, linear decay, inverse sqrt, step, sequential, product', (t) => {
   const near = (a: number, b: number) => t.true(Math.abs(a - b) < 1e-12, `${a} vs ${b}`);
   const w = sched.linearWarmup(4);
