@@ -220,6 +220,10 @@ test('loadCheckpoint checks the RNG, scheduler and optimizer state before changi
   const fresh = new kiln.nn.GPT(cfg), fopt = new kiln.optim.AdamW(fresh.parameters(), { lr: 1e-3 });
   const before = fresh.parameters()[0].dataSync().slice(), rng = kiln.getRngState();
   for (const [what, edit, re] of [
+    ['step fractional', (x: any) => (x.step = 2.5), /step 2\.5 is not an integer >= 0/],
+    ['step negative', (x: any) => (x.step = -1), /step -1 is not an integer >= 0/],
+    ['step a string', (x: any) => (x.step = '2'), /step "2" is not an integer >= 0/],
+    ['version', (x: any) => (x.version = 7), /checkpoint version 7; this kiln reads version 1/],
     ['rng seed', (x: any) => (x.rng.seed = 'xyz'), /seed "xyz" is not an integer/],
     ['rng offset', (x: any) => (x.rng.offset = -8), /offset must be an integer/],
     ['optimizer step', (x: any) => (x.optimizer.step = 'abc'), /step must be an integer/],
@@ -229,6 +233,7 @@ test('loadCheckpoint checks the RNG, scheduler and optimizer state before changi
     ['groups[0] null', (x: any) => (x.optimizer.groups[0] = null), /not lists of objects/],
   ] as const) {
     const e = t.throws(() => loadCheckpoint(withMeta(edit), { model: fresh, optimizer: fopt }), { instanceOf: kiln.KilnError }, what);
+    if (/^(step|version|rng)/.test(what)) t.is((e as kiln.KilnError).code, 'CHECKPOINT_CORRUPT', what);
     t.regex(e!.message, re, what);
     t.deepEqual(fresh.parameters()[0].dataSync(), before, `${what}: the model is unchanged`);
     t.is(fopt.stepCount, 0, `${what}: the optimizer is unchanged`);

@@ -93,6 +93,11 @@ function restore(path: string, tensors: Record<string, Tensor>, metadata: Record
   }
   if (!meta || meta.format !== 'kiln-checkpoint')
     throw new KilnError('CHECKPOINT_CORRUPT', `${path}: no kiln checkpoint metadata (a plain safetensors file? use loadSafetensors)`);
+  if (meta.version !== 1)
+    throw new KilnError('CHECKPOINT_CORRUPT', `${path}: kiln checkpoint version ${JSON.stringify(meta.version)}; this kiln reads version 1`);
+  // The step a resumed run continues from (Trainer): a bad one would replay the wrong batches and lrs.
+  if (!Number.isSafeInteger(meta.step) || meta.step < 0)
+    throw new KilnError('CHECKPOINT_CORRUPT', `${path}: step ${JSON.stringify(meta.step)} is not an integer >= 0`);
   let optState: OptimizerState | null = null;
   if (o.optimizer) {
     if (!meta.optimizer) throw new KilnError('INVALID_ARGUMENT', `${path}: the checkpoint holds no optimizer state`);
