@@ -142,6 +142,24 @@ test('tidy disposes everything on a throw, and refuses async functions', (t) => 
   t.is(kiln.memory().tensors, base);
 });
 
+test('a backward that throws midway frees the gradients it made, in a scope or not', (t) => {
+  const w = kiln.randn([32, 32], { requiresGrad: true }), x = kiln.randn([16, 32]);
+  for (const scoped of [false, true]) {
+    const xx = x.mul(1), h = xx.matmul(w).tanh(), loss = h.square().sum();
+    xx.dispose(); // matmul's backward reads it: the walk fails after the sum, square and tanh steps
+    const m0 = kiln.memory();
+    const e = t.throws(() => (scoped ? kiln.tidy(() => loss.backward()) : loss.backward()), { instanceOf: kiln.KilnError });
+    t.is((e as kiln.KilnError).code, 'DISPOSED');
+    const m1 = kiln.memory();
+    t.deepEqual([m1.tensors, m1.bytes], [m0.tensors, m0.bytes], `scoped: ${scoped}`);
+    t.is(w.grad, null);
+    h.dispose();
+    loss.dispose();
+  }
+  w.dispose();
+  x.dispose();
+});
+
 test('kiln.keep lets a tensor outlive nested scopes', (t) => {
   const base = kiln.memory().tensors;
   let kept: kiln.Tensor | null = null, dropped: kiln.Tensor | null = null;

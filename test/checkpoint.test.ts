@@ -220,6 +220,10 @@ test('loadCheckpoint checks the RNG, scheduler and optimizer state before changi
   const fresh = new kiln.nn.GPT(cfg), fopt = new kiln.optim.AdamW(fresh.parameters(), { lr: 1e-3 });
   const before = fresh.parameters()[0].dataSync().slice(), rng = kiln.getRngState();
   for (const [what, edit, re] of [
+    ['step fractional', (x: any) => (x.step = 2.5), /step 2\.5 is not an integer >= 0/],
+    ['step negative', (x: any) => (x.step = -1), /step -1 is not an integer >= 0/],
+    ['step a string', (x: any) => (x.step = '2'), /step "2" is not an integer >= 0/],
+    ['version', (x: any) => (x.version = 7), /checkpoint version 7; this kiln reads version 1/],
     ['rng seed', (x: any) => (x.rng.seed = 'xyz'), /seed "xyz" is not an integer/],
     ['rng offset', (x: any) => (x.rng.offset = -8), /offset must be an integer/],
     ['optimizer step', (x: any) => (x.optimizer.step = 'abc'), /step must be an integer/],
@@ -229,6 +233,7 @@ test('loadCheckpoint checks the RNG, scheduler and optimizer state before changi
     ['groups[0] null', (x: any) => (x.optimizer.groups[0] = null), /not lists of objects/],
   ] as const) {
     const e = t.throws(() => loadCheckpoint(withMeta(edit), { model: fresh, optimizer: fopt }), { instanceOf: kiln.KilnError }, what);
+    if (/^(step|version|rng)/.test(what)) t.is((e as kiln.KilnError).code, 'CHECKPOINT_CORRUPT', what);
     t.regex(e!.message, re, what);
     t.deepEqual(fresh.parameters()[0].dataSync(), before, `${what}: the model is unchanged`);
     t.is(fopt.stepCount, 0, `${what}: the optimizer is unchanged`);
@@ -297,4 +302,33 @@ test('checkpoint refuses a model of another shape before changing anything', (t)
   t.deepEqual(big.parameters()[0].dataSync(), before);
   const e2 = t.throws(() => loadCheckpoint(path, { model: small, optimizer: new kiln.optim.SGD(small.parameters(), { lr: 1 }) })) as kiln.KilnError;
   t.regex(e2.message, /AdamW, not SGD/);
+});
+
+test('a refused checkpoint or safetensors file frees every tensor it read', (t) => {
+  kiln.manualSeed(6);
+  const path = join(dir, 'refused.safetensors');
+  const small = new kiln.nn.GPT(cfg);
+  saveCheckpoint(path, { model: small, optimizer: new kiln.optim.AdamW(small.parameters()) });
+  const big = new kiln.nn.GPT({ ...cfg, nEmbd: 32 });
+  const sgd = new kiln.optim.SGD(small.parameters(), { lr: 1 });
+  const m0 = kiln.memory();
+  for (const [what, load, code] of [
+    ['a model of another shape', () => loadCheckpoint(path, { model: big }), 'SHAPE_MISMATCH'],
+    ['another optimizer', () => loadCheckpoint(path, { model: small, optimizer: sgd }), 'INVALID_ARGUMENT'],
+  ] as const) {
+    const e = t.throws(load, { instanceOf: kiln.KilnError }, what) as kiln.KilnError;
+    t.is(e.code, code, what);
+    const m1 = kiln.memory();
+    t.deepEqual([m1.tensors, m1.bytes], [m0.tensors, m0.bytes], what);
+  }
+  // An empty tensor whose other dimension kiln refuses (past 2^46), after a tensor that was read.
+  const h = Buffer.from(JSON.stringify({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [0, 2 ** 50], data_offsets: [8, 8] } }));
+  const b = Buffer.alloc(8 + h.length + 8);
+  b.writeBigUInt64LE(BigInt(h.length), 0);
+  h.copy(b, 8);
+  const e = t.throws(() => decodeSafetensors(b, 'odd.safetensors'), { instanceOf: kiln.KilnError }) as kiln.KilnError;
+  t.is(e.code, 'CHECKPOINT_CORRUPT');
+  t.regex(e.message, /^odd\.safetensors: tensor 'b' \(float32 \[0, 1125899906842624\]\)/);
+  const m2 = kiln.memory();
+  t.deepEqual([m2.tensors, m2.bytes], [m0.tensors, m0.bytes]);
 });

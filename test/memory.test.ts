@@ -1,5 +1,7 @@
 // A long training loop keeps kiln.memory() constant and the process RSS flat.
 import test from 'ava';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import * as kiln from '../src/index.js';
 
 test('5,000 training steps: live tensors and bytes constant, RSS flat', (t) => {
@@ -33,4 +35,35 @@ test('5,000 training steps: live tensors and bytes constant, RSS flat', (t) => {
   t.log(`RSS ${(rss0 / 2 ** 20).toFixed(1)} -> ${(rss1 / 2 ** 20).toFixed(1)} MiB over 5,000 steps; live tensors ${after.tensors}`);
   t.true(growthMiB < 32, `RSS grew by ${growthMiB.toFixed(1)} MiB`);
   t.true(losses.at(-1)! < losses[0] * 0.5, 'the loop really trains');
+});
+
+test('a long loop inside one scope does not keep the tensors it disposed', (t) => {
+  // gc() for a steady heap reading (the flag must be set before the context that reads it).
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const w = kiln.randn([8, 4], { requiresGrad: true }), x = kiln.randn([2, 8]);
+  let heap0 = 0, heap1 = 0, live0 = 0;
+  kiln.tidy(() => {
+    const step = () => {
+      // Like an optimizer loop written inside an outer scope: the inner scope hands the kept
+      // gradient to the outer one, and it is disposed before the next step (zeroGrad).
+      kiln.tidy(() => x.matmul(w).sum().backward());
+      w.grad!.dispose();
+      w.grad = null;
+      kiln.add(x, 1).dispose();
+    };
+    for (let i = 0; i < 500; i++) step();
+    gc();
+    heap0 = process.memoryUsage().heapUsed;
+    live0 = kiln.memory().tensors;
+    for (let i = 0; i < 15000; i++) step();
+    gc();
+    heap1 = process.memoryUsage().heapUsed;
+    t.is(kiln.memory().tensors, live0);
+  });
+  const growthMiB = (heap1 - heap0) / 2 ** 20;
+  t.log(`JS heap grew ${growthMiB.toFixed(2)} MiB over 15,000 steps (30,000 disposed tensors) in one scope`);
+  t.true(growthMiB < 3, `heap grew by ${growthMiB.toFixed(2)} MiB`);
+  w.dispose();
+  x.dispose();
 });

@@ -62,6 +62,29 @@ test('updates are in place, outside autograd, and keep memory flat', (t) => {
   t.is(opt.stepCount, 21);
 });
 
+test('a step refused for a bad gradient changes nothing: no parameter, step count or state', (t) => {
+  const m = new kiln.nn.Linear(4, 2);
+  for (const make of [() => new optim.AdamW(m.parameters(), { lr: 0.1 }), () => new optim.SGD(m.parameters(), { lr: 0.1, momentum: 0.9 })]) {
+    const opt = make();
+    kiln.tidy(() => m.forward(kiln.ones([3, 4])).square().mean().backward());
+    const before = m.parameters().map((p) => p.dataSync().slice()), m0 = kiln.memory();
+    const good = m.bias!.grad!;
+    for (const [bad, code] of [[kiln.keep(kiln.zeros([3])), 'SHAPE_MISMATCH'], [5, 'INVALID_ARGUMENT']] as const) {
+      m.bias!.grad = bad as never; // the weight, updated first, has a good gradient
+      const e = t.throws(() => opt.step(), { instanceOf: kiln.KilnError }) as kiln.KilnError;
+      t.is(e.code, code);
+      t.regex(e.message, /the gradient of parameter \[2\]|gradient \[3\] for parameter \[2\]/);
+      m.parameters().forEach((p, i) => t.deepEqual(p.dataSync(), before[i]));
+      t.is(opt.stepCount, 0);
+      t.deepEqual(opt.stateDict().state, [{}, {}]);
+      if (bad instanceof kiln.Tensor) bad.dispose();
+      t.is(kiln.memory().tensors, m0.tensors);
+    }
+    m.bias!.grad = good;
+    m.zeroGrad();
+  }
+});
+
 test('parameter groups, lr factors and state dict round trip', (t) => {
   const a = kiln.tensor([1, 2], { requiresGrad: true }), b = kiln.tensor([3], { requiresGrad: true });
   const opt = new optim.Adam([{ params: [a], lr: 0.1 }, { params: [b], lr: 0.01, weightDecay: 0.5 }]);
@@ -105,6 +128,24 @@ test('clipGradNorm scales to the global norm; EMA follows its closed form', (t) 
   t.true(Math.abs(m.weight.dataSync()[0] - want) < 1e-6);
   ema.restore();
   t.is(m.weight.dataSync()[0], 3);
+});
+
+test('EMA.applyTo twice before restore is refused: restore brings back the trained weights, no copies leak', (t) => {
+  const m = new kiln.nn.Linear(64, 64);
+  kiln.nn.constant_(m.weight, 1);
+  const ema = new optim.EMA(m, 0.5);
+  kiln.nn.constant_(m.weight, 3);
+  ema.update();
+  const m0 = kiln.memory();
+  ema.applyTo();
+  const e = t.throws(() => ema.applyTo(), { instanceOf: kiln.KilnError }) as kiln.KilnError;
+  t.is(e.code, 'INVALID_ARGUMENT');
+  t.regex(e.message, /EMA\.applyTo: the averages are already applied; call restore\(\) first/);
+  t.is(m.weight.dataSync()[0], 2);
+  ema.restore();
+  t.deepEqual([...new Set(m.weight.dataSync())], [3]);
+  const m1 = kiln.memory();
+  t.deepEqual([m1.tensors, m1.bytes], [m0.tensors, m0.bytes]);
 });
 
 test('schedules: warm-up, cosine, linear decay, inverse sqrt, step, sequential, product', (t) => {

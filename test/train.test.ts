@@ -69,6 +69,60 @@ test.serial('metrics JSON Lines, periodic evaluation, log lines and periodic che
   t.is(kiln.io.loadCheckpoint(ckpt, { restoreRng: false }).meta.step, 6);
 });
 
+test.serial('a Trainer stopped early runs on to the end on its next fit, as if never stopped', async (t) => {
+  const common = { steps: 9, schedule: kiln.sched.warmupCosine(2, 9, 0.1), clipGradNorm: 1, progress: 'none' as const, handleSigint: false, evalEvery: 3 };
+  const full = setup(3);
+  const ref = await new train.Trainer({ ...full, ...common, evaluate: () => ({}) }).fit();
+  const s = setup(3);
+  const path = join(dir, 'stop', 'ckpt.safetensors');
+  const trainer: kiln.train.Trainer<{ x: kiln.Tensor; y: kiln.Tensor }> = new train.Trainer({
+    ...s, ...common, checkpointPath: path, log: () => {},
+    evaluate: (step) => {
+      if (step === 3) trainer.stop(); // early stopping from an evaluation
+      return {};
+    },
+  });
+  const r1 = await trainer.fit();
+  t.deepEqual([r1.step, r1.interrupted], [3, true]);
+  const r2 = await trainer.fit();  // resumes from the checkpoint it saved when it stopped
+  t.deepEqual([r2.startStep, r2.step, r2.interrupted], [3, 9, false]);
+  t.deepEqual([...r1.losses, ...r2.losses], ref.losses);
+  s.model.parameters().forEach((p, i) => t.deepEqual(p.dataSync(), full.model.parameters()[i].dataSync()));
+});
+
+test.serial('bad Trainer options are refused with a KilnError before any step runs', async (t) => {
+  const s = setup(4);
+  const before = s.model.parameters().map((p) => p.dataSync().slice());
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ['no options', { __null: true }, /needs an options object, got null/],
+    ['no model', { model: undefined }, /model must be a kiln\.nn\.Module/],
+    ['no optimizer', { optimizer: {} }, /optimizer must be a kiln\.optim optimizer/],
+    ['loss not a function', { loss: 5 }, /loss must be a function/],
+    ['no data', { data: undefined }, /data must be a function of the step or have batchAt/],
+    ['data without batchAt', { data: {} }, /data must be a function of the step or have batchAt/],
+    ['schedule not a function', { schedule: 0.5 }, /schedule must be a function, got number/],
+    ['evaluate not a function', { evaluate: 3, evalEvery: 1 }, /evaluate must be a function/],
+    ['evalEvery without evaluate', { evalEvery: 2 }, /evalEvery needs evaluate/],
+    ['clipGradNorm NaN', { clipGradNorm: NaN }, /clipGradNorm must be a number > 0/],
+    ['clipGradNorm negative', { clipGradNorm: -1 }, /clipGradNorm must be a number > 0/],
+    ['clipGradNorm a string', { clipGradNorm: '1' }, /clipGradNorm must be a number > 0/],
+    ['checkpointPath a number', { checkpointPath: 5 }, /checkpointPath must be a non-empty string/],
+    ['metricsPath a number', { metricsPath: 7 }, /metricsPath must be a non-empty string/],
+    ['progress unknown', { progress: 'fancy' }, /progress must be 'auto', 'bar', 'lines' or 'none'/],
+  ];
+  for (const [what, over, re] of cases) {
+    const opts = over.__null ? null : { ...s, steps: 2, progress: 'none', handleSigint: false, ...over };
+    const e = await t.throwsAsync(async () => new train.Trainer(opts as never).fit(), { instanceOf: kiln.KilnError }, what);
+    t.is((e as kiln.KilnError).code, 'INVALID_ARGUMENT', what);
+    t.regex(e!.message, re, what);
+  }
+  s.model.parameters().forEach((p, i) => t.deepEqual(p.dataSync(), before[i], 'no step ran'));
+  // evaluate must give named numbers (the log line formats them).
+  const e = await t.throwsAsync(new train.Trainer({ ...s, steps: 2, progress: 'lines', log: () => {}, evalEvery: 1, evaluate: () => ({ acc: 'high' }) as never }).fit(),
+    { instanceOf: kiln.KilnError });
+  t.regex(e!.message, /evaluate must return an object of named numbers, got \{"acc":"high"\} at step 1/);
+});
+
 test('SIGINT saves a checkpoint and the process exits cleanly', async (t) => {
   const src = fileURLToPath(new URL('../src/index.ts', import.meta.url));
   const ckpt = join(dir, 'sigint.safetensors');

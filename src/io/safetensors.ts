@@ -128,7 +128,13 @@ export function decodeSafetensors(buf: Uint8Array, where = 'safetensors'): Safet
   if (pos !== dataLen) corrupt(where, `data bytes [${pos}, ${dataLen}) at the end belong to no tensor (a duplicate name, or trailing bytes)`);
   const tensors: Record<string, Tensor> = Object.create(null);
   for (const [name, dtype, shape, b, en] of entries) {
-    tensors[name] = fromBytes(buf.subarray(dataStart + b, dataStart + en), shape, dtype);
+    try {
+      tensors[name] = fromBytes(buf.subarray(dataStart + b, dataStart + en), shape, dtype);
+    } catch (e) {
+      // A shape kiln refuses (an empty tensor with a dimension past 2^46, say): free what was read.
+      for (const t of Object.values(tensors)) t.dispose();
+      corrupt(where, `tensor '${name}' (${dtype} ${shapeStr(shape)}): ${(e as Error).message}`);
+    }
   }
   return { tensors, metadata };
 }

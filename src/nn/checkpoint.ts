@@ -74,7 +74,17 @@ export interface LoadedCheckpoint {
 
 /** Reads a checkpoint and restores what it is given; validates everything before changing anything. */
 export function loadCheckpoint(path: string, o: LoadCheckpointOptions = {}): LoadedCheckpoint {
-  const { tensors, metadata } = loadSafetensors(path);
+  const file = loadSafetensors(path);
+  try {
+    return restore(path, file.tensors, file.metadata, o);
+  } catch (e) {
+    // Refused: the caller never sees the file's tensors, so they are freed here.
+    for (const t of Object.values(file.tensors)) t.dispose();
+    throw e;
+  }
+}
+
+function restore(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string>, o: LoadCheckpointOptions): LoadedCheckpoint {
   let meta: CheckpointMeta;
   try {
     meta = JSON.parse(metadata.kiln ?? 'null');
@@ -83,6 +93,11 @@ export function loadCheckpoint(path: string, o: LoadCheckpointOptions = {}): Loa
   }
   if (!meta || meta.format !== 'kiln-checkpoint')
     throw new KilnError('CHECKPOINT_CORRUPT', `${path}: no kiln checkpoint metadata (a plain safetensors file? use loadSafetensors)`);
+  if (meta.version !== 1)
+    throw new KilnError('CHECKPOINT_CORRUPT', `${path}: kiln checkpoint version ${JSON.stringify(meta.version)}; this kiln reads version 1`);
+  // The step a resumed run continues from (Trainer): a bad one would replay the wrong batches and lrs.
+  if (!Number.isSafeInteger(meta.step) || meta.step < 0)
+    throw new KilnError('CHECKPOINT_CORRUPT', `${path}: step ${JSON.stringify(meta.step)} is not an integer >= 0`);
   let optState: OptimizerState | null = null;
   if (o.optimizer) {
     if (!meta.optimizer) throw new KilnError('INVALID_ARGUMENT', `${path}: the checkpoint holds no optimizer state`);

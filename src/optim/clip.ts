@@ -92,6 +92,8 @@ export class EMA {
 
   /** Copies the averaged weights into the model (the current ones are saved; restore() brings them back). */
   applyTo(): void {
+    // A second call would save the averages as the weights to restore (and drop the first copies).
+    if (this.backup) throw new KilnError('INVALID_ARGUMENT', 'EMA.applyTo: the averages are already applied; call restore() first');
     this.backup = new Map();
     for (const [n, p] of this.model.namedParameters()) {
       const s = this.shadow.get(n);

@@ -97,18 +97,25 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
 
   /** Applies one update from the parameters' current gradients (parameters without one are skipped). */
   step(): void {
-    for (const p of this.params)  // model.to(dtype / device) after building the optimizer leaves it the old tensors
-      if (p.isDisposed)
+    // Everything is checked before the first parameter changes: a refused step changes nothing.
+    for (const p of this.params) {
+      if (p.isDisposed)  // model.to(dtype / device) after building the optimizer leaves it the old tensors
         throw new KilnError('DISPOSED', `${this.name}: parameter ${shapeStr(p.shape)} was disposed (was the model moved or cast after the optimizer was built? build the optimizer after)`);
+      p.assertLive(`${this.name} step`);
+      const g = p.grad as unknown;
+      if (g === null || g === undefined) continue;
+      if (!(g instanceof Tensor))
+        throw new KilnError('INVALID_ARGUMENT', `${this.name}: the gradient of parameter ${shapeStr(p.shape)} is not a Tensor`);
+      g.assertLive(`${this.name}: the gradient of parameter ${shapeStr(p.shape)}`);
+      if (g.size !== p.size)
+        throw new KilnError('SHAPE_MISMATCH', `${this.name}: gradient ${shapeStr(g.shape)} for parameter ${shapeStr(p.shape)}`);
+    }
     this.stepCount++;
     noGrad(() => {
       for (const group of this.paramGroups) {
         for (const p of group.params) {
           if (!p.grad) continue;
-          p.assertLive('optimizer step');
           const g = p.grad.dtype === p.dtype ? contig(p.grad) : contig(p.grad.to(p.dtype));
-          if (g.size !== p.size)
-            throw new KilnError('SHAPE_MISMATCH', `optimizer: gradient ${shapeStr(g.shape)} for parameter ${shapeStr(p.shape)}`);
           try {
             this.update(p, g, group.options, this.stateFor(p));
           } finally {

@@ -133,6 +133,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
   accumulate(root, rootGrad);
   const prevEnabled = gradEnabled;
   gradEnabled = false;
+  let stepGrads: readonly (Tensor | null | undefined)[] = [];
   try {
     for (let k = order.length - 1; k >= 0; k--) {
       const t = order[k];
@@ -142,7 +143,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
       if (node) {
         // In its own scope: temporaries of the step (transposes, products, casts) are freed at
         // once instead of living until the caller's scope ends.
-        const gs = tidy(() => node.backward(g));
+        const gs = (stepGrads = tidy(() => node.backward(g)));
         for (let i = 0; i < node.inputs.length; i++) {
           const x = node.inputs[i];
           const gi = gs[i];
@@ -154,6 +155,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
             throw new KilnError('INTERNAL', `backward of ${node.name}: gradient ${shapeStr(gi.shape)} for input ${shapeStr(x.shape)}`);
           accumulate(x, gi.shape.length === x.shape.length ? gi : gi.reshape(x.shape));
         }
+        stepGrads = [];
         if (!opts.retainGraph) {
           t._node = null;
           // Every consumer of t ran before t (reverse topological order) and t's own step just
@@ -190,6 +192,13 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
       grads.delete(t);
       drop(g);
     }
+  } catch (e) {
+    // A step failed (a saved tensor disposed, say): free the gradients this pass made and still
+    // holds, which no one else can reach (outside a scope they would wait for the collector).
+    // Gradients already handed to leaves stay, as in PyTorch.
+    for (const gi of stepGrads) if (gi && gi.id >= firstNew && !holds.has(gi)) gi.dispose();
+    for (const h of holds.keys()) if (h.id >= firstNew) h.dispose();
+    throw e;
   } finally {
     gradEnabled = prevEnabled;
   }

@@ -86,12 +86,31 @@ const registry = new FinalizationRegistry<{ storage: Storage }>((held) => {
 });
 
 const scopes: Tracked[][] = [];
+/** Per open scope: the list length at which its disposed entries are dropped next. */
+const compactAt: number[] = [];
+const COMPACT_MIN = 4096;
+
+/** Adds t to the innermost scope. */
+function addToScope(t: Tracked): void {
+  const i = scopes.length - 1;
+  const scope = scopes[i];
+  scope.push(t);
+  // A long loop inside one scope that disposes what it makes (or whose inner scopes hand it
+  // kept tensors disposed later, like gradients cleared by zeroGrad) must not grow the list by
+  // every tensor it ever saw: drop the disposed ones, amortised by doubling the threshold.
+  if (scope.length >= compactAt[i]) {
+    let n = 0;
+    for (const x of scope) if (!x._disposed) scope[n++] = x;
+    scope.length = n;
+    compactAt[i] = Math.max(COMPACT_MIN, 2 * n);
+  }
+}
 
 /** Called for every new tensor: inside a scope it is tracked, outside it gets the GC backstop. */
 export function track(t: Tracked): void {
   live.tensors[t.device]++;
   t.storage.refs++;
-  if (scopes.length > 0) scopes[scopes.length - 1].push(t);
+  if (scopes.length > 0) addToScope(t);
   else defer(t);
 }
 
@@ -148,16 +167,19 @@ function collectResults(x: unknown, out: Set<unknown>, depth = 0): void {
 export function tidy<T>(fn: () => T): T {
   const scope: Tracked[] = [];
   scopes.push(scope);
+  compactAt.push(COMPACT_MIN);
   let result: T;
   try {
     result = fn();
   } catch (e) {
     scopes.pop();
+    compactAt.pop();
     for (const t of scope) if (!t._disposed && !t._kept) t.dispose();
     for (const t of scope) if (t._kept && !t._disposed) escape(t);
     throw e;
   }
   scopes.pop();
+  compactAt.pop();
   if (result instanceof Promise) {
     for (const t of scope) if (!t._disposed && !t._kept) t.dispose();
     throw new KilnError('INVALID_ARGUMENT', 'tidy: the function returned a Promise; scopes cannot span an await');
@@ -173,7 +195,7 @@ export function tidy<T>(fn: () => T): T {
 }
 
 function escape(t: Tracked): void {
-  if (scopes.length > 0) scopes[scopes.length - 1].push(t);
+  if (scopes.length > 0) addToScope(t);
   else defer(t);
 }
 

@@ -10,9 +10,9 @@ import { dirname } from 'node:path';
 import { KilnError } from '../errors.js';
 import { tidy } from '../tensor/storage.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { Module } from '../nn/module.js';
+import { Module } from '../nn/module.js';
 import { loadCheckpoint, saveCheckpoint } from '../nn/checkpoint.js';
-import type { Optimizer } from '../optim/optimizer.js';
+import { Optimizer } from '../optim/optimizer.js';
 import { clipGradNorm } from '../optim/clip.js';
 import type { Schedule } from '../sched/lr.js';
 
@@ -81,15 +81,36 @@ function makeBar(): Bar {
 export class Trainer<B> {
   private stopRequested = false;
   constructor(readonly opts: TrainerOptions<B>) {
-    if (!Number.isInteger(opts.steps) || opts.steps < 0) throw new KilnError('INVALID_ARGUMENT', `Trainer: steps must be an integer >= 0, got ${opts.steps}`);
+    const bad = (msg: string): never => {
+      throw new KilnError('INVALID_ARGUMENT', `Trainer: ${msg}`);
+    };
+    // Everything is checked here, so a bad option is refused before a step runs (not a TypeError
+    // or a refusal from inside the loop, after steps were taken).
+    if (opts === null || typeof opts !== 'object') bad(`needs an options object, got ${opts === null ? 'null' : typeof opts}`);
+    if (!(opts.model instanceof Module)) bad('model must be a kiln.nn.Module');
+    if (!(opts.optimizer instanceof Optimizer)) bad('optimizer must be a kiln.optim optimizer');
+    if (typeof opts.loss !== 'function') bad('loss must be a function (batch, step) => scalar Tensor');
+    const d = opts.data as unknown;
+    if (typeof d !== 'function' && !(d !== null && typeof d === 'object' && typeof (d as { batchAt?: unknown }).batchAt === 'function'))
+      bad('data must be a function of the step or have batchAt(step)');
+    for (const k of ['schedule', 'evaluate', 'log'] as const)
+      if (opts[k] !== undefined && typeof opts[k] !== 'function') bad(`${k} must be a function, got ${typeof opts[k]}`);
+    for (const k of ['checkpointPath', 'metricsPath'] as const)
+      if (opts[k] !== undefined && (typeof opts[k] !== 'string' || opts[k] === '')) bad(`${k} must be a non-empty string, got ${JSON.stringify(opts[k])}`);
+    if (opts.progress !== undefined && !['auto', 'bar', 'lines', 'none'].includes(opts.progress))
+      bad(`progress must be 'auto', 'bar', 'lines' or 'none', got ${JSON.stringify(opts.progress)}`);
+    if (opts.clipGradNorm !== undefined && !(typeof opts.clipGradNorm === 'number' && opts.clipGradNorm > 0))
+      bad(`clipGradNorm must be a number > 0 (leave it out for no clipping), got ${opts.clipGradNorm}`);
+    if (!Number.isInteger(opts.steps) || opts.steps < 0) bad(`steps must be an integer >= 0, got ${opts.steps}`);
     for (const k of ['evalEvery', 'checkpointEvery', 'logEvery'] as const) {
       const v = opts[k];
-      if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new KilnError('INVALID_ARGUMENT', `Trainer: ${k} must be a positive integer, got ${v}`);
+      if (v !== undefined && (!Number.isInteger(v) || v < 1)) bad(`${k} must be a positive integer, got ${v}`);
     }
-    if (opts.checkpointEvery && !opts.checkpointPath) throw new KilnError('INVALID_ARGUMENT', 'Trainer: checkpointEvery needs checkpointPath');
+    if (opts.checkpointEvery && !opts.checkpointPath) bad('checkpointEvery needs checkpointPath');
+    if (opts.evalEvery && !opts.evaluate) bad('evalEvery needs evaluate');
   }
 
-  /** Asks the loop to save and stop after the current step (what SIGINT does). */
+  /** Asks the running fit() to save and stop after the current step (what SIGINT does). */
   stop(): void {
     this.stopRequested = true;
   }
@@ -110,6 +131,8 @@ export class Trainer<B> {
   async fit(): Promise<FitResult> {
     const o = this.opts;
     const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
+    // A stop asked of an earlier fit() is done: this one runs until its own stop (or the end).
+    this.stopRequested = false;
     let step = 0;
     if (o.checkpointPath && (o.resume ?? true) && existsSync(o.checkpointPath)) {
       const loaded = loadCheckpoint(o.checkpointPath, { model: o.model, optimizer: o.optimizer });
@@ -156,6 +179,8 @@ export class Trainer<B> {
           o.model.eval();
           const m = o.evaluate(step);
           o.model.train();
+          if (m === null || typeof m !== 'object' || !Object.values(m).every((v) => typeof v === 'number'))
+            throw new KilnError('INVALID_ARGUMENT', `Trainer: evaluate must return an object of named numbers, got ${JSON.stringify(m)} at step ${step}`);
           evals.push({ step, ...m });
           writeMetric({ step, eval: m, time: Date.now() / 1000 });
           if (!bar && mode !== 'none') log(`eval at step ${step}: ${Object.entries(m).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
