@@ -332,3 +332,46 @@ test('a refused checkpoint or safetensors file frees every tensor it read', (t) 
   const m2 = kiln.memory();
   t.deepEqual([m2.tensors, m2.bytes], [m0.tensors, m0.bytes]);
 });
+
+test('an EMA rides along in the checkpoint: its averages and update count come back; missing or misshapen ones are refused first', (t) => {
+  kiln.manualSeed(5);
+  const a = new kiln.nn.GPT(cfg);
+  const optA = new kiln.optim.AdamW(a.parameters(), { lr: 1e-2 });
+  const emaA = new kiln.optim.EMA(a, 0.9);
+  for (let i = 0; i < 3; i++) {
+    trainSteps(a, optA, 1);
+    emaA.update();
+  }
+  const path = join(dir, 'ema.safetensors');
+  saveCheckpoint(path, { model: a, optimizer: optA, ema: emaA });
+  const names = Object.keys(loadSafetensors(path).tensors);
+  for (const n of emaA.shadow.keys()) t.true(names.includes(`ema.${n}`), `ema.${n} stored`);
+
+  kiln.manualSeed(6);
+  const b = new kiln.nn.GPT(cfg);
+  const optB = new kiln.optim.AdamW(b.parameters(), { lr: 1e-2 });
+  const emaB = new kiln.optim.EMA(b, 0.9);
+  const loaded = loadCheckpoint(path, { model: b, optimizer: optB, ema: emaB });
+  for (const x of Object.values(loaded.tensors)) x.dispose();
+  t.is(emaB.updates, 3);
+  for (const [n, s] of emaA.shadow) t.deepEqual(Array.from(emaB.shadow.get(n)!.dataSync()), Array.from(s.dataSync()), n);
+  // The model itself is the trained one, not the averages.
+  const pa = a.stateDict(), pb = b.stateDict();
+  for (const k of Object.keys(pa)) t.deepEqual(Array.from(pb[k].dataSync()), Array.from(pa[k].dataSync()), k);
+  // A model loaded alone (no ema option) from the same file: the ema.* tensors are not the model's.
+  const c = new kiln.nn.GPT(cfg);
+  const lc = loadCheckpoint(path, { model: c });
+  for (const x of Object.values(lc.tensors)) x.dispose();
+
+  // Refusals, before the model changes: no EMA in the file; an EMA of another model's shape.
+  const plain = join(dir, 'no-ema.safetensors');
+  saveCheckpoint(plain, { model: a });
+  const d = new kiln.nn.GPT(cfg);
+  const before = Array.from(d.parameters()[0].dataSync());
+  const e1 = t.throws(() => loadCheckpoint(plain, { model: d, ema: new kiln.optim.EMA(d) }), { instanceOf: kiln.KilnError });
+  t.regex(e1!.message, /no EMA state/);
+  const wide = new kiln.nn.GPT({ ...cfg, nEmbd: 32 });
+  const e2 = t.throws(() => loadCheckpoint(path, { model: d, ema: new kiln.optim.EMA(wide) }), { instanceOf: kiln.KilnError });
+  t.is(e2!.code, 'SHAPE_MISMATCH');
+  t.deepEqual(Array.from(d.parameters()[0].dataSync()), before, 'the model is untouched by a refused load');
+});

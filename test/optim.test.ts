@@ -183,3 +183,17 @@ test('schedules: warm-up, cosine, linear decay, inverse sqrt, step, sequential, 
   near(opt.lr, 0.1);
   t.throws(() => sched.sequential([w], [3]), { code: 'INVALID_ARGUMENT' } as any);
 });
+
+test('gradNorm, clipGradNorm and backward refuse a gradient that is not a Tensor with a KilnError', (t) => {
+  const p = kiln.tensor([1, 2], { requiresGrad: true });
+  (p as { grad: unknown }).grad = [1, 2];
+  const e = t.throws(() => kiln.optim.clipGradNorm([p], 1), { instanceOf: kiln.KilnError });
+  t.is(e!.code, 'INVALID_ARGUMENT');
+  p.grad = null;
+  const loss = kiln.sum(kiln.mul(p, p));
+  const e2 = t.throws(() => loss.backward({ retainGraph: true } as never), { instanceOf: kiln.KilnError });
+  t.is(e2!.code, 'INVALID_ARGUMENT');
+  t.regex(e2!.message, /second argument/);
+  loss.backward();
+  t.deepEqual(Array.from(p.grad!.dataSync()), [2, 4], 'the graph is intact after the refusal');
+});

@@ -1,6 +1,6 @@
 // Training checkpoints as safetensors files. The model's tensors keep their own names (so PyTorch
 // and Hugging Face tools read them as a state dict); optimizer state tensors are stored as
-// `optimizer.<param index>.<slot>`; kiln's metadata (config, step, RNG state, optimizer and
+// `optimizer.<param index>.<slot>`, an EMA's averages as `ema.<parameter name>`; kiln's metadata (config, step, RNG state, optimizer and
 // scheduler state with the names of their tensors, anything extra) is JSON under __metadata__.kiln.
 import { KilnError } from '../errors.js';
 import { checkRngState, getRngState, setRngState, type RngState } from '../tensor/random.js';
@@ -8,8 +8,10 @@ import type { Tensor } from '../tensor/tensor.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import type { Module } from './module.js';
 import type { Optimizer, OptimizerState } from '../optim/optimizer.js';
+import type { EMA } from '../optim/clip.js';
 
 const OPT_PREFIX = 'optimizer.';
+const EMA_PREFIX = 'ema.';
 
 export interface CheckpointMeta {
   format: 'kiln-checkpoint';
@@ -19,6 +21,8 @@ export interface CheckpointMeta {
   rng: RngState;
   optimizer?: { type: string; step: number; groups: Record<string, unknown>[]; state: Record<string, string>[] };
   scheduler?: { step: number };
+  /** Present when the averages of an EMA are stored (as `ema.<parameter name>` tensors). */
+  ema?: { updates: number };
   extra?: unknown;
 }
 
@@ -26,6 +30,8 @@ export interface SaveCheckpointOptions {
   model: Module;
   optimizer?: Optimizer<any>;
   scheduler?: { stateDict(): { step: number } };
+  /** An EMA of the model's weights: its averages are saved beside the model's. */
+  ema?: EMA;
   step?: number;
   config?: unknown;
   extra?: unknown;
@@ -34,12 +40,18 @@ export interface SaveCheckpointOptions {
 /** Writes model (+ optimizer, scheduler, RNG state, step, config) to a safetensors file, atomically. */
 export function saveCheckpoint(path: string, o: SaveCheckpointOptions): void {
   const tensors: Record<string, Tensor> = { ...o.model.stateDict() };
-  for (const k of Object.keys(tensors))
+  for (const k of Object.keys(tensors)) {
     if (k.startsWith(OPT_PREFIX)) throw new KilnError('INVALID_ARGUMENT', `saveCheckpoint: model key '${k}' clashes with the optimizer prefix`);
+    if (o.ema && k.startsWith(EMA_PREFIX)) throw new KilnError('INVALID_ARGUMENT', `saveCheckpoint: model key '${k}' clashes with the EMA prefix`);
+  }
   const meta: CheckpointMeta = { format: 'kiln-checkpoint', version: 1, step: o.step ?? o.optimizer?.stepCount ?? 0, rng: getRngState() };
   if (o.config !== undefined) meta.config = o.config;
   if (o.extra !== undefined) meta.extra = o.extra;
   if (o.scheduler) meta.scheduler = o.scheduler.stateDict();
+  if (o.ema) {
+    Object.assign(tensors, o.ema.stateDict());
+    meta.ema = { updates: o.ema.updates };
+  }
   if (o.optimizer) {
     const sd = o.optimizer.stateDict();
     const refs = sd.state.map((s, i) => {
@@ -60,6 +72,8 @@ export interface LoadCheckpointOptions {
   model?: Module;
   optimizer?: Optimizer<any>;
   scheduler?: { loadStateDict(s: { step: number }): void };
+  /** An EMA to restore (the checkpoint must hold one, saved with saveCheckpoint's `ema`). */
+  ema?: EMA;
   /** Restore the global RNG stream (default true: a resumed run draws what the original would have). */
   restoreRng?: boolean;
   /** Strict model loading (default true). */
@@ -134,14 +148,29 @@ function restore(path: string, tensors: Record<string, Tensor>, metadata: Record
       throw new KilnError('CHECKPOINT_CORRUPT', `${path}: scheduler state ${JSON.stringify(meta.scheduler)} has no step >= 0`);
     sched?.factorAt?.(meta.scheduler.step);
   }
+  const hasEma = meta.ema !== undefined;
+  const emaState: Record<string, Tensor> = {};
+  if (hasEma) {
+    if (meta.ema === null || typeof meta.ema !== 'object' || !Number.isSafeInteger(meta.ema.updates) || meta.ema.updates < 0)
+      throw new KilnError('CHECKPOINT_CORRUPT', `${path}: EMA state ${JSON.stringify(meta.ema)} has no count of updates >= 0`);
+    for (const [k, t] of Object.entries(tensors)) if (k.startsWith(EMA_PREFIX)) emaState[k] = t;
+  }
+  if (o.ema) {
+    if (!hasEma) throw new KilnError('INVALID_ARGUMENT', `${path}: the checkpoint holds no EMA state`);
+    o.ema.checkStateDict(emaState);
+  }
   if (o.model) {
     const own: Record<string, Tensor> = {};
-    for (const [k, t] of Object.entries(tensors)) if (!k.startsWith(OPT_PREFIX)) own[k] = t;
+    for (const [k, t] of Object.entries(tensors)) if (!k.startsWith(OPT_PREFIX) && !(hasEma && k.startsWith(EMA_PREFIX))) own[k] = t;
     // Model first: it checks everything before copying; then the optimizer (also checked first).
     o.model.loadStateDict(own, { strict: o.strict ?? true });
   }
   if (o.optimizer && optState) o.optimizer.loadStateDict(optState);
   if (o.scheduler && meta.scheduler) o.scheduler.loadStateDict(meta.scheduler);
+  if (o.ema && meta.ema) {
+    o.ema.loadStateDict(emaState);
+    o.ema.updates = meta.ema.updates;
+  }
   if (restoreRng) setRngState(meta.rng);
   return { meta, tensors };
 }

@@ -17,8 +17,10 @@ export function needFullFloat(op: string, p: Tensor): void {
 
 /** Makes p.grad a dense tensor of p's dtype (in-place kernels need one). */
 function denseGrad(p: Tensor): Tensor | null {
-  const g = p.grad;
-  if (!g) return null;
+  const g = p.grad as unknown;
+  if (g === null || g === undefined) return null;
+  if (!(g instanceof Tensor)) throw new KilnError('INVALID_ARGUMENT', `gradNorm: the gradient of parameter ${shapeStr(p.shape)} is not a Tensor`);
+  g.assertLive(`gradNorm: the gradient of parameter ${shapeStr(p.shape)}`);
   needFullFloat('gradNorm', p);
   if (g.isContiguous() && g.dtype === p.dtype && g.offset === 0 && g.storage.bytes === g.size * (g.dtype === 'float64' ? 8 : 4)) return g;
   const c = noGrad(() => {
@@ -114,7 +116,37 @@ export class EMA {
     this.backup = null;
   }
 
+  /** The averages as `ema.<parameter name>` (the EMA's own tensors: do not dispose them). */
   stateDict(): Record<string, Tensor> {
     return Object.fromEntries([...this.shadow].map(([n, t]) => [`ema.${n}`, t]));
+  }
+
+  /** Throws unless loadStateDict(state) would take it: every parameter's average, of its shape, and nothing else. */
+  checkStateDict(state: Record<string, Tensor>): void {
+    if (state === null || typeof state !== 'object') throw new KilnError('INVALID_ARGUMENT', `EMA.loadStateDict: needs an object of tensors, got ${state === null ? 'null' : typeof state}`);
+    for (const k of Object.keys(state))
+      if (k.startsWith('ema.') && !this.shadow.has(k.slice(4))) throw new KilnError('INVALID_ARGUMENT', `EMA.loadStateDict: '${k}' names no parameter of the model`);
+    for (const [n, s] of this.shadow) {
+      const t = state[`ema.${n}`] as unknown;
+      if (!(t instanceof Tensor)) throw new KilnError('INVALID_ARGUMENT', `EMA.loadStateDict: no tensor for 'ema.${n}'`);
+      t.assertLive(`EMA.loadStateDict: 'ema.${n}'`);
+      if (t.shape.length !== s.shape.length || t.shape.some((d, i) => d !== s.shape[i]))
+        throw new KilnError('SHAPE_MISMATCH', `EMA.loadStateDict: 'ema.${n}' is ${shapeStr(t.shape)}, the parameter ${shapeStr(s.shape)}`);
+      if (t.device !== s.device) throw new KilnError('DEVICE_MISMATCH', `EMA.loadStateDict: 'ema.${n}' is on ${t.device}, the averages on ${s.device}`);
+    }
+  }
+
+  /** Restores averages saved by stateDict() (checkStateDict's checks first: a refused state changes nothing). */
+  loadStateDict(state: Record<string, Tensor>): void {
+    this.checkStateDict(state);
+    for (const [n, s] of this.shadow) {
+      const t = state[`ema.${n}`];
+      if (t.dtype === s.dtype) stridedCopy(s, t);
+      else {
+        const c = noGrad(() => t.to(s.dtype));
+        stridedCopy(s, c);
+        c.dispose();
+      }
+    }
   }
 }

@@ -73,8 +73,13 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
   root.assertLive('backward');
   if (!root.requiresGrad)
     throw new KilnError('NOT_DIFFERENTIABLE', 'backward: the tensor does not require grad (no input had requiresGrad)');
+  if (grad !== undefined && grad !== null && !(grad instanceof Tensor))
+    throw new KilnError('INVALID_ARGUMENT', `backward: the gradient must be a Tensor, got ${typeof grad} (options go in the second argument: backward(undefined, { retainGraph: true }))`);
+  if (grad) grad.assertLive('backward (the gradient)');
   if (!grad && root.size !== 1)
     throw new KilnError('SHAPE_MISMATCH', `backward: a gradient is needed for a non-scalar output of shape ${shapeStr(root.shape)}`);
+  if (grad && grad.device !== root.device)
+    throw new KilnError('DEVICE_MISMATCH', `backward: gradient on ${grad.device} for output ${shapeStr(root.shape)} on ${root.device}`);
   if (grad && grad.dtype !== root.dtype)
     throw new KilnError('DTYPE_MISMATCH', `backward: gradient of dtype ${grad.dtype} for output ${shapeStr(root.shape)} of dtype ${root.dtype}`);
   if (grad && grad.size !== root.size)
