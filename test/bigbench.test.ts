@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../src/cli/args.js';
 import { runBigBenchCli, command } from '../src/recipes/bigbench/cli.js';
-import { RandomModel, type LanguageModel } from '../src/recipes/bigbench/model.js';
+import { parseModelSpec, ModelSpecError, RandomModel, type LanguageModel } from '../src/recipes/bigbench/model.js';
+import { taskCurves, readScaledResults } from '../src/recipes/bigbench/emergence.js';
+import { KilnError } from '../src/errors.js';
 import { buildPrompts, NotEnoughExamplesError } from '../src/recipes/bigbench/prompts.js';
 import { runBigBench, type RunResults } from '../src/recipes/bigbench/runner.js';
 import { DEFAULT_OUTPUT_REGEX, leafTasks, loadTasks, parseTask, type Task } from '../src/recipes/bigbench/task.js';
@@ -281,6 +283,64 @@ test('emergence: per-task curves, linearity/breakthroughness table flagging emer
   t.true(svg.startsWith('<svg'));
   t.true(svg.includes('sudden (emergent)'));
   t.true(existsSync(join(out, 'emergence.vl.json')));
-  await t.throwsAsync(runBigBenchCli(['emergence', join(dir, 'm0.json'), join(dir, 'm3.json'), '--out', out], io().io), { message: /no model scale/ });
+  // A results file without a scale is a refused input: one line on stderr and status 1, not a stack trace.
+  const noScale = io();
+  t.is(await runBigBenchCli(['emergence', join(dir, 'm0.json'), join(dir, 'm3.json'), '--out', out], noScale.io), 1);
+  t.regex(noScale.o.err, /^kiln bigbench: .*m3\.json: no model scale/);
   await t.throwsAsync(runBigBenchCli(['emergence', join(dir, 'm0.json')], io().io), { instanceOf: UsageError });
+});
+
+test('CLI: unknown options, zero counts, aliasing seeds and an overflowing timeout are usage errors, checked before any example runs', async (t) => {
+  const run = (...args: string[]) => runBigBenchCli(['run', '--task', join(TASKS, 'plain.json'), '--model', 'random:1', '--out', join(tmp(), 'r.json'), ...args], io().io);
+  const bad = async (args: string[], message: RegExp) => t.throwsAsync(run(...args), { instanceOf: UsageError, message }, args.join(' '));
+  await bad(['--shot', '1'], /bigbench run: unknown option --shot/);
+  for (const name of ['max-examples', 'max-tokens', 'concurrency', 'max-failures'])
+    await bad([`--${name}`, '0'], new RegExp(`--${name} must be an integer >= 1, got 0`));
+  await bad(['--max-examples='], /--max-examples needs a value/);
+  await bad(['--seed', '4294967296'], /--seed must be an integer in \[0, 4294967295\]/);
+  await bad(['--json=no'], /--json takes no value/);
+  await t.throwsAsync(runBigBenchCli(['run', '--task', TASKS, '--model', 'random:-1'], io().io), { instanceOf: UsageError, message: /random:<seed> needs an integer seed in \[0, 4294967295\]/ });
+  t.throws(() => parseModelSpec('random:4294967296'), { instanceOf: ModelSpecError });
+  await t.throwsAsync(runBigBenchCli(['run', '--task', TASKS, '--model', 'openai:http://127.0.0.1:9', '--model-name', 'm', '--timeout-ms', '3000000000'], io().io),
+    { instanceOf: UsageError, message: /--timeout-ms must be an integer in \[1, 2147483647\]/ });
+  await t.throwsAsync(runBigBenchCli(['run', '--task', TASKS, '--model', 'kiln:x', '--batch-size', '0'], io().io), { instanceOf: UsageError, message: /--batch-size must be an integer >= 1/ });
+});
+
+test('runBigBench and buildPrompts: options that would run nothing or something else are refused', async (t) => {
+  const tasks = loadTasks(join(TASKS, 'plain.json'));
+  const model = new RandomModel(1);
+  const bad = (opts: Parameters<typeof runBigBench>[2], message: RegExp) => t.throwsAsync(runBigBench(tasks, model, opts), { instanceOf: KilnError, message }, JSON.stringify(opts));
+  await bad({ concurrency: 0 }, /concurrency must be a positive integer, got 0/);
+  await bad({ concurrency: NaN }, /concurrency must be a positive integer, got NaN/);
+  await bad({ maxExamples: -1 }, /maxExamples must be a positive integer/);
+  await bad({ maxTokens: 0 }, /maxTokens must be a positive integer/);
+  await bad({ maxFailures: 0 }, /maxFailures must be a positive integer/);
+  await bad({ shots: [] }, /shots must be a non-empty list/);
+  await bad({ shots: [1.5] }, /shots must be a non-empty list of non-negative integers, got \[1.5\]/);
+  await bad({ seed: -1 }, /seed must be an integer in \[0, 2\^32\)/);
+  t.throws(() => buildPrompts(tasks[0], 0, { maxExamples: -1 }), { instanceOf: RangeError, message: /maxExamples must be a positive integer, got -1/ });
+  t.is(buildPrompts(tasks[0], 0, { maxExamples: 2 }).length, 2);
+});
+
+test('emergence: unknown options and negative criteria are usage errors; unreadable files and equal scales are one-line refusals', async (t) => {
+  const dir = tmp();
+  const f = (name: string, scale: number) => {
+    const p = join(dir, `${name}.json`);
+    writeFileSync(p, JSON.stringify({ kind: 'kiln.bigbench.results', version: 1, model: { label: name, scale }, tasks: [{ name: 't', perShot: [{ shots: 0, normalized: scale }] }] }));
+    return p;
+  };
+  const a = f('a', 1), b = f('b', 2), c = f('c', 2);
+  await t.throwsAsync(runBigBenchCli(['emergence', a, b, '--bogus'], io().io), { instanceOf: UsageError, message: /bigbench emergence: unknown option --bogus/ });
+  for (const name of ['min-gain', 'near-chance', 'breakthrough-ratio'])
+    await t.throwsAsync(runBigBenchCli(['emergence', a, b, `--${name}`, '-1'], io().io), { instanceOf: UsageError, message: new RegExp(`--${name} must be >= 0`) });
+  writeFileSync(join(dir, 'garbage.json'), 'garbage');
+  const g = io();
+  t.is(await runBigBenchCli(['emergence', join(dir, 'garbage.json@1'), b, '--out', join(dir, 'em')], g.io), 1);
+  t.regex(g.o.err, /^kiln bigbench: .*garbage\.json: cannot read results/);
+  t.throws(() => readScaledResults(join(dir, 'missing.json@3')), { instanceOf: KilnError, message: /missing\.json: cannot read results/ });
+  // Two models at one scale make the curve's order, and so its statistics, depend on the argument order.
+  t.throws(() => taskCurves([readScaledResults(b), readScaledResults(c), readScaledResults(a)]), { instanceOf: KilnError, message: /have the same scale 2/ });
+  const e = io();
+  t.is(await runBigBenchCli(['emergence', a, b, c, '--out', join(dir, 'em')], e.io), 1);
+  t.regex(e.o.err, /same scale 2: a scaling curve needs one model per scale/);
 });

@@ -8,12 +8,13 @@ import { join } from 'node:path';
 import * as kiln from '../src/index.js';
 import { KilnError } from '../src/errors.js';
 import {
-  brierScore, calibrateTemperature, calibrationReport, ece, nll, softmaxRows, binaryLabels, accuracy,
+  brierScore, calibrateTemperature, calibrationReport, ece, nll, softmaxRows, binaryLabels, accuracy, scaleLogits,
 } from '../src/recipes/calibrated-ensembles/calibration.js';
 import { calibratedEnsemble } from '../src/recipes/calibrated-ensembles/ensemble.js';
 import { DEFAULT_SHIFT, generateShift, dropColumns, featureColumns, type ShiftConfig } from '../src/recipes/calibrated-ensembles/shift.js';
 import { DEFAULT_EXPERIMENT, runExperiment } from '../src/recipes/calibrated-ensembles/experiment.js';
 import { command } from '../src/recipes/calibrated-ensembles/cli.js';
+import { UsageError } from '../src/cli/args.js';
 import { DEFAULT_TRAIN, trainClassifier } from '../src/recipes/calibrated-ensembles/train.js';
 import { seededRandom } from '../src/train/data.js';
 import { MLP } from '../src/nn/index.js';
@@ -283,4 +284,31 @@ test('CLI: writes results.json, table and reliability SVG; rejects bad options',
   await t.throwsAsync(() => command.run(['fit']), { message: /unknown verb/ });
   await t.throwsAsync(() => command.run(['run', '--robust', 'svm']), { message: /--robust/ });
   await t.throwsAsync(() => command.run(['run', '--core', 'cubic']), { message: /--core/ });
+});
+
+test('CLI: seeds whose data seeds would wrap past 2^32 and bin counts that would exhaust the heap are usage errors', async (t) => {
+  // Seed s draws data with the 32-bit seeds 16 s + k: seed 2^28 would repeat seed 0's data sets.
+  await t.throwsAsync(() => command.run(['run', '--seed', '268435456', '--seeds', '1']), { instanceOf: UsageError, message: /--seed must be an integer in \[0, 268435455\]/ });
+  await t.throwsAsync(() => command.run(['run', '--seed', '268435455', '--seeds', '2']), { instanceOf: UsageError, message: /--seed must be an integer in \[0, 268435454\]/ });
+  await t.throwsAsync(() => command.run(['run', '--bins', '1e9']), { instanceOf: UsageError, message: /--bins must be an integer in \[1, 10000\]/ });
+  await t.throwsAsync(() => command.run(['run', '--rho=']), { instanceOf: UsageError, message: /--rho needs a value/ });
+});
+
+test('calibration tools: flat or zero-class logits, empty sets, huge bin counts, bad temperatures, seeds and column ranges are KilnErrors', (t) => {
+  const P = [[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]];
+  t.throws(() => accuracy([0.2, 0.8] as never, [0, 1]), { instanceOf: KilnError, message: /accuracy: logits must be \[n, K\] \(an array of rows\), got a flat array/ });
+  t.throws(() => calibrateTemperature([0.2, 0.8] as never, [0, 1]), { instanceOf: KilnError, message: /flat array/ });
+  t.throws(() => softmaxRows([[], []]), { instanceOf: KilnError, message: /K >= 1, got \[2, 0\]/ });
+  t.throws(() => nll([], []), { instanceOf: KilnError, message: /nll: no rows/ });
+  t.throws(() => brierScore([], []), { instanceOf: KilnError, message: /brierScore: no rows/ });
+  t.throws(() => accuracy([], []), { instanceOf: KilnError, message: /accuracy: no rows/ });
+  // A billion bins used to fill the heap until V8 aborted the process.
+  t.throws(() => ece(P, [1, 0, 0], { bins: 1e9 }), { instanceOf: KilnError, message: /ece: bins must be an integer in \[1, 10000\]/ });
+  t.is(calibrationReport(P, [1, 0, 0], { bins: 10_000 }).table.length, 10_000);
+  for (const T of [0, -1, NaN, Infinity]) t.throws(() => scaleLogits(P, T), { instanceOf: KilnError, message: /scaleLogits: temperature must be a finite number > 0/ }, String(T));
+  for (const seed of [-1, 0.5, NaN, 2 ** 32]) t.throws(() => generateShift(DEFAULT_SHIFT, 'id', 2, seed), { instanceOf: KilnError, message: /seed must be an integer in \[0, 2\^32\)/ }, String(seed));
+  const data = generateShift(DEFAULT_SHIFT, 'id', 2, 0);
+  t.throws(() => dropColumns(data, [100, 200]), { instanceOf: KilnError, message: /dropColumns: range \[100, 200\] is not a column range/ });
+  t.throws(() => dropColumns(data, [3, 2]), { instanceOf: KilnError, message: /dropColumns/ });
+  t.is(dropColumns(data, [2, 3]).dims, data.dims - 1);
 });

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { solveAssignment, bottleneckMatching, bottleneckMatchingByAssignment, heldKarpPath } from '../src/recipes/decentralized/matching.js';
 import { costModel, dataParallelCost, groupsOf, layoutCost, partitionCost, type Workload, type Layout } from '../src/recipes/decentralized/cost.js';
-import { networkFromPairs, networkFromSpec, NetworkSpecError, GBPS, type Network } from '../src/recipes/decentralized/network.js';
+import { networkFromPairs, networkFromSpec, NetworkSpecError, GBPS, MAX_DEVICES, type Network } from '../src/recipes/decentralized/network.js';
+import { KilnError } from '../src/errors.js';
 import { geneticSearch, randomBaseline } from '../src/recipes/decentralized/search.js';
 import { simulateIteration, megatronLayout } from '../src/recipes/decentralized/simulate.js';
 import { planLayout, loadNetwork } from '../src/recipes/decentralized/plan.js';
@@ -290,4 +291,33 @@ test('cli: plan on a custom network writes plan.json and the convergence SVG', a
   await t.throwsAsync(command.run(['plan', '--scenario', '5', '--seed', 'x']), { message: /--seed/ });
   await t.throwsAsync(command.run(['launch', '--scenario', '5']), { message: /unknown verb/ });
   await t.throwsAsync(command.run(['plan', '--scenario', join(dir, 'nope.json')]), { instanceOf: UsageError, message: /invalid network/ });
+});
+
+test('planLayout: options that would give NaN costs, a different search or an aliased seed are KilnErrors', (t) => {
+  const net = networkFromPairs('tiny', 4, () => ({ delayMs: 1, gbps: 1 }), { stages: 2 });
+  const bad = (o: Parameters<typeof planLayout>[1], message: RegExp) => t.throws(() => planLayout(net, o), { instanceOf: KilnError, message }, JSON.stringify(o));
+  bad({ trials: -1 }, /trials must be an integer >= 0, got -1/);
+  bad({ trials: 1.5 }, /trials must be an integer >= 0, got 1.5/);
+  bad({ population: NaN }, /population must be an integer >= 2, got NaN/);
+  bad({ population: 0 }, /population must be an integer >= 2/);
+  bad({ randomSamples: 0 }, /randomSamples must be a positive integer/);
+  bad({ simulatedRandom: 0 }, /simulatedRandom must be a positive integer/);
+  bad({ ppWeight: -1 }, /ppWeight must be a finite number >= 0/);
+  bad({ ppWeight: NaN }, /ppWeight must be a finite number >= 0/);
+  bad({ seed: -1 }, /seed must be an integer in \[0, 2\^32\)/);
+  bad({ seed: NaN }, /seed must be an integer in \[0, 2\^32\)/);
+  t.true(Number.isFinite(planLayout(net, { trials: 0, population: 2, randomSamples: 1, simulatedRandom: 1, ppWeight: 0, seed: 2 ** 32 - 1 }).cost.total));
+});
+
+test('custom networks past MAX_DEVICES are refused before their n^2 link matrices are built; the CLI refuses aliasing seeds', async (t) => {
+  const spec = (count: number) => ({ devices: [{ region: 'A', count }], intraRegion: { delayMs: 1, gbps: 1 }, stages: 2 });
+  t.throws(() => networkFromSpec(spec(100_000)), { instanceOf: NetworkSpecError, message: /devices\[0\]\.count: brings the total past the 1024 devices/ });
+  t.throws(() => networkFromSpec({ devices: [{ region: 'A', count: 1000 }, { region: 'A', count: 26 }], intraRegion: { delayMs: 1, gbps: 1 }, stages: 2 }),
+    { instanceOf: NetworkSpecError, message: /devices\[1\]\.count/ });
+  t.is(networkFromSpec(spec(MAX_DEVICES)).n, MAX_DEVICES);
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-dz-'));
+  writeFileSync(join(dir, 'big.json'), JSON.stringify(spec(100_000)));
+  await t.throwsAsync(command.run(['plan', '--scenario', join(dir, 'big.json'), '--trials', '0']), { instanceOf: UsageError, message: /invalid network .*1024 devices/ });
+  await t.throwsAsync(command.run(['plan', '--scenario', '1', '--seed', '4294967296']), { instanceOf: UsageError, message: /--seed must be an integer in \[0, 4294967295\]/ });
+  await t.throwsAsync(command.run(['plan', '--scenario', '1', '--trials=']), { instanceOf: UsageError, message: /--trials needs a value/ });
 });

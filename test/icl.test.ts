@@ -2,7 +2,7 @@
 // curriculum, the function classes, the baselines against closed forms, the bootstrap, and a short
 // training run that lowers the error (through the CLI, which writes the whole run folder).
 import test from 'ava';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as kiln from '../src/index.js';
@@ -11,11 +11,13 @@ import {
   averaging, decisionTree, gradientBoosting, lasso, lassoFit, leastSquares, minNormLeastSquares, nearestNeighbours, symmetricEigen,
   type Context,
 } from '../src/recipes/icl/baselines.js';
-import { baselineErrors, bootstrapCurve, evaluateCurves } from '../src/recipes/icl/evaluate.js';
+import { baselineErrors, bootstrapCurve, evaluateCurves, type Shift } from '../src/recipes/icl/evaluate.js';
 import { buildModel, predict } from '../src/recipes/icl/model.js';
 import { curriculumAt, curriculumEnd, defaultCurriculum, encodePrompts, rampAt, samplePrompts } from '../src/recipes/icl/prompts.js';
 import { errorScale, Gaussian, mixSeed, sampleFunction } from '../src/recipes/icl/tasks.js';
-import { modelErrors, modelFor, resolveConfig, trainBatch, trainIcl } from '../src/recipes/icl/train.js';
+import { modelErrors, modelFor, readConfig, resolveConfig, trainBatch, trainIcl, type IclConfigInput } from '../src/recipes/icl/train.js';
+import { evaluateRun, plotRun } from '../src/recipes/icl/run.js';
+import { UsageError } from '../src/cli/args.js';
 
 const ctxOf = (b: ReturnType<typeof samplePrompts>, p: number, k: number): { ctx: Context; q: Float64Array; y: number } => {
   const { n, d } = b;
@@ -274,4 +276,55 @@ test('a short training run lowers the error; eval and plot write the run folder'
   }
   // Training again resumes from the checkpoint: nothing left to do.
   t.is((await trainIcl(cfg, dir, { progress: 'none' })).step, 400);
+});
+
+test('cli: zero steps, a warm-up as long as a cosine run, a sparsity past d, an aliasing seed and a missing value are usage errors', async (t) => {
+  const bad = async (args: string[], message: RegExp) => t.throwsAsync(command.run(['train', ...args]), { instanceOf: UsageError, message }, args.join(' '));
+  await bad(['--steps', '0'], /--steps must be an integer >= 1, got 0/);
+  await bad(['--decay', 'cosine', '--warmup', '10', '--steps', '10'], /--warmup \(10\) must be less than --steps \(10\)/);
+  await bad(['--decay', 'cosine', '--warmup', '5000'], /--warmup \(5000\) must be less than --steps \(5000\)/);
+  await bad(['--task', 'sparse', '--d', '4', '--sparsity', '5'], /--sparsity \(5\) must be at most --d \(4\)/);
+  await bad(['--seed', '4294967296'], /--seed must be an integer in \[0, 4294967295\]/);
+  await bad(['--decay'], /--decay needs a value/);
+  await bad(['--model', 'toString'], /--model must be tiny, small or standard/);
+  if (!kiln.cuda.isAvailable()) await bad(['--device', 'cuda'], /--device cuda: CUDA is not available/);
+});
+
+test('config: bad options are KilnErrors naming the option (were TypeErrors, NaN losses or silent); a sparse default fits d', (t) => {
+  const bad = (c: IclConfigInput, message: RegExp) => t.throws(() => resolveConfig(c), { instanceOf: kiln.KilnError, message }, JSON.stringify(c));
+  bad({ task: 'quadratic' as never }, /icl config: task must be one of/);
+  bad({ model: 'huge' as never }, /icl config: model must be one of tiny, small, standard or custom, got 'huge'/);
+  bad({ batchSize: 0 }, /batchSize must be a positive integer, got 0/);
+  bad({ evalPrompts: 0 }, /evalPrompts must be a positive integer/);
+  bad({ d: 1.5 }, /d must be a positive integer/);
+  bad({ warmup: -1 }, /warmup must be an integer >= 0/);
+  bad({ decay: 'linear' as never }, /decay must be 'none' or 'cosine', got 'linear'/);
+  bad({ seed: -1 }, /seed must be an integer in \[0, 2\^32\)/);
+  bad({ task: 'sparse', d: 4, taskOptions: { sparsity: 0 } }, /sparsity must be an integer in \[1, d = 4\]/);
+  bad({ task: 'noisy', taskOptions: { noiseStd: -1 } }, /noiseStd must be a finite number >= 0/);
+  bad({ task: 'tree', taskOptions: { depth: 0 } }, /depth must be an integer in \[1, 20\]/);
+  bad({ task: 'relu2nn', taskOptions: { hidden: 0 } }, /hidden must be a positive integer/);
+  // errorScale divides by the sparsity: with d = 2 the default 3 would normalise by 3 nonzeros out of 2.
+  t.is(resolveConfig({ task: 'sparse', d: 2 }).taskOptions.sparsity, 2);
+  t.is(resolveConfig({ task: 'sparse', d: 5 }).taskOptions.sparsity, 3);
+});
+
+test('run folders: a missing, corrupt or foreign config, a mismatched resume and a garbage eval.json are KilnErrors', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-icl-bad-'));
+  t.throws(() => readConfig(dir), { instanceOf: kiln.KilnError, message: /no config\.json/ });
+  writeFileSync(join(dir, 'config.json'), '{ "task": ');
+  t.throws(() => readConfig(dir), { instanceOf: kiln.KilnError, message: /config\.json: cannot read the run config/ });
+  writeFileSync(join(dir, 'config.json'), '[1]');
+  t.throws(() => readConfig(dir), { instanceOf: kiln.KilnError, message: /config\.json: not a JSON object/ });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ task: 'linear' }));
+  t.throws(() => readConfig(dir), { instanceOf: kiln.KilnError, message: /config\.json: d is undefined, not an integer >= 1/ });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(resolveConfig({ d: 2 })));
+  await t.throwsAsync(trainIcl({ d: 3 }, dir, { progress: 'none' }), { instanceOf: kiln.KilnError, message: /holds a run with a different d \(2 vs 3\)/ });
+  writeFileSync(join(dir, 'eval.json'), 'garbage');
+  await t.throwsAsync(plotRun(dir), { instanceOf: kiln.KilnError, message: /eval\.json: cannot read the evaluation/ });
+  writeFileSync(join(dir, 'eval.json'), JSON.stringify({ task: 'linear' }));
+  await t.throwsAsync(plotRun(dir), { instanceOf: kiln.KilnError, message: /eval\.json: not an icl evaluation/ });
+  await t.throwsAsync(evaluateRun(dir, { prompts: 0 }), { instanceOf: kiln.KilnError, message: /prompts must be a positive integer, got 0/ });
+  await t.throwsAsync(evaluateRun(dir, { slowPrompts: 1.5 }), { instanceOf: kiln.KilnError, message: /slowPrompts must be a positive integer/ });
+  await t.throwsAsync(evaluateRun(dir, { shifts: ['sideways' as Shift] }), { instanceOf: kiln.KilnError, message: /unknown shift 'sideways'/ });
 });

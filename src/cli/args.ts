@@ -4,7 +4,10 @@ export interface ParsedArgs {
   flags: Record<string, string | boolean>;
 }
 
-/** Parse `--name value`, `--name=value` and boolean `--flag` (names listed in `booleans`). */
+/**
+ * Parse `--name value`, `--name=value` and boolean `--flag` (names listed in `booleans`). A boolean
+ * given a value (`--json=false`) and a value flag given twice are usage errors, not silently read.
+ */
 export function parseArgs(argv: string[], booleans: readonly string[] = ['json', 'help']): ParsedArgs {
   const positional: string[] = [];
   const flags: Record<string, string | boolean> = {};
@@ -14,8 +17,13 @@ export function parseArgs(argv: string[], booleans: readonly string[] = ['json',
     if (!a.startsWith('--')) { positional.push(a); continue; }
     const eq = a.indexOf('=');
     const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+    if (booleans.includes(name)) {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value, got '${a}'`);
+      flags[name] = true;
+      continue;
+    }
+    if (Object.hasOwn(flags, name)) throw new UsageError(`--${name} is given more than once`);
     if (eq >= 0) flags[name] = a.slice(eq + 1);
-    else if (booleans.includes(name)) flags[name] = true;
     else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) flags[name] = argv[++i];
     else flags[name] = true;
   }
@@ -32,7 +40,7 @@ export class UsageError extends Error {
 export function flagString(f: ParsedArgs['flags'], name: string, dflt?: string): string | undefined {
   const v = f[name];
   if (v === undefined) return dflt;
-  if (typeof v !== 'string') throw new UsageError(`--${name} needs a value`);
+  if (typeof v !== 'string' || v.trim() === '') throw new UsageError(`--${name} needs a value`);
   return v;
 }
 
@@ -42,6 +50,23 @@ export function flagNumber(f: ParsedArgs['flags'], name: string, dflt?: number):
   const n = Number(s);
   if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${s}'`);
   return n;
+}
+
+/** An integer flag in [min, max]: counts, sizes and seeds (a fraction, NaN or out-of-range value is a usage error). */
+export function flagInt(f: ParsedArgs['flags'], name: string, dflt?: number, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const v = flagNumber(f, name);
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw new UsageError(`--${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`}, got ${v}`);
+  return v;
+}
+
+/** Seeds are mixed as 32-bit unsigned integers, so a larger one would repeat a smaller one's stream. */
+export const MAX_SEED = 2 ** 32 - 1;
+
+/** Refuses an option a command does not take (a typo must not be silently ignored). */
+export function checkFlags(f: ParsedArgs['flags'], known: readonly string[], where: string): void {
+  for (const k of Object.keys(f)) if (k !== 'help' && !known.includes(k)) throw new UsageError(`${where}: unknown option --${k}`);
 }
 
 /** A `kiln <command>` implementation: returns the process exit code. */

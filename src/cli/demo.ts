@@ -1,6 +1,6 @@
 // `kiln demo` (and `npm start` for now): a 2-layer MLP learns a synthetic 4-class task on the CPU.
 import * as kiln from '../index.js';
-import { flagNumber, parseArgs, type Command } from './args.js';
+import { checkFlags, flagInt, MAX_SEED, parseArgs, UsageError, type Command } from './args.js';
 
 export interface DemoResult {
   losses: number[];
@@ -45,13 +45,15 @@ export const command: Command = {
   name: 'demo',
   summary: 'train a 2-layer MLP on a synthetic task',
   async run(argv) {
-    const { flags } = parseArgs(argv);
+    const { positional, flags } = parseArgs(argv);
     if (flags.help) {
-      console.log('usage: kiln demo [--steps N] [--seed S] [--json]');
+      console.log('usage: kiln demo [--steps N] [--seed S] [--json]   (defaults: 300 steps, seed 0)');
       return 0;
     }
-    const steps = flagNumber(flags, 'steps', 300)!;
-    const seed = flagNumber(flags, 'seed', 0)!;
+    if (positional.length) throw new UsageError(`demo: unexpected argument '${positional[0]}'`);
+    checkFlags(flags, ['steps', 'seed', 'json'], 'demo');
+    const steps = flagInt(flags, 'steps', 300, 1)!;
+    const seed = flagInt(flags, 'seed', 0, 0, MAX_SEED)!;
     const t0 = performance.now();
     const r = trainDemo(steps, seed, flags.json ? undefined : (s, l) => console.log(`step ${String(s).padStart(4)}  loss ${l.toFixed(4)}`));
     const secs = (performance.now() - t0) / 1000;

@@ -2,7 +2,7 @@
 // scaling table and plot from several runs.
 import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { flagNumber, flagString, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { checkFlags, flagInt, flagNumber, flagString, MAX_SEED, parseArgs, UsageError, type Command } from '../../cli/args.js';
 import { writeVegaLiteSvg } from '../../plot/vegalite.js';
 import {
   DEFAULT_CRITERIA, emergenceSpec, emergenceTable, jsonWithInfinity, readScaledResults, taskCurves,
@@ -61,9 +61,21 @@ export interface CliIO {
 
 const processIO: CliIO = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
+/** A count that must be at least 1 (0 examples, tokens, requests in flight or failures allowed is nonsense). */
 function positiveInt(f: Record<string, string | boolean>, name: string, dflt?: number): number | undefined {
-  const v = flagNumber(f, name, dflt);
-  if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw new UsageError(`--${name} must be a non-negative integer, got ${v}`);
+  return flagInt(f, name, dflt, 1);
+}
+
+/** setTimeout takes at most 2^31 - 1 ms; a longer --timeout-ms would fire at once. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+const RUN_FLAGS = ['task', 'model', 'shots', 'out', 'json', 'max-examples', 'seed', 'max-tokens', 'concurrency', 'batch-size', 'timeout-ms', 'retries',
+  'backoff-ms', 'max-failures', 'base-url', 'api-key', 'model-name', 'scale', 'label'];
+const EMERGENCE_FLAGS = ['out', 'json', 'min-gain', 'near-chance', 'breakthrough-ratio'];
+
+function criterion(f: Record<string, string | boolean>, name: string, dflt: number): number {
+  const v = flagNumber(f, name, dflt)!;
+  if (!(v >= 0)) throw new UsageError(`--${name} must be >= 0, got ${v}`);
   return v;
 }
 
@@ -79,7 +91,7 @@ async function makeModel(spec: string, f: Record<string, string | boolean>): Pro
     case 'kiln': {
       // Loaded lazily: the rest of the harness does not need the native tensor library.
       const { loadKilnLanguageModel } = await import('./kiln-model.js');
-      return loadKilnLanguageModel(parsed.checkpoint, { maxBatch: positiveInt(f, 'batch-size', 8) || 1 });
+      return loadKilnLanguageModel(parsed.checkpoint, { maxBatch: positiveInt(f, 'batch-size', 8) });
     }
     case 'replay':
       return new ReplayModel(parsed.file);
@@ -88,11 +100,11 @@ async function makeModel(spec: string, f: Record<string, string | boolean>): Pro
     case 'openai': {
       const o = openAIOptionsFrom({ baseUrl: parsed.baseUrl ?? flagString(f, 'base-url'), apiKey: flagString(f, 'api-key'), model: flagString(f, 'model-name') });
       if (!o.baseUrl) throw new UsageError('--model openai:<base URL> needs a URL (or --base-url, or OPENAI_BASE_URL)');
-      const timeoutMs = positiveInt(f, 'timeout-ms', 60_000)!;
+      const timeoutMs = flagInt(f, 'timeout-ms', 60_000, 1, MAX_TIMEOUT_MS)!;
       const model = o.model ?? (await OpenAICompletionsModel.firstServedModel(o.baseUrl, o.apiKey, timeoutMs));
       return new OpenAICompletionsModel({
         baseUrl: o.baseUrl, apiKey: o.apiKey, model, timeoutMs,
-        retries: positiveInt(f, 'retries', 3), backoffMs: positiveInt(f, 'backoff-ms', 500), concurrency: positiveInt(f, 'concurrency', 4) || 1,
+        retries: flagInt(f, 'retries', 3), backoffMs: flagInt(f, 'backoff-ms', 500, 0, MAX_TIMEOUT_MS), concurrency: positiveInt(f, 'concurrency', 4),
       });
     }
   }
@@ -121,6 +133,7 @@ async function runCommand(argv: string[], io: CliIO): Promise<number> {
   const { flags: f, positional } = parseArgs(argv);
   if (f.help) { io.out(HELP); return 0; }
   if (positional.length) throw new UsageError(`unexpected argument '${positional[0]}'`);
+  checkFlags(f, RUN_FLAGS, 'bigbench run');
   const taskPath = flagString(f, 'task');
   const spec = flagString(f, 'model');
   if (!taskPath) throw new UsageError('bigbench run needs --task <file|dir>');
@@ -131,13 +144,15 @@ async function runCommand(argv: string[], io: CliIO): Promise<number> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const out = flagString(f, 'out', join('runs', 'bigbench', `results-${stamp}.json`))!;
   parseModelSpec(spec); // a bad spec is a usage error before the tasks are read
+  // The run's counts are checked before the tasks and the model are loaded.
+  const seed = flagInt(f, 'seed', 42, 0, MAX_SEED), maxExamples = positiveInt(f, 'max-examples'), maxTokens = positiveInt(f, 'max-tokens', 64);
+  const concurrency = positiveInt(f, 'concurrency', 8), maxFailures = positiveInt(f, 'max-failures', 25);
   const tasks = loadTasks(taskPath);
   for (const t of tasks) for (const w of [t, ...t.subtasks].flatMap((x) => x.warnings)) io.err(`bigbench: ${t.name}: warning: ${w}\n`);
   const model = await makeModel(spec, f);
   try {
     const results = await runBigBench(tasks, model, {
-      shots, seed: positiveInt(f, 'seed', 42), maxExamples: positiveInt(f, 'max-examples'), maxTokens: positiveInt(f, 'max-tokens', 64),
-      concurrency: positiveInt(f, 'concurrency', 8) || 1, maxFailures: positiveInt(f, 'max-failures', 25),
+      shots, seed, maxExamples, maxTokens, concurrency, maxFailures,
       modelSpec: spec, label: flagString(f, 'label'), scale,
       onProgress: (line) => io.err(line + '\n'),
       onCheckpoint: (partial) => writeJsonAtomic(out, JSON.stringify(partial, null, 1)),
@@ -155,10 +170,11 @@ async function emergenceCommand(argv: string[], io: CliIO): Promise<number> {
   const { flags: f, positional } = parseArgs(argv);
   if (f.help) { io.out(HELP); return 0; }
   if (positional.length < 2) throw new UsageError('bigbench emergence needs at least 2 results files (one per model size)');
+  checkFlags(f, EMERGENCE_FLAGS, 'bigbench emergence');
   const criteria = {
-    minGain: flagNumber(f, 'min-gain', DEFAULT_CRITERIA.minGain)!,
-    nearChance: flagNumber(f, 'near-chance', DEFAULT_CRITERIA.nearChance)!,
-    breakthroughOverLinearity: flagNumber(f, 'breakthrough-ratio', DEFAULT_CRITERIA.breakthroughOverLinearity)!,
+    minGain: criterion(f, 'min-gain', DEFAULT_CRITERIA.minGain),
+    nearChance: criterion(f, 'near-chance', DEFAULT_CRITERIA.nearChance),
+    breakthroughOverLinearity: criterion(f, 'breakthrough-ratio', DEFAULT_CRITERIA.breakthroughOverLinearity),
   };
   const outDir = flagString(f, 'out', join('runs', 'bigbench', 'emergence'))!;
   const series = positional.map(readScaledResults);

@@ -6,6 +6,7 @@
 //   breakthroughness B = I / sqrt(median_i (y_{i+1} − y_i)²)
 // a table that flags emergent tasks, and a Vega-Lite plot.
 import { readFileSync } from 'node:fs';
+import { KilnError } from '../../errors.js';
 import type { VegaLiteSpec } from '../../plot/vegalite.js';
 import { RESULTS_KIND, type RunResults } from './runner.js';
 
@@ -79,20 +80,23 @@ export function readScaledResults(arg: string): ScaledResults {
   try {
     results = JSON.parse(readFileSync(file, 'utf8')) as RunResults;
   } catch (e) {
-    throw new Error(`${file}: cannot read results: ${(e as Error).message}`);
+    throw new KilnError('INVALID_ARGUMENT', `${file}: cannot read results: ${(e as Error).message}`);
   }
-  if (results?.kind !== RESULTS_KIND || !Array.isArray(results.tasks)) throw new Error(`${file}: not a kiln bigbench results file (kind ${JSON.stringify(results?.kind)})`);
+  if (results?.kind !== RESULTS_KIND || !Array.isArray(results.tasks)) throw new KilnError('INVALID_ARGUMENT', `${file}: not a kiln bigbench results file (kind ${JSON.stringify(results?.kind)})`);
   const scale = hasScale ? Number(arg.slice(at + 1)) : results.model?.scale;
   if (typeof scale !== 'number' || !Number.isFinite(scale) || scale <= 0) {
-    throw new Error(`${file}: no model scale: pass it as ${file}@<parameters or FLOPs>, or run with --scale`);
+    throw new KilnError('INVALID_ARGUMENT', `${file}: no model scale: pass it as ${file}@<parameters or FLOPs>, or run with --scale`);
   }
   return { file, results, scale, label: results.model?.label ?? file };
 }
 
 /** Per task and shot count, the normalised score at each scale and its statistics. */
 export function taskCurves(series: readonly ScaledResults[], criteria: EmergenceCriteria = DEFAULT_CRITERIA): TaskCurve[] {
-  if (series.length < 2) throw new Error(`need results for at least 2 models, got ${series.length}`);
+  if (series.length < 2) throw new KilnError('INVALID_ARGUMENT', `need results for at least 2 models, got ${series.length}`);
   const ordered = [...series].sort((a, b) => a.scale - b.scale);
+  for (let i = 1; i < ordered.length; i++)
+    if (ordered[i].scale === ordered[i - 1].scale)
+      throw new KilnError('INVALID_ARGUMENT', `${ordered[i - 1].file} and ${ordered[i].file} have the same scale ${ordered[i].scale}: a scaling curve needs one model per scale`);
   const keys = new Map<string, { task: string; shots: number }>();
   for (const s of ordered) for (const t of s.results.tasks) for (const p of t.perShot) keys.set(`${t.name}\u0000${p.shots}`, { task: t.name, shots: p.shots });
   const curves: TaskCurve[] = [];

@@ -51,7 +51,8 @@ export function parseModelSpec(spec: string): ModelSpec {
       return { kind: 'replay', file: rest };
     case 'random': {
       const seed = rest === '' ? 0 : Number(rest);
-      if (!Number.isInteger(seed)) throw new ModelSpecError(`--model random:<seed> needs an integer seed, got '${rest}'`);
+      // Rng mixes the seed as a 32-bit unsigned integer: random:-1 would be random:4294967295.
+      if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new ModelSpecError(`--model random:<seed> needs an integer seed in [0, 4294967295], got '${rest}'`);
       return { kind: 'random', seed };
     }
     default:

@@ -45,6 +45,8 @@ export function formatExample(task: Task, ex: TaskExample, rng: Rng): Formatted 
 /** Build the `shots`-shot prompt for every (or `maxExamples` sampled) example of a leaf task. */
 export function buildPrompts(task: Task, shots: number, opts: PromptOptions = {}): PromptedExample[] {
   if (!Number.isInteger(shots) || shots < 0) throw new RangeError(`shots must be a non-negative integer, got ${shots}`);
+  if (opts.maxExamples !== undefined && !(Number.isInteger(opts.maxExamples) && opts.maxExamples >= 1))
+    throw new RangeError(`maxExamples must be a positive integer, got ${opts.maxExamples}`);
   const rng = new Rng(opts.seed ?? 42, task.name, String(shots));
   const examples = task.examples;
   // Every example is formatted first, in file order, as BIG-bench does: the choice order of an

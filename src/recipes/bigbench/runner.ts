@@ -1,6 +1,7 @@
 // Runs loaded tasks against a model: for every subtask and shot count, build BIG-bench's prompts,
 // ask the model for choice log-probabilities and/or generations, post-process, and score.
 // A failing example is recorded with its error and left out of the scores; the run goes on.
+import { KilnError } from '../../errors.js';
 import { argmaxTieBreak, normalizeLogProbs, postprocessOutput } from './metrics.js';
 import type { LanguageModel } from './model.js';
 import { buildPrompts, type PromptedExample } from './prompts.js';
@@ -145,8 +146,19 @@ export async function evaluateSubtask(task: Task, model: LanguageModel, shots: n
   return shotResult(shots, task.metrics, task.preferredScore, outputs);
 }
 
+/** Refuses options that would run nothing, or something else than asked (a KilnError naming the option). */
+function checkRunOptions(opts: RunOptions): void {
+  const bad = (what: string, v: unknown) => new KilnError('INVALID_ARGUMENT', `runBigBench: ${what}, got ${Array.isArray(v) ? JSON.stringify(v) : String(v)}`);
+  if (opts.shots !== undefined && (!Array.isArray(opts.shots) || opts.shots.length === 0 || opts.shots.some((n) => !Number.isInteger(n) || n < 0)))
+    throw bad('shots must be a non-empty list of non-negative integers', opts.shots);
+  if (opts.seed !== undefined && !(Number.isInteger(opts.seed) && opts.seed >= 0 && opts.seed <= 0xffffffff)) throw bad('seed must be an integer in [0, 2^32)', opts.seed);
+  for (const k of ['maxExamples', 'maxTokens', 'concurrency', 'maxFailures'] as const)
+    if (opts[k] !== undefined && !(Number.isInteger(opts[k]) && opts[k]! >= 1)) throw bad(`${k} must be a positive integer`, opts[k]);
+}
+
 /** Run every task at every shot count. Never throws for a model failure: see `failedExamples`. */
 export async function runBigBench(tasks: readonly Task[], model: LanguageModel, opts: RunOptions = {}): Promise<RunResults> {
+  checkRunOptions(opts);
   const shotList = opts.shots ?? [0, 1, 2, 3];
   const budget: FailureBudget = { failures: 0, max: opts.maxFailures ?? 25 };
   const results: RunResults = {

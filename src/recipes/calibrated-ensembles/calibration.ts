@@ -16,6 +16,7 @@ export interface Logits {
 }
 
 export const DEFAULT_BINS = 15;
+export const MAX_BINS = 10_000;
 
 export function asLogits(logits: LogitsLike | Logits, op = 'logits'): Logits {
   if (!(logits instanceof Tensor) && !Array.isArray(logits)) return logits;
@@ -25,7 +26,9 @@ export function asLogits(logits: LogitsLike | Logits, op = 'logits'): Logits {
     return { data: Float64Array.from(logits.dataSync() as ArrayLike<number>), n, classes };
   }
   const n = logits.length;
+  if (!logits.every((row) => Array.isArray(row))) throw new KilnError('SHAPE_MISMATCH', `${op}: logits must be [n, K] (an array of rows), got a flat array`);
   const classes = n ? logits[0].length : 0;
+  if (n && classes === 0) throw new KilnError('SHAPE_MISMATCH', `${op}: logits must be [n, K] with K >= 1, got [${n}, 0]`);
   const data = new Float64Array(n * classes);
   logits.forEach((row, i) => {
     if (row.length !== classes) throw new KilnError('SHAPE_MISMATCH', `${op}: row ${i} has ${row.length} logits, row 0 has ${classes}`);
@@ -90,6 +93,7 @@ function asProbs(probs: LogitsLike | Logits, op: string): Logits {
 export function nll(probs: LogitsLike | Logits, labels: LabelsLike): number {
   const p = asProbs(probs, 'nll');
   const y = asLabels(labels, p.n, p.classes, 'nll');
+  if (p.n === 0) throw new KilnError('INVALID_ARGUMENT', 'nll: no rows');
   let s = 0;
   for (let i = 0; i < p.n; i++) s -= Math.log(Math.max(p.data[i * p.classes + y[i]], 1e-300));
   return s / p.n;
@@ -99,6 +103,7 @@ export function nll(probs: LogitsLike | Logits, labels: LabelsLike): number {
 export function brierScore(probs: LogitsLike | Logits, labels: LabelsLike): number {
   const p = asProbs(probs, 'brierScore');
   const y = asLabels(labels, p.n, p.classes, 'brierScore');
+  if (p.n === 0) throw new KilnError('INVALID_ARGUMENT', 'brierScore: no rows');
   let s = 0;
   for (let i = 0; i < p.n; i++)
     for (let k = 0; k < p.classes; k++) {
@@ -112,6 +117,7 @@ export function brierScore(probs: LogitsLike | Logits, labels: LabelsLike): numb
 export function accuracy(probsOrLogits: LogitsLike | Logits, labels: LabelsLike): number {
   const p = asLogits(probsOrLogits, 'accuracy');
   const y = asLabels(labels, p.n, p.classes, 'accuracy');
+  if (p.n === 0) throw new KilnError('INVALID_ARGUMENT', 'accuracy: no rows');
   let c = 0;
   for (let i = 0; i < p.n; i++) if (argmaxRow(p, i) === y[i]) c++;
   return c / p.n;
@@ -154,7 +160,8 @@ export function calibrationReport(probs: LogitsLike | Logits, labels: LabelsLike
   const y = asLabels(labels, p.n, p.classes, 'ece');
   const B = opts.bins ?? DEFAULT_BINS;
   const binning = opts.binning ?? 'equal-width';
-  if (!Number.isInteger(B) || B < 1) throw new KilnError('INVALID_ARGUMENT', `ece: bins must be a positive integer, got ${B}`);
+  // Each bin is a row of the report: a billion of them would exhaust the heap and abort the process.
+  if (!Number.isInteger(B) || B < 1 || B > MAX_BINS) throw new KilnError('INVALID_ARGUMENT', `ece: bins must be an integer in [1, ${MAX_BINS}], got ${B}`);
   if (binning !== 'equal-width' && binning !== 'equal-mass') throw new KilnError('INVALID_ARGUMENT', `ece: unknown binning '${binning}'`);
   if (p.n === 0) throw new KilnError('INVALID_ARGUMENT', 'ece: no rows');
   const conf = new Float64Array(p.n);
@@ -277,5 +284,6 @@ export function calibrateTemperature(logits: LogitsLike | Logits, labels: Labels
 /** Logits divided by T (a new Logits record). */
 export function scaleLogits(logits: LogitsLike | Logits, temperature: number): Logits {
   const z = asLogits(logits);
+  if (!(temperature > 0 && temperature < Infinity)) throw new KilnError('INVALID_ARGUMENT', `scaleLogits: temperature must be a finite number > 0, got ${temperature}`);
   return { data: z.data.map((v) => v / temperature), n: z.n, classes: z.classes };
 }

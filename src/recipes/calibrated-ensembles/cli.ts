@@ -3,8 +3,8 @@
 // system over seeds; writes results.json, a table and a reliability diagram (SVG) to a run folder.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { flagNumber, flagString, parseArgs, UsageError, type Command } from '../../cli/args.js';
-import { calibrationReport } from './calibration.js';
+import { flagInt, flagNumber, flagString, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { calibrationReport, MAX_BINS } from './calibration.js';
 import { DEFAULT_EXPERIMENT, ROBUST_MEMBERS, runExperiment, type ExperimentConfig, type ExperimentResult, type RobustMember, type SystemName } from './experiment.js';
 import { writeReliabilityDiagram } from './reliability.js';
 import { SHIFT_SPLITS } from './shift.js';
@@ -67,11 +67,12 @@ export function formatResult(r: ExperimentResult): string {
   return lines.join('\n');
 }
 
-function positiveInt(flags: Record<string, string | boolean>, name: string, dflt: number): number {
-  const v = flagNumber(flags, name, dflt)!;
-  if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} must be a positive integer, got ${v}`);
-  return v;
+function positiveInt(flags: Record<string, string | boolean>, name: string, dflt: number, max?: number): number {
+  return flagInt(flags, name, dflt, 1, max)!;
 }
+
+/** Seed s draws its data sets with the 32-bit seeds 16·s + k, so seeds stop at 2^28 - 1 (a larger one would repeat a smaller one's data). */
+const MAX_SEED = 2 ** 28 - 1;
 
 function probability(flags: Record<string, string | boolean>, name: string, dflt: number, lo = 0): number {
   const v = flagNumber(flags, name, dflt)!;
@@ -95,8 +96,8 @@ export const command: Command = {
     for (const k of Object.keys(flags)) if (!known.has(k)) throw new UsageError(`calibrated-ensembles run: unknown option --${k}`);
     const classes = flagNumber(flags, 'classes', D.shift.classes)!;
     if (!Number.isInteger(classes) || classes < 2) throw new UsageError(`--classes must be an integer >= 2, got ${classes}`);
-    const seed0 = flagNumber(flags, 'seed', D.seed0)!;
-    if (!Number.isInteger(seed0) || seed0 < 0) throw new UsageError(`--seed must be a non-negative integer, got ${seed0}`);
+    const seeds = positiveInt(flags, 'seeds', D.seeds, MAX_SEED + 1);
+    const seed0 = flagInt(flags, 'seed', D.seed0, 0, MAX_SEED + 1 - seeds)!;
     const core = flagString(flags, 'core') ?? D.shift.coreShape;
     if (core !== 'signed' && core !== 'linear') throw new UsageError(`--core must be 'signed' or 'linear', got '${core}'`);
     const robust = (flagString(flags, 'robust') ?? D.robust) as RobustMember;
@@ -109,9 +110,9 @@ export const command: Command = {
       nTrain: positiveInt(flags, 'n-train', D.nTrain),
       nVal: positiveInt(flags, 'n-val', D.nVal),
       nTest: positiveInt(flags, 'n-test', D.nTest),
-      seeds: positiveInt(flags, 'seeds', D.seeds),
+      seeds,
       seed0,
-      bins: positiveInt(flags, 'bins', D.bins),
+      bins: positiveInt(flags, 'bins', D.bins, MAX_BINS),
     };
     const out = flagString(flags, 'out') ?? join('runs', `calibrated-ensembles-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`);
     const { result, pooled } = runExperiment(cfg, (line) => console.error(`[calibrated-ensembles] ${line}`));

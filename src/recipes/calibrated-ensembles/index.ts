@@ -2,7 +2,7 @@
 // reliability diagrams), ID-calibrated ensembles, and the spurious-feature shift generator.
 export {
   calibrateTemperature, calibrationReport, ece, brierScore, nll, accuracy, softmaxRows, scaleLogits, binaryLabels,
-  asLogits, asLabels, DEFAULT_BINS, TEMPERATURE_METHOD,
+  asLogits, asLabels, DEFAULT_BINS, MAX_BINS, TEMPERATURE_METHOD,
 } from './calibration.js';
 export type { Logits, LogitsLike, LabelsLike, Binning, ReliabilityBin, CalibrationReport, TemperatureFit } from './calibration.js';
 export { calibratedEnsemble, ensembleProbs, averageProbs, memberLogits } from './ensemble.js';

@@ -111,6 +111,8 @@ export function generateShift(cfg: ShiftConfig, split: ShiftSplit, n: number, se
   checkConfig(cfg);
   if (!SHIFT_SPLITS.includes(split)) throw new KilnError('INVALID_ARGUMENT', `shift generator: unknown split '${split}'`);
   if (!Number.isInteger(n) || n < 1) throw new KilnError('INVALID_ARGUMENT', `shift generator: n must be a positive integer, got ${n}`);
+  // The seed is mixed as a 32-bit unsigned integer: -1 would be 2^32 - 1, NaN and 0.5 would be 0.
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new KilnError('INVALID_ARGUMENT', `shift generator: seed must be an integer in [0, 2^32), got ${seed}`);
   const K = cfg.classes;
   const splitIndex = SHIFT_SPLITS.indexOf(split);
   const rnd = seededRandom((Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(splitIndex + 1, 0x85ebca77) ^ 0x5bd1e995) >>> 0);
@@ -160,6 +162,8 @@ export function generateShift(cfg: ShiftConfig, split: ShiftSplit, n: number, se
 /** The rows' features without the given column range (e.g. the robust model's input: no spurious columns). */
 export function dropColumns(data: { x: Float32Array; n: number; dims: number }, range: [number, number]): { x: Float32Array; n: number; dims: number } {
   const [a, b] = range;
+  if (!(Number.isInteger(a) && Number.isInteger(b) && a >= 0 && a <= b && b <= data.dims))
+    throw new KilnError('INVALID_ARGUMENT', `dropColumns: range [${a}, ${b}] is not a column range within [0, ${data.dims}]`);
   const keep = data.dims - (b - a);
   const x = new Float32Array(data.n * keep);
   for (let i = 0; i < data.n; i++) {

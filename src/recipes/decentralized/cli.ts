@@ -3,7 +3,7 @@
 // iteration times; writes plan.json and the search's convergence curve (SVG) to a run folder.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { flagNumber, flagString, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { flagInt, flagNumber, flagString, MAX_SEED, parseArgs, UsageError, type Command } from '../../cli/args.js';
 import { writeVegaLiteSvg } from '../../plot/vegalite.js';
 import { NetworkSpecError } from './network.js';
 import { loadNetwork, planLayout, type Plan } from './plan.js';
@@ -21,7 +21,7 @@ scenarios (64 GPUs):
   3  two data centres: 32 GPUs in Ohio, 32 in Virginia (11 ms, 1.12 Gbps between)
   4  regional: 16 GPUs in each of Virginia, Oregon, California, Ohio
   5  world-wide: 8 GPUs in each of Oregon, Virginia, Ohio, Tokyo, Seoul, London, Frankfurt, Ireland
-  file.json  a custom network, either
+  file.json  a custom network (2 to 1024 devices), either
        { "devices": [{ "region": "A", "count": 8, "tflops": 50 }, ...],
          "links": [{ "between": ["A", "B"], "delayMs": 40, "gbps": 1 }, ...],
          "intraRegion": { "delayMs": 5, "gbps": 2 }, "stages": 8 }
@@ -124,8 +124,7 @@ export const command: Command = {
     for (const k of Object.keys(flags)) if (!known.has(k)) throw new UsageError(`decentralized plan: unknown option --${k}`);
     const scenario = flagString(flags, 'scenario');
     if (!scenario) throw new UsageError('decentralized plan: --scenario <1..5|file.json> is required');
-    const seed = flagNumber(flags, 'seed', 0)!;
-    if (!Number.isInteger(seed) || seed < 0) throw new UsageError(`--seed must be a non-negative integer, got ${seed}`);
+    const seed = flagInt(flags, 'seed', 0, 0, MAX_SEED)!;
     const trials = flagNumber(flags, 'trials', 4900)!;
     if (!Number.isInteger(trials) || trials < 0) throw new UsageError(`--trials must be a non-negative integer, got ${trials}`);
     const ppWeight = flagNumber(flags, 'pp-weight', 2)!;

@@ -25,6 +25,11 @@ export interface Network {
 /** A V100 at ~40% of its 125 TFLOP/s fp16 tensor-core peak: the GPU of the paper's experiments. */
 export const DEFAULT_TFLOPS = 50;
 export const GBPS = 1e9 / 8; // bytes per second in one gigabit per second
+/**
+ * Largest custom network: the paper's have 64 devices; a search over 256 already takes ~20 s per
+ * 100 candidates on 2 cores, and the n² link matrices of a count like 100000 do not fit in memory.
+ */
+export const MAX_DEVICES = 1024;
 
 /** A custom network description that failed validation; the message names the offending field. */
 export class NetworkSpecError extends Error {
@@ -132,6 +137,7 @@ function matrixNetwork(spec: Record<string, Json>, name: string): Network {
   const b = square(spec.gbps, 'gbps', d.length, false);
   const n = d.length;
   if (n < 2) throw new NetworkSpecError('delayMs', 'needs at least 2 devices');
+  if (n > MAX_DEVICES) throw new NetworkSpecError('delayMs', `has ${n} devices, more than the ${MAX_DEVICES} the scheduler takes`);
   const tflops = tflopsField(spec.tflops, 'tflops', n);
   let regions: string[] | undefined;
   if (spec.regions !== undefined) {
@@ -152,6 +158,7 @@ function regionNetwork(spec: Record<string, Json>, name: string): Network {
     if (!isObject(dev)) throw new NetworkSpecError(f, 'must be an object like { "region": "Oregon", "count": 8 }');
     if (typeof dev.region !== 'string' || dev.region === '') throw new NetworkSpecError(`${f}.region`, 'must be a non-empty string');
     const count = dev.count === undefined ? 1 : integer(dev.count, `${f}.count`, 1);
+    if (regions.length + count > MAX_DEVICES) throw new NetworkSpecError(`${f}.count`, `brings the total past the ${MAX_DEVICES} devices the scheduler takes, got ${count}`);
     const t = dev.tflops === undefined ? DEFAULT_TFLOPS : positive(dev.tflops, `${f}.tflops`);
     for (let c = 0; c < count; c++) { regions.push(dev.region); tflops.push(t); }
   });

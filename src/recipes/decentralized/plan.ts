@@ -2,6 +2,7 @@
 // with the baselines (best of N random layouts, the same search with the standard KL gain, and
 // Megatron-LM's default placement), and simulate one training iteration of each.
 import { readFileSync } from 'node:fs';
+import { KilnError } from '../../errors.js';
 import { costModel, gpt3XL, groupsOf, layoutCost, partitionCost, type CostBreakdown, type Layout, type Workload } from './cost.js';
 import { networkFromSpec, NetworkSpecError, type Network } from './network.js';
 import { SCENARIOS } from './scenarios.js';
@@ -79,8 +80,25 @@ function summarise(r: SearchResult, seconds: number): SearchSummary {
   return { dp: r.dp, pp: r.pp, total: r.total, evaluations: r.evaluations, seconds, convergence: r.convergence };
 }
 
+/**
+ * Refuses options that would give NaN costs or means (a NaN population or weight, zero random
+ * samples), a search other than asked (a fractional or negative trial count, a population under 2),
+ * or a seed that the 32-bit generator would alias with a smaller one.
+ */
+function checkPlanOptions(o: PlanOptions): void {
+  const bad = (what: string, v: unknown) => new KilnError('INVALID_ARGUMENT', `planLayout: ${what}, got ${String(v)}`);
+  const int = (v: number | undefined, min: number) => v === undefined || (Number.isInteger(v) && v >= min);
+  if (!int(o.seed, 0) || o.seed! > 0xffffffff) throw bad('seed must be an integer in [0, 2^32)', o.seed);
+  if (!int(o.trials, 0)) throw bad('trials must be an integer >= 0', o.trials);
+  if (!int(o.population, 2)) throw bad('population must be an integer >= 2', o.population);
+  if (!int(o.randomSamples, 1)) throw bad('randomSamples must be a positive integer', o.randomSamples);
+  if (!int(o.simulatedRandom, 1)) throw bad('simulatedRandom must be a positive integer', o.simulatedRandom);
+  if (o.ppWeight !== undefined && !(o.ppWeight >= 0 && o.ppWeight < Infinity)) throw bad('ppWeight must be a finite number >= 0', o.ppWeight);
+}
+
 /** Plan a layout for `net`. Deterministic for a given seed. */
 export function planLayout(net: Network, opts: PlanOptions = {}): Plan {
+  checkPlanOptions(opts);
   const t0 = performance.now();
   const seed = opts.seed ?? 0;
   const log = opts.log ?? (() => {});

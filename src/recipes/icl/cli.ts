@@ -1,7 +1,7 @@
 // `kiln icl train|eval|plot`: transformers that learn function classes in context (arXiv 2208.01066).
 import './omp-env.js';
 import { join } from 'node:path';
-import { flagNumber, flagString, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { flagInt, flagNumber, flagString, MAX_SEED, parseArgs, UsageError, type Command } from '../../cli/args.js';
 import * as kiln from '../../index.js';
 import { SHIFTS, type Shift } from './evaluate.js';
 import { MODEL_SIZES, type ModelSize } from './model.js';
@@ -36,7 +36,7 @@ train options:
   --batch N         prompts per step (default 64)
   --curriculum-interval N   steps between curriculum increments (default 2000; 0: none)
   --curriculum-hold N       steps at the starting dims/points before the first increment (default: the interval)
-  --sparsity N      nonzero weights of sparse linear functions (default 3)
+  --sparsity N      nonzero weights of sparse linear functions, at most d (default 3, or d if smaller)
   --noise X         output noise std of noisy linear regression (default 1)
   --seed N          (default 0)
   --device cpu|cuda (default cpu)
@@ -55,16 +55,14 @@ common: --threads N (CPU threads), --json, -h/--help`;
 const BOOLS = ['json', 'help', 'no-eval', 'no-baselines'];
 
 function decayFlag(f: Record<string, string | boolean>): 'none' | 'cosine' | undefined {
-  const v = f.decay;
+  const v = flagString(f, 'decay');
   if (v === undefined) return undefined;
   if (v !== 'none' && v !== 'cosine') throw new UsageError(`--decay must be none or cosine, got '${String(v)}'`);
   return v;
 }
 
-function intFlag(f: Record<string, string | boolean>, name: string, min = 0): number | undefined {
-  const v = flagNumber(f, name);
-  if (v !== undefined && (!Number.isInteger(v) || v < min)) throw new UsageError(`--${name} must be an integer >= ${min}, got ${v}`);
-  return v;
+function intFlag(f: Record<string, string | boolean>, name: string, min = 0, max?: number): number | undefined {
+  return flagInt(f, name, undefined, min, max);
 }
 
 function checkKnown(verb: string, f: Record<string, string | boolean>, known: string[]): void {
@@ -75,6 +73,8 @@ function checkKnown(verb: string, f: Record<string, string | boolean>, known: st
 function deviceFlag(f: Record<string, string | boolean>): kiln.Device {
   const device = flagString(f, 'device') ?? 'cpu';
   if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
+  if (device === 'cuda' && !kiln.cuda.isAvailable())
+    throw new UsageError(`--device cuda: CUDA is not available (${kiln.cuda.isCompiled() ? 'no usable GPU' : 'kiln was built without CUDA'})`);
   return device;
 }
 
@@ -82,7 +82,7 @@ function trainConfig(f: Record<string, string | boolean>): IclConfigInput {
   const task = (flagString(f, 'task') ?? 'linear') as TaskName;
   if (!TASKS.includes(task)) throw new UsageError(`--task must be one of ${TASKS.join(', ')}, got '${task}'`);
   const model = (flagString(f, 'model') ?? 'tiny') as ModelSize;
-  if (!(model in MODEL_SIZES)) throw new UsageError(`--model must be tiny, small or standard, got '${model}'`);
+  if (!Object.hasOwn(MODEL_SIZES, model)) throw new UsageError(`--model must be tiny, small or standard, got '${model}'`);
   const device = deviceFlag(f);
   const lr = flagNumber(f, 'lr');
   if (lr !== undefined && !(lr > 0)) throw new UsageError(`--lr must be > 0, got ${lr}`);
@@ -90,10 +90,16 @@ function trainConfig(f: Record<string, string | boolean>): IclConfigInput {
   if (noise !== undefined && !(noise >= 0)) throw new UsageError(`--noise must be >= 0, got ${noise}`);
   const c: IclConfigInput = {
     task, model, device, lr,
-    d: intFlag(f, 'd', 1), points: intFlag(f, 'points', 2), steps: intFlag(f, 'steps'), warmup: intFlag(f, 'warmup'), decay: decayFlag(f),
-    batchSize: intFlag(f, 'batch', 1), curriculumInterval: intFlag(f, 'curriculum-interval'), curriculumHold: intFlag(f, 'curriculum-hold'), seed: intFlag(f, 'seed'),
+    d: intFlag(f, 'd', 1), points: intFlag(f, 'points', 2), steps: intFlag(f, 'steps', 1), warmup: intFlag(f, 'warmup'), decay: decayFlag(f),
+    batchSize: intFlag(f, 'batch', 1), curriculumInterval: intFlag(f, 'curriculum-interval'), curriculumHold: intFlag(f, 'curriculum-hold'), seed: intFlag(f, 'seed', 0, MAX_SEED),
     taskOptions: { sparsity: intFlag(f, 'sparsity', 1), noiseStd: noise },
   };
+  // The cosine schedule decays to 0 at the last step, after the warm-up (defaults: steps 5000, warmup 0).
+  if (c.decay === 'cosine' && (c.warmup ?? 0) >= (c.steps ?? 5000))
+    throw new UsageError(`--warmup (${c.warmup ?? 0}) must be less than --steps (${c.steps ?? 5000}) with --decay cosine`);
+  // errorScale normalises by the sparsity; more nonzeros than dimensions would mis-scale every error.
+  if (c.task === 'sparse' && c.taskOptions!.sparsity !== undefined && c.taskOptions!.sparsity > (c.d ?? 5))
+    throw new UsageError(`--sparsity (${c.taskOptions!.sparsity}) must be at most --d (${c.d ?? 5})`);
   for (const k of Object.keys(c) as (keyof IclConfigInput)[]) if (c[k] === undefined) delete c[k];
   return c;
 }

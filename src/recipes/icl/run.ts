@@ -2,6 +2,7 @@
 // the training distribution and the shifts), write eval.json and the SVG plots, print the table.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { KilnError } from '../../errors.js';
 import { evaluateCurves, SHIFTS, type EvalReport, type Shift } from './evaluate.js';
 import { formatTable, writeCurvePlot } from './plot.js';
 import { loadModel, runPaths, trainIcl, type IclConfigInput, type TrainResult } from './train.js';
@@ -19,6 +20,9 @@ const plotFile = (dir: string, shift: Shift) => (shift === 'none' ? runPaths(dir
 
 /** Evaluates the run's checkpoint under each shift; writes eval[-shift].json and .svg. */
 export async function evaluateRun(dir: string, o: RunEvalOptions = {}): Promise<EvalReport[]> {
+  for (const k of ['prompts', 'slowPrompts'] as const)
+    if (o[k] !== undefined && !(Number.isInteger(o[k]) && o[k]! >= 1)) throw new KilnError('INVALID_ARGUMENT', `evaluateRun: ${k} must be a positive integer, got ${o[k]}`);
+  for (const s of o.shifts ?? []) if (!SHIFTS.includes(s)) throw new KilnError('INVALID_ARGUMENT', `evaluateRun: unknown shift '${s}' (have ${SHIFTS.join(', ')})`);
   const { cfg, model, step } = loadModel(dir);
   const out: EvalReport[] = [];
   for (const shift of o.shifts ?? ['none']) {
@@ -40,7 +44,15 @@ export async function plotRun(dir: string): Promise<string[]> {
   for (const shift of SHIFTS) {
     const f = evalFile(dir, shift);
     if (!existsSync(f)) continue;
-    await writeCurvePlot(plotFile(dir, shift), JSON.parse(readFileSync(f, 'utf8')) as EvalReport);
+    let r: EvalReport;
+    try {
+      r = JSON.parse(readFileSync(f, 'utf8')) as EvalReport;
+    } catch (e) {
+      throw new KilnError('INVALID_ARGUMENT', `${f}: cannot read the evaluation: ${(e as Error).message}`);
+    }
+    if (typeof r !== 'object' || r === null || typeof r.curves !== 'object' || r.curves === null || Object.values(r.curves).some((c) => !Array.isArray(c?.errors)))
+      throw new KilnError('INVALID_ARGUMENT', `${f}: not an icl evaluation (no curves with errors)`);
+    await writeCurvePlot(plotFile(dir, shift), r);
     written.push(plotFile(dir, shift));
   }
   return written;

@@ -5,9 +5,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as kiln from '../../index.js';
 import type { Device } from '../../index.js';
+import { KilnError } from '../../errors.js';
 import { buildModel, MODEL_SIZES, predict, promptLoss, type ModelSize } from './model.js';
 import { curriculumAt, defaultCurriculum, samplePrompts, type Curriculum } from './prompts.js';
-import { errorScale, mixSeed, type TaskName, type TaskOptions } from './tasks.js';
+import { errorScale, mixSeed, TASKS, type TaskName, type TaskOptions } from './tasks.js';
 
 export interface IclConfig {
   task: TaskName;
@@ -50,22 +51,46 @@ export function resolveConfig(c: IclConfigInput = {}): IclConfig {
   const d = c.d ?? 5;
   const points = c.points ?? 2 * d + 1;
   const model = c.model ?? 'tiny';
+  if (model !== 'custom' && !Object.hasOwn(MODEL_SIZES, model))
+    throw new KilnError('INVALID_ARGUMENT', `icl config: model must be one of ${Object.keys(MODEL_SIZES).join(', ')} or custom, got '${model}'`);
   const size = model === 'custom' ? { nLayer: c.nLayer ?? 3, nHead: c.nHead ?? 2, nEmbd: c.nEmbd ?? 64 } : MODEL_SIZES[model];
   const interval = c.curriculumInterval ?? 2000;
   let curriculum = c.curriculum !== undefined ? c.curriculum : interval > 0 ? defaultCurriculum(d, points, interval, c.curriculumHold ?? interval) : null;
   if (curriculum && curriculum.dims.start === curriculum.dims.end && curriculum.points.start === curriculum.points.end) curriculum = null;
   const taskOptions: TaskOptions = { ...c.taskOptions };
-  if (task === 'sparse') taskOptions.sparsity ??= 3;
+  if (task === 'sparse') taskOptions.sparsity ??= Math.min(3, d); // errorScale divides by it: at most d nonzeros
   if (task === 'noisy') taskOptions.noiseStd ??= 1;
   if (task === 'tree') taskOptions.depth ??= 4;
   if (task === 'relu2nn') taskOptions.hidden ??= 100;
-  return {
+  return checkConfig({
     task, taskOptions, d, points, model,
     nLayer: c.nLayer ?? size.nLayer, nHead: c.nHead ?? size.nHead, nEmbd: c.nEmbd ?? size.nEmbd,
     batchSize: c.batchSize ?? 64, lr: c.lr ?? 1e-4, warmup: c.warmup ?? 0, decay: c.decay ?? 'none', steps: c.steps ?? 5000,
     curriculum, seed: c.seed ?? 0, evalEvery: c.evalEvery ?? 500, evalPrompts: c.evalPrompts ?? 256,
     checkpointEvery: c.checkpointEvery ?? 500, device: c.device ?? 'cpu',
-  };
+  });
+}
+
+/**
+ * Refuses a config that would train on nonsense: an unknown task (a TypeError deep in sampling), an
+ * empty batch or a zero-unit function class (NaN losses), a sparsity of 0 or past d (mis-normalised
+ * errors), a negative noise or warm-up, an unknown decay (silently none), or a seed that the 32-bit
+ * mixing would alias with a smaller one.
+ */
+function checkConfig(c: IclConfig): IclConfig {
+  const bad = (what: string, v: unknown) => new KilnError('INVALID_ARGUMENT', `icl config: ${what}, got ${typeof v === 'string' ? `'${v}'` : String(v)}`);
+  const int = (v: number, min: number) => Number.isInteger(v) && v >= min;
+  if (!TASKS.includes(c.task)) throw bad(`task must be one of ${TASKS.join(', ')}`, c.task);
+  for (const k of ['d', 'points', 'batchSize', 'evalPrompts'] as const) if (!int(c[k], 1)) throw bad(`${k} must be a positive integer`, c[k]);
+  if (!int(c.warmup, 0)) throw bad('warmup must be an integer >= 0', c.warmup);
+  if (c.decay !== 'none' && c.decay !== 'cosine') throw bad("decay must be 'none' or 'cosine'", c.decay);
+  if (!(int(c.seed, 0) && c.seed <= 0xffffffff)) throw bad('seed must be an integer in [0, 2^32)', c.seed);
+  const o = c.taskOptions;
+  if (o.sparsity !== undefined && !(int(o.sparsity, 1) && o.sparsity <= c.d)) throw bad(`taskOptions.sparsity must be an integer in [1, d = ${c.d}]`, o.sparsity);
+  if (o.noiseStd !== undefined && !(o.noiseStd >= 0 && o.noiseStd < Infinity)) throw bad('taskOptions.noiseStd must be a finite number >= 0', o.noiseStd);
+  if (o.depth !== undefined && !(int(o.depth, 1) && o.depth <= 20)) throw bad('taskOptions.depth must be an integer in [1, 20]', o.depth);
+  if (o.hidden !== undefined && !int(o.hidden, 1)) throw bad('taskOptions.hidden must be a positive integer', o.hidden);
+  return c;
 }
 
 /** The training batch of a step: fresh functions and inputs at the curriculum's dims and points. */
@@ -88,10 +113,23 @@ export const runPaths = (dir: string) => ({
   log: join(dir, 'train.log'),
 });
 
+/** A run folder's config.json; a missing, corrupt or foreign one is a KilnError naming the file. */
 export function readConfig(dir: string): IclConfig {
   const p = runPaths(dir).config;
-  if (!existsSync(p)) throw new Error(`${dir}: no config.json (not an icl run folder?)`);
-  return JSON.parse(readFileSync(p, 'utf8')) as IclConfig;
+  if (!existsSync(p)) throw new KilnError('INVALID_ARGUMENT', `${dir}: no config.json (not an icl run folder?)`);
+  let cfg: IclConfig;
+  try {
+    cfg = JSON.parse(readFileSync(p, 'utf8')) as IclConfig;
+  } catch (e) {
+    throw new KilnError('INVALID_ARGUMENT', `${p}: cannot read the run config: ${(e as Error).message}`);
+  }
+  const bad = (what: string) => new KilnError('INVALID_ARGUMENT', `${p}: ${what} (not an icl run config?)`);
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw bad('not a JSON object');
+  if (!TASKS.includes(cfg.task)) throw bad(`task ${JSON.stringify(cfg.task)} is not one of ${TASKS.join(', ')}`);
+  for (const k of ['d', 'points', 'nLayer', 'nHead', 'nEmbd', 'seed'] as const)
+    if (!Number.isInteger(cfg[k]) || cfg[k] < (k === 'seed' ? 0 : 1)) throw bad(`${k} is ${JSON.stringify(cfg[k])}, not an integer >= ${k === 'seed' ? 0 : 1}`);
+  if (cfg.device !== 'cpu' && cfg.device !== 'cuda') throw bad(`device ${JSON.stringify(cfg.device)} is not cpu or cuda`);
+  return cfg;
 }
 
 /** Loads a trained model from a run folder. */
@@ -138,7 +176,7 @@ export async function trainIcl(cfgIn: IclConfigInput, dir: string, opts: { progr
     const old = readConfig(dir);
     const same = (k: keyof IclConfig) => JSON.stringify(old[k]) === JSON.stringify(cfg[k]);
     for (const k of ['task', 'd', 'points', 'nLayer', 'nHead', 'nEmbd', 'seed'] as const)
-      if (!same(k)) throw new Error(`${dir} holds a run with a different ${k} (${JSON.stringify(old[k])} vs ${JSON.stringify(cfg[k])}); use another --out`);
+      if (!same(k)) throw new KilnError('INVALID_ARGUMENT', `${dir} holds a run with a different ${k} (${JSON.stringify(old[k])} vs ${JSON.stringify(cfg[k])}); use another --out`);
   }
   writeFileSync(paths.config, JSON.stringify(cfg, null, 2) + '\n');
   const model = modelFor(cfg);

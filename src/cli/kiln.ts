@@ -1,0 +1,67 @@
+// `kiln <command> ...`: the command table and the top-level error handling, apart from main.ts so
+// tests can run the CLI in-process. Every command is loaded lazily so `kiln --help` stays fast.
+import { KilnError } from '../errors.js';
+import { UsageError, type Command } from './args.js';
+
+const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  bench: { summary: 'benchmark kernels against PyTorch (gemm, overhead, ...)', load: async () => (await import('./bench.js')).command },
+  demo: { summary: 'train a small MLP on a synthetic task and print its loss', load: async () => (await import('./demo.js')).command },
+  decentralized: {
+    summary: 'plan data/pipeline-parallel layouts over heterogeneous networks (arXiv 2206.01288)',
+    load: async () => (await import('../recipes/decentralized/cli.js')).command,
+  },
+  icl: {
+    summary: 'transformers learn function classes in context (arXiv 2208.01066): train|eval|plot|default',
+    load: async () => (await import('../recipes/icl/cli.js')).command,
+  },
+  'calibrated-ensembles': {
+    summary: 'ID-calibrated ensembles under distribution shift (arXiv 2207.08977)',
+    load: async () => (await import('../recipes/calibrated-ensembles/cli.js')).command,
+  },
+  bigbench: {
+    summary: 'run BIG-bench JSON tasks against models; emergence statistics (arXiv 2206.04615)',
+    load: async () => (await import('../recipes/bigbench/cli.js')).command,
+  },
+};
+
+export function usage(): string {
+  const lines = ['usage: kiln <command> [options]   (kiln <command> --help for details)', '', 'commands:'];
+  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(22)} ${c.summary}`);
+  return lines.join('\n');
+}
+
+export interface KilnIO {
+  err: (s: string) => void;
+}
+
+const processIO: KilnIO = { err: (s) => console.error(s) };
+
+/**
+ * Runs `kiln <argv...>` and returns the exit status: a command's own, 2 for bad usage (one line and
+ * a pointer to the command's --help), 1 for a refused input (a KilnError: its message, no stack) or
+ * anything else (with its stack: that is a bug).
+ */
+export async function runKiln(argv: string[], io: KilnIO = processIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return name ? 0 : 2;
+  }
+  const entry = commands[name];
+  if (!entry) {
+    io.err(`kiln: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    const cmd = await entry.load();
+    return await cmd.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`kiln: ${err.message}\n(kiln ${name} --help for usage)`);
+      return 2;
+    }
+    if (err instanceof KilnError) io.err(`kiln: ${err.message}`);
+    else io.err(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    return 1;
+  }
+}
