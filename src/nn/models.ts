@@ -88,7 +88,8 @@ export class TransformerEncoder extends Module {
     h = add(h, this.wpe.positions(T));
     if (opts.t) {
       if (!this.timeMlp) throw new KilnError('INVALID_ARGUMENT', 'TransformerEncoder: built without timestep: true');
-      const te = this.timeMlp.forward(timestepEmbedding(opts.t, this.config.nEmbd).to(h.dtype));
+      // A float64 model embeds its timesteps in float64 (timestepEmbedding takes int32 ones in float32).
+      const te = this.timeMlp.forward(timestepEmbedding(h.dtype === 'float64' ? opts.t.to('float64') : opts.t, this.config.nEmbd).to(h.dtype));
       h = add(h, te.unsqueeze(1));
     }
     if (opts.cond) h = add(h, opts.cond.unsqueeze(1));
