@@ -25,6 +25,25 @@ test('TransformerEncoder is bidirectional and conditions on the timestep', (t) =
   t.deepEqual(enc.forward(x).shape, [1, 6, 3]);
 });
 
+test('a float64 TransformerEncoder embeds int32 timesteps in float64', (t) => {
+  kiln.manualSeed(4);
+  const enc = new nn.TransformerEncoder({ nLayer: 1, nHead: 2, nEmbd: 8, maxLen: 4, inputDim: 3, timestep: true, dtype: 'float64' });
+  const x = kiln.randn([2, 4, 3], { dtype: 'float64' });
+  const a = enc.forward(x, { t: kiln.tensor([997, 13], { dtype: 'int32' }) }).dataSync();
+  const b = enc.forward(x, { t: kiln.tensor([997, 13], { dtype: 'float64' }) }).dataSync();
+  const d = Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i])));
+  t.true(d < 1e-12, `int32 vs float64 timesteps differ by ${d}`);
+});
+
+test('TransformerEncoder refuses timesteps that would grow the batch', (t) => {
+  const enc = new nn.TransformerEncoder({ nLayer: 1, nHead: 2, nEmbd: 8, maxLen: 4, inputDim: 3, timestep: true });
+  const err = t.throws(() => enc.forward(kiln.randn([1, 4, 3]), { t: kiln.tensor([1, 2, 3]) }));
+  t.regex(`${(err as kiln.KilnError).code} ${err!.message}`, /SHAPE_MISMATCH TransformerEncoder: t \[3\] for input \[1, 4, 3\]/);
+  t.throws(() => enc.forward(kiln.randn([2, 4, 3]), { t: kiln.tensor([1, 2, 3]) }), { message: /TransformerEncoder: t \[3\]/ });
+  t.deepEqual(enc.forward(kiln.randn([2, 4, 3]), { t: kiln.tensor([7]) }).shape, [2, 4, 8], 'one timestep for the whole batch');
+  t.deepEqual(enc.forward(kiln.randn([2, 4, 3]), { t: kiln.tensor([7, 8]) }).shape, [2, 4, 8]);
+});
+
 test('ViT patchifies channel-major and learns to tell two image classes apart', (t) => {
   kiln.manualSeed(2);
   const vit = new nn.ViT({ imageSize: 4, patchSize: 2, channels: 1, numClasses: 2, nLayer: 1, nHead: 2, nEmbd: 16 });

@@ -70,7 +70,7 @@ export class TransformerEncoder extends Module {
   }
 
   /**
-   * x: int32 [B, T] or float [B, T, inputDim]; t: timesteps [B] (needs `timestep`); cond: an extra
+   * x: int32 [B, T] or float [B, T, inputDim]; t: timesteps [B] or [1] (needs `timestep`); cond: an extra
    * [B, nEmbd] vector added to every position; mask: nonzero = hidden, broadcastable to [B, H, T, T].
    */
   forward(x: Tensor, opts: { t?: Tensor; cond?: Tensor; mask?: Tensor } = {}): Tensor {
@@ -81,14 +81,17 @@ export class TransformerEncoder extends Module {
       throw new KilnError('SHAPE_MISMATCH', `TransformerEncoder: input must be ${this.wte ? 'int32 [B, T]' : `[B, T, ${inputDim}]`}, got ${x.dtype} ${shapeStr(x.shape)}`);
     const [B, T] = x.shape;
     if (T > this.config.maxLen) throw new KilnError('SHAPE_MISMATCH', `TransformerEncoder: length ${T} exceeds maxLen ${this.config.maxLen}`);
-    if (opts.t) checkTensor('TransformerEncoder', opts.t, 't');
+    // t broadcasts over the batch only from [1]: a longer t would grow the output's batch.
+    if (opts.t && (checkTensor('TransformerEncoder', opts.t, 't').ndim !== 1 || (opts.t.shape[0] !== B && opts.t.shape[0] !== 1)))
+      throw new KilnError('SHAPE_MISMATCH', `TransformerEncoder: t ${shapeStr(opts.t.shape)} for input ${shapeStr(x.shape)}, want [${B}] (or [1] for the whole batch)`);
     if (opts.cond && (checkTensor('TransformerEncoder', opts.cond, 'cond').ndim !== 2 || opts.cond.shape[0] !== B || opts.cond.shape[1] !== nEmbd))
       throw new KilnError('SHAPE_MISMATCH', `TransformerEncoder: cond ${shapeStr(opts.cond.shape)} for input ${shapeStr(x.shape)}, want [${B}, ${nEmbd}]`);
     let h = this.wte ? this.wte.forward(x) : this.readIn!.forward(x);
     h = add(h, this.wpe.positions(T));
     if (opts.t) {
       if (!this.timeMlp) throw new KilnError('INVALID_ARGUMENT', 'TransformerEncoder: built without timestep: true');
-      const te = this.timeMlp.forward(timestepEmbedding(opts.t, this.config.nEmbd).to(h.dtype));
+      // A float64 model embeds its timesteps in float64 (timestepEmbedding takes int32 ones in float32).
+      const te = this.timeMlp.forward(timestepEmbedding(h.dtype === 'float64' ? opts.t.to('float64') : opts.t, this.config.nEmbd).to(h.dtype));
       h = add(h, te.unsqueeze(1));
     }
     if (opts.cond) h = add(h, opts.cond.unsqueeze(1));
