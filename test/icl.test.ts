@@ -295,6 +295,7 @@ test('config: bad options are KilnErrors naming the option (were TypeErrors, NaN
   bad({ task: 'quadratic' as never }, /icl config: task must be one of/);
   bad({ model: 'huge' as never }, /icl config: model must be one of tiny, small, standard or custom, got 'huge'/);
   bad({ batchSize: 0 }, /batchSize must be a positive integer, got 0/);
+  bad({ batchSize: 1e9 }, /batchSize x 2 points x \(d \+ 1\) must stay below 2\^31 numbers/);
   bad({ evalPrompts: 0 }, /evalPrompts must be a positive integer/);
   bad({ d: 1.5 }, /d must be a positive integer/);
   bad({ warmup: -1 }, /warmup must be an integer >= 0/);

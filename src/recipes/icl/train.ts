@@ -82,6 +82,9 @@ function checkConfig(c: IclConfig): IclConfig {
   const int = (v: number, min: number) => Number.isInteger(v) && v >= min;
   if (!TASKS.includes(c.task)) throw bad(`task must be one of ${TASKS.join(', ')}`, c.task);
   for (const k of ['d', 'points', 'batchSize', 'evalPrompts'] as const) if (!int(c[k], 1)) throw bad(`${k} must be a positive integer`, c[k]);
+  // One batch of prompts (2 points per example, d + 1 numbers each) must fit a typed array.
+  for (const k of ['batchSize', 'evalPrompts'] as const)
+    if (c[k] * 2 * c.points * (c.d + 1) > 2 ** 31 - 1) throw bad(`${k} x 2 points x (d + 1) must stay below 2^31 numbers (d ${c.d}, points ${c.points})`, c[k]);
   if (!int(c.warmup, 0)) throw bad('warmup must be an integer >= 0', c.warmup);
   if (c.decay !== 'none' && c.decay !== 'cosine') throw bad("decay must be 'none' or 'cosine'", c.decay);
   if (!(int(c.seed, 0) && c.seed <= 0xffffffff)) throw bad('seed must be an integer in [0, 2^32)', c.seed);
