@@ -7,7 +7,8 @@
 // Layout: keys and values are [B, H, L, D] per layer, L slots shared by the rows. A call appends
 // T' slots to every row (its new positions, right-padded to the call's width; the padding becomes
 // holes), so rows advance at their own pace. When dead slots pile up (padding, rebuilt rows) the
-// cache is compacted: each row's real slots are gathered to the front, in order.
+// cache is compacted: each row's real slots are gathered to the front, in order. A call in which
+// every row is rebuilt starts the slots afresh.
 import { KilnError, shapeStr } from '../errors.js';
 import { noGrad } from '../tensor/autograd.js';
 import type { DType, Device, TypedArray } from '../tensor/dtype.js';
@@ -28,7 +29,11 @@ export interface CachePlan {
   input: TypedArray | null;
   /** Position ids [B, width]. */
   positions: Int32Array;
-  /** Hiding mask [B, L + width] (nonzero = hidden), or null when no key is hidden. */
+  /** Cached slots the new positions attend to: L, or 0 when every row is rebuilt (nothing cached is reused). */
+  keysBefore: number;
+  /** The layers' slots for this call: the cache's own, or empty ones when keysBefore is 0. */
+  slots: KVSlot[];
+  /** Hiding mask [B, keysBefore + width] (nonzero = hidden), or null when no key is hidden. */
   hide: Int32Array | null;
   /** For each output row and position, the row of the [B * width] hidden states it reads, or null when that is the identity. */
   gather: Int32Array | null;
@@ -99,6 +104,10 @@ export class GPTCache {
     const hist0 = this.rows === null ? Array.from({ length: B }, () => [] as Input[]) : this.hist;
     const rebuild = lens.map((m, b) => pos0[b] + m > N);
     const anyRebuild = rebuild.includes(true);
+    // When every row is rebuilt, no cached key is visible to any new position: start afresh
+    // rather than carry them as holes.
+    const reset = rebuild.every((r) => r);
+    const K = reset ? 0 : L;
     const width = anyRebuild ? N : T;
     const positions = new Int32Array(B * width);
     const gather = anyRebuild ? new Int32Array(B * T) : null;
@@ -110,13 +119,13 @@ export class GPTCache {
       const fresh: Input[] = [];
       for (let t = 0; t < m; t++) fresh.push(at(b, t));
       const hist = hist0[b].concat(fresh).slice(-N);
-      const valid = new Uint8Array(L + width);
+      const valid = new Uint8Array(K + width);
       if (!rebuild[b]) {
-        if (L > 0) valid.set(this.valid[b]);
+        if (K > 0) valid.set(this.valid[b]);
         for (let t = 0; t < m; t++) positions[b * width + t] = pos0[b] + t;
         if (input) input.set(data.subarray(b * T * w, (b + 1) * T * w), b * width * w);
         if (gather) for (let t = 0; t < T; t++) gather[b * T + t] = b * width + t;
-        valid.fill(1, L, L + m);
+        valid.fill(1, K, K + m);
         next.pos.push(pos0[b] + m);
       } else {
         // The window is full: blockSize inputs, the new ones at its end.
@@ -127,7 +136,7 @@ export class GPTCache {
           else input!.set(x as TypedArray, (b * width + t) * w);
         }
         for (let t = 0; t < T; t++) gather![b * T + t] = b * width + Math.min(N - m + t, N - 1);
-        valid.fill(1, L, L + N);
+        valid.fill(1, K, K + N);
         next.pos.push(N);
       }
       if (valid.includes(0)) hidden = true;
@@ -136,26 +145,28 @@ export class GPTCache {
     }
     let hide: Int32Array | null = null;
     if (hidden) {
-      hide = new Int32Array(B * (L + width));
-      next.valid.forEach((v, b) => v.forEach((x, j) => { hide![b * (L + width) + j] = x ? 0 : 1; }));
+      hide = new Int32Array(B * (K + width));
+      next.valid.forEach((v, b) => v.forEach((x, j) => { hide![b * (K + width) + j] = x ? 0 : 1; }));
     }
-    return { width, input, positions, hide, gather, next };
+    const slots = reset ? this.slots.map(() => ({ k: null, v: null, nextK: null, nextV: null })) : this.slots;
+    return { width, input, positions, keysBefore: K, slots, hide, gather, next };
   }
 
   /** Takes the layers' new keys and values and the planned state; disposes what they replace. */
   commit(plan: CachePlan, dtype: DType, device: Device): void {
-    for (const s of this.slots) {
+    this.slots.forEach((s, i) => {
+      const n = plan.slots[i];
       s.k?.dispose();
       s.v?.dispose();
-      s.k = s.nextK;
-      s.v = s.nextV;
-      s.nextK = s.nextV = null;
-    }
+      s.k = n.nextK;
+      s.v = n.nextV;
+      n.nextK = n.nextV = null;
+    });
     this.rows = plan.next.pos.length;
     this.valid = plan.next.valid;
     this.pos = plan.next.pos;
     this.hist = plan.next.hist;
-    this.L += plan.width;
+    this.L = plan.keysBefore + plan.width;
     this.dtype = dtype;
     this.device = device;
     // Dead slots cost every later step attention work: compact once they are a quarter of the cache.
@@ -165,8 +176,8 @@ export class GPTCache {
   }
 
   /** Disposes the new keys and values of a call that failed; the cache stays as it was. */
-  abort(): void {
-    for (const s of this.slots) {
+  abort(plan?: CachePlan): void {
+    for (const s of plan ? plan.slots : this.slots) {
       for (const t of [s.nextK, s.nextV]) if (t && t !== s.k && t !== s.v) t.dispose();
       s.nextK = s.nextV = null;
     }

@@ -191,14 +191,14 @@ export class GPT extends Module {
     }
     const data = input.dataSync();
     const plan = cache.plan(op, data, input.shape, lens, this.wte ? 0 : this.config.inputDim!);
-    const Tn = plan.width, L = cache.length, dev = w.device;
+    const Tn = plan.width, L = plan.keysBefore, dev = w.device;
     try {
       const out = noGrad(() => tidy(() => {
         const x0 = plan.input ? tensor(plan.input, { dtype: input.dtype, device: input.device, shape: this.wte ? [B, Tn] : [B, Tn, this.config.inputDim!] }) : input;
         const pos = this.wpe.forward(tensor(plan.positions, { dtype: 'int32', device: dev, shape: [B, Tn] }));
         let x = this.drop.forward(add(this.embedInput(x0), pos));
         const mask = plan.hide ? tensor(plan.hide, { dtype: 'int32', device: dev, shape: [B, 1, 1, L + Tn] }) : null;
-        this.h.forEach((block, i) => { x = block.forward(x, mask, cache.slots[i]); });
+        this.h.forEach((block, i) => { x = block.forward(x, mask, plan.slots[i]); });
         const h = this.lnF.forward(x);
         if (!plan.gather) return h;
         // Rebuilt rows ran over their whole window: read each row's new positions back out.
@@ -208,7 +208,7 @@ export class GPT extends Module {
       cache.commit(plan, w.dtype, w.device);
       return out;
     } catch (e) {
-      cache.abort();
+      cache.abort(plan);
       throw e;
     }
   }
