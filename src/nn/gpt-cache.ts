@@ -41,6 +41,11 @@ export interface CachePlan {
   next: { valid: Uint8Array[]; pos: number[]; hist: Input[][] };
 }
 
+/**
+ * Made by GPT#createCache and passed to its hidden/forward; check, plan, commit and abort are the
+ * model's side of that exchange, not for callers. Callers read batchSize, positions and length,
+ * and call selectRows and dispose.
+ */
 export class GPTCache {
   /** One slot per layer, in order. */
   readonly slots: KVSlot[];

@@ -152,7 +152,7 @@ export class GPT extends Module {
     return this.wte ? this.wte.forward(input) : this.readIn!.forward(input);
   }
 
-  /** The final hidden states [B, T, nEmbd]. */
+  /** The final hidden states [B, T, nEmbd] (with a cache: of the new positions; see GPTForwardOptions). */
   hidden(input: Tensor, opts?: GPTForwardOptions): Tensor {
     checkTensor('GPT', input, 'input');
     if (opts?.cache != null) return this.hiddenCached(input, opts.cache, opts.lengths);
