@@ -49,15 +49,20 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 }
 
 const causalMasks = new Map<string, Tensor>();
-/** [T, T] int32 mask on `device`, nonzero above the diagonal (the future), cached per device and length. */
-export function causalMask(T: number, device: Device = 'cpu'): Tensor {
+/**
+ * [T, Tk] int32 mask on `device` (Tk defaults to T), nonzero where key j is in query i's future:
+ * j > i + (Tk - T), the fused op's bottom-right alignment (a KV cache's new queries sit after Tk - T
+ * cached keys). Cached per device and shape.
+ */
+export function causalMask(T: number, device: Device = 'cpu', Tk = T): Tensor {
   if (!Number.isInteger(T) || T < 0) throw new KilnError('INVALID_ARGUMENT', `causalMask: T must be a non-negative integer, got ${T}`);
-  const key = `${device}:${T}`;
+  if (!Number.isInteger(Tk) || Tk < 0) throw new KilnError('INVALID_ARGUMENT', `causalMask: Tk must be a non-negative integer, got ${Tk}`);
+  const key = `${device}:${T}:${Tk}`;
   let m = causalMasks.get(key);
   if (!m || m.isDisposed) {
     m = noGrad(() => {
-      const i = arange(0, T, 1, { device }).reshape([T, 1]);
-      const j = arange(0, T, 1, { device }).reshape([1, T]);
+      const i = arange(Tk - T, Tk, 1, { device }).reshape([T, 1]);
+      const j = arange(0, Tk, 1, { device }).reshape([1, Tk]);
       return gt(j, i);
     });
     m._kept = true;
@@ -67,6 +72,10 @@ export function causalMask(T: number, device: Device = 'cpu'): Tensor {
 }
 
 export interface AttentionOptions {
+  /**
+   * Hide each query's future. With Tq != Tk it is aligned bottom-right, as in the fused op: query
+   * i sees keys j <= i + (Tk - Tq) (a KV cache's Tq new queries after Tk - Tq cached keys).
+   */
   causal?: boolean;
   /** Extra mask broadcastable to [B, H, Tq, Tk]: nonzero positions are hidden. */
   mask?: Tensor | null;
@@ -93,7 +102,6 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const scale = opts.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
   if (typeof scale !== 'number' || !Number.isFinite(scale))
     throw new KilnError('INVALID_ARGUMENT', `attention: scale must be finite, got ${String(scale)} (${shapes})`);
-  if (opts.causal && Tq !== Tk) throw new KilnError('SHAPE_MISMATCH', `attention: causal needs Tq == Tk, got ${Tq} and ${Tk} (${shapes})`);
   const drop = opts.dropout ?? 0;
   if (typeof drop !== 'number' || !(drop >= 0 && drop < 1))
     throw new KilnError('INVALID_ARGUMENT', `attention: dropout must be a number in [0, 1), got ${String(drop)} (${shapes})`);
@@ -110,7 +118,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
     return fusedAttention(q, k, v, { causal: opts.causal, scale, dropout: p, keyMask });
   let s = matmul(q, k.transpose(-2, -1));
   s = s.mul(scale);
-  if (opts.causal) s = maskedFill(s, causalMask(Tq, s.device), -Infinity);
+  if (opts.causal) s = maskedFill(s, causalMask(Tq, s.device, Tk), -Infinity);
   if (opts.mask) s = maskedFill(s, opts.mask, -Infinity);
   let probs = softmax(s, -1);
   if (p) probs = dropout(probs, p, true);

@@ -12,6 +12,10 @@
 // Context handling: every forward sees at most blockSize tokens, cropped from the left. Each
 // decoding step or scoring window reads the hidden states only at the positions it needs and
 // applies the (tied) LM head there, so the vocabulary projection is not paid for every position.
+// Decoding runs on the GPT's KV cache: a prefill of the prompts, then one new token per row per
+// step; a row past blockSize is rebuilt from its last blockSize tokens (kiln.nn.GPT#createCache),
+// so the greedy outputs are those of the uncached decoder (`kvCache: false`), which reruns the
+// window for every token.
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as kiln from '../../index.js';
@@ -30,6 +34,11 @@ export interface KilnLanguageModelOptions {
   maxBatch?: number;
   /** Name for results files (default `kiln:gpt(...)`). */
   name?: string;
+  /**
+   * Decode with the GPT's KV cache (default true); false reruns the whole window for every
+   * generated token (the same greedy outputs, for comparison and timing).
+   */
+  kvCache?: boolean;
 }
 
 /** A checkpoint or tokenizer that cannot be used: missing, unreadable, or not matching each other. */
@@ -57,6 +66,7 @@ export class KilnLanguageModel implements LanguageModel {
   readonly blockSize: number;
   readonly vocabSize: number;
   private readonly maxBatch: number;
+  private readonly kvCache: boolean;
 
   constructor(readonly model: GPT, readonly tokenizer: Tokenizer, opts: KilnLanguageModelOptions = {}) {
     if (!(model instanceof kiln.nn.GPT)) throw new KilnError('INVALID_ARGUMENT', 'kilnLanguageModel: model must be a kiln.nn.GPT');
@@ -68,6 +78,7 @@ export class KilnLanguageModel implements LanguageModel {
     this.blockSize = model.config.blockSize;
     this.vocabSize = vocab;
     this.maxBatch = Math.max(1, Math.floor(opts.maxBatch ?? 8));
+    this.kvCache = opts.kvCache ?? true;
     const c = model.config;
     this.name = opts.name ?? `kiln:gpt(L${c.nLayer} H${c.nHead} d${c.nEmbd} ctx${c.blockSize} V${vocab})`;
   }
@@ -124,12 +135,64 @@ export class KilnLanguageModel implements LanguageModel {
     const eos = eosOf(this.tokenizer);
     const out: string[] = [];
     for (let i = 0; i < prompts.length; i += this.maxBatch) {
-      out.push(...this.withEval(() => this.generateBatch(prompts.slice(i, i + this.maxBatch), maxTokens, stops, eos)));
+      const batch = prompts.slice(i, i + this.maxBatch);
+      out.push(...this.withEval(() => (this.kvCache ? this.generateBatch(batch, maxTokens, stops, eos) : this.generateBatchUncached(batch, maxTokens, stops, eos))));
     }
     return out;
   }
 
+  /**
+   * Greedy decoding with a KV cache: one prefill over each prompt's last blockSize tokens
+   * (right-padded, per-row lengths), then one token per active row per step; finished rows are
+   * dropped from the cache. A row past blockSize is rebuilt by the cache from its last blockSize
+   * tokens each step, which is the cropped forward the uncached decoder ran.
+   */
   private generateBatch(prompts: string[], maxTokens: number, stops: string[], eos: number | null): string[] {
+    const seqs = prompts.map((p) => Array.from(this.encodeContext(p, 'prompt')));
+    const generated: number[][] = prompts.map(() => []);
+    const texts = prompts.map(() => '');
+    if (maxTokens === 0) return texts;
+    const device = this.model.wte!.weight.device;
+    const cache = this.model.createCache();
+    try {
+      // order[k]: the prompt whose sequence is the cache's row k.
+      let order = prompts.map((_, i) => i);
+      let feed = order.map((i) => seqs[i].slice(-this.blockSize));
+      for (let step = 0; step < maxTokens && order.length > 0; step++) {
+        const lengths = feed.map((f) => f.length);
+        const T = Math.max(...lengths);
+        const flat = new Int32Array(order.length * T);
+        feed.forEach((f, k) => flat.set(f, k * T));
+        const next = kiln.tidy(() => kiln.noGrad(() => {
+          const hidden = this.model.hidden(kiln.tensor(flat, { dtype: 'int32', shape: [order.length, T], device }), { cache, lengths });
+          const E = hidden.shape[2];
+          const last = kiln.tensor(Int32Array.from(lengths, (m, k) => k * T + m - 1), { dtype: 'int32', device });
+          const logits = kiln.nn.linear(kiln.embedding(kiln.reshape(hidden, [order.length * T, E]), last), this.headWeight());
+          return Array.from(kiln.argmax(logits, -1).dataSync());
+        }));
+        const keep: number[] = [];
+        order.forEach((i, k) => {
+          const id = next[k];
+          seqs[i].push(id);
+          if (eos !== null && id === eos) return;
+          generated[i].push(id);
+          texts[i] = this.tokenizer.decode(generated[i]);
+          if (!stops.some((s) => texts[i].includes(s))) keep.push(k);
+        });
+        if (keep.length < order.length) {
+          cache.selectRows(keep);
+          order = keep.map((k) => order[k]);
+        }
+        feed = order.map((i) => [seqs[i][seqs[i].length - 1]]);
+      }
+    } finally {
+      cache.dispose();
+    }
+    return texts;
+  }
+
+  /** Greedy decoding without a cache: every step reruns each active row's last blockSize tokens. */
+  private generateBatchUncached(prompts: string[], maxTokens: number, stops: string[], eos: number | null): string[] {
     const seqs = prompts.map((p) => Array.from(this.encodeContext(p, 'prompt')));
     const generated: number[][] = prompts.map(() => []);
     const texts = prompts.map(() => '');
