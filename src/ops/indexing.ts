@@ -49,6 +49,8 @@ export function topk(x: Tensor, k: number, largest = true): { values: Tensor; in
 /** out[r, idx[r, j]] += g[r, j] for rows r of a [rows, n] result (deterministic). */
 function scatterRows(g: Tensor, idx: Tensor, rows: number, n: number): Tensor {
   const k = idx.shape[idx.ndim - 1];
+  // No rows (a [0, n] input, say): an empty gradient, without the scatter kernel (it refuses 0 rows).
+  if (rows === 0) return empty([...g.shape.slice(0, -1), n], g.dtype, g.device);
   const base = mul(arange(0, rows, 1, { device: idx.device }).reshape([rows, 1]), n);
   const flat = contig(add(idx.reshape([rows, k]), base));
   const gc = contig(g);
