@@ -25,3 +25,25 @@ test('topk backward through an input with no rows gives an empty or zero gradien
     t.deepEqual(y.grad!.toArray(), [[0, 0, 0], [0, 0, 0]]);
   });
 });
+
+test('flatten refuses startDim after endDim instead of inserting a dimension', (t) => {
+  kiln.tidy(() => {
+    // torch.zeros(2, 3).flatten(1, 0): RuntimeError (start_dim cannot come after end_dim); kiln gave shape [2, 1, 3].
+    throwsCode(t, () => kiln.flatten(kiln.zeros([2, 3]), 1, 0), 'INVALID_ARGUMENT', 'flatten', '[2, 3]');
+    throwsCode(t, () => kiln.zeros([2, 3, 4]).flatten(-1, -2), 'INVALID_ARGUMENT', 'flatten', '[2, 3, 4]');
+    t.deepEqual(kiln.zeros([2, 3, 4]).flatten(-2, -1).shape, [2, 12]);
+    t.deepEqual(kiln.zeros([2, 3, 4]).flatten(1, 1).shape, [2, 3, 4]);
+  });
+});
+
+test('stack and concat refuse null entries and array holes with a KilnError', (t) => {
+  kiln.tidy(() => {
+    const a = kiln.ones([2]);
+    throwsCode(t, () => kiln.stack([null as any]), 'INVALID_ARGUMENT', 'stack', 'tensor 0');
+    throwsCode(t, () => kiln.stack([undefined as any, a]), 'INVALID_ARGUMENT', 'stack', 'tensor 0');
+    // eslint-disable-next-line no-sparse-arrays
+    throwsCode(t, () => kiln.concat([a, , a] as any), 'INVALID_ARGUMENT', 'concat', 'tensor 1');
+    // eslint-disable-next-line no-sparse-arrays
+    throwsCode(t, () => kiln.stack([a, , a] as any), 'INVALID_ARGUMENT', 'stack', 'tensor 1');
+  });
+});

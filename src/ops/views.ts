@@ -126,6 +126,7 @@ export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
   checkTensor('flatten', x);
   if (x.ndim === 0) return reshape(x, [1]);
   const s = normAxis('flatten', startDim, x.ndim), e = normAxis('flatten', endDim, x.ndim);
+  if (s > e) throw new KilnError('INVALID_ARGUMENT', `flatten: startDim ${startDim} comes after endDim ${endDim} for ${shapeStr(x.shape)}`);
   const shape = [...x.shape.slice(0, s), numel(x.shape.slice(s, e + 1)), ...x.shape.slice(e + 1)];
   return reshape(x, shape);
 }
@@ -154,7 +155,8 @@ export function concat(tensors: Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw new KilnError('INVALID_ARGUMENT', 'concat: needs at least one tensor');
   for (const t of tensors)
     if (t instanceof Tensor && t.ndim === 0) throw new KilnError('INVALID_ARGUMENT', 'concat: 0-d tensors cannot be concatenated (unsqueeze them, or use stack)');
-  tensors.forEach((t, i) => checkTensor('concat', t, `tensor ${i}`));
+  // An index loop, not forEach: a hole in a sparse array is checked too.
+  for (let i = 0; i < tensors.length; i++) checkTensor('concat', tensors[i], `tensor ${i}`);
   const first = tensors[0];
   const a = normAxis('concat', axis, first.ndim);
   let total = 0;
@@ -184,6 +186,7 @@ export function concat(tensors: Tensor[], axis = 0): Tensor {
 
 export function stack(tensors: Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw new KilnError('INVALID_ARGUMENT', 'stack: needs at least one tensor');
+  for (let i = 0; i < tensors.length; i++) checkTensor('stack', tensors[i], `tensor ${i}`);
   const a = normAxis('stack', axis, tensors[0].ndim + 1);
   return concat(tensors.map((t) => unsqueeze(t, a)), a);
 }
