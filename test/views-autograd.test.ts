@@ -47,3 +47,19 @@ test('stack and concat refuse null entries and array holes with a KilnError', (t
     throwsCode(t, () => kiln.stack([a, , a] as any), 'INVALID_ARGUMENT', 'stack', 'tensor 1');
   });
 });
+
+test('squeeze of a dimension that is not 1 and transpose of a 1-D tensor are new views', (t) => {
+  const x = kiln.tensor([[1, 2, 3]], { requiresGrad: true });
+  const s = x.squeeze(1), v = kiln.tensor([1, 2]), tv = v.transpose();
+  t.not(s, x);
+  t.not(tv, v);
+  s.dispose();
+  tv.dispose();
+  t.false(x.isDisposed, 'disposing the squeeze result leaves its input alone');
+  t.false(v.isDisposed, 'disposing the transpose result leaves its input alone');
+  t.deepEqual(v.toArray(), [1, 2]);
+  kiln.tidy(() => x.squeeze(0).squeeze(0).transpose().mul(kiln.tensor([1, 2, 3])).sum().backward());
+  t.deepEqual(x.grad!.toArray(), [[1, 2, 3]]);
+  x.dispose();
+  v.dispose();
+});

@@ -48,7 +48,8 @@ export function permute(x: Tensor, dims: number[]): Tensor {
 
 export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
   checkTensor('transpose', x);
-  if (x.ndim < 2 && dim0 === -2 && dim1 === -1) return x;
+  // A new view even when nothing moves: disposing the result must not dispose x.
+  if (x.ndim < 2 && dim0 === -2 && dim1 === -1) return permute(x, [...Array(x.ndim).keys()]);
   const a = normAxis('transpose', dim0, x.ndim), b = normAxis('transpose', dim1, x.ndim);
   const dims = [...Array(x.ndim).keys()];
   dims[a] = b;
@@ -110,7 +111,8 @@ export function squeeze(x: Tensor, axis?: number): Tensor {
   checkTensor('squeeze', x);
   if (axis === undefined) return reshape(x, x.shape.filter((d) => d !== 1));
   const a = normAxis('squeeze', axis, x.ndim);
-  if (x.shape[a] !== 1) return x;
+  // A dimension that is not 1 stays: still a new view, so that disposing it leaves x alone.
+  if (x.shape[a] !== 1) return reshape(x, x.shape.slice());
   return reshape(x, x.shape.filter((_, i) => i !== a));
 }
 
