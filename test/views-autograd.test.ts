@@ -63,3 +63,50 @@ test('squeeze of a dimension that is not 1 and transpose of a 1-D tensor are new
   x.dispose();
   v.dispose();
 });
+
+test('backward refuses an intermediate disposed before the pass (its inputs got no gradient)', (t) => {
+  const w = kiln.tensor([1, 2, 3, 4], { requiresGrad: true });
+  const x = kiln.tensor([[1, 2], [3, 4]]);
+  // The tidy disposes w.reshape(...) and the product; backward outside it used to leave w.grad null.
+  const loss = kiln.tidy(() => w.reshape([2, 2]).mul(x).sum());
+  const before = kiln.memory().tensors;
+  throwsCode(t, () => loss.backward(), 'DISPOSED', 'backward', 'mul', '[2, 2]', 'tidy');
+  t.is(kiln.memory().tensors, before, 'the refused pass made nothing');
+  t.is(w.grad, null);
+  // A disposed view on the path.
+  const v = w.reshape([2, 2]);
+  const y = v.transpose(0, 1).mul(x).sum();
+  v.dispose();
+  throwsCode(t, () => y.backward(), 'DISPOSED', 'reshape', '[2, 2]');
+  t.is(w.grad, null);
+  // Kept alive, the same graph gives PyTorch's gradient (x transposed back, flattened).
+  kiln.tidy(() => w.reshape([2, 2]).transpose(0, 1).mul(x).sum().backward());
+  t.deepEqual(Array.from(w.grad!.dataSync()), [1, 3, 2, 4]);
+  for (const z of [w, x, loss, y]) z.dispose();
+});
+
+test('a second backward through a freed graph is refused unless the first retained it', (t) => {
+  kiln.tidy(() => {
+    const x = kiln.tensor([1, 2, 3], { requiresGrad: true });
+    // y = sum over two rows of x*x: dy/dx = 4x (torch: [4, 8, 12]).
+    const y = x.expand([2, 3]).mul(x).sum();
+    y.backward();
+    t.deepEqual(Array.from(x.grad!.dataSync()), [4, 8, 12]);
+    // torch: RuntimeError (Trying to backward through the graph a second time); kiln set y.grad to 1 and gave x nothing.
+    throwsCode(t, () => y.backward(), 'INVALID_ARGUMENT', 'backward', 'sum', 'retainGraph');
+    t.is(y.grad, null);
+    t.deepEqual(Array.from(x.grad!.dataSync()), [4, 8, 12]);
+    // A tensor of the freed graph inside a new graph: refused too (kiln took it for a leaf).
+    const h = x.mul(2);
+    h.sum().backward();
+    throwsCode(t, () => h.mul(3).sum().backward(), 'INVALID_ARGUMENT', 'mul', '[3]');
+    t.is(h.grad, null);
+    t.deepEqual(Array.from(x.grad!.dataSync()), [6, 10, 14]);
+    // retainGraph: the second pass accumulates (torch: [8, 16, 24]).
+    const z = kiln.tensor([1, 2, 3], { requiresGrad: true });
+    const yz = z.expand([2, 3]).mul(z).sum();
+    yz.backward(undefined, { retainGraph: true });
+    yz.backward();
+    t.deepEqual(Array.from(z.grad!.dataSync()), [8, 16, 24]);
+  });
+});
