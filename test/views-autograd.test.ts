@@ -110,3 +110,17 @@ test('a second backward through a freed graph is refused unless the first retain
     t.deepEqual(Array.from(z.grad!.dataSync()), [8, 16, 24]);
   });
 });
+
+test('mul and div by a number keep the sign of zero, in every float dtype', (t) => {
+  kiln.tidy(() => {
+    for (const dtype of ['float32', 'float64', 'float16', 'bfloat16'] as const) {
+      const x = kiln.tensor([-0, 0, -2], { dtype });
+      // torch: tensor([-0., 0., -2.]) * 0.5 -> [-0., 0., -1.]; / 3 -> [-0., 0., -0.6667]
+      const m = Array.from(x.mul(0.5).dataSync()), d = Array.from(x.div(3).dataSync()), r = Array.from(kiln.mul(4, x).dataSync());
+      t.true(Object.is(m[0], -0) && Object.is(m[1], 0) && m[2] === -1, `${dtype} mul: ${m}`);
+      t.true(Object.is(d[0], -0) && Object.is(d[1], 0), `${dtype} div: ${d}`);
+      t.true(Object.is(r[0], -0) && Object.is(r[1], 0) && r[2] === -8, `${dtype} scalar * x: ${r}`);
+      t.is(1 / x.mul(2).to('float32').dataSync()[0], -Infinity);
+    }
+  });
+});

@@ -142,8 +142,9 @@ export function sub(a: TensorLike, b: TensorLike): Tensor {
 }
 
 export function mul(a: TensorLike, b: TensorLike): Tensor {
-  if (typeof b === 'number' && a instanceof Tensor) return affine('mul', checkTensor('mul', a), b, 0);
-  if (typeof a === 'number' && b instanceof Tensor) return affine('mul', checkTensor('mul', b), a, 0);
+  // x * s + (-0) is x * s for every x; a +0 shift would turn -0 * s into +0.
+  if (typeof b === 'number' && a instanceof Tensor) return affine('mul', checkTensor('mul', a), b, -0);
+  if (typeof a === 'number' && b instanceof Tensor) return affine('mul', checkTensor('mul', b), a, -0);
   const [x, y] = operands('mul', a, b);
   const out = binaryKernel(Binary.Mul, 'mul', x, y, x.dtype);
   return record(out, 'mul', [x, y], (g) => [
@@ -155,7 +156,7 @@ export function mul(a: TensorLike, b: TensorLike): Tensor {
 export function div(a: TensorLike, b: TensorLike): Tensor {
   if (typeof b === 'number' && a instanceof Tensor) {
     const x = checkTensor('div', a);
-    return affine('div', x.dtype === 'int32' ? toDType(x, 'float32') : x, 1 / b, 0);
+    return affine('div', x.dtype === 'int32' ? toDType(x, 'float32') : x, 1 / b, -0);
   }
   let [x, y] = operands('div', a, b);
   if (x.dtype === 'int32') {
