@@ -124,3 +124,35 @@ test('mul and div by a number keep the sign of zero, in every float dtype', (t) 
     }
   });
 });
+
+test('ops free their promoted copies and scalar operands when no graph reads them', (t) => {
+  const i32 = kiln.tensor([1, 2, 3], { dtype: 'int32' });
+  const f = kiln.tensor([0.1, 0.2, 0.3]);
+  const h = kiln.tensor([0.5, 1.5, 2.5], { dtype: 'float16' });
+  const idx = kiln.tensor([[0, 1], [2, 0]], { dtype: 'int32' }), idxT = idx.T;
+  const base = kiln.memory().tensors;
+  // Outside any scope: each result is disposed at once, so the count must come back to base.
+  const ops: [string, () => kiln.Tensor][] = [
+    ['eq with a number', () => kiln.eq(f, 1)], ['lt float16 with float32', () => kiln.lt(h, f)],
+    ['add int32 and float32', () => kiln.add(i32, f)], ['mul int32 and float16', () => kiln.mul(i32, h)],
+    ['maximum with a number', () => kiln.maximum(f, 0)], ['div int32 by int32', () => kiln.div(i32, i32)],
+    ['div int32 by a number', () => kiln.div(i32, 2)], ['add a fraction to int32', () => kiln.add(i32, 0.5)],
+    ['pow int32', () => kiln.pow(i32, 2)], ['exp int32', () => kiln.exp(i32)], ['clamp int32', () => kiln.clamp(i32, 0.5, 2)],
+    ['where with a number', () => kiln.where(i32, f, 0)], ['maskedFill', () => kiln.maskedFill(f, i32, 0)],
+    ['mean int32', () => kiln.mean(i32)], ['logsumexp int32', () => kiln.logsumexp(i32)], ['cumsum int32', () => kiln.cumsum(i32, 0)],
+    ['oneHot of a transposed view', () => kiln.oneHot(idxT, 3)], ['stack', () => kiln.stack([f, f], 1)],
+  ];
+  for (const [name, op] of ops) {
+    op().dispose();
+    t.is(kiln.memory().tensors, base, name);
+  }
+  // Values unchanged: [1, 3, 6] (torch.cumsum), oneHot rows of idx.T = [[0, 2], [1, 0]].
+  const c = kiln.cumsum(i32, 0), o = kiln.oneHot(idxT, 3);
+  t.deepEqual(c.toArray(), [1, 3, 6]);
+  t.deepEqual(o.toArray(), [[[1, 0, 0], [0, 0, 1]], [[0, 1, 0], [1, 0, 0]]]);
+  // With a graph the operands stay until backward has read them.
+  const w = kiln.tensor([1, 2, 3], { requiresGrad: true });
+  kiln.tidy(() => kiln.mul(w, h).add(kiln.stack([w, w]).sum(0)).sum().backward());
+  t.deepEqual(Array.from(w.grad!.dataSync()), [2.5, 3.5, 4.5]);
+  for (const z of [i32, f, h, idx, idxT, c, o, w]) z.dispose();
+});

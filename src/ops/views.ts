@@ -190,7 +190,15 @@ export function stack(tensors: Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw new KilnError('INVALID_ARGUMENT', 'stack: needs at least one tensor');
   for (let i = 0; i < tensors.length; i++) checkTensor('stack', tensors[i], `tensor ${i}`);
   const a = normAxis('stack', axis, tensors[0].ndim + 1);
-  return concat(tensors.map((t) => unsqueeze(t, a)), a);
+  const parts: Tensor[] = [];
+  let out: Tensor | null = null;
+  try {
+    for (const t of tensors) parts.push(unsqueeze(t, a));
+    return (out = concat(parts, a));
+  } finally {
+    // The unsqueezed views are inputs of the graph when one is recorded; otherwise nothing needs them.
+    if (!out?._node) for (const p of parts) p.dispose();
+  }
 }
 
 /** Splits along `axis` into chunks of `size` (the last may be smaller) or of the given sizes. */
