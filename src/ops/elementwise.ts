@@ -107,6 +107,15 @@ function operands(name: string, a: TensorLike, b: TensorLike): [Tensor, Tensor] 
   return [ta, tb];
 }
 
+/**
+ * Frees what an op made for itself from its arguments (promoted copies, scalar operands) once the
+ * result is computed, unless a recorded graph still reads them. Returns out.
+ */
+function release(out: Tensor, made: readonly Tensor[], given: readonly unknown[]): Tensor {
+  if (!out._node) for (const t of made) if (!given.includes(t)) t.dispose();
+  return out;
+}
+
 /** Sums a broadcast gradient back to `shape`. */
 export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   if (sameShape(g.shape, shape)) return g;
@@ -119,10 +128,10 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
 
 // ---------------------------------------------------------------- binary ops
 
-function affine(name: string, x: Tensor, scale: number, shift: number): Tensor {
-  if (x.dtype === 'int32' && !(Number.isInteger(scale) && Number.isInteger(shift))) x = toDType(x, 'float32');
+function affine(name: string, input: Tensor, scale: number, shift: number): Tensor {
+  const x = input.dtype === 'int32' && !(Number.isInteger(scale) && Number.isInteger(shift)) ? toDType(input, 'float32') : input;
   const out = unaryKernel(Unary.Affine, x, scale, shift);
-  return record(out, name, [x], (g) => [scale === 1 ? g : unaryKernel(Unary.Affine, g, scale, 0)]);
+  return release(record(out, name, [x], (g) => [scale === 1 ? g : unaryKernel(Unary.Affine, g, scale, 0)]), [x], [input]);
 }
 
 export function add(a: TensorLike, b: TensorLike): Tensor {
@@ -130,7 +139,7 @@ export function add(a: TensorLike, b: TensorLike): Tensor {
   if (typeof a === 'number' && b instanceof Tensor) return affine('add', checkTensor('add', b), 1, a);
   const [x, y] = operands('add', a, b);
   const out = binaryKernel(Binary.Add, 'add', x, y, x.dtype);
-  return record(out, 'add', [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)]);
+  return release(record(out, 'add', [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)]), [x, y], [a, b]);
 }
 
 export function sub(a: TensorLike, b: TensorLike): Tensor {
@@ -138,24 +147,26 @@ export function sub(a: TensorLike, b: TensorLike): Tensor {
   if (typeof a === 'number' && b instanceof Tensor) return affine('sub', checkTensor('sub', b), -1, a);
   const [x, y] = operands('sub', a, b);
   const out = binaryKernel(Binary.Sub, 'sub', x, y, x.dtype);
-  return record(out, 'sub', [x, y], (g) => [sumTo(g, x.shape), y.requiresGrad ? sumTo(neg(g), y.shape) : null]);
+  return release(record(out, 'sub', [x, y], (g) => [sumTo(g, x.shape), y.requiresGrad ? sumTo(neg(g), y.shape) : null]), [x, y], [a, b]);
 }
 
 export function mul(a: TensorLike, b: TensorLike): Tensor {
-  if (typeof b === 'number' && a instanceof Tensor) return affine('mul', checkTensor('mul', a), b, 0);
-  if (typeof a === 'number' && b instanceof Tensor) return affine('mul', checkTensor('mul', b), a, 0);
+  // x * s + (-0) is x * s for every x; a +0 shift would turn -0 * s into +0.
+  if (typeof b === 'number' && a instanceof Tensor) return affine('mul', checkTensor('mul', a), b, -0);
+  if (typeof a === 'number' && b instanceof Tensor) return affine('mul', checkTensor('mul', b), a, -0);
   const [x, y] = operands('mul', a, b);
   const out = binaryKernel(Binary.Mul, 'mul', x, y, x.dtype);
-  return record(out, 'mul', [x, y], (g) => [
+  return release(record(out, 'mul', [x, y], (g) => [
     x.requiresGrad ? sumTo(mul(g, y), x.shape) : null,
     y.requiresGrad ? sumTo(mul(g, x), y.shape) : null,
-  ]);
+  ]), [x, y], [a, b]);
 }
 
 export function div(a: TensorLike, b: TensorLike): Tensor {
   if (typeof b === 'number' && a instanceof Tensor) {
     const x = checkTensor('div', a);
-    return affine('div', x.dtype === 'int32' ? toDType(x, 'float32') : x, 1 / b, 0);
+    const xf = x.dtype === 'int32' ? toDType(x, 'float32') : x;
+    return release(affine('div', xf, 1 / b, -0), [xf], [x]);
   }
   let [x, y] = operands('div', a, b);
   if (x.dtype === 'int32') {
@@ -163,10 +174,10 @@ export function div(a: TensorLike, b: TensorLike): Tensor {
     y = toDType(y, 'float32');
   }
   const out = binaryKernel(Binary.Div, 'div', x, y, x.dtype);
-  return record(out, 'div', [x, y], (g) => [
+  return release(record(out, 'div', [x, y], (g) => [
     x.requiresGrad ? sumTo(div(g, y), x.shape) : null,
     y.requiresGrad ? sumTo(neg(div(mul(g, out), y)), y.shape) : null,
-  ]);
+  ]), [x, y], [a, b]);
 }
 
 export function pow(a: TensorLike, b: TensorLike): Tensor {
@@ -175,7 +186,7 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
     if (x.dtype === 'int32') x = toDType(x, 'float32');
     const out = unaryKernel(Unary.PowScalar, x, b);
     // As PyTorch, x^0 has gradient 0 everywhere (0 * x^-1 would be NaN at x = 0).
-    return record(out, 'pow', [x], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(unaryKernel(Unary.PowScalar, x, b - 1), b))]);
+    return release(record(out, 'pow', [x], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(unaryKernel(Unary.PowScalar, x, b - 1), b))]), [x], [a]);
   }
   let [x, y] = operands('pow', a, b);
   if (x.dtype === 'int32') {
@@ -184,16 +195,16 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
   }
   const out = binaryKernel(Binary.Pow, 'pow', x, y, x.dtype);
   // As PyTorch: d/dx is 0 where y = 0 (not 0 * x^-1), d/dy is 0 where x = 0 and y >= 0 (not 0 * log 0).
-  return record(out, 'pow', [x, y], (g) => [
+  return release(record(out, 'pow', [x, y], (g) => [
     x.requiresGrad ? sumTo(mul(g, where(eq(y, 0), 0, mul(y, pow(x, sub(y, 1))))), x.shape) : null,
     y.requiresGrad ? sumTo(mul(g, where(mul(eq(x, 0), ge(y, 0)), 0, mul(out, log(x)))), y.shape) : null,
-  ]);
+  ]), [x, y], [a, b]);
 }
 
 function minmax(op: Binary.Maximum | Binary.Minimum, name: string, a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = operands(name, a, b);
   const out = binaryKernel(op, name, x, y, x.dtype);
-  return record(out, name, [x, y], (g) => {
+  return release(record(out, name, [x, y], (g) => {
     // The winner takes the gradient; ties split it evenly. As PyTorch, an operand loses only to a
     // strictly better one, so where either side is NaN (the result is NaN) both take the gradient.
     const win = (p: Tensor, q: Tensor) => {
@@ -203,14 +214,14 @@ function minmax(op: Binary.Maximum | Binary.Minimum, name: string, a: TensorLike
       return mul(g, w);
     };
     return [x.requiresGrad ? sumTo(win(x, y), x.shape) : null, y.requiresGrad ? sumTo(win(y, x), y.shape) : null];
-  });
+  }), [x, y], [a, b]);
 }
 export const maximum = (a: TensorLike, b: TensorLike) => minmax(Binary.Maximum, 'maximum', a, b);
 export const minimum = (a: TensorLike, b: TensorLike) => minmax(Binary.Minimum, 'minimum', a, b);
 
 function compare(op: Binary, name: string, a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = operands(name, a, b);
-  return binaryKernel(op, name, x, y, 'int32');
+  return release(binaryKernel(op, name, x, y, 'int32'), [x, y], [a, b]);
 }
 export const eq = (a: TensorLike, b: TensorLike) => compare(Binary.Eq, 'eq', a, b);
 export const ne = (a: TensorLike, b: TensorLike) => compare(Binary.Ne, 'ne', a, b);
@@ -226,10 +237,10 @@ function floatInput(name: string, x: Tensor): Tensor {
   return x.dtype === 'int32' ? toDType(x, 'float32') : x;
 }
 
-function unaryOp(op: Unary, name: string, x: Tensor, grad: (g: Tensor, x: Tensor, y: Tensor) => Tensor): Tensor {
-  x = floatInput(name, x);
+function unaryOp(op: Unary, name: string, input: Tensor, grad: (g: Tensor, x: Tensor, y: Tensor) => Tensor): Tensor {
+  const x = floatInput(name, input);
   const out = unaryKernel(op, x);
-  return record(out, name, [x], (g) => [grad(g, x, out)]);
+  return release(record(out, name, [x], (g) => [grad(g, x, out)]), [x], [input]);
 }
 
 export function neg(x: Tensor): Tensor {
@@ -272,27 +283,30 @@ export function sign(x: Tensor): Tensor {
   return unaryKernel(Unary.Sign, checkTensor('sign', x));
 }
 export function floor(x: Tensor): Tensor {
-  return unaryKernel(Unary.Floor, floatInput('floor', x));
+  const xf = floatInput('floor', x);
+  return release(unaryKernel(Unary.Floor, xf), [xf], [x]);
 }
 export function isNan(x: Tensor): Tensor {
-  return unaryKernel(Unary.IsNan, floatInput('isNan', x), 0, 0, 'int32');
+  const xf = floatInput('isNan', x);
+  return release(unaryKernel(Unary.IsNan, xf, 0, 0, 'int32'), [xf], [x]);
 }
 export function isFinite(x: Tensor): Tensor {
-  return unaryKernel(Unary.IsFinite, floatInput('isFinite', x), 0, 0, 'int32');
+  const xf = floatInput('isFinite', x);
+  return release(unaryKernel(Unary.IsFinite, xf, 0, 0, 'int32'), [xf], [x]);
 }
 
-export function clamp(x: Tensor, min = -Infinity, max = Infinity): Tensor {
-  checkTensor('clamp', x);
+export function clamp(input: Tensor, min = -Infinity, max = Infinity): Tensor {
+  let x = checkTensor('clamp', input);
   if (typeof min !== 'number' || typeof max !== 'number' || Number.isNaN(min) || Number.isNaN(max))
     throw new KilnError('INVALID_ARGUMENT', `clamp: min and max must be numbers (not NaN), got ${String(min)} and ${String(max)} for ${shapeStr(x.shape)}`);
   if (min > max) throw new KilnError('INVALID_ARGUMENT', `clamp: min ${min} is greater than max ${max}`);
   const whole = (b: number) => Number.isInteger(b) || !Number.isFinite(b);
   if (x.dtype === 'int32' && !(whole(min) && whole(max))) x = toDType(x, 'float32');
   const out = unaryKernel(Unary.Clamp, x, min, max);
-  return record(out, 'clamp', [x], (g) => {
+  return release(record(out, 'clamp', [x], (g) => {
     const inside = binaryKernel(Binary.Eq, 'clamp', out, x, 'int32');
     return [where(inside, g, 0)];
-  });
+  }), [x], [input]);
 }
 
 /** cond ? a : b, broadcasting all three (cond is any dtype; nonzero is true). */
@@ -317,10 +331,10 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
     A[48 + i] = sy[i];
   }
   N.ternary(ob, cb, ab, bb);
-  return record(out, 'where', [x, y], (g) => [
+  return release(record(out, 'where', [x, y], (g) => [
     x.requiresGrad ? sumTo(where(cond, g, 0), x.shape) : null,
     y.requiresGrad ? sumTo(where(cond, 0, g), y.shape) : null,
-  ]);
+  ]), [x, y], [a, b]);
 }
 
 /** x with `value` wherever mask is nonzero (mask broadcasts to x). */

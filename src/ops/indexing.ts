@@ -5,15 +5,15 @@ import { record } from '../tensor/autograd.js';
 import { normAxis } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { arange } from './creation.js';
-import { add, eq, mul, toDType } from './elementwise.js';
+import { add, eq, mul } from './elementwise.js';
 import { arg, cast, checkTensor, contig, needDType, prod } from './util.js';
 
 export function cumsum(x: Tensor, axis: number, reverse = false): Tensor {
   checkTensor('cumsum', x);
-  if (x.dtype === 'int32') x = toDType(x, 'float32');
   const a = normAxis('cumsum', axis, x.ndim);
-  const src = contig(x);
-  const out = empty(x.shape.slice(), x.dtype, x.device);
+  // int32 sums in float32 (no gradient): the float copy is the kernel's input, freed after it.
+  const src = x.dtype === 'int32' ? cast(x, 'float32') : contig(x);
+  const out = empty(x.shape.slice(), src.dtype, x.device);
   A[0] = reverse ? 1 : 0;
   A[1] = prod(x.shape.slice(0, a));
   A[2] = x.ndim ? x.shape[a] : 1;
@@ -49,6 +49,8 @@ export function topk(x: Tensor, k: number, largest = true): { values: Tensor; in
 /** out[r, idx[r, j]] += g[r, j] for rows r of a [rows, n] result (deterministic). */
 function scatterRows(g: Tensor, idx: Tensor, rows: number, n: number): Tensor {
   const k = idx.shape[idx.ndim - 1];
+  // No rows (a [0, n] input, say): an empty gradient, without the scatter kernel (it refuses 0 rows).
+  if (rows === 0) return empty([...g.shape.slice(0, -1), n], g.dtype, g.device);
   const base = mul(arange(0, rows, 1, { device: idx.device }).reshape([rows, 1]), n);
   const flat = contig(add(idx.reshape([rows, k]), base));
   const gc = contig(g);
@@ -73,9 +75,14 @@ export function oneHot(indices: Tensor, numClasses: number): Tensor {
   A[3] = -2147483648;
   const ic = contig(indices);
   const bad = N.findInvalidIndex(arg(4, ic));
+  const badValue = bad >= 0 ? ic.dataSync()[bad] : 0;
+  if (ic !== indices) ic.dispose();
   if (bad >= 0)
-    throw new KilnError('INDEX_OUT_OF_RANGE', `oneHot: index ${ic.dataSync()[bad]} at position ${bad} of ${shapeStr(indices.shape)} is outside [0, ${numClasses})`);
-  const hit = eq(indices.unsqueeze(-1), arange(0, numClasses, 1, { device: indices.device }));
+    throw new KilnError('INDEX_OUT_OF_RANGE', `oneHot: index ${badValue} at position ${bad} of ${shapeStr(indices.shape)} is outside [0, ${numClasses})`);
+  const col = indices.unsqueeze(-1), classes = arange(0, numClasses, 1, { device: indices.device });
+  const hit = eq(col, classes);
+  col.dispose();
+  classes.dispose();
   const out = cast(hit, 'float32');
   hit.dispose();
   return out;

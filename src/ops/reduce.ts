@@ -8,7 +8,7 @@ import { Binary, Reduce } from '../tensor/opcodes.js';
 import { normAxes, normAxis } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { fillInPlace } from './creation.js';
-import { binaryKernel, div, exp, mul, sub, toDType } from './elementwise.js';
+import { binaryKernel, div, exp, mul, sub } from './elementwise.js';
 import { arg, cast, checkTensor, contig, prod } from './util.js';
 
 export type Axes = number | number[] | undefined;
@@ -77,11 +77,21 @@ export function sum(x: Tensor, axis?: Axes, keepdims = false): Tensor {
 
 export function mean(x: Tensor, axis?: Axes, keepdims = false): Tensor {
   checkTensor('mean', x);
-  if (x.dtype === 'int32') x = toDType(x, 'float32');
   const axes = normAxes('mean', axis, x.ndim);
+  if (x.dtype === 'int32') return int32Copy(x, (f) => mean(f, axes, keepdims));  // no gradient
   const out = reduceKernel(Reduce.Mean, 'mean', x, axes, keepdims);
   const count = prod(axes.map((a) => x.shape[a]));
   return record(out, 'mean', [x], (g) => [expandBack(mul(g, 1 / count), x, axes)]);
+}
+
+/** fn of a float32 copy of an int32 tensor, the copy freed after. */
+function int32Copy(x: Tensor, fn: (f: Tensor) => Tensor): Tensor {
+  const f = cast(x, 'float32');
+  try {
+    return fn(f);
+  } finally {
+    f.dispose();
+  }
 }
 
 function extremum(op: Reduce.Max | Reduce.Min, name: string, x: Tensor, axis: Axes, keepdims: boolean): Tensor {
@@ -101,8 +111,8 @@ export const min = (x: Tensor, axis?: Axes, keepdims = false) => extremum(Reduce
 
 export function logsumexp(x: Tensor, axis?: Axes, keepdims = false): Tensor {
   checkTensor('logsumexp', x);
-  if (x.dtype === 'int32') x = toDType(x, 'float32');
   const axes = normAxes('logsumexp', axis, x.ndim);
+  if (x.dtype === 'int32') return int32Copy(x, (f) => logsumexp(f, axes, keepdims));  // no gradient
   const out = reduceKernel(Reduce.LogSumExp, 'logsumexp', x, axes, keepdims);
   return record(out, 'logsumexp', [x], (g) => {
     const keepShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));

@@ -48,7 +48,8 @@ export function permute(x: Tensor, dims: number[]): Tensor {
 
 export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
   checkTensor('transpose', x);
-  if (x.ndim < 2 && dim0 === -2 && dim1 === -1) return x;
+  // A new view even when nothing moves: disposing the result must not dispose x.
+  if (x.ndim < 2 && dim0 === -2 && dim1 === -1) return permute(x, [...Array(x.ndim).keys()]);
   const a = normAxis('transpose', dim0, x.ndim), b = normAxis('transpose', dim1, x.ndim);
   const dims = [...Array(x.ndim).keys()];
   dims[a] = b;
@@ -110,7 +111,8 @@ export function squeeze(x: Tensor, axis?: number): Tensor {
   checkTensor('squeeze', x);
   if (axis === undefined) return reshape(x, x.shape.filter((d) => d !== 1));
   const a = normAxis('squeeze', axis, x.ndim);
-  if (x.shape[a] !== 1) return x;
+  // A dimension that is not 1 stays: still a new view, so that disposing it leaves x alone.
+  if (x.shape[a] !== 1) return reshape(x, x.shape.slice());
   return reshape(x, x.shape.filter((_, i) => i !== a));
 }
 
@@ -126,6 +128,7 @@ export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
   checkTensor('flatten', x);
   if (x.ndim === 0) return reshape(x, [1]);
   const s = normAxis('flatten', startDim, x.ndim), e = normAxis('flatten', endDim, x.ndim);
+  if (s > e) throw new KilnError('INVALID_ARGUMENT', `flatten: startDim ${startDim} comes after endDim ${endDim} for ${shapeStr(x.shape)}`);
   const shape = [...x.shape.slice(0, s), numel(x.shape.slice(s, e + 1)), ...x.shape.slice(e + 1)];
   return reshape(x, shape);
 }
@@ -154,7 +157,8 @@ export function concat(tensors: Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw new KilnError('INVALID_ARGUMENT', 'concat: needs at least one tensor');
   for (const t of tensors)
     if (t instanceof Tensor && t.ndim === 0) throw new KilnError('INVALID_ARGUMENT', 'concat: 0-d tensors cannot be concatenated (unsqueeze them, or use stack)');
-  tensors.forEach((t, i) => checkTensor('concat', t, `tensor ${i}`));
+  // An index loop, not forEach: a hole in a sparse array is checked too.
+  for (let i = 0; i < tensors.length; i++) checkTensor('concat', tensors[i], `tensor ${i}`);
   const first = tensors[0];
   const a = normAxis('concat', axis, first.ndim);
   let total = 0;
@@ -184,8 +188,17 @@ export function concat(tensors: Tensor[], axis = 0): Tensor {
 
 export function stack(tensors: Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw new KilnError('INVALID_ARGUMENT', 'stack: needs at least one tensor');
+  for (let i = 0; i < tensors.length; i++) checkTensor('stack', tensors[i], `tensor ${i}`);
   const a = normAxis('stack', axis, tensors[0].ndim + 1);
-  return concat(tensors.map((t) => unsqueeze(t, a)), a);
+  const parts: Tensor[] = [];
+  let out: Tensor | null = null;
+  try {
+    for (const t of tensors) parts.push(unsqueeze(t, a));
+    return (out = concat(parts, a));
+  } finally {
+    // The unsqueezed views are inputs of the graph when one is recorded; otherwise nothing needs them.
+    if (!out?._node) for (const p of parts) p.dispose();
+  }
 }
 
 /** Splits along `axis` into chunks of `size` (the last may be smaller) or of the given sizes. */

@@ -85,7 +85,8 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
   if (grad && grad.size !== root.size)
     throw new KilnError('SHAPE_MISMATCH', `backward: gradient of shape ${shapeStr(grad.shape)} for output ${shapeStr(root.shape)}`);
 
-  // Topological order (iterative DFS: deep graphs must not overflow the stack).
+  // Topological order (iterative DFS: deep graphs must not overflow the stack). A tensor whose node
+  // was freed is refused here, before any gradient is made.
   const order: Tensor[] = [];
   const seen = new Set<Tensor>();
   const stack: [Tensor, number][] = [[root, 0]];
@@ -93,6 +94,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
   while (stack.length) {
     const top = stack[stack.length - 1];
     const [t, i] = top;
+    if (i === 0 && !t._node && t._freedNode) freedNode(t, t._freedNode);
     const inputs = t._node ? t._node.inputs : [];
     if (i < inputs.length) {
       top[1]++;
@@ -163,6 +165,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
         stepGrads = [];
         if (!opts.retainGraph) {
           t._node = null;
+          t._freedNode = { name: node.name, by: 'backward' };
           // Every consumer of t ran before t (reverse topological order) and t's own step just
           // ran, so an internal activation's values are needed by nothing left: free them now,
           // as PyTorch frees saved tensors during backward (not if its storage is shared).
@@ -207,6 +210,14 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
   } finally {
     gradEnabled = prevEnabled;
   }
+}
+
+function freedNode(t: Tensor, f: { name: string; by: 'dispose' | 'backward' }): never {
+  if (f.by === 'dispose')
+    throw new KilnError('DISPOSED', `backward: the ${f.name} result ${shapeStr(t.shape)} on the path to the inputs was disposed before the ` +
+      'backward pass, so they would get no gradient (run backward inside the tidy that made it, or keep the tensor)');
+  throw new KilnError('INVALID_ARGUMENT', `backward: the graph through the ${f.name} result ${shapeStr(t.shape)} was freed by an earlier ` +
+    'backward (pass { retainGraph: true } to that backward to go through the graph again, or detach the tensor)');
 }
 
 function nextIdProbe(): number {

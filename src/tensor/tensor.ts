@@ -29,6 +29,12 @@ export class Tensor {
   requiresGrad = false;
   grad: Tensor | null = null;
   _node: GradNode | null = null;
+  /**
+   * Set when this tensor had a grad node and lost it (its op's name, and whether dispose or a
+   * backward without retainGraph freed it): a later backward that reaches it must fail rather than
+   * take it for a leaf and silently give its inputs no gradient.
+   */
+  _freedNode: { name: string; by: 'dispose' | 'backward' } | null = null;
   _disposed = false;
   /** Module-internal activation: backward may free its memory once its own gradient step ran. */
   _internal = false;
@@ -73,6 +79,7 @@ export class Tensor {
   dispose(): void {
     if (this._disposed) return;
     this._disposed = true;
+    if (this._node) this._freedNode = { name: this._node.name, by: 'dispose' };
     this._node = null;
     untrack(this);
     if (this.grad) {
