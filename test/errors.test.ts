@@ -153,6 +153,13 @@ test('INVALID_ARGUMENT for bad arguments', (t) => {
   throwsKiln(t, () => kiln.mseLoss(kiln.ones([2]), kiln.ones([2]), 'avg' as never), 'INVALID_ARGUMENT', 'mseLoss', 'avg');
   throwsKiln(t, () => kiln.mseLoss(kiln.ones([4, 1]), kiln.ones([4])), 'SHAPE_MISMATCH', 'mseLoss', '[4]', '[4, 1]');
   throwsKiln(t, () => kiln.clamp(kiln.ones([2]), NaN, 1), 'INVALID_ARGUMENT', 'clamp', 'NaN');
+  // Numbers past int32's range with int32 tensors (the kernels' conversion would be undefined).
+  const iv = kiln.tensor([1, 2], { dtype: 'int32' });
+  throwsKiln(t, () => kiln.mul(iv, 1e10), 'INVALID_ARGUMENT', 'mul', '10000000000', 'int32');
+  throwsKiln(t, () => kiln.add(iv, 3e9), 'INVALID_ARGUMENT', 'add', '3000000000');
+  throwsKiln(t, () => kiln.sub(iv, kiln.full([], 3e9, { dtype: 'int32' })), 'INVALID_ARGUMENT', 'int32');
+  throwsKiln(t, () => kiln.full([2], -3e9, { dtype: 'int32' }), 'INVALID_ARGUMENT', 'full', 'int32');
+  t.deepEqual(kiln.add(iv, -(2 ** 31) + 2).toArray(), [-(2 ** 31) + 3, -(2 ** 31) + 4], 'the int32 range itself is fine');
   throwsKiln(t, () => kiln.gelu(kiln.ones([2]), { approximate: 'tanh' } as never), 'INVALID_ARGUMENT', 'gelu', 'object');
 });
 

@@ -130,6 +130,7 @@ test('ops free their promoted copies and scalar operands when no graph reads the
   const f = kiln.tensor([0.1, 0.2, 0.3]);
   const h = kiln.tensor([0.5, 1.5, 2.5], { dtype: 'float16' });
   const idx = kiln.tensor([[0, 1], [2, 0]], { dtype: 'int32' }), idxT = idx.T;
+  const mat = kiln.tensor([[1, 2, 3], [4, 5, 6]]), mat64 = kiln.tensor(new Float64Array(6), { shape: [3, 2] });
   const base = kiln.memory().tensors;
   // Outside any scope: each result is disposed at once, so the count must come back to base.
   const ops: [string, () => kiln.Tensor][] = [
@@ -141,6 +142,8 @@ test('ops free their promoted copies and scalar operands when no graph reads the
     ['where with a number', () => kiln.where(i32, f, 0)], ['maskedFill', () => kiln.maskedFill(f, i32, 0)],
     ['mean int32', () => kiln.mean(i32)], ['logsumexp int32', () => kiln.logsumexp(i32)], ['cumsum int32', () => kiln.cumsum(i32, 0)],
     ['oneHot of a transposed view', () => kiln.oneHot(idxT, 3)], ['stack', () => kiln.stack([f, f], 1)],
+    ['matmul vector by vector', () => kiln.matmul(f, f)], ['matmul matrix by vector', () => kiln.matmul(mat, f)],
+    ['matmul float32 vector by float64 matrix', () => kiln.matmul(f, mat64)],
   ];
   for (const [name, op] of ops) {
     op().dispose();
@@ -154,5 +157,5 @@ test('ops free their promoted copies and scalar operands when no graph reads the
   const w = kiln.tensor([1, 2, 3], { requiresGrad: true });
   kiln.tidy(() => kiln.mul(w, h).add(kiln.stack([w, w]).sum(0)).sum().backward());
   t.deepEqual(Array.from(w.grad!.dataSync()), [2.5, 3.5, 4.5]);
-  for (const z of [i32, f, h, idx, idxT, c, o, w]) z.dispose();
+  for (const z of [i32, f, h, idx, idxT, c, o, w, mat, mat64]) z.dispose();
 });

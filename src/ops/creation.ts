@@ -32,6 +32,9 @@ function finish(t: Tensor, o: CreateOptions | undefined): Tensor {
 
 /** Fills a contiguous tensor with one value. */
 export function fillInPlace(t: Tensor, value: number): Tensor {
+  // The kernel converts the value to the element type: out of int32's range that is undefined.
+  if (t.dtype === 'int32' && !(value > -2147483649 && value < 2147483648))
+    throw new KilnError('INVALID_ARGUMENT', `full: ${value} does not fit int32 (shape ${shapeStr(t.shape)}); use a float dtype`);
   A[0] = Unary.Fill;
   A[1] = 1;
   A[2] = value;

@@ -130,6 +130,11 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
 
 function affine(name: string, input: Tensor, scale: number, shift: number): Tensor {
   const x = input.dtype === 'int32' && !(Number.isInteger(scale) && Number.isInteger(shift)) ? toDType(input, 'float32') : input;
+  // int32 arithmetic takes the number as an int32 (PyTorch wraps it modulo 2^32; kiln refuses).
+  if (x.dtype === 'int32')
+    for (const v of [scale, shift])
+      if (!(v >= -2147483648 && v <= 2147483647))
+        throw new KilnError('INVALID_ARGUMENT', `${name}: ${v} does not fit int32 (int32 operand ${shapeStr(x.shape)}); cast the tensor to a float dtype first`);
   const out = unaryKernel(Unary.Affine, x, scale, shift);
   return release(record(out, name, [x], (g) => [scale === 1 ? g : unaryKernel(Unary.Affine, g, scale, 0)]), [x], [input]);
 }

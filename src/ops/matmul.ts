@@ -127,22 +127,32 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     if (!out._node) for (const t of [la, lb, prodLow]) if (t !== a && t !== b) t.dispose();  // no graph holds them
     return out;
   }
+  // What this call makes from its operands (promoted copies, vector views, the product before its
+  // added dim is squeezed away) is freed once the result is out, unless a recorded graph reads it.
+  const made: Tensor[] = [];
+  const release = (out: Tensor): Tensor => {
+    if (!out._node) for (const t of made) if (t !== out && t !== a0 && t !== b0) t.dispose();
+    return out;
+  };
+  const a0 = a, b0 = b;
   if (a.dtype !== b.dtype) {
     const d = a.dtype === 'float64' || b.dtype === 'float64' ? 'float64' : 'float32';
     a = toDType(a, d);
     b = toDType(b, d);
+    made.push(a, b);
   }
   // Vectors: [K] is a row on the left and a column on the right; the added dim is removed again.
   if (a.ndim === 1 || b.ndim === 1) {
     const a2 = a.ndim === 1 ? a.reshape([1, a.shape[0]]) : a;
     const b2 = b.ndim === 1 ? b.reshape([b.shape[0], 1]) : b;
     let r = matmul(a2, b2);
-    if (a.ndim === 1) r = r.squeeze(-2);
+    made.push(a2, b2, r);
+    if (a.ndim === 1) made.push((r = r.squeeze(-2)));
     if (b.ndim === 1) r = r.squeeze(-1);
-    return r;
+    return release(r);
   }
   const out = matmulKernel(a, b);
-  return record(out, 'matmul', [a, b], (g) => {
+  return release(record(out, 'matmul', [a, b], (g) => {
     let ga: Tensor | null = null, gb: Tensor | null = null;
     if (a.requiresGrad) ga = sumTo(matmulKernel(g, b.transpose(-1, -2)), a.shape);
     if (b.requiresGrad) {
@@ -154,5 +164,5 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       } else gb = sumTo(matmulKernel(a.transpose(-1, -2), g), b.shape);
     }
     return [ga, gb];
-  });
+  }));
 }
