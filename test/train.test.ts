@@ -210,3 +210,36 @@ test('character and word tokenizers round trip and save/load', (t) => {
   writeFileSync(join(dir, 'bad.json'), '{"type":"WordTokenizer","vocab":[1,2]}');
   t.throws(() => train.WordTokenizer.load(join(dir, 'bad.json')), { code: 'INVALID_ARGUMENT' } as any);
 });
+
+test('word tokenizer keeps combining marks inside words (Devanagari, decomposed accents)', (t) => {
+  const hindi = 'हिन्दी भाषा';
+  const nfd = 'naïve café'.normalize('NFD');
+  t.deepEqual(train.WordTokenizer.split(hindi), ['हिन्दी', 'भाषा']);
+  t.deepEqual(train.WordTokenizer.split(nfd), nfd.split(' '));
+  t.deepEqual(train.WordTokenizer.split('İstanbul', true), ['i̇stanbul']);
+  for (const s of [hindi, nfd]) {
+    const tok = train.WordTokenizer.fromText(s);
+    t.is(tok.decode(tok.encode(s)), s);
+  }
+});
+
+test('word tokenizer special ids follow the vocabulary, wherever it puts them', (t) => {
+  const tok = new train.WordTokenizer(['hi', '<eos>', '<bos>', '<unk>', '<pad>']);
+  t.deepEqual([tok.padId, tok.unkId, tok.bosId, tok.eosId], [4, 3, 2, 1]);
+  t.deepEqual([...tok.encode('zz hi', { bos: true, eos: true })], [2, 3, 0, 1]);
+  t.is(tok.decode([4, 2, 0, 3, 1]), 'hi <unk>');
+  const p = join(dir, 'reordered-word-tok.json');
+  writeFileSync(p, JSON.stringify({ type: 'WordTokenizer', vocab: tok.vocab }));
+  t.is(train.WordTokenizer.load(p).unkId, 3);
+});
+
+test('char tokenizer refuses a vocabulary entry that is not one code point', (t) => {
+  const p = join(dir, 'foreign-char-tok.json');
+  for (const vocab of [['ab', 'c'], ['', 'c'], ['a\u0301']]) {
+    writeFileSync(p, JSON.stringify({ type: 'CharTokenizer', vocab, unk: null }));
+    t.throws(() => train.CharTokenizer.load(p), { code: 'INVALID_ARGUMENT' } as any, JSON.stringify(vocab));
+  }
+  const withUnk = train.CharTokenizer.fromText('a😀\u0301', { unk: '<unk>' });
+  const back = new train.CharTokenizer(withUnk.vocab, withUnk.unk);
+  t.deepEqual([...back.encode('a😀\u0301z')], [...withUnk.encode('a😀\u0301z')]);
+});

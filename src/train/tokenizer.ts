@@ -32,6 +32,10 @@ export class CharTokenizer implements Tokenizer {
   private readonly ids: Map<string, number>;
   constructor(readonly vocab: string[], readonly unk: string | null = null) {
     this.ids = new Map(vocab.map((c, i) => [c, i]));
+    // encode splits text into code points: any other entry (a foreign or damaged file) could never be produced.
+    for (const c of vocab)
+      if (c !== unk && (typeof c !== 'string' || [...c].length !== 1))
+        throw new KilnError('INVALID_ARGUMENT', `CharTokenizer: vocabulary entry ${JSON.stringify(c)} is not one character (code point)`);
     if (unk !== null && !this.ids.has(unk)) throw new KilnError('INVALID_ARGUMENT', `CharTokenizer: unk '${unk}' is not in the vocabulary`);
   }
   /** Vocabulary = the distinct characters (code points) of `text`, sorted. */
@@ -79,12 +83,18 @@ export const SPECIALS = ['<pad>', '<unk>', '<bos>', '<eos>'];
 /** Words and punctuation marks as tokens; optional lower-casing; vocabulary by frequency. */
 export class WordTokenizer implements Tokenizer {
   private readonly ids: Map<string, number>;
+  readonly padId: number;
+  readonly unkId: number;
+  readonly bosId: number;
+  readonly eosId: number;
   constructor(readonly vocab: string[], readonly lowercase = false) {
     this.ids = new Map(vocab.map((w, i) => [w, i]));
     for (const s of SPECIALS) if (!this.ids.has(s)) throw new KilnError('INVALID_ARGUMENT', `WordTokenizer: vocabulary lacks ${s}`);
+    // Where the vocabulary puts them (fromText: 0..3; a hand-made or loaded one may differ).
+    [this.padId, this.unkId, this.bosId, this.eosId] = SPECIALS.map((s) => this.ids.get(s)!);
   }
   static split(text: string, lowercase = false): string[] {
-    return (lowercase ? text.toLowerCase() : text).match(/[\p{L}\p{N}_']+|[^\s\p{L}\p{N}_']/gu) ?? [];
+    return (lowercase ? text.toLowerCase() : text).match(/[\p{L}\p{M}\p{N}_']+|[^\s\p{L}\p{M}\p{N}_']/gu) ?? [];
   }
   /** Builds the vocabulary: specials first, then words by descending count (ties alphabetical). */
   static fromText(text: string, opts: { maxVocab?: number; minCount?: number; lowercase?: boolean } = {}): WordTokenizer {
@@ -97,18 +107,6 @@ export class WordTokenizer implements Tokenizer {
   }
   get vocabSize(): number {
     return this.vocab.length;
-  }
-  get padId(): number {
-    return 0;
-  }
-  get unkId(): number {
-    return 1;
-  }
-  get bosId(): number {
-    return 2;
-  }
-  get eosId(): number {
-    return 3;
   }
   encode(text: string, opts: { bos?: boolean; eos?: boolean } = {}): Int32Array {
     const words = WordTokenizer.split(text, this.lowercase);
@@ -124,7 +122,7 @@ export class WordTokenizer implements Tokenizer {
       const w = this.vocab[ids[i]];
       if (w === undefined) throw new KilnError('INDEX_OUT_OF_RANGE', `WordTokenizer: id ${ids[i]} outside [0, ${this.vocabSize})`);
       if (ids[i] === this.padId || ids[i] === this.bosId || ids[i] === this.eosId) continue;
-      const punct = /^[^\p{L}\p{N}_'<]$/u.test(w);
+      const punct = /^[^\p{L}\p{M}\p{N}_'<]$/u.test(w);
       s += s && !punct ? ` ${w}` : w;
     }
     return s;
