@@ -243,3 +243,21 @@ test('char tokenizer refuses a vocabulary entry that is not one code point', (t)
   const back = new train.CharTokenizer(withUnk.vocab, withUnk.unk);
   t.deepEqual([...back.encode('a😀\u0301z')], [...withUnk.encode('a😀\u0301z')]);
 });
+
+test('gatherRows refuses a fractional row and honours half dtypes; bad loader options are refused', (t) => {
+  t.throws(() => train.gatherRows([1, 2, 3, 4, 5, 6], [2], [1.5]), { code: 'INDEX_OUT_OF_RANGE' } as any);
+  t.throws(() => train.gatherRows(new Float32Array(6), [2], [0.5]), { code: 'INDEX_OUT_OF_RANGE' } as any);
+  for (const dtype of ['float16', 'bfloat16'] as const) {
+    const g = train.gatherRows([1, 2, 3, 4], [2], [1], dtype);
+    t.is(g.dtype, dtype);
+    t.deepEqual(g.toArray(), [[3, 4]]);
+    g.dispose();
+  }
+  const toks = new Int32Array(10);
+  for (const [block, batch] of [[3, 0], [3, -1], [0, 2], [1.5, 2], [3, 2.5]])
+    t.throws(() => new train.TokenWindowLoader(toks, block, batch), { code: 'INVALID_ARGUMENT' } as any, `${block} ${batch}`);
+  const L = new train.TokenWindowLoader(toks, 3, 2);
+  for (const step of [-1, 1.5, NaN]) t.throws(() => L.batchAt(step), { code: 'INVALID_ARGUMENT' } as any, String(step));
+  t.throws(() => train.shuffledIndices(-1, 0), { code: 'INVALID_ARGUMENT' } as any);
+  t.throws(() => train.shuffledIndices(2.5, 0), { code: 'INVALID_ARGUMENT' } as any);
+});

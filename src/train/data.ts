@@ -20,6 +20,7 @@ export function seededRandom(seed: number): () => number {
 
 /** A permutation of [0, n) from (seed, epoch), by Fisher-Yates. */
 export function shuffledIndices(n: number, seed: number, epoch = 0): Int32Array {
+  if (!Number.isInteger(n) || n < 0) throw new KilnError('INVALID_ARGUMENT', `shuffledIndices: n must be an integer >= 0, got ${n}`);
   const idx = new Int32Array(n);
   for (let i = 0; i < n; i++) idx[i] = i;
   const rnd = seededRandom((Math.imul(seed >>> 0, 0x27d4eb2d) ^ Math.imul(epoch + 1, 0x165667b1)) >>> 0);
@@ -84,11 +85,12 @@ export function gatherRows(data: TypedArray | number[], rowShape: number[], indi
   const out = new Ctor(indices.length * row);
   for (let i = 0; i < indices.length; i++) {
     const r = indices[i];
-    if (!(r >= 0 && r < rows)) throw new KilnError('INDEX_OUT_OF_RANGE', `gatherRows: row ${r} of ${rows}`);
+    if (!(Number.isInteger(r) && r >= 0 && r < rows)) throw new KilnError('INDEX_OUT_OF_RANGE', `gatherRows: row ${r} of ${rows}`);
     if (Array.isArray(data)) for (let j = 0; j < row; j++) out[i * row + j] = data[r * row + j];
     else out.set((data as TypedArray).subarray(r * row, (r + 1) * row), i * row);
   }
-  return fromTyped(out, [indices.length, ...rowShape]);
+  // float16 / bfloat16 rows are gathered in float32 and rounded once.
+  return fromTyped(out, [indices.length, ...rowShape], dtype === 'float16' || dtype === 'bfloat16' ? { dtype } : undefined);
 }
 
 /** A dataset of parallel arrays (inputs, targets, ...) served in seeded batches by step. */
@@ -119,10 +121,13 @@ export class ArrayDataLoader {
  */
 export class TokenWindowLoader {
   constructor(readonly tokens: Int32Array, readonly blockSize: number, readonly batchSize: number, readonly seed = 0) {
+    if (!Number.isInteger(blockSize) || blockSize < 1) throw new KilnError('INVALID_ARGUMENT', `TokenWindowLoader: blockSize must be a positive integer, got ${blockSize}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new KilnError('INVALID_ARGUMENT', `TokenWindowLoader: batchSize must be a positive integer, got ${batchSize}`);
     if (tokens.length < blockSize + 1)
       throw new KilnError('INVALID_ARGUMENT', `TokenWindowLoader: ${tokens.length} tokens are fewer than blockSize + 1 = ${blockSize + 1}`);
   }
   batchAt(step: number): { x: Tensor; y: Tensor } {
+    if (!Number.isInteger(step) || step < 0) throw new KilnError('INVALID_ARGUMENT', `TokenWindowLoader: step must be an integer >= 0, got ${step}`);
     const rnd = seededRandom((Math.imul(this.seed >>> 0, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
     const T = this.blockSize, B = this.batchSize;
     const x = new Int32Array(B * T), y = new Int32Array(B * T);
