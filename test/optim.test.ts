@@ -197,3 +197,15 @@ test('gradNorm, clipGradNorm and backward refuse a gradient that is not a Tensor
   loss.backward();
   t.deepEqual(Array.from(p.grad!.dataSync()), [2, 4], 'the graph is intact after the refusal');
 });
+
+test('LRScheduler.step refused for a bad factor leaves the step; sequential refuses bad milestones', (t) => {
+  const target = { f: -1, setLrFactor(f: number) { this.f = f; } };
+  const s = new sched.LRScheduler(target, (step) => (step === 3 ? NaN : 1 / (step + 1)));
+  s.step();
+  s.step();
+  t.throws(() => s.step(), { code: 'INVALID_ARGUMENT' } as any);
+  t.deepEqual(s.stateDict(), { step: 2 });
+  t.is(target.f, 1 / 3);
+  for (const m of [NaN, -1, 2.5]) t.throws(() => sched.sequential([sched.constant(1), sched.constant(0.5)], [m]), { code: 'INVALID_ARGUMENT' } as any, String(m));
+  t.deepEqual([0, 1, 2].map(sched.sequential([sched.constant(1), sched.constant(0.5)], [0])), [0.5, 0.5, 0.5]);
+});

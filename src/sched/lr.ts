@@ -45,6 +45,8 @@ export function stepDecay(stepSize: number, gamma = 0.1): Schedule {
 export function sequential(schedules: Schedule[], milestones: number[]): Schedule {
   if (schedules.length === 0 || milestones.length !== schedules.length - 1)
     throw new KilnError('INVALID_ARGUMENT', `sequential: ${schedules.length} schedules need ${schedules.length - 1} milestones, got ${milestones.length}`);
+  for (let i = 0; i < milestones.length; i++)
+    if (!Number.isInteger(milestones[i]) || milestones[i] < 0) throw new KilnError('INVALID_ARGUMENT', `sequential: milestone ${milestones[i]} is not an integer step >= 0`);
   for (let i = 1; i < milestones.length; i++)
     if (!(milestones[i] > milestones[i - 1])) throw new KilnError('INVALID_ARGUMENT', 'sequential: milestones must increase');
   return (s) => {
@@ -79,8 +81,7 @@ export class LRScheduler {
     return this.schedule(this.step_);
   }
   step(): void {
-    this.step_++;
-    this.apply();
+    this.setStep(this.step_ + 1);  // a refused factor leaves the step where it was
   }
   /** Jumps to a step (resuming). */
   setStep(step: number): void {
