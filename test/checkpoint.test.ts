@@ -375,3 +375,16 @@ test('an EMA rides along in the checkpoint: its averages and update count come b
   t.is(e2!.code, 'SHAPE_MISMATCH');
   t.deepEqual(Array.from(d.parameters()[0].dataSync()), before, 'the model is untouched by a refused load');
 });
+
+test('a header that is not UTF-8 is refused with CHECKPOINT_CORRUPT, not read with U+FFFD', (t) => {
+  const entry = '":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}';
+  const head = Buffer.concat([Buffer.from('{"w'), Buffer.from([0xff]), Buffer.from(entry), Buffer.from('    ')]);
+  const bytes = Buffer.alloc(8 + head.length + 4);
+  bytes.writeBigUInt64LE(BigInt(head.length), 0);
+  head.copy(bytes, 8);
+  const e = t.throws(() => decodeSafetensors(bytes)) as any;
+  t.is(e.code, 'CHECKPOINT_CORRUPT', e.message);
+  const ok = Buffer.from(bytes);
+  ok[11] = 0x78;  // 'x': the same file with a valid name reads
+  t.deepEqual(Object.keys(decodeSafetensors(ok).tensors), ['wx']);
+});

@@ -78,7 +78,8 @@ export function decodeSafetensors(buf: Uint8Array, where = 'safetensors'): Safet
   if (n < 2) corrupt(where, `header length ${n} is too small for a JSON object`);
   let header: unknown;
   try {
-    header = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + 8, n).toString('utf8'));
+    // fatal: bytes that are not UTF-8 are refused (as the reference reader does), not replaced by U+FFFD.
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(buf.subarray(8, 8 + n)));
   } catch (e) {
     corrupt(where, `header is not valid JSON (${(e as Error).message})`);
   }
