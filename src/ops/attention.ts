@@ -8,7 +8,7 @@ import { isHalf } from '../tensor/dtype.js';
 import { reserve } from '../tensor/random.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { ne, toDType } from './elementwise.js';
-import { arg, checkTensor, contig, needDType, needSavedLive, sameDevice } from './util.js';
+import { arg, checkTensor, contig, needDType, needSavedLive, releaseMade, sameDevice } from './util.js';
 
 type B = ArrayBuffer | undefined;
 const NA = N as unknown as {
@@ -114,9 +114,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   if (via) {
     const lq = toDType(q, via), lk = toDType(k, via), lv = toDType(v, via);
     const o = attentionKernel(lq, lk, lv, opts);
-    const out = toDType(o, q.dtype);
-    if (!out._node) for (const t of [lq, lk, lv, o]) if (t !== q && t !== k && t !== v) t.dispose();  // no graph holds them
-    return out;
+    return releaseMade(toDType(o, q.dtype), [lq, lk, lv, o], [q, k, v]);
   }
   return attentionKernel(q, k, v, opts);
 }

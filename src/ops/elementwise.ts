@@ -9,7 +9,7 @@ import { broadcastShapes, broadcastStrides, sameShape } from '../tensor/shape.js
 import { Tensor, empty } from '../tensor/tensor.js';
 import { full } from './creation.js';
 import { sum } from './reduce.js';
-import { arg, cast, checkTensor, sameDevice, unaryInto } from './util.js';
+import { arg, cast, checkTensor, releaseMade, sameDevice, unaryInto } from './util.js';
 
 export type TensorLike = Tensor | number;
 
@@ -107,15 +107,6 @@ function operands(name: string, a: TensorLike, b: TensorLike): [Tensor, Tensor] 
   return [ta, tb];
 }
 
-/**
- * Frees what an op made for itself from its arguments (promoted copies, scalar operands) once the
- * result is computed, unless a recorded graph still reads them. Returns out.
- */
-function release(out: Tensor, made: readonly Tensor[], given: readonly unknown[]): Tensor {
-  if (!out._node) for (const t of made) if (!given.includes(t)) t.dispose();
-  return out;
-}
-
 /** Sums a broadcast gradient back to `shape`. */
 export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   if (sameShape(g.shape, shape)) return g;
@@ -136,7 +127,7 @@ function affine(name: string, input: Tensor, scale: number, shift: number): Tens
       if (!(v >= -2147483648 && v <= 2147483647))
         throw new KilnError('INVALID_ARGUMENT', `${name}: ${v} does not fit int32 (int32 operand ${shapeStr(x.shape)}); cast the tensor to a float dtype first`);
   const out = unaryKernel(Unary.Affine, x, scale, shift);
-  return release(record(out, name, [x], (g) => [scale === 1 ? g : unaryKernel(Unary.Affine, g, scale, 0)]), [x], [input]);
+  return releaseMade(record(out, name, [x], (g) => [scale === 1 ? g : unaryKernel(Unary.Affine, g, scale, 0)]), [x], [input]);
 }
 
 export function add(a: TensorLike, b: TensorLike): Tensor {
@@ -144,7 +135,7 @@ export function add(a: TensorLike, b: TensorLike): Tensor {
   if (typeof a === 'number' && b instanceof Tensor) return affine('add', checkTensor('add', b), 1, a);
   const [x, y] = operands('add', a, b);
   const out = binaryKernel(Binary.Add, 'add', x, y, x.dtype);
-  return release(record(out, 'add', [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)]), [x, y], [a, b]);
+  return releaseMade(record(out, 'add', [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)]), [x, y], [a, b]);
 }
 
 export function sub(a: TensorLike, b: TensorLike): Tensor {
@@ -152,7 +143,7 @@ export function sub(a: TensorLike, b: TensorLike): Tensor {
   if (typeof a === 'number' && b instanceof Tensor) return affine('sub', checkTensor('sub', b), -1, a);
   const [x, y] = operands('sub', a, b);
   const out = binaryKernel(Binary.Sub, 'sub', x, y, x.dtype);
-  return release(record(out, 'sub', [x, y], (g) => [sumTo(g, x.shape), y.requiresGrad ? sumTo(neg(g), y.shape) : null]), [x, y], [a, b]);
+  return releaseMade(record(out, 'sub', [x, y], (g) => [sumTo(g, x.shape), y.requiresGrad ? sumTo(neg(g), y.shape) : null]), [x, y], [a, b]);
 }
 
 export function mul(a: TensorLike, b: TensorLike): Tensor {
@@ -161,7 +152,7 @@ export function mul(a: TensorLike, b: TensorLike): Tensor {
   if (typeof a === 'number' && b instanceof Tensor) return affine('mul', checkTensor('mul', b), a, -0);
   const [x, y] = operands('mul', a, b);
   const out = binaryKernel(Binary.Mul, 'mul', x, y, x.dtype);
-  return release(record(out, 'mul', [x, y], (g) => [
+  return releaseMade(record(out, 'mul', [x, y], (g) => [
     x.requiresGrad ? sumTo(mul(g, y), x.shape) : null,
     y.requiresGrad ? sumTo(mul(g, x), y.shape) : null,
   ]), [x, y], [a, b]);
@@ -171,7 +162,7 @@ export function div(a: TensorLike, b: TensorLike): Tensor {
   if (typeof b === 'number' && a instanceof Tensor) {
     const x = checkTensor('div', a);
     const xf = x.dtype === 'int32' ? toDType(x, 'float32') : x;
-    return release(affine('div', xf, 1 / b, -0), [xf], [x]);
+    return releaseMade(affine('div', xf, 1 / b, -0), [xf], [x]);
   }
   let [x, y] = operands('div', a, b);
   if (x.dtype === 'int32') {
@@ -179,7 +170,7 @@ export function div(a: TensorLike, b: TensorLike): Tensor {
     y = toDType(y, 'float32');
   }
   const out = binaryKernel(Binary.Div, 'div', x, y, x.dtype);
-  return release(record(out, 'div', [x, y], (g) => [
+  return releaseMade(record(out, 'div', [x, y], (g) => [
     x.requiresGrad ? sumTo(div(g, y), x.shape) : null,
     y.requiresGrad ? sumTo(neg(div(mul(g, out), y)), y.shape) : null,
   ]), [x, y], [a, b]);
@@ -191,7 +182,7 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
     if (x.dtype === 'int32') x = toDType(x, 'float32');
     const out = unaryKernel(Unary.PowScalar, x, b);
     // As PyTorch, x^0 has gradient 0 everywhere (0 * x^-1 would be NaN at x = 0).
-    return release(record(out, 'pow', [x], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(unaryKernel(Unary.PowScalar, x, b - 1), b))]), [x], [a]);
+    return releaseMade(record(out, 'pow', [x], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(unaryKernel(Unary.PowScalar, x, b - 1), b))]), [x], [a]);
   }
   let [x, y] = operands('pow', a, b);
   if (x.dtype === 'int32') {
@@ -200,7 +191,7 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
   }
   const out = binaryKernel(Binary.Pow, 'pow', x, y, x.dtype);
   // As PyTorch: d/dx is 0 where y = 0 (not 0 * x^-1), d/dy is 0 where x = 0 and y >= 0 (not 0 * log 0).
-  return release(record(out, 'pow', [x, y], (g) => [
+  return releaseMade(record(out, 'pow', [x, y], (g) => [
     x.requiresGrad ? sumTo(mul(g, where(eq(y, 0), 0, mul(y, pow(x, sub(y, 1))))), x.shape) : null,
     y.requiresGrad ? sumTo(mul(g, where(mul(eq(x, 0), ge(y, 0)), 0, mul(out, log(x)))), y.shape) : null,
   ]), [x, y], [a, b]);
@@ -209,7 +200,7 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
 function minmax(op: Binary.Maximum | Binary.Minimum, name: string, a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = operands(name, a, b);
   const out = binaryKernel(op, name, x, y, x.dtype);
-  return release(record(out, name, [x, y], (g) => {
+  return releaseMade(record(out, name, [x, y], (g) => {
     // The winner takes the gradient; ties split it evenly. As PyTorch, an operand loses only to a
     // strictly better one, so where either side is NaN (the result is NaN) both take the gradient.
     const win = (p: Tensor, q: Tensor) => {
@@ -226,7 +217,7 @@ export const minimum = (a: TensorLike, b: TensorLike) => minmax(Binary.Minimum, 
 
 function compare(op: Binary, name: string, a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = operands(name, a, b);
-  return release(binaryKernel(op, name, x, y, 'int32'), [x, y], [a, b]);
+  return releaseMade(binaryKernel(op, name, x, y, 'int32'), [x, y], [a, b]);
 }
 export const eq = (a: TensorLike, b: TensorLike) => compare(Binary.Eq, 'eq', a, b);
 export const ne = (a: TensorLike, b: TensorLike) => compare(Binary.Ne, 'ne', a, b);
@@ -245,7 +236,7 @@ function floatInput(name: string, x: Tensor): Tensor {
 function unaryOp(op: Unary, name: string, input: Tensor, grad: (g: Tensor, x: Tensor, y: Tensor) => Tensor): Tensor {
   const x = floatInput(name, input);
   const out = unaryKernel(op, x);
-  return release(record(out, name, [x], (g) => [grad(g, x, out)]), [x], [input]);
+  return releaseMade(record(out, name, [x], (g) => [grad(g, x, out)]), [x], [input]);
 }
 
 export function neg(x: Tensor): Tensor {
@@ -289,15 +280,15 @@ export function sign(x: Tensor): Tensor {
 }
 export function floor(x: Tensor): Tensor {
   const xf = floatInput('floor', x);
-  return release(unaryKernel(Unary.Floor, xf), [xf], [x]);
+  return releaseMade(unaryKernel(Unary.Floor, xf), [xf], [x]);
 }
 export function isNan(x: Tensor): Tensor {
   const xf = floatInput('isNan', x);
-  return release(unaryKernel(Unary.IsNan, xf, 0, 0, 'int32'), [xf], [x]);
+  return releaseMade(unaryKernel(Unary.IsNan, xf, 0, 0, 'int32'), [xf], [x]);
 }
 export function isFinite(x: Tensor): Tensor {
   const xf = floatInput('isFinite', x);
-  return release(unaryKernel(Unary.IsFinite, xf, 0, 0, 'int32'), [xf], [x]);
+  return releaseMade(unaryKernel(Unary.IsFinite, xf, 0, 0, 'int32'), [xf], [x]);
 }
 
 export function clamp(input: Tensor, min = -Infinity, max = Infinity): Tensor {
@@ -308,7 +299,7 @@ export function clamp(input: Tensor, min = -Infinity, max = Infinity): Tensor {
   const whole = (b: number) => Number.isInteger(b) || !Number.isFinite(b);
   if (x.dtype === 'int32' && !(whole(min) && whole(max))) x = toDType(x, 'float32');
   const out = unaryKernel(Unary.Clamp, x, min, max);
-  return release(record(out, 'clamp', [x], (g) => {
+  return releaseMade(record(out, 'clamp', [x], (g) => {
     const inside = binaryKernel(Binary.Eq, 'clamp', out, x, 'int32');
     return [where(inside, g, 0)];
   }), [x], [input]);
@@ -336,7 +327,7 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
     A[48 + i] = sy[i];
   }
   N.ternary(ob, cb, ab, bb);
-  return release(record(out, 'where', [x, y], (g) => [
+  return releaseMade(record(out, 'where', [x, y], (g) => [
     x.requiresGrad ? sumTo(where(cond, g, 0), x.shape) : null,
     y.requiresGrad ? sumTo(where(cond, 0, g), y.shape) : null,
   ]), [x, y], [a, b]);

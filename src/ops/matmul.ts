@@ -8,7 +8,7 @@ import { isHalf } from '../tensor/dtype.js';
 import { broadcastShapes } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { sumTo, toDType } from './elementwise.js';
-import { arg, cast, checkTensor, contig, prod, sameDevice } from './util.js';
+import { arg, cast, checkTensor, contig, prod, releaseMade, sameDevice } from './util.js';
 import { matmulPrecisionCode } from './device.js';
 import { fillInPlace } from './creation.js';
 
@@ -124,17 +124,12 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     const la = toDType(a, low), lb = toDType(b, low);
     const prodLow = matmul(la, lb);
     const out = toDType(prodLow, 'float32');
-    if (!out._node) for (const t of [la, lb, prodLow]) if (t !== a && t !== b) t.dispose();  // no graph holds them
-    return out;
+    return releaseMade(out, [la, lb, prodLow], [a, b]);
   }
   // What this call makes from its operands (promoted copies, vector views, the product before its
   // added dim is squeezed away) is freed once the result is out, unless a recorded graph reads it.
   const made: Tensor[] = [];
-  const release = (out: Tensor): Tensor => {
-    if (!out._node) for (const t of made) if (t !== out && t !== a0 && t !== b0) t.dispose();
-    return out;
-  };
-  const a0 = a, b0 = b;
+  const given = [a, b];
   if (a.dtype !== b.dtype) {
     const d = a.dtype === 'float64' || b.dtype === 'float64' ? 'float64' : 'float32';
     a = toDType(a, d);
@@ -149,10 +144,10 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     made.push(a2, b2, r);
     if (a.ndim === 1) made.push((r = r.squeeze(-2)));
     if (b.ndim === 1) r = r.squeeze(-1);
-    return release(r);
+    return releaseMade(r, made, given);
   }
   const out = matmulKernel(a, b);
-  return release(record(out, 'matmul', [a, b], (g) => {
+  return releaseMade(record(out, 'matmul', [a, b], (g) => {
     let ga: Tensor | null = null, gb: Tensor | null = null;
     if (a.requiresGrad) ga = sumTo(matmulKernel(g, b.transpose(-1, -2)), a.shape);
     if (b.requiresGrad) {
@@ -164,5 +159,5 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       } else gb = sumTo(matmulKernel(a.transpose(-1, -2), g), b.shape);
     }
     return [ga, gb];
-  }));
+  }), made, given);
 }

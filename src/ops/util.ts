@@ -21,6 +21,16 @@ export function needSavedLive(op: string, operands: readonly (readonly [Tensor |
     if (x && (x.isDisposed || x.storage.freed)) throw new KilnError('DISPOSED', `${op}: ${name} ${shapeStr(x.shape)} was disposed before the backward pass`);
 }
 
+/**
+ * Frees what an op made for itself from its arguments (promoted or cast copies, scalar operands,
+ * views, intermediate products) once its result `out` is computed, unless a recorded graph still
+ * reads them (out has a grad node). Never frees out or the op's own arguments. Returns out.
+ */
+export function releaseMade(out: Tensor, made: readonly Tensor[], given: readonly unknown[]): Tensor {
+  if (!out._node) for (const t of made) if (t !== out && !given.includes(t)) t.dispose();
+  return out;
+}
+
 export function sameDevice(op: string, a: Tensor, b: Tensor): void {
   if (a.device !== b.device)
     throw new KilnError('DEVICE_MISMATCH', `${op}: tensors on ${a.device} ${shapeStr(a.shape)} and ${b.device} ${shapeStr(b.shape)}`);
