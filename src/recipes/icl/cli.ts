@@ -1,7 +1,7 @@
 // `kiln icl train|eval|plot`: transformers that learn function classes in context (arXiv 2208.01066).
 import './omp-env.js';
 import { join } from 'node:path';
-import { flagInt, flagNumber, flagString, MAX_SEED, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { checkFlags, flagInt, flagNumber, flagString, MAX_SEED, parseArgs, UsageError, type Command } from '../../cli/args.js';
 import * as kiln from '../../index.js';
 import { SHIFTS, type Shift } from './evaluate.js';
 import { MODEL_SIZES, type ModelSize } from './model.js';
@@ -66,8 +66,7 @@ function intFlag(f: Record<string, string | boolean>, name: string, min = 0, max
 }
 
 function checkKnown(verb: string, f: Record<string, string | boolean>, known: string[]): void {
-  const ok = new Set([...known, 'json', 'help', 'threads']);
-  for (const k of Object.keys(f)) if (!ok.has(k)) throw new UsageError(`icl ${verb}: unknown option --${k}`);
+  checkFlags(f, [...known, 'json', 'threads'], `icl ${verb}`);
 }
 
 function deviceFlag(f: Record<string, string | boolean>): kiln.Device {
