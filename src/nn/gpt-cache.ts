@@ -21,6 +21,8 @@ import type { KVSlot } from './attention.js';
 /** One row's input at one position: a token id (token mode) or an inputDim vector (vector mode). */
 type Input = number | TypedArray;
 
+const emptySlot = (): KVSlot => ({ k: null, v: null, nextK: null, nextV: null });
+
 /** What one cached call computes, from the rows' state and the new inputs (see GPTCache#plan). */
 export interface CachePlan {
   /** Width of the forward: T, or blockSize when a row is rebuilt. */
@@ -60,7 +62,7 @@ export class GPTCache {
 
   /** Made by GPT#createCache; `owner` is the model it serves. */
   constructor(readonly owner: object, nLayer: number, readonly blockSize: number) {
-    this.slots = Array.from({ length: nLayer }, () => ({ k: null, v: null, nextK: null, nextV: null }));
+    this.slots = Array.from({ length: nLayer }, emptySlot);
   }
 
   /** The batch size fixed by the first call (and changed by selectRows), or null before it. */
@@ -153,7 +155,7 @@ export class GPTCache {
       hide = new Int32Array(B * (K + width));
       next.valid.forEach((v, b) => v.forEach((x, j) => { hide![b * (K + width) + j] = x ? 0 : 1; }));
     }
-    const slots = reset ? this.slots.map(() => ({ k: null, v: null, nextK: null, nextV: null })) : this.slots;
+    const slots = reset ? this.slots.map(emptySlot) : this.slots;
     return { width, input, positions, keysBefore: K, slots, hide, gather, next };
   }
 
@@ -177,7 +179,7 @@ export class GPTCache {
     // Dead slots cost every later step attention work: compact once they are a quarter of the cache.
     const keepLen = Math.max(0, ...this.valid.map(countOnes));
     const dead = this.L - keepLen;
-    if (dead >= 8 && 4 * dead > this.L) this.compact();
+    if (dead >= 8 && 4 * dead > this.L) this.compact(keepLen);
   }
 
   /** Disposes the new keys and values of a call that failed; the cache stays as it was. */
@@ -188,10 +190,9 @@ export class GPTCache {
     }
   }
 
-  /** Gathers each row's real slots to the front (in order); the rest of the row becomes holes. */
-  private compact(): void {
+  /** Gathers each row's real slots to the front (in order); the rest of the row becomes holes. keepLen: the most real slots of a row. */
+  private compact(keepLen: number): void {
     const B = this.rows!, L = this.L;
-    const keepLen = Math.max(0, ...this.valid.map(countOnes));
     if (keepLen === 0) return this.clearSlots();
     const order: number[][] = this.valid.map((v) => {
       const idx: number[] = [];
