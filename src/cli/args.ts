@@ -62,7 +62,7 @@ export function flagInt(f: ParsedArgs['flags'], name: string, dflt?: number, min
 }
 
 /** Seeds are mixed as 32-bit unsigned integers, so a larger one would repeat a smaller one's stream. */
-export const MAX_SEED = 2 ** 32 - 1;
+export { MAX_SEED } from '../recipes/seed.js';
 
 /** Refuses an option a command does not take (a typo must not be silently ignored). */
 export function checkFlags(f: ParsedArgs['flags'], known: readonly string[], where: string): void {

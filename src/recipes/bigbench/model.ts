@@ -1,5 +1,6 @@
 // The one interface every model behind the harness implements, and the `--model` spec parser.
 import { Rng } from './rng.js';
+import { isSeed } from '../seed.js';
 
 export interface GenerateOptions {
   /** Upper bound on generated tokens. */
@@ -52,7 +53,7 @@ export function parseModelSpec(spec: string): ModelSpec {
     case 'random': {
       const seed = rest === '' ? 0 : Number(rest);
       // Rng mixes the seed as a 32-bit unsigned integer: random:-1 would be random:4294967295.
-      if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new ModelSpecError(`--model random:<seed> needs an integer seed in [0, 4294967295], got '${rest}'`);
+      if (!isSeed(seed)) throw new ModelSpecError(`--model random:<seed> needs an integer seed in [0, 4294967295], got '${rest}'`);
       return { kind: 'random', seed };
     }
     default:

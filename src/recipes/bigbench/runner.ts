@@ -9,6 +9,7 @@ import {
   aggregateTasks, shotResult, summarizeTask, type ExampleOutput, type ShotResult, type TaskShotSummary,
 } from './scoring.js';
 import { GENERATIVE_METRICS, MULTIPLE_CHOICE_METRICS, leafTasks, type Task } from './task.js';
+import { isSeed } from '../seed.js';
 
 export const RESULTS_KIND = 'kiln.bigbench.results';
 
@@ -151,7 +152,7 @@ function checkRunOptions(opts: RunOptions): void {
   const bad = (what: string, v: unknown) => new KilnError('INVALID_ARGUMENT', `runBigBench: ${what}, got ${Array.isArray(v) ? JSON.stringify(v) : String(v)}`);
   if (opts.shots !== undefined && (!Array.isArray(opts.shots) || opts.shots.length === 0 || opts.shots.some((n) => !Number.isInteger(n) || n < 0)))
     throw bad('shots must be a non-empty list of non-negative integers', opts.shots);
-  if (opts.seed !== undefined && !(Number.isInteger(opts.seed) && opts.seed >= 0 && opts.seed <= 0xffffffff)) throw bad('seed must be an integer in [0, 2^32)', opts.seed);
+  if (opts.seed !== undefined && !isSeed(opts.seed)) throw bad('seed must be an integer in [0, 2^32)', opts.seed);
   for (const k of ['maxExamples', 'maxTokens', 'concurrency', 'maxFailures'] as const)
     if (opts[k] !== undefined && !(Number.isInteger(opts[k]) && opts[k]! >= 1)) throw bad(`${k} must be a positive integer`, opts[k]);
 }

@@ -13,6 +13,7 @@
 // For K = 2 the class directions are e_y = y ∈ {−1, +1} in one dimension; for K > 2, one-hot in K.
 import { KilnError } from '../../errors.js';
 import { seededRandom } from '../../train/data.js';
+import { isSeed } from '../seed.js';
 
 export type ShiftSplit = 'id' | 'ood-independent' | 'ood-anticorrelated';
 export const SHIFT_SPLITS: readonly ShiftSplit[] = ['id', 'ood-independent', 'ood-anticorrelated'];
@@ -112,7 +113,7 @@ export function generateShift(cfg: ShiftConfig, split: ShiftSplit, n: number, se
   if (!SHIFT_SPLITS.includes(split)) throw new KilnError('INVALID_ARGUMENT', `shift generator: unknown split '${split}'`);
   if (!Number.isInteger(n) || n < 1) throw new KilnError('INVALID_ARGUMENT', `shift generator: n must be a positive integer, got ${n}`);
   // The seed is mixed as a 32-bit unsigned integer: -1 would be 2^32 - 1, NaN and 0.5 would be 0.
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new KilnError('INVALID_ARGUMENT', `shift generator: seed must be an integer in [0, 2^32), got ${seed}`);
+  if (!isSeed(seed)) throw new KilnError('INVALID_ARGUMENT', `shift generator: seed must be an integer in [0, 2^32), got ${seed}`);
   const K = cfg.classes;
   const splitIndex = SHIFT_SPLITS.indexOf(split);
   const rnd = seededRandom((Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(splitIndex + 1, 0x85ebca77) ^ 0x5bd1e995) >>> 0);

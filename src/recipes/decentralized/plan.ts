@@ -9,6 +9,7 @@ import { SCENARIOS } from './scenarios.js';
 import { geneticSearch, randomBaseline, randomLayout, type SearchResult } from './search.js';
 import { megatronLayout, simulateIteration, type SimulationResult } from './simulate.js';
 import { Rng } from './rng.js';
+import { isSeed } from '../seed.js';
 
 export interface PlanOptions {
   seed?: number;
@@ -88,7 +89,7 @@ function summarise(r: SearchResult, seconds: number): SearchSummary {
 function checkPlanOptions(o: PlanOptions): void {
   const bad = (what: string, v: unknown) => new KilnError('INVALID_ARGUMENT', `planLayout: ${what}, got ${String(v)}`);
   const int = (v: number | undefined, min: number) => v === undefined || (Number.isInteger(v) && v >= min);
-  if (!int(o.seed, 0) || o.seed! > 0xffffffff) throw bad('seed must be an integer in [0, 2^32)', o.seed);
+  if (o.seed !== undefined && !isSeed(o.seed)) throw bad('seed must be an integer in [0, 2^32)', o.seed);
   if (!int(o.trials, 0)) throw bad('trials must be an integer >= 0', o.trials);
   if (!int(o.population, 2)) throw bad('population must be an integer >= 2', o.population);
   if (!int(o.randomSamples, 1)) throw bad('randomSamples must be a positive integer', o.randomSamples);

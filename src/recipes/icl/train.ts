@@ -9,6 +9,7 @@ import { KilnError } from '../../errors.js';
 import { buildModel, MODEL_SIZES, predict, promptLoss, type ModelSize } from './model.js';
 import { curriculumAt, defaultCurriculum, samplePrompts, type Curriculum } from './prompts.js';
 import { errorScale, mixSeed, TASKS, type TaskName, type TaskOptions } from './tasks.js';
+import { isSeed } from '../seed.js';
 
 export interface IclConfig {
   task: TaskName;
@@ -87,7 +88,7 @@ function checkConfig(c: IclConfig): IclConfig {
     if (c[k] * 2 * c.points * (c.d + 1) > 2 ** 31 - 1) throw bad(`${k} x 2 points x (d + 1) must stay below 2^31 numbers (d ${c.d}, points ${c.points})`, c[k]);
   if (!int(c.warmup, 0)) throw bad('warmup must be an integer >= 0', c.warmup);
   if (c.decay !== 'none' && c.decay !== 'cosine') throw bad("decay must be 'none' or 'cosine'", c.decay);
-  if (!(int(c.seed, 0) && c.seed <= 0xffffffff)) throw bad('seed must be an integer in [0, 2^32)', c.seed);
+  if (!isSeed(c.seed)) throw bad('seed must be an integer in [0, 2^32)', c.seed);
   const o = c.taskOptions;
   if (o.sparsity !== undefined && !(int(o.sparsity, 1) && o.sparsity <= c.d)) throw bad(`taskOptions.sparsity must be an integer in [1, d = ${c.d}]`, o.sparsity);
   if (o.noiseStd !== undefined && !(o.noiseStd >= 0 && o.noiseStd < Infinity)) throw bad('taskOptions.noiseStd must be a finite number >= 0', o.noiseStd);
