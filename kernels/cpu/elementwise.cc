@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "../common/half.h"
+#include "../common/intpow.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "vmath.h"
@@ -487,6 +488,7 @@ void binary_i32(BinaryOp op, const Space& s, int32_t* o, const int32_t* a, const
     case BinaryOp::Mul: return binary_loop(s, o, a, b, [](T x, T y) { return T(uint32_t(x) * uint32_t(y)); });
     case BinaryOp::Maximum: return binary_loop(s, o, a, b, [](T x, T y) { return x > y ? x : y; });
     case BinaryOp::Minimum: return binary_loop(s, o, a, b, [](T x, T y) { return x < y ? x : y; });
+    case BinaryOp::Pow: return binary_loop(s, o, a, b, [](T x, T y) { return int_pow(x, y); });
     default: return;
   }
 }
@@ -539,7 +541,7 @@ bool binary_supported(BinaryOp op, DType in) {
   if (op < BinaryOp::Add || op >= BinaryOp::Count) return false;
   if (in != DType::I32 || is_compare(op)) return true;
   return op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Maximum ||
-         op == BinaryOp::Minimum;
+         op == BinaryOp::Minimum || op == BinaryOp::Pow;
 }
 
 void unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Operand in, double p0, double p1) {

@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "../common/half.h"
+#include "../common/intpow.h"
 #include "cuda_api.h"
 
 namespace kiln {
@@ -294,6 +295,7 @@ __device__ inline int32_t apply_binary<int32_t>(BinaryOp op, int32_t a, int32_t 
     case BinaryOp::Mul: return int32_t(uint32_t(a) * uint32_t(b));
     case BinaryOp::Maximum: return a > b ? a : b;
     case BinaryOp::Minimum: return a < b ? a : b;
+    case BinaryOp::Pow: return int_pow(a, b);
     default: return 0;
   }
 }

@@ -1,0 +1,129 @@
+// Where kiln used to differ from PyTorch 1.13: type promotion with 0-d tensors and numbers, concat /
+// stack of mixed dtypes, topk with k = 0 and empty inputs, the sign of zero from relu / tanh, and
+// int32 sums that wrapped. Expectations come from test/fixtures/parity.json
+// (bench/reference/make_parity_fixtures.py) or are inlined with the torch call that gives them.
+import test, { type ExecutionContext } from 'ava';
+import { readFileSync } from 'node:fs';
+import * as kiln from '../src/index.js';
+import type { DType, Device, Tensor } from '../src/index.js';
+import { perDevice } from './helpers/checkop.js';
+
+interface TopkCase {
+  shape: number[]; k: number; largest: boolean; input: number[];
+  valuesShape?: number[]; values?: number[]; indices?: number[]; error?: string;
+}
+const fixture = JSON.parse(readFileSync(new URL('./fixtures/parity.json', import.meta.url), 'utf8')) as {
+  torch: string;
+  promotion: [string, string, string, string, string, string][];
+  concat: { a: DType; b: DType; cat: DType; stack: DType }[];
+  negzero: { op: string; dtype: DType; n: number; signbit: boolean }[];
+  topk: TopkCase[];
+};
+
+const LETTER: Record<string, DType> = { i: 'int32', h: 'float16', b: 'bfloat16', f: 'float32', d: 'float64' };
+type Operand = Tensor | number;
+
+const throwsCode = (t: ExecutionContext, fn: () => unknown, code: kiln.KilnError['code'], ...parts: string[]) => {
+  const e = t.throws(fn) as kiln.KilnError;
+  t.true(e instanceof kiln.KilnError, String(e));
+  t.is(e.code, code, e.message);
+  for (const p of parts) t.true(e.message.includes(p), `message '${e.message}' should name '${p}'`);
+};
+
+// ---------------------------------------------------------------- 1. type promotion
+
+// The operands of the fixture: D a [3] tensor of 2s, Z a 0-d 2, I the number 2, F the number 2.5.
+function operand(code: string, device: Device): Operand {
+  if (code === 'I') return 2;
+  if (code === 'F') return 2.5;
+  return kiln.full(code[0] === 'D' ? [3] : [], 2, { dtype: LETTER[code[1]], device });
+}
+
+const BINARY: Record<string, (a: Operand, b: Operand) => Tensor> = {
+  add: kiln.add, sub: kiln.sub, mul: kiln.mul, div: kiln.div, pow: kiln.pow, maximum: kiln.maximum, minimum: kiln.minimum,
+  eq: kiln.eq, ne: kiln.ne, lt: kiln.lt, le: kiln.le, gt: kiln.gt, ge: kiln.ge,
+};
+
+perDevice('every binary op and where give torch.result_type for every dtype pair and rank combination', (t, device) => {
+  t.true(fixture.promotion.length > 1900);
+  kiln.tidy(() => {
+    const wrong: string[] = [];
+    for (const [op, ca, cb, want, rt] of fixture.promotion) {
+      const a = operand(ca, device), b = operand(cb, device);
+      const dim = ca[0] === 'D' || cb[0] === 'D';
+      const out = op === 'where' ? kiln.where(kiln.ones(dim ? [3] : [], { dtype: 'int32', device }), a, b) : BINARY[op](a, b);
+      if (out.dtype !== LETTER[want]) wrong.push(`${op}(${ca}, ${cb}) gave ${out.dtype}, torch ${LETTER[want]}`);
+      if (kiln.resultType(a, b) !== LETTER[rt]) wrong.push(`resultType(${ca}, ${cb}) gave ${kiln.resultType(a, b)}, torch ${LETTER[rt]}`);
+      t.deepEqual(out.shape, dim ? [3] : []);
+    }
+    t.deepEqual(wrong, []);
+  });
+});
+
+perDevice('a 0-d operand is cast to the result dtype before the op, as in PyTorch', (t, device) => {
+  kiln.tidy(() => {
+    // torch.tensor([1.], dtype=torch.bfloat16) + torch.tensor(2**-8 * (1 + 2**-12)) -> [1.] bfloat16: the
+    // float32 operand rounds to 2**-8 in bfloat16 first, and 1 + 2**-8 ties to even.
+    const small = 2 ** -8 * (1 + 2 ** -12);
+    const one = kiln.ones([3], { dtype: 'bfloat16', device });
+    const s = kiln.tensor(new Float32Array([small]), { device }).reshape([]);
+    const sum = kiln.add(one, s);
+    t.is(sum.dtype, 'bfloat16');
+    t.deepEqual(Array.from(sum.dataSync()), [1, 1, 1]);
+    // torch.eq(torch.tensor([2**-8], dtype=torch.bfloat16), torch.tensor(2**-8 * (1 + 2**-12))) -> [True]
+    t.deepEqual(kiln.eq(kiln.full([1], 2 ** -8, { dtype: 'bfloat16', device }), s).toArray(), [1]);
+    // int32[3] * 2.5 -> float32 [2.5, 5, 7.5]; int32[3] + float64[] -> float64
+    const i = kiln.tensor(new Int32Array([1, 2, 3]), { device });
+    const m = kiln.mul(i, 2.5);
+    t.is(m.dtype, 'float32');
+    t.deepEqual(m.toArray(), [2.5, 5, 7.5]);
+    t.is(kiln.add(i, kiln.full([], 0.25, { dtype: 'float64', device })).dtype, 'float64');
+    // torch.pow(torch.tensor([2, -3, 0, 1, -1, 5], dtype=torch.int32), same) -> [4, 0, 1, 1, -1, 3125] int32
+    const p = kiln.tensor(new Int32Array([2, -3, 0, 1, -1, 5]), { device });
+    const pp = kiln.pow(p, p);
+    t.is(pp.dtype, 'int32');
+    t.deepEqual(pp.toArray(), [4, 0, 1, 1, -1, 3125]);
+    // torch.pow(that, 3) -> [8, -27, 0, 1, -1, 125] int32; torch.pow(2, that) -> [4, 0, 1, 2, 0, 32] int32;
+    // torch.pow(3 (int32), 40) wraps to 689956897 like PyTorch's int32 arithmetic
+    t.deepEqual(kiln.pow(p, 3).toArray(), [8, -27, 0, 1, -1, 125]);
+    t.deepEqual(kiln.pow(2, p).toArray(), [4, 0, 1, 2, 0, 32]);
+    t.deepEqual(kiln.pow(kiln.full([1], 3, { dtype: 'int32', device }), 40).toArray(), [689956897]);
+    // torch.pow(int32 tensor, -1): RuntimeError "Integers to negative integer powers are not allowed."
+    throwsCode(t, () => kiln.pow(p, -1), 'INVALID_ARGUMENT', 'pow', 'negative', '[6]');
+    t.is(kiln.pow(p, 0.5).dtype, 'float32');
+    throwsCode(t, () => kiln.maximum(p, 2 ** 40), 'INVALID_ARGUMENT', 'maximum', 'int32');
+  });
+});
+
+perDevice('mixed-dtype gradients come back in each input dtype', (t, device) => {
+  kiln.tidy(() => {
+    // a = bfloat16 [1, 2, 3], b = float32 0.5 (both requiring grad); (a * b).sum().backward():
+    // torch: a * b is bfloat16, a.grad = [0.5, 0.5, 0.5] bfloat16, b.grad = 6.0 float32
+    const a = kiln.tensor([1, 2, 3], { dtype: 'bfloat16', device, requiresGrad: true });
+    const b = kiln.full([], 0.5, { device, requiresGrad: true });
+    const o = kiln.mul(a, b);
+    t.is(o.dtype, 'bfloat16');
+    o.sum().backward();
+    t.is(a.grad!.dtype, 'bfloat16');
+    t.deepEqual(Array.from(a.grad!.dataSync()), [0.5, 0.5, 0.5]);
+    t.is(b.grad!.dtype, 'float32');
+    t.is(b.grad!.item(), 6);
+    // int32 [1, 2, 3] + float64 0.25 (grad) is float64; (o * [1, 2, 3]).sum() gives c.grad = 6.0 float64
+    const c = kiln.full([], 0.25, { dtype: 'float64', device, requiresGrad: true });
+    const o2 = kiln.add(kiln.tensor(new Int32Array([1, 2, 3]), { device }), c);
+    t.is(o2.dtype, 'float64');
+    kiln.mul(o2, kiln.tensor(new Float64Array([1, 2, 3]), { device })).sum().backward();
+    t.is(c.grad!.dtype, 'float64');
+    t.is(c.grad!.item(), 6);
+    // torch.where([True, False], float16 [1, 2], float64 3.0 (0-d)) is float16; grads [1, 0] float16 and 1.0 float64
+    const h = kiln.tensor([1, 2], { dtype: 'float16', device, requiresGrad: true });
+    const z = kiln.full([], 3, { dtype: 'float64', device, requiresGrad: true });
+    const w = kiln.where(kiln.tensor(new Int32Array([1, 0]), { device }), h, z);
+    t.is(w.dtype, 'float16');
+    w.sum().backward();
+    t.is(h.grad!.dtype, 'float16');
+    t.deepEqual(Array.from(h.grad!.dataSync()), [1, 0]);
+    t.is(z.grad!.dtype, 'float64');
+    t.is(z.grad!.item(), 1);
+  });
+});
