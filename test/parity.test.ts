@@ -127,3 +127,47 @@ perDevice('mixed-dtype gradients come back in each input dtype', (t, device) => 
     t.is(z.grad!.item(), 1);
   });
 });
+
+// ---------------------------------------------------------------- 2. concat / stack
+
+perDevice('concat and stack promote mixed dtypes as torch.cat and torch.stack', (t, device) => {
+  kiln.tidy(() => {
+    for (const { a, b, cat, stack } of fixture.concat) {
+      const x = kiln.full([2], 1, { dtype: a, device }), y = kiln.full([3], 2, { dtype: b, device });
+      const c = kiln.concat([x, y]);
+      t.is(c.dtype, cat, `cat ${a} ${b}`);
+      t.deepEqual(Array.from(c.dataSync()), [1, 1, 2, 2, 2]);
+      t.is(kiln.stack([x, y.narrow(0, 0, 2)]).dtype, stack, `stack ${a} ${b}`);
+    }
+    // torch: x = bfloat16 [1, 2], y = float32 [3, 4, 5] (grad); (cat([x, y]) * [1, 2, 3, 4, 5]).sum().backward()
+    // -> float32 result, x.grad [1, 2] bfloat16, y.grad [3, 4, 5] float32
+    const x = kiln.tensor([1, 2], { dtype: 'bfloat16', device, requiresGrad: true });
+    const y = kiln.tensor([3, 4, 5], { device, requiresGrad: true });
+    const i = kiln.tensor(new Int32Array([7]), { device });
+    const c = kiln.concat([x, y, i]);
+    t.is(c.dtype, 'float32');
+    t.deepEqual(Array.from(c.dataSync()), [1, 2, 3, 4, 5, 7]);
+    kiln.mul(c, kiln.tensor([1, 2, 3, 4, 5, 6], { device })).sum().backward();
+    t.is(x.grad!.dtype, 'bfloat16');
+    t.deepEqual(Array.from(x.grad!.dataSync()), [1, 2]);
+    t.is(y.grad!.dtype, 'float32');
+    t.deepEqual(Array.from(y.grad!.dataSync()), [3, 4, 5]);
+    // stack of 0-d tensors of two dtypes: torch.stack([tensor(1., dtype=float16), tensor(2., dtype=float64)]) -> float64 [1, 2]
+    const s = kiln.stack([kiln.full([], 1, { dtype: 'float16', device }), kiln.full([], 2, { dtype: 'float64', device })]);
+    t.is(s.dtype, 'float64');
+    t.deepEqual(s.toArray(), [1, 2]);
+    if (device === 'cuda')
+      throwsCode(t, () => kiln.concat([kiln.ones([2], { device }), kiln.ones([2], { dtype: 'float64' })]), 'DEVICE_MISMATCH', 'concat');
+  });
+});
+
+test('concat frees its converted copies and the narrowed gradient views', (t) => {
+  const before = kiln.memory().tensors;
+  kiln.tidy(() => {
+    const x = kiln.tensor([1, 2], { dtype: 'bfloat16', requiresGrad: true });
+    const y = kiln.tensor([3, 4, 5], { requiresGrad: true });
+    kiln.concat([x, y]).sum().backward();
+    t.deepEqual(Array.from(x.grad!.dataSync()), [1, 1]);
+  });
+  t.is(kiln.memory().tensors, before);
+});
