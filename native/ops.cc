@@ -122,8 +122,9 @@ Napi::Value cumsum(const Napi::CallbackInfo& info, Context& c) {
 
 Napi::Value topk(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "topk";
-  int64_t rows = int_arg(c, 1, op, "rows", 0, kMaxSize), n = int_arg(c, 2, op, "n", 1, kMaxSize);
-  int64_t k = int_arg(c, 3, op, "k", 1, n);
+  // k = 0 or no rows (an empty result, as torch.topk) reaches the kernels, which then do nothing.
+  int64_t rows = int_arg(c, 1, op, "rows", 0, kMaxSize), n = int_arg(c, 2, op, "n", 0, kMaxSize);
+  int64_t k = int_arg(c, 3, op, "k", 0, n);
   Operands a{info, c, op};
   TensorRef x = a.get(0, 4, "input");
   TensorRef v = a.like(1, 7, "values", x.dtype);

@@ -171,3 +171,50 @@ test('concat frees its converted copies and the narrowed gradient views', (t) =>
   });
   t.is(kiln.memory().tensors, before);
 });
+
+// ---------------------------------------------------------------- 3. topk
+
+perDevice('topk matches torch.topk at k = 0, k = size and on empty inputs', (t, device) => {
+  kiln.tidy(() => {
+    for (const c of fixture.topk) {
+      const x = kiln.tensor(Float32Array.from(c.input), { device }).reshape(c.shape);
+      const what = `topk ${JSON.stringify(c.shape)} k ${c.k} ${c.largest ? 'largest' : 'smallest'}`;
+      if (c.error) {
+        throwsCode(t, () => kiln.topk(x, c.k, c.largest), 'INVALID_ARGUMENT', 'topk');
+        continue;
+      }
+      const r = kiln.topk(x, c.k, c.largest);
+      t.deepEqual(r.values.shape, c.valuesShape, what);
+      t.deepEqual(r.indices.shape, c.valuesShape, what);
+      t.is(r.indices.dtype, 'int32');
+      t.deepEqual(Array.from(r.values.dataSync()), c.values, what);
+      t.deepEqual(Array.from(r.indices.dataSync()), c.indices, what);
+    }
+    // k = 0 on int32 keeps the dtype: torch.topk(tensor([1, 3, 2], dtype=int32), 0) -> int32 [0]
+    const ri = kiln.topk(kiln.tensor(new Int32Array([1, 3, 2]), { device }), 0);
+    t.is(ri.values.dtype, 'int32');
+    t.deepEqual(ri.values.shape, [0]);
+    // torch: x = arange(5.) (grad); topk(x, 0).values.sum().backward() -> x.grad = zeros(5)
+    const x = kiln.arange(0, 5, 1, { dtype: 'float32', device, requiresGrad: true });
+    kiln.topk(x, 0).values.sum().backward();
+    t.deepEqual(x.grad!.toArray(), [0, 0, 0, 0, 0]);
+    // torch: x = tensor([3., 1., 2.]) (grad); v = topk(x, 3); (v * [1, 2, 3]).sum().backward() -> x.grad [1, 3, 2]
+    const y = kiln.tensor([3, 1, 2], { device, requiresGrad: true });
+    const v = kiln.topk(y, 3);
+    t.deepEqual(v.indices.toArray(), [0, 2, 1]);
+    kiln.mul(v.values, kiln.tensor([1, 2, 3], { device })).sum().backward();
+    t.deepEqual(y.grad!.toArray(), [1, 3, 2]);
+    // A 0-d input is its own top-1: torch.topk(tensor(5.), 1) and torch.topk(tensor(5.), 0) both give
+    // (tensor(5.), tensor(0)); k = 2 is out of range.
+    const s = kiln.full([], 5, { device, requiresGrad: true });
+    for (const k of [0, 1]) {
+      const r = kiln.topk(s, k);
+      t.deepEqual(r.values.shape, []);
+      t.is(r.values.item(), 5);
+      t.is(r.indices.item(), 0);
+    }
+    kiln.topk(s, 1).values.mul(3).backward();
+    t.is(s.grad!.item(), 3);
+    throwsCode(t, () => kiln.topk(s, 2), 'INVALID_ARGUMENT', 'topk', '0-d');
+  });
+});
