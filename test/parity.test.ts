@@ -218,3 +218,32 @@ perDevice('topk matches torch.topk at k = 0, k = size and on empty inputs', (t, 
     throwsCode(t, () => kiln.topk(s, 2), 'INVALID_ARGUMENT', 'topk', '0-d');
   });
 });
+
+// ---------------------------------------------------------------- 4. the sign of zero
+
+const UNARY: Record<string, (x: Tensor) => Tensor> = {
+  relu: kiln.relu, tanh: kiln.tanh, sigmoid: kiln.sigmoid, gelu: (x) => kiln.gelu(x), geluTanh: (x) => kiln.gelu(x, 'tanh'),
+  abs: kiln.abs, neg: kiln.neg, sqrt: kiln.sqrt, sin: kiln.sin,
+};
+
+perDevice('unary ops at -0 give the sign of zero PyTorch gives', (t, device) => {
+  kiln.tidy(() => {
+    const wrong: string[] = [];
+    // torch 1.13 has no float16 CPU kernels for most of these: float16 follows float32, the dtype it computes in.
+    const rows = [...fixture.negzero, ...fixture.negzero.filter((r) => r.dtype === 'float32').map((r) => ({ ...r, dtype: 'float16' as DType }))];
+    for (const { op, dtype, n, signbit } of rows) {
+      // torch's vectorised float32 / bfloat16 exact GELU gives +0 at -0 while its scalar loop and
+      // float64 give -0 (= -0 * Phi(0)); kiln gives -0 on every path.
+      const want = op === 'gelu' ? true : signbit;
+      const y = UNARY[op](kiln.full([n], -0, { dtype, device }));
+      const got = Array.from(y.dataSync()).map((v) => Object.is(v, -0) || 1 / v < 0);
+      if (got.some((g) => g !== want)) wrong.push(`${op} ${dtype} [${n}]: signbit ${got[0]}, torch ${signbit}`);
+    }
+    t.deepEqual(wrong, []);
+    // relu keeps NaN (torch.relu(tensor([nan])) -> [nan]) and its gradient at -0 is 0 (threshold_backward).
+    t.true(Number.isNaN(kiln.relu(kiln.full([1], NaN, { device })).toArray()[0] as number));
+    const x = kiln.full([2], -0, { device, requiresGrad: true });
+    kiln.relu(x).sum().backward();
+    t.deepEqual(x.grad!.toArray(), [0, 0]);
+  });
+});

@@ -218,7 +218,8 @@ void unary_float(UnaryOp op, const Space& s, T* o, const T* a, T p0, T p1) {
     case UnaryOp::Abs: return unary_loop(s, o, a, [](T x) { return std::fabs(x); });
     case UnaryOp::Tanh: return unary_loop(s, o, a, [](T x) { return vtanh(x); });
     case UnaryOp::Sigmoid: return unary_loop(s, o, a, [](T x) { return T(1) / (T(1) + vexp(-x)); });
-    case UnaryOp::Relu: return unary_loop(s, o, a, [](T x) { return x > T(0) ? x : (x != x ? x : T(0)); });
+    // NaN and -0 pass through, as PyTorch's clamp_min(x, 0) (relu(-0.0) is -0.0).
+    case UnaryOp::Relu: return unary_loop(s, o, a, [](T x) { return x < T(0) ? T(0) : x; });
     case UnaryOp::GeluTanh: return unary_loop(s, o, a, [](T x) { return gelu_tanh(x); });
     case UnaryOp::GeluErf: return unary_loop(s, o, a, [](T x) { return gelu_erf(x); });
     case UnaryOp::Sin: return unary_loop(s, o, a, [](T x) { return std::sin(x); });

@@ -131,7 +131,7 @@ __device__ inline T apply_unary(UnaryOp op, T x, double p0, double p1) {
     case UnaryOp::Abs: return static_cast<TO>(fabs(x));
     case UnaryOp::Tanh: return static_cast<TO>(tanh(x));
     case UnaryOp::Sigmoid: return static_cast<TO>(TI(1) / (TI(1) + exp(-x)));
-    case UnaryOp::Relu: return static_cast<TO>(x > TI(0) ? x : (x != x ? x : TI(0)));
+    case UnaryOp::Relu: return static_cast<TO>(x < TI(0) ? TI(0) : x);  // NaN and -0 pass, as PyTorch
     case UnaryOp::GeluTanh: return static_cast<TO>(TI(0.5) * x * (TI(1) + tanh(k * (x + c * x * x * x))));
     case UnaryOp::GeluErf: return static_cast<TO>(TI(0.5) * x * (TI(1) + erf(x * TI(0.7071067811865476))));
     case UnaryOp::Sin: return static_cast<TO>(sin(x));
