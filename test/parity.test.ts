@@ -247,3 +247,42 @@ perDevice('unary ops at -0 give the sign of zero PyTorch gives', (t, device) => 
     t.deepEqual(x.grad!.toArray(), [0, 0]);
   });
 });
+
+// ---------------------------------------------------------------- 5. int32 sums
+
+perDevice('int32 sum and cumsum are exact and refuse results that do not fit int32', (t, device) => {
+  kiln.tidy(() => {
+    const i32 = (v: number[], shape?: number[]) => {
+      const x = kiln.tensor(new Int32Array(v), { device });
+      return shape ? x.reshape(shape) : x;
+    };
+    const M = 2147483647;
+    // torch.sum(tensor([2**31 - 1, 1, -1], dtype=int32)) -> 2147483647 (int64): a partial past the
+    // int32 range that comes back is fine.
+    const s = kiln.sum(i32([M, 1, -1]));
+    t.is(s.dtype, 'int32');
+    t.is(s.item(), M);
+    // torch.full((2000,), 10**6, dtype=int32).sum() -> 2000000000
+    t.is(kiln.sum(kiln.full([2000], 1e6, { dtype: 'int32', device })).item(), 2e9);
+    // torch.sum(tensor([2**31 - 1, 1], dtype=int32)) -> 2147483648, past int32: kiln refuses (it used to wrap).
+    throwsCode(t, () => kiln.sum(i32([M, 1])), 'INVALID_ARGUMENT', 'sum', '[2]', 'float64');
+    throwsCode(t, () => kiln.sum(i32([-M, -2])), 'INVALID_ARGUMENT', 'sum');
+    throwsCode(t, () => kiln.sum(kiln.full([3000], 1e6, { dtype: 'int32', device })), 'INVALID_ARGUMENT', 'sum', '[3000]');
+    // Per output: [[2**31 - 1, 1], [5, 6]].sum(1) -> [2147483648, 11]; the message names output [0] and the axes.
+    throwsCode(t, () => kiln.sum(i32([M, 1, 5, 6], [2, 2]), 1), 'INVALID_ARGUMENT', 'sum', '[2, 2]', 'axes [1]', 'output [0]');
+    t.deepEqual(kiln.sum(i32([M, -1, -5, 6], [2, 2]), 0).toArray(), [M - 5, 5]);
+    t.deepEqual(kiln.sum(i32([1, M - 1, 2, 1], [2, 2]), 1, true).toArray(), [[M], [3]]);
+    // cumsum keeps int32 (torch gives int64 with the same values): torch.cumsum(tensor([1, 2, 3], dtype=int32), 0) -> [1, 3, 6]
+    const c = kiln.cumsum(i32([1, 2, 3]), 0);
+    t.is(c.dtype, 'int32');
+    t.deepEqual(c.toArray(), [1, 3, 6]);
+    t.deepEqual(kiln.cumsum(i32([1, 2, 3, 4, 5, 6], [3, 2]), 0, true).toArray(), [[9, 12], [8, 10], [5, 6]]);
+    t.deepEqual(kiln.cumsum(i32([M, 1, -1].reverse()), 0).toArray(), [-1, 0, M]);
+    // torch.cumsum(tensor([2**31 - 1, 1, -5], dtype=int32), 0) -> [2147483647, 2147483648, 2147483643]: the middle one does not fit.
+    throwsCode(t, () => kiln.cumsum(i32([M, 1, -5]), 0), 'INVALID_ARGUMENT', 'cumsum', 'output [1]', 'float64');
+    throwsCode(t, () => kiln.cumsum(i32([M, 1, -5, 1], [2, 2]), 1, true), 'INVALID_ARGUMENT', 'cumsum', 'output [0, 0]');
+    // int32 mean (PyTorch refuses integer means) is the float32 rounding of the exact mean: (2**24 + 1 + 2**24 + 2) / 2
+    // = 16777217.5 -> 16777218 (a float32 copy of the inputs would give 16777216).
+    t.is(kiln.mean(i32([16777217, 16777218])).item(), 16777218);
+  });
+});

@@ -7,20 +7,28 @@ import { normAxis } from '../tensor/shape.js';
 import { Tensor, empty } from '../tensor/tensor.js';
 import { arange, zeros } from './creation.js';
 import { add, eq, mul } from './elementwise.js';
+import { int32Overflow } from './reduce.js';
 import { arg, cast, checkTensor, contig, needDType, prod } from './util.js';
 
+/**
+ * Inclusive cumulative sum along `axis` (from the end when `reverse`). int32 stays int32 and is
+ * exact: a partial sum that does not fit int32 is refused (PyTorch gives int64; kiln has none).
+ */
 export function cumsum(x: Tensor, axis: number, reverse = false): Tensor {
   checkTensor('cumsum', x);
   const a = normAxis('cumsum', axis, x.ndim);
-  // int32 sums in float32 (no gradient): the float copy is the kernel's input, freed after it.
-  const src = x.dtype === 'int32' ? cast(x, 'float32') : contig(x);
-  const out = empty(x.shape.slice(), src.dtype, x.device);
+  const src = contig(x);
+  const out = empty(x.shape.slice(), x.dtype, x.device);
   A[0] = reverse ? 1 : 0;
   A[1] = prod(x.shape.slice(0, a));
   A[2] = x.ndim ? x.shape[a] : 1;
   A[3] = prod(x.shape.slice(a + 1));
-  N.cumsum(arg(4, src), arg(7, out));
+  const overflowAt = N.cumsum(arg(4, src), arg(7, out));
   if (src !== x) src.dispose();
+  if (overflowAt >= 0) {
+    out.dispose();
+    throw int32Overflow('cumsum', x.shape, `along axis ${a}`, x.shape, overflowAt);
+  }
   return record(out, 'cumsum', [x], (g) => [cumsum(g, a, !reverse)]);
 }
 
