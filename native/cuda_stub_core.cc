@@ -11,6 +11,8 @@ using cpu::DType;
 std::string reduce(DType, cpu::ReduceOp, const void*, void*, int64_t, int64_t, int64_t) { return kNotBuilt; }
 std::string arg_reduce(DType, bool, const void*, int32_t*, int64_t, int64_t, int64_t) { return kNotBuilt; }
 std::string cumsum(DType, const void*, void*, int64_t, int64_t, int64_t, bool) { return kNotBuilt; }
+std::string sum_i32(const int32_t*, int32_t*, int64_t, int64_t, int64_t, int64_t*) { return kNotBuilt; }
+std::string cumsum_i32(const int32_t*, int32_t*, int64_t, int64_t, int64_t, bool, int64_t*) { return kNotBuilt; }
 std::string topk(DType, const void*, void*, int32_t*, int64_t, int64_t, int64_t, bool) { return kNotBuilt; }
 std::string softmax(DType, int, const void*, const void*, void*, int64_t, int64_t) { return kNotBuilt; }
 std::string cross_entropy_forward(DType, const void*, const int32_t*, void*, void*, int64_t, int64_t, int32_t, double) {

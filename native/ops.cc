@@ -72,18 +72,21 @@ Napi::Value reduce(const Napi::CallbackInfo& info, Context& c) {
   TensorRef y = a.like(1, 7, "output", x.dtype);
   need_elems(x, outer * r * inner, op, "input");
   need_elems(y, outer * inner, op, "output");
+  // -1, or (an int32 sum) the first output index whose exact sum does not fit int32.
+  int64_t overflowAt = -1;
   if (x.dtype == cpu::DType::I32) {
     if (rop != cpu::ReduceOp::Sum && rop != cpu::ReduceOp::Max && rop != cpu::ReduceOp::Min)
       fail("DTYPE_MISMATCH", "reduce: int32 supports sum, max and min only");
-    if (a.cuda()) cuda_check(cuda::reduce(x.dtype, rop, x.ptr, y.ptr, outer, r, inner), op);
-    else cpu::reduce_i32(rop, P<int32_t>(x), P<int32_t>(y), outer, r, inner);
+    if (!a.cuda()) overflowAt = cpu::reduce_i32(rop, P<int32_t>(x), P<int32_t>(y), outer, r, inner);
+    else if (rop == cpu::ReduceOp::Sum) cuda_check(cuda::sum_i32(P<int32_t>(x), P<int32_t>(y), outer, r, inner, &overflowAt), op);
+    else cuda_check(cuda::reduce(x.dtype, rop, x.ptr, y.ptr, outer, r, inner), op);
   } else if (a.cuda()) {
     need_float(x, op, "input");
     cuda_check(cuda::reduce(x.dtype, rop, x.ptr, y.ptr, outer, r, inner), op);
   } else {
     KILN_FLOAT_DISPATCH(x.dtype, op, cpu::reduce<T>(rop, P<T>(x), P<T>(y), outer, r, inner));
   }
-  return info.Env().Undefined();
+  return Napi::Number::New(info.Env(), static_cast<double>(overflowAt));
 }
 
 Napi::Value arg_reduce(const Napi::CallbackInfo& info, Context& c) {
@@ -111,19 +114,26 @@ Napi::Value cumsum(const Napi::CallbackInfo& info, Context& c) {
   TensorRef y = a.like(1, 7, "output", x.dtype);
   need_elems(x, outer * r * inner, op, "input");
   need_elems(y, outer * r * inner, op, "output");
-  if (a.cuda()) {
+  const bool reverse = c.args[0] != 0;
+  // -1, or (int32) the first output index whose partial sum does not fit int32.
+  int64_t overflowAt = -1;
+  if (x.dtype == cpu::DType::I32) {
+    if (a.cuda()) cuda_check(cuda::cumsum_i32(P<int32_t>(x), P<int32_t>(y), outer, r, inner, reverse, &overflowAt), op);
+    else overflowAt = cpu::cumsum_i32(P<int32_t>(x), P<int32_t>(y), outer, r, inner, reverse);
+  } else if (a.cuda()) {
     need_float(x, op, "input");
-    cuda_check(cuda::cumsum(x.dtype, x.ptr, y.ptr, outer, r, inner, c.args[0] != 0), op);
+    cuda_check(cuda::cumsum(x.dtype, x.ptr, y.ptr, outer, r, inner, reverse), op);
   } else {
-    KILN_FLOAT_DISPATCH(x.dtype, op, cpu::cumsum<T>(P<T>(x), P<T>(y), outer, r, inner, c.args[0] != 0));
+    KILN_FLOAT_DISPATCH(x.dtype, op, cpu::cumsum<T>(P<T>(x), P<T>(y), outer, r, inner, reverse));
   }
-  return info.Env().Undefined();
+  return Napi::Number::New(info.Env(), static_cast<double>(overflowAt));
 }
 
 Napi::Value topk(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "topk";
-  int64_t rows = int_arg(c, 1, op, "rows", 0, kMaxSize), n = int_arg(c, 2, op, "n", 1, kMaxSize);
-  int64_t k = int_arg(c, 3, op, "k", 1, n);
+  // k = 0 or no rows (an empty result, as torch.topk) reaches the kernels, which then do nothing.
+  int64_t rows = int_arg(c, 1, op, "rows", 0, kMaxSize), n = int_arg(c, 2, op, "n", 0, kMaxSize);
+  int64_t k = int_arg(c, 3, op, "k", 0, n);
   Operands a{info, c, op};
   TensorRef x = a.get(0, 4, "input");
   TensorRef v = a.like(1, 7, "values", x.dtype);

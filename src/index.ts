@@ -24,7 +24,7 @@ export * from './ops/creation.js';
 export {
   add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, neg, exp, log, sqrt, rsqrt, abs, tanh,
   sigmoid, relu, gelu, sin, cos, square, reciprocal, log1p, expm1, sign, floor, isNan, isFinite, clamp, where,
-  maskedFill, toDType, castTo as cast,
+  maskedFill, toDType, castTo as cast, resultType,
 } from './ops/elementwise.js';
 export type { TensorLike } from './ops/elementwise.js';
 export { sum, mean, max, min, logsumexp, argmax, argmin } from './ops/reduce.js';

@@ -24,9 +24,11 @@ export interface NativeAddon {
   binary(out: B, a: B, b: B): void;
   ternary(out: B, c: B, a: B, b: B): void;
   gemm(a: B, b: B, c: B): void;
-  reduce(x: B, y: B): void;
+  /** -1, or (int32 sum) the first output index whose sum does not fit int32. */
+  reduce(x: B, y: B): number;
   argReduce(x: B, y: B): void;
-  cumsum(x: B, y: B): void;
+  /** -1, or (int32) the first output index whose partial sum does not fit int32. */
+  cumsum(x: B, y: B): number;
   topk(x: B, v: B, i: B): void;
   softmax(a: B, g: B, out: B): void;
   layerNormForward(x: B, g: B, b: B, y: B, mean: B, rstd: B): void;

@@ -376,6 +376,16 @@ int main(int argc, char** argv) {
     reduce_i32(ReduceOp::Min, x.data(), y.data(), 1, 3, 2);
     ok &= y[0] == 2 && y[1] == -1;
     ref::expect("reduce_i32 sum/max/min", ok);
+    // Exact sums: a partial past INT32_MAX that comes back fits; a total past it is reported.
+    std::vector<int32_t> big = {INT32_MAX, 1, -1, 5, INT32_MAX, 1};
+    int64_t at = reduce_i32(ReduceOp::Sum, big.data(), y.data(), 2, 3, 1);
+    ref::expect("reduce_i32 sum overflow reported", at == 1 && y[0] == INT32_MAX);
+    std::vector<int32_t> cs(6);
+    at = cumsum_i32(big.data(), cs.data(), 1, 6, 1, false);
+    ref::expect("cumsum_i32 overflow at the first partial past INT32_MAX", at == 1);
+    std::vector<int32_t> small = {1, 2, 3, 4, 5, 6};
+    at = cumsum_i32(small.data(), cs.data(), 1, 3, 2, true);
+    ref::expect("cumsum_i32 reverse columns", at == -1 && cs[0] == 9 && cs[1] == 12 && cs[4] == 5 && cs[5] == 6);
   }
   check_random_and_vmath();
   if (bench) bench_kernels();

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "../common/half.h"
+#include "../common/intpow.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "vmath.h"
@@ -217,7 +218,8 @@ void unary_float(UnaryOp op, const Space& s, T* o, const T* a, T p0, T p1) {
     case UnaryOp::Abs: return unary_loop(s, o, a, [](T x) { return std::fabs(x); });
     case UnaryOp::Tanh: return unary_loop(s, o, a, [](T x) { return vtanh(x); });
     case UnaryOp::Sigmoid: return unary_loop(s, o, a, [](T x) { return T(1) / (T(1) + vexp(-x)); });
-    case UnaryOp::Relu: return unary_loop(s, o, a, [](T x) { return x > T(0) ? x : (x != x ? x : T(0)); });
+    // NaN and -0 pass through, as PyTorch's clamp_min(x, 0) (relu(-0.0) is -0.0).
+    case UnaryOp::Relu: return unary_loop(s, o, a, [](T x) { return x < T(0) ? T(0) : x; });
     case UnaryOp::GeluTanh: return unary_loop(s, o, a, [](T x) { return gelu_tanh(x); });
     case UnaryOp::GeluErf: return unary_loop(s, o, a, [](T x) { return gelu_erf(x); });
     case UnaryOp::Sin: return unary_loop(s, o, a, [](T x) { return std::sin(x); });
@@ -487,6 +489,7 @@ void binary_i32(BinaryOp op, const Space& s, int32_t* o, const int32_t* a, const
     case BinaryOp::Mul: return binary_loop(s, o, a, b, [](T x, T y) { return T(uint32_t(x) * uint32_t(y)); });
     case BinaryOp::Maximum: return binary_loop(s, o, a, b, [](T x, T y) { return x > y ? x : y; });
     case BinaryOp::Minimum: return binary_loop(s, o, a, b, [](T x, T y) { return x < y ? x : y; });
+    case BinaryOp::Pow: return binary_loop(s, o, a, b, [](T x, T y) { return int_pow(x, y); });
     default: return;
   }
 }
@@ -539,7 +542,7 @@ bool binary_supported(BinaryOp op, DType in) {
   if (op < BinaryOp::Add || op >= BinaryOp::Count) return false;
   if (in != DType::I32 || is_compare(op)) return true;
   return op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Maximum ||
-         op == BinaryOp::Minimum;
+         op == BinaryOp::Minimum || op == BinaryOp::Pow;
 }
 
 void unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Operand in, double p0, double p1) {

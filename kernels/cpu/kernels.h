@@ -27,14 +27,18 @@ void gemm(int64_t batch, bool transA, bool transB, int64_t M, int64_t N, int64_t
 enum class ReduceOp : int { Sum = 0, Mean = 1, Max = 2, Min = 3, LogSumExp = 4, Prod = 5 };
 template <class T>
 void reduce(ReduceOp op, const T* x, T* y, int64_t outer, int64_t r, int64_t inner);
-// int32 sum (for counting); op must be Sum/Max/Min.
-void reduce_i32(ReduceOp op, const int32_t* x, int32_t* y, int64_t outer, int64_t r, int64_t inner);
+// int32 sum (exact, in 128 bits), max or min; op must be Sum/Max/Min. Returns -1, or for a sum the
+// smallest output index whose value does not fit int32 (that output is left 0: callers refuse it).
+int64_t reduce_i32(ReduceOp op, const int32_t* x, int32_t* y, int64_t outer, int64_t r, int64_t inner);
 // Index of the max (or min) over the middle axis; ties give the first index; NaN counts as max.
 template <class T>
 void arg_reduce(bool isMax, const T* x, int32_t* idx, int64_t outer, int64_t r, int64_t inner);
 // Inclusive cumulative sum over the middle axis (same [outer, r, inner] layout in and out).
 template <class T>
 void cumsum(const T* x, T* y, int64_t outer, int64_t r, int64_t inner, bool reverse);
+// int32 cumsum accumulated in int64: returns -1, or the smallest output index whose partial sum
+// does not fit int32 (outputs from there on are meaningless: callers refuse them).
+int64_t cumsum_i32(const int32_t* x, int32_t* y, int64_t outer, int64_t r, int64_t inner, bool reverse);
 // Top-k along the last axis of [rows, n]: k largest (or smallest) values, sorted (largest first
 // when largest, smallest first otherwise); ties keep the lower index first. 1 <= k <= n.
 template <class T>

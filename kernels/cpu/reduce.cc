@@ -4,6 +4,8 @@
 // on the thread count); inner > 1 walks 256-wide column tiles so the inner loop is contiguous.
 // Max/Min/LogSumExp propagate NaN; LogSumExp of an all -inf slice is -inf; r == 0 gives the identity.
 #include <algorithm>
+#include <atomic>
+#include <climits>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -198,26 +200,81 @@ void reduce(ReduceOp op, const T* x, T* y, int64_t outer, int64_t r, int64_t inn
   });
 }
 
-void reduce_i32(ReduceOp op, const int32_t* x, int32_t* y, int64_t outer, int64_t r, int64_t inner) {
-  // Sum wraps like int32 arithmetic; Mean truncates; Prod wraps; LogSumExp is not defined for ints (0).
+namespace {
+constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+// Keeps the smallest index any thread reports, so the answer does not depend on scheduling.
+void note_first(std::atomic<int64_t>& first, int64_t i) {
+  int64_t cur = first.load(std::memory_order_relaxed);
+  while (i < cur && !first.compare_exchange_weak(cur, i, std::memory_order_relaxed)) {
+  }
+}
+template <class T> bool fits_i32(T v) { return v >= INT32_MIN && v <= INT32_MAX; }
+}  // namespace
+
+int64_t reduce_i32(ReduceOp op, const int32_t* x, int32_t* y, int64_t outer, int64_t r, int64_t inner) {
+  std::atomic<int64_t> first{kNone};
   parallel_tasks(outer, outer * r * inner, [&](int64_t o) {
     const int32_t* xo = x + o * r * inner;
     int32_t* yo = y + o * inner;
-    for (int64_t j = 0; j < inner; ++j) {
-      int64_t s = (op == ReduceOp::Prod) ? 1 : 0;
-      int32_t m = r > 0 ? xo[j] : (op == ReduceOp::Min ? INT32_MAX : INT32_MIN);
-      for (int64_t k = 0; k < r; ++k) {
-        int32_t v = xo[k * inner + j];
-        if (op == ReduceOp::Prod) s = static_cast<int64_t>(static_cast<uint32_t>(s * v));
-        else s += v;
-        m = op == ReduceOp::Min ? std::min(m, v) : std::max(m, v);
+    if (op != ReduceOp::Sum) {
+      const bool isMax = op == ReduceOp::Max;
+      for (int64_t j = 0; j < inner; ++j) yo[j] = r > 0 ? xo[j] : (isMax ? INT32_MIN : INT32_MAX);
+      for (int64_t k = 1; k < r; ++k)
+        for (int64_t j = 0; j < inner; ++j) {
+          const int32_t v = xo[k * inner + j];
+          yo[j] = isMax ? std::max(yo[j], v) : std::min(yo[j], v);
+        }
+      return;
+    }
+    // Exact: chunks of 2^31 terms cannot overflow an int64, and their sums add up in 128 bits.
+    constexpr int64_t kChunk = int64_t(1) << 31;
+    for (int64_t j0 = 0; j0 < inner; j0 += kTile) {
+      const int64_t w = std::min(kTile, inner - j0);
+      __int128 total[kTile];
+      int64_t part[kTile];
+      for (int64_t j = 0; j < w; ++j) total[j] = 0;
+      for (int64_t k0 = 0; k0 < r; k0 += kChunk) {
+        for (int64_t j = 0; j < w; ++j) part[j] = 0;
+        for (int64_t k = k0, k1 = std::min(r, k0 + kChunk); k < k1; ++k)
+          for (int64_t j = 0; j < w; ++j) part[j] += xo[k * inner + j0 + j];
+        for (int64_t j = 0; j < w; ++j) total[j] += part[j];
       }
-      if (op == ReduceOp::Max || op == ReduceOp::Min) yo[j] = m;
-      else if (op == ReduceOp::Mean) yo[j] = r > 0 ? static_cast<int32_t>(s / r) : 0;
-      else if (op == ReduceOp::LogSumExp) yo[j] = 0;
-      else yo[j] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(s)));
+      for (int64_t j = 0; j < w; ++j) {
+        if (fits_i32(total[j])) {
+          yo[j0 + j] = static_cast<int32_t>(total[j]);
+        } else {
+          yo[j0 + j] = 0;
+          note_first(first, o * inner + j0 + j);
+        }
+      }
     }
   });
+  const int64_t f = first.load();
+  return f == kNone ? -1 : f;
+}
+
+int64_t cumsum_i32(const int32_t* x, int32_t* y, int64_t outer, int64_t r, int64_t inner, bool reverse) {
+  if (r <= 0 || inner <= 0) return -1;
+  std::atomic<int64_t> first{kNone};
+  const int64_t tiles = (inner + kTile - 1) / kTile;
+  parallel_tasks(outer * tiles, outer * r * inner, [&](int64_t t) {
+    const int64_t o = t / tiles, j0 = (t % tiles) * kTile, w = std::min(kTile, inner - j0);
+    const int64_t base = o * r * inner + j0;
+    // Every partial sum is an output, so int64 is exact up to the first one that does not fit
+    // int32 (each step adds less than 2^31); past it the sums wrap (unsigned, defined) unread.
+    uint64_t acc[kTile] = {};
+    for (int64_t s = 0; s < r; ++s) {
+      const int64_t k = reverse ? r - 1 - s : s;
+      for (int64_t j = 0; j < w; ++j) {
+        acc[j] += static_cast<uint64_t>(static_cast<int64_t>(x[base + k * inner + j]));
+        const int64_t v = static_cast<int64_t>(acc[j]);
+        y[base + k * inner + j] = static_cast<int32_t>(static_cast<uint32_t>(acc[j]));
+        if (!fits_i32(v)) note_first(first, base + k * inner + j);
+      }
+    }
+  });
+  const int64_t f = first.load();
+  return f == kNone ? -1 : f;
 }
 
 // ---- arg max / arg min: first index of the extreme; the first NaN wins over everything ----

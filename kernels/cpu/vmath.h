@@ -96,7 +96,8 @@ KILN_VINLINE float tanh_f(float x) {
   float small = x + x * z * p;
   float big = 1.0f - 2.0f / (exp_f(a + a) + 1.0f);
   big = select_f(x < 0.0f, -big, big);
-  return select_f(a < 0.625f, small, big);
+  // tanh is odd: the sign is x's, so tanh(-0) is -0 (x + x z p rounds -0 to +0).
+  return std::copysign(select_f(a < 0.625f, small, big), x);
 }
 
 // erf: Maclaurin series below 1; above, erf = 1 - erfc with the Chebyshev-fitted

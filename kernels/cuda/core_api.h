@@ -3,7 +3,8 @@
 // report "built without CUDA". Pointers are device memory, dense and row-major; `dtype` is F32 or F64
 // for the float operands (the decoders refuse anything else). Semantics, edge cases and tie orders
 // are the CPU kernels'. Everything is queued on the legacy default stream and returns "" or an error
-// message; only find_invalid_index and sum_squares wait for the device (they return a value).
+// message; only find_invalid_index, sum_squares, sum_i32 and cumsum_i32 wait for the device (they
+// return a value).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,10 +16,17 @@ namespace kiln {
 namespace cuda {
 
 // ---- reductions (reduce.cu): x is [outer, r, inner], reduced over r ----
-// int32 input supports Sum, Max and Min (Sum wraps like int32 arithmetic).
+// int32 input supports Max and Min here; its Sum goes through sum_i32.
 std::string reduce(cpu::DType dtype, cpu::ReduceOp op, const void* x, void* y, int64_t outer, int64_t r, int64_t inner);
+// int32 sum accumulated in 64 bits (exact below 2^32 terms per output); *overflowAt is -1, or the
+// smallest output index whose sum does not fit int32 (that output is left 0: callers refuse it).
+std::string sum_i32(const int32_t* x, int32_t* y, int64_t outer, int64_t r, int64_t inner, int64_t* overflowAt);
 std::string arg_reduce(cpu::DType dtype, bool isMax, const void* x, int32_t* idx, int64_t outer, int64_t r, int64_t inner);
 std::string cumsum(cpu::DType dtype, const void* x, void* y, int64_t outer, int64_t r, int64_t inner, bool reverse);
+// int32 cumsum, exact (through double partial sums, exact while they fit int32); *overflowAt is -1,
+// or the smallest output index whose partial sum does not fit int32 (callers refuse the result).
+std::string cumsum_i32(const int32_t* x, int32_t* y, int64_t outer, int64_t r, int64_t inner, bool reverse,
+                       int64_t* overflowAt);
 // Sorted top-k of each row of [rows, n] (NaN ranks largest; ties keep the lower index first).
 std::string topk(cpu::DType dtype, const void* x, void* values, int32_t* indices, int64_t rows, int64_t n, int64_t k,
                  bool largest);

@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "../common/half.h"
+#include "../common/intpow.h"
 #include "cuda_api.h"
 
 namespace kiln {
@@ -130,7 +131,7 @@ __device__ inline T apply_unary(UnaryOp op, T x, double p0, double p1) {
     case UnaryOp::Abs: return static_cast<TO>(fabs(x));
     case UnaryOp::Tanh: return static_cast<TO>(tanh(x));
     case UnaryOp::Sigmoid: return static_cast<TO>(TI(1) / (TI(1) + exp(-x)));
-    case UnaryOp::Relu: return static_cast<TO>(x > TI(0) ? x : (x != x ? x : TI(0)));
+    case UnaryOp::Relu: return static_cast<TO>(x < TI(0) ? TI(0) : x);  // NaN and -0 pass, as PyTorch
     case UnaryOp::GeluTanh: return static_cast<TO>(TI(0.5) * x * (TI(1) + tanh(k * (x + c * x * x * x))));
     case UnaryOp::GeluErf: return static_cast<TO>(TI(0.5) * x * (TI(1) + erf(x * TI(0.7071067811865476))));
     case UnaryOp::Sin: return static_cast<TO>(sin(x));
@@ -294,6 +295,7 @@ __device__ inline int32_t apply_binary<int32_t>(BinaryOp op, int32_t a, int32_t 
     case BinaryOp::Mul: return int32_t(uint32_t(a) * uint32_t(b));
     case BinaryOp::Maximum: return a > b ? a : b;
     case BinaryOp::Minimum: return a < b ? a : b;
+    case BinaryOp::Pow: return int_pow(a, b);
     default: return 0;
   }
 }

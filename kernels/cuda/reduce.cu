@@ -1,5 +1,5 @@
 // CUDA reductions over the middle axis of [outer, r, inner] (sum, mean, prod, max, min, logsumexp,
-// argmax/argmin, int32 sum/max/min) and the inclusive cumsum, with the semantics of
+// argmax/argmin, int32 sum/max/min) and the inclusive cumsum (int32 too), with the semantics of
 // kernels/cpu/reduce.cc. Contiguous rows (inner == 1) get a warp per short row or a block per
 // (row, chunk) with 16-byte loads; columns (inner > 1) get a thread per column with coalesced
 // reads, the r axis split into chunks when there are too few columns to fill the GPU. Chunk
@@ -69,14 +69,15 @@ struct RLse : Lse<T> {
     return s.m - s.m == T(0) ? static_cast<T>(static_cast<double>(s.m) + log(s.s)) : s.m;
   }
 };
-// int32 sum wraps like int32 arithmetic: accumulate modulo 2^64, keep the low 32 bits.
+// int32 sum into 64 bits: accumulated modulo 2^64, which is the exact sum below 2^32 terms; the
+// caller narrows it (narrow_i32_kernel) and refuses sums that do not fit int32.
 struct RSumI {
   using S = unsigned long long;
-  using Out = int32_t;
+  using Out = long long;
   __device__ static S init() { return 0ull; }
   __device__ static void add(S& s, int32_t x, int64_t) { s += static_cast<unsigned long long>(static_cast<long long>(x)); }
   __device__ static S merge(S a, S b) { return a + b; }
-  __device__ static Out fin(S s, int64_t) { return static_cast<int32_t>(static_cast<uint32_t>(s)); }
+  __device__ static Out fin(S s, int64_t) { return static_cast<long long>(s); }
 };
 // First index of the extreme; the first NaN wins over everything (kernels/cpu/reduce.cc).
 template <class T, bool kMax>
@@ -237,11 +238,11 @@ constexpr int64_t kScanChunk = int64_t(kThreads) * kScanItems;
 
 // Contiguous rows: block per (row, chunk of kScanChunk positions). write == false only sums the
 // chunk into sums[c * outer + row]; write == true scans it from carry[c * outer + row] (or 0).
-template <class T>
-__global__ void cumsum_rows_kernel(const T* __restrict__ x, T* __restrict__ y, const double* __restrict__ carry,
+template <class T, class U>
+__global__ void cumsum_rows_kernel(const T* __restrict__ x, U* __restrict__ y, const double* __restrict__ carry,
                                    double* __restrict__ sums, int64_t outer, int64_t r, int64_t nchunks, bool reverse,
                                    bool write) {
-  __shared__ T tile[kScanChunk];
+  __shared__ U tile[kScanChunk];
   __shared__ double warpTotal[kWarps];
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
   for (int64_t t = blockIdx.x; t < outer * nchunks; t += gridDim.x) {
@@ -250,7 +251,7 @@ __global__ void cumsum_rows_kernel(const T* __restrict__ x, T* __restrict__ y, c
     const T* xr = x + row * r;
     for (int i = tid; i < len; i += kThreads) {
       const int64_t q = q0 + i;
-      tile[i] = xr[reverse ? r - 1 - q : q];
+      tile[i] = static_cast<U>(xr[reverse ? r - 1 - q : q]);
     }
     __syncthreads();
     double loc[kScanItems], run = 0;
@@ -282,10 +283,10 @@ __global__ void cumsum_rows_kernel(const T* __restrict__ x, T* __restrict__ y, c
 #pragma unroll
     for (int it = 0; it < kScanItems; ++it) {
       const int i = tid * kScanItems + it;
-      if (i < len) tile[i] = static_cast<T>(pre + loc[it]);
+      if (i < len) tile[i] = static_cast<U>(pre + loc[it]);
     }
     __syncthreads();
-    T* yr = y + row * r;
+    U* yr = y + row * r;
     for (int i = tid; i < len; i += kThreads) {
       const int64_t q = q0 + i;
       yr[reverse ? r - 1 - q : q] = tile[i];
@@ -296,8 +297,8 @@ __global__ void cumsum_rows_kernel(const T* __restrict__ x, T* __restrict__ y, c
 
 // Columns: thread per (o, j) over positions [c * chunk, ...) of chunk c = blockIdx.y; sums/carry
 // laid out [nchunks, ncols].
-template <class T>
-__global__ void cumsum_cols_kernel(const T* __restrict__ x, T* __restrict__ y, const double* __restrict__ carry,
+template <class T, class U>
+__global__ void cumsum_cols_kernel(const T* __restrict__ x, U* __restrict__ y, const double* __restrict__ carry,
                                    double* __restrict__ sums, int64_t outer, int64_t r, int64_t inner, int64_t chunk,
                                    bool reverse, bool write) {
   const int64_t ncols = outer * inner, c = blockIdx.y;
@@ -308,7 +309,7 @@ __global__ void cumsum_cols_kernel(const T* __restrict__ x, T* __restrict__ y, c
     for (int64_t q = q0; q < q1; ++q) {
       const int64_t at = base + (reverse ? r - 1 - q : q) * inner;
       acc += static_cast<double>(x[at]);
-      if (write) y[at] = static_cast<T>(acc);
+      if (write) y[at] = static_cast<U>(acc);
     }
     if (!write) sums[c * ncols + col] = acc;
   }
@@ -326,8 +327,9 @@ __global__ void exclusive_scan_chunks(double* sums, int64_t ncols, int64_t nchun
   }
 }
 
-template <class T>
-std::string run_cumsum(const T* x, T* y, int64_t outer, int64_t r, int64_t inner, bool reverse) {
+// x's T in, U out (U = T, or double for int32 input).
+template <class T, class U>
+std::string run_cumsum(const T* x, U* y, int64_t outer, int64_t r, int64_t inner, bool reverse) {
   if (outer <= 0 || r <= 0 || inner <= 0) return "";
   Scratch sums;
   if (inner == 1 && r > 64) {
@@ -335,10 +337,10 @@ std::string run_cumsum(const T* x, T* y, int64_t outer, int64_t r, int64_t inner
     const unsigned grid = grid_for(outer * nchunks, 1);
     if (nchunks > 1) {
       if (auto err = sums.get(sizeof(double) * outer * nchunks); !err.empty()) return err;
-      cumsum_rows_kernel<T><<<grid, kThreads>>>(x, y, nullptr, sums.as<double>(), outer, r, nchunks, reverse, false);
+      cumsum_rows_kernel<T, U><<<grid, kThreads>>>(x, y, nullptr, sums.as<double>(), outer, r, nchunks, reverse, false);
       exclusive_scan_chunks<<<grid_for(outer), kThreads>>>(sums.as<double>(), outer, nchunks);
     }
-    cumsum_rows_kernel<T><<<grid, kThreads>>>(x, y, sums.as<double>(), nullptr, outer, r, nchunks, reverse, true);
+    cumsum_rows_kernel<T, U><<<grid, kThreads>>>(x, y, sums.as<double>(), nullptr, outer, r, nchunks, reverse, true);
     return launched();
   }
   const int64_t ncols = outer * inner;
@@ -346,14 +348,59 @@ std::string run_cumsum(const T* x, T* y, int64_t outer, int64_t r, int64_t inner
   dim3 grid(grid_for(ncols), static_cast<unsigned>(nchunks));
   if (nchunks > 1) {
     if (auto err = sums.get(sizeof(double) * ncols * nchunks); !err.empty()) return err;
-    cumsum_cols_kernel<T><<<grid, kThreads>>>(x, y, nullptr, sums.as<double>(), outer, r, inner, chunk, reverse, false);
+    cumsum_cols_kernel<T, U><<<grid, kThreads>>>(x, y, nullptr, sums.as<double>(), outer, r, inner, chunk, reverse, false);
     exclusive_scan_chunks<<<grid_for(ncols), kThreads>>>(sums.as<double>(), ncols, nchunks);
   }
-  cumsum_cols_kernel<T><<<grid, kThreads>>>(x, y, sums.as<double>(), nullptr, outer, r, inner, chunk, reverse, true);
+  cumsum_cols_kernel<T, U><<<grid, kThreads>>>(x, y, sums.as<double>(), nullptr, outer, r, inner, chunk, reverse, true);
   return launched();
 }
 
+// y[i] = wide[i] where it fits int32 (else 0, with *first lowered to i); first starts at ~0.
+template <class W>
+__global__ void narrow_i32_kernel(const W* __restrict__ wide, int32_t* __restrict__ y, int64_t n,
+                                  unsigned long long* __restrict__ first) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const W v = wide[i];
+    const bool fits = v >= W(INT32_MIN) && v <= W(INT32_MAX);
+    y[i] = fits ? static_cast<int32_t>(v) : 0;
+    if (!fits) atomicMin(first, static_cast<unsigned long long>(i));
+  }
+}
+
+// Narrows the n values of `wide` into y and reads back the first that did not fit (-1: none).
+template <class W>
+std::string narrow_i32(const W* wide, int32_t* y, int64_t n, int64_t* overflowAt) {
+  Scratch first;
+  if (auto err = first.get(sizeof(unsigned long long)); !err.empty()) return err;
+  if (auto err = checked(cudaMemsetAsync(first.as<void>(), 0xff, sizeof(unsigned long long), 0)); !err.empty()) return err;
+  narrow_i32_kernel<W><<<grid_for(n), kThreads>>>(wide, y, n, first.as<unsigned long long>());
+  if (auto err = launched(); !err.empty()) return err;
+  unsigned long long at = 0;
+  if (auto err = checked(cudaMemcpy(&at, first.as<void>(), sizeof at, cudaMemcpyDeviceToHost)); !err.empty()) return err;
+  *overflowAt = at == ~0ull ? -1 : static_cast<int64_t>(at);
+  return "";
+}
+
 }  // namespace
+
+std::string sum_i32(const int32_t* x, int32_t* y, int64_t outer, int64_t r, int64_t inner, int64_t* overflowAt) {
+  *overflowAt = -1;
+  if (outer <= 0 || inner <= 0) return "";
+  Scratch wide;
+  if (auto err = wide.get(sizeof(long long) * outer * inner); !err.empty()) return err;
+  if (auto err = run_reduce<RSumI, int32_t>(x, wide.as<long long>(), outer, r, inner); !err.empty()) return err;
+  return narrow_i32(wide.as<long long>(), y, outer * inner, overflowAt);
+}
+
+std::string cumsum_i32(const int32_t* x, int32_t* y, int64_t outer, int64_t r, int64_t inner, bool reverse,
+                       int64_t* overflowAt) {
+  *overflowAt = -1;
+  if (outer <= 0 || r <= 0 || inner <= 0) return "";
+  Scratch wide;
+  if (auto err = wide.get(sizeof(double) * outer * r * inner); !err.empty()) return err;
+  if (auto err = run_cumsum<int32_t, double>(x, wide.as<double>(), outer, r, inner, reverse); !err.empty()) return err;
+  return narrow_i32(wide.as<double>(), y, outer * r * inner, overflowAt);
+}
 
 std::string reduce(DType dtype, ReduceOp op, const void* x, void* y, int64_t outer, int64_t r, int64_t inner) {
   if (dtype == DType::F32) return reduce_float(op, static_cast<const float*>(x), static_cast<float*>(y), outer, r, inner);
@@ -362,10 +409,9 @@ std::string reduce(DType dtype, ReduceOp op, const void* x, void* y, int64_t out
   auto xi = static_cast<const int32_t*>(x);
   auto yi = static_cast<int32_t*>(y);
   switch (op) {
-    case ReduceOp::Sum: return run_reduce<RSumI, int32_t>(xi, yi, outer, r, inner);
     case ReduceOp::Max: return run_reduce<RExt<int32_t, true>, int32_t>(xi, yi, outer, r, inner);
     case ReduceOp::Min: return run_reduce<RExt<int32_t, false>, int32_t>(xi, yi, outer, r, inner);
-    default: return "reduce: int32 supports sum, max and min only";
+    default: return "reduce: int32 supports max and min here (sums go through sum_i32)";
   }
 }
 

@@ -56,13 +56,40 @@ function unaryKernel(op: Unary, x: Tensor, p0 = 0, p1 = 0, outDtype: DType = x.d
 
 // ---------------------------------------------------------------- promotion
 
-// As PyTorch: int32 takes the float's dtype, a wider float wins, float16 with bfloat16 gives float32.
+// Two dtypes of one rank: int32 takes the float's dtype, a wider float wins, float16 with bfloat16
+// gives float32 (torch.promote_types).
 function promote(a: DType, b: DType): DType {
   if (a === b) return a;
   if (a === 'int32') return b;
   if (b === 'int32') return a;
   if (a === 'float64' || b === 'float64') return 'float64';
   return 'float32';
+}
+
+// A lower-ranked result only counts when it is of a higher category (integer < floating).
+function combine(higher: DType | undefined, lower: DType | undefined): DType | undefined {
+  if (higher === undefined) return lower;
+  if (lower === undefined || higher !== 'int32') return higher;
+  return lower === 'int32' ? higher : promote(higher, lower);
+}
+
+/**
+ * The dtype an elementwise op computes in, as torch.result_type: dimensioned tensors outrank 0-d
+ * tensors, which outrank numbers, and a lower rank changes the dtype only by raising its category
+ * (bfloat16[3] + float32[] is bfloat16, int32[3] + float32[] float32). A number is an integer when
+ * Number.isInteger (so 2.0 counts as the integer 2: JavaScript cannot tell them apart) and otherwise
+ * a float of the default dtype, float32.
+ */
+export function resultType(...operands: TensorLike[]): DType {
+  let dim: DType | undefined, zero: DType | undefined, num: DType | undefined;
+  for (const t of operands) {
+    if (typeof t === 'number') {
+      const d = Number.isInteger(t) ? 'int32' : 'float32';
+      num = num === undefined ? d : promote(num, d);
+    } else if (t.ndim === 0) zero = zero === undefined ? t.dtype : promote(zero, t.dtype);
+    else dim = dim === undefined ? t.dtype : promote(dim, t.dtype);
+  }
+  return combine(dim, combine(zero, num)) ?? 'float32';
 }
 
 /** Converts dtype with a gradient (identity cast returns the tensor itself). */
@@ -84,26 +111,24 @@ export function castTo(x: Tensor, dtype: DType): Tensor {
   return toDType(x, dtype);
 }
 
+/** A number as a 0-d tensor of `dtype`; an int32 one must fit (PyTorch wraps it modulo 2^32; kiln refuses). */
+function scalarOperand(name: string, v: number, dtype: DType, other: Tensor): Tensor {
+  if (dtype === 'int32' && !(v >= -2147483648 && v <= 2147483647))
+    throw new KilnError('INVALID_ARGUMENT', `${name}: ${v} does not fit int32 (int32 operand ${shapeStr(other.shape)}); cast the tensor to a float dtype first`);
+  return full([], v, dtype, other.device);
+}
+
+// Both operands as tensors of their result dtype (resultType); a cast records its gradient, which
+// comes back in the operand's own dtype.
 function operands(name: string, a: TensorLike, b: TensorLike): [Tensor, Tensor] {
   if (typeof a === 'number' && typeof b === 'number')
     throw new KilnError('INVALID_ARGUMENT', `${name}: at least one operand must be a Tensor`);
-  let ta: Tensor, tb: Tensor;
-  if (typeof a === 'number') {
-    tb = checkTensor(name, b);
-    ta = full([], a, Number.isInteger(a) || tb.dtype !== 'int32' ? tb.dtype : 'float32', tb.device);
-  } else if (typeof b === 'number') {
-    ta = checkTensor(name, a);
-    tb = full([], b, Number.isInteger(b) || ta.dtype !== 'int32' ? ta.dtype : 'float32', ta.device);
-  } else {
-    ta = checkTensor(name, a);
-    tb = checkTensor(name, b, 'other');
-    sameDevice(name, ta, tb);
-  }
-  if (ta.dtype !== tb.dtype) {
-    const d = promote(ta.dtype, tb.dtype);
-    ta = toDType(ta, d);
-    tb = toDType(tb, d);
-  }
+  if (typeof a !== 'number') checkTensor(name, a);
+  if (typeof b !== 'number') checkTensor(name, b, 'other');
+  if (typeof a !== 'number' && typeof b !== 'number') sameDevice(name, a, b);
+  const d = resultType(a, b);
+  const ta = typeof a === 'number' ? scalarOperand(name, a, d, b as Tensor) : toDType(a, d);
+  const tb = typeof b === 'number' ? scalarOperand(name, b, d, a as Tensor) : toDType(b, d);
   return [ta, tb];
 }
 
@@ -177,18 +202,17 @@ export function div(a: TensorLike, b: TensorLike): Tensor {
 }
 
 export function pow(a: TensorLike, b: TensorLike): Tensor {
-  if (typeof b === 'number' && a instanceof Tensor) {
+  if (typeof b === 'number' && a instanceof Tensor && !(a.dtype === 'int32' && Number.isInteger(b))) {
     let x = checkTensor('pow', a);
     if (x.dtype === 'int32') x = toDType(x, 'float32');
     const out = unaryKernel(Unary.PowScalar, x, b);
     // As PyTorch, x^0 has gradient 0 everywhere (0 * x^-1 would be NaN at x = 0).
     return releaseMade(record(out, 'pow', [x], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(unaryKernel(Unary.PowScalar, x, b - 1), b))]), [x], [a]);
   }
-  let [x, y] = operands('pow', a, b);
-  if (x.dtype === 'int32') {
-    x = toDType(x, 'float32');
-    y = toDType(y, 'float32');
-  }
+  if (typeof b === 'number' && b < 0 && a instanceof Tensor)
+    throw new KilnError('INVALID_ARGUMENT', `pow: integers to negative integer powers are not allowed (int32 ${shapeStr(checkTensor('pow', a).shape)} ** ${b}); cast to a float dtype first`);
+  // int32 ** int32 stays int32 (wrapping products, as PyTorch); other pairs compute in resultType.
+  const [x, y] = operands('pow', a, b);
   const out = binaryKernel(Binary.Pow, 'pow', x, y, x.dtype);
   // As PyTorch: d/dx is 0 where y = 0 (not 0 * x^-1), d/dy is 0 where x = 0 and y >= 0 (not 0 * log 0).
   return releaseMade(record(out, 'pow', [x, y], (g) => [

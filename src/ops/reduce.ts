@@ -55,10 +55,29 @@ function reduceKernel(op: Reduce, name: string, x: Tensor, axes: number[], keepd
     A[1] = outer;
     A[2] = r;
     A[3] = inner;
-    N.reduce(arg(4, src), arg(7, out));
+    const overflowAt = N.reduce(arg(4, src), arg(7, out));
+    if (overflowAt >= 0) {
+      if (src !== x) src.dispose();
+      out.dispose();
+      throw int32Overflow(name, x.shape, `over axes [${axes.join(', ')}]`, outShape, overflowAt);
+    }
   }
   if (src !== x) src.dispose();
   return out;
+}
+
+/**
+ * An int32 sum (or cumsum) whose exact value does not fit int32: PyTorch returns int64, which kiln
+ * does not have, so the op refuses rather than wrap. `at` is the flat index of the first such output.
+ */
+export function int32Overflow(name: string, shape: readonly number[], where: string, outShape: readonly number[], at: number): KilnError {
+  const index: number[] = [];
+  for (let i = outShape.length - 1, r = at; i >= 0; i--) {
+    index.unshift(r % outShape[i]);
+    r = Math.floor(r / outShape[i]);
+  }
+  return new KilnError('INVALID_ARGUMENT', `${name}: the sum of int32 ${shapeStr(shape)} ${where} does not fit int32 `
+    + `(output [${index.join(', ')}] of ${shapeStr(outShape)}; PyTorch would give int64, which kiln does not have); cast to float64 first`);
 }
 
 /** g (reduced shape) broadcast back over x's shape, as a contiguous tensor. */
@@ -84,11 +103,14 @@ export function mean(x: Tensor, axis?: Axes, keepdims = false): Tensor {
   return record(out, 'mean', [x], (g) => [expandBack(mul(g, 1 / count), x, axes)]);
 }
 
-/** fn of a float32 copy of an int32 tensor, the copy freed after. */
+/** fn of a float64 copy of an int32 tensor (exact), rounded once to a float32 result; copies freed. */
 function int32Copy(x: Tensor, fn: (f: Tensor) => Tensor): Tensor {
-  const f = cast(x, 'float32');
+  const f = cast(x, 'float64');
   try {
-    return fn(f);
+    const r = fn(f);
+    const out = cast(r, 'float32');
+    r.dispose();
+    return out;
   } finally {
     f.dispose();
   }

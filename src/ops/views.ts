@@ -5,8 +5,8 @@ import { record } from '../tensor/autograd.js';
 import { checkShape, contiguousStrides, normAxis, numel } from '../tensor/shape.js';
 import { Tensor, empty, stridedCopy, view } from '../tensor/tensor.js';
 import { zeros } from './creation.js';
-import { sumTo } from './elementwise.js';
-import { checkTensor, contig, sameDevice } from './util.js';
+import { resultType, sumTo } from './elementwise.js';
+import { cast, checkTensor, contig, sameDevice } from './util.js';
 
 export function reshape(x: Tensor, shape: number[]): Tensor {
   checkTensor('reshape', x);
@@ -153,6 +153,10 @@ export function detach(x: Tensor): Tensor {
   return view(x, x.shape.slice(), x.strides.slice(), x.offset);
 }
 
+/**
+ * Joins tensors along an existing axis. Mixed dtypes promote as torch.cat (int32 with float32 gives
+ * float32, bfloat16 with float32 float32); each input's gradient comes back in its own dtype.
+ */
 export function concat(tensors: Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw new KilnError('INVALID_ARGUMENT', 'concat: needs at least one tensor');
   for (const t of tensors)
@@ -164,14 +168,13 @@ export function concat(tensors: Tensor[], axis = 0): Tensor {
   let total = 0;
   for (const t of tensors) {
     sameDevice('concat', first, t);
-    if (t.dtype !== first.dtype) throw new KilnError('DTYPE_MISMATCH', `concat: ${first.dtype} and ${t.dtype}`);
     if (t.ndim !== first.ndim || t.shape.some((d, i) => i !== a && d !== first.shape[i]))
       throw new KilnError('SHAPE_MISMATCH', `concat: ${shapeStr(first.shape)} and ${shapeStr(t.shape)} differ outside axis ${a}`);
     total += t.shape[a];
   }
   const shape = first.shape.slice();
   shape[a] = total;
-  const out = empty(shape, first.dtype, first.device);
+  const out = empty(shape, resultType(...tensors), first.device);
   let off = 0;
   const starts: number[] = [];
   for (const t of tensors) {
@@ -179,13 +182,20 @@ export function concat(tensors: Tensor[], axis = 0): Tensor {
     const s = shape.slice();
     s[a] = t.shape[a];
     const dst = view(out, s, out.strides.slice(), off * out.strides[a]);
-    stridedCopy(dst, t);
+    stridedCopy(dst, t);  // converts to out's dtype
     dst.dispose();
     off += t.shape[a];
   }
-  return record(out, 'concat', tensors, (g) => tensors.map((t, i) => (t.requiresGrad ? contig(narrow(g, a, starts[i], t.shape[a])) : null)));
+  return record(out, 'concat', tensors, (g) => tensors.map((t, i) => {
+    if (!t.requiresGrad) return null;
+    const part = narrow(g, a, starts[i], t.shape[a]);
+    const gi = part.dtype === t.dtype ? contig(part) : cast(part, t.dtype);
+    if (gi !== part) part.dispose();
+    return gi;
+  }));
 }
 
+/** Joins tensors along a new axis; mixed dtypes promote as in concat. */
 export function stack(tensors: Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw new KilnError('INVALID_ARGUMENT', 'stack: needs at least one tensor');
   for (let i = 0; i < tensors.length; i++) checkTensor('stack', tensors[i], `tensor ${i}`);
