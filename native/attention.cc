@@ -1,7 +1,9 @@
 // Decoder for the fused attention kernels (kernels/cpu/attention.h, kernels/cuda/attention_api.h).
 // Argument slots: 0 B, 1 H, 2 Tq, 3 Tk, 4 D, 5 scale, 6 causal, 7 mask kind (0 none, 1 key
 // lengths [B], 2 key mask [B, Tk]), 8 dropout p, 9 seed low, 10 seed high, 11 Philox word offset;
-// then the tensors (handle, byte offset, dtype) from slot 12 on, three slots each.
+// then the tensors (handle, byte offset, dtype) from slot 12 on, three slots each; after them, in
+// both calls, 42 and 43: the elements between consecutive (b, h) heads of k and of v (Tk * D when
+// dense; another stride reads them as views of bigger buffers, on the CPU only).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -103,6 +105,34 @@ void need_lse(const TensorRef& lse, const TensorRef& q, const char* op) {
 
 template <class T> T* P(const TensorRef& t) { return reinterpret_cast<T*>(t.ptr); }
 
+constexpr int kHeadStrideSlot = 42;
+
+// k and v's head strides (slots 42, 43). CUDA kernels assume dense heads: any other stride there is
+// refused rather than read wrongly.
+void head_strides(Context& c, Decoded& d, const TensorRef& q, const char* op) {
+  cpu::AttentionArgs& a = d.a;
+  a.kHeadStride = int_arg(c, kHeadStrideSlot, op, "k head stride", 0, kMaxSize);
+  a.vHeadStride = int_arg(c, kHeadStrideSlot + 1, op, "v head stride", 0, kMaxSize);
+  const int64_t dense = a.Tk * a.D;
+  if (q.device == kCuda && (a.kHeadStride != dense || a.vHeadStride != dense))
+    fail("INVALID_ARGUMENT", std::string(op) + ": the CUDA kernels take dense k and v (head stride " +
+                                 std::to_string(dense) + "), got head strides " + std::to_string(a.kHeadStride) +
+                                 " and " + std::to_string(a.vHeadStride));
+}
+
+// k or v [B*H heads of Tk x D, `stride` apart]: the last element read, (B*H - 1) * stride + Tk * D - 1,
+// must lie in the storage (checked without overflow: stride and B*H are each below 2^47).
+void need_heads(const TensorRef& t, const cpu::AttentionArgs& a, int64_t stride, const char* op, const char* name) {
+  const int64_t BH = a.B * a.H, rows = a.Tk * a.D;
+  if (BH == 0 || rows == 0) return;
+  const int64_t avail = static_cast<int64_t>(t.avail / dtype_size(t.dtype));
+  if (rows > avail || (BH > 1 && stride > 0 && BH - 1 > (avail - rows) / stride))
+    fail("INVALID_ARGUMENT", std::string(op) + ": " + name + " with " + std::to_string(BH) + " heads of " +
+                                 std::to_string(a.Tk) + " x " + std::to_string(a.D) + " elements, " +
+                                 std::to_string(stride) + " apart, reads past its storage of " +
+                                 std::to_string(avail) + " elements");
+}
+
 // JS args: q, k, v, out, lse, mask.
 Napi::Value attention_forward(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "scaledDotProductAttention";
@@ -116,9 +146,10 @@ Napi::Value attention_forward(const Napi::CallbackInfo& info, Context& c) {
   for (auto [t, name] : {std::pair{&k, "k"}, {&v, "v"}, {&o, "out"}}) need_same(*t, q, op, name);
   need_lse(lse, q, op);
   mask_arg(info, c, d, 5, 27, q, op);
+  head_strides(c, d, q, op);
   need_elems(q, a.B * a.H * a.Tq * a.D, op, "q");
-  need_elems(k, a.B * a.H * a.Tk * a.D, op, "k");
-  need_elems(v, a.B * a.H * a.Tk * a.D, op, "v");
+  need_heads(k, a, a.kHeadStride, op, "k");
+  need_heads(v, a, a.vHeadStride, op, "v");
   need_elems(o, a.B * a.H * a.Tq * a.D, op, "out");
   need_elems(lse, a.B * a.H * a.Tq, op, "lse");
   if (q.device == kCuda) {
@@ -149,10 +180,11 @@ Napi::Value attention_backward(const Napi::CallbackInfo& info, Context& c) {
     need_same(*t, q, op, name);
   need_lse(lse, q, op);
   mask_arg(info, c, d, 6, 30, q, op);
+  head_strides(c, d, q, op);
   const int64_t nq = a.B * a.H * a.Tq * a.D, nk = a.B * a.H * a.Tk * a.D;
   need_elems(q, nq, op, "q");
-  need_elems(k, nk, op, "k");
-  need_elems(v, nk, op, "v");
+  need_heads(k, a, a.kHeadStride, op, "k");
+  need_heads(v, a, a.vHeadStride, op, "v");
   need_elems(o, nq, op, "out");
   need_elems(g, nq, op, "grad");
   need_elems(lse, a.B * a.H * a.Tq, op, "lse");

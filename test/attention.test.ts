@@ -496,6 +496,8 @@ test('raw addon: forged sizes and options are refused by the native decoder, nev
     for (const [i, v] of Object.entries(over)) h[+i] = v;
     h.forEach((v, i) => (A[i] = v));
     A[27] = 0; // no mask handle
+    A[42] = over[42] ?? 32; // k and v head strides: dense, Tk * D
+    A[43] = over[43] ?? 32;
     try {
       NA.attentionForward(arg(12, q), arg(15, q), arg(18, q), arg(21, out), arg(24, lse), undefined);
       return 'ok';
@@ -513,4 +515,10 @@ test('raw addon: forged sizes and options are refused by the native decoder, nev
   t.is(call({ 8: 1 }), 'INVALID_ARGUMENT', 'dropout 1');
   t.is(call({ 5: Infinity }), 'INVALID_ARGUMENT', 'scale inf');
   t.is(call({ 0: -1 }), 'INVALID_ARGUMENT', 'negative batch');
+  t.is(call({ 42: 0, 43: 0 }), 'ok', 'heads sharing one block of k and v');
+  t.is(call({ 42: 33 }), 'INVALID_ARGUMENT', 'k head stride one past the storage');
+  t.is(call({ 43: 33 }), 'INVALID_ARGUMENT', 'v head stride one past the storage');
+  t.is(call({ 42: -1 }), 'INVALID_ARGUMENT', 'negative head stride');
+  t.is(call({ 42: 2 ** 60 }), 'INVALID_ARGUMENT', 'huge head stride');
+  t.is(call({ 43: 1.5 }), 'INVALID_ARGUMENT', 'fractional head stride');
 });

@@ -73,8 +73,8 @@ KILN_AI void forward_task(const AttentionArgs& a, const T* q, const T* k, const 
   const int64_t D = a.D, Dp = round_up(D, kLanes<T>), nqb = ceil_div(a.Tq, kBr);
   const int64_t bh = task / G, g = task % G, b = bh / a.H, off = a.Tk - a.Tq;
   const T* Qh = q + bh * a.Tq * D;
-  const T* K = k + bh * a.Tk * D;
-  const T* V = v + bh * a.Tk * D;
+  const T* K = k + bh * a.k_head_stride();
+  const T* V = v + bh * a.v_head_stride();
   const T scale = T(a.scale), ninf = -std::numeric_limits<T>::infinity();
   T* O = scratch;            // Tq x Dp (rows of this group's tiles only are used)
   T* m = O + a.Tq * Dp;      // Tq
@@ -184,8 +184,8 @@ KILN_AI void backward_task(const AttentionArgs& a, const T* q, const T* k, const
   const int64_t off = a.Tk - a.Tq;
   const T* Qh = q + bh * a.Tq * D;
   const T* dOh = dout + bh * a.Tq * D;
-  const T* K = k + bh * a.Tk * D;
-  const T* V = v + bh * a.Tk * D;
+  const T* K = k + bh * a.k_head_stride();
+  const T* V = v + bh * a.v_head_stride();
   const T* L = lse + bh * a.Tq;
   const T scale = T(a.scale), ninf = -std::numeric_limits<T>::infinity();
   T* KT = scratch;          // D x Bc

@@ -1,6 +1,7 @@
 // Fused scaled-dot-product attention on the CPU (kernels/cpu/attention.cc): FlashAttention-2's
 // algorithm on tiles, so no Tq x Tk matrix is ever stored; memory is linear in the sequence length.
-// q [B, H, Tq, D], k and v [B, H, Tk, D], out [B, H, Tq, D], lse [B, H, Tq]: dense, row-major.
+// q [B, H, Tq, D], k and v [B, H, Tk, D], out [B, H, Tq, D], lse [B, H, Tq]: row-major; q, out and
+// lse dense, k and v dense within each (b, h) head, heads kHeadStride / vHeadStride elements apart.
 #pragma once
 #include <cstdint>
 
@@ -20,6 +21,12 @@ struct AttentionArgs {
   // depends on the seed and the element only, not on tiling, threads or device.
   double dropout = 0;
   uint64_t seed = 0, offset = 0;
+  // Elements between consecutive (b, h) heads of k and v, whose rows stay D apart; -1: dense
+  // (Tk * D). A larger stride reads k and v as views of bigger buffers (a KV cache's [B, H,
+  // capacity, D]) without a copy. The CPU kernels honour it; the CUDA ones take dense heads only.
+  int64_t kHeadStride = -1, vHeadStride = -1;
+  int64_t k_head_stride() const { return kHeadStride < 0 ? Tk * D : kHeadStride; }
+  int64_t v_head_stride() const { return vHeadStride < 0 ? Tk * D : vHeadStride; }
 };
 
 // out = dropout(softmax(scale * q k^T + mask)) v; lse = log of the softmax normaliser per row

@@ -1,11 +1,10 @@
 // Multi-head attention. Self-attention uses one fused q/k/v projection (GPT-2's c_attn);
 // cross-attention (Seq2Seq) projects the query and the key/value memory separately.
 import { KilnError, shapeStr } from '../errors.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, empty, stridedCopy } from '../tensor/tensor.js';
 import { checkTensor } from '../ops/util.js';
 import { keep, releaseData } from '../tensor/storage.js';
 import { internal } from '../tensor/autograd.js';
-import { concat } from '../ops/views.js';
 import { scaledDotProductAttention } from './functional.js';
 import { Dropout, Linear, type LayerOptions } from './layers.js';
 import { Module } from './module.js';
@@ -20,16 +19,60 @@ export interface AttentionLayerOptions extends LayerOptions {
 }
 
 /**
- * One layer's slot in a KV cache (GPT's createCache): the keys and values of every cached position,
- * [B, H, L, D] each, or null before the first call. A cached forward leaves the keys and values
- * with the new positions appended in `nextK` / `nextV`; the owner commits them once every layer has
- * run (so a call that fails halfway leaves the cache as it was) and disposes what they replace.
+ * One layer's slot in a KV cache (GPT's createCache): capacity buffers [B, H, C, D] for the keys and
+ * values whose first `length` positions hold the cached ones (C >= length; the rest is room), or
+ * null before the first call. A cached forward writes its new keys and values into the room, at
+ * positions length .. length + T (not yet part of the cache: a call that fails halfway leaves it as
+ * it was), or, when they do not fit, into new buffers of capacity max(length + T, growTo) that
+ * start with a copy of the cached positions; it leaves the buffers in `nextK` / `nextV` (the same
+ * ones or the new ones). The owner commits them once every layer has run and disposes what they
+ * replace, or on failure disposes new buffers (abort).
  */
 export interface KVSlot {
   k: Tensor | null;
   v: Tensor | null;
+  /** Cached positions in k and v (default: all of k's C positions). */
+  length?: number;
+  /** Capacity a call that outgrows the buffers gives the new ones (the owner's growth policy; default: exact). */
+  growTo?: number;
   nextK: Tensor | null;
   nextV: Tensor | null;
+}
+
+/** buf[:, :, at : at + src.shape[2]] = src (outside autograd). */
+function writeAt(buf: Tensor, at: number, src: Tensor): void {
+  const dst = buf.narrow(2, at, src.shape[2]);
+  stridedCopy(dst, src);
+  dst.dispose();
+}
+
+/**
+ * Writes k and v [B, H, T, D] (any layout) after the slot's cached positions, in place when they
+ * fit, and returns views of the keys and values so far, [B, H, length + T, D] with heads C * D
+ * apart (the fused attention reads them without a copy on the CPU).
+ */
+function appendToSlot(kv: KVSlot, k: Tensor, v: Tensor): [Tensor, Tensor] {
+  const [B, H, T, D] = k.shape;
+  const L = kv.k ? kv.length ?? kv.k.shape[2] : 0;
+  let kb = kv.k, vb = kv.v;
+  if (!kb || !vb || L + T > kb.shape[2]) {
+    const cap = Math.max(L + T, kv.growTo ?? 0);
+    // Kept: the cache outlives the caller's scopes. Left in next* at once, so abort frees them.
+    kb = kv.nextK = keep(empty([B, H, cap, D], k.dtype, k.device));
+    vb = kv.nextV = keep(empty([B, H, cap, D], v.dtype, v.device));
+    for (const [dst, src] of [[kb, kv.k], [vb, kv.v]] as const) {
+      if (L === 0 || !src) continue;
+      const old = src.narrow(2, 0, L);
+      writeAt(dst, 0, old);
+      old.dispose();
+    }
+  } else {
+    kv.nextK = kb;
+    kv.nextV = vb;
+  }
+  writeAt(kb, L, k);
+  writeAt(vb, L, v);
+  return [kb.narrow(2, 0, L + T), vb.narrow(2, 0, L + T)];
 }
 
 /** [B, T, H*D] -> [B, H, T, D] */
@@ -70,7 +113,7 @@ export class MultiheadAttention extends Module {
    * x [B, T, C]; memory [B, S, kvDim] for cross-attention; mask broadcastable to [B, H, T, S].
    * With `kv` (self-attention only), x holds new positions only: they attend to the slot's cached
    * keys and values followed by their own (causal aligned bottom-right), so the mask covers
-   * [B, H, T, L + T]; the concatenated keys and values are left in kv.nextK / kv.nextV.
+   * [B, H, T, L + T]; the new keys and values are written after the cached ones (see KVSlot).
    */
   forward(x: Tensor, memory?: Tensor | null, mask?: Tensor | null, kv?: KVSlot | null): Tensor {
     checkTensor('MultiheadAttention', x, 'input');
@@ -85,28 +128,13 @@ export class MultiheadAttention extends Module {
         throw new KilnError('INVALID_ARGUMENT', `MultiheadAttention: self-attention takes no memory (got ${shapeStr(checkTensor('MultiheadAttention', memory, 'memory').shape)}); construct it with cross: true`);
       const raw = this.cAttn.forward(x);
       const qkv = raw.reshape([B, T, 3, this.nHead, C / this.nHead]).permute([2, 0, 3, 1, 4]);
-      q = qkv.narrow(0, 0, 1).squeeze(0).contiguous();
-      k = qkv.narrow(0, 1, 1).squeeze(0).contiguous();
-      v = qkv.narrow(0, 2, 1).squeeze(0).contiguous();
+      const part = (i: number) => qkv.narrow(0, i, 1).squeeze(0);
+      q = part(0).contiguous();
+      // With a cache the new keys and values go straight into its buffers: no copy of their own.
+      [k, v] = kv ? appendToSlot(kv, part(1), part(2)) : [part(1).contiguous(), part(2).contiguous()];
       // The packed projection is only a layout step now: no backward reads its values (unless
       // contiguous() returned views of it, e.g. for one position).
       if (q.storage !== raw.storage && k.storage !== raw.storage && v.storage !== raw.storage) releaseData(raw);
-      if (kv) {
-        // The cache outlives the caller's scopes: the grown keys and values are kept, and the
-        // owner disposes the ones they replace.
-        if (kv.k && kv.v) {
-          const kAll = keep(concat([kv.k, k], 2)), vAll = keep(concat([kv.v, v], 2));
-          k.dispose();
-          v.dispose();
-          k = kAll;
-          v = vAll;
-        } else {
-          k = keep(k.storage === raw.storage ? k.clone() : k);
-          v = keep(v.storage === raw.storage ? v.clone() : v);
-        }
-        kv.nextK = k;
-        kv.nextV = v;
-      }
     } else {
       if (kv) throw new KilnError('INVALID_ARGUMENT', `MultiheadAttention: a KV cache is for self-attention, not cross-attention (input ${shapeStr(x.shape)})`);
       if (!memory) throw new KilnError('INVALID_ARGUMENT', 'MultiheadAttention: cross-attention needs a memory tensor');

@@ -4,9 +4,12 @@
 // others are holes, hidden by a per-key mask), each row's next position id, and each row's last
 // blockSize inputs, from which a row that passes blockSize is rebuilt.
 //
-// Layout: keys and values are [B, H, L, D] per layer, L slots shared by the rows. A call appends
-// T' slots to every row (its new positions, right-padded to the call's width; the padding becomes
-// holes), so rows advance at their own pace. When dead slots pile up (padding, rebuilt rows) the
+// Layout: keys and values are [B, H, L, D] per layer, L slots shared by the rows, held in capacity
+// buffers [B, H, C, D] (C >= L). A call appends T' slots to every row (its new positions,
+// right-padded to the call's width; the padding becomes holes), so rows advance at their own pace;
+// the layers write them into the buffers' room in place, and a call that does not fit moves the
+// cache once into buffers about twice as large (up to blockSize), so a decode step copies only its
+// new keys and values, not the cache. When dead slots pile up (padding, rebuilt rows) the
 // cache is compacted: each row's real slots are gathered to the front, in order. A call in which
 // every row is rebuilt starts the slots afresh.
 import { KilnError, shapeStr } from '../errors.js';
@@ -21,7 +24,15 @@ import type { KVSlot } from './attention.js';
 /** One row's input at one position: a token id (token mode) or an inputDim vector (vector mode). */
 type Input = number | TypedArray;
 
-const emptySlot = (): KVSlot => ({ k: null, v: null, nextK: null, nextV: null });
+const emptySlot = (): KVSlot => ({ k: null, v: null, length: 0, growTo: 0, nextK: null, nextV: null });
+
+/**
+ * Buffer capacity for `need` slots: room for as many again, up to blockSize N (2N once holes take
+ * the cache past N), so a decode of n steps moves the cache O(log n) times and holds at most ~2x.
+ */
+export function grownCapacity(need: number, N: number): number {
+  return Math.max(need, Math.min(2 * need, need <= N ? N : 2 * N));
+}
 
 /** What one cached call computes, from the rows' state and the new inputs (see GPTCache#plan). */
 export interface CachePlan {
@@ -78,6 +89,11 @@ export class GPTCache {
   /** Key/value slots held per layer (each row's positions plus holes). */
   get length(): number {
     return this.L;
+  }
+
+  /** Slots the layers' key/value buffers have room for (>= length; 0 when empty). */
+  get capacity(): number {
+    return this.slots[0]?.k?.shape[2] ?? 0;
   }
 
   get isDisposed(): boolean {
@@ -156,15 +172,18 @@ export class GPTCache {
       next.valid.forEach((v, b) => v.forEach((x, j) => { hide![b * (K + width) + j] = x ? 0 : 1; }));
     }
     const slots = reset ? this.slots.map(emptySlot) : this.slots;
+    // Past blockSize every row restarts each call (reset): its buffers then need no room.
+    const growTo = reset ? width : grownCapacity(K + width, N);
+    for (const s of slots) s.growTo = growTo;
     return { width, input, positions, keysBefore: K, slots, hide, gather, next };
   }
 
-  /** Takes the layers' new keys and values and the planned state; disposes what they replace. */
+  /** Takes the layers' buffers (the same ones written in place, or new ones) and the planned state; disposes what they replace. */
   commit(plan: CachePlan, dtype: DType, device: Device): void {
     this.slots.forEach((s, i) => {
       const n = plan.slots[i];
-      s.k?.dispose();
-      s.v?.dispose();
+      if (s.k !== n.nextK) s.k?.dispose();
+      if (s.v !== n.nextV) s.v?.dispose();
       s.k = n.nextK;
       s.v = n.nextV;
       n.nextK = n.nextV = null;
@@ -173,7 +192,7 @@ export class GPTCache {
     this.valid = plan.next.valid;
     this.pos = plan.next.pos;
     this.hist = plan.next.hist;
-    this.L = plan.keysBefore + plan.width;
+    this.setLength(plan.keysBefore + plan.width);
     this.dtype = dtype;
     this.device = device;
     // Dead slots cost every later step attention work: compact once they are a quarter of the cache.
@@ -182,7 +201,10 @@ export class GPTCache {
     if (dead >= 8 && 4 * dead > this.L) this.compact(keepLen);
   }
 
-  /** Disposes the new keys and values of a call that failed; the cache stays as it was. */
+  /**
+   * Disposes the new buffers of a call that failed; the cache stays as it was (what the call wrote
+   * in place lies past its length, in room the next call overwrites).
+   */
   abort(plan?: CachePlan): void {
     for (const s of plan ? plan.slots : this.slots) {
       for (const t of [s.nextK, s.nextV]) if (t && t !== s.k && t !== s.v) t.dispose();
@@ -192,21 +214,25 @@ export class GPTCache {
 
   /** Gathers each row's real slots to the front (in order); the rest of the row becomes holes. keepLen: the most real slots of a row. */
   private compact(keepLen: number): void {
-    const B = this.rows!, L = this.L;
+    const B = this.rows!;
     if (keepLen === 0) return this.clearSlots();
     const order: number[][] = this.valid.map((v) => {
       const idx: number[] = [];
       v.forEach((x, j) => { if (x) idx.push(j); });
       return idx;
     });
-    this.gatherSlots((H) => {
-      const idx = new Int32Array(B * H * keepLen);
+    // The capacity stays; the room after keepLen gets copies of each head's slot 0 (never read).
+    this.gatherSlots((H, C) => {
+      const idx = new Int32Array(B * H * C);
       for (let b = 0; b < B; b++)
-        for (let h = 0; h < H; h++)
-          for (let j = 0; j < keepLen; j++) idx[(b * H + h) * keepLen + j] = (b * H + h) * L + (order[b][j] ?? 0);
+        for (let h = 0; h < H; h++) {
+          const head = (b * H + h) * C;
+          for (let j = 0; j < keepLen; j++) idx[head + j] = head + (order[b][j] ?? 0);
+          idx.fill(head, head + keepLen, head + C);
+        }
       return idx;
-    }, (k) => [B * k.shape[1] * L, k.shape[3]], (k) => [B, k.shape[1], keepLen, k.shape[3]]);
-    this.L = keepLen;
+    }, ([, H, C, D]) => [B * H * C, D], (shape) => shape);
+    this.setLength(keepLen);
     this.valid = order.map((o) => {
       const v = new Uint8Array(keepLen);
       v.fill(1, 0, o.length);
@@ -233,8 +259,8 @@ export class GPTCache {
         throw new KilnError('INDEX_OUT_OF_RANGE', `${op}: row ${String(r)} is not in [0, ${B}) (the KV cache holds ${B} rows)`);
     if (list.length === 0) return this.clearSlots();
     if (this.L > 0) {
-      const L = this.L;
-      this.gatherSlots(() => Int32Array.from(list), (k) => [B, k.shape[1] * L * k.shape[3]], (k) => [list.length, k.shape[1], L, k.shape[3]]);
+      // Whole rows, room included (the capacity stays).
+      this.gatherSlots(() => Int32Array.from(list), ([, H, C, D]) => [B, H * C * D], ([, H, C, D]) => [list.length, H, C, D]);
     }
     this.rows = list.length;
     this.valid = list.map((r) => this.valid[r]);
@@ -242,12 +268,15 @@ export class GPTCache {
     this.hist = list.map((r) => this.hist[r]);
   }
 
-  /** Replaces every slot's keys and values by rows of them (an embedding lookup on a 2-d view). */
-  private gatherSlots(indices: (H: number) => Int32Array, flat: (k: Tensor) => number[], shape: (k: Tensor) => number[]): void {
+  /**
+   * Replaces every slot's key/value buffers [B, H, C, D] by rows of them (an embedding lookup on a
+   * 2-d view `flat` of the buffer, reshaped to `shape`).
+   */
+  private gatherSlots(indices: (H: number, C: number) => Int32Array, flat: (shape: number[]) => number[], shape: (shape: number[]) => number[]): void {
     for (const s of this.slots) {
       const [k, v] = noGrad(() => tidy(() => {
-        const idx = tensor(indices(s.k!.shape[1]), { dtype: 'int32', device: s.k!.device });
-        return [s.k!, s.v!].map((t) => keep(embedding(t.reshape(flat(t)), idx).reshape(shape(t))));
+        const idx = tensor(indices(s.k!.shape[1], s.k!.shape[2]), { dtype: 'int32', device: s.k!.device });
+        return [s.k!, s.v!].map((t) => keep(embedding(t.reshape(flat(t.shape)), idx).reshape(shape(t.shape))));
       }));
       s.k!.dispose();
       s.v!.dispose();
@@ -263,10 +292,15 @@ export class GPTCache {
       s.k = s.v = null;
     }
     this.rows = null;
-    this.L = 0;
+    this.setLength(0);
     this.valid = [];
     this.pos = [];
     this.hist = [];
+  }
+
+  private setLength(L: number): void {
+    this.L = L;
+    for (const s of this.slots) s.length = L;
   }
 
   /** Frees the cached keys and values; the cache refuses further use. */

@@ -119,6 +119,27 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   return attentionKernel(q, k, v, opts);
 }
 
+/**
+ * Elements between consecutive (b, h) heads of t [B, H, T, D] when every head is a row-major [T, D]
+ * block (rows D apart) and the heads lie one stride apart, as in a narrowed view of a KV cache's
+ * [B, H, capacity, D] buffer (stride capacity * D); null otherwise. A dense t gives T * D.
+ */
+export function headStride(t: Tensor): number | null {
+  const [B, H, T, D] = t.shape, [sb, sh, st, sd] = t.strides;
+  if ((D > 1 && sd !== 1) || (T > 1 && st !== D)) return null;
+  const s = H > 1 ? sh : B > 1 ? sb : T * D;
+  return (B > 1 && sb !== H * s) || s < 0 ? null : s;
+}
+
+/**
+ * k or v as the kernel reads it: on the CPU a view with one head stride is passed as is (the
+ * kernel walks its heads; nothing is copied), anything else as a contiguous copy. The CUDA kernels
+ * take dense heads only. Caller disposes it when it is not `t`.
+ */
+function keysOperand(t: Tensor): Tensor {
+  return t.device === 'cpu' && headStride(t) !== null ? t : contig(t);
+}
+
 function attentionKernel(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
   const [B, H, Tq, D] = q.shape;
   const Tk = k.shape[2];
@@ -141,8 +162,10 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions
   const header = () => {
     A[0] = B; A[1] = H; A[2] = Tq; A[3] = Tk; A[4] = D; A[5] = scale; A[6] = opts.causal ? 1 : 0;
     A[7] = mask.kind; A[8] = p; A[9] = seedLo; A[10] = seedHi; A[11] = offset;
+    A[42] = kStride; A[43] = vStride;
   };
-  const qc = contig(q), kc = contig(k), vc = contig(v);
+  const qc = contig(q), kc = keysOperand(k), vc = keysOperand(v);
+  const kStride = headStride(kc)!, vStride = headStride(vc)!;  // Tk * D unless a view of a bigger buffer
   const out = empty([B, H, Tq, D], q.dtype, q.device);
   const lse = empty([B, H, Tq], q.device === 'cuda' ? 'float32' : q.dtype, q.device);  // float32 on CUDA for every dtype
   // One Philox word per score element, whether or not it is masked, so the mask is layout-free
