@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds build/cuda_host/run: kiln's tensor-core kernels (kernels/cuda/gemm_sm90.cu, gemm.cu, attention_fwd_sm90.cu,
-# attention_bwd_sm90.cu, attention_fa2.cu, attention.cu, contrastive.cu, diffusion.cu, softmax.cu: device and host code) compiled with g++ for the host model of
+# attention_bwd_sm90.cu, attention_fa2.cu, attention.cu, contrastive.cu, diffusion.cu, softmax.cu, reduce.cu: device and host code) compiled with g++ for the host model of
 # bench/native/cuda_host/model.cc, and the driver that checks them against float64 references
 # (bench/native/cuda_host/run.cc). No GPU and no nvcc needed.
 #   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick]
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 out=build/cuda_host
 mkdir -p "$out/src"
 # file:shared-memory declarations:launches
-for spec in gemm_sm90:1:1 gemm:1:5 attention_fwd_sm90:1:1 attention_bwd_sm90:1:1 attention_fa2:4:3 attention:2:4 contrastive:0:12 diffusion:0:3 softmax:0:2; do
+for spec in gemm_sm90:1:1 gemm:1:5 attention_fwd_sm90:1:1 attention_bwd_sm90:1:1 attention_fa2:4:3 attention:2:4 contrastive:0:12 diffusion:0:3 softmax:0:2 reduce:0:12; do
   IFS=: read -r f nsmem nlaunch <<< "$spec"
   NSMEM=$nsmem NLAUNCH=$nlaunch perl -0777 -ne '
     my $n1 = s/extern __shared__ __align__\((\d+)\) ((?:unsigned )?char) (\w+)\[\];/$2* const $3 = reinterpret_cast<$2*>(::kiln_host::dynamic_smem());/g;
@@ -32,16 +32,16 @@ flags=(-std=c++17 -O2 -mf16c -fno-strict-aliasing -Wall -Wno-psabi -Wno-unknown-
 printf '%s\n' "${flags[@]}" > "$out/flags"  # for bench/native/cuda_host/mutants.py
 objs=()
 pids=()
-for src in "$out"/src/{gemm_sm90,gemm,attention_fwd_sm90,attention_bwd_sm90,attention_fa2,attention,contrastive,diffusion,softmax}.cc bench/native/cuda_host/model.cc bench/native/cuda_host/run.cc; do
+for src in "$out"/src/{gemm_sm90,gemm,attention_fwd_sm90,attention_bwd_sm90,attention_fa2,attention,contrastive,diffusion,softmax,reduce}.cc bench/native/cuda_host/model.cc bench/native/cuda_host/run.cc; do
   o="$out/$(basename "${src%.cc}").o"
   g++ "${flags[@]}" -c "$src" -o "$o" &
   pids+=($!)
   objs+=("$o")
 done
 # The CPU attention (the reference for attention.cu's dispatch: every option, dropout included) and the
-# CPU diffusion, softmax and cross-entropy kernels (diffusion.cu's and softmax.cu's twins), at -O1 without the ISA clones: 12 s to build instead
+# CPU diffusion, softmax, cross-entropy and reduction kernels (diffusion.cu's, softmax.cu's and reduce.cu's twins), at -O1 without the ISA clones: 12 s to build instead
 # of 90, and the reference's shapes are small.
-for src in kernels/cpu/attention.cc kernels/cpu/diffusion.cc kernels/cpu/softmax.cc kernels/cpu/crossentropy.cc kernels/cpu/threads.cc; do
+for src in kernels/cpu/attention.cc kernels/cpu/diffusion.cc kernels/cpu/softmax.cc kernels/cpu/crossentropy.cc kernels/cpu/reduce.cc kernels/cpu/threads.cc; do
   o="$out/cpu_$(basename "${src%.cc}").o"
   g++ -std=c++17 -O1 -DKILN_NO_CLONES -fopenmp -fno-math-errno -fno-trapping-math -Wno-psabi -Ikernels/cpu -Ikernels/common -c "$src" -o "$o" &
   pids+=($!)

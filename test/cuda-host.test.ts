@@ -1,5 +1,5 @@
 // kiln's tensor-core kernels (kernels/cuda/gemm_sm90.cu, attention_{fwd,bwd}_sm90.cu, attention_fa2.cu,
-// attention.cu; also contrastive.cu, diffusion.cu, gemm.cu and softmax.cu) compiled with g++ and run on the host model of bench/native/cuda_host (mbarriers, TMA
+// attention.cu; also contrastive.cu, diffusion.cu, gemm.cu, softmax.cu and reduce.cu) compiled with g++ and run on the host model of bench/native/cuda_host (mbarriers, TMA
 // tile loads, asynchronous wgmma with in-flight operand checks, mma.sync, ldmatrix, cp.async, WMMA,
 // barriers, shuffles; one fiber per CUDA thread): the GPU-validated gemm_sm90 and fa2 kernels must
 // come out right (else the model is wrong), the CUDA attention dispatch must match the CPU attention
@@ -39,7 +39,7 @@ test('tensor-core kernels on the host model: gemm_sm90, fa2 and the Hopper atten
   t.is(b.status, 0, b.stderr);
   // The check in three processes (the Hopper forward, its backward, the rest) and two planted bugs
   // beside them.
-  const parts = ['fwd', 'bwd', 'gemm,gemm.cu,fa2,dispatch,nce,diffusion,rows'];
+  const parts = ['fwd', 'bwd', 'gemm,gemm.cu,fa2,dispatch,nce,diffusion,rows,reduce'];
   const mutants = has('python3')
     ? run('python3', ['bench/native/cuda_host/mutants.py', '--quick', 'fwd-parity', 'bwd-swizzle'], 300_000)
     : undefined;
@@ -54,8 +54,10 @@ test('tensor-core kernels on the host model: gemm_sm90, fa2 and the Hopper atten
   }
   const out = runs.map((r) => r.stdout).join('\n');
   t.is(passed, cases);
-  t.true(cases >= 274, `${cases} cases`);
+  t.true(cases >= 303, `${cases} cases`);
   t.regex(out, /PASS rows f32 6x1027 smoothing 0.3/);
+  t.regex(out, /PASS reduce f32 \[2, 20000, 1\]/);
+  t.regex(out, /PASS reduce i32 \[1, 20000, 1\] mode 3: sum overflow at -1 \(cpu -1\) cumsum overflow at -1 \(cpu -1\) cumsum rev overflow at 1 \(cpu 1\)/);
   t.regex(out, /PASS dispatch f32 D128 .* dropout -> basic/);
   t.regex(out, /PASS dispatch f32 D128 B1 H1 Tq200 Tk90 causal  \(f32 fa2 on\) -> fa2/);
   t.regex(out, /PASS dispatch f32 D32 .* key-lengths \(f32 fa2 on\) -> fa2/);

@@ -713,7 +713,8 @@ uint32_t shfl(unsigned mask, uint32_t v, int lane, int mode) {
   std::vector<uint32_t>& s = g_blk->slots[w];
   s[size_t(me)] = v;
   barrier_wait(g_blk->warpBar[w], 32, "shuffle");
-  int src = mode == 0 ? lane : mode == 1 ? (me ^ lane) : me + lane;
+  // Up / down past the warp's ends: the lane keeps its own value.
+  int src = mode == 0 ? lane : mode == 1 ? (me ^ lane) : mode == 2 ? me + lane : me - lane;
   if (src < 0 || src > 31) src = me;
   const uint32_t r = s[size_t(src)];
   barrier_wait(g_blk->warpBar[w], 32, "shuffle");

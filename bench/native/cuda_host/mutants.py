@@ -212,6 +212,19 @@ MUTANTS = [
      "    if (m == -pos_inf<T>()) {\n      row_map(xr, yr, n, vec, lane, size, [&](int64_t, T) { return kLog ? m : T(0); });",
      "    if (false) {\n      row_map(xr, yr, n, vec, lane, size, [&](int64_t, T) { return kLog ? m : T(0); });",
      "rows", "softmax of an all -inf row (a fully masked one) comes out NaN instead of 0 (log-softmax: -inf)"),
+    ("sum-i32-wrapped", "reduce",
+     "  __device__ static Out fin(S s, int64_t) { return static_cast<long long>(s); }",
+     "  __device__ static Out fin(S s, int64_t) { return static_cast<long long>(static_cast<int32_t>(static_cast<uint32_t>(s))); }",
+     "reduce", "int32 sum: the overflow check sees the sum wrapped to 32 bits, so a sum past int32 is returned wrapped instead of refused"),
+    ("narrow-i32-edges", "reduce",
+     "const bool fits = v >= W(INT32_MIN) && v <= W(INT32_MAX);", "const bool fits = v > W(INT32_MIN) && v < W(INT32_MAX);",
+     "reduce", "int32 sum / cumsum: INT32_MIN and INT32_MAX themselves refused as past int32"),
+    ("narrow-i32-last-store", "reduce",
+     "    if (!fits) atomicMin(first, static_cast<unsigned long long>(i));", "    if (!fits) *first = static_cast<unsigned long long>(i);",
+     "reduce", "int32 sum / cumsum: the overflow index stored by whichever thread writes last, not the smallest (atomicMin)"),
+    ("cumsum-carry-dropped", "reduce",
+     "    double pre = carry ? carry[c * outer + row] : 0.0;", "    double pre = 0.0;",
+     "reduce", "cumsum of rows past 2048 elements: a chunk's scan starts from 0, not from the earlier chunks' carry"),
     ("gemm-kstep", "gemm_sm90",
      "kStepA = TA ? 16 * 128 : 32", "kStepA = TA ? 8 * 128 : 32",
      "gemm", "the k16 step of an m-contiguous A (8 rows instead of 16)"),
@@ -224,8 +237,8 @@ def main():
     pick = set(a for a in args if a != "--quick")
     flags = open(os.path.join(OUT, "flags")).read().split("\n")
     flags = [f for f in flags if f]
-    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "gemm", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "contrastive", "diffusion", "softmax", "model", "run",
-                                                   "cpu_attention", "cpu_diffusion", "cpu_softmax", "cpu_crossentropy", "cpu_threads")}
+    objs = {f: os.path.join(OUT, f + ".o") for f in ("gemm_sm90", "gemm", "attention_fwd_sm90", "attention_bwd_sm90", "attention_fa2", "attention", "contrastive", "diffusion", "softmax", "reduce", "model", "run",
+                                                   "cpu_attention", "cpu_diffusion", "cpu_softmax", "cpu_crossentropy", "cpu_reduce", "cpu_threads")}
     mdir = os.path.join(OUT, "mutant")
     os.makedirs(mdir, exist_ok=True)
     missed = 0

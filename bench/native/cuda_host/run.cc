@@ -1,11 +1,11 @@
 // Runs kiln's tensor-core kernels — the source of kernels/cuda/gemm_sm90.cu, gemm.cu, attention_{fwd,bwd}_sm90.cu,
 // attention_fa2.cu, attention.cu, contrastive.cu and diffusion.cu, host code included — on the host model of model.cc,
-// and checks the results against float64 references. gemm_sm90 and the fa2 attention kernels passed on an H100
+// and checks the results against float64 references; softmax.cu and reduce.cu against their CPU twins (kernels/cpu). gemm_sm90 and the fa2 attention kernels passed on an H100
 // (bench/results/h100-2026-11-26-s4): the model must reproduce them, or the model is wrong. The
 // Hopper attention kernels have never run on a GPU; their backward runs inside fa2's real frame
 // (D_i, the dQ accumulator and its conversion: three more kernels).
 //
-//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion|rows[,...]]
+//   bash scripts/build-cuda-host.sh && build/cuda_host/run [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion|rows|reduce[,...]]
 //
 // Exit status 1 when a case fails (a wrong result, or a finding of the model: deadlock, operand
 // changed in flight, misaligned copy, ...).
@@ -27,8 +27,8 @@
 #include "contrastive_api.h"
 #include "diffusion.h"  // kernels/cpu: the CPU diffusion kernels, diffusion.cu's twins
 #include "diffusion_api.h"
-#include "core_api.h"  // softmax.cu
-#include "kernels.h"  // kernels/cpu: softmax.cc and crossentropy.cc, softmax.cu's twins
+#include "core_api.h"  // softmax.cu, reduce.cu
+#include "kernels.h"  // kernels/cpu: softmax.cc, crossentropy.cc and reduce.cc, softmax.cu's and reduce.cu's twins
 #include "gemm_api.h"
 #include "gemm_sm90.h"
 #include "kiln_host_cuda.h"
@@ -910,6 +910,176 @@ void run_nearest(int64_t m, int64_t v, int64_t d, int64_t band, std::mt19937_64&
   finish(name, ok, report);
 }
 
+// ------------------------------------------------------------------ reduce.cu (against the CPU twins)
+
+// x is [outer, r, inner], reduced over r: slice s = (o, j) = (s / inner, s % inner) holds x[o r inner + k inner + j].
+struct Slices {
+  int64_t outer, r, inner;
+  size_t at(int64_t s, int64_t k) const { return size_t((s / inner) * r * inner + k * inner + s % inner); }
+  int64_t count() const { return outer * inner; }
+};
+
+// Every float reduction of reduce.cu (sum, mean, max, min, logsumexp, prod, argmax, argmin) and the
+// cumsum, forward and reverse, against kernels/cpu/reduce.cc in the same element type. x is uniform
+// in [-1, 1] (prod's input: 1 + 0.02 u, so that long products stay in range), with special slices:
+// 1 holds two NaNs, 2 a +inf, 3 is all -inf, 4 all 0.25 (ties), 5 its max twice. Sums, means, the
+// logsumexp and the cumsum are compared with tolerances (the device's order of summation is not the
+// CPU's; both accumulate in double), extremes and indices exactly, NaNs in the same places.
+template <class T>
+void run_reduce_float(int64_t outer, int64_t r, int64_t inner, std::mt19937_64& rng) {
+  using kiln::cpu::ReduceOp;
+  const Slices sl{outer, r, inner};
+  const size_t n = size_t(outer * r * inner), m = size_t(outer * inner);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  Buf<T> x(n), xp(n), y(m, T(-7)), yc(n, T(-7));
+  Buf<int32_t> idx(m, -7);
+  for (size_t i = 0; i < n; ++i) {
+    x.p[i] = T(u(rng));
+    xp.p[i] = T(1 + 0.02 * u(rng));
+  }
+  const T inf = std::numeric_limits<T>::infinity();
+  for (int64_t s = 1; s < std::min<int64_t>(sl.count(), 6) && r > 0; ++s)
+    for (Buf<T>* b : {&x, &xp}) {
+      if (s == 1) b->p[sl.at(s, r / 3)] = b->p[sl.at(s, r / 2)] = T(NAN);
+      if (s == 2) b->p[sl.at(s, r - 1)] = inf;
+      for (int64_t k = 0; k < r; ++k) {
+        if (s == 3) b->p[sl.at(s, k)] = -inf;
+        if (s == 4) b->p[sl.at(s, k)] = T(0.25);
+      }
+      if (s == 5) b->p[sl.at(s, r / 4)] = b->p[sl.at(s, r - 1)] = T(2);
+    }
+  const kiln::cpu::DType dt = sizeof(T) == 4 ? kiln::cpu::DType::F32 : kiln::cpu::DType::F64;
+  const double tol = sizeof(T) == 4 ? 1e-6 : 1e-13;
+  auto d = [](const T* p, size_t k) { return std::vector<double>(p, p + k); };
+  std::string report, err;
+  bool ok = true;
+  std::vector<T> ry(std::max(n, m));
+  const struct { ReduceOp op; const char* name; bool exact; } ops[] = {
+      {ReduceOp::Sum, "sum", false}, {ReduceOp::Mean, "mean", false}, {ReduceOp::Max, "max", true},
+      {ReduceOp::Min, "min", true},  {ReduceOp::LogSumExp, "lse", false}, {ReduceOp::Prod, "prod", false}};
+  for (const auto& o : ops) {
+    const T* in = o.op == ReduceOp::Prod ? xp.p : x.p;
+    kiln::cpu::reduce<T>(o.op, in, ry.data(), outer, r, inner);
+    std::fill(y.p, y.p + m, T(-7));
+    const std::string e = kiln::cuda::reduce(dt, o.op, in, y.p, outer, r, inner);
+    if (!e.empty()) err += std::string(" ") + o.name + ": " + e;
+    ok = compare_nan(o.name, d(ry.data(), m), d(y.p, m), o.exact ? 0.0 : tol, report) && ok;
+  }
+  std::vector<int32_t> ridx(m);
+  for (int isMax = 1; isMax >= 0; --isMax) {
+    kiln::cpu::arg_reduce<T>(isMax, x.p, ridx.data(), outer, r, inner);
+    std::fill(idx.p, idx.p + m, -7);
+    const std::string e = kiln::cuda::arg_reduce(dt, isMax, x.p, idx.p, outer, r, inner);
+    if (!e.empty()) err += std::string(isMax ? " argmax: " : " argmin: ") + e;
+    size_t bad = 0;
+    for (size_t i = 0; i < m; ++i) bad += idx.p[i] != ridx[i];
+    report += std::string(isMax ? " argmax" : " argmin") + (bad ? " " + std::to_string(bad) + " differ" : "");
+    ok = ok && bad == 0;
+  }
+  for (int rev = 0; rev < 2; ++rev) {
+    kiln::cpu::cumsum<T>(x.p, ry.data(), outer, r, inner, rev);
+    std::fill(yc.p, yc.p + n, T(-7));
+    const std::string e = kiln::cuda::cumsum(dt, x.p, yc.p, outer, r, inner, rev);
+    if (!e.empty()) err += std::string(" cumsum: ") + e;
+    ok = compare_nan(rev ? "cumsum rev" : "cumsum", d(ry.data(), n), d(yc.p, n), tol, report) && ok;
+  }
+  if (!err.empty()) ok = false, report += " error:" + err;
+  ok = guarded("outputs", y.intact() && yc.intact() && idx.intact(), report) && ok;
+  char name[120];
+  std::snprintf(name, sizeof name, "reduce %s [%lld, %lld, %lld]", sizeof(T) == 4 ? "f32" : "f64", (long long)outer, (long long)r,
+                (long long)inner);
+  finish(name, ok, report);
+}
+
+// int32: sum_i32, cumsum_i32 (forward and reverse) and max / min against kernels/cpu/reduce.cc,
+// exactly: the values, and the first output that does not fit int32 (-1: none; an output past it
+// is refused, so its value is not compared). Inputs by mode:
+//   0: small (|x| <= 1000), nothing overflows;
+//   1: large and mostly positive, the sums and the partial sums overflow;
+//   2: pairs (v, -v) of large v along r: every sum fits, but a lane's or a chunk's partial of a
+//      strided or split sum is far outside int32 before the pairs meet (must not be refused);
+//   3 (r >= 7; else zeros): the edges, by slice s % 3 (zeros elsewhere): 0: INT32_MIN, ..., INT32_MAX, INT32_MAX, 1, ..., -INT32_MAX
+//      (the forward partials touch INT32_MIN and INT32_MAX exactly, the reverse ones pass INT32_MAX
+//      by 1); 1: INT32_MAX, ..., INT32_MIN, -INT32_MAX, 0, ..., INT32_MAX (every partial fits, one is
+//      INT32_MIN); 2: as 0 with 2 for the 1 (both directions overflow by 1 once); the sums fit;
+//   4: near INT32_MAX with alternating signs;
+//   5: large v in the first half of r, -v mirrored in the second: every sum fits (0), while the
+//      partials of the first half's threads and chunks are far outside int32; the cumsums overflow.
+void run_reduce_i32(int64_t outer, int64_t r, int64_t inner, int mode, std::mt19937_64& rng) {
+  using kiln::cpu::ReduceOp;
+  const Slices sl{outer, r, inner};
+  const size_t n = size_t(outer * r * inner), m = size_t(outer * inner);
+  Buf<int32_t> x(n), y(m, 7), yc(n, 7);
+  for (size_t i = 0; i < n; ++i) {
+    if (mode == 0) x.p[i] = int32_t(rng() % 2001) - 1000;
+    else if (mode == 1) x.p[i] = int32_t(int64_t(rng() % 2000000001ull) - 900000000);
+    else if (mode == 4) x.p[i] = int32_t(INT32_MAX - int64_t(rng() % 100));
+    else x.p[i] = 0;
+  }
+  for (int64_t s = 0; s < sl.count(); ++s)
+    for (int64_t k = 0; k < r; ++k) {
+      int32_t& v = x.p[sl.at(s, k)];
+      if (mode == 2) v = k % 2 ? -x.p[sl.at(s, k - 1)] : int32_t(rng() % 2147483648ull);
+      if (mode == 4 && k % 2) v = -v;
+      if (mode == 5 && k < r / 2) v = int32_t(rng() % 2147483648ull), x.p[sl.at(s, r - 1 - k)] = -v;
+    }
+  if (mode == 3 && r >= 7)
+    for (int64_t s = 0; s < sl.count(); ++s) {
+      const int64_t h = r / 2;
+      auto at = [&](int64_t k) -> int32_t& { return x.p[sl.at(s, k)]; };
+      if (s % 3 == 1) {
+        at(0) = INT32_MAX, at(h) = INT32_MIN, at(h + 1) = -INT32_MAX, at(r - 1) = INT32_MAX;
+      } else {
+        at(0) = INT32_MIN, at(h) = INT32_MAX, at(h + 1) = INT32_MAX, at(h + 2) = s % 3 ? 2 : 1, at(r - 1) = -INT32_MAX;
+      }
+    }
+  std::string report, err;
+  bool ok = true;
+  char buf[160];
+  auto diff = [](const int32_t* a, const int32_t* b, size_t k) {
+    size_t bad = 0;
+    for (size_t i = 0; i < k; ++i) bad += a[i] != b[i];
+    return bad;
+  };
+  std::vector<int32_t> ry(std::max(n, m));
+  {
+    const int64_t want = kiln::cpu::reduce_i32(ReduceOp::Sum, x.p, ry.data(), outer, r, inner);
+    int64_t got = -2;
+    const std::string e = kiln::cuda::sum_i32(x.p, y.p, outer, r, inner, &got);
+    if (!e.empty()) err += " sum: " + e;
+    const size_t bad = diff(ry.data(), y.p, m);  // an output that overflows is 0 on both sides
+    std::snprintf(buf, sizeof buf, " sum overflow at %lld (cpu %lld)%s", (long long)got, (long long)want, bad ? " values differ" : "");
+    report += buf;
+    ok = ok && got == want && bad == 0;
+  }
+  for (int rev = 0; rev < 2; ++rev) {
+    const int64_t want = kiln::cpu::cumsum_i32(x.p, ry.data(), outer, r, inner, rev);
+    int64_t got = -2;
+    std::fill(yc.p, yc.p + n, 7);
+    const std::string e = kiln::cuda::cumsum_i32(x.p, yc.p, outer, r, inner, rev, &got);
+    if (!e.empty()) err += " cumsum: " + e;
+    const size_t bad = want < 0 ? diff(ry.data(), yc.p, n) : 0;
+    std::snprintf(buf, sizeof buf, " cumsum%s overflow at %lld (cpu %lld)%s", rev ? " rev" : "", (long long)got, (long long)want,
+                  bad ? " values differ" : "");
+    report += buf;
+    ok = ok && got == want && bad == 0;
+  }
+  for (ReduceOp op : {ReduceOp::Max, ReduceOp::Min}) {
+    kiln::cpu::reduce_i32(op, x.p, ry.data(), outer, r, inner);
+    std::fill(y.p, y.p + m, 7);
+    const std::string e = kiln::cuda::reduce(kiln::cpu::DType::I32, op, x.p, y.p, outer, r, inner);
+    if (!e.empty()) err += " max / min: " + e;
+    const size_t bad = diff(ry.data(), y.p, m);
+    if (bad) report += op == ReduceOp::Max ? " max differs" : " min differs";
+    ok = ok && bad == 0;
+  }
+  if (!err.empty()) ok = false, report += " error:" + err;
+  ok = guarded("outputs", y.intact() && yc.intact(), report) && ok;
+  char name[120];
+  std::snprintf(name, sizeof name, "reduce i32 [%lld, %lld, %lld] mode %d", (long long)outer, (long long)r, (long long)inner, mode);
+  finish(name, ok, report);
+}
+
 }  // namespace
 
 // The device allocator of kernels/cuda/backend.cu (attention_fa2.cu's scratch), on the host.
@@ -954,7 +1124,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) opt.seed = std::strtoull(argv[++i], nullptr, 10);
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion|rows[,...]]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--only gemm|gemm.cu|fwd|bwd|fa2|dispatch|nce|diffusion|rows|reduce[,...]]\n", argv[0]);
       return 2;
     }
   }
@@ -1142,6 +1312,30 @@ int main(int argc, char** argv) {
     run_rows<float>(6, 3000, 0.1, rng);  // a block per row
     run_rows<double>(7, 2051, 0.0, rng);
     run_rows<float>(6, 1027, 0.3, rng);
+  }
+  if (wanted("reduce")) {
+    next_base();
+    // The paths of reduce.cu's run_reduce (inner 1: a warp per row up to 1024, else a block per row,
+    // with 16-byte loads when rows allow and chunks past 8192 combined in order; inner > 1: a thread
+    // per column, r split into chunks when the columns are few and r > 64) and run_cumsum (inner 1 and
+    // r > 64: a block per 2048-element chunk of a row, carries scanned between chunks; else a thread
+    // per column, chunked like the reductions); r = 0 and 1.
+    run_reduce_float<float>(7, 100, 1, rng);
+    run_reduce_float<double>(6, 37, 1, rng);
+    run_reduce_float<float>(3, 3001, 1, rng);
+    run_reduce_float<float>(2, 20000, 1, rng);
+    run_reduce_float<double>(2, 9001, 1, rng);
+    run_reduce_float<double>(2, 4096, 1, rng);
+    run_reduce_float<float>(3, 40, 5, rng);
+    run_reduce_float<double>(2, 300, 3, rng);
+    run_reduce_float<float>(1, 1000, 7, rng);
+    run_reduce_float<float>(4, 0, 3, rng);
+    run_reduce_float<double>(5, 1, 1, rng);
+    const struct { int64_t o, r, i; int mode; } ic[] = {
+        {3, 1030, 1, 0}, {2, 5000, 1, 5}, {2, 20000, 1, 5}, {2, 9000, 1, 1}, {1, 20000, 1, 3}, {3, 2100, 1, 3},
+        {5, 300, 1, 2},  {1, 50, 1, 3},   {2, 7, 3, 0},     {1, 300, 2, 1},  {1, 3000, 2, 5},  {2, 70, 33, 3},
+        {2, 9, 4, 3},    {1, 6000, 1, 4}, {1, 100, 40, 4},  {1, 1, 1, 1},    {4, 3, 5, 2},     {3, 0, 2, 0}};
+    for (const auto& c : ic) run_reduce_i32(c.o, c.r, c.i, c.mode, rng);
   }
   const kiln_host::Stats& s = kiln_host::stats();
   std::printf("%d of %d cases passed (%llu launches, %llu blocks, %llu wgmma, %llu async copies (TMA boxes, cp.async), %llu fiber switches)\n", g_cases - g_failed, g_cases,

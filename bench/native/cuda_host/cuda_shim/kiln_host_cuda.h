@@ -115,7 +115,7 @@ size_t dynamic_smem_bytes();     // and its size
 uint32_t shared_address(const void* p);
 void syncthreads();
 void syncwarp(unsigned mask);
-uint32_t shfl(unsigned mask, uint32_t v, int lane, int mode);  // mode 0: index, 1: xor, 2: down
+uint32_t shfl(unsigned mask, uint32_t v, int lane, int mode);  // mode 0: index, 1: xor, 2: down, 3: up
 void fail(const char* what);
 float ex2_approx(float x);
 // The sm_80 tensor-core instructions of attention_fa2.cu: mma.sync m16n8k16 (c += a b, float32
@@ -153,6 +153,7 @@ inline T kiln_host_shfl(unsigned mask, T v, int lane, int mode) {
 template <class T> inline T __shfl_sync(unsigned mask, T v, int lane) { return kiln_host_shfl(mask, v, lane, 0); }
 template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int m) { return kiln_host_shfl(mask, v, m, 1); }
 template <class T> inline T __shfl_down_sync(unsigned mask, T v, int d) { return kiln_host_shfl(mask, v, d, 2); }
+template <class T> inline T __shfl_up_sync(unsigned mask, T v, int d) { return kiln_host_shfl(mask, v, d, 3); }
 // Fibers of one OS thread: read-modify-write is atomic here.
 inline float atomicAdd(float* p, float v) {
   const float old = *p;
@@ -166,6 +167,12 @@ inline float4 atomicAdd(float4* p, float4 v) {
   p->y += v.y;
   p->z += v.z;
   p->w += v.w;
+  return old;
+}
+inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
+  if (reinterpret_cast<uintptr_t>(p) % 8) kiln_host::fail("atomicMin(unsigned long long*): address not 8-byte aligned");
+  const unsigned long long old = *p;
+  if (v < old) *p = v;
   return old;
 }
 inline int min(int a, int b) { return a < b ? a : b; }
@@ -222,6 +229,19 @@ inline cudaError_t cudaMemset(void* p, int v, size_t n) {
 }
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t = nullptr) {
   std::memset(p, v, n);  // host memory stands for device memory
+  return cudaSuccess;
+}
+// Host memory stands for device memory, and a grid has run to completion when its launch returns, so
+// a copy either way is a memcpy (cudaMemcpy waits for the stream's kernels on the device).
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4
+};
+inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind) {
+  std::memcpy(dst, src, n);
   return cudaSuccess;
 }
 inline cudaError_t cudaPeekAtLastError() { return kiln_host::last_error(false); }
