@@ -857,7 +857,23 @@ void run_rows(int64_t rows, int64_t n, double smoothing, std::mt19937_64& rng) {
   std::string err = kiln::cuda::cross_entropy_forward(dt, x.p, tg.p, loss.p, lse.p, rows, n, -100, smoothing);
   if (err.empty()) err = kiln::cuda::cross_entropy_backward(dt, x.p, tg.p, lse.p, dl.p, dx.p, rows, n, -100, smoothing);
   if (!err.empty()) ok = false, report += " error: " + err;
-  ok = compare_nan("ce loss", d(rloss.data(), size_t(rows)), d(loss.p, size_t(rows)), tol, report) && ok;
+  // The label-smoothing term takes the mean of a row's logits, summed in double in an order that
+  // differs between the kernels: a row's losses may differ by smoothing * n * eps(double) * max |x|
+  // (3e-9 on the 1e6-offset float64 row, where they differ by ~2e-11), which counts as equal before
+  // the relative comparison. The float32 rows keep their tolerance (the slack is ~1e-9 there).
+  auto within_mean_rounding = [&](const std::vector<double>& ref, std::vector<double> got) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double xs = 0;
+      for (int64_t k = 0; k < n; ++k)
+        if (std::isfinite(double(x.p[r * n + k]))) xs = std::fmax(xs, std::fabs(double(x.p[r * n + k])));
+      const double slack = smoothing * double(n) * std::numeric_limits<double>::epsilon() * xs;
+      const size_t i = size_t(r);
+      if (std::isfinite(ref[i]) && std::isfinite(got[i]) && std::fabs(got[i] - ref[i]) <= slack) got[i] = ref[i];
+    }
+    return got;
+  };
+  const std::vector<double> rl = d(rloss.data(), size_t(rows));
+  ok = compare_nan("ce loss", rl, within_mean_rounding(rl, d(loss.p, size_t(rows))), tol, report) && ok;
   ok = compare_nan("ce lse", d(rlse.data(), size_t(rows)), d(lse.p, size_t(rows)), tol, report) && ok;
   ok = compare_nan("ce dlogits", d(rdx.data(), m), d(dx.p, m), tol, report) && ok;
   ok = guarded("outputs", y.intact() && dx.intact() && loss.intact() && lse.intact(), report) && ok;
