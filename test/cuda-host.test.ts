@@ -41,7 +41,7 @@ test('tensor-core kernels on the host model: gemm_sm90, fa2 and the Hopper atten
   // beside them.
   const parts = ['fwd', 'bwd', 'gemm,gemm.cu,fa2,dispatch,nce,diffusion,rows,reduce'];
   const mutants = has('python3')
-    ? run('python3', ['bench/native/cuda_host/mutants.py', '--quick', 'fwd-parity', 'bwd-swizzle'], 300_000)
+    ? run('python3', ['bench/native/cuda_host/mutants.py', '--quick', 'fwd-parity', 'bwd-swizzle'], 600_000)
     : undefined;
   const runs = await Promise.all(parts.map((only) => run('build/cuda_host/run', ['--only', only], 420_000)));
   let passed = 0, cases = 0;
