@@ -111,10 +111,15 @@ export function castTo(x: Tensor, dtype: DType): Tensor {
   return toDType(x, dtype);
 }
 
-/** A number as a 0-d tensor of `dtype`; an int32 one must fit (PyTorch wraps it modulo 2^32; kiln refuses). */
+/** Refuses a number that int32 arithmetic with `operand` would take out of range (PyTorch wraps it modulo 2^32; kiln refuses). */
+function needInt32Scalar(name: string, v: number, operand: Tensor): void {
+  if (!(v >= -2147483648 && v <= 2147483647))
+    throw new KilnError('INVALID_ARGUMENT', `${name}: ${v} does not fit int32 (int32 operand ${shapeStr(operand.shape)}); cast the tensor to a float dtype first`);
+}
+
+/** A number as a 0-d tensor of `dtype`; an int32 one must fit. */
 function scalarOperand(name: string, v: number, dtype: DType, other: Tensor): Tensor {
-  if (dtype === 'int32' && !(v >= -2147483648 && v <= 2147483647))
-    throw new KilnError('INVALID_ARGUMENT', `${name}: ${v} does not fit int32 (int32 operand ${shapeStr(other.shape)}); cast the tensor to a float dtype first`);
+  if (dtype === 'int32') needInt32Scalar(name, v, other);
   return full([], v, dtype, other.device);
 }
 
@@ -146,11 +151,8 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
 
 function affine(name: string, input: Tensor, scale: number, shift: number): Tensor {
   const x = input.dtype === 'int32' && !(Number.isInteger(scale) && Number.isInteger(shift)) ? toDType(input, 'float32') : input;
-  // int32 arithmetic takes the number as an int32 (PyTorch wraps it modulo 2^32; kiln refuses).
-  if (x.dtype === 'int32')
-    for (const v of [scale, shift])
-      if (!(v >= -2147483648 && v <= 2147483647))
-        throw new KilnError('INVALID_ARGUMENT', `${name}: ${v} does not fit int32 (int32 operand ${shapeStr(x.shape)}); cast the tensor to a float dtype first`);
+  // int32 arithmetic takes the number as an int32.
+  if (x.dtype === 'int32') for (const v of [scale, shift]) needInt32Scalar(name, v, x);
   const out = unaryKernel(Unary.Affine, x, scale, shift);
   return releaseMade(record(out, name, [x], (g) => [scale === 1 ? g : unaryKernel(Unary.Affine, g, scale, 0)]), [x], [input]);
 }
