@@ -273,16 +273,18 @@ export class GPTCache {
    * 2-d view `flat` of the buffer, reshaped to `shape`).
    */
   private gatherSlots(indices: (H: number, C: number) => Int32Array, flat: (shape: number[]) => number[], shape: (shape: number[]) => number[]): void {
-    for (const s of this.slots) {
-      const [k, v] = noGrad(() => tidy(() => {
-        const idx = tensor(indices(s.k!.shape[1], s.k!.shape[2]), { dtype: 'int32', device: s.k!.device });
-        return [s.k!, s.v!].map((t) => keep(embedding(t.reshape(flat(t.shape)), idx).reshape(shape(t.shape))));
-      }));
-      s.k!.dispose();
-      s.v!.dispose();
-      s.k = k;
-      s.v = v;
-    }
+    // Every layer's buffers have one shape and device: one index tensor serves them all.
+    const first = this.slots[0].k!;
+    noGrad(() => tidy(() => {
+      const idx = tensor(indices(first.shape[1], first.shape[2]), { dtype: 'int32', device: first.device });
+      for (const s of this.slots) {
+        const [k, v] = [s.k!, s.v!].map((t) => keep(embedding(t.reshape(flat(t.shape)), idx).reshape(shape(t.shape))));
+        s.k!.dispose();
+        s.v!.dispose();
+        s.k = k;
+        s.v = v;
+      }
+    }));
   }
 
   private clearSlots(): void {
