@@ -18,6 +18,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'ID-calibrated ensembles under distribution shift (arXiv 2207.08977)',
     load: async () => (await import('../recipes/calibrated-ensembles/cli.js')).command,
   },
+  'diffusion-lm': {
+    summary: 'continuous diffusion LM over word embeddings with classifier-guided control (arXiv 2205.14217)',
+    load: async () => (await import('../recipes/diffusion-lm/cli.js')).command,
+  },
   bigbench: {
     summary: 'run BIG-bench JSON tasks against models; emergence statistics (arXiv 2206.04615)',
     load: async () => (await import('../recipes/bigbench/cli.js')).command,
