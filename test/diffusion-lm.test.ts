@@ -13,7 +13,7 @@ import {
 } from '../src/recipes/diffusion-lm/data.js';
 import { DiffusionLM, nearestWords, sample } from '../src/recipes/diffusion-lm/model.js';
 import { ContentClassifier, contentGuide, controlLogProb, targetMask } from '../src/recipes/diffusion-lm/control.js';
-import { binomialUpperTail, decodeRows, resolveDataDir, unseenBigramRate } from '../src/recipes/diffusion-lm/experiment.js';
+import { binomialUpperTail, decodeRows, DEFAULT_EXPERIMENT as D, resolveDataDir, runExperiment, unseenBigramRate } from '../src/recipes/diffusion-lm/experiment.js';
 import { runKiln } from '../src/cli/kiln.js';
 
 const FIXTURE = join(process.cwd(), 'test', 'fixtures', 'e2e-mini');
@@ -265,4 +265,23 @@ test('kiln diffusion-lm run: a tiny end-to-end run on the fixture writes its res
   const miss = await runKiln(['diffusion-lm', 'run', '--data', join(out, 'nowhere')], { err: (s) => errs.push(s) });
   t.is(miss, 1);
   t.true(errs[errs.length - 1].includes('cannot read'));
+});
+
+test('the qualitative result of the paper at fixture scale: classifier-guided sampling hits its targets more often than unguided sampling', (t) => {
+  // 258 training sentences of the fixture, a 2-layer LM (600 steps), a 1-layer read-through
+  // classifier, 9 Type / food targets x 8 guided samples against 72 unguided (about 40 s on 2 threads).
+  // Seeds 0, 1 and 2 gave guided 22 / 15 / 15% against unguided 10 / 6 / 6% (p = 0.001 / 0.006 / 0.003).
+  const { result: r } = runExperiment({
+    ...D, dataDir: FIXTURE, seqLen: 32, minCount: 2, seed: 0,
+    model: { ...D.model, nLayer: 2, nHead: 2, nEmbd: 64 },
+    train: { ...D.train, steps: 600, lr: 2e-3, logEvery: 100 },
+    classifier: { nLayer: 1, nHead: 2, nEmbd: 32 },
+    classifierTrain: { ...D.classifierTrain, steps: 600 },
+    sampleSteps: 40, samplesPerTarget: 8, targetFields: ['Type', 'food'],
+  });
+  t.is(r.targets.length, 9);
+  t.true(r.summary.guided > 1.5 * r.summary.unguided, `guided ${r.summary.guided} vs unguided ${r.summary.unguided}`);
+  const hits = Math.round(r.summary.guided * 72);
+  t.true(binomialUpperTail(hits, 72, r.summary.unguided) < 0.05, r.acceptance.map((a) => a.rule).join('; '));
+  t.true(r.lm.heldOut.rounding < 0.1, `held-out rounding loss ${r.lm.heldOut.rounding}`);
 });

@@ -31,6 +31,7 @@ options:
   --sample-steps N      respaced sampling steps (default ${D.sampleSteps})
   --samples N           guided samples per target (default ${D.samplesPerTarget}; as many unguided in all)
   --targets N           at most N control targets (default all that qualify; 0 = all)
+  --fields F,G          only targets of these fields (e.g. Type,food; default every field)
   --guide-steps N       Adagrad steps per denoising step (default ${D.guidance.steps})
   --step-size X         Adagrad learning rate (default ${D.guidance.stepSize})
   --fluency X           weight of the fluency term (default ${D.guidance.fluency})
@@ -118,7 +119,7 @@ export const command: Command = {
     const [verb, ...extra] = positional;
     if (verb !== 'run') throw new UsageError(`diffusion-lm: unknown verb '${verb}' (expected 'run')`);
     if (extra.length) throw new UsageError(`diffusion-lm run: unexpected argument '${extra[0]}'`);
-    checkFlags(flags, ['data', 'lm', 'classifier-input', 'steps', 'classifier-steps', 'batch', 'seq-len', 'sample-steps', 'samples', 'targets', 'guide-steps', 'step-size', 'fluency', 'no-clamp', 'seed', 'out', 'json'], 'diffusion-lm run');
+    checkFlags(flags, ['data', 'lm', 'classifier-input', 'steps', 'classifier-steps', 'batch', 'seq-len', 'sample-steps', 'samples', 'targets', 'fields', 'guide-steps', 'step-size', 'fluency', 'no-clamp', 'seed', 'out', 'json'], 'diffusion-lm run');
     const batchSize = positive(flags, 'batch', D.train.batchSize, 4096);
     const stepSize = nonNegative(flags, 'step-size', D.guidance.stepSize);
     const cfg: ExperimentConfig = {
@@ -130,6 +131,7 @@ export const command: Command = {
       sampleSteps: positive(flags, 'sample-steps', D.sampleSteps, D.model.diffusionSteps),
       samplesPerTarget: positive(flags, 'samples', D.samplesPerTarget, 1024),
       maxTargets: flagInt(flags, 'targets', D.maxTargets, 0)!,
+      targetFields: (flagString(flags, 'fields') ?? '').split(',').map((f) => f.trim()).filter((f) => f),
       guidance: { steps: flagInt(flags, 'guide-steps', D.guidance.steps, 0, 100)!, stepSize, fluency: nonNegative(flags, 'fluency', D.guidance.fluency) },
       clamp: !flags['no-clamp'],
       lmFrom: flagString(flags, 'lm') ?? '',

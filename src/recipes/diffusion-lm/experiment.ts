@@ -52,6 +52,8 @@ export interface ExperimentConfig {
   minVerbatimRate: number;
   /** At most this many targets (the first ones of the file that qualify); 0 = all. */
   maxTargets: number;
+  /** Only targets of these fields (empty = every field). */
+  targetFields: string[];
 }
 
 /** '' = find `shared/data/e2e` in the working directory, the package's folder or one above either. */
@@ -90,6 +92,7 @@ export const DEFAULT_EXPERIMENT: ExperimentConfig = {
   guidance: { steps: 3, stepSize: 0.1, fluency: 0.01 },
   minVerbatimRate: 0.5,
   maxTargets: 0,
+  targetFields: [],
 };
 
 export interface TargetResult {
@@ -154,7 +157,8 @@ export function prepare(cfg: ExperimentConfig): Prepared {
   } catch (e) {
     throw new KilnError('INVALID_ARGUMENT', `diffusion-lm: cannot read the control targets: ${(e as Error).message}`);
   }
-  let targets = parseControlTargets(src).filter((c) => targetClass(space, c) && verbatimRate(trainKept, c).rate >= cfg.minVerbatimRate);
+  let targets = parseControlTargets(src).filter((c) => targetClass(space, c) && verbatimRate(trainKept, c).rate >= cfg.minVerbatimRate &&
+    (cfg.targetFields.length === 0 || cfg.targetFields.includes(c.field)));
   if (cfg.maxTargets > 0) targets = targets.slice(0, cfg.maxTargets);
   if (targets.length === 0) throw new KilnError('INVALID_ARGUMENT', `diffusion-lm: no control target qualifies (verbatim rate >= ${cfg.minVerbatimRate})`);
   return {
