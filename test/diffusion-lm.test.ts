@@ -256,12 +256,30 @@ test('kiln diffusion-lm run: a tiny end-to-end run on the fixture writes its res
   for (const x of r.targets) t.true(x.guided >= 0 && x.guided <= 1 && x.unguided >= 0 && x.unguided <= 1);
   t.true(Number.isFinite(r.lm.heldOut.mse) && Number.isFinite(r.lm.heldOut.rounding));
   t.is(r.acceptance.length, 2);
+  // --lm reuses the run's LM (same data, seed and vocabulary); another seed splits differently and is refused.
+  const out2 = mkdtempSync(join(tmpdir(), 'kiln-dlm-'));
+  console.log = () => {};
+  console.error = () => {};
+  let reuse: number;
+  try {
+    reuse = await runKiln([...argv.slice(0, -1), out2, '--lm', out]);
+  } finally {
+    console.log = log;
+    console.error = err;
+  }
+  t.is(reuse, 0);
+  const r2 = JSON.parse(readFileSync(join(out2, 'results.json'), 'utf8'));
+  t.is(r2.lm.loadedFrom, out);
+  t.deepEqual(r2.lm.history, []);
+  t.is(r2.lm.heldOut.mse, r.lm.heldOut.mse, 'the same LM gives the same held-out loss');
   const errs: string[] = [];
   for (const bad of [['--steps', '0'], ['--step-size', '-1'], ['--bogus', '1'], ['--seed', '-1']]) {
     const c = await runKiln(['diffusion-lm', 'run', ...bad], { err: (s) => errs.push(s) });
     t.is(c, 2, bad.join(' '));
   }
   t.is(await runKiln(['diffusion-lm', 'sample'], { err: (s) => errs.push(s) }), 2);
+  t.is(await runKiln([...argv, '--seed', '1', '--lm', out], { err: (s) => errs.push(s) }), 1);
+  t.true(errs[errs.length - 1].includes('not this run'), errs[errs.length - 1]);
   const miss = await runKiln(['diffusion-lm', 'run', '--data', join(out, 'nowhere')], { err: (s) => errs.push(s) });
   t.is(miss, 1);
   t.true(errs[errs.length - 1].includes('cannot read'));

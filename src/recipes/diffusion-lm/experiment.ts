@@ -13,6 +13,7 @@ import { narrow } from '../../ops/views.js';
 import { noGrad } from '../../tensor/autograd.js';
 import { manualSeed } from '../../tensor/random.js';
 import { tidy } from '../../tensor/storage.js';
+import type { Tensor } from '../../tensor/tensor.js';
 import { seededRandom } from '../../train/data.js';
 import { WordTokenizer } from '../../train/tokenizer.js';
 import {
@@ -230,7 +231,7 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
   const labels = fieldLabels(p.space, p.trainKept);
   const F = p.space.fields.length;
   const sigma0 = Math.sqrt(1 - model.schedule.alphasCumprod[0]);
-  const noised = (ids: kiln_Tensor, ts: Int32Array) => {
+  const noised = (ids: Tensor, ts: Int32Array) => {
     const emb = model.wordEmb.forward(ids);
     const x0 = add(emb, mul(randn(emb.shape), sigma0));
     return qSample(x0, Array.from(ts), model.schedule).xt;
@@ -316,8 +317,8 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
   const result: ExperimentResult = {
     config: cfg,
     data: { train: nTrain, heldOut: nHeld, trainMRs: new Set(p.train.map((e) => e.mrKey)).size, heldOutMRs: new Set(p.heldOut.map((e) => e.mrKey)).size, vocab: p.tok.vocabSize, droppedTooLong: p.dropped },
-    lm: { params: countAll(model), history: lmRun.history, seconds: lmRun.seconds, heldOut, ...(cfg.lmFrom ? { loadedFrom: cfg.lmFrom } : {}) },
-    classifier: { params: countAll(clf), history: clfRun.history, seconds: clfRun.seconds, heldOutAccuracy },
+    lm: { params: model.numParameters(), history: lmRun.history, seconds: lmRun.seconds, heldOut, ...(cfg.lmFrom ? { loadedFrom: cfg.lmFrom } : {}) },
+    classifier: { params: clf.numParameters(), history: clfRun.history, seconds: clfRun.seconds, heldOutAccuracy },
     targets,
     summary,
     fluency,
@@ -328,8 +329,6 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
   };
   return { result, model, classifier: clf, tok: p.tok };
 }
-
-type kiln_Tensor = import('../../tensor/tensor.js').Tensor;
 
 /** P(X >= k) for X ~ Binomial(n, p): the terms from j = k up, each from the last by C(n, j+1) = C(n, j) (n - j) / (j + 1), in log space. */
 export function binomialUpperTail(k: number, n: number, p: number): number {
@@ -355,10 +354,6 @@ export function loadLM(model: DiffusionLM, tok: WordTokenizer, dir: string): voi
   for (const t of Object.values(ck.tensors)) t.dispose();
 }
 
-function countAll(m: { namedParameters(): [string, kiln_Tensor][] }): number {
-  return m.namedParameters().reduce((s, [, t]) => s + t.size, 0);
-}
-
 /** The LM's loss terms on held-out sentences at seeded uniform timesteps (batches of 64). */
 export function heldOutLosses(model: DiffusionLM, ids: Int32Array, L: number, seed: number): Record<string, number> {
   const n = ids.length / L;
@@ -371,7 +366,7 @@ export function heldOutLosses(model: DiffusionLM, ids: Int32Array, L: number, se
     tidy(() => noGrad(() => {
       const ts = Int32Array.from({ length: B }, () => Math.floor(rnd() * model.schedule.T));
       const t = model.losses(fromTyped(ids.subarray(s * L, (s + B) * L), [B, L]), ts);
-      for (const k of Object.keys(acc)) acc[k] += (t as unknown as Record<string, kiln_Tensor>)[k].item() * B;
+      for (const k of Object.keys(acc)) acc[k] += (t as unknown as Record<string, Tensor>)[k].item() * B;
     }));
     rows += B;
   }
@@ -381,7 +376,7 @@ export function heldOutLosses(model: DiffusionLM, ids: Int32Array, L: number, se
 
 /** Mean over fields and sentences of the classifier's accuracy on latents noised to model time t. */
 export function classifierAccuracy(clf: ContentClassifier, ids: Int32Array, labels: Int32Array, L: number,
-  noised: (ids: kiln_Tensor, ts: Int32Array) => kiln_Tensor, t: number, seed: number): number {
+  noised: (ids: Tensor, ts: Int32Array) => Tensor, t: number, seed: number): number {
   const n = ids.length / L, F = clf.space.fields.length;
   manualSeed(seed);
   let hit = 0;

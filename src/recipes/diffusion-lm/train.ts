@@ -1,7 +1,6 @@
 // Training loops: the diffusion LM (end to end: embeddings, rounding head and denoiser together) and
 // the semantic-content classifier on noised latents of the frozen embeddings. AdamW, seeded batches
 // and timesteps, linear warm-up then linear decay, gradient clipping at norm 1.
-import { fromTyped } from '../../ops/creation.js';
 import { AdamW } from '../../optim/adam.js';
 import { clipGradNorm } from '../../optim/clip.js';
 import { LRScheduler, linearDecay, linearWarmup, product } from '../../sched/lr.js';
@@ -77,5 +76,3 @@ export function trainLoop(
   model.eval();
   return { history, seconds: (performance.now() - t0) / 1000 };
 }
-
-export { fromTyped };
