@@ -13,6 +13,7 @@ import {
 } from '../src/recipes/diffusion-lm/data.js';
 import { DiffusionLM, nearestWords, sample } from '../src/recipes/diffusion-lm/model.js';
 import { ContentClassifier, contentGuide, controlLogProb, targetMask } from '../src/recipes/diffusion-lm/control.js';
+import { perplexity, teacherRows, trainTeacher } from '../src/recipes/diffusion-lm/teacher.js';
 import { binomialUpperTail, decodeRows, DEFAULT_EXPERIMENT as D, resolveDataDir, runExperiment, unseenBigramRate } from '../src/recipes/diffusion-lm/experiment.js';
 import { runKiln } from '../src/cli/kiln.js';
 
@@ -209,6 +210,22 @@ test('contentGuide through the LM: the gradient reaches x_t through the frozen d
   t.true(lm.parameters().every((p) => p.grad === null), 'the frozen LM gathers no gradient');
 });
 
+test('teacher perplexity: near 1 on the sentence it learned, far above on its reversal; rows are <bos> words <eos> <pad>', (t) => {
+  const tok = buildTokenizer(['a b c d .'], 1);
+  const rows = teacherRows(tok, [['a', 'b', 'zz']], 6);
+  const id = (w: string) => tok.vocab.indexOf(w);
+  t.deepEqual(Array.from(rows), [tok.bosId, id('a'), id('b'), tok.unkId, tok.eosId, tok.padId]);
+  const width = 8;
+  const data = teacherRows(tok, new Array(64).fill(['a', 'b', 'c', 'd', '.']), width);
+  const { gpt, history } = trainTeacher(tok, data, width, { nLayer: 1, nHead: 2, nEmbd: 16, train: { steps: 150, batchSize: 16, lr: 1e-2, warmup: 10, weightDecay: 0, logEvery: 50 } }, 1);
+  t.true(history[history.length - 1].loss < history[0].loss);
+  const learned = perplexity(gpt, tok, [['a', 'b', 'c', 'd', '.']], width);
+  const reversed = perplexity(gpt, tok, [['.', 'd', 'c', 'b', 'a']], width);
+  t.true(learned < 1.3, `learned ${learned}`);
+  t.true(reversed > 5 * learned, `reversed ${reversed}`);
+  t.true(Number.isNaN(perplexity(gpt, tok, [], width)));
+});
+
 test('binomialUpperTail: closed forms', (t) => {
   t.true(Math.abs(binomialUpperTail(8, 10, 0.5) - 56 / 1024) < 1e-12);
   t.is(binomialUpperTail(0, 10, 0.3), 1);
@@ -236,7 +253,7 @@ test('resolveDataDir: an explicit folder wins; the default finds shared/data/e2e
 test('kiln diffusion-lm run: a tiny end-to-end run on the fixture writes its results; bad options are usage errors', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'kiln-dlm-'));
   const argv = ['diffusion-lm', 'run', '--data', FIXTURE, '--steps', '6', '--classifier-steps', '4', '--batch', '8', '--sample-steps', '3',
-    '--samples', '2', '--targets', '3', '--seq-len', '24', '--out', out];
+    '--samples', '2', '--targets', '3', '--seq-len', '24', '--teacher-steps', '3', '--out', out];
   const logs: string[] = [];
   const log = console.log, err = console.error;
   console.log = (s: string) => logs.push(String(s));
@@ -256,6 +273,8 @@ test('kiln diffusion-lm run: a tiny end-to-end run on the fixture writes its res
   for (const x of r.targets) t.true(x.guided >= 0 && x.guided <= 1 && x.unguided >= 0 && x.unguided <= 1);
   t.true(Number.isFinite(r.lm.heldOut.mse) && Number.isFinite(r.lm.heldOut.rounding));
   t.is(r.acceptance.length, 2);
+  t.is(r.teacher.steps, 3);
+  for (const k of ['guided', 'unguided', 'heldOutText']) t.true(r.fluency.teacherPerplexity[k] > 1, k);
   // --lm reuses the run's LM (same data, seed and vocabulary); another seed splits differently and is refused.
   const out2 = mkdtempSync(join(tmpdir(), 'kiln-dlm-'));
   console.log = () => {};
@@ -273,7 +292,7 @@ test('kiln diffusion-lm run: a tiny end-to-end run on the fixture writes its res
   t.deepEqual(r2.lm.history, []);
   t.is(r2.lm.heldOut.mse, r.lm.heldOut.mse, 'the same LM gives the same held-out loss');
   const errs: string[] = [];
-  for (const bad of [['--steps', '0'], ['--step-size', '-1'], ['--bogus', '1'], ['--seed', '-1']]) {
+  for (const bad of [['--steps', '0'], ['--step-size', '-1'], ['--bogus', '1'], ['--seed', '-1'], ['--lr', '0'], ['--classifier-input', 'x1']]) {
     const c = await runKiln(['diffusion-lm', 'run', ...bad], { err: (s) => errs.push(s) });
     t.is(c, 2, bad.join(' '));
   }
@@ -296,7 +315,9 @@ test('the qualitative result of the paper at fixture scale: classifier-guided sa
     classifier: { nLayer: 1, nHead: 2, nEmbd: 32 },
     classifierTrain: { ...D.classifierTrain, steps: 600 },
     sampleSteps: 40, samplesPerTarget: 8, targetFields: ['Type', 'food'],
+    teacher: { ...D.teacher, train: { ...D.teacher.train, steps: 0 } },
   });
+  t.is(r.fluency.teacherPerplexity, undefined);
   t.is(r.targets.length, 9);
   t.true(r.summary.guided > 1.5 * r.summary.unguided, `guided ${r.summary.guided} vs unguided ${r.summary.unguided}`);
   const hits = Math.round(r.summary.guided * 72);

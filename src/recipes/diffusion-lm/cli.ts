@@ -21,6 +21,7 @@ against unguided samples. Data: valid.txt + test.txt split by meaning representa
 options:
   --data DIR            E2E folder (default: shared/data/e2e found above the working directory or kiln)
   --steps N             diffusion-LM training steps (default ${D.train.steps})
+  --lr X                its peak learning rate (AdamW, warm-up then linear decay; default ${D.train.lr})
   --classifier-steps N  classifier training steps (default ${D.classifierTrain.steps})
   --classifier-input K  x0: the classifier reads x_t through the LM's x0 estimate (default);
                         latent: it reads x_t itself, as the paper's does
@@ -36,6 +37,8 @@ options:
   --step-size X         Adagrad learning rate (default ${D.guidance.stepSize})
   --fluency X           weight of the fluency term (default ${D.guidance.fluency})
   --no-clamp            sample without the clamping trick
+  --teacher-steps N     training steps of the teacher GPT whose perplexity scores fluency
+                        (default ${D.teacher.train.steps}; 0 = no teacher)
   --seed S              seed (default ${D.seed})
   --out DIR             run folder (default runs/diffusion-lm-<date>)
   --json                print the results as JSON instead of a table
@@ -65,6 +68,9 @@ export function formatResult(r: ExperimentResult): string {
   const f = r.fluency;
   lines.push(`fluency proxy (bigrams never seen in training): guided ${pct(f.unseenBigramRate.guided)}, unguided ${pct(f.unseenBigramRate.unguided)}, held-out human text ${pct(f.unseenBigramRate.heldOutText)}; ` +
     `mean length ${f.meanLength.guided.toFixed(1)} / ${f.meanLength.unguided.toFixed(1)} / ${f.meanLength.heldOutText.toFixed(1)} words`);
+  if (f.teacherPerplexity && r.teacher)
+    lines.push(`teacher perplexity (a ${r.teacher.params}-parameter GPT trained ${r.teacher.steps} steps on the training split): guided ${f.teacherPerplexity.guided.toFixed(1)}, ` +
+      `unguided ${f.teacherPerplexity.unguided.toFixed(1)}, held-out human text ${f.teacherPerplexity.heldOutText.toFixed(1)}`);
   lines.push('', 'unguided samples:', ...r.unguidedExamples.slice(0, 4).map((s) => `  ${s}`));
   lines.push('', 'acceptance:');
   for (const a of r.acceptance) lines.push(`  [${a.pass ? 'pass' : 'FAIL'}] ${a.name}   (${a.rule})`);
@@ -102,6 +108,12 @@ function nonNegative(flags: Record<string, string | boolean>, name: string, dflt
   return v;
 }
 
+function learningRate(flags: Record<string, string | boolean>): number {
+  const v = flagNumber(flags, 'lr', D.train.lr)!;
+  if (!(v > 0 && v < 1)) throw new UsageError(`--lr must be in (0, 1), got ${v}`);
+  return v;
+}
+
 function classifierInput(v: string): 'x0' | 'latent' {
   if (v !== 'x0' && v !== 'latent') throw new UsageError(`--classifier-input must be 'x0' or 'latent', got '${v}'`);
   return v;
@@ -119,14 +131,14 @@ export const command: Command = {
     const [verb, ...extra] = positional;
     if (verb !== 'run') throw new UsageError(`diffusion-lm: unknown verb '${verb}' (expected 'run')`);
     if (extra.length) throw new UsageError(`diffusion-lm run: unexpected argument '${extra[0]}'`);
-    checkFlags(flags, ['data', 'lm', 'classifier-input', 'steps', 'classifier-steps', 'batch', 'seq-len', 'sample-steps', 'samples', 'targets', 'fields', 'guide-steps', 'step-size', 'fluency', 'no-clamp', 'seed', 'out', 'json'], 'diffusion-lm run');
+    checkFlags(flags, ['data', 'lm', 'classifier-input', 'steps', 'lr', 'classifier-steps', 'batch', 'seq-len', 'sample-steps', 'samples', 'targets', 'fields', 'guide-steps', 'step-size', 'fluency', 'no-clamp', 'teacher-steps', 'seed', 'out', 'json'], 'diffusion-lm run');
     const batchSize = positive(flags, 'batch', D.train.batchSize, 4096);
     const stepSize = nonNegative(flags, 'step-size', D.guidance.stepSize);
     const cfg: ExperimentConfig = {
       ...D,
       dataDir: flagString(flags, 'data') ?? D.dataDir,
       seqLen: positive(flags, 'seq-len', D.seqLen, 512),
-      train: { ...D.train, steps: positive(flags, 'steps', D.train.steps), batchSize },
+      train: { ...D.train, steps: positive(flags, 'steps', D.train.steps), batchSize, lr: learningRate(flags) },
       classifierTrain: { ...D.classifierTrain, steps: positive(flags, 'classifier-steps', D.classifierTrain.steps), batchSize },
       sampleSteps: positive(flags, 'sample-steps', D.sampleSteps, D.model.diffusionSteps),
       samplesPerTarget: positive(flags, 'samples', D.samplesPerTarget, 1024),
@@ -135,6 +147,7 @@ export const command: Command = {
       guidance: { steps: flagInt(flags, 'guide-steps', D.guidance.steps, 0, 100)!, stepSize, fluency: nonNegative(flags, 'fluency', D.guidance.fluency) },
       clamp: !flags['no-clamp'],
       lmFrom: flagString(flags, 'lm') ?? '',
+      teacher: { ...D.teacher, train: { ...D.teacher.train, steps: flagInt(flags, 'teacher-steps', D.teacher.train.steps, 0)!, batchSize } },
       classifierInput: classifierInput(flagString(flags, 'classifier-input') ?? D.classifierInput),
       seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
     };

@@ -24,6 +24,7 @@ import { ContentClassifier, contentGuide, targetMask, type ClassifierConfig, typ
 import { DiffusionLM, sample, type DiffusionLMConfig } from './model.js';
 import { trainLoop, type TrainConfig, type TrainRecord } from './train.js';
 import { loadCheckpoint } from '../../nn/checkpoint.js';
+import { perplexity, teacherRows, trainTeacher, type TeacherConfig } from './teacher.js';
 
 export interface ExperimentConfig {
   /** Folder with valid.txt, test.txt and control_target_attribute.json. */
@@ -55,6 +56,8 @@ export interface ExperimentConfig {
   maxTargets: number;
   /** Only targets of these fields (empty = every field). */
   targetFields: string[];
+  /** The teacher LM for the perplexity fluency score (train.steps 0 = no teacher). */
+  teacher: TeacherConfig;
 }
 
 /** '' = find `shared/data/e2e` in the working directory, the package's folder or one above either. */
@@ -94,6 +97,7 @@ export const DEFAULT_EXPERIMENT: ExperimentConfig = {
   minVerbatimRate: 0.5,
   maxTargets: 0,
   targetFields: [],
+  teacher: { nLayer: 2, nHead: 4, nEmbd: 128, train: { steps: 600, batchSize: 64, lr: 1e-3, warmup: 50, weightDecay: 0, logEvery: 100 } },
 };
 
 export interface TargetResult {
@@ -123,7 +127,13 @@ export interface ExperimentResult {
     ties: number;
     worse: number;
   };
-  fluency: { unseenBigramRate: { guided: number; unguided: number; heldOutText: number }; meanLength: { guided: number; unguided: number; heldOutText: number } };
+  fluency: {
+    unseenBigramRate: { guided: number; unguided: number; heldOutText: number };
+    meanLength: { guided: number; unguided: number; heldOutText: number };
+    /** Perplexity under the teacher GPT trained on the training split (absent without a teacher). */
+    teacherPerplexity?: { guided: number; unguided: number; heldOutText: number };
+  };
+  teacher?: { params: number; steps: number; seconds: number; finalLoss: number };
   unguidedExamples: string[];
   acceptance: { name: string; pass: boolean; rule: string }[];
   samplingSeconds: { unguided: number; guided: number };
@@ -299,7 +309,7 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
 
   const seen = new Set(p.trainKept.flatMap((e) => bigrams(WordTokenizer.split(e.text))));
   const heldRows = p.heldOutKept.map((e) => WordTokenizer.split(e.text));
-  const fluency = {
+  const fluency: ExperimentResult['fluency'] = {
     unseenBigramRate: { guided: unseenBigramRate(guidedRows, seen), unguided: unseenBigramRate(unguidedRows, seen), heldOutText: unseenBigramRate(heldRows, seen) },
     meanLength: { guided: meanOf(guidedRows.map((r) => r.length)), unguided: meanOf(unguidedRows.map((r) => r.length)), heldOutText: meanOf(heldRows.map((r) => r.length)) },
   };
@@ -307,6 +317,17 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
   // exact one-sided binomial test (the per-target rates from a few samples each are too coarse to compare one by one).
   const hits = Math.round(summary.guided * targets.length * cfg.samplesPerTarget), trials = targets.length * cfg.samplesPerTarget;
   const pValue = binomialUpperTail(hits, trials, summary.unguided);
+  let teacher: ExperimentResult['teacher'];
+  if (cfg.teacher.train.steps > 0) {
+    const width = L + 2;
+    const tr = trainTeacher(p.tok, teacherRows(p.tok, p.trainKept.map((e) => WordTokenizer.split(e.text)), width), width, cfg.teacher, cfg.seed + 5,
+      (r) => log(`teacher step ${r.step}/${cfg.teacher.train.steps}: loss ${r.loss.toFixed(4)}`));
+    fluency.teacherPerplexity = {
+      guided: perplexity(tr.gpt, p.tok, guidedRows, width), unguided: perplexity(tr.gpt, p.tok, unguidedRows, width), heldOutText: perplexity(tr.gpt, p.tok, heldRows, width),
+    };
+    teacher = { params: tr.gpt.numParameters(), steps: cfg.teacher.train.steps, seconds: tr.seconds, finalLoss: tr.history[tr.history.length - 1].loss };
+    log(`teacher perplexity: guided ${fluency.teacherPerplexity.guided.toFixed(1)}, unguided ${fluency.teacherPerplexity.unguided.toFixed(1)}, held-out text ${fluency.teacherPerplexity.heldOutText.toFixed(1)} (${tr.seconds.toFixed(0)} s)`);
+  }
   const acceptance = [
     { name: 'guided control beats unguided sampling', pass: summary.guided > summary.unguided, rule: 'mean exact-match success over targets: guided > unguided' },
     {
@@ -322,6 +343,7 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
     targets,
     summary,
     fluency,
+    ...(teacher ? { teacher } : {}),
     unguidedExamples: unguidedRows.slice(0, 8).map((r) => r.join(' ')),
     acceptance,
     samplingSeconds: { unguided: unguidedSeconds, guided: guidedSeconds },
