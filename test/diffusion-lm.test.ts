@@ -210,14 +210,14 @@ test('contentGuide through the LM: the gradient reaches x_t through the frozen d
   t.true(lm.parameters().every((p) => p.grad === null), 'the frozen LM gathers no gradient');
 });
 
-test('teacher perplexity: near 1 on the sentence it learned, far above on its reversal; rows are <bos> words <eos> <pad>', (t) => {
+test('teacher perplexity: near 1 on the sentence it learned, far above on its reversal; rows are <bos> words <eos> <pad>', async (t) => {
   const tok = buildTokenizer(['a b c d .'], 1);
   const rows = teacherRows(tok, [['a', 'b', 'zz']], 6);
   const id = (w: string) => tok.vocab.indexOf(w);
   t.deepEqual(Array.from(rows), [tok.bosId, id('a'), id('b'), tok.unkId, tok.eosId, tok.padId]);
   const width = 8;
   const data = teacherRows(tok, new Array(64).fill(['a', 'b', 'c', 'd', '.']), width);
-  const { gpt, history } = trainTeacher(tok, data, width, { nLayer: 1, nHead: 2, nEmbd: 16, train: { steps: 150, batchSize: 16, lr: 1e-2, warmup: 10, weightDecay: 0, logEvery: 50 } }, 1);
+  const { gpt, history } = await trainTeacher(tok, data, width, { nLayer: 1, nHead: 2, nEmbd: 16, train: { steps: 150, batchSize: 16, lr: 1e-2, warmup: 10, weightDecay: 0, logEvery: 50 } }, 1);
   t.true(history[history.length - 1].loss < history[0].loss);
   const learned = perplexity(gpt, tok, [['a', 'b', 'c', 'd', '.']], width);
   const reversed = perplexity(gpt, tok, [['.', 'd', 'c', 'b', 'a']], width);
@@ -304,11 +304,11 @@ test('kiln diffusion-lm run: a tiny end-to-end run on the fixture writes its res
   t.true(errs[errs.length - 1].includes('cannot read'));
 });
 
-test('the qualitative result of the paper at fixture scale: classifier-guided sampling hits its targets more often than unguided sampling', (t) => {
+test('the qualitative result of the paper at fixture scale: classifier-guided sampling hits its targets more often than unguided sampling', async (t) => {
   // 258 training sentences of the fixture, a 2-layer LM (600 steps), a 1-layer read-through
   // classifier, 9 Type / food targets x 8 guided samples against 72 unguided (about 40 s on 2 threads).
   // Seeds 0, 1 and 2 gave guided 22 / 15 / 15% against unguided 10 / 6 / 6% (p = 0.001 / 0.006 / 0.003).
-  const { result: r } = runExperiment({
+  const { result: r } = await runExperiment({
     ...D, dataDir: FIXTURE, seqLen: 32, minCount: 2, seed: 0,
     model: { ...D.model, nLayer: 2, nHead: 2, nEmbd: 64 },
     train: { ...D.train, steps: 600, lr: 2e-3, logEvery: 100 },

@@ -108,9 +108,13 @@ export class WordTokenizer implements Tokenizer {
   get vocabSize(): number {
     return this.vocab.length;
   }
+  /** The id of one vocabulary entry (a word, or a special such as <pad>), <unk>'s for any other string. */
+  tokenId(word: string): number {
+    return this.ids.get(word) ?? this.unkId;
+  }
   encode(text: string, opts: { bos?: boolean; eos?: boolean } = {}): Int32Array {
     const words = WordTokenizer.split(text, this.lowercase);
-    const ids = words.map((w) => this.ids.get(w) ?? this.unkId);
+    const ids = words.map((w) => this.tokenId(w));
     if (opts.bos) ids.unshift(this.bosId);
     if (opts.eos) ids.push(this.eosId);
     return Int32Array.from(ids);

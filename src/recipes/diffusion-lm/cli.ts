@@ -152,7 +152,7 @@ export const command: Command = {
       seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
     };
     const out = flagString(flags, 'out') ?? join('runs', `diffusion-lm-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`);
-    const { result, model, tok } = runExperiment(cfg, (line) => console.error(`[diffusion-lm] ${line}`));
+    const { result, model, tok } = await runExperiment(cfg, (line) => console.error(`[diffusion-lm] ${line}`));
     mkdirSync(out, { recursive: true });
     writeFileSync(join(out, 'results.json'), JSON.stringify(result, null, 2) + '\n');
     const table = formatResult(result);

@@ -5,11 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KilnError } from '../../errors.js';
-import { fromTyped, full, randn } from '../../ops/creation.js';
-import { add, mul } from '../../ops/elementwise.js';
-import { qSample } from '../../ops/diffusion.js';
-import { argmax } from '../../ops/reduce.js';
-import { narrow } from '../../ops/views.js';
+import { fromTyped, full } from '../../ops/creation.js';
 import { noGrad } from '../../tensor/autograd.js';
 import { manualSeed } from '../../tensor/random.js';
 import { tidy } from '../../tensor/storage.js';
@@ -211,7 +207,7 @@ export function unseenBigramRate(rows: readonly (readonly string[])[], seen: Set
 
 const meanOf = (v: readonly number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : 0);
 
-export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void = () => {}): { result: ExperimentResult; model: DiffusionLM; classifier: ContentClassifier; tok: WordTokenizer } {
+export async function runExperiment(cfg: ExperimentConfig, log: (line: string) => void = () => {}): Promise<{ result: ExperimentResult; model: DiffusionLM; classifier: ContentClassifier; tok: WordTokenizer }> {
   const t0 = performance.now();
   const p = prepare(cfg);
   const L = cfg.seqLen;
@@ -224,12 +220,8 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
   const T = model.schedule.T;
   let lmRun: { history: TrainRecord[]; seconds: number } = { history: [], seconds: 0 };
   if (cfg.lmFrom) loadLM(model, p.tok, cfg.lmFrom);
-  else lmRun = trainLoop(model, { ids: { data: p.trainIds, rowShape: [L], dtype: 'int32' } }, T, { ...cfg.train, seed: cfg.seed },
-    (b, ts) => {
-      const t = model.losses(b.ids, ts);
-      return { loss: t.loss, mse: t.mse, prior: t.prior, rounding: t.rounding };
-    },
-    (r) => log(`lm step ${r.step}/${cfg.train.steps}: loss ${r.loss.toFixed(4)} (mse ${r.mse.toFixed(4)}, rounding ${r.rounding.toFixed(4)})`));
+  else lmRun = await trainLoop(model, { ids: { data: p.trainIds, rowShape: [L], dtype: 'int32' } }, T, { ...cfg.train, seed: cfg.seed },
+    (b, ts) => model.losses(b.ids, ts), (line) => log(`lm ${line}`));
   model.eval();
   for (const q of model.parameters()) q.requiresGrad = false;
   const heldOut = heldOutLosses(model, p.heldOutIds, L, cfg.seed);
@@ -239,21 +231,14 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
   manualSeed(cfg.seed + 1);
   const clf = new ContentClassifier(p.space, { ...cfg.classifier, seqLen: L, embedDim: cfg.model.embedDim }, cfg.classifierInput === 'x0' ? model : undefined);
   const labels = fieldLabels(p.space, p.trainKept);
-  const F = p.space.fields.length;
-  const sigma0 = Math.sqrt(1 - model.schedule.alphasCumprod[0]);
-  const noised = (ids: Tensor, ts: Int32Array) => {
-    const emb = model.wordEmb.forward(ids);
-    const x0 = add(emb, mul(randn(emb.shape), sigma0));
-    return qSample(x0, Array.from(ts), model.schedule).xt;
-  };
-  const clfRun = trainLoop(clf, { ids: { data: p.trainIds, rowShape: [L], dtype: 'int32' }, y: { data: labels, rowShape: [F], dtype: 'int32' } }, Math.min(T, cfg.classifierMaxT),
+  const noised = (ids: Tensor, ts: Int32Array) => model.noise(ids, ts).xt;
+  const clfRun = await trainLoop(clf, { ids: { data: p.trainIds, rowShape: [L], dtype: 'int32' }, y: { data: labels, rowShape: [p.space.fields.length], dtype: 'int32' } }, Math.min(T, cfg.classifierMaxT),
     { ...cfg.classifierTrain, seed: cfg.seed + 1 },
-    (b, ts) => ({ loss: clf.loss(noised(b.ids, ts), fromTyped(ts, [ts.length]), b.y) }),
-    (r) => log(`classifier step ${r.step}/${cfg.classifierTrain.steps}: loss ${r.loss.toFixed(4)}`));
+    (b, ts) => ({ loss: clf.loss(noised(b.ids, ts), fromTyped(ts, [ts.length]), b.y) }), (line) => log(`classifier ${line}`));
   for (const q of clf.parameters()) q.requiresGrad = false;
   const heldLabels = fieldLabels(p.space, p.heldOutKept);
   const heldOutAccuracy = [0, Math.floor(T / 4), Math.floor(T / 2), Math.floor((3 * T) / 4)].map((t) => ({
-    t, accuracy: classifierAccuracy(clf, p.heldOutIds, heldLabels, L, (ids, ts) => noised(ids, ts), t, cfg.seed + 2),
+    t, accuracy: classifierAccuracy(clf, p.heldOutIds, heldLabels, L, noised, t, cfg.seed + 2),
   }));
   log(`classifier held-out field accuracy: ${heldOutAccuracy.map((a) => `t=${a.t} ${(100 * a.accuracy).toFixed(1)}%`).join(', ')} (${clfRun.seconds.toFixed(0)} s)`);
 
@@ -275,16 +260,9 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
   const guidedSeconds = (performance.now() - ts) / 1000;
   const guidedRows = decodeRows(p.tok, gd.ids, L);
   // Does the classifier think the final x0 carries the target? (control reached the latent, if not the words)
-  const agree = tidy(() => noGrad(() => {
-    const lp = clf.logProbs(gd.x0, full([n], 0, { dtype: 'int32' }));
-    const hits = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      const [k, v] = classes[i];
-      const block = narrow(narrow(lp, 0, i, 1), 1, p.space.offsets[k], p.space.values[k].length + 1);
-      hits[i] = (argmax(block, -1).dataSync() as Int32Array)[0] === v ? 1 : 0;
-    }
-    return hits;
-  }));
+  const predicted = fieldPredictions(clf, gd.x0, 0);
+  const F = p.space.fields.length;
+  const agree = classes.map(([k, v], i) => (predicted[i * F + k] === v ? 1 : 0));
   gd.x0.dispose();
   mask.dispose();
   log(`guided: ${n} samples in ${guidedSeconds.toFixed(0)} s`);
@@ -297,7 +275,7 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
       verbatimRate: verbatimRate(p.trainKept, c).rate,
       guided: meanOf(rows.map((r) => (containsRun(r, c.tokens) ? 1 : 0))),
       unguided: meanOf(unguidedRows.map((r) => (containsRun(r, c.tokens) ? 1 : 0))),
-      classifierAgreement: meanOf(Array.from(agree.slice(j * cfg.samplesPerTarget, (j + 1) * cfg.samplesPerTarget))),
+      classifierAgreement: meanOf(agree.slice(j * cfg.samplesPerTarget, (j + 1) * cfg.samplesPerTarget)),
       examples: rows.slice(0, 2).map((r) => r.join(' ')),
     };
   });
@@ -320,8 +298,8 @@ export function runExperiment(cfg: ExperimentConfig, log: (line: string) => void
   let teacher: ExperimentResult['teacher'];
   if (cfg.teacher.train.steps > 0) {
     const width = L + 2;
-    const tr = trainTeacher(p.tok, teacherRows(p.tok, p.trainKept.map((e) => WordTokenizer.split(e.text)), width), width, cfg.teacher, cfg.seed + 5,
-      (r) => log(`teacher step ${r.step}/${cfg.teacher.train.steps}: loss ${r.loss.toFixed(4)}`));
+    const tr = await trainTeacher(p.tok, teacherRows(p.tok, p.trainKept.map((e) => WordTokenizer.split(e.text)), width), width, cfg.teacher, cfg.seed + 5,
+      (line) => log(`teacher ${line}`));
     fluency.teacherPerplexity = {
       guided: perplexity(tr.gpt, p.tok, guidedRows, width), unguided: perplexity(tr.gpt, p.tok, unguidedRows, width), heldOutText: perplexity(tr.gpt, p.tok, heldRows, width),
     };
@@ -381,19 +359,33 @@ export function heldOutLosses(model: DiffusionLM, ids: Int32Array, L: number, se
   const n = ids.length / L;
   const rnd = seededRandom((seed * 7919 + 17) >>> 0);
   manualSeed(seed + 100);
-  const acc: Record<string, number> = { loss: 0, mse: 0, prior: 0, rounding: 0 };
+  const acc: Record<string, number> = {};
   let rows = 0;
   for (let s = 0; s < n; s += 64) {
     const B = Math.min(64, n - s);
     tidy(() => noGrad(() => {
       const ts = Int32Array.from({ length: B }, () => Math.floor(rnd() * model.schedule.T));
-      const t = model.losses(fromTyped(ids.subarray(s * L, (s + B) * L), [B, L]), ts);
-      for (const k of Object.keys(acc)) acc[k] += (t as unknown as Record<string, Tensor>)[k].item() * B;
+      const terms = model.losses(fromTyped(ids.subarray(s * L, (s + B) * L), [B, L]), ts);
+      for (const [k, v] of Object.entries(terms)) acc[k] = (acc[k] ?? 0) + v.item() * B;
     }));
     rows += B;
   }
   for (const k of Object.keys(acc)) acc[k] /= rows;
   return acc;
+}
+
+/** The classifier's most likely class of every field for each row of x at model time t: [B * F] (row-major). */
+export function fieldPredictions(clf: ContentClassifier, x: Tensor, t: number): Int32Array {
+  const { offsets, values, width } = clf.space, F = values.length, B = x.shape[0];
+  const lp = tidy(() => noGrad(() => clf.logProbs(x, full([B], t, { dtype: 'int32' })).dataSync() as Float32Array));
+  const out = new Int32Array(B * F);
+  for (let i = 0; i < B; i++)
+    for (let k = 0; k < F; k++) {
+      let best = 0;  // the first of ties, as argmax
+      for (let v = 1; v <= values[k].length; v++) if (lp[i * width + offsets[k] + v] > lp[i * width + offsets[k] + best]) best = v;
+      out[i * F + k] = best;
+    }
+  return out;
 }
 
 /** Mean over fields and sentences of the classifier's accuracy on latents noised to model time t. */
@@ -404,13 +396,8 @@ export function classifierAccuracy(clf: ContentClassifier, ids: Int32Array, labe
   let hit = 0;
   for (let s = 0; s < n; s += 64) {
     const B = Math.min(64, n - s);
-    tidy(() => noGrad(() => {
-      const lp = clf.logProbs(noised(fromTyped(ids.subarray(s * L, (s + B) * L), [B, L]), new Int32Array(B).fill(t)), full([B], t, { dtype: 'int32' }));
-      for (let k = 0; k < F; k++) {
-        const pred = argmax(narrow(lp, 1, clf.space.offsets[k], clf.space.values[k].length + 1), -1).dataSync() as Int32Array;
-        for (let i = 0; i < B; i++) if (pred[i] === labels[(s + i) * F + k]) hit++;
-      }
-    }));
+    const pred = tidy(() => noGrad(() => fieldPredictions(clf, noised(fromTyped(ids.subarray(s * L, (s + B) * L), [B, L]), new Int32Array(B).fill(t)), t)));
+    for (let i = 0; i < B * F; i++) if (pred[i] === labels[s * F + i]) hit++;
   }
   return hit / (n * F);
 }

@@ -34,12 +34,13 @@ export interface DiffusionLMConfig {
   dropout?: number;
 }
 
-export interface LossTerms {
+/** The loss terms (a type, not an interface, so it is a Record<string, Tensor>; loss comes first). */
+export type LossTerms = {
   loss: Tensor;
   mse: Tensor;
   prior: Tensor;
   rounding: Tensor;
-}
+};
 
 export class DiffusionLM extends Module {
   wordEmb: Embedding;
@@ -71,23 +72,36 @@ export class DiffusionLM extends Module {
   }
 
   /**
-   * The training objective on a batch of ids [B, L] at timesteps t (one per row, in [0, T)). Every term is a mean, as in the paper's code (mean over positions and
-   * dims for the two squared errors, over tokens for the rounding term).
+   * The forward process from words: EMB(w) [B, L, d], x0 = EMB(w) + sqrt(1 - abar_0) z0, and x_t at
+   * timesteps ts (one per row, in [0, T)). What the loss trains on and the classifier reads.
    */
-  losses(ids: Tensor, ts: Int32Array): LossTerms {
+  noise(ids: Tensor, ts: Int32Array): { emb: Tensor; z0: Tensor; x0: Tensor; xt: Tensor } {
     const [B, L] = ids.shape;
     if (ids.ndim !== 2 || L !== this.config.seqLen)
-      throw new KilnError('SHAPE_MISMATCH', `DiffusionLM.losses: ids must be int32 [B, ${this.config.seqLen}], got [${ids.shape}]`);
-    const s = this.schedule;
-    if (ts.length !== B) throw new KilnError('SHAPE_MISMATCH', `DiffusionLM.losses: ${ts.length} timesteps for a batch of ${B}`);
+      throw new KilnError('SHAPE_MISMATCH', `DiffusionLM: ids must be int32 [B, ${this.config.seqLen}], got [${ids.shape}]`);
+    if (ts.length !== B) throw new KilnError('SHAPE_MISMATCH', `DiffusionLM: ${ts.length} timesteps for a batch of ${B}`);
     const emb = this.wordEmb.forward(ids);
-    const sigma0 = Math.sqrt(1 - s.alphasCumprod[0]);
     const z0 = randn(emb.shape);
-    const x0 = add(emb, mul(z0, sigma0));
+    const x0 = add(emb, mul(z0, this.sigma0));
+    return { emb, z0, x0, xt: qSample(x0, Array.from(ts), this.schedule).xt };
+  }
+
+  /** sqrt(1 - abar_0): the noise x0 carries around EMB(w). */
+  get sigma0(): number {
+    return Math.sqrt(1 - this.schedule.alphasCumprod[0]);
+  }
+
+  /**
+   * The training objective on a batch of ids [B, L] at timesteps t (one per row, in [0, T)). Every
+   * term is a mean, as in the paper's code (mean over positions and dims for the two squared
+   * errors, over tokens for the rounding term).
+   */
+  losses(ids: Tensor, ts: Int32Array): LossTerms {
+    const { emb, z0, x0, xt } = this.noise(ids, ts);
+    const B = ids.shape[0], s = this.schedule;
     // The target: x0, but EMB(w) itself for rows at t = 0 (the paper's ||f(x_1, 1) - EMB(w)||^2 term).
-    const keepNoise = fromTyped(Float32Array.from(ts, (v) => (v === 0 ? 0 : sigma0)), [B, 1, 1]);
+    const keepNoise = fromTyped(Float32Array.from(ts, (v) => (v === 0 ? 0 : this.sigma0)), [B, 1, 1]);
     const target = add(emb, mul(z0, keepNoise));
-    const { xt } = qSample(x0, Array.from(ts), s);
     const out = this.predictX0(xt, fromTyped(ts, [B]));
     const mse = mseLoss(out, target);
     const prior = mul(mean(square(x0)), s.alphasCumprod[s.T - 1]);

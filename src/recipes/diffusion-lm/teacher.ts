@@ -21,7 +21,7 @@ export interface TeacherConfig {
 export function teacherRows(tok: WordTokenizer, rows: readonly (readonly string[])[], width: number): Int32Array {
   const out = new Int32Array(rows.length * width).fill(tok.padId);
   rows.forEach((words, r) => {
-    const ids = [tok.bosId, ...words.slice(0, width - 2).map((w) => tok.vocab.indexOf(w) >= 0 ? tok.vocab.indexOf(w) : tok.unkId), tok.eosId];
+    const ids = [tok.bosId, ...words.slice(0, width - 2).map((w) => tok.tokenId(w)), tok.eosId];
     out.set(ids, r * width);
   });
   return out;
@@ -38,12 +38,12 @@ function nextTokenLoss(gpt: GPT, ids: Int32Array, B: number, width: number, padI
   return crossEntropy(logits, fromTyped(y, [B, width - 1]), { ignoreIndex: padId, reduction });
 }
 
-export function trainTeacher(tok: WordTokenizer, rows: Int32Array, width: number, cfg: TeacherConfig, seed: number,
-  onRecord?: (r: TrainRecord) => void): { gpt: GPT; history: TrainRecord[]; seconds: number } {
+export async function trainTeacher(tok: WordTokenizer, rows: Int32Array, width: number, cfg: TeacherConfig, seed: number,
+  log?: (line: string) => void): Promise<{ gpt: GPT; history: TrainRecord[]; seconds: number }> {
   manualSeed(seed);
   const gpt = new GPT({ nLayer: cfg.nLayer, nHead: cfg.nHead, nEmbd: cfg.nEmbd, blockSize: width - 1, vocabSize: tok.vocabSize });
-  const run = trainLoop(gpt, { ids: { data: rows, rowShape: [width], dtype: 'int32' } }, 1, { ...cfg.train, seed },
-    (b) => ({ loss: nextTokenLoss(gpt, b.ids.dataSync() as Int32Array, b.ids.shape[0], width, tok.padId, 'mean') }), onRecord);
+  const run = await trainLoop(gpt, { ids: { data: rows, rowShape: [width], dtype: 'int32' } }, 1, { ...cfg.train, seed },
+    (b) => ({ loss: nextTokenLoss(gpt, b.ids.dataSync() as Int32Array, b.ids.shape[0], width, tok.padId, 'mean') }), log);
   for (const p of gpt.parameters()) p.requiresGrad = false;
   return { gpt, ...run };
 }
