@@ -22,6 +22,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'continuous diffusion LM over word embeddings with classifier-guided control (arXiv 2205.14217)',
     load: async () => (await import('../recipes/diffusion-lm/cli.js')).command,
   },
+  ssl: {
+    summary: 'idealized SSL: CISSL and DISSL against SimCLR by linear probes (arXiv 2209.06235)',
+    load: async () => (await import('../recipes/ssl/cli.js')).command,
+  },
   bigbench: {
     summary: 'run BIG-bench JSON tasks against models; emergence statistics (arXiv 2206.04615)',
     load: async () => (await import('../recipes/bigbench/cli.js')).command,

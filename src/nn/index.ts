@@ -1,7 +1,7 @@
 // kiln.nn: modules, layers, models and initialisers.
 export { Module, parameter, buffer, isParameter, copyInto, applyModules } from './module.js';
 export type { StateDict, LoadOptions } from './module.js';
-export { Linear, Embedding, LayerNorm, Dropout, GELU, ReLU, Tanh, Sequential, MLP } from './layers.js';
+export { Linear, Embedding, LayerNorm, BatchNorm1d, Dropout, GELU, ReLU, Tanh, Sequential, MLP } from './layers.js';
 export type { LayerOptions, MLPOptions, Layer } from './layers.js';
 export { MultiheadAttention } from './attention.js';
 export type { AttentionLayerOptions, KVSlot } from './attention.js';

@@ -1,14 +1,15 @@
-// The basic layers: Linear, Embedding, LayerNorm, Dropout, activations, Sequential and MLP.
+// The basic layers: Linear, Embedding, LayerNorm, BatchNorm1d, Dropout, activations, Sequential and MLP.
 // Default initialisations follow PyTorch's, so a freshly built layer behaves like its torch twin.
-import { internal } from '../tensor/autograd.js';
-import { KilnError } from '../errors.js';
+import { internal, noGrad } from '../tensor/autograd.js';
+import { KilnError, shapeStr } from '../errors.js';
 import type { Device, DType } from '../tensor/dtype.js';
 import { Tensor } from '../tensor/tensor.js';
 import { arange, ones, rand, randn, zeros } from '../ops/creation.js';
-import { gelu, relu, tanh } from '../ops/elementwise.js';
+import { add, gelu, mul, relu, rsqrt, sub, tanh } from '../ops/elementwise.js';
+import { mean } from '../ops/reduce.js';
 import { dropout, embedding, layerNorm } from '../ops/nn.js';
 import { linear } from './functional.js';
-import { Module, parameter } from './module.js';
+import { buffer, copyInto, Module, parameter } from './module.js';
 
 export interface LayerOptions {
   dtype?: DType;
@@ -76,6 +77,64 @@ export class LayerNorm extends Module {
   readonly eps: number;
   forward(x: Tensor): Tensor {
     return layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps);
+  }
+}
+
+/**
+ * Batch normalisation over the rows of [N, C] features (PyTorch's BatchNorm1d): in training mode
+ * each feature is normalised by the batch mean and biased variance, and the running statistics move
+ * by `momentum` toward them (the variance unbiased, as torch does); in eval mode the running
+ * statistics are used. Built from differentiable ops, so the gradient flows through the batch
+ * statistics.
+ */
+export class BatchNorm1d extends Module {
+  weight: Tensor | null;
+  bias: Tensor | null;
+  runningMean: Tensor;
+  runningVar: Tensor;
+  readonly eps: number;
+  readonly momentum: number;
+  constructor(readonly numFeatures: number, opts: LayerOptions & { eps?: number; momentum?: number; affine?: boolean } = {}) {
+    super();
+    checkDim('BatchNorm1d', 'numFeatures', numFeatures);
+    this.eps = opts.eps ?? 1e-5;
+    this.momentum = opts.momentum ?? 0.1;
+    if (!(this.eps > 0)) throw new KilnError('INVALID_ARGUMENT', `BatchNorm1d: eps must be > 0, got ${this.eps}`);
+    if (!(this.momentum >= 0 && this.momentum <= 1)) throw new KilnError('INVALID_ARGUMENT', `BatchNorm1d: momentum must be in [0, 1], got ${this.momentum}`);
+    const o = { dtype: opts.dtype ?? 'float32', device: opts.device ?? 'cpu' } as const;
+    const affine = opts.affine ?? true;
+    this.weight = affine ? parameter(ones([numFeatures], o)) : null;
+    this.bias = affine ? parameter(zeros([numFeatures], o)) : null;
+    this.runningMean = buffer(zeros([numFeatures], o));
+    this.runningVar = buffer(ones([numFeatures], o));
+  }
+  forward(x: Tensor): Tensor {
+    const C = this.numFeatures;
+    if (!(x instanceof Tensor) || x.ndim !== 2 || x.shape[1] !== C)
+      throw new KilnError('SHAPE_MISMATCH', `BatchNorm1d: input must be [N, ${C}], got ${x instanceof Tensor ? shapeStr(x.shape) : typeof x}`);
+    let y: Tensor;
+    if (this.training) {
+      const n = x.shape[0];
+      if (n < 2) throw new KilnError('SHAPE_MISMATCH', `BatchNorm1d: training needs more than one row per feature, got ${shapeStr(x.shape)}`);
+      const mu = mean(x, 0, true);
+      const xc = sub(x, mu);
+      const v = mean(mul(xc, xc), 0, true);
+      y = mul(xc, rsqrt(add(v, this.eps)));
+      const m = this.momentum;
+      noGrad(() => {
+        const nm = add(mul(this.runningMean, 1 - m), mul(mu.detach().reshape([C]), m));
+        const nv = add(mul(this.runningVar, 1 - m), mul(v.detach().reshape([C]), (m * n) / (n - 1)));
+        copyInto(this.runningMean, nm);
+        copyInto(this.runningVar, nv);
+        nm.dispose();
+        nv.dispose();
+      });
+    } else {
+      y = mul(sub(x, this.runningMean), rsqrt(add(this.runningVar, this.eps)));
+    }
+    if (this.weight) y = mul(y, this.weight);
+    if (this.bias) y = add(y, this.bias);
+    return y;
   }
 }
 

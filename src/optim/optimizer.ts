@@ -95,6 +95,16 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
     }
   }
 
+  /**
+   * Frees the per-parameter state tensors (moments) and the parameters' gradients; the parameters
+   * and the step count stay. A later step starts from zeroed moments.
+   */
+  dispose(): void {
+    this.zeroGrad();
+    for (const st of this.state.values()) for (const t of Object.values(st)) t.dispose();
+    this.state.clear();
+  }
+
   /** Applies one update from the parameters' current gradients (parameters without one are skipped). */
   step(): void {
     // Everything is checked before the first parameter changes: a refused step changes nothing.

@@ -1,0 +1,142 @@
+// `kiln ssl run`: pretrain the same encoder with SimCLR, CISSL and DISSL on the synthetic world's
+// augmented views, score each by linear probes on augmentation-invariant tasks, and write
+// results.json, table.txt and probe.svg.
+import '../../index.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkFlags, flagInt, flagNumber, flagString, MAX_SEED, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { writeVegaLiteSvg, type VegaLiteSpec } from '../../plot/vegalite.js';
+import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
+import { OBJECTIVES, type Objective } from './model.js';
+
+const D = DEFAULT_EXPERIMENT;
+const HELP = `usage: kiln ssl run [options]
+
+Idealized self-supervised learning (Dubois et al., arXiv 2209.06235) at small scale. A synthetic
+world of ${D.world.prototypes} prototype images (coloured blobs, ${D.world.size}x${D.world.size} RGB) whose augmentation
+(shift, blob scale, colour jitter, a distractor blob, pixel noise) draws any member of a prototype's
+equivalence class, so every augmentation-invariant task is a function of the prototype. The same
+encoder is pretrained with SimCLR (shared MLP projector, self pair masked), CISSL (linear predictor
+against an MLP projector, self pair kept) and DISSL (teacher/student distillation with maximality
+and determinism), then frozen and scored by linear probes on the prototype task and on random coarse
+groupings of prototypes. Raw pixels, the untrained encoder and a supervised encoder are anchors.
+
+options:
+  --steps N          pretraining steps per method (default ${D.train.steps})
+  --batch N          distinct prototypes per batch, two views each (default ${D.train.batchSize})
+  --lr X             peak AdamW learning rate (warm-up then cosine; default ${D.train.lr})
+  --objectives L     comma-separated subset of ${OBJECTIVES.join(',')} (default all)
+  --no-baselines     skip the pixel, untrained and supervised anchors
+  --prototypes P     number of prototypes (default ${D.world.prototypes})
+  --noise X          pixel noise of the augmentation (default ${D.world.noise})
+  --z-dim N          representation dimension (default ${D.model.zDim})
+  --classes C        DISSL's number of equivalence classes (default ${D.model.classes})
+  --temperature X    contrastive temperature (default ${D.model.temperature})
+  --seeds N          seeds (default ${D.seeds}); comparisons are paired by seed
+  --seed S           first seed; also fixes the world and the tasks (default ${D.seed})
+  --out DIR          run folder (default runs/ssl-<date>)
+  --json             print the results as JSON instead of a table
+  -h, --help         this help`;
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+export function formatResult(r: ExperimentResult): string {
+  const c = r.config;
+  const lines: string[] = [];
+  lines.push(`world: ${c.world.prototypes} prototypes, ${c.world.size}x${c.world.size} RGB, noise ${c.world.noise}; ` +
+    `${c.train.steps} steps of ${c.train.batchSize} prototypes x 2 views; ${c.seeds} seed(s); probe on ${c.probe.trainPerProto} / ${c.probe.testPerProto} views per prototype`);
+  lines.push(`tasks: prototype (${c.world.prototypes}-way) and ${c.coarseTasks} random groupings into ${c.coarseGroups} classes (coarse)`);
+  lines.push('', `${'method'.padEnd(13)}${'prototype'.padStart(16)}${'coarse'.padStart(16)}${'params'.padStart(10)}`);
+  for (const s of r.summary) {
+    const sd = (m: number, v: number) => `${pct(m)} ± ${(100 * v).toFixed(1)}`;
+    lines.push(`${s.method.padEnd(13)}${sd(s.prototypeAcc, s.prototypeSd).padStart(16)}${sd(s.coarseAcc, s.coarseSd).padStart(16)}${String(r.params[s.method] ?? '').padStart(10)}`);
+  }
+  if (r.comparisons.length) {
+    lines.push('', 'paired by seed, against SimCLR:');
+    for (const m of r.comparisons)
+      lines.push(`  ${m.method.padEnd(6)} ${m.metric === 'prototypeAcc' ? 'prototype' : 'coarse   '} ${m.meanDiff >= 0 ? '+' : ''}${(100 * m.meanDiff).toFixed(1)} points, better on ${m.wins}/${m.seeds} seeds`);
+  }
+  if (r.acceptance.length) {
+    lines.push('', 'acceptance:');
+    for (const a of r.acceptance) lines.push(`  [${a.pass ? 'pass' : 'FAIL'}] ${a.name}   (${a.rule})`);
+  }
+  lines.push(`\nfinished in ${r.seconds.toFixed(0)} s`);
+  return lines.join('\n');
+}
+
+export function probeSpec(r: ExperimentResult): VegaLiteSpec {
+  const values = r.scores.flatMap((s) => [
+    { method: s.method, task: 'prototype', accuracy: s.prototypeAcc, seed: s.seed },
+    { method: s.method, task: 'coarse (mean)', accuracy: s.coarseAcc, seed: s.seed },
+  ]);
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: `Linear-probe accuracy after pretraining (${r.config.seeds} seed(s); bars are means, dots seeds)`,
+    data: { values },
+    facet: { column: { field: 'task', type: 'nominal', title: null } },
+    spec: {
+      layer: [
+        { mark: 'bar', encoding: { x: { field: 'method', type: 'nominal', sort: null, title: null }, y: { aggregate: 'mean', field: 'accuracy', type: 'quantitative', title: 'test accuracy', scale: { domain: [0, 1] } } } },
+        { mark: { type: 'point', color: 'black' }, encoding: { x: { field: 'method', type: 'nominal', sort: null }, y: { field: 'accuracy', type: 'quantitative' } } },
+      ],
+      width: 260,
+    },
+  } as VegaLiteSpec;
+}
+
+function objectives(v: string | undefined): Objective[] {
+  if (v === undefined) return D.objectives;
+  const list = v.split(',').map((s) => s.trim()).filter((s) => s);
+  if (!list.length) throw new UsageError('--objectives needs at least one of ' + OBJECTIVES.join(', '));
+  for (const o of list) if (!OBJECTIVES.includes(o as Objective)) throw new UsageError(`--objectives: unknown objective '${o}' (expected ${OBJECTIVES.join(', ')})`);
+  return [...new Set(list)] as Objective[];
+}
+
+function positiveNumber(flags: Record<string, string | boolean>, name: string, dflt: number, max = Infinity): number {
+  const v = flagNumber(flags, name, dflt)!;
+  if (!(v > 0 && v < max)) throw new UsageError(`--${name} must be a number in (0, ${max}), got ${v}`);
+  return v;
+}
+
+export const command: Command = {
+  name: 'ssl',
+  summary: 'idealized SSL: CISSL and DISSL against SimCLR by linear probes (arXiv 2209.06235)',
+  async run(argv: string[]): Promise<number> {
+    const { positional, flags } = parseArgs(argv, ['json', 'help', 'no-baselines']);
+    if (flags.help || positional.length === 0) {
+      console.log(HELP);
+      return flags.help ? 0 : 2;
+    }
+    const [verb, ...extra] = positional;
+    if (verb !== 'run') throw new UsageError(`ssl: unknown verb '${verb}' (expected 'run')`);
+    if (extra.length) throw new UsageError(`ssl run: unexpected argument '${extra[0]}'`);
+    checkFlags(flags, ['steps', 'batch', 'lr', 'objectives', 'no-baselines', 'prototypes', 'noise', 'z-dim', 'classes', 'temperature', 'seeds', 'seed', 'out', 'json'], 'ssl run');
+    const noise = flagNumber(flags, 'noise', D.world.noise)!;
+    if (!(noise >= 0 && noise <= 10)) throw new UsageError(`--noise must be a number in [0, 10], got ${noise}`);
+    const prototypes = flagInt(flags, 'prototypes', D.world.prototypes, 4, 4096)!;
+    const cfg: ExperimentConfig = {
+      ...D,
+      world: { ...D.world, prototypes, noise },
+      model: {
+        ...D.model, zDim: flagInt(flags, 'z-dim', D.model.zDim, 1, 8192)!, classes: flagInt(flags, 'classes', D.model.classes, 2, 1 << 16)!,
+        temperature: positiveNumber(flags, 'temperature', D.model.temperature, 100),
+      },
+      train: { ...D.train, steps: flagInt(flags, 'steps', D.train.steps, 1)!, batchSize: flagInt(flags, 'batch', D.train.batchSize, 2, 8192)!, lr: positiveNumber(flags, 'lr', D.train.lr, 1) },
+      objectives: objectives(flagString(flags, 'objectives')),
+      baselines: !flags['no-baselines'],
+      coarseGroups: Math.min(D.coarseGroups, prototypes),
+      seeds: flagInt(flags, 'seeds', D.seeds, 1, 100)!,
+      seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
+    };
+    const out = flagString(flags, 'out') ?? join('runs', `ssl-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`);
+    const result = await runExperiment(cfg, (line) => console.error(`[ssl] ${line}`));
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, 'results.json'), JSON.stringify(result, null, 2) + '\n');
+    const table = formatResult(result);
+    writeFileSync(join(out, 'table.txt'), table + '\n');
+    await writeVegaLiteSvg(join(out, 'probe.svg'), probeSpec(result));
+    if (flags.json) console.log(JSON.stringify(result, null, 2));
+    else console.log(`${table}\nwrote results.json, table.txt and probe.svg to ${out}`);
+    return 0;
+  },
+};

@@ -1,0 +1,268 @@
+// The whole `ssl` run: for each seed, the same encoder is pretrained with SimCLR, CISSL and DISSL on
+// pairs of augmented views, then frozen and scored by linear probes on augmentation-invariant
+// downstream tasks (the prototype itself and random coarse groupings), with raw pixels, an untrained
+// encoder and a supervised encoder (cross-entropy on the prototype, same augmentations) as anchors.
+import * as kiln from '../../index.js';
+import { KilnError } from '../../errors.js';
+import { Linear } from '../../nn/index.js';
+import { AdamW } from '../../optim/index.js';
+import { linearWarmup, product, cosine } from '../../sched/lr.js';
+import { Trainer } from '../../train/trainer.js';
+import { Gaussian, mixSeed } from '../icl/tasks.js';
+import { DEFAULT_WORLD, downstreamTasks, World, type Images, type Task, type WorldConfig } from './data.js';
+import { DEFAULT_MODEL, Encoder, OBJECTIVES, SSLModel, type ModelConfig, type Objective } from './model.js';
+import { DEFAULT_PROBE, linearProbe, type ProbeOptions } from './probe.js';
+
+export interface TrainConfig {
+  steps: number;
+  /** Prototypes per batch (distinct; two views each). */
+  batchSize: number;
+  lr: number;
+  weightDecay: number;
+  warmup: number;
+}
+
+export type Method = Objective | 'supervised' | 'random-init' | 'pixels';
+
+export interface ExperimentConfig {
+  world: WorldConfig;
+  model: ModelConfig;
+  train: TrainConfig;
+  probe: ProbeOptions & { trainPerProto: number; testPerProto: number };
+  /** The prototype task covers the first this many prototypes. */
+  fineTask: number;
+  /** Random coarse tasks and their number of classes. */
+  coarseTasks: number;
+  coarseGroups: number;
+  objectives: Objective[];
+  /** Also score raw pixels, the untrained encoder and a supervised encoder. */
+  baselines: boolean;
+  seeds: number;
+  seed: number;
+}
+
+export const DEFAULT_EXPERIMENT: ExperimentConfig = {
+  world: DEFAULT_WORLD,
+  model: DEFAULT_MODEL,
+  train: { steps: 2000, batchSize: 64, lr: 2e-3, weightDecay: 1e-4, warmup: 30 },
+  probe: { ...DEFAULT_PROBE, trainPerProto: 8, testPerProto: 8 },
+  fineTask: 64,
+  coarseTasks: 4,
+  coarseGroups: 4,
+  objectives: OBJECTIVES,
+  baselines: true,
+  seeds: 3,
+  seed: 0,
+};
+
+export interface MethodScore {
+  method: Method;
+  seed: number;
+  /** Test accuracy of the linear probe per task. */
+  probe: Record<string, number>;
+  /** The prototype task and the mean over the coarse ones. */
+  prototypeAcc: number;
+  coarseAcc: number;
+  trainSeconds: number;
+  finalLoss: number | null;
+  history: { step: number; [term: string]: number }[];
+}
+
+export interface Comparison {
+  method: Objective;
+  against: 'simclr';
+  metric: 'prototypeAcc' | 'coarseAcc';
+  meanDiff: number;
+  wins: number;
+  seeds: number;
+}
+
+export interface ExperimentResult {
+  config: ExperimentConfig;
+  params: Record<string, number>;
+  scores: MethodScore[];
+  summary: { method: Method; prototypeAcc: number; prototypeSd: number; coarseAcc: number; coarseSd: number }[];
+  comparisons: Comparison[];
+  acceptance: { name: string; pass: boolean; rule: string }[];
+  seconds: number;
+}
+
+/** Seeded batches of `batchSize` distinct prototypes, two independent augmentations each: rows i and i + N pair up. */
+export function viewBatch(world: World, batchSize: number, seed: number, step: number): { views: Images; ids: Int32Array } {
+  const P = world.config.prototypes, N = Math.min(batchSize, P);
+  const g = new Gaussian(mixSeed(seed, 0xba7c, step));
+  const perm = Int32Array.from({ length: P }, (_, i) => i);
+  for (let i = 0; i < N; i++) {
+    const j = i + g.int(P - i);
+    [perm[i], perm[j]] = [perm[j], perm[i]];
+  }
+  const ids = new Int32Array(2 * N);
+  for (let i = 0; i < N; i++) ids[i] = ids[i + N] = perm[i];
+  return { views: world.render(ids, g), ids };
+}
+
+function features(encoder: Encoder | null, imgs: Images): Images {
+  if (!encoder) return imgs;
+  return kiln.tidy(() => kiln.noGrad(() => {
+    const z = encoder.forward(kiln.fromTyped(imgs.x, [imgs.n, imgs.dims]));
+    return { x: Float32Array.from(z.dataSync() as Float32Array), n: imgs.n, dims: z.shape[1] };
+  }));
+}
+
+interface ProbeData {
+  train: { images: Images; ids: Int32Array };
+  test: { images: Images; ids: Int32Array };
+}
+
+/** The rows of the prototypes that are part of the task, with their labels. */
+function taskRows(f: Images, ids: Int32Array, t: Task): { x: Images; y: Int32Array } {
+  const keep: number[] = [];
+  for (let i = 0; i < ids.length; i++) if (t.labelOf[ids[i]] >= 0) keep.push(i);
+  if (keep.length === ids.length) return { x: f, y: Int32Array.from(ids, (p) => t.labelOf[p]) };
+  const x = new Float32Array(keep.length * f.dims);
+  keep.forEach((r, k) => x.set(f.x.subarray(r * f.dims, (r + 1) * f.dims), k * f.dims));
+  return { x: { x, n: keep.length, dims: f.dims }, y: Int32Array.from(keep, (r) => t.labelOf[ids[r]]) };
+}
+
+function scoreFeatures(encoder: Encoder | null, data: ProbeData, tasks: Task[], probe: ProbeOptions): { probe: Record<string, number>; prototypeAcc: number; coarseAcc: number } {
+  const ftr = features(encoder, data.train.images), fte = features(encoder, data.test.images);
+  const out: Record<string, number> = {};
+  for (const t of tasks) {
+    const [tr, te] = [[ftr, data.train.ids], [fte, data.test.ids]].map(([f, ids]) => taskRows(f as Images, ids as Int32Array, t));
+    out[t.name] = linearProbe(tr.x, tr.y, te.x, te.y, t.classes, probe).test;
+  }
+  const coarse = tasks.filter((t) => t.name !== 'prototype').map((t) => out[t.name]);
+  return { probe: out, prototypeAcc: out.prototype, coarseAcc: coarse.length ? coarse.reduce((a, b) => a + b, 0) / coarse.length : NaN };
+}
+
+/** A supervised anchor: the encoder with a linear head on the prototype label, the same views. */
+class Supervised extends kiln.nn.Module {
+  encoder: Encoder;
+  head: Linear;
+  constructor(inDim: number, cfg: ModelConfig, classes: number) {
+    super();
+    this.encoder = new Encoder(inDim, cfg);
+    this.head = new Linear(cfg.zDim, classes);
+  }
+}
+
+async function pretrain(
+  method: Objective | 'supervised', world: World, cfg: ExperimentConfig, seed: number, log: (l: string) => void,
+): Promise<{ encoder: Encoder; seconds: number; finalLoss: number; history: MethodScore['history']; params: number; dispose(): void }> {
+  kiln.manualSeed(mixSeed(seed, 0x1417));
+  const model = method === 'supervised' ? new Supervised(world.dims, cfg.model, world.config.prototypes) : new SSLModel(method, world.dims, cfg.model);
+  const t = cfg.train, logEvery = Math.max(1, Math.floor(t.steps / 10));
+  let acc: Record<string, number> = {}, count = 0;
+  const t0 = performance.now();
+  const optimizer = new AdamW(model.parameters(), { lr: t.lr, weightDecay: t.weightDecay });
+  const fit = await new Trainer<{ views: kiln.Tensor; ids: kiln.Tensor }>({
+    model,
+    optimizer,
+    data: (step) => {
+      const b = viewBatch(world, t.batchSize, mixSeed(seed, 0xda7a), step);
+      return { views: kiln.fromTyped(b.views.x, [b.views.n, b.views.dims]), ids: kiln.fromTyped(b.ids, [b.ids.length], { dtype: 'int32' }) };
+    },
+    steps: t.steps,
+    schedule: product(linearWarmup(Math.max(1, t.warmup)), cosine(t.steps)),
+    clipGradNorm: 3,
+    loss: (b) => {
+      const terms: Record<string, kiln.Tensor> = model instanceof SSLModel
+        ? model.terms(b.views)
+        : { loss: kiln.crossEntropy(model.head.forward(model.encoder.forward(b.views)), b.ids) };
+      for (const [k, v] of Object.entries(terms)) acc[k] = (acc[k] ?? 0) + v.item();
+      count++;
+      return terms.loss;
+    },
+    evalEvery: logEvery,
+    evaluate: () => {
+      const r = Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v / count]));
+      acc = {};
+      count = 0;
+      return r;
+    },
+    logEvery,
+    log: (l) => log(`${method}: ${l}`),
+    handleSigint: false,
+  }).fit();
+  model.eval();
+  const history = fit.evals as MethodScore['history'];
+  return {
+    encoder: model.encoder, seconds: (performance.now() - t0) / 1000, finalLoss: history.length ? history[history.length - 1].loss : NaN, history,
+    params: model.parameters().reduce((s, p) => s + p.size, 0),
+    dispose: () => {
+      optimizer.dispose();
+      for (const x of Object.values(model.stateDict())) x.dispose();
+    },
+  };
+}
+
+const meanSd = (v: number[]) => {
+  const m = v.reduce((a, b) => a + b, 0) / v.length;
+  const sd = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) : 0;
+  return { m, sd };
+};
+
+export function checkConfig(c: ExperimentConfig): void {
+  const bad = (m: string): never => { throw new KilnError('INVALID_ARGUMENT', `ssl: ${m}`); };
+  if (!Number.isInteger(c.seeds) || c.seeds < 1) bad(`seeds must be an integer >= 1, got ${c.seeds}`);
+  if (!Number.isInteger(c.train.batchSize) || c.train.batchSize < 2) bad(`batch size must be an integer >= 2, got ${c.train.batchSize}`);
+  if (!c.objectives.length) bad('needs at least one objective');
+  for (const o of c.objectives) if (!OBJECTIVES.includes(o)) bad(`unknown objective '${o}' (expected ${OBJECTIVES.join(', ')})`);
+  if (!Number.isInteger(c.coarseGroups) || c.coarseGroups < 2 || c.coarseGroups > c.world.prototypes)
+    bad(`coarse tasks need between 2 and ${c.world.prototypes} groups, got ${c.coarseGroups}`);
+}
+
+export async function runExperiment(cfg: ExperimentConfig, log: (l: string) => void = () => {}): Promise<ExperimentResult> {
+  checkConfig(cfg);
+  const t0 = performance.now();
+  const world = new World(cfg.world, cfg.seed);
+  const tasks = downstreamTasks(cfg.world.prototypes, Math.min(cfg.fineTask, cfg.world.prototypes), cfg.coarseTasks, cfg.coarseGroups, cfg.seed);
+  const scores: MethodScore[] = [];
+  const params: Record<string, number> = {};
+  for (let k = 0; k < cfg.seeds; k++) {
+    const seed = cfg.seed + k;
+    const g = new Gaussian(mixSeed(seed, 0x9b0e));
+    const data: ProbeData = { train: world.labelled(cfg.probe.trainPerProto, g), test: world.labelled(cfg.probe.testPerProto, g) };
+    const methods: (Objective | 'supervised')[] = [...cfg.objectives, ...(cfg.baselines ? ['supervised' as const] : [])];
+    for (const m of methods) {
+      const r = await pretrain(m, world, cfg, seed, log);
+      params[m] = r.params;
+      const s = scoreFeatures(r.encoder, data, tasks, { ...cfg.probe, seed });
+      r.dispose();
+      scores.push({ method: m, seed, ...s, trainSeconds: r.seconds, finalLoss: r.finalLoss, history: r.history });
+      log(`seed ${seed} ${m}: probe ${Object.entries(s.probe).map(([t, a]) => `${t} ${(100 * a).toFixed(1)}%`).join(', ')}`);
+    }
+    if (cfg.baselines) {
+      kiln.manualSeed(mixSeed(seed, 0x1417));
+      const untrained = new Encoder(world.dims, cfg.model).eval();
+      for (const [m, enc] of [['random-init', untrained], ['pixels', null]] as const) {
+        const s = scoreFeatures(enc, data, tasks, { ...cfg.probe, seed });
+        scores.push({ method: m, seed, ...s, trainSeconds: 0, finalLoss: null, history: [] });
+      }
+      for (const x of Object.values(untrained.stateDict())) x.dispose();
+    }
+  }
+  const methods = [...new Set(scores.map((s) => s.method))];
+  const summary = methods.map((method) => {
+    const rows = scores.filter((s) => s.method === method);
+    const p = meanSd(rows.map((r) => r.prototypeAcc)), c = meanSd(rows.map((r) => r.coarseAcc));
+    return { method, prototypeAcc: p.m, prototypeSd: p.sd, coarseAcc: c.m, coarseSd: c.sd };
+  });
+  const comparisons: Comparison[] = [];
+  if (cfg.objectives.includes('simclr'))
+    for (const m of cfg.objectives.filter((o) => o !== 'simclr'))
+      for (const metric of ['prototypeAcc', 'coarseAcc'] as const) {
+        const diffs: number[] = [];
+        for (let k = 0; k < cfg.seeds; k++) {
+          const a = scores.find((s) => s.method === m && s.seed === cfg.seed + k)!, b = scores.find((s) => s.method === 'simclr' && s.seed === cfg.seed + k)!;
+          diffs.push(a[metric] - b[metric]);
+        }
+        comparisons.push({ method: m, against: 'simclr', metric, meanDiff: meanSd(diffs).m, wins: diffs.filter((d) => d > 0).length, seeds: diffs.length });
+      }
+  const acceptance = comparisons.filter((c) => c.metric === 'prototypeAcc').map((c) => ({
+    name: `${c.method.toUpperCase()} beats SimCLR in linear-probe accuracy`,
+    pass: c.meanDiff > 0 && c.wins > c.seeds / 2,
+    rule: `prototype-task probe accuracy higher on average over ${c.seeds} seed(s) (by ${(100 * c.meanDiff).toFixed(1)} points) and on a majority of seeds (${c.wins}/${c.seeds})`,
+  }));
+  return { config: cfg, params, scores, summary, comparisons, acceptance, seconds: (performance.now() - t0) / 1000 };
+}
