@@ -69,6 +69,26 @@ export function checkFlags(f: ParsedArgs['flags'], known: readonly string[], whe
   for (const k of Object.keys(f)) if (k !== 'help' && !known.includes(k)) throw new UsageError(`${where}: unknown option --${k}`);
 }
 
+/**
+ * The front of a one-verb command (`kiln <command> <verb> [options]`): parses argv; --help or no
+ * verb prints `help` and gives the exit code to return (0 / 2); another verb, an extra argument or
+ * an unknown option is a UsageError. Otherwise the parsed options.
+ */
+export function parseVerb(
+  argv: string[], o: { command: string; verb: string; help: string; options: readonly string[]; booleans?: readonly string[] },
+): ParsedArgs['flags'] | number {
+  const { positional, flags } = parseArgs(argv, ['json', 'help', ...(o.booleans ?? [])]);
+  if (flags.help || positional.length === 0) {
+    console.log(o.help);
+    return flags.help ? 0 : 2;
+  }
+  const [verb, ...extra] = positional;
+  if (verb !== o.verb) throw new UsageError(`${o.command}: unknown verb '${verb}' (expected '${o.verb}')`);
+  if (extra.length) throw new UsageError(`${o.command} ${o.verb}: unexpected argument '${extra[0]}'`);
+  checkFlags(flags, o.options, `${o.command} ${o.verb}`);
+  return flags;
+}
+
 /** A `kiln <command>` implementation: returns the process exit code. */
 export interface Command {
   name: string;

@@ -3,7 +3,7 @@
 // system over seeds; writes results.json, a table and a reliability diagram (SVG) to a run folder.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { flagInt, flagNumber, flagString, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { flagInt, flagNumber, flagString, parseVerb, UsageError, type Command } from '../../cli/args.js';
 import { calibrationReport, MAX_BINS } from './calibration.js';
 import { DEFAULT_EXPERIMENT, ROBUST_MEMBERS, runExperiment, type ExperimentConfig, type ExperimentResult, type RobustMember, type SystemName } from './experiment.js';
 import { writeReliabilityDiagram } from './reliability.js';
@@ -84,16 +84,8 @@ export const command: Command = {
   name: 'calibrated-ensembles',
   summary: 'ID-calibrated ensembles of standard and robust models under shift (arXiv 2207.08977)',
   async run(argv: string[]): Promise<number> {
-    const { positional, flags } = parseArgs(argv);
-    if (flags.help || positional.length === 0) {
-      console.log(HELP);
-      return flags.help ? 0 : 2;
-    }
-    const [verb, ...extra] = positional;
-    if (verb !== 'run') throw new UsageError(`calibrated-ensembles: unknown verb '${verb}' (expected 'run')`);
-    if (extra.length) throw new UsageError(`calibrated-ensembles run: unexpected argument '${extra[0]}'`);
-    const known = new Set(['seeds', 'seed', 'classes', 'rho', 'agreement', 'core', 'robust', 'steps', 'n-train', 'n-val', 'n-test', 'bins', 'out', 'json', 'help']);
-    for (const k of Object.keys(flags)) if (!known.has(k)) throw new UsageError(`calibrated-ensembles run: unknown option --${k}`);
+    const flags = parseVerb(argv, { command: 'calibrated-ensembles', verb: 'run', help: HELP, options: ['seeds', 'seed', 'classes', 'rho', 'agreement', 'core', 'robust', 'steps', 'n-train', 'n-val', 'n-test', 'bins', 'out', 'json'] });
+    if (typeof flags === 'number') return flags;
     const classes = flagNumber(flags, 'classes', D.shift.classes)!;
     if (!Number.isInteger(classes) || classes < 2) throw new UsageError(`--classes must be an integer >= 2, got ${classes}`);
     const seeds = positiveInt(flags, 'seeds', D.seeds, MAX_SEED + 1);

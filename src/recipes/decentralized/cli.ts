@@ -3,7 +3,7 @@
 // iteration times; writes plan.json and the search's convergence curve (SVG) to a run folder.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { flagInt, flagNumber, flagString, MAX_SEED, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
 import { writeVegaLiteSvg } from '../../plot/vegalite.js';
 import { NetworkSpecError } from './network.js';
 import { loadNetwork, planLayout, type Plan } from './plan.js';
@@ -112,16 +112,8 @@ export const command: Command = {
   name: 'decentralized',
   summary: 'schedule training over heterogeneous networks (arXiv 2206.01288)',
   async run(argv: string[]): Promise<number> {
-    const { positional, flags } = parseArgs(argv);
-    if (flags.help || positional.length === 0) {
-      console.log(HELP);
-      return flags.help ? 0 : 2;
-    }
-    const [verb, ...extra] = positional;
-    if (verb !== 'plan') throw new UsageError(`decentralized: unknown verb '${verb}' (expected 'plan')`);
-    if (extra.length) throw new UsageError(`decentralized plan: unexpected argument '${extra[0]}'`);
-    const known = new Set(['scenario', 'seed', 'trials', 'pp-weight', 'out', 'json', 'help']);
-    for (const k of Object.keys(flags)) if (!known.has(k)) throw new UsageError(`decentralized plan: unknown option --${k}`);
+    const flags = parseVerb(argv, { command: 'decentralized', verb: 'plan', help: HELP, options: ['scenario', 'seed', 'trials', 'pp-weight', 'out', 'json'] });
+    if (typeof flags === 'number') return flags;
     const scenario = flagString(flags, 'scenario');
     if (!scenario) throw new UsageError('decentralized plan: --scenario <1..5|file.json> is required');
     const seed = flagInt(flags, 'seed', 0, 0, MAX_SEED)!;

@@ -3,7 +3,7 @@
 // results.json, table.txt, samples.txt, control.svg, the model (safetensors) and its vocabulary.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkFlags, flagInt, flagNumber, flagString, MAX_SEED, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
 import { saveCheckpoint } from '../../nn/checkpoint.js';
 import { writeVegaLiteSvg, type VegaLiteSpec } from '../../plot/vegalite.js';
 import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
@@ -123,15 +123,8 @@ export const command: Command = {
   name: 'diffusion-lm',
   summary: 'Diffusion-LM: continuous diffusion over word embeddings with classifier-guided control (arXiv 2205.14217)',
   async run(argv: string[]): Promise<number> {
-    const { positional, flags } = parseArgs(argv, ['json', 'help', 'no-clamp']);
-    if (flags.help || positional.length === 0) {
-      console.log(HELP);
-      return flags.help ? 0 : 2;
-    }
-    const [verb, ...extra] = positional;
-    if (verb !== 'run') throw new UsageError(`diffusion-lm: unknown verb '${verb}' (expected 'run')`);
-    if (extra.length) throw new UsageError(`diffusion-lm run: unexpected argument '${extra[0]}'`);
-    checkFlags(flags, ['data', 'lm', 'classifier-input', 'steps', 'lr', 'classifier-steps', 'batch', 'seq-len', 'sample-steps', 'samples', 'targets', 'fields', 'guide-steps', 'step-size', 'fluency', 'no-clamp', 'teacher-steps', 'seed', 'out', 'json'], 'diffusion-lm run');
+    const flags = parseVerb(argv, { command: 'diffusion-lm', verb: 'run', help: HELP, booleans: ['no-clamp'], options: ['data', 'lm', 'classifier-input', 'steps', 'lr', 'classifier-steps', 'batch', 'seq-len', 'sample-steps', 'samples', 'targets', 'fields', 'guide-steps', 'step-size', 'fluency', 'no-clamp', 'teacher-steps', 'seed', 'out', 'json'] });
+    if (typeof flags === 'number') return flags;
     const batchSize = positive(flags, 'batch', D.train.batchSize, 4096);
     const stepSize = nonNegative(flags, 'step-size', D.guidance.stepSize);
     const cfg: ExperimentConfig = {

@@ -4,7 +4,7 @@
 import '../../index.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkFlags, flagInt, flagNumber, flagString, MAX_SEED, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
 import { writeVegaLiteSvg, type VegaLiteSpec } from '../../plot/vegalite.js';
 import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
 import { OBJECTIVES, type Objective } from './model.js';
@@ -102,15 +102,8 @@ export const command: Command = {
   name: 'ssl',
   summary: 'idealized SSL: CISSL and DISSL against SimCLR by linear probes (arXiv 2209.06235)',
   async run(argv: string[]): Promise<number> {
-    const { positional, flags } = parseArgs(argv, ['json', 'help', 'no-baselines']);
-    if (flags.help || positional.length === 0) {
-      console.log(HELP);
-      return flags.help ? 0 : 2;
-    }
-    const [verb, ...extra] = positional;
-    if (verb !== 'run') throw new UsageError(`ssl: unknown verb '${verb}' (expected 'run')`);
-    if (extra.length) throw new UsageError(`ssl run: unexpected argument '${extra[0]}'`);
-    checkFlags(flags, ['steps', 'batch', 'lr', 'objectives', 'no-baselines', 'prototypes', 'noise', 'z-dim', 'classes', 'temperature', 'seeds', 'seed', 'out', 'json'], 'ssl run');
+    const flags = parseVerb(argv, { command: 'ssl', verb: 'run', help: HELP, booleans: ['no-baselines'], options: ['steps', 'batch', 'lr', 'objectives', 'no-baselines', 'prototypes', 'noise', 'z-dim', 'classes', 'temperature', 'seeds', 'seed', 'out', 'json'] });
+    if (typeof flags === 'number') return flags;
     const noise = flagNumber(flags, 'noise', D.world.noise)!;
     if (!(noise >= 0 && noise <= 10)) throw new UsageError(`--noise must be a number in [0, 10], got ${noise}`);
     const prototypes = flagInt(flags, 'prototypes', D.world.prototypes, 4, 4096)!;

@@ -40,7 +40,7 @@ export interface ModelConfig {
 
 export const DEFAULT_MODEL: ModelConfig = {
   hidden: 512, zDim: 256, headHidden: 512, projDim: 128, classes: 128,
-  temperature: 0.1, disslTemperature: 0.5, lambdaMaximality: 2.3, betaDetInv: 0.8,
+  temperature: 0.1, disslTemperature: 1, lambdaMaximality: 2.3, betaDetInv: 0.8,
 };
 
 const bnRelu = (i: number, o: number) => [new Linear(i, o), new BatchNorm1d(o), new ReLU()];
