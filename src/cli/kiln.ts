@@ -26,6 +26,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'idealized SSL: CISSL and DISSL against SimCLR by linear probes (arXiv 2209.06235)',
     load: async () => (await import('../recipes/ssl/cli.js')).command,
   },
+  clip: {
+    summary: 'caption vs image-only supervision: CLIP against SimCLR by caption regime (arXiv 2207.07635)',
+    load: async () => (await import('../recipes/clip/cli.js')).command,
+  },
   bigbench: {
     summary: 'run BIG-bench JSON tasks against models; emergence statistics (arXiv 2206.04615)',
     load: async () => (await import('../recipes/bigbench/cli.js')).command,

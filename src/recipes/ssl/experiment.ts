@@ -109,7 +109,7 @@ function features(encoder: Encoder | null, imgs: Images): Images {
   }));
 }
 
-interface ProbeData {
+export interface ProbeData {
   train: { images: Images; ids: Int32Array };
   test: { images: Images; ids: Int32Array };
 }
@@ -124,7 +124,7 @@ function taskRows(f: Images, ids: Int32Array, t: Task): { x: Images; y: Int32Arr
   return { x: { x, n: keep.length, dims: f.dims }, y: Int32Array.from(keep, (r) => t.labelOf[ids[r]]) };
 }
 
-function scoreFeatures(encoder: Encoder | null, data: ProbeData, tasks: Task[], probe: ProbeOptions): { probe: Record<string, number>; prototypeAcc: number; coarseAcc: number } {
+export function scoreFeatures(encoder: Encoder | null, data: ProbeData, tasks: Task[], probe: ProbeOptions): { probe: Record<string, number>; prototypeAcc: number; coarseAcc: number } {
   const ftr = features(encoder, data.train.images), fte = features(encoder, data.test.images);
   const out: Record<string, number> = {};
   for (const t of tasks) {
@@ -146,32 +146,41 @@ class Supervised extends kiln.nn.Module {
   }
 }
 
-async function pretrain(
-  method: Objective | 'supervised', world: World, cfg: ExperimentConfig, seed: number, log: (l: string) => void,
-): Promise<{ encoder: Encoder; seconds: number; finalLoss: number; history: MethodScore['history']; params: number; dispose(): void }> {
-  kiln.manualSeed(mixSeed(seed, 0x1417));
-  const model = method === 'supervised' ? new Supervised(world.dims, cfg.model, world.config.prototypes) : new SSLModel(method, world.dims, cfg.model);
-  const t = cfg.train, logEvery = Math.max(1, Math.floor(t.steps / 10));
+export interface Pretrained {
+  encoder: Encoder;
+  seconds: number;
+  finalLoss: number;
+  history: MethodScore['history'];
+  params: number;
+  /** Frees the model's parameters and buffers and the optimizer's state. */
+  dispose(): void;
+}
+
+/**
+ * Pretrains `model` (built by the caller after seeding) on the project's Trainer: AdamW, linear
+ * warm-up then cosine decay, clipping at norm 3; `terms` gives the named scalar terms of a batch
+ * (`loss` is minimised), averaged over tenths of the run into the history.
+ */
+export async function pretrainEncoder<B>(
+  name: string, model: kiln.nn.Module & { encoder: Encoder }, batchAt: (step: number) => B,
+  terms: (batch: B) => Record<string, kiln.Tensor> & { loss: kiln.Tensor }, t: TrainConfig, log: (l: string) => void,
+): Promise<Pretrained> {
+  const logEvery = Math.max(1, Math.floor(t.steps / 10));
   let acc: Record<string, number> = {}, count = 0;
   const t0 = performance.now();
   const optimizer = new AdamW(model.parameters(), { lr: t.lr, weightDecay: t.weightDecay });
-  const fit = await new Trainer<{ views: kiln.Tensor; ids: kiln.Tensor }>({
+  const fit = await new Trainer<B>({
     model,
     optimizer,
-    data: (step) => {
-      const b = viewBatch(world, t.batchSize, mixSeed(seed, 0xda7a), step);
-      return { views: kiln.fromTyped(b.views.x, [b.views.n, b.views.dims]), ids: kiln.fromTyped(b.ids, [b.ids.length], { dtype: 'int32' }) };
-    },
+    data: batchAt,
     steps: t.steps,
     schedule: product(linearWarmup(Math.max(1, t.warmup)), cosine(t.steps)),
     clipGradNorm: 3,
     loss: (b) => {
-      const terms: Record<string, kiln.Tensor> = model instanceof SSLModel
-        ? model.terms(b.views)
-        : { loss: kiln.crossEntropy(model.head.forward(model.encoder.forward(b.views)), b.ids) };
-      for (const [k, v] of Object.entries(terms)) acc[k] = (acc[k] ?? 0) + v.item();
+      const r = terms(b);
+      for (const [k, v] of Object.entries(r)) acc[k] = (acc[k] ?? 0) + v.item();
       count++;
-      return terms.loss;
+      return r.loss;
     },
     evalEvery: logEvery,
     evaluate: () => {
@@ -181,7 +190,7 @@ async function pretrain(
       return r;
     },
     logEvery,
-    log: (l) => log(`${method}: ${l}`),
+    log: (l) => log(`${name}: ${l}`),
     handleSigint: false,
   }).fit();
   model.eval();
@@ -196,7 +205,21 @@ async function pretrain(
   };
 }
 
-const meanSd = (v: number[]) => {
+function pretrain(method: Objective | 'supervised', world: World, cfg: ExperimentConfig, seed: number, log: (l: string) => void): Promise<Pretrained> {
+  kiln.manualSeed(mixSeed(seed, 0x1417));
+  const batchAt = (step: number) => {
+    const b = viewBatch(world, cfg.train.batchSize, mixSeed(seed, 0xda7a), step);
+    return { views: kiln.fromTyped(b.views.x, [b.views.n, b.views.dims]), ids: kiln.fromTyped(b.ids, [b.ids.length], { dtype: 'int32' }) };
+  };
+  if (method === 'supervised') {
+    const m = new Supervised(world.dims, cfg.model, world.config.prototypes);
+    return pretrainEncoder(method, m, batchAt, (b) => ({ loss: kiln.crossEntropy(m.head.forward(m.encoder.forward(b.views)), b.ids) }), cfg.train, log);
+  }
+  const m = new SSLModel(method, world.dims, cfg.model);
+  return pretrainEncoder(method, m, batchAt, (b) => m.terms(b.views), cfg.train, log);
+}
+
+export const meanSd = (v: number[]) => {
   const m = v.reduce((a, b) => a + b, 0) / v.length;
   const sd = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) : 0;
   return { m, sd };

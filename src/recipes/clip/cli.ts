@@ -1,0 +1,108 @@
+// `kiln clip run`: SimCLR against CLIP under several caption regimes on the synthetic world of the
+// `ssl` recipe, scored by linear probes; writes results.json, table.txt and probe.svg.
+import '../../index.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
+import { writeVegaLiteSvg, type VegaLiteSpec } from '../../plot/vegalite.js';
+import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
+
+const D = DEFAULT_EXPERIMENT;
+const HELP = `usage: kiln clip run [options]
+
+Caption vs image-only supervision (Santurkar et al., arXiv 2207.07635) at small scale, on the
+synthetic world of \`kiln ssl\` (${D.world.prototypes} prototype images; the augmentation draws any member of a
+prototype's class). The same image encoder is pretrained with SimCLR on pairs of views and with
+CLIP on the same views, each with a caption (a bag of words through a small text encoder) that
+names the prototype's attributes (its labels on the ${D.coarseTasks} coarse tasks the probes ask about). Caption
+regimes (descriptiveness = chance each attribute is named; synonyms per value; filler words):
+${D.regimes.map((r) => `  ${r.name.padEnd(20)} ${r.descriptiveness}, ${r.synonyms}, ${r.filler} of ${r.fillerVocab}`).join('\n')}
+Each frozen encoder is scored by linear probes, paired by seed against SimCLR.
+
+options:
+  --steps N          pretraining steps per method (default ${D.train.steps})
+  --batch N          distinct prototypes per batch, two views each (default ${D.train.batchSize})
+  --lr X             peak AdamW learning rate (default ${D.train.lr})
+  --regimes L        comma-separated subset of ${D.regimes.map((r) => r.name).join(',')} (default all)
+  --seeds N          seeds (default ${D.seeds})
+  --seed S           first seed; also fixes the world and the attributes (default ${D.seed})
+  --out DIR          run folder (default runs/clip-<date>)
+  --json             print the results as JSON instead of a table
+  -h, --help         this help`;
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+export function formatResult(r: ExperimentResult): string {
+  const c = r.config;
+  const lines: string[] = [];
+  lines.push(`world: ${c.world.prototypes} prototypes; ${c.train.steps} steps of ${c.train.batchSize} prototypes x 2 views; ${c.seeds} seed(s); ` +
+    `probe on ${c.probe.trainPerProto} / ${c.probe.testPerProto} views per prototype`);
+  lines.push(`tasks: prototype (${Math.min(c.fineTask, c.world.prototypes)}-way) and ${c.coarseTasks} attributes of ${c.coarseGroups} values (coarse; what captions describe)`);
+  lines.push('', `${'method'.padEnd(24)}${'prototype'.padStart(16)}${'coarse'.padStart(16)}   captions`);
+  for (const s of r.summary) {
+    const reg = c.regimes.find((x) => x.name === s.method);
+    const sd = (m: number, v: number) => `${pct(m)} ± ${(100 * v).toFixed(1)}`;
+    lines.push(`${(reg ? `clip ${s.method}` : s.method).padEnd(24)}${sd(s.prototypeAcc, s.prototypeSd).padStart(16)}${sd(s.coarseAcc, s.coarseSd).padStart(16)}   ` +
+      (reg ? `descriptiveness ${reg.descriptiveness}, ${reg.synonyms} synonym(s), ${reg.filler} filler, vocabulary ${r.vocabSize[reg.name]}` : 'none (image-only)'));
+  }
+  lines.push('', 'paired by seed, against SimCLR:');
+  for (const m of r.comparisons)
+    lines.push(`  clip ${m.method.padEnd(20)} ${m.metric === 'prototypeAcc' ? 'prototype' : 'coarse   '} ${m.meanDiff >= 0 ? '+' : ''}${(100 * m.meanDiff).toFixed(1)} points, better on ${m.wins}/${m.seeds} seeds`);
+  if (r.acceptance.length) {
+    lines.push('', 'acceptance:');
+    for (const a of r.acceptance) lines.push(`  [${a.pass ? 'pass' : 'FAIL'}] ${a.name}   (${a.rule})`);
+  }
+  lines.push(`\nfinished in ${r.seconds.toFixed(0)} s`);
+  return lines.join('\n');
+}
+
+export function probeSpec(r: ExperimentResult): VegaLiteSpec {
+  const values = r.scores.flatMap((s) => [
+    { method: s.method, task: 'prototype', accuracy: s.prototypeAcc },
+    { method: s.method, task: 'coarse (described attributes)', accuracy: s.coarseAcc },
+  ]);
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: `Linear-probe accuracy: SimCLR vs CLIP by caption regime (${r.config.seeds} seed(s); bars are means, dots seeds)`,
+    data: { values },
+    facet: { column: { field: 'task', type: 'nominal', title: null } },
+    spec: {
+      layer: [
+        { mark: 'bar', encoding: { x: { field: 'method', type: 'nominal', sort: null, title: null }, y: { aggregate: 'mean', field: 'accuracy', type: 'quantitative', title: 'test accuracy', scale: { domain: [0, 1] } } } },
+        { mark: { type: 'point', color: 'black' }, encoding: { x: { field: 'method', type: 'nominal', sort: null }, y: { field: 'accuracy', type: 'quantitative' } } },
+      ],
+      width: 240,
+    },
+  } as VegaLiteSpec;
+}
+
+export const command: Command = {
+  name: 'clip',
+  summary: 'caption vs image-only supervision: CLIP against SimCLR by caption regime (arXiv 2207.07635)',
+  async run(argv: string[]): Promise<number> {
+    const flags = parseVerb(argv, { command: 'clip', verb: 'run', help: HELP, options: ['steps', 'batch', 'lr', 'regimes', 'seeds', 'seed', 'out', 'json'] });
+    if (typeof flags === 'number') return flags;
+    const lr = flagNumber(flags, 'lr', D.train.lr)!;
+    if (!(lr > 0 && lr < 1)) throw new UsageError(`--lr must be in (0, 1), got ${lr}`);
+    const names = (flagString(flags, 'regimes') ?? D.regimes.map((r) => r.name).join(',')).split(',').map((s) => s.trim()).filter((s) => s);
+    if (!names.length) throw new UsageError(`--regimes needs at least one of ${D.regimes.map((r) => r.name).join(', ')}`);
+    for (const n of names) if (!D.regimes.some((r) => r.name === n)) throw new UsageError(`--regimes: unknown regime '${n}' (expected ${D.regimes.map((r) => r.name).join(', ')})`);
+    const cfg: ExperimentConfig = {
+      ...D,
+      train: { ...D.train, steps: flagInt(flags, 'steps', D.train.steps, 1)!, batchSize: flagInt(flags, 'batch', D.train.batchSize, 2, 8192)!, lr },
+      regimes: D.regimes.filter((r) => names.includes(r.name)),
+      seeds: flagInt(flags, 'seeds', D.seeds, 1, 100)!,
+      seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
+    };
+    const out = flagString(flags, 'out') ?? join('runs', `clip-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`);
+    const result = await runExperiment(cfg, (line) => console.error(`[clip] ${line}`));
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, 'results.json'), JSON.stringify(result, null, 2) + '\n');
+    const table = formatResult(result);
+    writeFileSync(join(out, 'table.txt'), table + '\n');
+    await writeVegaLiteSvg(join(out, 'probe.svg'), probeSpec(result));
+    if (flags.json) console.log(JSON.stringify(result, null, 2));
+    else console.log(`${table}\nwrote results.json, table.txt and probe.svg to ${out}`);
+    return 0;
+  },
+};
