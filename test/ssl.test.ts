@@ -13,7 +13,7 @@ import { DEFAULT_WORLD, downstreamTasks, World } from '../src/recipes/ssl/data.j
 import { SSLModel, swapViews, DEFAULT_MODEL } from '../src/recipes/ssl/model.js';
 import { linearProbe } from '../src/recipes/ssl/probe.js';
 import { DEFAULT_EXPERIMENT as D, runExperiment, viewBatch, type ExperimentConfig } from '../src/recipes/ssl/experiment.js';
-import { runKiln } from '../src/cli/kiln.js';
+import { runKilnQuiet } from './helpers/cli.js';
 
 const rows = (t: kiln.Tensor): number[][] => t.toArray() as number[][];
 
@@ -214,19 +214,8 @@ test.serial('small-scale result: CISSL beats SimCLR in linear-probe accuracy; no
 
 test('kiln ssl run: a tiny end-to-end run writes its results; bad options are usage errors', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'kiln-ssl-'));
-  const logs: string[] = [];
-  const log = console.log, err = console.error;
-  console.log = (s: string) => logs.push(String(s));
-  console.error = () => {};
-  let code: number, bad: number[] = [];
-  try {
-    code = await runKiln(['ssl', 'run', '--steps', '3', '--batch', '4', '--prototypes', '6', '--seeds', '1', '--z-dim', '8', '--classes', '5', '--out', out]);
-    for (const argv of [['--objectives', 'byol'], ['--noise', '-1'], ['--steps', '0'], ['--lr', '2'], ['--bogus', '1']])
-      bad.push(await runKiln(['ssl', 'run', ...argv, '--out', out]));
-  } finally {
-    console.log = log;
-    console.error = err;
-  }
+  const bad = [['--objectives', 'byol'], ['--noise', '-1'], ['--steps', '0'], ['--lr', '2'], ['--bogus', '1']].map((argv) => ['ssl', 'run', ...argv, '--out', out]);
+  const { codes: [code, ...badCodes], logs } = await runKilnQuiet(['ssl', 'run', '--steps', '3', '--batch', '4', '--prototypes', '6', '--seeds', '1', '--z-dim', '8', '--classes', '5', '--out', out], ...bad);
   t.is(code, 0, logs.join('\n'));
   for (const f of ['results.json', 'table.txt', 'probe.svg']) t.true(existsSync(join(out, f)), f);
   const r = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
@@ -234,5 +223,5 @@ test('kiln ssl run: a tiny end-to-end run writes its results; bad options are us
   t.is(r.acceptance.length, 2);
   for (const s of r.scores) t.true(s.prototypeAcc >= 0 && s.prototypeAcc <= 1);
   t.true(/paired by seed, against SimCLR/.test(readFileSync(join(out, 'table.txt'), 'utf8')));
-  t.deepEqual(bad, [2, 2, 2, 2, 2]);
+  t.deepEqual(badCodes, [2, 2, 2, 2, 2]);
 });

@@ -1,10 +1,8 @@
 // `kiln clip run`: SimCLR against CLIP under several caption regimes on the synthetic world of the
 // `ssl` recipe, scored by linear probes; writes results.json, table.txt and probe.svg.
 import '../../index.js';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
-import { writeVegaLiteSvg, type VegaLiteSpec } from '../../plot/vegalite.js';
+import { acceptanceLines, probeChart, runDir, writeRun } from '../report.js';
 import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
 
 const D = DEFAULT_EXPERIMENT;
@@ -48,32 +46,9 @@ export function formatResult(r: ExperimentResult): string {
   lines.push('', 'paired by seed, against SimCLR:');
   for (const m of r.comparisons)
     lines.push(`  clip ${m.method.padEnd(20)} ${m.metric === 'prototypeAcc' ? 'prototype' : 'coarse   '} ${m.meanDiff >= 0 ? '+' : ''}${(100 * m.meanDiff).toFixed(1)} points, better on ${m.wins}/${m.seeds} seeds`);
-  if (r.acceptance.length) {
-    lines.push('', 'acceptance:');
-    for (const a of r.acceptance) lines.push(`  [${a.pass ? 'pass' : 'FAIL'}] ${a.name}   (${a.rule})`);
-  }
+  lines.push(...acceptanceLines(r.acceptance));
   lines.push(`\nfinished in ${r.seconds.toFixed(0)} s`);
   return lines.join('\n');
-}
-
-export function probeSpec(r: ExperimentResult): VegaLiteSpec {
-  const values = r.scores.flatMap((s) => [
-    { method: s.method, task: 'prototype', accuracy: s.prototypeAcc },
-    { method: s.method, task: 'coarse (described attributes)', accuracy: s.coarseAcc },
-  ]);
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: `Linear-probe accuracy: SimCLR vs CLIP by caption regime (${r.config.seeds} seed(s); bars are means, dots seeds)`,
-    data: { values },
-    facet: { column: { field: 'task', type: 'nominal', title: null } },
-    spec: {
-      layer: [
-        { mark: 'bar', encoding: { x: { field: 'method', type: 'nominal', sort: null, title: null }, y: { aggregate: 'mean', field: 'accuracy', type: 'quantitative', title: 'test accuracy', scale: { domain: [0, 1] } } } },
-        { mark: { type: 'point', color: 'black' }, encoding: { x: { field: 'method', type: 'nominal', sort: null }, y: { field: 'accuracy', type: 'quantitative' } } },
-      ],
-      width: 240,
-    },
-  } as VegaLiteSpec;
 }
 
 export const command: Command = {
@@ -94,15 +69,9 @@ export const command: Command = {
       seeds: flagInt(flags, 'seeds', D.seeds, 1, 100)!,
       seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
     };
-    const out = flagString(flags, 'out') ?? join('runs', `clip-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`);
     const result = await runExperiment(cfg, (line) => console.error(`[clip] ${line}`));
-    mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'results.json'), JSON.stringify(result, null, 2) + '\n');
-    const table = formatResult(result);
-    writeFileSync(join(out, 'table.txt'), table + '\n');
-    await writeVegaLiteSvg(join(out, 'probe.svg'), probeSpec(result));
-    if (flags.json) console.log(JSON.stringify(result, null, 2));
-    else console.log(`${table}\nwrote results.json, table.txt and probe.svg to ${out}`);
+    const title = `Linear-probe accuracy: SimCLR vs CLIP by caption regime (${cfg.seeds} seed(s); bars are means, dots seeds)`;
+    await writeRun(runDir(flags, 'clip'), result, formatResult(result), { 'probe.svg': probeChart(title, result.scores, 'coarse (described attributes)') }, !!flags.json);
     return 0;
   },
 };

@@ -5,7 +5,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
 import { saveCheckpoint } from '../../nn/checkpoint.js';
-import { writeVegaLiteSvg, type VegaLiteSpec } from '../../plot/vegalite.js';
+import type { VegaLiteSpec } from '../../plot/vegalite.js';
+import { acceptanceLines, runDir, writeRun } from '../report.js';
 import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
 
 const D = DEFAULT_EXPERIMENT;
@@ -72,8 +73,7 @@ export function formatResult(r: ExperimentResult): string {
     lines.push(`teacher perplexity (a ${r.teacher.params}-parameter GPT trained ${r.teacher.steps} steps on the training split): guided ${f.teacherPerplexity.guided.toFixed(1)}, ` +
       `unguided ${f.teacherPerplexity.unguided.toFixed(1)}, held-out human text ${f.teacherPerplexity.heldOutText.toFixed(1)}`);
   lines.push('', 'unguided samples:', ...r.unguidedExamples.slice(0, 4).map((s) => `  ${s}`));
-  lines.push('', 'acceptance:');
-  for (const a of r.acceptance) lines.push(`  [${a.pass ? 'pass' : 'FAIL'}] ${a.name}   (${a.rule})`);
+  lines.push(...acceptanceLines(r.acceptance));
   lines.push(`\nfinished in ${r.seconds.toFixed(0)} s`);
   return lines.join('\n');
 }
@@ -144,12 +144,9 @@ export const command: Command = {
       classifierInput: classifierInput(flagString(flags, 'classifier-input') ?? D.classifierInput),
       seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
     };
-    const out = flagString(flags, 'out') ?? join('runs', `diffusion-lm-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`);
+    const out = runDir(flags, 'diffusion-lm');
     const { result, model, tok } = await runExperiment(cfg, (line) => console.error(`[diffusion-lm] ${line}`));
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'results.json'), JSON.stringify(result, null, 2) + '\n');
-    const table = formatResult(result);
-    writeFileSync(join(out, 'table.txt'), table + '\n');
     const samples = [
       '# unguided', ...result.unguidedExamples,
       ...result.targets.flatMap((t) => [`# guided: ${t.target}`, ...t.examples]),
@@ -157,9 +154,7 @@ export const command: Command = {
     writeFileSync(join(out, 'samples.txt'), samples.join('\n') + '\n');
     saveCheckpoint(join(out, 'model.safetensors'), { model, step: cfg.train.steps, config: { ...cfg.model, vocabSize: tok.vocabSize, seqLen: cfg.seqLen } });
     tok.save(join(out, 'vocab.json'));
-    await writeVegaLiteSvg(join(out, 'control.svg'), controlSpec(result));
-    if (flags.json) console.log(JSON.stringify(result, null, 2));
-    else console.log(`${table}\nwrote results.json, table.txt, samples.txt, control.svg, model.safetensors and vocab.json to ${out}`);
+    await writeRun(out, result, formatResult(result), { 'control.svg': controlSpec(result) }, !!flags.json, ['samples.txt', 'model.safetensors', 'vocab.json']);
     return 0;
   },
 };
