@@ -61,6 +61,27 @@ export function flagInt(f: ParsedArgs['flags'], name: string, dflt?: number, min
   return v;
 }
 
+/** A number flag in the open interval (0, max): learning rates, temperatures. */
+export function flagPositive(f: ParsedArgs['flags'], name: string, dflt: number, max = Infinity): number {
+  const v = flagNumber(f, name, dflt)!;
+  if (!(v > 0 && v < max)) throw new UsageError(`--${name} must be a number in (0, ${max}), got ${v}`);
+  return v;
+}
+
+/**
+ * A comma-separated flag: its items, trimmed, empty ones dropped (undefined when absent). With
+ * `choices`, every item must be one of them and at least one is needed; repeats are dropped.
+ */
+export function flagList(f: ParsedArgs['flags'], name: string, choices?: readonly string[]): string[] | undefined {
+  const v = flagString(f, name);
+  if (v === undefined) return undefined;
+  const list = v.split(',').map((s) => s.trim()).filter((s) => s);
+  if (!choices) return list;
+  if (!list.length) throw new UsageError(`--${name} needs at least one of ${choices.join(', ')}`);
+  for (const x of list) if (!choices.includes(x)) throw new UsageError(`--${name}: unknown value '${x}' (expected ${choices.join(', ')})`);
+  return [...new Set(list)];
+}
+
 /** Seeds are mixed as 32-bit unsigned integers, so a larger one would repeat a smaller one's stream. */
 export { MAX_SEED } from '../recipes/seed.js';
 

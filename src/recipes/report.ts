@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { flagString, type ParsedArgs } from '../cli/args.js';
 import { writeVegaLiteSvg, type VegaLiteSpec } from '../plot/vegalite.js';
 
+/** A fraction as a percentage with one decimal. */
+export const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
 export interface Check {
   name: string;
   pass: boolean;

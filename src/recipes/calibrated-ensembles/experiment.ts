@@ -2,6 +2,7 @@
 // fully trained; robust member without the spurious ones: by default a linear probe on frozen random
 // ReLU features, optionally a fully trained MLP), calibration (one temperature per member, ID validation only),
 // ensembling, and evaluation of every system on ID and both OOD splits, over seeds.
+import { meanStd, type Summary } from '../stats.js';
 import * as kiln from '../../index.js';
 import { calibrationReport, accuracy, brierScore, nll, DEFAULT_BINS, TEMPERATURE_METHOD, type Logits } from './calibration.js';
 import { calibratedEnsemble, ensembleProbs, type Classifier } from './ensemble.js';
@@ -72,10 +73,7 @@ export interface SeedResult {
   metrics: Record<ShiftSplit, Record<SystemName, Metrics>>;
 }
 
-export interface Summary {
-  mean: number;
-  std: number;
-}
+export type { Summary } from '../stats.js';
 
 function toTensor(d: { x: Float32Array; n: number; dims: number }): kiln.Tensor {
   return kiln.fromTyped(d.x, [d.n, d.dims]);
@@ -152,11 +150,7 @@ export function runSeed(cfg: ExperimentConfig, seed: number): { result: SeedResu
   });
 }
 
-export function meanStd(v: number[]): Summary {
-  const mean = v.reduce((a, b) => a + b, 0) / v.length;
-  const std = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1)) : 0;
-  return { mean, std };
-}
+export { meanStd };
 
 export interface AcceptanceCheck {
   name: string;

@@ -1,8 +1,8 @@
 // `kiln clip run`: SimCLR against CLIP under several caption regimes on the synthetic world of the
 // `ssl` recipe, scored by linear probes; writes results.json, table.txt and probe.svg.
 import '../../index.js';
-import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
-import { acceptanceLines, probeChart, runDir, writeRun } from '../report.js';
+import { flagInt, flagList, flagPositive, MAX_SEED, parseVerb, type Command } from '../../cli/args.js';
+import { acceptanceLines, pct, probeChart, runDir, writeRun } from '../report.js';
 import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
 
 const D = DEFAULT_EXPERIMENT;
@@ -27,8 +27,6 @@ options:
   --out DIR          run folder (default runs/clip-<date>)
   --json             print the results as JSON instead of a table
   -h, --help         this help`;
-
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 export function formatResult(r: ExperimentResult): string {
   const c = r.config;
@@ -57,11 +55,8 @@ export const command: Command = {
   async run(argv: string[]): Promise<number> {
     const flags = parseVerb(argv, { command: 'clip', verb: 'run', help: HELP, options: ['steps', 'batch', 'lr', 'regimes', 'seeds', 'seed', 'out', 'json'] });
     if (typeof flags === 'number') return flags;
-    const lr = flagNumber(flags, 'lr', D.train.lr)!;
-    if (!(lr > 0 && lr < 1)) throw new UsageError(`--lr must be in (0, 1), got ${lr}`);
-    const names = (flagString(flags, 'regimes') ?? D.regimes.map((r) => r.name).join(',')).split(',').map((s) => s.trim()).filter((s) => s);
-    if (!names.length) throw new UsageError(`--regimes needs at least one of ${D.regimes.map((r) => r.name).join(', ')}`);
-    for (const n of names) if (!D.regimes.some((r) => r.name === n)) throw new UsageError(`--regimes: unknown regime '${n}' (expected ${D.regimes.map((r) => r.name).join(', ')})`);
+    const lr = flagPositive(flags, 'lr', D.train.lr, 1);
+    const names = flagList(flags, 'regimes', D.regimes.map((r) => r.name)) ?? D.regimes.map((r) => r.name);
     const cfg: ExperimentConfig = {
       ...D,
       train: { ...D.train, steps: flagInt(flags, 'steps', D.train.steps, 1)!, batchSize: flagInt(flags, 'batch', D.train.batchSize, 2, 8192)!, lr },

@@ -7,7 +7,7 @@ import { KilnError } from '../../errors.js';
 import { Gaussian, mixSeed } from '../icl/tasks.js';
 import { DEFAULT_WORLD, downstreamTasks, World, type WorldConfig } from '../ssl/data.js';
 import {
-  DEFAULT_EXPERIMENT as SSL, meanSd, pretrainEncoder, scoreFeatures, viewBatch, type ProbeData, type TrainConfig,
+  DEFAULT_EXPERIMENT as SSL, pairedBySeed, pretrainEncoder, probeData, scoreFeatures, summarize, viewBatch, type SummaryRow, type TrainConfig,
 } from '../ssl/experiment.js';
 import { DEFAULT_MODEL, SSLModel, type ModelConfig } from '../ssl/model.js';
 import type { ProbeOptions } from '../ssl/probe.js';
@@ -73,7 +73,7 @@ export interface ExperimentResult {
   config: ExperimentConfig;
   vocabSize: Record<string, number>;
   scores: Score[];
-  summary: { method: string; prototypeAcc: number; prototypeSd: number; coarseAcc: number; coarseSd: number }[];
+  summary: SummaryRow[];
   /** Each CLIP regime minus SimCLR, paired by seed. */
   comparisons: { method: string; metric: 'prototypeAcc' | 'coarseAcc'; meanDiff: number; wins: number; seeds: number }[];
   acceptance: { name: string; pass: boolean; rule: string }[];
@@ -99,8 +99,7 @@ export async function runExperiment(cfg: ExperimentConfig, log: (l: string) => v
   const scores: Score[] = [];
   for (let k = 0; k < cfg.seeds; k++) {
     const seed = cfg.seed + k;
-    const g = new Gaussian(mixSeed(seed, 0x9b0e));
-    const data: ProbeData = { train: world.labelled(cfg.probe.trainPerProto, g), test: world.labelled(cfg.probe.testPerProto, g) };
+    const data = probeData(world, cfg.probe, seed);
     // Every method sees the same views at every step: SimCLR pairs them, CLIP captions each one.
     const views = (step: number) => viewBatch(world, cfg.train.batchSize, mixSeed(seed, 0xda7a), step);
     const runs: [string, () => Promise<Awaited<ReturnType<typeof pretrainEncoder>>>][] = [
@@ -131,20 +130,8 @@ export async function runExperiment(cfg: ExperimentConfig, log: (l: string) => v
       log(`seed ${seed} ${method}: probe ${Object.entries(s.probe).map(([t, a]) => `${t} ${(100 * a).toFixed(1)}%`).join(', ')}`);
     }
   }
-  const methods = [...new Set(scores.map((s) => s.method))];
-  const summary = methods.map((method) => {
-    const rows = scores.filter((s) => s.method === method);
-    const p = meanSd(rows.map((r) => r.prototypeAcc)), c = meanSd(rows.map((r) => r.coarseAcc));
-    return { method, prototypeAcc: p.m, prototypeSd: p.sd, coarseAcc: c.m, coarseSd: c.sd };
-  });
-  const paired = (m: string, metric: 'prototypeAcc' | 'coarseAcc') => {
-    const d: number[] = [];
-    for (let k = 0; k < cfg.seeds; k++) {
-      const a = scores.find((s) => s.method === m && s.seed === cfg.seed + k)!, b = scores.find((s) => s.method === 'simclr' && s.seed === cfg.seed + k)!;
-      d.push(a[metric] - b[metric]);
-    }
-    return { method: m, metric, meanDiff: meanSd(d).m, wins: d.filter((x) => x > 0).length, seeds: d.length };
-  };
+  const summary = summarize(scores);
+  const paired = (m: string, metric: 'prototypeAcc' | 'coarseAcc') => pairedBySeed(scores, m, 'simclr', metric, cfg.seed, cfg.seeds);
   const comparisons = cfg.regimes.flatMap((r) => [paired(r.name, 'coarseAcc'), paired(r.name, 'prototypeAcc')]);
   const coarse = (name: string) => comparisons.find((c) => c.method === name && c.metric === 'coarseAcc');
   const acceptance: ExperimentResult['acceptance'] = [];

@@ -3,10 +3,10 @@
 // results.json, table.txt, samples.txt, control.svg, the model (safetensors) and its vocabulary.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
+import { flagInt, flagList, flagNumber, flagPositive, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
 import { saveCheckpoint } from '../../nn/checkpoint.js';
 import type { VegaLiteSpec } from '../../plot/vegalite.js';
-import { acceptanceLines, runDir, writeRun } from '../report.js';
+import { acceptanceLines, pct, runDir, writeRun } from '../report.js';
 import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
 
 const D = DEFAULT_EXPERIMENT;
@@ -44,8 +44,6 @@ options:
   --out DIR             run folder (default runs/diffusion-lm-<date>)
   --json                print the results as JSON instead of a table
   -h, --help            this help`;
-
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 export function formatResult(r: ExperimentResult): string {
   const c = r.config;
@@ -108,12 +106,6 @@ function nonNegative(flags: Record<string, string | boolean>, name: string, dflt
   return v;
 }
 
-function learningRate(flags: Record<string, string | boolean>): number {
-  const v = flagNumber(flags, 'lr', D.train.lr)!;
-  if (!(v > 0 && v < 1)) throw new UsageError(`--lr must be in (0, 1), got ${v}`);
-  return v;
-}
-
 function classifierInput(v: string): 'x0' | 'latent' {
   if (v !== 'x0' && v !== 'latent') throw new UsageError(`--classifier-input must be 'x0' or 'latent', got '${v}'`);
   return v;
@@ -131,12 +123,12 @@ export const command: Command = {
       ...D,
       dataDir: flagString(flags, 'data') ?? D.dataDir,
       seqLen: positive(flags, 'seq-len', D.seqLen, 512),
-      train: { ...D.train, steps: positive(flags, 'steps', D.train.steps), batchSize, lr: learningRate(flags) },
+      train: { ...D.train, steps: positive(flags, 'steps', D.train.steps), batchSize, lr: flagPositive(flags, 'lr', D.train.lr, 1) },
       classifierTrain: { ...D.classifierTrain, steps: positive(flags, 'classifier-steps', D.classifierTrain.steps), batchSize },
       sampleSteps: positive(flags, 'sample-steps', D.sampleSteps, D.model.diffusionSteps),
       samplesPerTarget: positive(flags, 'samples', D.samplesPerTarget, 1024),
       maxTargets: flagInt(flags, 'targets', D.maxTargets, 0)!,
-      targetFields: (flagString(flags, 'fields') ?? '').split(',').map((f) => f.trim()).filter((f) => f),
+      targetFields: flagList(flags, 'fields') ?? [],
       guidance: { steps: flagInt(flags, 'guide-steps', D.guidance.steps, 0, 100)!, stepSize, fluency: nonNegative(flags, 'fluency', D.guidance.fluency) },
       clamp: !flags['no-clamp'],
       lmFrom: flagString(flags, 'lm') ?? '',

@@ -5,7 +5,7 @@ import { AdamW } from '../../optim/adam.js';
 import { linearDecay, linearWarmup, product } from '../../sched/lr.js';
 import { manualSeed } from '../../tensor/random.js';
 import { ArrayDataLoader, seededRandom } from '../../train/data.js';
-import { Trainer } from '../../train/trainer.js';
+import { fitTerms, type TermsRecord } from '../fit.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Module } from '../../nn/module.js';
 
@@ -20,10 +20,7 @@ export interface TrainConfig {
   logEvery: number;
 }
 
-export interface TrainRecord {
-  step: number;
-  [term: string]: number;
-}
+export type TrainRecord = TermsRecord;
 
 /**
  * Each step draws a batch of rows and one timestep per row (uniform in [0, T)) and calls `loss` for
@@ -40,34 +37,15 @@ export async function trainLoop(
 ): Promise<{ history: TrainRecord[]; seconds: number }> {
   manualSeed(cfg.seed);
   const rnd = seededRandom((cfg.seed * 2654435761 + 1) >>> 0);
-  let acc: Record<string, number> = {}, count = 0;
-  const t0 = performance.now();
-  const fit = await new Trainer<Record<string, Tensor>>({
+  return fitTerms<Record<string, Tensor>>({
     model,
     optimizer: new AdamW(model.parameters().filter((p) => p.requiresGrad), { lr: cfg.lr, weightDecay: cfg.weightDecay }),
     data: new ArrayDataLoader(fields, cfg.batchSize, { seed: cfg.seed }),
     steps: cfg.steps,
     schedule: product(linearWarmup(Math.max(1, cfg.warmup)), linearDecay(cfg.steps, 0.1)),
     clipGradNorm: 1,
-    loss: (batch) => {
-      const B = Object.values(batch)[0].shape[0];
-      const terms = loss(batch, Int32Array.from({ length: B }, () => Math.floor(rnd() * T)));
-      for (const [k, v] of Object.entries(terms)) acc[k] = (acc[k] ?? 0) + v.item();
-      count++;
-      return Object.values(terms)[0];
-    },
-    // The records: each "evaluation" averages the terms since the last one (and after the last step).
-    evalEvery: cfg.logEvery,
-    evaluate: () => {
-      const r = Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v / count]));
-      acc = {};
-      count = 0;
-      return r;
-    },
     logEvery: cfg.logEvery,
+    terms: (batch) => loss(batch, Int32Array.from({ length: Object.values(batch)[0].shape[0] }, () => Math.floor(rnd() * T))),
     log,
-    handleSigint: false,
-  }).fit();
-  model.eval();
-  return { history: fit.evals as TrainRecord[], seconds: (performance.now() - t0) / 1000 };
+  });
 }

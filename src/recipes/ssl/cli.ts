@@ -2,8 +2,8 @@
 // augmented views, score each by linear probes on augmentation-invariant tasks, and write
 // results.json, table.txt and probe.svg.
 import '../../index.js';
-import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
-import { acceptanceLines, probeChart, runDir, writeRun } from '../report.js';
+import { flagInt, flagList, flagNumber, flagPositive, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
+import { acceptanceLines, pct, probeChart, runDir, writeRun } from '../report.js';
 import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
 import { OBJECTIVES, type Objective } from './model.js';
 
@@ -36,8 +36,6 @@ options:
   --json             print the results as JSON instead of a table
   -h, --help         this help`;
 
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-
 export function formatResult(r: ExperimentResult): string {
   const c = r.config;
   const lines: string[] = [];
@@ -59,20 +57,6 @@ export function formatResult(r: ExperimentResult): string {
   return lines.join('\n');
 }
 
-function objectives(v: string | undefined): Objective[] {
-  if (v === undefined) return D.objectives;
-  const list = v.split(',').map((s) => s.trim()).filter((s) => s);
-  if (!list.length) throw new UsageError('--objectives needs at least one of ' + OBJECTIVES.join(', '));
-  for (const o of list) if (!OBJECTIVES.includes(o as Objective)) throw new UsageError(`--objectives: unknown objective '${o}' (expected ${OBJECTIVES.join(', ')})`);
-  return [...new Set(list)] as Objective[];
-}
-
-function positiveNumber(flags: Record<string, string | boolean>, name: string, dflt: number, max = Infinity): number {
-  const v = flagNumber(flags, name, dflt)!;
-  if (!(v > 0 && v < max)) throw new UsageError(`--${name} must be a number in (0, ${max}), got ${v}`);
-  return v;
-}
-
 export const command: Command = {
   name: 'ssl',
   summary: 'idealized SSL: CISSL and DISSL against SimCLR by linear probes (arXiv 2209.06235)',
@@ -87,10 +71,10 @@ export const command: Command = {
       world: { ...D.world, prototypes, noise },
       model: {
         ...D.model, zDim: flagInt(flags, 'z-dim', D.model.zDim, 1, 8192)!, classes: flagInt(flags, 'classes', D.model.classes, 2, 1 << 16)!,
-        temperature: positiveNumber(flags, 'temperature', D.model.temperature, 100),
+        temperature: flagPositive(flags, 'temperature', D.model.temperature, 100),
       },
-      train: { ...D.train, steps: flagInt(flags, 'steps', D.train.steps, 1)!, batchSize: flagInt(flags, 'batch', D.train.batchSize, 2, 8192)!, lr: positiveNumber(flags, 'lr', D.train.lr, 1) },
-      objectives: objectives(flagString(flags, 'objectives')),
+      train: { ...D.train, steps: flagInt(flags, 'steps', D.train.steps, 1)!, batchSize: flagInt(flags, 'batch', D.train.batchSize, 2, 8192)!, lr: flagPositive(flags, 'lr', D.train.lr, 1) },
+      objectives: (flagList(flags, 'objectives', OBJECTIVES) ?? D.objectives) as Objective[],
       baselines: !flags['no-baselines'],
       coarseGroups: Math.min(D.coarseGroups, prototypes),
       seeds: flagInt(flags, 'seeds', D.seeds, 1, 100)!,

@@ -7,7 +7,8 @@ import { KilnError } from '../../errors.js';
 import { Linear } from '../../nn/index.js';
 import { AdamW } from '../../optim/index.js';
 import { linearWarmup, product, cosine } from '../../sched/lr.js';
-import { Trainer } from '../../train/trainer.js';
+import { fitTerms } from '../fit.js';
+import { meanStd } from '../stats.js';
 import { Gaussian, mixSeed } from '../icl/tasks.js';
 import { DEFAULT_WORLD, downstreamTasks, World, type Images, type Task, type WorldConfig } from './data.js';
 import { DEFAULT_MODEL, Encoder, OBJECTIVES, SSLModel, type ModelConfig, type Objective } from './model.js';
@@ -81,7 +82,7 @@ export interface ExperimentResult {
   config: ExperimentConfig;
   params: Record<string, number>;
   scores: MethodScore[];
-  summary: { method: Method; prototypeAcc: number; prototypeSd: number; coarseAcc: number; coarseSd: number }[];
+  summary: SummaryRow<Method>[];
   comparisons: Comparison[];
   acceptance: { name: string; pass: boolean; rule: string }[];
   seconds: number;
@@ -165,39 +166,14 @@ export async function pretrainEncoder<B>(
   name: string, model: kiln.nn.Module & { encoder: Encoder }, batchAt: (step: number) => B,
   terms: (batch: B) => Record<string, kiln.Tensor> & { loss: kiln.Tensor }, t: TrainConfig, log: (l: string) => void,
 ): Promise<Pretrained> {
-  const logEvery = Math.max(1, Math.floor(t.steps / 10));
-  let acc: Record<string, number> = {}, count = 0;
-  const t0 = performance.now();
   const optimizer = new AdamW(model.parameters(), { lr: t.lr, weightDecay: t.weightDecay });
-  const fit = await new Trainer<B>({
-    model,
-    optimizer,
-    data: batchAt,
-    steps: t.steps,
-    schedule: product(linearWarmup(Math.max(1, t.warmup)), cosine(t.steps)),
-    clipGradNorm: 3,
-    loss: (b) => {
-      const r = terms(b);
-      for (const [k, v] of Object.entries(r)) acc[k] = (acc[k] ?? 0) + v.item();
-      count++;
-      return r.loss;
-    },
-    evalEvery: logEvery,
-    evaluate: () => {
-      const r = Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v / count]));
-      acc = {};
-      count = 0;
-      return r;
-    },
-    logEvery,
-    log: (l) => log(`${name}: ${l}`),
-    handleSigint: false,
-  }).fit();
-  model.eval();
-  const history = fit.evals as MethodScore['history'];
+  const { history, seconds } = await fitTerms<B>({
+    model, optimizer, data: batchAt, steps: t.steps, schedule: product(linearWarmup(Math.max(1, t.warmup)), cosine(t.steps)),
+    clipGradNorm: 3, logEvery: Math.max(1, Math.floor(t.steps / 10)), terms, log: (l) => log(`${name}: ${l}`),
+  });
   return {
-    encoder: model.encoder, seconds: (performance.now() - t0) / 1000, finalLoss: history.length ? history[history.length - 1].loss : NaN, history,
-    params: model.parameters().reduce((s, p) => s + p.size, 0),
+    encoder: model.encoder, seconds, finalLoss: history.length ? history[history.length - 1].loss : NaN, history,
+    params: model.numParameters(),
     dispose: () => {
       optimizer.dispose();
       for (const x of Object.values(model.stateDict())) x.dispose();
@@ -219,11 +195,41 @@ function pretrain(method: Objective | 'supervised', world: World, cfg: Experimen
   return pretrainEncoder(method, m, batchAt, (b) => m.terms(b.views), cfg.train, log);
 }
 
-export const meanSd = (v: number[]) => {
-  const m = v.reduce((a, b) => a + b, 0) / v.length;
-  const sd = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) : 0;
-  return { m, sd };
-};
+/** Seed `seed`'s labelled views for the probes: trainPerProto then testPerProto views of every prototype. */
+export function probeData(world: World, probe: { trainPerProto: number; testPerProto: number }, seed: number): ProbeData {
+  const g = new Gaussian(mixSeed(seed, 0x9b0e));
+  return { train: world.labelled(probe.trainPerProto, g), test: world.labelled(probe.testPerProto, g) };
+}
+
+type Scored = { method: string; seed: number; prototypeAcc: number; coarseAcc: number };
+
+/** One method's probe accuracies, mean and std over seeds. */
+export interface SummaryRow<M extends string = string> {
+  method: M;
+  prototypeAcc: number;
+  prototypeSd: number;
+  coarseAcc: number;
+  coarseSd: number;
+}
+
+/** Mean and std over seeds of each method's two probe accuracies, methods in first-seen order. */
+export function summarize(scores: readonly Scored[]): SummaryRow[] {
+  return [...new Set(scores.map((s) => s.method))].map((method) => {
+    const rows = scores.filter((s) => s.method === method);
+    const p = meanStd(rows.map((r) => r.prototypeAcc)), c = meanStd(rows.map((r) => r.coarseAcc));
+    return { method, prototypeAcc: p.mean, prototypeSd: p.std, coarseAcc: c.mean, coarseSd: c.std };
+  });
+}
+
+/** `method` minus `against` on `metric`, paired by seed over seeds seed0 .. seed0 + seeds - 1. */
+export function pairedBySeed(scores: readonly Scored[], method: string, against: string, metric: 'prototypeAcc' | 'coarseAcc', seed0: number, seeds: number) {
+  const d: number[] = [];
+  for (let k = 0; k < seeds; k++) {
+    const a = scores.find((s) => s.method === method && s.seed === seed0 + k)!, b = scores.find((s) => s.method === against && s.seed === seed0 + k)!;
+    d.push(a[metric] - b[metric]);
+  }
+  return { method, metric, meanDiff: meanStd(d).mean, wins: d.filter((x) => x > 0).length, seeds: d.length };
+}
 
 export function checkConfig(c: ExperimentConfig): void {
   const bad = (m: string): never => { throw new KilnError('INVALID_ARGUMENT', `ssl: ${m}`); };
@@ -244,8 +250,7 @@ export async function runExperiment(cfg: ExperimentConfig, log: (l: string) => v
   const params: Record<string, number> = {};
   for (let k = 0; k < cfg.seeds; k++) {
     const seed = cfg.seed + k;
-    const g = new Gaussian(mixSeed(seed, 0x9b0e));
-    const data: ProbeData = { train: world.labelled(cfg.probe.trainPerProto, g), test: world.labelled(cfg.probe.testPerProto, g) };
+    const data = probeData(world, cfg.probe, seed);
     const methods: (Objective | 'supervised')[] = [...cfg.objectives, ...(cfg.baselines ? ['supervised' as const] : [])];
     for (const m of methods) {
       const r = await pretrain(m, world, cfg, seed, log);
@@ -265,22 +270,13 @@ export async function runExperiment(cfg: ExperimentConfig, log: (l: string) => v
       for (const x of Object.values(untrained.stateDict())) x.dispose();
     }
   }
-  const methods = [...new Set(scores.map((s) => s.method))];
-  const summary = methods.map((method) => {
-    const rows = scores.filter((s) => s.method === method);
-    const p = meanSd(rows.map((r) => r.prototypeAcc)), c = meanSd(rows.map((r) => r.coarseAcc));
-    return { method, prototypeAcc: p.m, prototypeSd: p.sd, coarseAcc: c.m, coarseSd: c.sd };
-  });
+  const summary = summarize(scores) as ExperimentResult['summary'];
   const comparisons: Comparison[] = [];
   if (cfg.objectives.includes('simclr'))
     for (const m of cfg.objectives.filter((o) => o !== 'simclr'))
       for (const metric of ['prototypeAcc', 'coarseAcc'] as const) {
-        const diffs: number[] = [];
-        for (let k = 0; k < cfg.seeds; k++) {
-          const a = scores.find((s) => s.method === m && s.seed === cfg.seed + k)!, b = scores.find((s) => s.method === 'simclr' && s.seed === cfg.seed + k)!;
-          diffs.push(a[metric] - b[metric]);
-        }
-        comparisons.push({ method: m, against: 'simclr', metric, meanDiff: meanSd(diffs).m, wins: diffs.filter((d) => d > 0).length, seeds: diffs.length });
+        const { meanDiff, wins, seeds } = pairedBySeed(scores, m, 'simclr', metric, cfg.seed, cfg.seeds);
+        comparisons.push({ method: m, against: 'simclr', metric, meanDiff, wins, seeds });
       }
   const acceptance = comparisons.filter((c) => c.metric === 'prototypeAcc').map((c) => ({
     name: `${c.method.toUpperCase()} beats SimCLR in linear-probe accuracy`,
