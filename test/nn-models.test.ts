@@ -100,6 +100,38 @@ test('Seq2Seq: decoder is causal over the target, sees the whole source, and lea
   t.true(loss < 0.15, `final copy loss ${loss}`);
 });
 
+test('Seq2Seq decodeCached: step by step equals decode over the whole prefix; shareEmbeddings ties one table; misuse refused', (t) => {
+  kiln.manualSeed(4);
+  const m = new nn.Seq2Seq({ srcVocabSize: 30, tgtVocabSize: 30, nLayer: 2, nHead: 2, nEmbd: 16, maxLen: 10, shareEmbeddings: true }).eval();
+  const untied = new nn.Seq2Seq({ srcVocabSize: 30, tgtVocabSize: 30, nLayer: 2, nHead: 2, nEmbd: 16, maxLen: 10 });
+  t.is(m.tgtEmbed.weight, m.encoder.wte!.weight);
+  t.is(untied.numParameters() - m.numParameters(), 30 * 16);
+  const src = kiln.randint(0, 30, [3, 6]), tgt = kiln.randint(0, 30, [3, 8]);
+  const mask = kiln.fromTyped(Float32Array.from({ length: 18 }, (_, i) => (i >= 6 && i % 6 >= 3) || (i >= 12 && i % 6 === 5) ? 1 : 0), [3, 1, 1, 6]);
+  kiln.noGrad(() => {
+    const mem = m.encode(src, mask);
+    const full = m.decode(tgt, mem, mask).dataSync();
+    const cache = m.createCache();
+    let worst = 0;
+    for (const [a, b] of [[0, 1], [1, 4], [4, 5], [5, 8]]) {
+      const part = m.decodeCached(tgt.narrow(1, a, b - a).contiguous(), mem, mask, cache).dataSync();
+      for (let i = 0; i < 3; i++) for (let p = a; p < b; p++) for (let j = 0; j < 30; j++)
+        worst = Math.max(worst, Math.abs(part[(i * (b - a) + p - a) * 30 + j] - full[(i * 8 + p) * 30 + j]));
+    }
+    t.true(worst < 1e-5, `largest difference ${worst}`);
+    t.is(cache.length, 8);
+    t.throws(() => m.decodeCached(tgt.narrow(1, 0, 3).contiguous(), mem, mask, cache), { message: /SHAPE_MISMATCH|positions 8 \.\. 10 exceed maxLen 10/ });
+    t.is(cache.length, 8, 'a refused call leaves the cache as it was');
+    t.throws(() => m.decodeCached(tgt.narrow(0, 0, 2).narrow(1, 0, 1).contiguous(), mem.narrow(0, 0, 2), null, cache), { message: /cache holds 3 rows/ });
+    cache.dispose();
+    t.throws(() => m.decodeCached(tgt.narrow(1, 0, 1).contiguous(), mem, mask, cache), { message: /live one from this model/ });
+    m.train();
+    t.notThrows(() => m.decodeCached(tgt.narrow(1, 0, 1).contiguous(), mem, mask, m.createCache()), 'no dropout, so training mode is harmless');
+  });
+  t.throws(() => m.eval().decodeCached(tgt.narrow(1, 0, 1).contiguous(), m.encode(src), null, m.createCache()), { message: /runs under kiln.noGrad only/ });
+  t.throws(() => new nn.Seq2Seq({ srcVocabSize: 30, tgtVocabSize: 31, nLayer: 1, nHead: 2, nEmbd: 16, maxLen: 10, shareEmbeddings: true }), { message: /shareEmbeddings needs srcVocabSize === tgtVocabSize/ });
+});
+
 test('bad model input is a KilnError naming the model: configs, tensors, masks, lengths', (t) => {
   const code = (f: () => unknown) => {
     try {

@@ -30,6 +30,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'caption vs image-only supervision: CLIP against SimCLR by caption regime (arXiv 2207.07635)',
     load: async () => (await import('../recipes/clip/cli.js')).command,
   },
+  'synthetic-pretraining': {
+    summary: 'pre-training via simpler synthetic tasks: Set, LIME, parameter statistics (arXiv 2206.10139)',
+    load: async () => (await import('../recipes/synthetic-pretraining/cli.js')).command,
+  },
   bigbench: {
     summary: 'run BIG-bench JSON tasks against models; emergence statistics (arXiv 2206.04615)',
     load: async () => (await import('../recipes/bigbench/cli.js')).command,

@@ -86,7 +86,7 @@ export interface GPTForwardOptions {
 }
 
 /** The first module that would apply dropout (training mode, p > 0), by name, or null. */
-function activeDropout(model: Module): string | null {
+export function activeDropout(model: Module): string | null {
   for (const [name, m] of model.namedModules()) {
     if (!m.training) continue;
     if (m instanceof Dropout && m.p > 0) return `${name || 'the model'} (Dropout p = ${m.p})`;

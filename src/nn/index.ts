@@ -12,6 +12,6 @@ export { linear, scaledDotProductAttention, causalMask } from './functional.js';
 export type { AttentionOptions } from './functional.js';
 export { gpt2Init, normal_, uniform_, constant_, parameterStats, reinitFromStats } from './init.js';
 export type { ParamStats } from './init.js';
-export { TransformerEncoder, ViT, Seq2Seq, DecoderBlock, timestepEmbedding } from './models.js';
+export { TransformerEncoder, ViT, Seq2Seq, Seq2SeqCache, DecoderBlock, timestepEmbedding } from './models.js';
 export type { EncoderConfig, ViTConfig, Seq2SeqConfig } from './models.js';
 export { saveCheckpoint, loadCheckpoint } from './checkpoint.js';

@@ -5,8 +5,11 @@ import { Tensor } from '../tensor/tensor.js';
 import { arange, zeros } from '../ops/creation.js';
 import { add, cos, exp, mul, sin } from '../ops/elementwise.js';
 import { concat } from '../ops/views.js';
-import { MultiheadAttention } from './attention.js';
-import { TransformerBlock, type BlockOptions } from './gpt.js';
+import { isGradEnabled, noGrad } from '../tensor/autograd.js';
+import { tidy } from '../tensor/storage.js';
+import { embedding } from '../ops/nn.js';
+import { MultiheadAttention, type KVSlot } from './attention.js';
+import { activeDropout, TransformerBlock, type BlockOptions } from './gpt.js';
 import { gpt2Init } from './init.js';
 import { checkConfig, checkDim, Embedding, LayerNorm, Linear, MLP, type LayerOptions } from './layers.js';
 import { checkTensor } from '../ops/util.js';
@@ -178,8 +181,9 @@ export class DecoderBlock extends Module {
     this.ln3 = new LayerNorm(nEmbd, o);
     this.mlp = new MLP(nEmbd, { ...o, activation: 'gelu_tanh', dropout: opts.dropout });
   }
-  forward(x: Tensor, memory: Tensor, memoryMask?: Tensor | null): Tensor {
-    x = add(x, this.selfAttn.forward(this.ln1.forward(x)));
+  /** `kv`: this block's slot of a Seq2SeqCache (x then holds the new target positions only). */
+  forward(x: Tensor, memory: Tensor, memoryMask?: Tensor | null, kv?: KVSlot | null): Tensor {
+    x = add(x, this.selfAttn.forward(this.ln1.forward(x), null, null, kv));
     x = add(x, this.crossAttn.forward(this.ln2.forward(x), memory, memoryMask));
     return add(x, this.mlp.forward(this.ln3.forward(x)));
   }
@@ -192,6 +196,8 @@ export interface Seq2SeqConfig {
   nHead: number;
   nEmbd: number;
   maxLen: number;
+  /** One token embedding for the encoder input, the decoder input and the output projection, as in T5 (needs srcVocabSize === tgtVocabSize). */
+  shareEmbeddings?: boolean;
   dropout?: number;
   dtype?: LayerOptions['dtype'];
   device?: LayerOptions['device'];
@@ -210,6 +216,13 @@ export class Seq2Seq extends Module {
     const o = { dtype: config.dtype, device: config.device };
     this.encoder = new TransformerEncoder({ nLayer, nHead, nEmbd, maxLen, vocabSize: config.srcVocabSize, dropout: config.dropout, dtype: config.dtype, device: config.device });
     this.tgtEmbed = new Embedding(config.tgtVocabSize, nEmbd, o);
+    if (config.shareEmbeddings) {
+      if (config.srcVocabSize !== config.tgtVocabSize)
+        throw new KilnError('INVALID_ARGUMENT', `Seq2Seq: shareEmbeddings needs srcVocabSize === tgtVocabSize, got ${config.srcVocabSize} and ${config.tgtVocabSize}`);
+      const own = this.tgtEmbed.weight;
+      this.tgtEmbed.weight = this.encoder.wte!.weight;
+      own.dispose();
+    }
     this.tgtPos = new Embedding(maxLen, nEmbd, o);
     this.decoder = Array.from({ length: nLayer }, () => new DecoderBlock(nEmbd, nHead, { ...o, dropout: config.dropout }));
     this.lnF = new LayerNorm(nEmbd, o);
@@ -233,5 +246,95 @@ export class Seq2Seq extends Module {
   }
   forward(src: Tensor, tgt: Tensor): Tensor {
     return this.decode(tgt, this.encode(src));
+  }
+
+  /** A key/value cache for incremental decoding with decodeCached (eval mode, under kiln.noGrad). */
+  createCache(): Seq2SeqCache {
+    return new Seq2SeqCache(this.decoder.length, this.config.maxLen);
+  }
+
+  /**
+   * Logits [B, T, tgtVocabSize] for the next T target tokens [B, T], which run at positions
+   * cache.length .. cache.length + T - 1 and attend to the cached keys and values of the earlier
+   * ones (all rows advance together); the same numbers as decode() over the whole prefix. The
+   * new positions are appended to the cache; a call that fails leaves it as it was.
+   */
+  decodeCached(tgt: Tensor, memory: Tensor, memoryMask: Tensor | null | undefined, cache: Seq2SeqCache): Tensor {
+    const op = 'Seq2Seq (KV cache)';
+    if (!(cache instanceof Seq2SeqCache) || cache.slots.length !== this.decoder.length || cache.isDisposed)
+      throw new KilnError('INVALID_ARGUMENT', `${op}: cache must be a live one from this model's createCache()`);
+    if (isGradEnabled())
+      throw new KilnError('INVALID_ARGUMENT', `${op}: runs under kiln.noGrad only (the cached keys and values are reused across calls)`);
+    const drop = activeDropout(this);
+    if (drop) throw new KilnError('INVALID_ARGUMENT', `${op}: ${drop} would drop in training mode; call model.eval()`);
+    checkTensor('Seq2Seq', tgt, 'target');
+    checkTensor('Seq2Seq', memory, 'memory');
+    if (tgt.ndim !== 2 || tgt.dtype !== 'int32' || tgt.shape[1] < 1)
+      throw new KilnError('SHAPE_MISMATCH', `${op}: target must be int32 [B, T] with T >= 1, got ${tgt.dtype} ${shapeStr(tgt.shape)}`);
+    const [B, T] = tgt.shape, L = cache.length;
+    if (cache.batchSize !== null && cache.batchSize !== B)
+      throw new KilnError('SHAPE_MISMATCH', `${op}: the cache holds ${cache.batchSize} rows, target ${shapeStr(tgt.shape)}`);
+    if (L + T > this.config.maxLen)
+      throw new KilnError('SHAPE_MISMATCH', `${op}: positions ${L} .. ${L + T - 1} exceed maxLen ${this.config.maxLen}`);
+    try {
+      const out = noGrad(() => tidy(() => {
+        const pos = embedding(this.tgtPos.weight, arange(L, L + T, 1, { device: this.tgtPos.weight.device }));
+        let h = add(this.tgtEmbed.forward(tgt), pos);
+        this.decoder.forEach((b, i) => { h = b.forward(h, memory, memoryMask, cache.slots[i]); });
+        return this.lnF.forward(h).matmul(this.tgtEmbed.weight.transpose(0, 1));
+      }));
+      cache.commit(B, T);
+      return out;
+    } catch (e) {
+      cache.abort();
+      throw e;
+    }
+  }
+}
+
+/**
+ * The decoder self-attention's keys and values per layer for Seq2Seq#decodeCached: capacity
+ * buffers of maxLen positions made on the first call, written in place after that.
+ */
+export class Seq2SeqCache {
+  readonly slots: KVSlot[];
+  /** Target positions cached so far. */
+  length = 0;
+  /** Rows, fixed by the first call (null before it). */
+  batchSize: number | null = null;
+  isDisposed = false;
+  constructor(nLayer: number, capacity: number) {
+    this.slots = Array.from({ length: nLayer }, () => ({ k: null, v: null, length: 0, growTo: capacity, nextK: null, nextV: null }));
+  }
+  /** The model's side: the call's new buffers (if any) become the cache's, and its T positions count. */
+  commit(B: number, T: number): void {
+    for (const s of this.slots) {
+      if (s.nextK && s.nextK !== s.k) {
+        s.k?.dispose();
+        s.v?.dispose();
+        s.k = s.nextK;
+        s.v = s.nextV;
+      }
+      s.nextK = s.nextV = null;
+      s.length = this.length + T;
+    }
+    this.length += T;
+    this.batchSize = B;
+  }
+  /** The model's side: frees buffers a failed call made. */
+  abort(): void {
+    for (const s of this.slots) {
+      if (s.nextK && s.nextK !== s.k) s.nextK.dispose();
+      if (s.nextV && s.nextV !== s.v) s.nextV.dispose();
+      s.nextK = s.nextV = null;
+    }
+  }
+  dispose(): void {
+    for (const s of this.slots) {
+      s.k?.dispose();
+      s.v?.dispose();
+      s.k = s.v = null;
+    }
+    this.isDisposed = true;
   }
 }

@@ -1,7 +1,9 @@
 // The E2E restaurant corpus in Diffusion-LM's one-line form (`field : value | ...||text`), split by
 // meaning representation (no MR in both splits), a word vocabulary, fixed-length padded sequences,
 // and the semantic-content control targets (`field : value`) with their labels per sentence.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { KilnError } from '../../errors.js';
 import { seededRandom } from '../../train/data.js';
 import { WordTokenizer } from '../../train/tokenizer.js';
@@ -49,6 +51,23 @@ export function readE2E(path: string): E2EExample[] {
     throw new KilnError('INVALID_ARGUMENT', `diffusion-lm: cannot read ${path}: ${(e as Error).message}`);
   }
   return parseE2E(src, path);
+}
+
+/** '' = find `shared/data/e2e` in the working directory, the package's folder or one above either. */
+export const DEFAULT_DATA_DIR = '';
+
+/** The E2E folder: the given one, or the first `shared/data/e2e` found walking up from the working directory and from kiln's own folder. */
+export function resolveDataDir(dir: string, op = 'diffusion-lm'): string {
+  if (dir) return dir;
+  const starts = [process.cwd(), dirname(fileURLToPath(import.meta.url))];
+  for (const start of starts) {
+    for (let d = resolve(start); ; d = dirname(d)) {
+      const c = join(d, 'shared', 'data', 'e2e');
+      if (existsSync(join(c, 'valid.txt'))) return c;
+      if (dirname(d) === d) break;
+    }
+  }
+  throw new KilnError('INVALID_ARGUMENT', `${op}: no shared/data/e2e folder found above the working directory or kiln; give one with --data DIR`);
 }
 
 /**

@@ -1,9 +1,8 @@
 // The whole Diffusion-LM run: data (E2E, split by meaning representation), the diffusion LM trained
 // end to end, the content classifier, then unguided and classifier-guided sampling with clamping,
 // scored by the paper's exact-match control success and a bigram fluency check.
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { KilnError } from '../../errors.js';
 import { fromTyped, full } from '../../ops/creation.js';
 import { noGrad } from '../../tensor/autograd.js';
@@ -56,22 +55,8 @@ export interface ExperimentConfig {
   teacher: TeacherConfig;
 }
 
-/** '' = find `shared/data/e2e` in the working directory, the package's folder or one above either. */
-export const DEFAULT_DATA_DIR = '';
-
-/** The E2E folder: the given one, or the first `shared/data/e2e` found walking up from the working directory and from kiln's own folder. */
-export function resolveDataDir(dir: string): string {
-  if (dir) return dir;
-  const starts = [process.cwd(), dirname(fileURLToPath(import.meta.url))];
-  for (const start of starts) {
-    for (let d = resolve(start); ; d = dirname(d)) {
-      const c = join(d, 'shared', 'data', 'e2e');
-      if (existsSync(join(c, 'valid.txt'))) return c;
-      if (dirname(d) === d) break;
-    }
-  }
-  throw new KilnError('INVALID_ARGUMENT', 'diffusion-lm: no shared/data/e2e folder found above the working directory or kiln; give one with --data DIR');
-}
+import { DEFAULT_DATA_DIR, resolveDataDir } from './data.js';
+export { DEFAULT_DATA_DIR, resolveDataDir };
 
 export const DEFAULT_EXPERIMENT: ExperimentConfig = {
   dataDir: DEFAULT_DATA_DIR,
