@@ -81,8 +81,11 @@ export interface Split {
   testGenerate: { mr: Record<string, string>; references: string[] }[];
 }
 
-export function splitData(examples: readonly E2EExample[], d: DataConfig, seed: number): Split {
-  const kept = examples.filter((e) => e.text.split(' ').length <= d.maxWords);
+/** `maxTokens`: the model's maxLen; an example whose tokenized text or MR (with <bos> / <eos>) would not fit is left out too. */
+export function splitData(examples: readonly E2EExample[], d: DataConfig, seed: number, maxTokens: number): Split {
+  const words = examples.filter((e) => e.text.split(' ').length <= d.maxWords);
+  const vocab = buildVocab(words);
+  const kept = words.filter((e) => vocab.tok.encode(e.text).length < maxTokens && linearizeMR(vocab, e.mr).length < maxTokens);
   const keys = [...new Set(kept.map((e) => e.mrKey))].sort();
   const g = new Gaussian(mixSeed(seed, 0x5b11));
   shuffle(keys, g);
@@ -90,7 +93,6 @@ export function splitData(examples: readonly E2EExample[], d: DataConfig, seed: 
   if (nTest + nPre >= keys.length) throw new KilnError('INVALID_ARGUMENT', `synthetic-pretraining: test (${d.testFraction}) and pre-training (${d.pretrainFraction}) fractions leave no meaning representation to fine-tune on`);
   const role = new Map(keys.map((k, i) => [k, i < nTest ? 'test' : i < nTest + nPre ? 'pretrain' : 'finetune']));
   const by = (r: string) => kept.filter((e) => role.get(e.mrKey) === r);
-  const vocab = buildVocab(kept);
   const pool = by('finetune'), test = by('test');
   if (pool.length < d.finetuneExamples) throw new KilnError('INVALID_ARGUMENT', `synthetic-pretraining: ${d.finetuneExamples} fine-tuning examples asked, the pool has ${pool.length}`);
   shuffle(pool, g);
@@ -215,7 +217,7 @@ export async function runExperiment(cfg: ExperimentConfig, log: (l: string) => v
   checkConfig(cfg);
   const t0 = performance.now();
   const dir = resolveDataDir(cfg.data.dir, 'synthetic-pretraining');
-  const split = splitData(['valid.txt', 'test.txt'].flatMap((f) => readE2E(join(dir, f))), cfg.data, cfg.seed);
+  const split = splitData(['valid.txt', 'test.txt'].flatMap((f) => readE2E(join(dir, f))), cfg.data, cfg.seed, cfg.model.maxLen);
   const v = split.vocab;
   log(`vocabulary ${v.tok.vocabSize}; ${split.pretrainTexts.length} descriptions for natural pre-training, ${split.finetune.length} fine-tuning examples, ` +
     `${split.testParse.length} descriptions to parse and ${split.testGenerate.length} meaning representations to describe`);
