@@ -7,6 +7,16 @@ import type { Schedule } from '../sched/lr.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Trainer, type TrainerOptions } from '../train/trainer.js';
 
+/** A recipe's training run: AdamW at peak lr with decoupled weight decay, `warmup` steps of linear warm-up. */
+export interface TrainConfig {
+  steps: number;
+  /** Examples per step (for ssl and clip: distinct prototypes, two views each). */
+  batchSize: number;
+  lr: number;
+  weightDecay: number;
+  warmup: number;
+}
+
 export interface TermsRecord {
   step: number;
   [term: string]: number;

@@ -7,21 +7,14 @@ import { KilnError } from '../../errors.js';
 import { Linear } from '../../nn/index.js';
 import { AdamW } from '../../optim/index.js';
 import { linearWarmup, product, cosine } from '../../sched/lr.js';
-import { fitTerms } from '../fit.js';
+import { fitTerms, type TrainConfig } from '../fit.js';
 import { meanStd } from '../stats.js';
 import { Gaussian, mixSeed } from '../icl/tasks.js';
 import { DEFAULT_WORLD, downstreamTasks, World, type Images, type Task, type WorldConfig } from './data.js';
 import { DEFAULT_MODEL, Encoder, OBJECTIVES, SSLModel, type ModelConfig, type Objective } from './model.js';
 import { DEFAULT_PROBE, linearProbe, type ProbeOptions } from './probe.js';
 
-export interface TrainConfig {
-  steps: number;
-  /** Prototypes per batch (distinct; two views each). */
-  batchSize: number;
-  lr: number;
-  weightDecay: number;
-  warmup: number;
-}
+export type { TrainConfig };
 
 export type Method = Objective | 'supervised' | 'random-init' | 'pixels';
 

@@ -1,14 +1,17 @@
 // The model of `synthetic-pretraining`: one small encoder-decoder transformer (kiln's Seq2Seq, a
-// T5-like shape with one shared token embedding) for every pre-training and downstream task; its training run on the project's
-// Trainer, greedy decoding, and the paper's "parameter statistics" initialisation.
+// T5-like shape with one shared token embedding) for every pre-training and downstream task; its
+// training run on the project's Trainer, greedy decoding, and the paper's "parameter statistics"
+// initialisation.
 import * as kiln from '../../index.js';
 import { KilnError } from '../../errors.js';
 import { Seq2Seq } from '../../nn/index.js';
 import type { Module, StateDict } from '../../nn/module.js';
 import { AdamW } from '../../optim/index.js';
 import { cosine, linearWarmup, product } from '../../sched/lr.js';
-import { fitTerms, type TermsRecord } from '../fit.js';
+import { fitTerms, type TermsRecord, type TrainConfig } from '../fit.js';
 import { collate, type Batch, type Pair, type Vocab } from './data.js';
+
+export type { TrainConfig };
 
 export interface ModelConfig {
   nLayer: number;
@@ -40,14 +43,6 @@ export function seqLoss(m: Seq2Seq, b: Batch): kiln.Tensor {
   const logits = m.decode(b.tgtIn, m.encode(b.src, b.srcMask), b.srcMask);
   const [B, T, V] = logits.shape;
   return kiln.crossEntropy(logits.reshape([B * T, V]), b.labels.reshape([B * T]));
-}
-
-export interface TrainConfig {
-  steps: number;
-  batchSize: number;
-  lr: number;
-  weightDecay: number;
-  warmup: number;
 }
 
 /**
