@@ -15,6 +15,9 @@ import { buildModel, greedyDecode, initFromStatistics } from '../src/recipes/syn
 import { DEFAULT_EXPERIMENT as D, parseScores, runExperiment, summarizeInto, type ExperimentResult } from '../src/recipes/synthetic-pretraining/experiment.js';
 import { runKilnQuiet } from './helpers/cli.js';
 
+// The recipe's data is ../shared/data/e2e; the tests run on the checked-in slice of it.
+const FIXTURE = join(process.cwd(), 'test', 'fixtures', 'e2e-mini');
+
 const LINES = [
   'name : Alimentum | area : city centre | family friendly : no||Alimentum is not family - friendly , in the city centre .',
   'name : Aromi | Type : coffee shop | food : Chinese | customer rating : low | near : The Sorrento||Aromi is a coffee shop near The Sorrento serving Chinese food with a low rating .',
@@ -196,7 +199,7 @@ test('recovery: the fraction of natural pre-training gain, averaged over tasks; 
 
 test.serial('a small run: every method scored on both tasks, finite, memory flat; the CLI writes its folder', async (t) => {
   const cfg = {
-    ...D, data: { ...D.data, finetuneExamples: 64, testExamples: 16, maxWords: 20 }, model: { ...D.model, nEmbd: 32, nHead: 2, maxLen: 24 },
+    ...D, data: { ...D.data, dir: FIXTURE, finetuneExamples: 24, testExamples: 16, maxWords: 20 }, model: { ...D.model, nEmbd: 32, nHead: 2, maxLen: 24 },
     pretrain: { ...D.pretrain, steps: 6, batchSize: 8 }, finetune: { ...D.finetune, steps: 4, batchSize: 8 },
     set: { ...D.set, maxLen: 12 }, lime: { ...D.lime, ruleLen: [3, 5] as [number, number], ruleVars: [1, 2] as [number, number], substLen: [1, 2] as [number, number] },
   };
@@ -206,11 +209,11 @@ test.serial('a small run: every method scored on both tasks, finite, memory flat
   t.deepEqual(r.scores.map((s) => s.method), ['scratch', 'natural', 'set', 'lime', 'set-stats']);
   for (const s of r.scores) for (const x of s.tasks) t.true(Number.isFinite(x.score) && x.score >= 0 && x.score <= 100 && Number.isFinite(x.finalLoss));
   t.deepEqual(r.pretraining.map((p) => p.kind), ['natural', 'set', 'lime']);
-  t.is(r.sizes.finetune, 64);
+  t.is(r.sizes.finetune, 24);
   t.is(r.sizes.testParse, 16);
   const out = mkdtempSync(join(tmpdir(), 'kiln-sp-'));
   const { codes, logs } = await runKilnQuiet(
-    ['synthetic-pretraining', 'run', '--pretrain-steps', '3', '--finetune-steps', '2', '--finetune-examples', '40', '--test-examples', '8', '--methods', 'scratch,set-stats', '--out', out],
+    ['synthetic-pretraining', 'run', '--pretrain-steps', '3', '--finetune-steps', '2', '--finetune-examples', '20', '--test-examples', '8', '--data', FIXTURE, '--methods', 'scratch,set-stats', '--out', out],
     ['synthetic-pretraining', 'run', '--methods', 'set,bogus'],
     ['synthetic-pretraining', '--help'],
   );
