@@ -30,6 +30,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'caption vs image-only supervision: CLIP against SimCLR by caption regime (arXiv 2207.07635)',
     load: async () => (await import('../recipes/clip/cli.js')).command,
   },
+  emergence: {
+    summary: 'emergent abilities: a scaling sweep of kiln GPTs on few-shot BIG-bench tasks (arXiv 2206.07682)',
+    load: async () => (await import('../recipes/emergence/cli.js')).command,
+  },
   'synthetic-pretraining': {
     summary: 'pre-training via simpler synthetic tasks: Set, LIME, parameter statistics (arXiv 2206.10139)',
     load: async () => (await import('../recipes/synthetic-pretraining/cli.js')).command,
