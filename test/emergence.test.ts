@@ -137,13 +137,14 @@ test('acceptance: an emergent curve, a curve that is not, and the log-likelihood
 test.serial('a tiny sweep: curves as kiln bigbench emergence computes them, memory flat; the CLI writes its folder', async (t) => {
   const cfg = {
     ...D, sizes: [{ nLayer: 1, nHead: 2, nEmbd: 16 }, { nLayer: 1, nHead: 2, nEmbd: 8 }], tasks: ['copy_digits', 'larger_number'],
-    blockSize: 64, train: { ...D.train, steps: 12, batchSize: 4, warmup: 2 }, evalExamples: 6, shots: [0, 1],
+    blockSize: 64, train: { ...D.train, steps: 12, batchSize: 4, warmup: 2 }, evalExamples: 6, shots: [0, 1], seeds: 2, seed: 7,
   };
   const before = kiln.memory().tensors;
   const r = await runExperiment(cfg);
   t.is(kiln.memory().tensors, before, 'models and optimizer state are freed');
-  t.deepEqual(r.models.map((m) => m.label), ['L1-d8', 'L1-d16'], 'ordered by parameters');
-  t.true(r.models[0].params < r.models[1].params);
+  t.deepEqual(r.models.map((m) => [m.label, m.seed]), [['L1-d8', 7], ['L1-d8', 8], ['L1-d16', 7], ['L1-d16', 8]], 'ordered by parameters, then seed');
+  t.true(r.models[0].params < r.models[2].params);
+  t.notDeepEqual(r.models[0].history, r.models[1].history, 'each seed its own text and initialisation');
   for (const m of r.models) {
     t.is(m.params, new kiln.nn.GPT({ ...m.size, blockSize: 64, vocabSize: r.vocabSize }).parameters().reduce((n, p) => n + p.size, 0));
     t.is(m.trainFlops, 6 * m.params * 12 * 4 * 64);
@@ -151,12 +152,17 @@ test.serial('a tiny sweep: curves as kiln bigbench emergence computes them, memo
     t.true(Number.isFinite(m.finalLoss));
   }
   t.is(r.curves.length, 4, 'two tasks x two shot counts');
+  const score = (m: (typeof r.models)[number], task: string, shots: number) => m.results.tasks.find((x) => x.name === task)!.perShot.find((p) => p.shots === shots)!;
+  const pairs = [r.models.slice(0, 2), r.models.slice(2)];
+  t.is(r.seedCurves.length, 2);
   for (const c of r.curves) {
     t.deepEqual(c.stats, scalingStats(c.scores as number[]));
-    t.deepEqual(c.scales, r.models.map((m) => m.params));
+    t.deepEqual(c.scales, [r.models[0].params, r.models[2].params]);
+    c.scores.forEach((y, i) => t.true(Math.abs(y! - (score(pairs[i][0], c.task, c.shots).normalized! + score(pairs[i][1], c.task, c.shots).normalized!) / 2) < 1e-9, 'the seed mean'));
+    r.seedCurves.forEach((cs, k) => t.deepEqual(cs.find((x) => x.task === c.task && x.shots === c.shots)!.scores, pairs.map((p) => score(p[k], c.task, c.shots).normalized)));
   }
   for (const l of r.logLikelihood) {
-    t.deepEqual(l.values, r.models.map((m) => m.results.tasks.find((x) => x.name === l.task)!.perShot.find((p) => p.shots === l.shots)!.scores.log_likelihood));
+    l.values.forEach((v, i) => t.true(Math.abs(v! - (score(pairs[i][0], l.task, l.shots).scores.log_likelihood! + score(pairs[i][1], l.task, l.shots).scores.log_likelihood!) / 2) < 1e-9));
     t.true(l.values.every((v) => v !== null && v < 0));
   }
   t.is(r.acceptance.length, 3);

@@ -1,6 +1,7 @@
 // `kiln emergence run`: a scaling sweep of character-level kiln GPTs on few-shot BIG-bench JSON tasks;
 // writes results.json, table.txt, emergence.svg, loglik.svg, the tasks (tasks/*.json), each model's
-// harness results (bigbench/*.json, readable by `kiln bigbench emergence`) and, with --save-models,
+// harness results (bigbench/*.json, readable by `kiln bigbench emergence`, one file per seed and
+// size) and, with --save-models,
 // the models (models/<size>/, usable as `kiln bigbench run --model kiln:<folder>`).
 import '../../index.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -35,7 +36,9 @@ options:
   --tasks L          comma-separated subset of ${TASK_NAMES.join(',')} (default all)
   --examples N       held-out examples per task (default ${D.evalExamples})
   --shots L          comma-separated shot counts (default ${D.shots.join(',')})
-  --seed S           seed of the data, the held-out examples and the initialisation (default ${D.seed})
+  --seeds N          sweeps with seeds S, S+1, ... (own training text and initialisation, the same
+                     held-out examples); the curves are on the mean scores (default ${D.seeds})
+  --seed S           first seed; also fixes the held-out examples and the prompts' shots (default ${D.seed})
   --min-gain X, --near-chance X, --breakthrough-ratio X
                      the emergence criteria (defaults ${D.criteria.minGain}, ${D.criteria.nearChance}, ${D.criteria.breakthroughOverLinearity})
   --save-models      also write each model to models/<size>/ in the run folder
@@ -57,11 +60,20 @@ const fmt = (x: number | null | undefined, d = 2) => (x === null || x === undefi
 export function formatResult(r: ExperimentResult): string {
   const c = r.config;
   const lines: string[] = [];
-  lines.push(`models (vocabulary ${r.vocabSize} characters, context ${c.blockSize}; ${c.train.steps} steps x ${c.train.batchSize} rows, lr ${c.train.lr}):`);
+  lines.push(`models (vocabulary ${r.vocabSize} characters, context ${c.blockSize}; ${c.train.steps} steps x ${c.train.batchSize} rows, lr ${c.train.lr}` +
+    `${c.seeds > 1 ? `; seeds ${c.seed}-${c.seed + c.seeds - 1}, scores are seed means` : ''}):`);
   for (const m of r.models)
-    lines.push(`  ${m.label.padEnd(10)} ${String(m.params).padStart(9)} parameters  ${m.trainFlops.toExponential(2)} training FLOPs  final loss ${m.finalLoss.toFixed(3)}  ` +
+    lines.push(`  ${(c.seeds > 1 ? `${m.label} s${m.seed}` : m.label).padEnd(14)} ${String(m.params).padStart(9)} parameters  ${m.trainFlops.toExponential(2)} training FLOPs  final loss ${m.finalLoss.toFixed(3)}  ` +
       `train ${m.trainSeconds.toFixed(0)} s, eval ${m.evalSeconds.toFixed(0)} s`);
   lines.push('', 'preferred score, normalised (0 = chance, 100 = perfect):', emergenceTable(r.curves).trimEnd());
+  if (r.seedCurves.length) {
+    lines.push('', 'per seed (normalised score, smallest model first; emergent marked *):');
+    for (const k of r.curves)
+      lines.push(`  ${`${k.task} ${k.shots}-shot`.padEnd(26)} ` + r.seedCurves.map((cs, i) => {
+        const x = cs.find((y) => y.task === k.task && y.shots === k.shots)!;
+        return `s${c.seed + i}: ${x.scores.map((v) => (v === null ? '-' : v.toFixed(0))).join('/')}${x.emergent ? '*' : ''}`;
+      }).join('  '));
+  }
   lines.push('', 'target log-likelihood (mean nats per example):');
   const head = ['task', 'shots', ...r.models.map((m) => m.label), 'I', 'linearity', 'breakthroughness'];
   const row = (cells: string[]) => `| ${cells.join(' | ')} |`;
@@ -115,7 +127,7 @@ export const command: Command = {
   async run(argv: string[]): Promise<number> {
     const flags = parseVerb(argv, {
       command: 'emergence', verb: 'run', help: HELP, booleans: ['save-models'],
-      options: ['sizes', 'steps', 'batch', 'lr', 'tasks', 'examples', 'shots', 'seed', 'min-gain', 'near-chance', 'breakthrough-ratio', 'save-models', 'out', 'json'],
+      options: ['sizes', 'steps', 'batch', 'lr', 'tasks', 'examples', 'shots', 'seeds', 'seed', 'min-gain', 'near-chance', 'breakthrough-ratio', 'save-models', 'out', 'json'],
     });
     if (typeof flags === 'number') return flags;
     const sizes = flagString(flags, 'sizes');
@@ -131,7 +143,8 @@ export const command: Command = {
         if (!Number.isInteger(n) || n < 0) throw new UsageError(`--shots: '${s}' is not a non-negative integer`);
         return n;
       }),
-      seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED)!,
+      seeds: flagInt(flags, 'seeds', D.seeds, 1, 100)!,
+      seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
       criteria: {
         minGain: flagPositive(flags, 'min-gain', D.criteria.minGain, 100),
         nearChance: flagPositive(flags, 'near-chance', D.criteria.nearChance, 100),
@@ -146,7 +159,7 @@ export const command: Command = {
     mkdirSync(join(out, 'tasks'), { recursive: true });
     for (const [name, json] of taskFiles(cfg)) writeFileSync(join(out, 'tasks', `${name}.json`), JSON.stringify(json, null, 1) + '\n');
     mkdirSync(join(out, 'bigbench'), { recursive: true });
-    for (const m of result.models) writeFileSync(join(out, 'bigbench', `${m.label}.json`), JSON.stringify(m.results) + '\n');
+    for (const m of result.models) writeFileSync(join(out, 'bigbench', `${cfg.seeds > 1 ? `${m.label}-seed${m.seed}` : m.label}.json`), JSON.stringify(m.results) + '\n');
     await writeRun(out, summaryOf(result), formatResult(result), { 'emergence.svg': emergenceSpec(result.curves), 'loglik.svg': logLikelihoodSpec(result) }, !!flags.json,
       ['tasks/', 'bigbench/', ...(saveModels ? ['models/'] : [])]);
     return 0;

@@ -35,6 +35,8 @@ export interface ExperimentConfig {
   /** Held-out examples per task. */
   evalExamples: number;
   shots: number[];
+  /** Sweeps, one per seed (seed, seed + 1, ...); the curves are on the seed-mean scores. */
+  seeds: number;
   seed: number;
   criteria: EmergenceCriteria;
 }
@@ -54,6 +56,7 @@ export const DEFAULT_EXPERIMENT: ExperimentConfig = {
   train: { steps: 1000, batchSize: 32, lr: 2e-3, weightDecay: 0.1, warmup: 50 },
   evalExamples: 100,
   shots: [2],
+  seeds: 1,
   seed: 0,
   criteria: DEFAULT_CRITERIA,
 };
@@ -62,6 +65,7 @@ export const sizeLabel = (s: ModelSize) => `L${s.nLayer}-d${s.nEmbd}`;
 
 export interface ModelRun {
   label: string;
+  seed: number;
   size: ModelSize;
   params: number;
   /** Characters the loss was taken on, and the usual 6·N·D estimate of training FLOPs over all positions. */
@@ -89,8 +93,10 @@ export interface ExperimentResult {
   config: ExperimentConfig;
   vocabSize: number;
   models: ModelRun[];
-  /** The preferred metric (exact match, multiple-choice grade), normalised: 0 = chance, 100 = perfect. */
+  /** The preferred metric (exact match, multiple-choice grade), normalised: 0 = chance, 100 = perfect; the seed mean. */
   curves: TaskCurve[];
+  /** With several seeds: each seed's own curves (empty for one seed). */
+  seedCurves: TaskCurve[][];
   logLikelihood: LogLikelihoodCurve[];
   acceptance: { name: string; pass: boolean; rule: string }[];
   seconds: number;
@@ -116,7 +122,8 @@ function checkConfig(c: ExperimentConfig): void {
   if (!(Number.isInteger(c.evalExamples) && c.evalExamples >= 1)) throw bad(`evalExamples must be a positive integer, got ${c.evalExamples}`);
   if (!Array.isArray(c.shots) || c.shots.length === 0 || c.shots.some((n) => !(Number.isInteger(n) && n >= 0 && n < c.evalExamples)))
     throw bad(`shots must be integers in [0, evalExamples), got ${JSON.stringify(c.shots)}`);
-  if (!isSeed(c.seed)) throw bad(`seed must be an integer in [0, 2^32), got ${c.seed}`);
+  if (!(Number.isInteger(c.seeds) && c.seeds >= 1 && c.seeds <= 100)) throw bad(`seeds must be an integer in [1, 100], got ${c.seeds}`);
+  if (!isSeed(c.seed) || !isSeed(c.seed + c.seeds - 1)) throw bad(`seed must be an integer in [0, 2^32 - seeds], got ${c.seed}`);
 }
 
 /** The held-out examples of every task (a function of the seed only). */
@@ -181,7 +188,7 @@ export function acceptanceChecks(curves: readonly TaskCurve[], ll: readonly LogL
 }
 
 /** Log-likelihood curves from the per-model results (models ordered by scale). */
-export function logLikelihoodCurves(runs: readonly Pick<ModelRun, 'results'>[]): LogLikelihoodCurve[] {
+export function logLikelihoodCurves(runs: readonly { results: RunResults }[]): LogLikelihoodCurve[] {
   const out: LogLikelihoodCurve[] = [];
   const first = runs[0].results;
   for (const t of first.tasks) for (const p of t.perShot) {
@@ -198,26 +205,56 @@ export function logLikelihoodCurves(runs: readonly Pick<ModelRun, 'results'>[]):
 /** Called with each trained model before it is freed (to save it). */
 export type OnModel = (label: string, model: InstanceType<typeof kiln.nn.GPT>, tokenizer: kiln.train.Tokenizer) => void;
 
+/** Per model size, one RunResults whose task-level scores are the means over seeds (null where a seed has none). */
+export function meanOverSeeds(runs: readonly RunResults[]): RunResults {
+  const first = runs[0];
+  const avg = (xs: (number | null | undefined)[]) => (xs.every((x): x is number => typeof x === 'number' && Number.isFinite(x)) ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  return {
+    ...first,
+    model: { ...first.model, spec: `${first.model.spec} (mean of ${runs.length} seeds)` },
+    tasks: first.tasks.map((t) => ({
+      ...t,
+      subtasks: [],
+      perShot: t.perShot.map((p) => {
+        const each = runs.map((r) => r.tasks.find((x) => x.name === t.name)?.perShot.find((x) => x.shots === p.shots));
+        return {
+          ...p,
+          normalized: avg(each.map((e) => e?.normalized)),
+          scores: Object.fromEntries(Object.keys(p.scores).map((k) => [k, avg(each.map((e) => e?.scores[k]))])),
+        };
+      }),
+    })),
+    aggregate: first.aggregate.map((g) => ({ ...g, normalized: avg(runs.map((r) => r.aggregate.find((x) => x.shots === g.shots)?.normalized)) })),
+    failedExamples: runs.reduce((n, r) => n + r.failedExamples, 0),
+    incomplete: runs.some((r) => r.incomplete),
+  };
+}
+
 export async function runExperiment(config: ExperimentConfig, log: (line: string) => void = () => {}, onModel?: OnModel): Promise<ExperimentResult> {
   checkConfig(config);
   const t0 = performance.now();
   const specs = config.tasks.map(taskSpec);
+  // The held-out examples and the prompts' shots are fixed by config.seed; seed k of the run draws
+  // its own training text and initialisation.
   const evalSets = evaluationSets(config);
   const heldOut = new Map([...evalSets].map(([k, v]) => [k, new Set(v.map((e) => e.input))]));
   const tasks = specs.map((spec) => bigbenchTask(spec, evalSets.get(spec.name)!));
-  const corpus = (step: number) => new TaskCorpus(specs, heldOut, (config.seed * 0x9e3779b1 + step) >>> 0);
-  const tok = kiln.train.CharTokenizer.fromText(corpus(0).alphabet());
+  const corpusOf = (seed: number) => (step: number) => new TaskCorpus(specs, heldOut, (Math.imul(seed, 0x9e3779b1) + step) >>> 0);
+  const tok = kiln.train.CharTokenizer.fromText(corpusOf(config.seed)(0).alphabet());
   const { blockSize: T, train } = config;
   const models: ModelRun[] = [];
-  for (const size of config.sizes) {
+  for (let k = 0; k < config.seeds; k++) for (const size of config.sizes) {
+    const seed = config.seed + k;
+    const corpus = corpusOf(seed);
     const label = sizeLabel(size);
-    kiln.manualSeed(config.seed);
+    const tag = config.seeds > 1 ? `${label} seed ${seed}` : label;
+    kiln.manualSeed(seed);
     const model = new kiln.nn.GPT({ ...size, blockSize: T, vocabSize: tok.vocabSize, dropout: 0 });
     const params = model.parameters().reduce((n, p) => n + p.size, 0);
     const optimizer = new kiln.optim.AdamW(model.parameters(), { lr: train.lr, weightDecay: train.weightDecay });
     let answerTokens = 0;
     try {
-      log(`${label}: ${params} parameters, ${train.steps} steps x ${train.batchSize}`);
+      log(`${tag}: ${params} parameters, ${train.steps} steps x ${train.batchSize}`);
       const fit = await fitTerms<Batch>({
         model, optimizer, steps: train.steps,
         data: (step) => batchAt(corpus, tok, step, train.batchSize, T),
@@ -228,10 +265,10 @@ export async function runExperiment(config: ExperimentConfig, log: (line: string
           for (const v of b.y.dataSync() as Int32Array) if (v >= 0) answerTokens++;
           return { loss: kiln.crossEntropy(kiln.reshape(logits, [train.batchSize * T, tok.vocabSize]), b.y) };
         },
-        log: (l) => log(`${label}: ${l}`),
+        log: (l) => log(`${tag}: ${l}`),
       });
       model.eval();
-      onModel?.(label, model, tok);
+      onModel?.(config.seeds > 1 ? `${label}-seed${seed}` : label, model, tok);
       const te = performance.now();
       const results = await runBigBench(tasks, kilnLanguageModel(model, tok, { maxBatch: 32, name: `kiln:emergence ${label}` }), {
         shots: config.shots, seed: config.seed, maxTokens: 8, concurrency: 32,
@@ -239,9 +276,9 @@ export async function runExperiment(config: ExperimentConfig, log: (line: string
       });
       const evalSeconds = (performance.now() - te) / 1000;
       const flops = 6 * params * train.steps * train.batchSize * T;
-      log(`${label}: ` + results.tasks.map((t) => `${t.name} ${t.perShot.map((p) => p.normalized?.toFixed(0) ?? '-').join('/')}`).join(', '));
+      log(`${tag}: ` + results.tasks.map((t) => `${t.name} ${t.perShot.map((p) => p.normalized?.toFixed(0) ?? '-').join('/')}`).join(', '));
       models.push({
-        label, size, params, answerTokens, trainFlops: flops, history: fit.history, trainSeconds: fit.seconds, evalSeconds, results,
+        label, seed, size, params, answerTokens, trainFlops: flops, history: fit.history, trainSeconds: fit.seconds, evalSeconds, results,
         finalLoss: fit.history.length ? fit.history[fit.history.length - 1].loss : NaN,
       });
     } finally {
@@ -249,12 +286,16 @@ export async function runExperiment(config: ExperimentConfig, log: (line: string
       for (const p of model.parameters()) p.dispose();
     }
   }
-  models.sort((a, b) => a.params - b.params);
-  const series = models.map((m) => ({ file: m.label, results: m.results, scale: m.params, label: m.label }));
-  const curves = taskCurves(series, config.criteria);
-  const logLikelihood = logLikelihoodCurves(models);
+  models.sort((a, b) => a.params - b.params || a.seed - b.seed);
+  const bySize = config.sizes.map((size) => models.filter((m) => m.label === sizeLabel(size))).sort((a, b) => a[0].params - b[0].params);
+  const perSize = bySize.map((runs) => ({ params: runs[0].params, label: runs[0].label, results: runs.length > 1 ? meanOverSeeds(runs.map((r) => r.results)) : runs[0].results }));
+  const curves = taskCurves(perSize.map((m) => ({ file: m.label, results: m.results, scale: m.params, label: m.label })), config.criteria);
+  const logLikelihood = logLikelihoodCurves(perSize);
+  const seedCurves = config.seeds > 1
+    ? Array.from({ length: config.seeds }, (_, k) => taskCurves(bySize.map((runs) => runs[k]).map((m) => ({ file: m.label, results: m.results, scale: m.params, label: m.label })), config.criteria))
+    : [];
   return {
-    kind: 'kiln.emergence.results', version: 1, config, vocabSize: tok.vocabSize, models, curves, logLikelihood,
+    kind: 'kiln.emergence.results', version: 1, config, vocabSize: tok.vocabSize, models, curves, logLikelihood, seedCurves,
     acceptance: acceptanceChecks(curves, logLikelihood, config.criteria), seconds: (performance.now() - t0) / 1000,
   };
 }
