@@ -16,6 +16,7 @@ import { bigbenchTask, bigbenchTaskJson, drawExamples, TASKS, taskSpec, TaskCorp
 import {
   acceptanceChecks, DEFAULT_EXPERIMENT as D, evaluationSets, runExperiment, type LogLikelihoodCurve,
 } from '../src/recipes/emergence/experiment.js';
+import { formatResult, logLikelihoodSpec } from '../src/recipes/emergence/cli.js';
 import { runKilnQuiet } from './helpers/cli.js';
 
 /** Each task's answer computed from its input by an independent rule. */
@@ -166,6 +167,10 @@ test.serial('a tiny sweep: curves as kiln bigbench emergence computes them, memo
     t.true(l.values.every((v) => v !== null && v < 0));
   }
   t.is(r.acceptance.length, 3);
+  const table = formatResult(r);
+  t.regex(table, /\| task \| shots \| L1-d8 \| L1-d16 \| I \| linearity \| breakthroughness \|/, 'one log-likelihood column per size');
+  t.regex(table, /copy_digits 0-shot +s7: -?\d+\/-?\d+\*? +s8: -?\d+\/-?\d+/);
+  t.deepEqual((logLikelihoodSpec(r).data as { values: { scale: number }[] }).values.map((v) => v.scale).slice(0, 2), [r.models[0].params, r.models[2].params]);
 
   const out = mkdtempSync(join(tmpdir(), 'kiln-em-'));
   const { codes, logs } = await runKilnQuiet(

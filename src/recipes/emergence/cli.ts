@@ -75,7 +75,7 @@ export function formatResult(r: ExperimentResult): string {
       }).join('  '));
   }
   lines.push('', 'target log-likelihood (mean nats per example):');
-  const head = ['task', 'shots', ...r.models.map((m) => m.label), 'I', 'linearity', 'breakthroughness'];
+  const head = ['task', 'shots', ...(r.curves[0]?.labels ?? []), 'I', 'linearity', 'breakthroughness'];
   const row = (cells: string[]) => `| ${cells.join(' | ')} |`;
   lines.push(row(head), row(head.map(() => '---')));
   for (const l of r.logLikelihood)
@@ -88,8 +88,10 @@ export function formatResult(r: ExperimentResult): string {
 
 /** The target log-likelihood against parameters, one line per task. */
 export function logLikelihoodSpec(r: ExperimentResult): VegaLiteSpec {
+  // One point per model size (the seed mean with several seeds), at the curves' scales.
+  const { scales = [], labels = [] } = r.curves[0] ?? {};
   const values = r.logLikelihood.flatMap((l) => l.values.map((v, i) => ({
-    task: l.task, shots: `${l.shots}-shot`, scale: r.models[i].params, model: r.models[i].label, loglik: v,
+    task: l.task, shots: `${l.shots}-shot`, scale: scales[i], model: labels[i], loglik: v,
   }))).filter((v) => v.loglik !== null);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
