@@ -42,6 +42,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'run BIG-bench JSON tasks against models; emergence statistics (arXiv 2206.04615)',
     load: async () => (await import('../recipes/bigbench/cli.js')).command,
   },
+  serve: {
+    summary: 'an OpenAI-compatible completions endpoint (/v1/completions) over a kiln language model',
+    load: async () => (await import('../serve/cli.js')).command,
+  },
 };
 
 export function usage(): string {
