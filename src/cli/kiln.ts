@@ -38,6 +38,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'pre-training via simpler synthetic tasks: Set, LIME, parameter statistics (arXiv 2206.10139)',
     load: async () => (await import('../recipes/synthetic-pretraining/cli.js')).command,
   },
+  simulacra: {
+    summary: 'social simulacra: personas, threads and what-ifs from a community\'s goal and rules (arXiv 2208.04024)',
+    load: async () => (await import('../recipes/simulacra/cli.js')).command,
+  },
   bigbench: {
     summary: 'run BIG-bench JSON tasks against models; emergence statistics (arXiv 2206.04615)',
     load: async () => (await import('../recipes/bigbench/cli.js')).command,
