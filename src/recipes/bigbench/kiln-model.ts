@@ -12,8 +12,8 @@
 // Context handling: every forward sees at most blockSize tokens, cropped from the left. Each
 // decoding step or scoring window reads the hidden states only at the positions it needs and
 // applies the (tied) LM head there, so the vocabulary projection is not paid for every position.
-// Decoding runs on the GPT's KV cache: a prefill of the prompts, then one new token per row per
-// step; a row past blockSize is rebuilt from its last blockSize tokens (kiln.nn.GPT#createCache),
+// Decoding runs on the GPT's KV cache through `kiln serve`'s decoder (src/serve/decode.ts) at
+// temperature 0: a prefill of the prompts, then one new token per row per step; a row past blockSize is rebuilt from its last blockSize tokens (kiln.nn.GPT#createCache),
 // so the greedy outputs are those of the uncached decoder (`kvCache: false`), which reruns the
 // window for every token.
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -22,6 +22,7 @@ import * as kiln from '../../index.js';
 import type { Tensor } from '../../index.js';
 import { KilnError } from '../../errors.js';
 import type { GenerateOptions, LanguageModel } from './model.js';
+import { bosId, decodeRows, eosId, headWeight } from '../../serve/decode.js';
 
 type GPT = InstanceType<typeof kiln.nn.GPT>;
 type Tokenizer = kiln.train.Tokenizer;
@@ -48,11 +49,6 @@ export class KilnModelLoadError extends KilnError {
     this.name = 'KilnModelLoadError';
   }
 }
-
-interface BosTokenizer extends Tokenizer { readonly bosId: number }
-interface EosTokenizer extends Tokenizer { readonly eosId: number }
-const bosOf = (t: Tokenizer): number | null => (t instanceof kiln.train.WordTokenizer ? (t as BosTokenizer).bosId : null);
-const eosOf = (t: Tokenizer): number | null => (t instanceof kiln.train.WordTokenizer ? (t as EosTokenizer).eosId : null);
 
 /** One row of a batched forward: input ids, and which of its positions we read. */
 interface Row {
@@ -83,11 +79,6 @@ export class KilnLanguageModel implements LanguageModel {
     this.name = opts.name ?? `kiln:gpt(L${c.nLayer} H${c.nHead} d${c.nEmbd} ctx${c.blockSize} V${vocab})`;
   }
 
-  /** The LM head's weight [V, nEmbd] (tied to the token embedding unless tieWeights was false). */
-  private headWeight(): Tensor {
-    return this.model.lmHead ? this.model.lmHead.weight : this.model.wte!.weight;
-  }
-
   /**
    * One forward over `rows` (right-padded: causal attention means padding after a row's tokens
    * changes nothing before them); returns logits [sum of positions, V] for the requested
@@ -107,7 +98,7 @@ export class KilnLanguageModel implements LanguageModel {
     const hidden = this.model.hidden(kiln.tensor(flat, { dtype: 'int32', shape: [B, T], device }));
     const E = hidden.shape[2];
     const picked = kiln.embedding(kiln.reshape(hidden, [B * T, E]), kiln.tensor(Int32Array.from(gather), { dtype: 'int32', device }));
-    return kiln.nn.linear(picked, this.headWeight());
+    return kiln.nn.linear(picked, headWeight(this.model));
   }
 
   private withEval<T>(fn: () => T): T {
@@ -124,7 +115,7 @@ export class KilnLanguageModel implements LanguageModel {
   private encodeContext(text: string, what: string): Int32Array {
     const ids = this.tokenizer.encode(text);
     if (ids.length > 0) return ids;
-    const bos = bosOf(this.tokenizer);
+    const bos = bosId(this.tokenizer);
     if (bos === null) throw new KilnError('INVALID_ARGUMENT', `kilnLanguageModel: empty ${what}: the tokenizer has no BOS token to condition the first token on`);
     return Int32Array.of(bos);
   }
@@ -132,63 +123,25 @@ export class KilnLanguageModel implements LanguageModel {
   async generate(prompts: string[], opts: GenerateOptions): Promise<string[]> {
     const maxTokens = Math.max(0, Math.floor(opts.maxTokens));
     const stops = (opts.stop ?? []).filter((s) => s.length > 0);
-    const eos = eosOf(this.tokenizer);
+    if (this.kvCache) return this.generateCached(prompts, maxTokens, stops);
+    const eos = eosId(this.tokenizer);
     const out: string[] = [];
-    for (let i = 0; i < prompts.length; i += this.maxBatch) {
-      const batch = prompts.slice(i, i + this.maxBatch);
-      out.push(...this.withEval(() => (this.kvCache ? this.generateBatch(batch, maxTokens, stops, eos) : this.generateBatchUncached(batch, maxTokens, stops, eos))));
-    }
+    for (let i = 0; i < prompts.length; i += this.maxBatch)
+      out.push(...this.withEval(() => this.generateBatchUncached(prompts.slice(i, i + this.maxBatch), maxTokens, stops, eos)));
     return out;
   }
 
   /**
-   * Greedy decoding with a KV cache: one prefill over each prompt's last blockSize tokens
-   * (right-padded, per-row lengths), then one token per active row per step; finished rows are
-   * dropped from the cache. A row past blockSize is rebuilt by the cache from its last blockSize
-   * tokens each step, which is the cropped forward the uncached decoder ran.
+   * Greedy decoding with a KV cache: `kiln serve`'s decoder at temperature 0 (a prefill over each
+   * prompt's last blockSize tokens, then one token per active row per step, finished rows dropped,
+   * a row past blockSize rebuilt from its last blockSize tokens, which is the cropped forward the
+   * uncached decoder runs). The whole generated text, stop string included.
    */
-  private generateBatch(prompts: string[], maxTokens: number, stops: string[], eos: number | null): string[] {
-    const seqs = prompts.map((p) => Array.from(this.encodeContext(p, 'prompt')));
-    const generated: number[][] = prompts.map(() => []);
-    const texts = prompts.map(() => '');
-    if (maxTokens === 0) return texts;
-    const device = this.model.wte!.weight.device;
-    const cache = this.model.createCache();
-    try {
-      // order[k]: the prompt whose sequence is the cache's row k.
-      let order = prompts.map((_, i) => i);
-      let feed = order.map((i) => seqs[i].slice(-this.blockSize));
-      for (let step = 0; step < maxTokens && order.length > 0; step++) {
-        const lengths = feed.map((f) => f.length);
-        const T = Math.max(...lengths);
-        const flat = new Int32Array(order.length * T);
-        feed.forEach((f, k) => flat.set(f, k * T));
-        const next = kiln.tidy(() => kiln.noGrad(() => {
-          const hidden = this.model.hidden(kiln.tensor(flat, { dtype: 'int32', shape: [order.length, T], device }), { cache, lengths });
-          const E = hidden.shape[2];
-          const last = kiln.tensor(Int32Array.from(lengths, (m, k) => k * T + m - 1), { dtype: 'int32', device });
-          const logits = kiln.nn.linear(kiln.embedding(kiln.reshape(hidden, [order.length * T, E]), last), this.headWeight());
-          return Array.from(kiln.argmax(logits, -1).dataSync());
-        }));
-        const keep: number[] = [];
-        order.forEach((i, k) => {
-          const id = next[k];
-          seqs[i].push(id);
-          if (eos !== null && id === eos) return;
-          generated[i].push(id);
-          texts[i] = this.tokenizer.decode(generated[i]);
-          if (!stops.some((s) => texts[i].includes(s))) keep.push(k);
-        });
-        if (keep.length < order.length) {
-          cache.selectRows(keep);
-          order = keep.map((k) => order[k]);
-        }
-        feed = order.map((i) => [seqs[i][seqs[i].length - 1]]);
-      }
-    } finally {
-      cache.dispose();
-    }
-    return texts;
+  private generateCached(prompts: string[], maxTokens: number, stops: string[]): string[] {
+    const rows = prompts.map((p, i) => ({
+      context: this.encodeContext(p, 'prompt'), maxTokens, temperature: 0, topP: 1, seed: 0n, stream: i, stop: stops, topK: null,
+    }));
+    return decodeRows(this.model, this.tokenizer, rows, { maxBatch: this.maxBatch }).map((r) => r.text);
   }
 
   /** Greedy decoding without a cache: every step reruns each active row's last blockSize tokens. */
