@@ -136,19 +136,24 @@ export function taskFiles(c: Pick<ExperimentConfig, 'tasks' | 'evalExamples' | '
   return new Map([...evaluationSets(c)].map(([name, ex]) => [name, bigbenchTaskJson(taskSpec(name), ex)]));
 }
 
-interface Batch { x: kiln.Tensor; y: kiln.Tensor }
+/** Inputs, targets (-100 off the answers) and how many targets are answer characters. */
+interface Batch { x: kiln.Tensor; y: kiln.Tensor; answers: number }
 
 /** The batch of `step`: a pure function of (seed, step), the same for every model size. */
 function batchAt(corpus: (step: number) => TaskCorpus, tok: kiln.train.Tokenizer, step: number, B: number, T: number): Batch {
   const c = corpus(step);
   const x = new Int32Array(B * T), y = new Int32Array(B * T);
+  let answers = 0;
   for (let b = 0; b < B; b++) {
     const { text, answer } = c.row(T + 1);
     const ids = tok.encode(text);
     x.set(ids.subarray(0, T), b * T);
-    for (let i = 0; i < T; i++) y[b * T + i] = answer[i + 1] ? ids[i + 1] : -100;
+    for (let i = 0; i < T; i++) {
+      y[b * T + i] = answer[i + 1] ? ids[i + 1] : -100;
+      answers += answer[i + 1];
+    }
   }
-  return { x: kiln.tensor(x, { dtype: 'int32', shape: [B, T] }), y: kiln.tensor(y, { dtype: 'int32', shape: [B * T] }) };
+  return { x: kiln.tensor(x, { dtype: 'int32', shape: [B, T] }), y: kiln.tensor(y, { dtype: 'int32', shape: [B * T] }), answers };
 }
 
 /** Which of the preferred-metric curves and log-likelihood curves the checks read, and the checks. */
@@ -262,7 +267,7 @@ export async function runExperiment(config: ExperimentConfig, log: (line: string
         logEvery: Math.max(1, Math.floor(train.steps / 5)),
         terms: (b) => {
           const logits = model.forward(b.x);
-          for (const v of b.y.dataSync() as Int32Array) if (v >= 0) answerTokens++;
+          answerTokens += b.answers;
           return { loss: kiln.crossEntropy(kiln.reshape(logits, [train.batchSize * T, tok.vocabSize]), b.y) };
         },
         log: (l) => log(`${tag}: ${l}`),
@@ -289,11 +294,11 @@ export async function runExperiment(config: ExperimentConfig, log: (line: string
   models.sort((a, b) => a.params - b.params || a.seed - b.seed);
   const bySize = config.sizes.map((size) => models.filter((m) => m.label === sizeLabel(size))).sort((a, b) => a[0].params - b[0].params);
   const perSize = bySize.map((runs) => ({ params: runs[0].params, label: runs[0].label, results: runs.length > 1 ? meanOverSeeds(runs.map((r) => r.results)) : runs[0].results }));
-  const curves = taskCurves(perSize.map((m) => ({ file: m.label, results: m.results, scale: m.params, label: m.label })), config.criteria);
+  const curvesOf = (runs: readonly { label: string; params: number; results: RunResults }[]) =>
+    taskCurves(runs.map((m) => ({ file: m.label, results: m.results, scale: m.params, label: m.label })), config.criteria);
+  const curves = curvesOf(perSize);
   const logLikelihood = logLikelihoodCurves(perSize);
-  const seedCurves = config.seeds > 1
-    ? Array.from({ length: config.seeds }, (_, k) => taskCurves(bySize.map((runs) => runs[k]).map((m) => ({ file: m.label, results: m.results, scale: m.params, label: m.label })), config.criteria))
-    : [];
+  const seedCurves = config.seeds > 1 ? Array.from({ length: config.seeds }, (_, k) => curvesOf(bySize.map((runs) => runs[k]))) : [];
   return {
     kind: 'kiln.emergence.results', version: 1, config, vocabSize: tok.vocabSize, models, curves, logLikelihood, seedCurves,
     acceptance: acceptanceChecks(curves, logLikelihood, config.criteria), seconds: (performance.now() - t0) / 1000,
