@@ -3,7 +3,8 @@
 // history (one record per "evaluation", and after the last step). Progress goes to `log`.
 import type { Module } from '../nn/module.js';
 import type { Optimizer } from '../optim/optimizer.js';
-import type { Schedule } from '../sched/lr.js';
+import { AdamW } from '../optim/adam.js';
+import { cosine, linearWarmup, product, type Schedule } from '../sched/lr.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Trainer, type TrainerOptions } from '../train/trainer.js';
 
@@ -61,4 +62,29 @@ export async function fitTerms<B>(o: {
   }).fit();
   o.model.eval();
   return { history: fit.evals as TermsRecord[], seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * `fitTerms` under a TrainConfig: AdamW at train.lr with train.weightDecay, `warmup` steps of
+ * linear warm-up then cosine decay to the last step; the optimizer is freed when the run ends.
+ */
+export async function fitAdamW<B>(o: {
+  model: Module;
+  train: TrainConfig;
+  data: TrainerOptions<B>['data'];
+  clipGradNorm: number;
+  logEvery: number;
+  terms: (batch: B) => Record<string, Tensor>;
+  log: (line: string) => void;
+}): Promise<{ history: TermsRecord[]; seconds: number }> {
+  const t = o.train;
+  const optimizer = new AdamW(o.model.parameters(), { lr: t.lr, weightDecay: t.weightDecay });
+  try {
+    return await fitTerms<B>({
+      model: o.model, optimizer, data: o.data, steps: t.steps, schedule: product(linearWarmup(Math.max(1, t.warmup)), cosine(t.steps)),
+      clipGradNorm: o.clipGradNorm, logEvery: o.logEvery, terms: o.terms, log: o.log,
+    });
+  } finally {
+    optimizer.dispose();
+  }
 }

@@ -7,9 +7,8 @@
 // that is already improving.
 import * as kiln from '../../index.js';
 import { KilnError } from '../../errors.js';
-import { cosine, linearWarmup, product } from '../../sched/lr.js';
 import { isSeed } from '../seed.js';
-import { fitTerms, type TermsRecord, type TrainConfig } from '../fit.js';
+import { fitAdamW, type TermsRecord, type TrainConfig } from '../fit.js';
 import { kilnLanguageModel } from '../bigbench/kiln-model.js';
 import { Rng } from '../bigbench/rng.js';
 import { runBigBench, type RunResults } from '../bigbench/runner.js';
@@ -256,14 +255,12 @@ export async function runExperiment(config: ExperimentConfig, log: (line: string
     kiln.manualSeed(seed);
     const model = new kiln.nn.GPT({ ...size, blockSize: T, vocabSize: tok.vocabSize, dropout: 0 });
     const params = model.parameters().reduce((n, p) => n + p.size, 0);
-    const optimizer = new kiln.optim.AdamW(model.parameters(), { lr: train.lr, weightDecay: train.weightDecay });
     let answerTokens = 0;
     try {
       log(`${tag}: ${params} parameters, ${train.steps} steps x ${train.batchSize}`);
-      const fit = await fitTerms<Batch>({
-        model, optimizer, steps: train.steps,
+      const fit = await fitAdamW<Batch>({
+        model, train, clipGradNorm: 1,
         data: (step) => batchAt(corpus, tok, step, train.batchSize, T),
-        schedule: product(linearWarmup(Math.max(1, train.warmup)), cosine(train.steps)), clipGradNorm: 1,
         logEvery: Math.max(1, Math.floor(train.steps / 5)),
         terms: (b) => {
           const logits = model.forward(b.x);
@@ -287,7 +284,6 @@ export async function runExperiment(config: ExperimentConfig, log: (line: string
         finalLoss: fit.history.length ? fit.history[fit.history.length - 1].loss : NaN,
       });
     } finally {
-      optimizer.dispose();
       for (const p of model.parameters()) p.dispose();
     }
   }

@@ -5,9 +5,8 @@
 // versions. The labeller counts what was written, next to the world's own rates (measure.ts).
 import * as kiln from '../../index.js';
 import { KilnError } from '../../errors.js';
-import { cosine, linearWarmup, product } from '../../sched/lr.js';
 import { isSeed } from '../seed.js';
-import { fitTerms, type TermsRecord, type TrainConfig } from '../fit.js';
+import { fitAdamW, type TermsRecord, type TrainConfig } from '../fit.js';
 import { kilnLanguageModel } from '../bigbench/kiln-model.js';
 import { Rng } from '../bigbench/rng.js';
 import { batchAt, trainingCommunities, worldTokenizer } from './corpus.js';
@@ -145,13 +144,11 @@ export async function trainModel(c: SimulacraConfig, heldOut: ReadonlySet<string
   const communities = trainingCommunities(heldOut);
   kiln.manualSeed(c.seed);
   const model = new kiln.nn.GPT({ ...c.model, vocabSize: tok.vocabSize, dropout: 0 });
-  const optimizer = new kiln.optim.AdamW(model.parameters(), { lr: c.train.lr, weightDecay: c.train.weightDecay });
   const B = c.train.batchSize, T = c.model.blockSize;
   try {
-    const fit = await fitTerms<ReturnType<typeof batchAt>>({
-      model, optimizer, steps: c.train.steps,
+    const fit = await fitAdamW<ReturnType<typeof batchAt>>({
+      model, train: c.train, clipGradNorm: 1,
       data: (step) => batchAt(c.seed, step, B, T, tok, communities, { personas: c.docPersonas, replies: c.replies, heldOut }),
-      schedule: product(linearWarmup(Math.max(1, c.train.warmup)), cosine(c.train.steps)), clipGradNorm: 1,
       logEvery: Math.max(1, Math.floor(c.train.steps / 5)),
       terms: (b) => ({ loss: kiln.crossEntropy(kiln.reshape(model.forward(b.x), [B * T, tok.vocabSize]), b.y) }),
       log,
@@ -160,8 +157,6 @@ export async function trainModel(c: SimulacraConfig, heldOut: ReadonlySet<string
   } catch (e) {
     for (const p of model.parameters()) p.dispose();
     throw e;
-  } finally {
-    optimizer.dispose();
   }
 }
 

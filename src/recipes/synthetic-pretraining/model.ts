@@ -6,9 +6,7 @@ import * as kiln from '../../index.js';
 import { KilnError } from '../../errors.js';
 import { Seq2Seq } from '../../nn/index.js';
 import type { Module, StateDict } from '../../nn/module.js';
-import { AdamW } from '../../optim/index.js';
-import { cosine, linearWarmup, product } from '../../sched/lr.js';
-import { fitTerms, type TermsRecord, type TrainConfig } from '../fit.js';
+import { fitAdamW, type TermsRecord, type TrainConfig } from '../fit.js';
 import { collate, type Batch, type Pair, type Vocab } from './data.js';
 
 export type { TrainConfig };
@@ -50,17 +48,11 @@ export function seqLoss(m: Seq2Seq, b: Batch): kiln.Tensor {
  * decay and clipping at norm 1; the loss is averaged over tenths of the run into the history.
  */
 export async function trainSeq2Seq(name: string, m: Seq2Seq, v: Vocab, pairsAt: (step: number) => Pair[], t: TrainConfig, log: (l: string) => void): Promise<{ history: TermsRecord[]; seconds: number; finalLoss: number }> {
-  const optimizer = new AdamW(m.parameters(), { lr: t.lr, weightDecay: t.weightDecay });
-  try {
-    const { history, seconds } = await fitTerms<Batch>({
-      model: m, optimizer, data: (step) => collate(v, pairsAt(step)), steps: t.steps,
-      schedule: product(linearWarmup(Math.max(1, t.warmup)), cosine(t.steps)), clipGradNorm: 1,
-      logEvery: Math.max(1, Math.floor(t.steps / 10)), terms: (b) => ({ loss: seqLoss(m, b) }), log: (l) => log(`${name}: ${l}`),
-    });
-    return { history, seconds, finalLoss: history.length ? history[history.length - 1].loss : NaN };
-  } finally {
-    optimizer.dispose();
-  }
+  const { history, seconds } = await fitAdamW<Batch>({
+    model: m, train: t, data: (step) => collate(v, pairsAt(step)), clipGradNorm: 1,
+    logEvery: Math.max(1, Math.floor(t.steps / 10)), terms: (b) => ({ loss: seqLoss(m, b) }), log: (l) => log(`${name}: ${l}`),
+  });
+  return { history, seconds, finalLoss: history.length ? history[history.length - 1].loss : NaN };
 }
 
 /**
