@@ -69,3 +69,9 @@ const setup = N.setup(KilnError);
 /** The shared argument buffer: ops write their arguments here before one call into the addon. */
 export const A = new Float64Array(setup.args);
 export const cudaCompiled = setup.cudaCompiled;
+
+// The addon reads KILN_NUM_THREADS itself and ignores a value it cannot use (not a whole number in
+// [1, 1024]); say so once rather than silently run on every core.
+const envThreads = process.env.KILN_NUM_THREADS;
+if (envThreads !== undefined && envThreads !== '' && !(/^\d+$/.test(envThreads) && +envThreads >= 1 && +envThreads <= 1024))
+  process.emitWarning(`KILN_NUM_THREADS='${envThreads}' is not a whole number in [1, 1024]; using ${N.numThreads()} threads`, { code: 'KILN_NUM_THREADS' });

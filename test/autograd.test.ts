@@ -49,6 +49,7 @@ test('requiresGrad propagates to results and not to constants', (t) => {
     t.false(y.isLeaf);
     t.false(c.mul(2).requiresGrad);
     y.sum().backward();
+    t.false(y.isLeaf, 'a backward that frees the graph leaves y a non-leaf');
     t.is(c.grad, null, 'a constant gets no gradient');
     assertClose(t, 'a.grad', a.grad!.dataSync(), new Array(6).fill(1), EXACT);
     t.throws(() => c.sum().backward(), { instanceOf: kiln.KilnError, code: 'NOT_DIFFERENTIABLE' } as any);

@@ -1,6 +1,7 @@
 // Bad input is a KilnError with the right code and a message naming the op (and the shapes), never a
 // crash; the process goes on. Also the raw addon, called with forged handles, offsets and sizes.
 import test, { type ExecutionContext } from 'ava';
+import { spawnSync } from 'node:child_process';
 import * as kiln from '../src/index.js';
 import { A, N } from '../src/native.js';
 import { cudaReason } from './helpers/checkop.js';
@@ -365,4 +366,29 @@ test('raw addon: non-number arguments throw (a TypeError-like Error), never abor
   t.truthy(e);
   t.throws(() => N.free('x' as never));
   t.is(kiln.tidy(() => kiln.ones([3]).sum().item()), 3);
+});
+
+test('a KILN_NUM_THREADS the addon cannot use (99999, abc) leaves the default with a warning, no crash', (t) => {
+  for (const v of ['99999', 'abc']) {
+    const r = spawnSync(process.execPath, ['--import=tsx', '-e',
+      "import('./src/index.ts').then((k) => console.log(k.getNumThreads(), k.ones([64, 64]).matmul(k.ones([64, 64])).sum().item()))"],
+    { env: { ...process.env, KILN_NUM_THREADS: v }, encoding: 'utf8', timeout: 60_000 });
+    t.is(r.status, 0, `KILN_NUM_THREADS=${v}: ${r.stderr}`);
+    const [n, total] = r.stdout.trim().split(' ').map(Number);
+    t.true(n >= 1 && n <= 1024);
+    t.is(total, 64 ** 3);
+    t.regex(r.stderr, /KILN_NUM_THREADS='.*' is not a whole number in \[1, 1024\]/);
+  }
+});
+
+test('messages name the real problem: manualSeed non-integers, stack shapes, matmul batch dims, embedding without rows, fractional axes', (t) => {
+  for (const s of [NaN, 1.5, Infinity, '5' as unknown as number])
+    t.throws(() => kiln.manualSeed(s), { instanceOf: kiln.KilnError, message: /manualSeed: seed must be an integer/ });
+  kiln.tidy(() => {
+    t.throws(() => kiln.stack([kiln.ones([2, 3]), kiln.ones([3, 2])]), { instanceOf: kiln.KilnError, message: 'stack: tensor 1 is [3, 2], tensor 0 [2, 3]: stack needs equal shapes' });
+    t.throws(() => kiln.matmul(kiln.ones([2, 2, 3]), kiln.ones([3, 3, 4])), { instanceOf: kiln.KilnError, message: /matmul: \[2, 2, 3\] @ \[3, 3, 4\]: batch dimensions \[2\] and \[3\] do not broadcast/ });
+    t.throws(() => kiln.embedding(kiln.zeros([0, 3]), kiln.tensor([0], { dtype: 'int32' })), { instanceOf: kiln.KilnError, message: /embedding: weight \[0, 3\] has no rows/ });
+    t.throws(() => kiln.sum(kiln.ones([2, 2]), 0.5), { instanceOf: kiln.KilnError, message: /axis 0.5 is not an integer/ });
+  });
+  kiln.manualSeed(0);
 });

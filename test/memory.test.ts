@@ -67,3 +67,28 @@ test('a long loop inside one scope does not keep the tensors it disposed', (t) =
   w.dispose();
   x.dispose();
 });
+
+test('tidy keeps the tensors returned in arrays, plain and null-prototype objects, Maps and Sets; not in class instances', (t) => {
+  const live = kiln.memory().tensors;
+  class Holder { constructor(readonly t: kiln.Tensor) {} }
+  const r = kiln.tidy(() => {
+    const bare = Object.create(null) as Record<string, kiln.Tensor>;
+    bare.w = kiln.ones([2]);
+    kiln.zeros([3]);  // made inside and not returned: disposed
+    return { bare, map: new Map([['a', kiln.ones([1])]]), set: new Set([kiln.ones([4])]), list: [[kiln.ones([5])]],
+      held: new Holder(kiln.ones([6])) };
+  });
+  t.deepEqual(Array.from(r.bare.w.dataSync()), [1, 1]);
+  t.is(r.map.get('a')!.item(), 1);
+  t.is([...r.set][0].size, 4);
+  t.is(r.list[0][0].size, 5);
+  t.true(r.held.t.isDisposed, 'a class instance is not walked');
+  // A safetensors load's record (null prototype) survives the scope it was loaded in.
+  const src = kiln.tensor([1, 2, 3]);
+  const bytes = kiln.io.encodeSafetensors({ w: src });
+  src.dispose();
+  const loaded = kiln.tidy(() => kiln.io.decodeSafetensors(bytes));
+  t.deepEqual(Array.from(loaded.tensors.w.dataSync()), [1, 2, 3]);
+  for (const x of [r.bare.w, r.map.get('a')!, [...r.set][0], r.list[0][0], loaded.tensors.w]) x.dispose();
+  t.is(kiln.memory().tensors, live);
+});

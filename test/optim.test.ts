@@ -43,6 +43,62 @@ test('Adam (L2 decay) and AdamW (decoupled decay) match PyTorch', (t) => {
   close(t, run((ps) => new optim.AdamW(ps, o), 'float32'), TORCH.adamw, 1e-5);
 });
 
+// A parameter whose first gradient comes at step 3 of 5 (q, and p's first two entries through
+// p[:2]·q from then on): torch 2.13 bias-corrects each parameter by its own update count.
+const TORCH_LATE: Record<string, number[]> = {
+  adam: [0.5099569865203766, -1.495803444219694, 2.5117851874033486, 0.04023612227280643, 0.008062205140362294, -0.40049285973512594],
+  adamw: [0.49087867999543433, -1.4518521281557188, 2.4463747775077493, 0.03414659324532701, 0.0053650351283230785, -0.39273960820694964],
+};
+
+function runLate(make: (ps: kiln.Tensor[]) => kiln.optim.Optimizer<any>, resumeAt = -1): number[] {
+  const p = kiln.tensor([1, -2, 3, 0.5], { dtype: 'float64', requiresGrad: true });
+  const q = kiln.tensor([0.3, -0.7], { dtype: 'float64', requiresGrad: true });
+  const c = kiln.tensor([1, 0.5, -0.25, 2], { dtype: 'float64' });
+  let o = make([p, q]);
+  for (let i = 0; i < 5; i++) {
+    if (i === resumeAt) {  // a fresh optimizer from the state dict, as a resumed run has
+      const sd = o.stateDict();
+      const fresh = make([p, q]);
+      fresh.loadStateDict(sd);
+      o.dispose();
+      o = fresh;
+    }
+    o.zeroGrad();
+    kiln.tidy(() => {
+      let loss = kiln.add(kiln.sum(p.mul(p).mul(c)), kiln.sum(p.pow(3)).mul(0.1));
+      if (i >= 2) loss = loss.add(kiln.sum(q.pow(3))).add(kiln.sum(p.narrow(0, 0, 2).mul(q)));
+      loss.backward();
+    });
+    o.step();
+  }
+  return [...p.dataSync(), ...q.dataSync()];
+}
+
+test('Adam and AdamW bias-correct each parameter by its own update count, as PyTorch, across a state-dict resume', (t) => {
+  const o = { lr: 0.1, betas: [0.8, 0.99] as [number, number], eps: 1e-6, weightDecay: 0.05 };
+  close(t, runLate((ps) => new optim.Adam(ps, o)), TORCH_LATE.adam, 1e-12);
+  close(t, runLate((ps) => new optim.AdamW(ps, o)), TORCH_LATE.adamw, 1e-12);
+  close(t, runLate((ps) => new optim.AdamW(ps, o), 3), TORCH_LATE.adamw, 1e-12);
+  // The state dict says so; one written before per-parameter counts (no steps) gives a parameter
+  // with state the global count, one without none.
+  const p = kiln.tensor([1, 2], { requiresGrad: true }), q = kiln.tensor([3], { requiresGrad: true });
+  const a = new optim.AdamW([p, q]);
+  p.grad = kiln.tensor([0.5, -0.5]);
+  a.step();
+  a.step();
+  q.grad = kiln.tensor([1]);
+  a.step();
+  t.deepEqual(a.stateDict().steps, [3, 1]);
+  const { steps: _steps, ...old } = a.stateDict();
+  const b = new optim.AdamW([p, q]);
+  b.loadStateDict(old);
+  t.deepEqual(b.stateDict().steps, [3, 3]);
+  const bad = { ...a.stateDict(), steps: [1] };
+  t.throws(() => b.loadStateDict(bad), { instanceOf: kiln.KilnError, message: /steps must be 2 integers/ });
+  a.dispose();
+  b.dispose();
+});
+
 test('updates are in place, outside autograd, and keep memory flat', (t) => {
   const m = new kiln.nn.Linear(64, 64); // 16 KiB weight: native memory, not the V8 heap
   const opt = new optim.AdamW(m.parameters(), { lr: 1e-3 });

@@ -12,9 +12,12 @@ namespace kiln {
 namespace cpu {
 namespace {
 int initial_threads() {
+  // Only a whole decimal number in [1, 1024] (setNumThreads' range) counts; anything else (the
+  // TypeScript side warns about it) leaves the default: 99999 would ask OpenMP for 99999 threads.
   if (const char* env = std::getenv("KILN_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n > 0) return n;
+    char* end = nullptr;
+    long n = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
   }
   unsigned hw = std::thread::hardware_concurrency();
   return hw > 0 ? static_cast<int>(hw) : 1;

@@ -19,7 +19,7 @@ export interface CheckpointMeta {
   step: number;
   config?: unknown;
   rng: RngState;
-  optimizer?: { type: string; step: number; groups: Record<string, unknown>[]; state: Record<string, string>[] };
+  optimizer?: { type: string; step: number; groups: Record<string, unknown>[]; state: Record<string, string>[]; steps?: number[] };
   scheduler?: { step: number };
   /** Present when the averages of an EMA are stored (as `ema.<parameter name>` tensors). */
   ema?: { updates: number };
@@ -63,7 +63,7 @@ export function saveCheckpoint(path: string, o: SaveCheckpointOptions): void {
       }
       return r;
     });
-    meta.optimizer = { type: o.optimizer.constructor.name, step: sd.step, groups: sd.groups, state: refs };
+    meta.optimizer = { type: o.optimizer.constructor.name, step: sd.step, groups: sd.groups, state: refs, steps: sd.steps };
   }
   saveSafetensors(path, tensors, { format: 'pt', kiln: JSON.stringify(meta) });
 }
@@ -130,7 +130,7 @@ function restore(path: string, tensors: Record<string, Tensor>, metadata: Record
       }
       return s;
     });
-    optState = { step: meta.optimizer.step, groups: meta.optimizer.groups, state };
+    optState = { step: meta.optimizer.step, groups: meta.optimizer.groups, state, steps: meta.optimizer.steps };
     o.optimizer.checkStateDict(optState);
   }
   // The scheduler's step and the RNG state are checked here too, before the model changes.

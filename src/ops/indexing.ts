@@ -97,7 +97,7 @@ export function oneHot(indices: Tensor, numClasses: number): Tensor {
   A[0] = indices.size;
   A[1] = 0;
   A[2] = numClasses;
-  A[3] = -2147483648;
+  A[3] = 0;  // "allowed": a value inside the range, so every index is checked
   const ic = contig(indices);
   const bad = N.findInvalidIndex(arg(4, ic));
   const badValue = bad >= 0 ? ic.dataSync()[bad] : 0;

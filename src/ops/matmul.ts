@@ -80,7 +80,13 @@ function matmulKernel(a: Tensor, b: Tensor): Tensor {
   const M = a.shape[a.ndim - 2], K = a.shape[a.ndim - 1], Nn = b.shape[b.ndim - 1];
   if (b.shape[b.ndim - 2] !== K)
     throw new KilnError('SHAPE_MISMATCH', `matmul: ${shapeStr(a.shape)} @ ${shapeStr(b.shape)}: inner dimensions ${K} and ${b.shape[b.ndim - 2]} differ`);
-  const batch = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
+  let batch: number[];
+  try {
+    batch = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
+  } catch (e) {
+    if (!(e instanceof KilnError)) throw e;
+    throw new KilnError('SHAPE_MISMATCH', `matmul: ${shapeStr(a.shape)} @ ${shapeStr(b.shape)}: batch dimensions ${shapeStr(a.shape.slice(0, -2))} and ${shapeStr(b.shape.slice(0, -2))} do not broadcast`);
+  }
   if (a.device === 'cpu' && isHalf(a.dtype)) {
     // The CPU GEMM has no half kernel: float16 / bfloat16 multiply in float32 and round once.
     const wa = cast(a, 'float32'), wb = cast(b, 'float32');

@@ -172,6 +172,8 @@ export function embedding(weight: Tensor, indices: Tensor): Tensor {
   needDType('embedding', indices, 'int32', 'indices');
   if (weight.ndim !== 2) throw new KilnError('SHAPE_MISMATCH', `embedding: weight must be [V, D], got ${shapeStr(weight.shape)}`);
   const [V, D] = weight.shape;
+  if (V === 0 && indices.size > 0)
+    throw new KilnError('INDEX_OUT_OF_RANGE', `embedding: weight ${shapeStr(weight.shape)} has no rows to look up ${shapeStr(indices.shape)} indices in`);
   const w = contig(weight), idx = contig(indices);
   const out = empty([...indices.shape, D], weight.dtype, weight.device);
   A[0] = indices.size;

@@ -2,7 +2,7 @@
 // concat/stack/split build on them. Each has its gradient.
 import { KilnError, shapeStr } from '../errors.js';
 import { record } from '../tensor/autograd.js';
-import { checkShape, contiguousStrides, normAxis, numel } from '../tensor/shape.js';
+import { checkShape, contiguousStrides, normAxis, numel, sameShape } from '../tensor/shape.js';
 import { Tensor, empty, stridedCopy, view } from '../tensor/tensor.js';
 import { zeros } from './creation.js';
 import { resultType, sumTo } from './elementwise.js';
@@ -200,6 +200,9 @@ export function stack(tensors: Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw new KilnError('INVALID_ARGUMENT', 'stack: needs at least one tensor');
   for (let i = 0; i < tensors.length; i++) checkTensor('stack', tensors[i], `tensor ${i}`);
   const a = normAxis('stack', axis, tensors[0].ndim + 1);
+  for (let i = 1; i < tensors.length; i++)
+    if (!sameShape(tensors[i].shape, tensors[0].shape))
+      throw new KilnError('SHAPE_MISMATCH', `stack: tensor ${i} is ${shapeStr(tensors[i].shape)}, tensor 0 ${shapeStr(tensors[0].shape)}: stack needs equal shapes`);
   const parts: Tensor[] = [];
   let out: Tensor | null = null;
   try {

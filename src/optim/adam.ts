@@ -34,11 +34,10 @@ class AdamBase extends Optimizer<AdamOptions> {
     return ['exp_avg', 'exp_avg_sq'];
   }
 
-  protected update(p: Tensor, g: Tensor, o: AdamOptions, state: Record<string, Tensor>): void {
+  protected update(p: Tensor, g: Tensor, o: AdamOptions, state: Record<string, Tensor>, t: number): void {
     const m = this.slot(state, 'exp_avg', p), v = this.slot(state, 'exp_avg_sq', p);
-    // Bias correction uses the optimizer's step count (torch counts per parameter; the two agree
-    // whenever every parameter gets a gradient on every step).
-    const t = this.stepCount;
+    // Bias correction by the parameter's own update count, as torch: a parameter whose first
+    // gradient comes late starts its correction then.
     const [b1, b2] = o.betas;
     A[0] = p.size;
     A[1] = o.lr;

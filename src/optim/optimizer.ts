@@ -29,6 +29,12 @@ export type ParamsArg<O> = Tensor[] | GroupSpec<O>[];
 
 export interface OptimizerState {
   step: number;
+  /**
+   * Per parameter (in group order): the updates it has had, which bias-correct its moments (torch
+   * keeps a step per parameter too). Absent in states written before it existed: a parameter with
+   * state then counts `step` updates, one without none.
+   */
+  steps?: number[];
   groups: Record<string, unknown>[];
   /** Per parameter (in group order): named state tensors. */
   state: Record<string, Tensor>[];
@@ -39,6 +45,8 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
   /** Number of step() calls so far. */
   stepCount = 0;
   protected readonly state = new Map<Tensor, Record<string, Tensor>>();
+  /** Per parameter: the updates it has had (a parameter without a gradient on a step is not updated). */
+  private readonly paramSteps = new Map<Tensor, number>();
 
   /**
    * `check` validates one group's options beyond lr and weightDecay (each optimizer's own: betas,
@@ -97,12 +105,14 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
 
   /**
    * Frees the per-parameter state tensors (moments) and the parameters' gradients; the parameters
-   * and the step count stay. A later step starts from zeroed moments.
+   * and the step count stay. A later step starts from zeroed moments (and per-parameter step
+   * counts, as a fresh optimizer would).
    */
   dispose(): void {
     this.zeroGrad();
     for (const st of this.state.values()) for (const t of Object.values(st)) t.dispose();
     this.state.clear();
+    this.paramSteps.clear();
   }
 
   /** Applies one update from the parameters' current gradients (parameters without one are skipped). */
@@ -117,7 +127,7 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
       if (!(g instanceof Tensor))
         throw new KilnError('INVALID_ARGUMENT', `${this.name}: the gradient of parameter ${shapeStr(p.shape)} is not a Tensor`);
       g.assertLive(`${this.name}: the gradient of parameter ${shapeStr(p.shape)}`);
-      if (g.size !== p.size)
+      if (g.ndim !== p.ndim || g.shape.some((d, i) => d !== p.shape[i]))
         throw new KilnError('SHAPE_MISMATCH', `${this.name}: gradient ${shapeStr(g.shape)} for parameter ${shapeStr(p.shape)}`);
     }
     this.stepCount++;
@@ -126,8 +136,10 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
         for (const p of group.params) {
           if (!p.grad) continue;
           const g = p.grad.dtype === p.dtype ? contig(p.grad) : contig(p.grad.to(p.dtype));
+          const t = (this.paramSteps.get(p) ?? 0) + 1;
+          this.paramSteps.set(p, t);
           try {
-            this.update(p, g, group.options, this.stateFor(p));
+            this.update(p, g, group.options, this.stateFor(p), t);
           } finally {
             if (g !== p.grad) g.dispose();
           }
@@ -136,7 +148,8 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
     });
   }
 
-  protected abstract update(p: Tensor, g: Tensor, o: O, state: Record<string, Tensor>): void;
+  /** `t`: this parameter's update count, this one included (1 on its first). */
+  protected abstract update(p: Tensor, g: Tensor, o: O, state: Record<string, Tensor>, t: number): void;
   protected abstract stateNames(o: O): string[];
 
   private stateFor(p: Tensor): Record<string, Tensor> {
@@ -159,6 +172,7 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
       step: this.stepCount,
       groups: this.paramGroups.map((g) => ({ ...g.options, initialLr: g.initialLr, size: g.params.length })),
       state: this.params.map((p) => ({ ...(this.state.get(p) ?? {}) })),
+      steps: this.params.map((p) => this.paramSteps.get(p) ?? 0),
     };
   }
 
@@ -172,6 +186,9 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
       throw new KilnError('INVALID_ARGUMENT', `${what}: step must be an integer >= 0, got ${JSON.stringify(sd.step)}`);
     if (!sd.groups.every((g) => g !== null && typeof g === 'object') || !sd.state.every((s) => s !== null && typeof s === 'object'))
       throw new KilnError('INVALID_ARGUMENT', `${what}: groups and state must be lists of objects`);
+    if (sd.steps !== undefined && (!Array.isArray(sd.steps) || sd.steps.length !== params.length ||
+        !sd.steps.every((t) => Number.isSafeInteger(t) && t >= 0)))
+      throw new KilnError('INVALID_ARGUMENT', `${what}: steps must be ${params.length} integers >= 0, got ${JSON.stringify(sd.steps)}`);
     if (sd.groups.length !== this.paramGroups.length || sd.state.length !== params.length)
       throw new KilnError('INVALID_ARGUMENT',
         `optimizer loadStateDict: ${sd.groups.length} groups / ${sd.state.length} parameters in the state, ${this.paramGroups.length} / ${params.length} here`);
@@ -229,6 +246,11 @@ export abstract class Optimizer<O extends GroupOptions = GroupOptions> {
     for (const old of this.state.values()) for (const t of Object.values(old)) t.dispose();
     this.state.clear();
     fresh.forEach((own, i) => this.state.set(params[i], own));
+    this.paramSteps.clear();
+    params.forEach((p, i) => {
+      const t = sd.steps ? sd.steps[i] : Object.keys(sd.state[i]).length ? this.stepCount : 0;
+      if (t > 0) this.paramSteps.set(p, t);
+    });
   }
 }
 

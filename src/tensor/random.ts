@@ -7,6 +7,8 @@ const state = { seed: 0n, offset: 0 };
 
 /** Seeds the generator: the same seed gives the same numbers on every device. */
 export function manualSeed(seed: number | bigint): void {
+  if (!(typeof seed === 'bigint' || (typeof seed === 'number' && Number.isSafeInteger(seed))))
+    throw new KilnError('INVALID_ARGUMENT', `manualSeed: seed must be an integer (a safe-integer number or a bigint), got ${typeof seed === 'number' ? seed : typeof seed}`);
   const s = BigInt(seed);
   if (s < 0n || s >= 1n << 64n) throw new KilnError('INVALID_ARGUMENT', `manualSeed: seed must be in [0, 2^64), got ${seed}`);
   state.seed = s;

@@ -56,7 +56,8 @@ export function broadcastStrides(shape: Shape, strides: readonly number[], targe
 }
 
 export function normAxis(op: string, axis: number, ndim: number): number {
-  if (!Number.isInteger(axis) || axis < -Math.max(ndim, 1) || axis >= Math.max(ndim, 1))
+  if (!Number.isInteger(axis)) fail('INVALID_ARGUMENT', `${op}: axis ${axis} is not an integer`);
+  if (axis < -Math.max(ndim, 1) || axis >= Math.max(ndim, 1))
     fail('INVALID_ARGUMENT', `${op}: axis ${axis} is out of range for a tensor with ${ndim} dimensions`);
   return axis < 0 ? axis + Math.max(ndim, 1) : axis;
 }

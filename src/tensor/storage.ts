@@ -155,13 +155,20 @@ function collectResults(x: unknown, out: Set<unknown>, depth = 0): void {
     out.add(x);
     return;
   }
-  if (Array.isArray(x)) for (const v of x) collectResults(v, out, depth + 1);
-  else if (Object.getPrototypeOf(x) === Object.prototype) for (const v of Object.values(x)) collectResults(v, out, depth + 1);
+  if (Array.isArray(x) || x instanceof Set) for (const v of x) collectResults(v, out, depth + 1);
+  else if (x instanceof Map) for (const v of x.values()) collectResults(v, out, depth + 1);
+  else {
+    // Plain objects, those made by Object.create(null) (safetensors' name -> tensor records) too.
+    const proto = Object.getPrototypeOf(x);
+    if (proto === Object.prototype || proto === null) for (const v of Object.values(x)) collectResults(v, out, depth + 1);
+  }
 }
 
 /**
- * Runs `fn` and disposes every tensor created inside it, except those it returns (in an array or
- * plain object too) and those passed to `keep`. Async functions are refused: a scope must not
+ * Runs `fn` and disposes every tensor created inside it, except those it returns (directly, or in
+ * arrays, plain or null-prototype objects, Maps and Sets, up to 5 levels deep) and those passed to
+ * `keep`. A tensor held by any other object (a class instance) is not seen: return it in a plain
+ * object or `keep` it. Async functions are refused: a scope must not
  * span an await, because other work would interleave with it.
  */
 export function tidy<T>(fn: () => T): T {

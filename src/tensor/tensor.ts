@@ -66,8 +66,9 @@ export class Tensor {
   get isDisposed(): boolean {
     return this._disposed;
   }
+  /** True for tensors no op produced (a backward that freed the graph does not make one a leaf). */
   get isLeaf(): boolean {
-    return this._node === null;
+    return this._node === null && this._freedNode === null;
   }
   private _contig: boolean | undefined;
   /** Row-major dense (shape and strides never change after construction, so this is cached). */
