@@ -31,8 +31,13 @@ export { sum, mean, max, min, logsumexp, argmax, argmin } from './ops/reduce.js'
 export { matmul } from './ops/matmul.js';
 export { reshape, permute, transpose, expand, narrow, slice, squeeze, unsqueeze, flatten, contiguous, clone, detach, concat, stack, split } from './ops/views.js';
 export { softmax, logSoftmax, layerNorm, crossEntropy, embedding, dropout, mseLoss } from './ops/nn.js';
+export { variance, std, prod, norm, erf, silu, softplus, logSigmoid, mish, multinomial, bernoulli, randperm } from './ops/math-extra.js';
+export type { VarianceOptions, SampleOptions, MultinomialOptions, RandpermOptions } from './ops/math-extra.js';
+export { bceWithLogits, binaryCrossEntropy, nllLoss, l1Loss, smoothL1Loss, huberLoss, klDiv } from './ops/losses.js';
+export type { Reduction, BCEOptions, BCEWithLogitsOptions, NLLOptions, KLDivOptions } from './ops/losses.js';
 export type { CrossEntropyOptions } from './ops/nn.js';
 export { cumsum, topk, oneHot } from './ops/indexing.js';
+export { gather, indexSelect, scatterAdd, sort, argsort, flip, roll, tril, triu, repeat, chunk, any, all } from './ops/select.js';
 export { cuda, toDevice } from './ops/device.js';
 export { gradcheck } from './gradcheck.js';
 

@@ -5,9 +5,9 @@ import { KilnError, shapeStr } from '../errors.js';
 import { isGradEnabled, noGrad, record } from '../tensor/autograd.js';
 import { autocastState, withAutocastState } from '../tensor/autocast.js';
 import { Tensor } from '../tensor/tensor.js';
-import { add, maskedFill } from '../ops/elementwise.js';
+import { add, maskedFill, mul, rsqrt, square } from '../ops/elementwise.js';
 import { matmul } from '../ops/matmul.js';
-import { sum } from '../ops/reduce.js';
+import { mean, sum } from '../ops/reduce.js';
 import { softmax } from '../ops/nn.js';
 import { dropout } from '../ops/nn.js';
 import { eq, gt } from '../ops/elementwise.js';
@@ -143,4 +143,33 @@ function perKeyMask(mask: Tensor, B: number, Tq: number, Tk: number): Tensor | n
 
 function eqZero(m: Tensor): Tensor {
   return eq(m, 0);
+}
+
+const MACHINE_EPS: Record<string, number> = { float64: 2 ** -52, float32: 2 ** -23, float16: 2 ** -10, bfloat16: 2 ** -7 };
+
+/**
+ * RMS normalisation over the trailing dimensions normalizedShape (a number means the last one):
+ * x / sqrt(mean(x^2) + eps) * weight (torch.nn.functional.rms_norm). eps defaults to the machine
+ * epsilon of x's dtype, as PyTorch. Composed from differentiable ops.
+ */
+export function rmsNorm(x: Tensor, normalizedShape: number | number[], weight?: Tensor | null, eps?: number): Tensor {
+  checkTensor('rmsNorm', x);
+  if (x.dtype === 'int32') throw new KilnError('DTYPE_MISMATCH', `rmsNorm: input must be float, got int32 ${shapeStr(x.shape)}`);
+  const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
+  if (!Array.isArray(ns) || ns.length === 0)
+    throw new KilnError('INVALID_ARGUMENT', `rmsNorm: normalizedShape must be a number or a non-empty array, got ${JSON.stringify(normalizedShape)} for ${shapeStr(x.shape)}`);
+  const tail = x.shape.slice(x.ndim - ns.length);
+  if (ns.length > x.ndim || tail.some((d, i) => d !== ns[i]))
+    throw new KilnError('SHAPE_MISMATCH', `rmsNorm: normalized shape ${shapeStr(ns)} does not end ${shapeStr(x.shape)}`);
+  if (weight) {
+    checkTensor('rmsNorm', weight, 'weight');
+    if (weight.device !== x.device) throw new KilnError('DEVICE_MISMATCH', `rmsNorm: input on ${x.device}, weight on ${weight.device}`);
+    if (weight.shape.length !== ns.length || weight.shape.some((d, i) => d !== ns[i]))
+      throw new KilnError('SHAPE_MISMATCH', `rmsNorm: weight ${shapeStr(weight.shape)} for normalized shape ${shapeStr(ns)}`);
+  }
+  const e = eps ?? MACHINE_EPS[x.dtype];
+  if (typeof e !== 'number' || !(e >= 0)) throw new KilnError('INVALID_ARGUMENT', `rmsNorm: eps must be >= 0, got ${String(eps)}`);
+  const axes = ns.map((_, i) => x.ndim - ns.length + i);
+  const y = mul(x, rsqrt(add(mean(square(x), axes, true), e)));
+  return weight ? mul(y, weight) : y;
 }

@@ -2,13 +2,14 @@
 export { Module, parameter, buffer, isParameter, copyInto, applyModules } from './module.js';
 export type { StateDict, LoadOptions } from './module.js';
 export { Linear, Embedding, LayerNorm, BatchNorm1d, Dropout, GELU, ReLU, Tanh, Sequential, MLP } from './layers.js';
+export { SiLU, Softplus, LogSigmoid, Mish, Identity, Flatten, RMSNorm } from './layers.js';
 export type { LayerOptions, MLPOptions, Layer } from './layers.js';
 export { MultiheadAttention } from './attention.js';
 export type { AttentionLayerOptions, KVSlot } from './attention.js';
 export { TransformerBlock, GPT } from './gpt.js';
 export type { GPTConfig, BlockOptions, GPTForwardOptions } from './gpt.js';
 export { GPTCache } from './gpt-cache.js';
-export { linear, scaledDotProductAttention, causalMask } from './functional.js';
+export { linear, scaledDotProductAttention, causalMask, rmsNorm } from './functional.js';
 export type { AttentionOptions } from './functional.js';
 export { gpt2Init, normal_, uniform_, constant_, parameterStats, reinitFromStats } from './init.js';
 export type { ParamStats } from './init.js';

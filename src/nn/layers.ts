@@ -8,7 +8,9 @@ import { arange, ones, rand, randn, zeros } from '../ops/creation.js';
 import { add, gelu, mul, relu, rsqrt, sub, tanh } from '../ops/elementwise.js';
 import { mean } from '../ops/reduce.js';
 import { dropout, embedding, layerNorm } from '../ops/nn.js';
-import { linear } from './functional.js';
+import { linear, rmsNorm } from './functional.js';
+import { logSigmoid, mish, silu, softplus } from '../ops/math-extra.js';
+import { flatten } from '../ops/views.js';
 import { buffer, copyInto, Module, parameter } from './module.js';
 
 export interface LayerOptions {
@@ -62,17 +64,27 @@ export class Embedding extends Module {
   }
 }
 
+/** A normalizedShape (a number or a non-empty array of positive integers) as an array. */
+export function trailingShape(layer: string, normalizedShape: number | readonly number[]): number[] {
+  const shape = typeof normalizedShape === 'number' ? [normalizedShape] : Array.isArray(normalizedShape) ? normalizedShape.slice() : null;
+  if (!shape || shape.length === 0)
+    throw new KilnError('INVALID_ARGUMENT', `${layer}: normalizedShape must be a positive integer or a non-empty array of them, got ${JSON.stringify(normalizedShape)}`);
+  for (const d of shape) checkDim(layer, 'normalizedShape', d);
+  return shape;
+}
+
 export class LayerNorm extends Module {
   weight: Tensor | null;
   bias: Tensor | null;
-  constructor(readonly normalizedShape: number, opts: LayerOptions & { eps?: number; elementwiseAffine?: boolean; bias?: boolean } = {}) {
+  /** normalizedShape: the trailing dimensions to normalise (a number means the last one), as PyTorch. */
+  constructor(readonly normalizedShape: number | number[], opts: LayerOptions & { eps?: number; elementwiseAffine?: boolean; bias?: boolean } = {}) {
     super();
-    checkDim('LayerNorm', 'normalizedShape', normalizedShape);
+    const shape = trailingShape('LayerNorm', normalizedShape);
     this.eps = opts.eps ?? 1e-5;
     const o = { dtype: opts.dtype ?? 'float32', device: opts.device ?? 'cpu' } as const;
     const affine = opts.elementwiseAffine ?? true;
-    this.weight = affine ? parameter(ones([normalizedShape], o)) : null;
-    this.bias = affine && opts.bias !== false ? parameter(zeros([normalizedShape], o)) : null;
+    this.weight = affine ? parameter(ones(shape, o)) : null;
+    this.bias = affine && opts.bias !== false ? parameter(zeros(shape, o)) : null;
   }
   readonly eps: number;
   forward(x: Tensor): Tensor {
@@ -218,5 +230,77 @@ export class MLP extends Module {
     const a = this.activation;
     h = internal(a === 'relu' ? relu(h) : a === 'tanh' ? tanh(h) : gelu(h, a === 'gelu_tanh' ? 'tanh' : 'none'));
     return this.drop.forward(this.cProj.forward(h));
+  }
+}
+
+// ---------------------------------------------------------------- math-extra modules
+
+export class SiLU extends Module {
+  forward(x: Tensor): Tensor {
+    return silu(x);
+  }
+}
+
+export class Softplus extends Module {
+  constructor(readonly beta = 1, readonly threshold = 20) {
+    super();
+    if (typeof beta !== 'number' || !Number.isFinite(beta) || beta === 0)
+      throw new KilnError('INVALID_ARGUMENT', `Softplus: beta must be a finite nonzero number, got ${String(beta)}`);
+  }
+  forward(x: Tensor): Tensor {
+    return softplus(x, this.beta, this.threshold);
+  }
+}
+
+export class LogSigmoid extends Module {
+  forward(x: Tensor): Tensor {
+    return logSigmoid(x);
+  }
+}
+
+export class Mish extends Module {
+  forward(x: Tensor): Tensor {
+    return mish(x);
+  }
+}
+
+/** Returns its input (a placeholder layer, as torch.nn.Identity). */
+export class Identity extends Module {
+  forward(x: Tensor): Tensor {
+    return x;
+  }
+}
+
+/** Flattens dimensions startDim .. endDim into one (by default all but the batch dimension). */
+export class Flatten extends Module {
+  constructor(readonly startDim = 1, readonly endDim = -1) {
+    super();
+    if (!Number.isInteger(startDim) || !Number.isInteger(endDim))
+      throw new KilnError('INVALID_ARGUMENT', `Flatten: startDim and endDim must be integers, got ${startDim} and ${endDim}`);
+  }
+  forward(x: Tensor): Tensor {
+    return flatten(x, this.startDim, this.endDim);
+  }
+}
+
+/**
+ * Root-mean-square normalisation over the trailing normalizedShape (torch.nn.RMSNorm):
+ * x / sqrt(mean(x^2) + eps) * weight. eps defaults to the machine epsilon of the input's dtype.
+ */
+export class RMSNorm extends Module {
+  weight: Tensor | null;
+  readonly eps: number | undefined;
+  readonly normalizedShape: number[];
+  constructor(normalizedShape: number | number[], opts: LayerOptions & { eps?: number; elementwiseAffine?: boolean } = {}) {
+    super();
+    this.normalizedShape = trailingShape('RMSNorm', normalizedShape);
+    this.eps = opts.eps;
+    if (this.eps !== undefined && !(this.eps >= 0))
+      throw new KilnError('INVALID_ARGUMENT', `RMSNorm: eps must be >= 0, got ${String(this.eps)}`);
+    const o = { dtype: opts.dtype ?? 'float32', device: opts.device ?? 'cpu' } as const;
+    this.weight = opts.elementwiseAffine ?? true ? parameter(ones(this.normalizedShape, o)) : null;
+  }
+  forward(x: Tensor): Tensor {
+    return rmsNorm(x, this.normalizedShape, this.weight, this.eps);
   }
 }

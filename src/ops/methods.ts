@@ -8,6 +8,8 @@ import * as red from './reduce.js';
 import * as v from './views.js';
 import * as nn from './nn.js';
 import * as ix from './indexing.js';
+import * as mx from './math-extra.js';
+import * as sel from './select.js';
 import { matmul } from './matmul.js';
 import { toDevice } from './device.js';
 import type { TensorLike } from './elementwise.js';
@@ -141,3 +143,74 @@ P.requiresGrad_ = function (on = true) {
   this.requiresGrad = on;
   return this;
 };
+
+// select.ts methods
+declare module '../tensor/tensor.js' {
+  interface Tensor {
+    gather(dim: number, index: Tensor): Tensor;
+    indexSelect(dim: number, index: Tensor): Tensor;
+    scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor;
+    sort(dim?: number, descending?: boolean): { values: Tensor; indices: Tensor };
+    argsort(dim?: number, descending?: boolean): Tensor;
+    /** x.flip(0, 1) or x.flip([0, 1]). */
+    flip(...dims: number[] | [number[]]): Tensor;
+    roll(shifts: number | number[], dims?: number | number[]): Tensor;
+    tril(diagonal?: number): Tensor;
+    triu(diagonal?: number): Tensor;
+    /** x.repeat(2, 3) or x.repeat([2, 3]). */
+    repeat(...reps: number[] | [number[]]): Tensor;
+    chunk(chunks: number, dim?: number): Tensor[];
+    any(dim?: Axes, keepdim?: boolean): Tensor;
+    all(dim?: Axes, keepdim?: boolean): Tensor;
+  }
+}
+const listArg = (xs: number[] | [number[]]): number[] => (Array.isArray(xs[0]) ? xs[0] : (xs as number[]));
+P.gather = function (d, i) { return sel.gather(this, d, i); };
+P.indexSelect = function (d, i) { return sel.indexSelect(this, d, i); };
+P.scatterAdd = function (d, i, s) { return sel.scatterAdd(this, d, i, s); };
+P.sort = function (d, desc) { return sel.sort(this, d, desc); };
+P.argsort = function (d, desc) { return sel.argsort(this, d, desc); };
+P.flip = function (...d) { return sel.flip(this, listArg(d)); };
+P.roll = function (s, d) { return sel.roll(this, s, d); };
+P.tril = function (k) { return sel.tril(this, k); };
+P.triu = function (k) { return sel.triu(this, k); };
+P.repeat = function (...r) { return sel.repeat(this, listArg(r)); };
+P.chunk = function (c, d) { return sel.chunk(this, c, d); };
+P.any = function (d, k) { return sel.any(this, d, k); };
+P.all = function (d, k) { return sel.all(this, d, k); };
+
+// math-extra.ts methods
+declare module '../tensor/tensor.js' {
+  interface Tensor {
+    var(dims?: Axes, opts?: mx.VarianceOptions): Tensor;
+    std(dims?: Axes, opts?: mx.VarianceOptions): Tensor;
+    prod(dims?: Axes, keepdim?: boolean): Tensor;
+    norm(p?: number | 'fro', dims?: Axes, keepdim?: boolean): Tensor;
+    erf(): Tensor;
+    silu(): Tensor;
+    softplus(beta?: number, threshold?: number): Tensor;
+    sin(): Tensor;
+    cos(): Tensor;
+    reciprocal(): Tensor;
+    log1p(): Tensor;
+    expm1(): Tensor;
+    sign(): Tensor;
+    floor(): Tensor;
+    double(): Tensor;
+  }
+}
+P.var = function (d, o) { return mx.variance(this, d, o); };
+P.std = function (d, o) { return mx.std(this, d, o); };
+P.prod = function (d, k) { return mx.prod(this, d, k); };
+P.norm = function (p, d, k) { return mx.norm(this, p, d, k); };
+P.erf = function () { return mx.erf(this); };
+P.silu = function () { return mx.silu(this); };
+P.softplus = function (b, t) { return mx.softplus(this, b, t); };
+P.sin = function () { return ew.sin(this); };
+P.cos = function () { return ew.cos(this); };
+P.reciprocal = function () { return ew.reciprocal(this); };
+P.log1p = function () { return ew.log1p(this); };
+P.expm1 = function () { return ew.expm1(this); };
+P.sign = function () { return ew.sign(this); };
+P.floor = function () { return ew.floor(this); };
+P.double = function () { return ew.toDType(this, 'float64'); };
