@@ -1,4 +1,5 @@
 // Elementwise ops, forward and backward, against the plain references (test/helpers/reference.ts).
+import test from 'ava';
 import * as kiln from '../src/index.js';
 import { checkOp } from './helpers/checkop.js';
 import * as R from './helpers/reference.js';
@@ -63,3 +64,13 @@ checkOp('float32 + float64 promotes to float64', [[3, 4]], (a) => a.add(kiln.ten
   (a) => R.add(a, R.ref([0.25, 0.5, 1, 2], [4])), { dtypes: ['float32'], outDtype: () => 'float64' });
 checkOp('comparison gt gives int32', [[3, 4], [4]], (a, b) => a.gt(b), (a, b) => R.zip(a, b, (x, y) => +(x > y)),
   { grad: false, outDtype: () => 'int32' });
+
+test('printing uses one format per tensor, as PyTorch: integers, 4 decimals or scientific, aligned', (t) => {
+  kiln.tidy(() => {
+    t.is(String(kiln.tensor([[1.5, 2], [3, -4]])), 'tensor([[ 1.5000,  2.0000],\n        [ 3.0000, -4.0000]], shape=[2, 2], dtype=float32)');
+    t.is(String(kiln.tensor([[1, 2], [30, 4]])), 'tensor([[ 1.,  2.],\n        [30.,  4.]], shape=[2, 2], dtype=float32)');
+    t.is(String(kiln.tensor([1e-6, 1, NaN, -Infinity])), 'tensor([1.0000e-6, 1.0000e+0,       nan,      -inf], shape=[4], dtype=float32)');
+    t.is(String(kiln.tensor([7, -8], { dtype: 'int32' })), 'tensor([ 7, -8], shape=[2], dtype=int32)');
+    t.is(String(kiln.arange(0, 10)), 'tensor([0, 1, 2, ..., 7, 8, 9], shape=[10], dtype=int32)');
+  });
+});

@@ -150,8 +150,7 @@ export class Tensor {
   toString(): string {
     if (this._disposed) return `tensor(<disposed>, shape=${shapeStr(this.shape)})`;
     const flat = this.dataSync();
-    const fmt = (v: number) =>
-      this.dtype === 'int32' ? String(v) : Number.isInteger(v) && Math.abs(v) < 1e6 ? `${v}.` : v.toPrecision(4);
+    const fmt = valueFormat(flat, this.dtype === 'int32');
     const maxItems = 6;
     const render = (dim: number, off: number, indent: string): string => {
       if (this.ndim === 0) return fmt(flat[0]);
@@ -171,6 +170,32 @@ export class Tensor {
   [inspect.custom](): string {
     return this.toString();
   }
+}
+
+/**
+ * One format for every printed element, as PyTorch picks it: integers as `2.`; values whose
+ * magnitudes all lie in [1e-4, 1e8) with 4 decimals; otherwise scientific with 4; right-aligned to
+ * one width. NaN and ±inf print as nan / inf / -inf.
+ */
+function valueFormat(values: ArrayLike<number>, isInt: boolean): (v: number) => string {
+  let lo = Infinity, hi = 0, allInt = true;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isFinite(v)) continue;
+    const a = Math.abs(v);
+    if (a > hi) hi = a;
+    if (a > 0 && a < lo) lo = a;
+    if (!Number.isInteger(v)) allInt = false;
+  }
+  const special = (v: number) => (Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf');
+  let one: (v: number) => string;
+  if (isInt) one = (v) => String(v);
+  else if (allInt && hi < 1e8) one = (v) => (Number.isFinite(v) ? `${Object.is(v, -0) ? '-0' : v}.` : special(v));
+  else if (hi < 1e8 && (lo === Infinity || lo >= 1e-4)) one = (v) => (Number.isFinite(v) ? v.toFixed(4) : special(v));
+  else one = (v) => (Number.isFinite(v) ? v.toExponential(4) : special(v));
+  let width = 0;
+  for (let i = 0; i < values.length; i++) width = Math.max(width, one(values[i]).length);
+  return (v) => one(v).padStart(width);
 }
 
 /** The elements' bytes in logical (row-major) order, as stored (half dtypes: their 16-bit patterns). */
