@@ -38,6 +38,8 @@ export type { Reduction, BCEOptions, BCEWithLogitsOptions, NLLOptions, KLDivOpti
 export type { CrossEntropyOptions } from './ops/nn.js';
 export { cumsum, topk, oneHot } from './ops/indexing.js';
 export { gather, indexSelect, scatterAdd, sort, argsort, flip, roll, tril, triu, repeat, chunk, any, all } from './ops/select.js';
+export { conv1d, conv2d, maxPool2d, avgPool2d, adaptiveAvgPool2d, pad } from './ops/conv.js';
+export type { Pair, Conv1dOptions, Conv2dOptions, MaxPool2dOptions, AvgPool2dOptions } from './ops/conv.js';
 export { cuda, toDevice } from './ops/device.js';
 export { gradcheck } from './gradcheck.js';
 

@@ -4,6 +4,7 @@ export type { StateDict, LoadOptions } from './module.js';
 export { Linear, Embedding, LayerNorm, BatchNorm1d, Dropout, GELU, ReLU, Tanh, Sequential, MLP } from './layers.js';
 export { SiLU, Softplus, LogSigmoid, Mish, Identity, Flatten, RMSNorm } from './layers.js';
 export type { LayerOptions, MLPOptions, Layer } from './layers.js';
+export { Conv1d, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d } from './layers.js';
 export { MultiheadAttention } from './attention.js';
 export type { AttentionLayerOptions, KVSlot } from './attention.js';
 export { TransformerBlock, GPT } from './gpt.js';

@@ -11,6 +11,7 @@ import { dropout, embedding, layerNorm } from '../ops/nn.js';
 import { linear, rmsNorm } from './functional.js';
 import { logSigmoid, mish, silu, softplus } from '../ops/math-extra.js';
 import { flatten } from '../ops/views.js';
+import { adaptiveAvgPool2d, avgPool2d, conv1d, conv2d, maxPool2d, type AvgPool2dOptions, type Conv1dOptions, type Conv2dOptions, type MaxPool2dOptions, type Pair } from '../ops/conv.js';
 import { buffer, copyInto, Module, parameter } from './module.js';
 
 export interface LayerOptions {
@@ -302,5 +303,98 @@ export class RMSNorm extends Module {
   }
   forward(x: Tensor): Tensor {
     return rmsNorm(x, this.normalizedShape, this.weight, this.eps);
+  }
+}
+
+// ---------------------------------------------------------------- convolution and pooling modules
+
+function kernelPair(layer: string, k: Pair): [number, number] {
+  const p = typeof k === 'number' ? [k, k] : Array.isArray(k) && k.length === 2 ? k : null;
+  if (!p || !p.every((n) => Number.isInteger(n) && n >= 1))
+    throw new KilnError('INVALID_ARGUMENT', `${layer}: kernelSize must be a positive integer or a pair of them, got ${JSON.stringify(k)}`);
+  return [p[0], p[1]];
+}
+
+/** Weight and bias as PyTorch's conv layers: kaiming_uniform(a = sqrt(5)), i.e. U(-1/sqrt(fanIn), 1/sqrt(fanIn)). */
+function convParams(layer: string, inC: number, outC: number, groups: number, kernel: number[], opts: LayerOptions & { bias?: boolean }) {
+  checkDim(layer, 'inChannels', inC);
+  checkDim(layer, 'outChannels', outC);
+  checkDim(layer, 'groups', groups);
+  if (inC % groups !== 0 || outC % groups !== 0)
+    throw new KilnError('INVALID_ARGUMENT', `${layer}: inChannels ${inC} and outChannels ${outC} must be divisible by groups ${groups}`);
+  const fanIn = (inC / groups) * kernel.reduce((a, b) => a * b, 1);
+  const bound = 1 / Math.sqrt(fanIn);
+  const o = { dtype: opts.dtype ?? 'float32', device: opts.device ?? 'cpu', low: -bound, high: bound } as const;
+  return {
+    weight: parameter(rand([outC, inC / groups, ...kernel], o)),
+    bias: opts.bias === false ? null : parameter(rand([outC], o)),
+  };
+}
+
+/** torch.nn.Conv2d: [N, inChannels, H, W] -> [N, outChannels, Ho, Wo]. */
+export class Conv2d extends Module {
+  weight: Tensor;
+  bias: Tensor | null;
+  readonly kernelSize: [number, number];
+  readonly options: Conv2dOptions;
+  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: Pair, opts: LayerOptions & Conv2dOptions & { bias?: boolean } = {}) {
+    super();
+    this.kernelSize = kernelPair('Conv2d', kernelSize);
+    const { stride, padding, dilation, groups = 1 } = opts;
+    this.options = { stride, padding, dilation, groups };
+    ({ weight: this.weight, bias: this.bias } = convParams('Conv2d', inChannels, outChannels, groups, this.kernelSize, opts));
+  }
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, this.bias, this.options);
+  }
+}
+
+/** torch.nn.Conv1d: [N, inChannels, L] -> [N, outChannels, Lo]. */
+export class Conv1d extends Module {
+  weight: Tensor;
+  bias: Tensor | null;
+  readonly options: Conv1dOptions;
+  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernelSize: number, opts: LayerOptions & Conv1dOptions & { bias?: boolean } = {}) {
+    super();
+    checkDim('Conv1d', 'kernelSize', kernelSize);
+    const { stride, padding, dilation, groups = 1 } = opts;
+    this.options = { stride, padding, dilation, groups };
+    ({ weight: this.weight, bias: this.bias } = convParams('Conv1d', inChannels, outChannels, groups, [kernelSize], opts));
+  }
+  forward(x: Tensor): Tensor {
+    return conv1d(x, this.weight, this.bias, this.options);
+  }
+}
+
+/** torch.nn.MaxPool2d (stride defaults to the kernel size). */
+export class MaxPool2d extends Module {
+  constructor(readonly kernelSize: Pair, readonly options: MaxPool2dOptions = {}) {
+    super();
+    kernelPair('MaxPool2d', kernelSize);
+  }
+  forward(x: Tensor): Tensor {
+    return maxPool2d(x, this.kernelSize, this.options);
+  }
+}
+
+/** torch.nn.AvgPool2d (stride defaults to the kernel size; countIncludePad to true). */
+export class AvgPool2d extends Module {
+  constructor(readonly kernelSize: Pair, readonly options: AvgPool2dOptions = {}) {
+    super();
+    kernelPair('AvgPool2d', kernelSize);
+  }
+  forward(x: Tensor): Tensor {
+    return avgPool2d(x, this.kernelSize, this.options);
+  }
+}
+
+/** torch.nn.AdaptiveAvgPool2d: any [N, C, H, W] to [N, C, outputSize]. */
+export class AdaptiveAvgPool2d extends Module {
+  constructor(readonly outputSize: Pair) {
+    super();
+    kernelPair('AdaptiveAvgPool2d', outputSize);
+  }
+  forward(x: Tensor): Tensor {
+    return adaptiveAvgPool2d(x, this.outputSize);
   }
 }
