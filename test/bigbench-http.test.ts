@@ -184,7 +184,7 @@ test('a refused connection fails fast and clearly; base URL, key and model come 
   await new Promise<void>((r) => probe.close(() => r()));
   const closedPort = `http://127.0.0.1:${freePort}/v1`;
   const m = new OpenAICompletionsModel({ baseUrl: closedPort, model: 'm', retries: 1, backoffMs: 5 });
-  await t.throwsAsync(m.generate(['x'], { maxTokens: 1 }), { message: /request failed: ECONNREFUSED.*gave up after 2 attempts/ });
+  await t.throwsAsync(m.generate(['x'], { maxTokens: 1 }), { message: /cannot reach http.*: ECONNREFUSED.*gave up after 2 attempts/ });
   t.throws(() => new OpenAICompletionsModel({ baseUrl: 'ftp://127.0.0.1/', model: 'm' }), { message: /must be http/ });
   const env = { OPENAI_BASE_URL: 'http://127.0.0.1:9/v1', OPENAI_API_KEY: 'sk-env', OPENAI_MODEL: 'env-model' };
   t.deepEqual(openAIOptionsFrom({}, env), { baseUrl: 'http://127.0.0.1:9/v1', apiKey: 'sk-env', model: 'env-model' });
@@ -194,10 +194,15 @@ test('a refused connection fails fast and clearly; base URL, key and model come 
 test('without a model name the server is asked (GET /models)', async (t) => {
   const models = createServer((req, res) => {
     if (req.url === '/v1/models') { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"data": [{"id": "served-model"}]}'); return; }
+    if (req.url === '/denied/models') { res.writeHead(401, { 'content-type': 'application/json' }); res.end('{"error": {"message": "no"}}'); return; }
+    if (req.url === '/missing/models') { res.writeHead(404); res.end('gone'); return; }
     let d = ''; req.on('data', (c) => { d += c; }); req.on('end', () => { void scripted(JSON.parse(d), res, 0); });
   });
   await new Promise<void>((r) => models.listen(0, '127.0.0.1', r));
   t.teardown(() => { models.closeAllConnections(); models.close(); });
   t.is(await OpenAICompletionsModel.firstServedModel(`http://127.0.0.1:${(models.address() as AddressInfo).port}/v1`), 'served-model');
-  await t.throwsAsync(OpenAICompletionsModel.firstServedModel('http://127.0.0.1:9/v1', undefined, 500), { message: /no model name given/ });
+  await t.throwsAsync(OpenAICompletionsModel.firstServedModel('http://127.0.0.1:9/v1', undefined, 500), { message: /^cannot reach http:\/\/127\.0\.0\.1:9\/v1\/models: / });
+  const base = `http://127.0.0.1:${(models.address() as AddressInfo).port}`;
+  await t.throwsAsync(OpenAICompletionsModel.firstServedModel(`${base}/denied`, 'sk-x', 500), { message: /\/denied\/models refused the API key \(HTTP 401: no\); check --api-key/ });
+  await t.throwsAsync(OpenAICompletionsModel.firstServedModel(`${base}/missing`, undefined, 500), { message: /no model name given .*\(HTTP 404: gone\)/ });
 });

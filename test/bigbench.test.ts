@@ -322,14 +322,14 @@ test('runBigBench and buildPrompts: options that would run nothing or something 
   t.is(buildPrompts(tasks[0], 0, { maxExamples: 2 }).length, 2);
 });
 
-test('emergence: unknown options and negative criteria are usage errors; unreadable files and equal scales are one-line refusals', async (t) => {
+test('emergence: unknown options and negative criteria are usage errors; unreadable files are one-line refusals; files of one scale are averaged', async (t) => {
   const dir = tmp();
-  const f = (name: string, scale: number) => {
+  const f = (name: string, scale: number, normalized = scale) => {
     const p = join(dir, `${name}.json`);
-    writeFileSync(p, JSON.stringify({ kind: 'kiln.bigbench.results', version: 1, model: { label: name, scale }, tasks: [{ name: 't', perShot: [{ shots: 0, normalized: scale }] }] }));
+    writeFileSync(p, JSON.stringify({ kind: 'kiln.bigbench.results', version: 1, model: { label: name, scale }, tasks: [{ name: 't', perShot: [{ shots: 0, normalized }] }] }));
     return p;
   };
-  const a = f('a', 1), b = f('b', 2), c = f('c', 2);
+  const a = f('a', 1), b = f('b', 2), c = f('c', 2, 4);
   await t.throwsAsync(runBigBenchCli(['emergence', a, b, '--bogus'], io().io), { instanceOf: UsageError, message: /bigbench emergence: unknown option --bogus/ });
   for (const name of ['min-gain', 'near-chance', 'breakthrough-ratio'])
     await t.throwsAsync(runBigBenchCli(['emergence', a, b, `--${name}`, '-1'], io().io), { instanceOf: UsageError, message: new RegExp(`--${name} must be >= 0`) });
@@ -340,7 +340,11 @@ test('emergence: unknown options and negative criteria are usage errors; unreada
   t.throws(() => readScaledResults(join(dir, 'missing.json@3')), { instanceOf: KilnError, message: /missing\.json: cannot read results/ });
   // Two models at one scale make the curve's order, and so its statistics, depend on the argument order.
   t.throws(() => taskCurves([readScaledResults(b), readScaledResults(c), readScaledResults(a)]), { instanceOf: KilnError, message: /have the same scale 2/ });
+  // The CLI averages files of one scale (the seeds of a size, as `kiln emergence --seeds N` writes them).
   const e = io();
-  t.is(await runBigBenchCli(['emergence', a, b, c, '--out', join(dir, 'em')], e.io), 1);
-  t.regex(e.o.err, /same scale 2: a scaling curve needs one model per scale/);
+  t.is(await runBigBenchCli(['emergence', a, b, c, '--out', join(dir, 'em'), '--json'], e.io), 0, e.o.err);
+  const curve = JSON.parse(e.o.out).curves[0];
+  t.deepEqual(curve.scales, [1, 2]);
+  t.deepEqual(curve.scores, [1, 3], 'the seed mean of 2 and 4');
+  t.deepEqual(curve.labels, ['a', 'b (mean of 2)']);
 });

@@ -79,3 +79,51 @@ test('kiln bench: unknown options, bad thread counts, an --only that names no ca
   t.is(r.code, 2);
   t.regex(r.err, /--only no-such-case names no case/);
 });
+
+test('kiln: an unwritable --out is one line naming the path, status 1, before the run starts', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-'));
+  const file = join(dir, 'f');
+  writeFileSync(file, '');
+  const cases: [string, string[]][] = [
+    ['calibrated-ensembles', ['calibrated-ensembles', 'run', '--steps', '100000', '--out', file]],
+    ['decentralized', ['decentralized', 'plan', '--scenario', '1', '--out', file]],
+    ['ssl', ['ssl', 'run', '--steps', '100000', '--out', file]],
+    ['bigbench', ['bigbench', 'emergence', 'a.json', 'b.json', '--out', file]],
+    ['bench', ['bench', 'overhead', '--json', join(file, 'x.json')]],
+  ];
+  for (const [name, argv] of cases) {
+    const t0 = Date.now();
+    const r = await kiln(...argv);
+    t.is(r.code, 1, argv.join(' '));
+    t.regex(r.err, new RegExp(`^kiln ${name}: cannot write ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .+\\n$`), argv.join(' '));
+    t.true(Date.now() - t0 < 2000, `${argv.join(' ')} failed only after ${Date.now() - t0} ms`);
+  }
+});
+
+test.serial('flags: number flags take decimal and exponent forms only; kiln help <cmd> is kiln <cmd> --help', async (t) => {
+  const f = (...argv: string[]) => parseArgs(argv).flags;
+  for (const s of ['0x3', '0b11', '0o7', 'Infinity', '1_000']) t.throws(() => flagNumber(f('--n', s), 'n'), { instanceOf: UsageError, message: /--n must be a number/ }, s);
+  for (const [s, v] of [['3', 3], ['-2.5', -2.5], ['1e-3', 1e-3], ['.5', 0.5], ['+4E2', 400]] as const) t.is(flagNumber(f('--n', s), 'n'), v);
+  const logs: string[] = [];
+  const log = console.log;
+  console.log = (s: string) => logs.push(String(s));
+  try {
+    t.is(await runKiln(['help', 'bench']), 0);
+  } finally {
+    console.log = log;
+  }
+  t.false(logs.join('\n').includes('usage: kiln <command>'));
+  t.true(logs.join('\n').includes('usage: kiln bench <name>'));
+});
+
+test('kiln: misleading messages: --threads past 1024 and a shot count past --examples are usage errors naming the flag', async (t) => {
+  const threads = await kiln('icl', 'train', '--threads', '99999');
+  t.is(threads.code, 2);
+  t.regex(threads.err, /--threads must be an integer in \[1, 1024\], got 99999/);
+  const shots = await kiln('emergence', 'run', '--shots', '0,9', '--examples', '2');
+  t.is(shots.code, 2);
+  t.regex(shots.err, /--shots 9 needs more --examples than 2/);
+  const data = await kiln('synthetic-pretraining', 'run', '--data', join(tmpdir(), 'kiln-no-such-dir'), '--out', mkdtempSync(join(tmpdir(), 'kiln-cli-')));
+  t.is(data.code, 1);
+  t.regex(data.err, /^kiln: synthetic-pretraining: cannot read /);
+});

@@ -299,6 +299,10 @@ test('kiln diffusion-lm run: a tiny end-to-end run on the fixture writes its res
   t.is(await runKiln(['diffusion-lm', 'sample'], { err: (s) => errs.push(s) }), 2);
   t.is(await runKiln([...argv, '--seed', '1', '--lm', out], { err: (s) => errs.push(s) }), 1);
   t.true(errs[errs.length - 1].includes('not this run'), errs[errs.length - 1]);
+  t.is(await runKiln([...argv.map((a, i) => (argv[i - 1] === '--seq-len' ? '20' : a === out ? out2 : a)), '--lm', out], { err: (s) => errs.push(s) }), 1);
+  t.regex(errs[errs.length - 1], /the LM in .* was trained with --seq-len 24; run with --seq-len 24 to reuse it \(got 20\)/);
+  t.is(await runKiln([...argv, '--fields', 'Type,nosuch'], { err: (s) => errs.push(s) }), 1);
+  t.regex(errs[errs.length - 1], /--fields: unknown field 'nosuch' \(the data's fields: .*Type.*\)/);
   const miss = await runKiln(['diffusion-lm', 'run', '--data', join(out, 'nowhere')], { err: (s) => errs.push(s) });
   t.is(miss, 1);
   t.true(errs[errs.length - 1].includes('cannot read'));

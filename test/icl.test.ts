@@ -320,7 +320,7 @@ test('run folders: a missing, corrupt or foreign config, a mismatched resume and
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ task: 'linear' }));
   t.throws(() => readConfig(dir), { instanceOf: kiln.KilnError, message: /config\.json: d is undefined, not an integer >= 1/ });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(resolveConfig({ d: 2 })));
-  await t.throwsAsync(trainIcl({ d: 3 }, dir, { progress: 'none' }), { instanceOf: kiln.KilnError, message: /holds a run with a different d \(2 vs 3\)/ });
+  await t.throwsAsync(trainIcl({ d: 3 }, dir, { progress: 'none' }), { instanceOf: kiln.KilnError, message: /holds a run with a different recipe: --d 3 \(the run has 2\);/ });
   writeFileSync(join(dir, 'eval.json'), 'garbage');
   await t.throwsAsync(plotRun(dir), { instanceOf: kiln.KilnError, message: /eval\.json: cannot read the evaluation/ });
   writeFileSync(join(dir, 'eval.json'), JSON.stringify({ task: 'linear' }));
@@ -328,4 +328,25 @@ test('run folders: a missing, corrupt or foreign config, a mismatched resume and
   await t.throwsAsync(evaluateRun(dir, { prompts: 0 }), { instanceOf: kiln.KilnError, message: /prompts must be a positive integer, got 0/ });
   await t.throwsAsync(evaluateRun(dir, { slowPrompts: 1.5 }), { instanceOf: kiln.KilnError, message: /slowPrompts must be a positive integer/ });
   await t.throwsAsync(evaluateRun(dir, { shifts: ['sideways' as Shift] }), { instanceOf: kiln.KilnError, message: /unknown shift 'sideways'/ });
+});
+
+test('cli: resuming a run folder keeps its saved recipe; other values and fewer steps than the checkpoint are refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-icl-resume-'));
+  const train = (...args: string[]) => command.run(['train', '--no-eval', '--json', '--out', dir, ...args]);
+  const log = console.log, err = process.stderr.write;
+  const notes: string[] = [];
+  console.log = () => {};
+  process.stderr.write = ((s: string) => { notes.push(String(s)); return true; }) as typeof process.stderr.write;
+  try {
+    t.is(await train('--d', '1', '--points', '3', '--model', 'tiny', '--batch', '4', '--lr', '1e-3', '--curriculum-interval', '0', '--steps', '2'), 0);
+    await t.throwsAsync(train('--steps', '3', '--lr', '5', '--batch', '8'), { instanceOf: UsageError, message: /other settings: --batch 8 \(the run has 4\), --lr 5 \(the run has 0\.001\)/ });
+    await t.throwsAsync(train('--steps', '1'), { instanceOf: UsageError, message: /already trained to step 2; --steps 1 would train nothing/ });
+    t.is(await train('--steps', '3', '--lr', '1e-3'), 0);
+  } finally {
+    console.log = log;
+    process.stderr.write = err;
+  }
+  t.true(notes.some((s) => /resuming .* at step 2 of 3 with its saved recipe \(.*--batch 4.*\)/.test(s)), notes.join(''));
+  const cfg = readConfig(dir);
+  t.like(cfg, { steps: 3, batchSize: 4, lr: 1e-3, d: 1, points: 3, model: 'tiny', curriculum: null });
 });

@@ -24,6 +24,7 @@ import {
   allCommunities, BASE_RATES, BEHAVIOURS, community, configKey, drawPersonas, drawPost, drawThread, expectedPostRate, labels,
   MODERATION, parsePersona, postLabels, replyInsultRate, TEMPERAMENT_MIX, TOPICS,
 } from '../src/recipes/simulacra/world.js';
+import { runKiln } from '../src/cli/kiln.js';
 import { runKilnQuiet } from './helpers/cli.js';
 
 test('the world is a function of its seed', (t) => {
@@ -308,4 +309,32 @@ test.serial('the CLI: help, bad flags, and a tiny run writes its files and a ser
   const lm = loadKilnLanguageModel(join(out, 'model'));
   t.is(lm.vocabSize, worldTokenizer().vocabSize);
   for (const p of lm.model.parameters()) p.dispose();
+});
+
+test.serial('the CLI: an unreachable endpoint or a refused API key is one line naming the URL, not a stack', async (t) => {
+  const server = createServer((req, res) => {
+    if (req.headers.authorization === 'Bearer good') { res.writeHead(404); res.end('nope'); return; }
+    res.writeHead(401, { 'content-type': 'application/json' });
+    res.end('{"error": {"message": "Incorrect API key provided"}}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => { server.closeAllConnections(); server.close(); });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  const run = async (...argv: string[]) => {
+    let err = '';
+    const code = await runKiln(['simulacra', 'run', ...argv], { err: (s) => { err += s + '\n'; } });
+    return { code, err };
+  };
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise((r) => closed.close(r));
+  const refused = await run('--model', `openai:http://127.0.0.1:${port}/v1`);
+  t.is(refused.code, 1);
+  t.is(refused.err, `kiln: simulacra: cannot reach http://127.0.0.1:${port}/v1/models: ECONNREFUSED\n`);
+  const key = await run('--model', `openai:${url}`, '--api-key', 'bad');
+  t.is(key.code, 1);
+  t.regex(key.err, /^kiln: simulacra: http:\S+\/models refused the API key \(HTTP 401: Incorrect API key provided\); check --api-key or OPENAI_API_KEY\n$/);
+  const missing = await run('--model', `openai:${url}`, '--api-key', 'good');
+  t.regex(missing.err, /^kiln: simulacra: no model name given .* \(HTTP 404: nope\)\n$/);
 });

@@ -214,7 +214,7 @@ test.serial('small-scale result: CISSL beats SimCLR in linear-probe accuracy; no
 
 test('kiln ssl run: a tiny end-to-end run writes its results; bad options are usage errors', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'kiln-ssl-'));
-  const bad = [['--objectives', 'byol'], ['--noise', '-1'], ['--steps', '0'], ['--lr', '2'], ['--bogus', '1']].map((argv) => ['ssl', 'run', ...argv, '--out', out]);
+  const bad = [['--objectives', 'byol'], ['--noise', '-1'], ['--steps', '0'], ['--lr', '2'], ['--bogus', '1'], ['--batch', '8', '--prototypes', '6']].map((argv) => ['ssl', 'run', ...argv, '--out', out]);
   const { codes: [code, ...badCodes], logs } = await runKilnQuiet(['ssl', 'run', '--steps', '3', '--batch', '4', '--prototypes', '6', '--seeds', '1', '--z-dim', '8', '--classes', '5', '--out', out], ...bad);
   t.is(code, 0, logs.join('\n'));
   for (const f of ['results.json', 'table.txt', 'probe.svg']) t.true(existsSync(join(out, f)), f);
@@ -223,5 +223,6 @@ test('kiln ssl run: a tiny end-to-end run writes its results; bad options are us
   t.is(r.acceptance.length, 2);
   for (const s of r.scores) t.true(s.prototypeAcc >= 0 && s.prototypeAcc <= 1);
   t.true(/paired by seed, against SimCLR/.test(readFileSync(join(out, 'table.txt'), 'utf8')));
-  t.deepEqual(badCodes, [2, 2, 2, 2, 2]);
+  t.deepEqual(badCodes, [2, 2, 2, 2, 2, 2]);
+  t.regex(readFileSync(join(out, 'table.txt'), 'utf8'), /3 steps of 4 prototypes x 2 views/);
 });

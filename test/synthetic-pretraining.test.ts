@@ -13,6 +13,7 @@ import { buildVocab, collate, denoisePair, linearizeMR, parseMRIds, SENTINELS, s
 import { DEFAULT_LIME, dedupe, limeAlphabet, limePair, limeTriple, setPair } from '../src/recipes/synthetic-pretraining/synthetic.js';
 import { buildModel, greedyDecode, initFromStatistics } from '../src/recipes/synthetic-pretraining/model.js';
 import { DEFAULT_EXPERIMENT as D, parseScores, runExperiment, summarizeInto, type ExperimentResult } from '../src/recipes/synthetic-pretraining/experiment.js';
+import { formatResult } from '../src/recipes/synthetic-pretraining/cli.js';
 import { runKilnQuiet } from './helpers/cli.js';
 
 // The recipe's data is ../shared/data/e2e; the tests run on the checked-in slice of it.
@@ -195,6 +196,12 @@ test('recovery: the fraction of natural pre-training gain, averaged over tasks; 
   summarizeInto(r);
   t.true(Number.isNaN(rec('set').mean), 'no gain to recover at all on generate');
   t.deepEqual(r.acceptance.map((a) => a.pass), [false, false, false]);
+  t.deepEqual(r.acceptance.map((a) => !!a.unjudged), [false, true, true], 'a ratio over no gain cannot be judged');
+  Object.assign(r, { params: 1, vocabSize: 1, seconds: 0, sizes: { finetune: 1, pretrainTexts: 1, testParse: 1, testGenerate: 1 } });
+  const table = formatResult(r);
+  t.false(table.includes('NaN'), table);
+  t.regex(table, /\[n\/a\] Set or LIME recovers a large fraction of the gain {3}\(cannot be judged: /);
+  t.regex(table, /set +.* n\/a\n/);
 });
 
 test.serial('a small run: every method scored on both tasks, finite, memory flat; the CLI writes its folder', async (t) => {

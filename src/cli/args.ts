@@ -1,4 +1,6 @@
 // A small, strict argument parser shared by every `kiln` command.
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 export interface ParsedArgs {
   positional: string[];
   flags: Record<string, string | boolean>;
@@ -47,7 +49,8 @@ export function flagString(f: ParsedArgs['flags'], name: string, dflt?: string):
 export function flagNumber(f: ParsedArgs['flags'], name: string, dflt?: number): number | undefined {
   const s = flagString(f, name);
   if (s === undefined) return dflt;
-  const n = Number(s);
+  // Decimal and exponent forms only: Number() would also read 0x3, 0b11 and 0o7.
+  const n = /^\s*[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i.test(s) ? Number(s) : NaN;
   if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${s}'`);
   return n;
 }
@@ -115,4 +118,43 @@ export interface Command {
   name: string;
   summary: string;
   run(argv: string[]): Promise<number>;
+}
+
+/** A failed filesystem call (Node's errors carry `code`, `syscall` and usually `path`). */
+export function isFsError(err: unknown): err is NodeJS.ErrnoException & { path: string } {
+  const e = err as NodeJS.ErrnoException;
+  return e instanceof Error && typeof e.code === 'string' && typeof e.syscall === 'string' && typeof e.path === 'string';
+}
+
+const FS_REASONS: Record<string, string> = {
+  EEXIST: 'a file is in the way (not a folder)',
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  ENOENT: 'no such file or folder',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EISDIR: 'it is a folder',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on the device',
+};
+
+/** One line for a failed filesystem call: "cannot write PATH: reason" (reads: "cannot read"). */
+export function fsErrorLine(err: NodeJS.ErrnoException & { path: string }): string {
+  const reading = ['scandir', 'read', 'stat', 'lstat', 'readlink'].includes(err.syscall ?? '');
+  const reason = FS_REASONS[err.code!] ?? err.message.replace(/^\w+: /, '').replace(/, \w+ '.*'$/, '');
+  return `cannot ${reading ? 'read' : 'write'} ${err.path}: ${reason}`;
+}
+
+/** Creates an output folder (and its parents) before a run starts, so a bad --out fails at once. */
+export function prepareOutDir(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  accessSync(dir, constants.W_OK);
+  return dir;
+}
+
+/** Creates an output file's folder and checks the file can be written there, before a run starts. */
+export function prepareOutFile(path: string): string {
+  prepareOutDir(dirname(path) || '.');
+  if (existsSync(path) && statSync(path).isDirectory())
+    throw Object.assign(new Error(`EISDIR: illegal operation on a directory, open '${path}'`), { code: 'EISDIR', syscall: 'open', path });
+  return path;
 }

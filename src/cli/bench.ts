@@ -1,7 +1,7 @@
 // `kiln bench <name> [--device cpu|cuda] [--threads N] [--only a,b] [--json [FILE]]`
 import { cpus } from 'node:os';
 import * as kiln from '../index.js';
-import { checkFlags, flagInt, flagString, parseArgs, UsageError, type Command } from './args.js';
+import { checkFlags, flagInt, flagString, parseArgs, prepareOutFile, UsageError, type Command } from './args.js';
 
 export const command: Command = {
   name: 'bench',
@@ -15,7 +15,7 @@ export const command: Command = {
       flags.json = true;
     }
     if (flags.help || positional.length === 0) {
-      console.log('usage: kiln bench <name> [--device cpu|cuda] [--threads N (default 2)] [--only case,...] [--json [FILE]]\n' +
+      console.log('usage: kiln bench <name> [--device cpu|cuda] [--threads N (default KILN_NUM_THREADS, else 2)] [--only case,...] [--json [FILE]]\n' +
         '  (--only: case names as printed; attention also takes BxHxTxD, e.g. 2x8x8192x128)\n\nbenchmarks:');
       for (const [n, b] of Object.entries(benchmarks)) console.log(`  ${n.padEnd(12)} ${b.summary}`);
       return positional.length === 0 && !flags.help ? 2 : 0;
@@ -30,7 +30,9 @@ export const command: Command = {
     if (device === 'cuda' && !b.cuda) throw new UsageError(`kiln bench ${name}: no --device cuda variant (have: ${Object.keys(benchmarks).filter((n) => benchmarks[n].cuda).join(', ') || 'none'})`);
     if (device === 'cuda' && !kiln.cuda.isAvailable())
       throw new UsageError(`kiln bench ${name} --device cuda: CUDA is not available (${kiln.cuda.isCompiled() ? 'no usable GPU' : 'kiln was built without CUDA'})`);
-    const threads = flagInt(flags, 'threads', 2, 1, 1024)!;
+    if (typeof flags.json === 'string') prepareOutFile(flags.json); // an unwritable report path fails before the run
+    const envThreads = Number(process.env.KILN_NUM_THREADS);
+    const threads = flagInt(flags, 'threads', Number.isInteger(envThreads) && envThreads >= 1 && envThreads <= 1024 ? envThreads : 2, 1, 1024)!;
     kiln.setNumThreads(threads);
     const only = flagString(flags, 'only')?.split(',');
     if (only && b.only === false) throw new UsageError(`kiln bench ${name}: takes no --only (it runs every case; have --only: ${Object.keys(benchmarks).filter((n) => benchmarks[n].only !== false).join(', ')})`);

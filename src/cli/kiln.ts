@@ -1,7 +1,7 @@
 // `kiln <command> ...`: the command table and the top-level error handling, apart from main.ts so
 // tests can run the CLI in-process. Every command is loaded lazily so `kiln --help` stays fast.
 import { KilnError } from '../errors.js';
-import { UsageError, type Command } from './args.js';
+import { fsErrorLine, isFsError, UsageError, type Command } from './args.js';
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   bench: { summary: 'benchmark kernels against PyTorch (gemm, overhead, ...)', load: async () => (await import('./bench.js')).command },
@@ -66,10 +66,12 @@ const processIO: KilnIO = { err: (s) => console.error(s) };
 
 /**
  * Runs `kiln <argv...>` and returns the exit status: a command's own, 2 for bad usage (one line and
- * a pointer to the command's --help), 1 for a refused input (a KilnError: its message, no stack) or
- * anything else (with its stack: that is a bug).
+ * a pointer to the command's --help), 1 for a refused input (a KilnError: its message, no stack), a
+ * failed filesystem call (an unwritable --out: one line naming the path) or anything else (with its
+ * stack: that is a bug).
  */
 export async function runKiln(argv: string[], io: KilnIO = processIO): Promise<number> {
+  if (argv[0] === 'help' && argv.length > 1) return runKiln([argv[1], '--help'], io); // kiln help <cmd> = kiln <cmd> --help
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
@@ -89,6 +91,7 @@ export async function runKiln(argv: string[], io: KilnIO = processIO): Promise<n
       return 2;
     }
     if (err instanceof KilnError) io.err(`kiln: ${err.message}`);
+    else if (isFsError(err)) io.err(`kiln ${name}: ${fsErrorLine(err)}`);
     else io.err(err instanceof Error ? (err.stack ?? err.message) : String(err));
     return 1;
   }

@@ -2,7 +2,7 @@
 // default run folder, writing the folder's files, and the probe-accuracy chart of `ssl` and `clip`.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { flagString, type ParsedArgs } from '../cli/args.js';
+import { flagString, prepareOutDir, type ParsedArgs } from '../cli/args.js';
 import { writeVegaLiteSvg, type VegaLiteSpec } from '../plot/vegalite.js';
 
 /** A fraction as a percentage with one decimal. */
@@ -11,18 +11,25 @@ export const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 export interface Check {
   name: string;
   pass: boolean;
+  /** The data cannot decide the check (e.g. a ratio over a zero gain): printed as n/a, not pass or FAIL. */
+  unjudged?: boolean;
   rule: string;
 }
 
-/** "acceptance:" and one [pass] / [FAIL] line per check (nothing when there are none). */
+/** "acceptance:" and one [pass] / [FAIL] / [n/a] line per check (nothing when there are none). */
 export function acceptanceLines(checks: readonly Check[]): string[] {
   if (!checks.length) return [];
-  return ['', 'acceptance:', ...checks.map((a) => `  [${a.pass ? 'pass' : 'FAIL'}] ${a.name}   (${a.rule})`)];
+  return ['', 'acceptance:', ...checks.map((a) => `  [${a.unjudged ? 'n/a' : a.pass ? 'pass' : 'FAIL'}] ${a.name}   (${a.rule})`)];
 }
 
 /** --out, or runs/<name>-<UTC date and time>. */
 export function runDir(flags: ParsedArgs['flags'], name: string): string {
   return flagString(flags, 'out') ?? join('runs', `${name}-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`);
+}
+
+/** runDir, created now: called once the options are checked, so a bad --out fails before the run. */
+export function prepareRunDir(flags: ParsedArgs['flags'], name: string): string {
+  return prepareOutDir(runDir(flags, name));
 }
 
 /**

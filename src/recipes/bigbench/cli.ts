@@ -2,10 +2,10 @@
 // scaling table and plot from several runs.
 import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { checkFlags, flagInt, flagNumber, flagString, MAX_SEED, parseArgs, UsageError, type Command } from '../../cli/args.js';
+import { checkFlags, flagInt, flagNumber, flagString, MAX_SEED, parseArgs, prepareOutDir, prepareOutFile, UsageError, type Command } from '../../cli/args.js';
 import { writeVegaLiteSvg } from '../../plot/vegalite.js';
 import {
-  DEFAULT_CRITERIA, emergenceSpec, emergenceTable, jsonWithInfinity, readScaledResults, taskCurves,
+  averageSameScale, DEFAULT_CRITERIA, emergenceSpec, emergenceTable, jsonWithInfinity, readScaledResults, taskCurves,
 } from './emergence.js';
 import { KilnError } from '../../errors.js';
 import { ModelSpecError, RandomModel, parseModelSpec, type LanguageModel } from './model.js';
@@ -49,6 +49,8 @@ exit status: 0 all examples ran, 1 some failed (partial results are still writte
 
 emergence: per-task curves of the normalised preferred score against model scale, linearity and
 breakthroughness, a table flagging emergent tasks (emergence.md), emergence.json and emergence.svg.
+Files of the same scale (the seeds of one size, e.g. kiln emergence --seeds N's bigbench/*.json) are
+averaged into one point, their seed mean.
   --out <dir>                 output folder (default runs/bigbench/emergence)
   --min-gain <points>         (default ${DEFAULT_CRITERIA.minGain}), --near-chance <points> (default ${DEFAULT_CRITERIA.nearChance}),
   --breakthrough-ratio <r>    emergent needs breakthroughness >= r * linearity (default ${DEFAULT_CRITERIA.breakthroughOverLinearity})
@@ -144,6 +146,7 @@ async function runCommand(argv: string[], io: CliIO): Promise<number> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const out = flagString(f, 'out', join('runs', 'bigbench', `results-${stamp}.json`))!;
   parseModelSpec(spec); // a bad spec is a usage error before the tasks are read
+  prepareOutFile(out); // an unwritable --out fails now, not after the run
   // The run's counts are checked before the tasks and the model are loaded.
   const seed = flagInt(f, 'seed', 42, 0, MAX_SEED), maxExamples = positiveInt(f, 'max-examples'), maxTokens = positiveInt(f, 'max-tokens', 64);
   const concurrency = positiveInt(f, 'concurrency', 8), maxFailures = positiveInt(f, 'max-failures', 25);
@@ -169,7 +172,7 @@ async function runCommand(argv: string[], io: CliIO): Promise<number> {
 async function emergenceCommand(argv: string[], io: CliIO): Promise<number> {
   const { flags: f, positional } = parseArgs(argv);
   if (f.help) { io.out(HELP); return 0; }
-  if (positional.length < 2) throw new UsageError('bigbench emergence needs at least 2 results files (one per model size)');
+  if (positional.length < 2) throw new UsageError('bigbench emergence needs at least 2 results files (of at least 2 model sizes)');
   checkFlags(f, EMERGENCE_FLAGS, 'bigbench emergence');
   const criteria = {
     minGain: criterion(f, 'min-gain', DEFAULT_CRITERIA.minGain),
@@ -177,9 +180,9 @@ async function emergenceCommand(argv: string[], io: CliIO): Promise<number> {
     breakthroughOverLinearity: criterion(f, 'breakthrough-ratio', DEFAULT_CRITERIA.breakthroughOverLinearity),
   };
   const outDir = flagString(f, 'out', join('runs', 'bigbench', 'emergence'))!;
-  const series = positional.map(readScaledResults);
+  prepareOutDir(outDir);
+  const series = averageSameScale(positional.map(readScaledResults));
   const curves = taskCurves(series, criteria);
-  mkdirSync(outDir, { recursive: true });
   const table = emergenceTable(curves);
   const json = jsonWithInfinity({ kind: 'kiln.bigbench.emergence', version: 1, criteria, models: series.map((s) => ({ file: s.file, label: s.label, scale: s.scale })), curves });
   writeFileSync(join(outDir, 'emergence.md'), table);

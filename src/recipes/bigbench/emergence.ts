@@ -90,6 +90,45 @@ export function readScaledResults(arg: string): ScaledResults {
   return { file, results, scale, label: results.model?.label ?? file };
 }
 
+/** Per model size, one RunResults whose task-level scores are the means over seeds (null where a seed has none). */
+export function meanOverSeeds(runs: readonly RunResults[]): RunResults {
+  const first = runs[0];
+  const avg = (xs: (number | null | undefined)[]) => (xs.every((x): x is number => typeof x === 'number' && Number.isFinite(x)) ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  return {
+    ...first,
+    model: { ...first.model, spec: `${first.model?.spec} (mean of ${runs.length} seeds)` },
+    tasks: first.tasks.map((t) => ({
+      ...t,
+      subtasks: [],
+      perShot: t.perShot.map((p) => {
+        const each = runs.map((r) => r.tasks.find((x) => x.name === t.name)?.perShot.find((x) => x.shots === p.shots));
+        return {
+          ...p,
+          normalized: avg(each.map((e) => e?.normalized)),
+          scores: Object.fromEntries(Object.keys(p.scores ?? {}).map((k) => [k, avg(each.map((e) => e?.scores?.[k]))])),
+        };
+      }),
+    })),
+    // Files read from disk are checked for their tasks only: a hand-written one may lack the rest.
+    aggregate: (first.aggregate ?? []).map((g) => ({ ...g, normalized: avg(runs.map((r) => r.aggregate?.find((x) => x.shots === g.shots)?.normalized)) })),
+    failedExamples: runs.reduce((n, r) => n + (r.failedExamples ?? 0), 0),
+    incomplete: runs.some((r) => r.incomplete),
+  };
+}
+
+/**
+ * Several results files of one scale (seeds of one model size, as `kiln emergence --seeds N`
+ * writes them) become one point: their seed mean (meanOverSeeds), as the emergence recipe's curves.
+ */
+export function averageSameScale(series: readonly ScaledResults[]): ScaledResults[] {
+  const byScale = new Map<number, ScaledResults[]>();
+  for (const s of series) byScale.set(s.scale, [...(byScale.get(s.scale) ?? []), s]);
+  return [...byScale.values()].map((group) => group.length === 1 ? group[0] : {
+    file: group.map((s) => s.file).join(' + '), results: meanOverSeeds(group.map((s) => s.results)), scale: group[0].scale,
+    label: `${group[0].label} (mean of ${group.length})`,
+  });
+}
+
 /** Per task and shot count, the normalised score at each scale and its statistics. */
 export function taskCurves(series: readonly ScaledResults[], criteria: EmergenceCriteria = DEFAULT_CRITERIA): TaskCurve[] {
   if (series.length < 2) throw new KilnError('INVALID_ARGUMENT', `need results for at least 2 models, got ${series.length}`);

@@ -89,18 +89,26 @@ export class OpenAICompletionsModel implements LanguageModel {
     const url = baseUrl.replace(/\/+$/, '') + '/models';
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), timeoutMs);
+    let status: number;
+    let text: string;
     try {
       const res = await fetch(url, { headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {}, signal: ctl.signal });
-      const body = JSON.parse(await res.text()) as unknown;
-      const data = isObj(body) && Array.isArray(body.data) ? body.data : [];
-      const id = isObj(data[0]) && typeof data[0].id === 'string' ? data[0].id : undefined;
-      if (!res.ok || !id) throw new Error(`HTTP ${res.status}, no model id in the answer`);
-      return id;
+      status = res.status;
+      text = await res.text();
     } catch (e) {
-      throw new EndpointError(`no model name given (--model-name or OPENAI_MODEL) and ${url} did not name one: ${(e as Error).message}`);
+      if (ctl.signal.aborted) throw new EndpointError(`${url}: no answer within ${timeoutMs} ms (timed out)`);
+      throw new EndpointError(unreachable(url, e));
     } finally {
       clearTimeout(timer);
     }
+    if (status === 401 || status === 403) throw new EndpointError(keyRefused(url, status, text, apiKey), status);
+    let body: unknown;
+    try { body = JSON.parse(text); } catch { body = undefined; }
+    const data = isObj(body) && Array.isArray(body.data) ? body.data : [];
+    const id = isObj(data[0]) && typeof data[0].id === 'string' ? data[0].id : undefined;
+    if (status >= 200 && status < 300 && id) return id;
+    const why = status >= 200 && status < 300 ? `no model id in the answer: ${excerpt(text)}` : `HTTP ${status}: ${excerpt(errorMessage(text))}`;
+    throw new EndpointError(`no model name given (--model-name or OPENAI_MODEL) and ${url} did not name one (${why})`, status);
   }
 
   async generate(prompts: string[], opts: GenerateOptions): Promise<string[]> {
@@ -186,11 +194,11 @@ export class OpenAICompletionsModel implements LanguageModel {
       text = await res.text(); // still under the timer: a server that stalls mid-body times out too
     } catch (e) {
       if (ctl.signal.aborted) throw new EndpointError(`${this.url}: no complete answer within ${this.timeoutMs} ms (timed out)`, undefined, true);
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw new EndpointError(`${this.url}: request failed: ${cause?.code ?? cause?.message ?? (e as Error).message}`, undefined, true);
+      throw new EndpointError(unreachable(this.url, e), undefined, true);
     } finally {
       clearTimeout(timer);
     }
+    if (status === 401 || status === 403) throw new EndpointError(keyRefused(this.url, status, text, this.opts.apiKey), status);
     if (status < 200 || status >= 300) {
       const retryable = status === 408 || status === 409 || status === 429 || status >= 500;
       throw new EndpointError(`${this.url}: HTTP ${status}: ${excerpt(errorMessage(text))}`, status, retryable);
@@ -218,6 +226,18 @@ export class OpenAICompletionsModel implements LanguageModel {
     }
     return out;
   }
+}
+
+/** A fetch that failed before any answer: which URL could not be reached, and the system's reason. */
+export function unreachable(url: string, e: unknown): string {
+  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+  return `cannot reach ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message}`;
+}
+
+/** A 401 / 403: the endpoint refused the key (or its absence), whatever else was asked. */
+export function keyRefused(url: string, status: number, text: string, apiKey: string | undefined): string {
+  const msg = excerpt(errorMessage(text));
+  return `${url} refused the API key (HTTP ${status}${msg ? `: ${msg}` : ''}); ${apiKey ? 'check' : 'none was given: pass'} --api-key or OPENAI_API_KEY`;
 }
 
 function errorMessage(text: string): string {

@@ -1,9 +1,9 @@
 // `kiln calibrated-ensembles run`: train standard and robust MLPs on a controlled spurious-feature
 // shift, calibrate each on ID validation data, ensemble, and report ID/OOD accuracy and ECE of every
 // system over seeds; writes results.json, a table and a reliability diagram (SVG) to a run folder.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { flagInt, flagNumber, flagString, parseVerb, UsageError, type Command } from '../../cli/args.js';
+import { flagInt, flagNumber, flagString, parseVerb, prepareOutDir, UsageError, type Command } from '../../cli/args.js';
 import { calibrationReport, MAX_BINS } from './calibration.js';
 import { DEFAULT_EXPERIMENT, ROBUST_MEMBERS, runExperiment, type ExperimentConfig, type ExperimentResult, type RobustMember, type SystemName } from './experiment.js';
 import { writeReliabilityDiagram } from './reliability.js';
@@ -107,8 +107,8 @@ export const command: Command = {
       bins: positiveInt(flags, 'bins', D.bins, MAX_BINS),
     };
     const out = flagString(flags, 'out') ?? join('runs', `calibrated-ensembles-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`);
+    prepareOutDir(out);
     const { result, pooled } = runExperiment(cfg, (line) => console.error(`[calibrated-ensembles] ${line}`));
-    mkdirSync(out, { recursive: true });
     writeFileSync(join(out, 'results.json'), JSON.stringify(result, null, 2) + '\n');
     const table = formatResult(result);
     writeFileSync(join(out, 'table.txt'), table + '\n');

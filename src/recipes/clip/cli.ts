@@ -2,7 +2,7 @@
 // `ssl` recipe, scored by linear probes; writes results.json, table.txt and probe.svg.
 import '../../index.js';
 import { flagInt, flagList, flagPositive, MAX_SEED, parseVerb, type Command } from '../../cli/args.js';
-import { acceptanceLines, pct, probeChart, runDir, writeRun } from '../report.js';
+import { acceptanceLines, prepareRunDir, pct, probeChart, writeRun } from '../report.js';
 import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
 
 const D = DEFAULT_EXPERIMENT;
@@ -64,9 +64,10 @@ export const command: Command = {
       seeds: flagInt(flags, 'seeds', D.seeds, 1, 100)!,
       seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
     };
+    const out = prepareRunDir(flags, 'clip');
     const result = await runExperiment(cfg, (line) => console.error(`[clip] ${line}`));
     const title = `Linear-probe accuracy: SimCLR vs CLIP by caption regime (${cfg.seeds} seed(s); bars are means, dots seeds)`;
-    await writeRun(runDir(flags, 'clip'), result, formatResult(result), { 'probe.svg': probeChart(title, result.scores, 'coarse (described attributes)') }, !!flags.json);
+    await writeRun(out, result, formatResult(result), { 'probe.svg': probeChart(title, result.scores, 'coarse (described attributes)') }, !!flags.json);
     return 0;
   },
 };

@@ -1,9 +1,9 @@
 // `kiln decentralized plan`: schedule a 64-GPU GPT3-XL training job over one of the paper's network
 // scenarios (or a custom network) and report the layout, its cost, the baselines and simulated
 // iteration times; writes plan.json and the search's convergence curve (SVG) to a run folder.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
+import { flagInt, flagNumber, flagString, MAX_SEED, parseVerb, prepareOutDir, UsageError, type Command } from '../../cli/args.js';
 import { writeVegaLiteSvg } from '../../plot/vegalite.js';
 import { NetworkSpecError } from './network.js';
 import { loadNetwork, planLayout, type Plan } from './plan.js';
@@ -131,8 +131,8 @@ export const command: Command = {
     }
     const tag = /^[1-5]$/.test(scenario) ? scenario : scenario.replace(/^.*[\\/]/, '').replace(/\.json$/i, '');
     const out = flagString(flags, 'out') ?? join('runs', `decentralized-${tag}-${seed}`);
+    prepareOutDir(out);
     const plan = planLayout(net, { seed, trials, ppWeight, log: (line) => console.error(`[decentralized] ${line}`) });
-    mkdirSync(out, { recursive: true });
     const json = planJson(plan);
     writeFileSync(join(out, 'plan.json'), JSON.stringify(json, null, 2) + '\n');
     await writeConvergenceSvg(join(out, 'convergence.svg'), plan);

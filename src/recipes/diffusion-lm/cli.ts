@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { flagInt, flagList, flagNumber, flagPositive, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
 import { saveCheckpoint } from '../../nn/checkpoint.js';
 import type { VegaLiteSpec } from '../../plot/vegalite.js';
-import { acceptanceLines, pct, runDir, writeRun } from '../report.js';
+import { acceptanceLines, prepareRunDir, pct, writeRun } from '../report.js';
 import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
 
 const D = DEFAULT_EXPERIMENT;
@@ -136,7 +136,7 @@ export const command: Command = {
       classifierInput: classifierInput(flagString(flags, 'classifier-input') ?? D.classifierInput),
       seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
     };
-    const out = runDir(flags, 'diffusion-lm');
+    const out = prepareRunDir(flags, 'diffusion-lm');
     const { result, model, tok } = await runExperiment(cfg, (line) => console.error(`[diffusion-lm] ${line}`));
     mkdirSync(out, { recursive: true });
     const samples = [

@@ -20,6 +20,7 @@ import { DiffusionLM, sample, type DiffusionLMConfig } from './model.js';
 import { trainLoop, type TrainConfig, type TrainRecord } from './train.js';
 import { loadCheckpoint } from '../../nn/checkpoint.js';
 import { perplexity, teacherRows, trainTeacher, type TeacherConfig } from './teacher.js';
+import { checkpointConfig } from '../checkpoint-meta.js';
 
 export interface ExperimentConfig {
   /** Folder with valid.txt, test.txt and control_target_attribute.json. */
@@ -149,6 +150,9 @@ export function prepare(cfg: ExperimentConfig): Prepared {
   } catch (e) {
     throw new KilnError('INVALID_ARGUMENT', `diffusion-lm: cannot read the control targets: ${(e as Error).message}`);
   }
+  const unknownFields = cfg.targetFields.filter((f) => !space.fields.includes(f));
+  if (unknownFields.length)
+    throw new KilnError('INVALID_ARGUMENT', `diffusion-lm: --fields: unknown field${unknownFields.length > 1 ? 's' : ''} ${unknownFields.map((f) => `'${f}'`).join(', ')} (the data's fields: ${space.fields.join(', ')})`);
   let targets = parseControlTargets(src).filter((c) => targetClass(space, c) && verbatimRate(trainKept, c).rate >= cfg.minVerbatimRate &&
     (cfg.targetFields.length === 0 || cfg.targetFields.includes(c.field)));
   if (cfg.maxTargets > 0) targets = targets.slice(0, cfg.maxTargets);
@@ -332,6 +336,10 @@ export function binomialUpperTail(k: number, n: number, p: number): number {
 
 /** Loads a run folder's model.safetensors into model, after checking its vocab.json is this run's vocabulary. */
 export function loadLM(model: DiffusionLM, tok: WordTokenizer, dir: string): void {
+  // The sequence length first: another one also drops other sentences, so the vocabulary differs too.
+  const savedLen = (checkpointConfig(join(dir, 'model.safetensors')) as { seqLen?: unknown } | undefined)?.seqLen;
+  if (typeof savedLen === 'number' && savedLen !== model.config.seqLen)
+    throw new KilnError('INVALID_ARGUMENT', `diffusion-lm: the LM in ${dir} was trained with --seq-len ${savedLen}; run with --seq-len ${savedLen} to reuse it (got ${model.config.seqLen})`);
   const saved = WordTokenizer.load(join(dir, 'vocab.json'));
   if (saved.vocab.length !== tok.vocab.length || saved.vocab.some((w, i) => w !== tok.vocab[i]))
     throw new KilnError('INVALID_ARGUMENT', `diffusion-lm: ${join(dir, 'vocab.json')} is not this run's vocabulary (${saved.vocabSize} vs ${tok.vocabSize} words): same data, seed and min count are needed`);

@@ -1,14 +1,14 @@
 // `kiln emergence run`: a scaling sweep of character-level kiln GPTs on few-shot BIG-bench JSON tasks;
 // writes results.json, table.txt, emergence.svg, loglik.svg, the tasks (tasks/*.json), each model's
-// harness results (bigbench/*.json, readable by `kiln bigbench emergence`, one file per seed and
-// size) and, with --save-models,
-// the models (models/<size>/, usable as `kiln bigbench run --model kiln:<folder>`).
+// harness results (bigbench/<size>.json, or <size>-seed<k>.json with --seeds N; `kiln bigbench
+// emergence bigbench/*.json` averages a size's seeds) and, with --save-models, the models
+// (models/<size>/ or models/<size>-seed<k>/, usable as `kiln bigbench run --model kiln:<folder>`).
 import '../../index.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { flagInt, flagList, flagPositive, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
 import type { VegaLiteSpec } from '../../plot/vegalite.js';
-import { acceptanceLines, runDir, writeRun } from '../report.js';
+import { acceptanceLines, prepareRunDir, writeRun } from '../report.js';
 import { emergenceSpec, emergenceTable, jsonWithInfinity } from '../bigbench/emergence.js';
 import { saveKilnLanguageModel } from '../bigbench/kiln-model.js';
 import {
@@ -41,8 +41,10 @@ options:
   --seed S           first seed; also fixes the held-out examples and the prompts' shots (default ${D.seed})
   --min-gain X, --near-chance X, --breakthrough-ratio X
                      the emergence criteria (defaults ${D.criteria.minGain}, ${D.criteria.nearChance}, ${D.criteria.breakthroughOverLinearity})
-  --save-models      also write each model to models/<size>/ in the run folder
-  --out DIR          run folder (default runs/emergence-<date>)
+  --save-models      also write each model to models/<size>/ in the run folder (models/<size>-seed<k>/
+                     with --seeds N > 1)
+  --out DIR          run folder (default runs/emergence-<date>): results.json, table.txt, the charts, tasks/
+                     and each model's harness results bigbench/<size>.json (<size>-seed<k>.json with --seeds N)
   --json             print the results as JSON instead of a table
   -h, --help         this help`;
 
@@ -112,7 +114,7 @@ export function logLikelihoodSpec(r: ExperimentResult): VegaLiteSpec {
   } as VegaLiteSpec;
 }
 
-/** results.json without the per-example outputs (those are in bigbench/<size>.json). */
+/** results.json without the per-example outputs (those are in bigbench/<size>.json, or <size>-seed<k>.json). */
 function summaryOf(r: ExperimentResult): unknown {
   return JSON.parse(jsonWithInfinity({
     ...r,
@@ -153,7 +155,10 @@ export const command: Command = {
         breakthroughOverLinearity: flagPositive(flags, 'breakthrough-ratio', D.criteria.breakthroughOverLinearity),
       },
     };
-    const out = runDir(flags, 'emergence');
+    // A k-shot prompt draws its k shots from the other held-out examples.
+    const tooMany = cfg.shots.filter((s) => s >= cfg.evalExamples);
+    if (tooMany.length) throw new UsageError(`--shots ${tooMany.join(',')} needs more --examples than ${cfg.evalExamples} (each shot count must be below --examples)`);
+    const out = prepareRunDir(flags, 'emergence');
     const saveModels = flags['save-models'] === true;
     const result = await runExperiment(cfg, (line) => console.error(`[emergence] ${line}`), saveModels
       ? (label, model, tok) => saveKilnLanguageModel(join(out, 'models', label), model, tok, { recipe: 'emergence', seed: cfg.seed })

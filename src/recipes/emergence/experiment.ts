@@ -13,7 +13,7 @@ import { kilnLanguageModel } from '../bigbench/kiln-model.js';
 import { Rng } from '../bigbench/rng.js';
 import { runBigBench, type RunResults } from '../bigbench/runner.js';
 import {
-  DEFAULT_CRITERIA, scalingStats, taskCurves, type EmergenceCriteria, type ScalingStats, type TaskCurve,
+  DEFAULT_CRITERIA, meanOverSeeds, scalingStats, taskCurves, type EmergenceCriteria, type ScalingStats, type TaskCurve,
 } from '../bigbench/emergence.js';
 import { bigbenchTask, bigbenchTaskJson, drawExamples, TASK_NAMES, taskSpec, TaskCorpus, type DrawnExample } from './tasks.js';
 
@@ -208,31 +208,6 @@ export function logLikelihoodCurves(runs: readonly { results: RunResults }[]): L
 
 /** Called with each trained model before it is freed (to save it). */
 export type OnModel = (label: string, model: InstanceType<typeof kiln.nn.GPT>, tokenizer: kiln.train.Tokenizer) => void;
-
-/** Per model size, one RunResults whose task-level scores are the means over seeds (null where a seed has none). */
-export function meanOverSeeds(runs: readonly RunResults[]): RunResults {
-  const first = runs[0];
-  const avg = (xs: (number | null | undefined)[]) => (xs.every((x): x is number => typeof x === 'number' && Number.isFinite(x)) ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
-  return {
-    ...first,
-    model: { ...first.model, spec: `${first.model.spec} (mean of ${runs.length} seeds)` },
-    tasks: first.tasks.map((t) => ({
-      ...t,
-      subtasks: [],
-      perShot: t.perShot.map((p) => {
-        const each = runs.map((r) => r.tasks.find((x) => x.name === t.name)?.perShot.find((x) => x.shots === p.shots));
-        return {
-          ...p,
-          normalized: avg(each.map((e) => e?.normalized)),
-          scores: Object.fromEntries(Object.keys(p.scores).map((k) => [k, avg(each.map((e) => e?.scores[k]))])),
-        };
-      }),
-    })),
-    aggregate: first.aggregate.map((g) => ({ ...g, normalized: avg(runs.map((r) => r.aggregate.find((x) => x.shots === g.shots)?.normalized)) })),
-    failedExamples: runs.reduce((n, r) => n + r.failedExamples, 0),
-    incomplete: runs.some((r) => r.incomplete),
-  };
-}
 
 export async function runExperiment(config: ExperimentConfig, log: (line: string) => void = () => {}, onModel?: OnModel): Promise<ExperimentResult> {
   checkConfig(config);

@@ -8,7 +8,7 @@ import { MODEL_SIZES, type ModelSize } from './model.js';
 import { formatTable } from './plot.js';
 import { evaluateRun, plotRun, runDefault } from './run.js';
 import { TASKS, type TaskName } from './tasks.js';
-import { trainIcl, type IclConfigInput } from './train.js';
+import { planResume, trainIcl, type IclConfigInput } from './train.js';
 
 const HELP = `usage: kiln icl <train|eval|plot|default> [options]
 
@@ -20,7 +20,8 @@ verbs:
   default   the small default run: linear, d = 5, 11 points, tiny model (a few minutes on 2 cores),
             then evaluation and the model-vs-least-squares table (runs/icl-default);
             takes --out DIR and --device cpu|cuda (the model trains and is evaluated there)
-  train     train a run folder (resumes from its checkpoint), then evaluate it unless --no-eval
+  train     train a run folder, then evaluate it unless --no-eval; an existing run folder resumes from its
+            checkpoint with its saved settings (other values are refused; --steps, --device may change)
   eval      evaluate a run folder: model and baselines, error per k with bootstrap 90% intervals
   plot      re-render the SVG plots from a run folder's eval*.json
 
@@ -78,11 +79,12 @@ function deviceFlag(f: Record<string, string | boolean>): kiln.Device {
 }
 
 function trainConfig(f: Record<string, string | boolean>): IclConfigInput {
-  const task = (flagString(f, 'task') ?? 'linear') as TaskName;
-  if (!TASKS.includes(task)) throw new UsageError(`--task must be one of ${TASKS.join(', ')}, got '${task}'`);
-  const model = (flagString(f, 'model') ?? 'tiny') as ModelSize;
-  if (!Object.hasOwn(MODEL_SIZES, model)) throw new UsageError(`--model must be tiny, small or standard, got '${model}'`);
-  const device = deviceFlag(f);
+  // Absent flags stay undefined: a resumed run takes them from its saved config (trainIcl).
+  const task = flagString(f, 'task') as TaskName | undefined;
+  if (task !== undefined && !TASKS.includes(task)) throw new UsageError(`--task must be one of ${TASKS.join(', ')}, got '${task}'`);
+  const model = flagString(f, 'model') as ModelSize | undefined;
+  if (model !== undefined && !Object.hasOwn(MODEL_SIZES, model)) throw new UsageError(`--model must be tiny, small or standard, got '${model}'`);
+  const device = f.device === undefined ? undefined : deviceFlag(f);
   const lr = flagNumber(f, 'lr');
   if (lr !== undefined && !(lr > 0)) throw new UsageError(`--lr must be > 0, got ${lr}`);
   const noise = flagNumber(f, 'noise');
@@ -114,7 +116,7 @@ export const command: Command = {
     }
     const [verb, ...extra] = positional;
     if (extra.length) throw new UsageError(`icl ${verb}: unexpected argument '${extra[0]}'`);
-    const threads = intFlag(f, 'threads', 1);
+    const threads = intFlag(f, 'threads', 1, 1024);
     if (threads) kiln.setNumThreads(threads);
     const log = (s: string) => process.stderr.write(`[icl] ${s}\n`);
     if (verb === 'default') {
@@ -127,7 +129,10 @@ export const command: Command = {
       checkKnown(verb, f, ['task', 'd', 'points', 'model', 'steps', 'lr', 'warmup', 'decay', 'batch', 'curriculum-interval', 'curriculum-hold', 'sparsity', 'noise', 'seed', 'device', 'out', 'no-eval']);
       const c = trainConfig(f);
       const d = c.d ?? 5;
-      const out = flagString(f, 'out') ?? join('runs', `icl-${c.task}-d${d}-${c.model}-${c.seed ?? 0}`);
+      const out = flagString(f, 'out') ?? join('runs', `icl-${c.task ?? 'linear'}-d${d}-${c.model ?? 'tiny'}-${c.seed ?? 0}`);
+      const plan = planResume(c, out);
+      if (plan.differing.length) throw new UsageError(`icl train: ${out} holds a run trained with other settings: ${plan.differing.join(', ')} (drop them to resume it, or use another --out)`);
+      if (plan.step > plan.cfg.steps) throw new UsageError(`icl train: ${out} is already trained to step ${plan.step}; --steps ${plan.cfg.steps} would train nothing (give more steps to continue)`);
       const r = await trainIcl(c, out, { log });
       log(`trained to step ${r.step} (${r.stepsPerSecond.toFixed(2)} steps/s) in ${out}`);
       if (f['no-eval']) {

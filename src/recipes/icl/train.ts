@@ -9,6 +9,7 @@ import { KilnError } from '../../errors.js';
 import { buildModel, MODEL_SIZES, predict, promptLoss, type ModelSize } from './model.js';
 import { curriculumAt, defaultCurriculum, samplePrompts, type Curriculum } from './prompts.js';
 import { errorScale, mixSeed, TASKS, type TaskName, type TaskOptions } from './tasks.js';
+import { checkpointMeta } from '../checkpoint-meta.js';
 import { isSeed } from '../seed.js';
 
 export interface IclConfig {
@@ -171,17 +172,70 @@ export interface TrainResult {
   evals: Record<string, number>[];
 }
 
-/** Trains (or resumes) the run in `dir`. */
+/** The settings that make up a run's training recipe, with the `kiln icl train` flag of each. */
+const RECIPE_FLAGS: [keyof IclConfig, string][] = [
+  ['task', '--task'], ['d', '--d'], ['points', '--points'], ['model', '--model'], ['nLayer', 'nLayer'], ['nHead', 'nHead'], ['nEmbd', 'nEmbd'],
+  ['batchSize', '--batch'], ['lr', '--lr'], ['warmup', '--warmup'], ['decay', '--decay'], ['curriculum', '--curriculum-interval/--curriculum-hold'],
+  ['taskOptions', '--sparsity/--noise'], ['seed', '--seed'],
+];
+
+/** The step of a checkpoint, read from its safetensors header only (0 when there is none). */
+export function checkpointStep(path: string): number {
+  const step = checkpointMeta(path)?.step; // a corrupt checkpoint is reported by the load that follows
+  return typeof step === 'number' && Number.isSafeInteger(step) && step >= 0 ? step : 0;
+}
+
+export interface ResumePlan {
+  /** The config the run continues with: the saved recipe, with steps, device and eval settings as given. */
+  cfg: IclConfig;
+  /** The checkpoint's step (0: a fresh run). */
+  step: number;
+  /** Given settings that differ from the saved recipe, e.g. "--batch 64 (the run has 16)". */
+  differing: string[];
+  /** Recipe settings taken from the saved config because none were given. */
+  inherited: string[];
+}
+
+/**
+ * What training `dir` with `c` would do. A fresh folder: `c` with its defaults. A run folder: its
+ * saved recipe (batch, lr, model, curriculum, ...), so a resume trains the same run; the settings
+ * `c` gives must match it (else they are listed in `differing`), and only steps, device and the
+ * eval/checkpoint intervals may change.
+ */
+export function planResume(c: IclConfigInput, dir: string): ResumePlan {
+  const paths = runPaths(dir);
+  if (!existsSync(paths.config)) return { cfg: resolveConfig(c), step: 0, differing: [], inherited: [] };
+  const old = readConfig(dir);
+  const given = Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) as IclConfigInput;
+  const newCurriculum = c.curriculum !== undefined || c.curriculumInterval !== undefined || c.curriculumHold !== undefined;
+  const cfg = resolveConfig({
+    ...old, ...given,
+    taskOptions: { ...old.taskOptions, ...Object.fromEntries(Object.entries(c.taskOptions ?? {}).filter(([, v]) => v !== undefined)) },
+    curriculum: newCurriculum ? c.curriculum : old.curriculum,
+    curriculumInterval: c.curriculumInterval, curriculumHold: c.curriculumHold,
+  });
+  const isGiven = (k: keyof IclConfig) => k === 'curriculum' ? newCurriculum
+    : k === 'taskOptions' ? Object.values(c.taskOptions ?? {}).some((v) => v !== undefined) : given[k as keyof IclConfigInput] !== undefined;
+  const show = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
+  const differing: string[] = [], inherited: string[] = [];
+  for (const [k, flag] of RECIPE_FLAGS) {
+    if (JSON.stringify(cfg[k]) !== JSON.stringify(old[k])) differing.push(`${flag} ${show(cfg[k])} (the run has ${show(old[k])})`);
+    else if (!isGiven(k) && flag.startsWith('--') && !flag.includes('/')) inherited.push(`${flag} ${show(old[k])}`);
+  }
+  return { cfg, step: checkpointStep(paths.checkpoint), differing, inherited };
+}
+
+/** Trains (or resumes) the run in `dir`; a resume keeps the saved recipe (see planResume). */
 export async function trainIcl(cfgIn: IclConfigInput, dir: string, opts: { progress?: 'auto' | 'bar' | 'lines' | 'none'; log?: (s: string) => void; logEvery?: number } = {}): Promise<TrainResult> {
-  const cfg = resolveConfig(cfgIn);
   const paths = runPaths(dir);
   mkdirSync(dir, { recursive: true });
-  if (existsSync(paths.config)) {
-    const old = readConfig(dir);
-    const same = (k: keyof IclConfig) => JSON.stringify(old[k]) === JSON.stringify(cfg[k]);
-    for (const k of ['task', 'd', 'points', 'nLayer', 'nHead', 'nEmbd', 'seed'] as const)
-      if (!same(k)) throw new KilnError('INVALID_ARGUMENT', `${dir} holds a run with a different ${k} (${JSON.stringify(old[k])} vs ${JSON.stringify(cfg[k])}); use another --out`);
-  }
+  const plan = planResume(cfgIn, dir);
+  const cfg = plan.cfg;
+  if (plan.differing.length)
+    throw new KilnError('INVALID_ARGUMENT', `${dir} holds a run with a different recipe: ${plan.differing.join(', ')}; use the run's settings or another --out`);
+  if (cfg.steps < plan.step)
+    throw new KilnError('INVALID_ARGUMENT', `${dir}: the checkpoint is at step ${plan.step}, past steps ${cfg.steps}; give a larger --steps to train further`);
+  if (existsSync(paths.config)) opts.log?.(`resuming ${dir} at step ${plan.step} of ${cfg.steps} with its saved recipe${plan.inherited.length ? ` (${plan.inherited.join(', ')})` : ''}`);
   writeFileSync(paths.config, JSON.stringify(cfg, null, 2) + '\n');
   const model = modelFor(cfg);
   const optimizer = new kiln.optim.Adam(model.parameters(), { lr: cfg.lr });

@@ -6,8 +6,9 @@ import '../../index.js';
 import { join } from 'node:path';
 import { flagInt, flagNumber, flagPositive, flagString, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
 import { saveKilnLanguageModel } from '../bigbench/kiln-model.js';
-import { OpenAICompletionsModel } from '../bigbench/openai.js';
-import { acceptanceLines, runDir, writeRun } from '../report.js';
+import { KilnError } from '../../errors.js';
+import { EndpointError, OpenAICompletionsModel, openAIOptionsFrom } from '../bigbench/openai.js';
+import { acceptanceLines, prepareRunDir, writeRun } from '../report.js';
 import { DEFAULT_CONFIG, runSimulacra, type SimulacraConfig, type SimulacraResult } from './experiment.js';
 import { rate, type Count } from './measure.js';
 import { writePage } from './page.js';
@@ -45,6 +46,7 @@ options:
   --model openai:URL simulate with an OpenAI-compatible /completions endpoint (e.g. http://127.0.0.1:8000/v1,
                      a \`kiln serve\` over a trained run's model/) instead of training
   --model-name NAME  the endpoint's model name (default OPENAI_MODEL, else its first /models entry)
+  --api-key KEY      the endpoint's API key (default OPENAI_API_KEY)
   --seed S           seed of the world, the training and the sampling (default ${D.seed})
   --out DIR          run folder (default runs/simulacra-<date>)
   --json             print the results as JSON instead of a table
@@ -84,13 +86,19 @@ export function formatResult(r: SimulacraResult): string {
 }
 
 /** `openai:<url>` -> a sampler (the model name from --model-name, OPENAI_MODEL or the endpoint's /models). */
-async function samplerFrom(spec: string, modelName: string | undefined): Promise<Sampler> {
+async function samplerFrom(spec: string, modelName: string | undefined, apiKey: string | undefined): Promise<Sampler> {
   if (!spec.startsWith('openai:')) throw new UsageError(`--model: expected openai:<url>, got '${spec}' (without --model a kiln GPT is trained)`);
   const url = spec.slice('openai:'.length);
   if (!/^https?:\/\//.test(url)) throw new UsageError(`--model: openai:<url> needs an http(s) URL, got '${url}'`);
-  const key = process.env.OPENAI_API_KEY || undefined;
-  const name = modelName ?? process.env.OPENAI_MODEL ?? (await OpenAICompletionsModel.firstServedModel(url, key));
-  return new OpenAISampler(url, name, key);
+  const o = openAIOptionsFrom({ apiKey, model: modelName });
+  let name = o.model;
+  try {
+    name ??= await OpenAICompletionsModel.firstServedModel(url, o.apiKey);
+  } catch (e) {
+    if (e instanceof EndpointError) throw new KilnError('ENDPOINT_ERROR', `simulacra: ${e.message}`);
+    throw e;
+  }
+  return new OpenAISampler(url, name, o.apiKey);
 }
 
 export const command: Command = {
@@ -100,7 +108,7 @@ export const command: Command = {
     const flags = parseVerb(argv, {
       command: 'simulacra', verb: 'run', help: HELP, booleans: ['no-holdout'],
       options: ['steps', 'batch', 'lr', 'layers', 'width', 'heads', 'goal', 'no-holdout', 'threads', 'personas', 'seed-personas', 'whatif', 'versions', 'multiverse',
-        'temperature', 'top-p', 'model', 'model-name', 'seed', 'out', 'json'],
+        'temperature', 'top-p', 'model', 'model-name', 'api-key', 'seed', 'out', 'json'],
     });
     if (typeof flags === 'number') return flags;
     const goal = flagString(flags, 'goal', D.goal)!;
@@ -127,8 +135,13 @@ export const command: Command = {
     };
     if (cfg.model.nEmbd % cfg.model.nHead !== 0) throw new UsageError(`--width ${cfg.model.nEmbd} must be a multiple of --heads ${cfg.model.nHead}`);
     const modelSpec = flagString(flags, 'model');
-    const sampler = modelSpec === undefined ? undefined : await samplerFrom(modelSpec, flagString(flags, 'model-name'));
-    const out = runDir(flags, 'simulacra');
+    const sampler = modelSpec === undefined ? undefined : await samplerFrom(modelSpec, flagString(flags, 'model-name'), flagString(flags, 'api-key'));
+    const trainingFlags = ['steps', 'batch', 'lr', 'layers', 'width', 'heads', 'no-holdout'].filter((k) => flags[k] !== undefined);
+    if (sampler && trainingFlags.length)
+      console.error(`[simulacra] warning: --model ${modelSpec} simulates with the endpoint; ${trainingFlags.map((k) => `--${k}`).join(', ')} (training options) are ignored`);
+    if (!sampler && (flags['model-name'] !== undefined || flags['api-key'] !== undefined))
+      throw new UsageError('--model-name and --api-key need --model openai:<url>');
+    const out = prepareRunDir(flags, 'simulacra');
     const result = await runSimulacra(cfg, (l) => console.error(`[simulacra] ${l}`), {
       sampler,
       onModel: (model, tok) => saveKilnLanguageModel(join(out, 'model'), model, tok, { recipe: 'simulacra', seed: cfg.seed }),

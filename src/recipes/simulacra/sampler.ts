@@ -5,7 +5,7 @@
 import { KilnError } from '../../errors.js';
 import { KilnCompleter, type CompletionJob } from '../../serve/completions.js';
 import type { KilnLanguageModel } from '../bigbench/kiln-model.js';
-import { Limiter } from '../bigbench/openai.js';
+import { keyRefused, Limiter, unreachable } from '../bigbench/openai.js';
 
 /** An endpoint that fails or answers out of format: a refused input of the run, not a bug. */
 const endpointError = (m: string) => new KilnError('ENDPOINT_ERROR', m);
@@ -75,10 +75,11 @@ export class OpenAISampler implements Sampler {
       status = res.status;
       text = await res.text();
     } catch (e) {
-      throw endpointError(`${this.url}: ${ctl.signal.aborted ? `no answer within ${this.timeoutMs} ms` : (e as Error).message}`);
+      throw endpointError(ctl.signal.aborted ? `${this.url}: no answer within ${this.timeoutMs} ms` : unreachable(this.url, e));
     } finally {
       clearTimeout(timer);
     }
+    if (status === 401 || status === 403) throw endpointError(keyRefused(this.url, status, text, this.apiKey));
     if (status < 200 || status >= 300) throw endpointError(`${this.url}: HTTP ${status}: ${text.slice(0, 200)}`);
     let json: unknown;
     try { json = JSON.parse(text); } catch { throw endpointError(`${this.url}: the answer is not JSON: ${text.slice(0, 200)}`); }

@@ -3,7 +3,7 @@
 // results.json, table.txt and probe.svg.
 import '../../index.js';
 import { flagInt, flagList, flagNumber, flagPositive, MAX_SEED, parseVerb, UsageError, type Command } from '../../cli/args.js';
-import { acceptanceLines, pct, probeChart, runDir, writeRun } from '../report.js';
+import { acceptanceLines, prepareRunDir, pct, probeChart, writeRun } from '../report.js';
 import { DEFAULT_EXPERIMENT, runExperiment, type ExperimentConfig, type ExperimentResult } from './experiment.js';
 import { OBJECTIVES, type Objective } from './model.js';
 
@@ -21,7 +21,7 @@ groupings of prototypes. Raw pixels, the untrained encoder and a supervised enco
 
 options:
   --steps N          pretraining steps per method (default ${D.train.steps})
-  --batch N          distinct prototypes per batch, two views each (default ${D.train.batchSize})
+  --batch N          distinct prototypes per batch, two views each, at most --prototypes (default ${D.train.batchSize}, or P if fewer)
   --lr X             peak AdamW learning rate (warm-up then cosine; default ${D.train.lr})
   --objectives L     comma-separated subset of ${OBJECTIVES.join(',')} (default all)
   --no-baselines     skip the pixel, untrained and supervised anchors
@@ -66,6 +66,9 @@ export const command: Command = {
     const noise = flagNumber(flags, 'noise', D.world.noise)!;
     if (!(noise >= 0 && noise <= 10)) throw new UsageError(`--noise must be a number in [0, 10], got ${noise}`);
     const prototypes = flagInt(flags, 'prototypes', D.world.prototypes, 4, 4096)!;
+    // A batch holds distinct prototypes (the rest of the batch are a view's negatives), so at most all of them.
+    const batch = flagInt(flags, 'batch', Math.min(D.train.batchSize, prototypes), 2, 8192)!;
+    if (batch > prototypes) throw new UsageError(`--batch ${batch} exceeds --prototypes ${prototypes}: a batch holds distinct prototypes, so at most ${prototypes}`);
     const cfg: ExperimentConfig = {
       ...D,
       world: { ...D.world, prototypes, noise },
@@ -73,16 +76,17 @@ export const command: Command = {
         ...D.model, zDim: flagInt(flags, 'z-dim', D.model.zDim, 1, 8192)!, classes: flagInt(flags, 'classes', D.model.classes, 2, 1 << 16)!,
         temperature: flagPositive(flags, 'temperature', D.model.temperature, 100),
       },
-      train: { ...D.train, steps: flagInt(flags, 'steps', D.train.steps, 1)!, batchSize: flagInt(flags, 'batch', D.train.batchSize, 2, 8192)!, lr: flagPositive(flags, 'lr', D.train.lr, 1) },
+      train: { ...D.train, steps: flagInt(flags, 'steps', D.train.steps, 1)!, batchSize: batch, lr: flagPositive(flags, 'lr', D.train.lr, 1) },
       objectives: (flagList(flags, 'objectives', OBJECTIVES) ?? D.objectives) as Objective[],
       baselines: !flags['no-baselines'],
       coarseGroups: Math.min(D.coarseGroups, prototypes),
       seeds: flagInt(flags, 'seeds', D.seeds, 1, 100)!,
       seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
     };
+    const out = prepareRunDir(flags, 'ssl');
     const result = await runExperiment(cfg, (line) => console.error(`[ssl] ${line}`));
     const title = `Linear-probe accuracy after pretraining (${cfg.seeds} seed(s); bars are means, dots seeds)`;
-    await writeRun(runDir(flags, 'ssl'), result, formatResult(result), { 'probe.svg': probeChart(title, result.scores, 'coarse (mean)') }, !!flags.json);
+    await writeRun(out, result, formatResult(result), { 'probe.svg': probeChart(title, result.scores, 'coarse (mean)') }, !!flags.json);
     return 0;
   },
 };

@@ -4,7 +4,7 @@
 import '../../index.js';
 import { flagInt, flagList, flagString, MAX_SEED, parseVerb, type Command } from '../../cli/args.js';
 import type { VegaLiteSpec } from '../../plot/vegalite.js';
-import { acceptanceLines, runDir, writeRun } from '../report.js';
+import { acceptanceLines, prepareRunDir, writeRun } from '../report.js';
 import { DEFAULT_EXPERIMENT, METHODS, runExperiment, type ExperimentConfig, type ExperimentResult, type Method } from './experiment.js';
 
 const D = DEFAULT_EXPERIMENT;
@@ -36,6 +36,9 @@ options:
 
 const TASK_LABEL = { parse: 'parse (slot F1)', generate: 'generate (BLEU)' } as const;
 
+/** A recovered fraction; n/a where natural pre-training gained nothing over scratch (0 / 0). */
+const recovered = (v: number) => (Number.isFinite(v) ? `${(100 * v).toFixed(0)}%` : 'n/a');
+
 export function formatResult(r: ExperimentResult): string {
   const c = r.config, sz = r.sizes;
   const lines: string[] = [];
@@ -48,12 +51,12 @@ export function formatResult(r: ExperimentResult): string {
     const rec = r.recovery.find((x) => x.method === method);
     const sd = (m: number, s: number) => `${m.toFixed(1)}${c.seeds > 1 ? ` ± ${s.toFixed(1)}` : ''}`;
     lines.push(`${method.padEnd(12)}${sd(p.mean, p.std).padStart(20)}${`${(100 * p.secondary).toFixed(1)}%`.padStart(9)}${sd(g.mean, g.std).padStart(20)}` +
-      `${(rec ? `${(100 * rec.mean).toFixed(0)}%` : method === 'natural' ? '100%' : method === 'scratch' ? '0%' : '-').padStart(12)}`);
+      `${(rec ? recovered(rec.mean) : method === 'natural' ? '100%' : method === 'scratch' ? '0%' : '-').padStart(12)}`);
   }
   if (r.recovery.length) {
     lines.push('', 'recovered = (method - scratch) / (natural - scratch), averaged over the two tasks; per task:');
-    for (const x of r.recovery) lines.push(`  ${x.method.padEnd(10)} ${Object.entries(x.perTask).map(([t, v]) => `${t} ${(100 * v).toFixed(0)}%`).join(', ')}` +
-      (x.perSeed.length > 1 ? `; per seed ${x.perSeed.map((v) => `${(100 * v).toFixed(0)}%`).join(' ')}` : ''));
+    for (const x of r.recovery) lines.push(`  ${x.method.padEnd(10)} ${Object.entries(x.perTask).map(([t, v]) => `${t} ${recovered(v)}`).join(', ')}` +
+      (x.perSeed.length > 1 ? `; per seed ${x.perSeed.map(recovered).join(' ')}` : ''));
   }
   lines.push(...acceptanceLines(r.acceptance));
   lines.push(`\nfinished in ${r.seconds.toFixed(0)} s`);
@@ -101,8 +104,9 @@ export const command: Command = {
       seeds: flagInt(flags, 'seeds', D.seeds, 1, 100)!,
       seed: flagInt(flags, 'seed', D.seed, 0, MAX_SEED - 100)!,
     };
+    const out = prepareRunDir(flags, 'synthetic-pretraining');
     const result = await runExperiment(cfg, (line) => console.error(`[synthetic-pretraining] ${line}`));
-    await writeRun(runDir(flags, 'synthetic-pretraining'), result, formatResult(result), { 'recovery.svg': recoveryChart(result) }, !!flags.json);
+    await writeRun(out, result, formatResult(result), { 'recovery.svg': recoveryChart(result) }, !!flags.json);
     return 0;
   },
 };
