@@ -11,6 +11,7 @@ import { add } from '../ops/elementwise.js';
 import { embedding } from '../ops/nn.js';
 import { MultiheadAttention, type KVSlot } from './attention.js';
 import { GPTCache } from './gpt-cache.js';
+import { generate, type GenerateOptions } from './generate.js';
 import { linear } from './functional.js';
 import { gpt2Init } from './init.js';
 import { checkConfig, Dropout, Embedding, LayerNorm, Linear, MLP, type LayerOptions } from './layers.js';
@@ -211,6 +212,15 @@ export class GPT extends Module {
       cache.abort(plan);
       throw e;
     }
+  }
+
+  /**
+   * Continues each prompt (token ids) by up to opts.maxNewTokens tokens on a KV cache: greedy by
+   * default, or sampled with temperature / topK / topP from a seeded Philox stream per prompt; returns
+   * the new tokens per prompt (see nn.generate).
+   */
+  generate(prompts: readonly ArrayLike<number>[], opts: GenerateOptions): number[][] {
+    return generate(this, prompts, opts);
   }
 
   /** Logits [B, T, vocabSize] (tokens) or predictions [B, T, outputDim] (vectors). */

@@ -8,6 +8,8 @@ export { Conv1d, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d } from './layer
 export { MultiheadAttention } from './attention.js';
 export type { AttentionLayerOptions, KVSlot } from './attention.js';
 export { TransformerBlock, GPT } from './gpt.js';
+export { generate, decodeSteps, headWeight } from './generate.js';
+export type { GenerateOptions, StepRow } from './generate.js';
 export type { GPTConfig, BlockOptions, GPTForwardOptions } from './gpt.js';
 export { GPTCache } from './gpt-cache.js';
 export { linear, scaledDotProductAttention, causalMask, rmsNorm } from './functional.js';

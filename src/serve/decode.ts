@@ -58,9 +58,7 @@ export interface DecodedRow {
 }
 
 /** The LM head's weight [V, nEmbd] (the tied token embedding unless tieWeights was false). */
-export function headWeight(model: GPT): Tensor {
-  return model.lmHead ? model.lmHead.weight : model.wte!.weight;
-}
+export const headWeight = (model: GPT): Tensor => kiln.nn.headWeight(model);
 
 /** The tokenizer's end-of-text id (WordTokenizer's <eos>), or null. */
 export function eosId(tokenizer: Tokenizer): number | null {
@@ -117,78 +115,38 @@ export function decodeRows(model: GPT, tokenizer: Tokenizer, rows: DecodeRow[], 
   const V = checkLanguageModel(model, tokenizer, 'decodeRows');
   rows.forEach((r, i) => checkRow(r, i, V));
   const maxBatch = Math.max(1, Math.floor(opts.maxBatch ?? 8));
-  const out: DecodedRow[] = [];
-  withEval(model, () => {
-    for (let i = 0; i < rows.length; i += maxBatch) out.push(...decodeChunk(model, tokenizer, rows.slice(i, i + maxBatch), V));
-  });
-  return out;
-}
-
-const maxStop = (stops: string[]) => stops.reduce((m, s) => Math.max(m, s.length), 0);
-
-function decodeChunk(model: GPT, tokenizer: Tokenizer, rows: DecodeRow[], V: number): DecodedRow[] {
-  const B = model.config.blockSize;
   const chars = tokenizer instanceof kiln.train.CharTokenizer;
   const eos = eosId(tokenizer);
   const out: DecodedRow[] = rows.map((r) => ({
     ids: [], logprobs: [], top: r.topK === null ? null : [], text: '', starts: [], cut: -1, finishReason: 'length', steps: 0,
   }));
-  const seqs = rows.map((r) => Array.from(r.context));
-  // order[k]: the row whose sequence is the cache's row k.
-  let order = rows.map((_, i) => i).filter((i) => rows[i].maxTokens > 0);
-  if (order.length === 0) return out;
-  const device = model.wte!.weight.device;
-  const cache = model.createCache();
-  try {
-    let feed = order.map((i) => seqs[i].slice(-B));
-    while (order.length > 0) {
-      const lengths = feed.map((f) => f.length);
-      const T = Math.max(...lengths);
-      const flat = new Int32Array(order.length * T);
-      feed.forEach((f, k) => flat.set(f, k * T));
-      const logits = kiln.tidy(() => kiln.noGrad(() => {
-        const hidden = model.hidden(kiln.tensor(flat, { dtype: 'int32', shape: [order.length, T], device }), { cache, lengths });
-        const E = hidden.shape[2];
-        const last = kiln.tensor(Int32Array.from(lengths, (m, k) => k * T + m - 1), { dtype: 'int32', device });
-        return kiln.nn.linear(kiln.embedding(kiln.reshape(hidden, [order.length * T, E]), last), headWeight(model)).dataSync() as Float32Array;
-      }));
-      const keep: number[] = [];
-      order.forEach((i, k) => {
-        const r = rows[i], o = out[i];
-        const row = logits.subarray(k * V, (k + 1) * V);
-        const id = r.temperature === 0 ? argmaxFirst(row) : sampleToken(row, r.temperature, r.topP, uniformAt(r.seed, r.stream, o.steps));
-        o.steps++;
-        seqs[i].push(id);
-        if (eos !== null && id === eos) {
-          o.finishReason = 'stop';
-          return;
-        }
-        const lp = logSoftmax64(row);
-        o.ids.push(id);
-        o.logprobs.push(lp[id]);
-        if (o.top) o.top.push(topLogprobs(lp, r.topK!, id));
-        // A character tokenizer's text grows by one piece; another tokenizer's text is decoded
-        // whole (a word tokenizer's spacing depends on the neighbours).
-        const text = chars ? o.text + tokenizer.decode([id]) : tokenizer.decode(o.ids);
-        const start = chars ? o.text.length : commonPrefix(o.text, text);
-        o.starts.push(start);
-        // Text before `start` held no stop string, so only a stop that ends past it can be new.
-        o.cut = firstStop(text, r.stop, start === o.text.length ? Math.max(0, start - maxStop(r.stop) + 1) : 0);
-        o.text = text;
-        if (o.cut >= 0) o.finishReason = 'stop';
-        else if (o.steps < r.maxTokens) keep.push(k);
-      });
-      if (keep.length < order.length) {
-        if (keep.length > 0) cache.selectRows(keep);
-        order = keep.map((k) => order[k]);
-      }
-      feed = order.map((i) => [seqs[i][seqs[i].length - 1]]);
+  kiln.nn.decodeSteps(model, rows, (i, row) => {
+    const r = rows[i], o = out[i];
+    const id = r.temperature === 0 ? argmaxFirst(row) : sampleToken(row, r.temperature, r.topP, uniformAt(r.seed, r.stream, o.steps));
+    o.steps++;
+    if (eos !== null && id === eos) {
+      o.finishReason = 'stop';
+      return { id, more: false };
     }
-  } finally {
-    cache.dispose();
-  }
+    const lp = logSoftmax64(row);
+    o.ids.push(id);
+    o.logprobs.push(lp[id]);
+    if (o.top) o.top.push(topLogprobs(lp, r.topK!, id));
+    // A character tokenizer's text grows by one piece; another tokenizer's text is decoded
+    // whole (a word tokenizer's spacing depends on the neighbours).
+    const text = chars ? o.text + tokenizer.decode([id]) : tokenizer.decode(o.ids);
+    const start = chars ? o.text.length : commonPrefix(o.text, text);
+    o.starts.push(start);
+    // Text before `start` held no stop string, so only a stop that ends past it can be new.
+    o.cut = firstStop(text, r.stop, start === o.text.length ? Math.max(0, start - maxStop(r.stop) + 1) : 0);
+    o.text = text;
+    if (o.cut >= 0) o.finishReason = 'stop';
+    return { id, more: o.cut < 0 };
+  }, maxBatch);
   return out;
 }
+
+const maxStop = (stops: string[]) => stops.reduce((m, s) => Math.max(m, s.length), 0);
 
 export interface ScoredTokens {
   /** log p(token_t | earlier tokens) for t >= 1; null for the first token (nothing conditions it). */
