@@ -391,6 +391,25 @@ test('bad requests get OpenAI-style errors naming the field; the server answers 
   t.true(server.worker.alive);
 });
 
+test.serial('a client that goes away mid-decode stops its job: the next request does not wait for it', async (t) => {
+  // 64 choices of 2,000 tokens: many seconds of decoding if it ran to the end.
+  const ctl = new AbortController();
+  const gone = fetch(`${server.baseUrl}/completions`, {
+    method: 'POST', signal: ctl.signal, headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: NAME, prompt: 'a', n: 64, max_tokens: 2000, temperature: 1, seed: 3 }),
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  ctl.abort();
+  await t.throwsAsync(gone, { any: true });
+  const t0 = Date.now();
+  const ok = await complete({ prompt: 'abc', max_tokens: 4, temperature: 0 });
+  const waited = Date.now() - t0;
+  t.is(ok.status, 200);
+  t.is(ok.json.choices[0].text, (await lm.generate(['abc'], { maxTokens: 4 }))[0]);
+  t.log(`the next request answered ${waited} ms after the abort`);
+  t.true(waited < 3000, `waited ${waited} ms`);
+});
+
 test.serial('the event loop answers /v1/models while a long completion computes in the worker', async (t) => {
   const started = Date.now();
   let done = 0;

@@ -90,7 +90,7 @@ export class KilnCompleter {
    * Several jobs decoded together (their rows share forward passes); a job whose prompts cannot
    * be encoded gets its error in its slot and the others go on.
    */
-  completeMany(jobs: CompletionJob[]): (CompletionResult | KilnError)[] {
+  completeMany(jobs: CompletionJob[], opts: { stopped?: (job: number) => boolean } = {}): (CompletionResult | KilnError)[] {
     const prepared: (Prepared | KilnError)[] = jobs.map((job) => {
       try {
         return this.prepare(job);
@@ -101,7 +101,8 @@ export class KilnCompleter {
     });
     // One decode row per distinct choice: greedy choices of a prompt are computed once.
     const rows: DecodeRow[] = [];
-    const rowOf: number[][][] = prepared.map((p) => {
+    const jobOfRow: number[] = [];
+    const rowOf: number[][][] = prepared.map((p, k) => {
       if (p instanceof KilnError) return [];
       const { job } = p;
       return p.contexts.map((context, i) => {
@@ -113,12 +114,14 @@ export class KilnCompleter {
             context, maxTokens: job.maxTokens, temperature: job.temperature, topP: job.topP, seed: p.seed, stream: i * job.n + j,
             stop: job.stop, topK: job.logprobs,
           });
+          jobOfRow.push(k);
           shared = rows.length - 1;
           return shared;
         });
       });
     });
-    const decoded = decodeRows(this.lm.model, this.lm.tokenizer, rows, { maxBatch: this.maxBatch });
+    const stopped = opts.stopped;
+    const decoded = decodeRows(this.lm.model, this.lm.tokenizer, rows, { maxBatch: this.maxBatch, stopped: stopped && ((r) => stopped(jobOfRow[r])) });
     return prepared.map((p, k) => (p instanceof KilnError ? p : this.assemble(p, rowOf[k], decoded)));
   }
 

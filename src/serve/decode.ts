@@ -110,8 +110,11 @@ function firstStop(text: string, stops: string[], from: number): number {
   return cut;
 }
 
-/** Decodes every row (in forwards of at most maxBatch rows, default 8); see the file comment. */
-export function decodeRows(model: GPT, tokenizer: Tokenizer, rows: DecodeRow[], opts: { maxBatch?: number } = {}): DecodedRow[] {
+/**
+ * Decodes every row (in forwards of at most maxBatch rows, default 8); see the file comment. A row
+ * for which `stopped(i)` turns true ends at its next step (kiln serve: the client went away).
+ */
+export function decodeRows(model: GPT, tokenizer: Tokenizer, rows: DecodeRow[], opts: { maxBatch?: number; stopped?: (row: number) => boolean } = {}): DecodedRow[] {
   const V = checkLanguageModel(model, tokenizer, 'decodeRows');
   rows.forEach((r, i) => checkRow(r, i, V));
   const maxBatch = Math.max(1, Math.floor(opts.maxBatch ?? 8));
@@ -122,6 +125,7 @@ export function decodeRows(model: GPT, tokenizer: Tokenizer, rows: DecodeRow[], 
   }));
   kiln.nn.decodeSteps(model, rows, (i, row) => {
     const r = rows[i], o = out[i];
+    if (opts.stopped?.(i)) return { id: 0, more: false };
     const id = r.temperature === 0 ? argmaxFirst(row) : sampleToken(row, r.temperature, r.topP, uniformAt(r.seed, r.stream, o.steps));
     o.steps++;
     if (eos !== null && id === eos) {

@@ -19,7 +19,14 @@ export interface WorkerConfig {
   maxBatch: number;
   /** kiln.setNumThreads in the worker (null: leave the default, all cores or KILN_NUM_THREADS). */
   threads: number | null;
+  /**
+   * Cancelled job ids, shared with the worker: slot id % CANCEL_SLOTS holds id once job id is
+   * cancelled, which the worker's decoder checks every step (a job in progress stops early).
+   */
+  cancelled: SharedArrayBuffer;
 }
+
+export const CANCEL_SLOTS = 4096;
 
 export interface ModelInfo {
   blockSize: number;
@@ -69,7 +76,7 @@ export class ModelWorker {
   private lastError: string | null = null;
   private readonly exitPromise: Promise<void>;
 
-  private constructor(private readonly worker: Worker, readonly info: ModelInfo, exitPromise: Promise<void>) {
+  private constructor(private readonly worker: Worker, readonly info: ModelInfo, exitPromise: Promise<void>, private readonly cancelFlags: Int32Array) {
     this.exitPromise = exitPromise;
     worker.on('message', (m: FromWorker) => {
       if (m.type !== 'result' && m.type !== 'error') return;
@@ -89,7 +96,8 @@ export class ModelWorker {
 
   /** Starts the worker and waits until it has loaded the model (a KilnError if it cannot). */
   static async start(cfg: Partial<WorkerConfig> & { model: string }): Promise<ModelWorker> {
-    const full: WorkerConfig = { model: cfg.model, maxBatch: cfg.maxBatch ?? 16, threads: cfg.threads ?? null };
+    const full: WorkerConfig = { model: cfg.model, maxBatch: cfg.maxBatch ?? 16, threads: cfg.threads ?? null,
+      cancelled: new SharedArrayBuffer(4 * CANCEL_SLOTS) };
     const worker = spawn(full);
     const exitPromise = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     const info = await new Promise<ModelInfo>((resolve, reject) => {
@@ -115,7 +123,7 @@ export class ModelWorker {
       worker.on('error', onError);
       worker.on('exit', onExit);
     });
-    return new ModelWorker(worker, info, exitPromise);
+    return new ModelWorker(worker, info, exitPromise, new Int32Array(full.cancelled));
   }
 
   /** Jobs sent and not yet answered. */
@@ -128,7 +136,10 @@ export class ModelWorker {
     return !this.exited;
   }
 
-  /** Queues a job; `cancel` (the client went away) drops it unless the worker has started it, and settles it with status 499. */
+  /**
+   * Queues a job; `cancel` (the client went away) settles it with status 499 and drops it from the
+   * worker's queue, or, when the worker is decoding it, stops its rows at their next step.
+   */
   submit(job: CompletionJob): { outcome: Promise<Outcome>; cancel: () => void } {
     if (this.exited || this.closing)
       return { outcome: Promise.resolve({ ok: false, error: serverError(this.closing ? 'the server is shutting down' : 'the model worker is not running', 503) }), cancel: () => {} };
@@ -141,6 +152,7 @@ export class ModelWorker {
         const done = this.pendingJobs.get(id);
         if (!done) return;
         this.pendingJobs.delete(id);
+        Atomics.store(this.cancelFlags, id % CANCEL_SLOTS, id);
         this.post({ type: 'cancel', id });
         done({ ok: false, error: serverError('cancelled: the client closed the connection', 499) });
       },

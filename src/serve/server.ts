@@ -167,6 +167,7 @@ export async function startServer(opts: ServeOptions): Promise<KilnServer> {
     inFlight.add(res);
     res.on('close', () => inFlight.delete(res));
     res.on('finish', () => log(`${req.method} ${req.url} ${res.statusCode} ${Date.now() - t0} ms`));
+    res.on('close', () => { if (!res.writableFinished) log(`${req.method} ${req.url} cancelled: the client closed the connection after ${Date.now() - t0} ms`); });
     route(req, res).catch((e: unknown) => {
       if (e instanceof ApiError) return sendError(res, e);
       if (req.destroyed || res.destroyed) return; // the client went away mid-body

@@ -6,12 +6,14 @@ import * as kiln from '../index.js';
 import { KilnError } from '../errors.js';
 import { loadKilnLanguageModel } from '../recipes/bigbench/kiln-model.js';
 import { KilnCompleter, PromptError, type CompletionJob } from './completions.js';
-import type { FromWorker, ToWorker, WireError, WorkerConfig } from './model-worker.js';
+import { CANCEL_SLOTS, type FromWorker, type ToWorker, type WireError, type WorkerConfig } from './model-worker.js';
 
 const port = parentPort;
 if (!port) throw new Error('kiln serve: worker.ts runs inside a worker thread');
 const cfg = workerData as WorkerConfig;
 const send = (m: FromWorker) => port.postMessage(m);
+const cancelled = new Int32Array(cfg.cancelled);
+const isCancelled = (id: number) => Atomics.load(cancelled, id % CANCEL_SLOTS) === id;
 
 function errorOf(e: unknown): WireError {
   if (e instanceof PromptError) return { status: 400, message: e.message, param: 'prompt', code: null };
@@ -63,7 +65,7 @@ function round(): void {
 /** Decodes jobs together; if that fails, each job alone, so one job's failure is its own. */
 function run(take: typeof queue): void {
   try {
-    const results = completer!.completeMany(take.map((t) => t.job));
+    const results = completer!.completeMany(take.map((t) => t.job), { stopped: (k) => isCancelled(take[k].id) });
     results.forEach((r, k) => send(r instanceof Error ? { type: 'error', id: take[k].id, error: errorOf(r) } : { type: 'result', id: take[k].id, result: r }));
   } catch (e) {
     if (take.length > 1) for (const t of take) run([t]);
