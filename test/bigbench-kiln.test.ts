@@ -153,6 +153,7 @@ test('a tiny char-level GPT trained on letter_map scores far above chance throug
     t.is(code, 0, c.o.err);
     t.regex(c.o.out, /letter_map/);
     const r = JSON.parse(readFileSync(out, 'utf8')) as RunResults;
+    t.is(r.model.scale, model.numParameters(), 'a kiln: model records its parameter count as its scale');
     const task = r.tasks[0];
     for (const s of task.perShot) t.true((s.normalized ?? -1) >= 75, `${s.shots}-shot normalised score ${s.normalized} (chance 0)`);
     const leaf = task.subtasks[0].perShot[0];

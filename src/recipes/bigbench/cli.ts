@@ -44,7 +44,8 @@ outputs). --task is a task file, a task folder (task.json + subtask folders) or 
   --max-failures <n>          stop asking the model after n failed examples (default 25)
   --base-url, --api-key       endpoint and key (else OPENAI_BASE_URL, OPENAI_API_KEY)
   --model-name <name>         the "model" field sent (else OPENAI_MODEL, else the server's first model)
-  --scale <n>, --label <s>    model size (parameters or FLOPs) and name, for 'emergence'
+  --scale <n>, --label <s>    model size (parameters or FLOPs; a kiln: model's default is its
+                              parameter count) and name, for 'emergence'
 exit status: 0 all examples ran, 1 some failed (partial results are still written), 2 bad usage.
 
 emergence: per-task curves of the normalised preferred score against model scale, linearity and
@@ -153,10 +154,14 @@ async function runCommand(argv: string[], io: CliIO): Promise<number> {
   const tasks = loadTasks(taskPath);
   for (const t of tasks) for (const w of [t, ...t.subtasks].flatMap((x) => x.warnings)) io.err(`bigbench: ${t.name}: warning: ${w}\n`);
   const model = await makeModel(spec, f);
+  // A kiln model's scale, unless given, is its parameter count (what kiln emergence records), so
+  // `bigbench emergence` can read the file without an @scale.
+  const kilnModel = (model as { model?: { numParameters?: () => number } }).model;
+  const ownScale = scale ?? (spec.startsWith('kiln:') && typeof kilnModel?.numParameters === 'function' ? kilnModel.numParameters() : undefined);
   try {
     const results = await runBigBench(tasks, model, {
       shots, seed, maxExamples, maxTokens, concurrency, maxFailures,
-      modelSpec: spec, label: flagString(f, 'label'), scale,
+      modelSpec: spec, label: flagString(f, 'label'), scale: ownScale,
       onProgress: (line) => io.err(line + '\n'),
       onCheckpoint: (partial) => writeJsonAtomic(out, JSON.stringify(partial, null, 1)),
     });
