@@ -17,6 +17,7 @@ import { curriculumAt, curriculumEnd, defaultCurriculum, encodePrompts, rampAt, 
 import { errorScale, Gaussian, mixSeed, sampleFunction } from '../src/recipes/icl/tasks.js';
 import { modelErrors, modelFor, readConfig, resolveConfig, trainBatch, trainIcl, type IclConfigInput } from '../src/recipes/icl/train.js';
 import { evaluateRun, plotRun } from '../src/recipes/icl/run.js';
+import { formatTable } from '../src/recipes/icl/plot.js';
 import { UsageError } from '../src/cli/args.js';
 
 const ctxOf = (b: ReturnType<typeof samplePrompts>, p: number, k: number): { ctx: Context; q: Float64Array; y: number } => {
@@ -349,4 +350,13 @@ test('cli: resuming a run folder keeps its saved recipe; other values and fewer 
   t.true(notes.some((s) => /resuming .* at step 2 of 3 with its saved recipe \(.*--batch 4.*\)/.test(s)), notes.join(''));
   const cfg = readConfig(dir);
   t.like(cfg, { steps: 3, batchSize: 4, lr: 1e-3, d: 1, points: 3, model: 'tiny', curriculum: null });
+});
+
+test('formatTable: columns as wide as their widest cell, so large errors under a shift stay apart', (t) => {
+  const e = (m: number) => ({ mean: m, lo: m * 0.5, hi: m * 2 });
+  const r = { task: 'linear_regression', d: 2, points: 3, shift: 'scale-x', curves: {
+    transformer: { errors: [0, 1, 2].map((k) => e(445.271 * (k + 1))) }, least_squares: { errors: [0, 1, 2].map(() => e(0.805)) } } };
+  const lines = formatTable(r as unknown as Parameters<typeof formatTable>[0]).split('\n').slice(1);
+  t.true(lines.every((l) => l.length === lines[0].length), lines.join('\n'));
+  for (const l of lines.slice(1)) t.regex(l, /\] +\d/, 'two cells never touch');
 });

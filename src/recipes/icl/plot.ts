@@ -36,15 +36,14 @@ export function formatTable(r: EvalReport, ks?: number[]): string {
   const n = r.points;
   const pick = ks ?? [...new Set([0, 1, Math.floor(r.d / 2), r.d - 1, r.d, Math.min(2 * r.d, n - 1), n - 1])].filter((k) => k >= 0 && k < n).sort((a, b) => a - b);
   const names = Object.keys(r.curves);
-  const w = Math.max(20, ...names.map((s) => s.length)) + 2;
+  const cell = (s: string, k: number) => {
+    const e = r.curves[s].errors[k];
+    return `${e.mean.toFixed(3)} [${e.lo.toFixed(2)},${e.hi.toFixed(2)}]`;
+  };
+  // Each column as wide as its widest cell (large errors under a shift make wide cells), 2 apart.
+  const w = Math.max(20, ...names.map((s) => s.length), ...names.flatMap((s) => pick.map((k) => cell(s, k).length))) + 2;
   const lines = [`${r.task}, d = ${r.d}, shift ${r.shift}: normalised squared error (mean [90% bootstrap interval])`];
   lines.push('k'.padEnd(5) + names.map((s) => s.padStart(w)).join(''));
-  for (const k of pick) {
-    const cells = names.map((s) => {
-      const e = r.curves[s].errors[k];
-      return `${e.mean.toFixed(3)} [${e.lo.toFixed(2)},${e.hi.toFixed(2)}]`.padStart(w);
-    });
-    lines.push(String(k).padEnd(5) + cells.join(''));
-  }
+  for (const k of pick) lines.push(String(k).padEnd(5) + names.map((s) => cell(s, k).padStart(w)).join(''));
   return lines.join('\n');
 }
