@@ -105,6 +105,9 @@ export const command: Command = {
   name: 'simulacra',
   summary: 'social simulacra: personas, threads, what-ifs from a community\'s goal and rules (arXiv 2208.04024)',
   async run(argv: string[]): Promise<number> {
+    // `kiln simulacra serve [--run DIR] ...`: the designer web UI over a run's model (its help: serve --help).
+    if (argv[0] === 'serve') return (await import('./server.js')).serveCommand(argv.slice(1));
+    if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h')) console.log('usage: kiln simulacra serve --run DIR [options]   (the web UI; see kiln simulacra serve --help)\n');
     const flags = parseVerb(argv, {
       command: 'simulacra', verb: 'run', help: HELP, booleans: ['no-holdout'],
       options: ['steps', 'batch', 'lr', 'layers', 'width', 'heads', 'goal', 'no-holdout', 'threads', 'personas', 'seed-personas', 'whatif', 'versions', 'multiverse',
