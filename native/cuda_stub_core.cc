@@ -1,5 +1,6 @@
-// Core-op and optimizer CUDA entry points in a build without nvcc (see kernels/cuda/core_api.h):
+// Core-op, im2col / col2im and optimizer CUDA entry points in a build without nvcc (see kernels/cuda/core_api.h):
 // every call says why it cannot run.
+#include "../kernels/cuda/conv_api.h"
 #include "../kernels/cuda/core_api.h"
 
 namespace kiln {
@@ -32,6 +33,8 @@ std::string layernorm_backward(DType, const void*, const void*, const void*, con
 std::string embedding_forward(DType, const void*, const int32_t*, void*, int64_t, int64_t, int64_t) { return kNotBuilt; }
 std::string embedding_backward(DType, const void*, const int32_t*, void*, int64_t, int64_t, int64_t) { return kNotBuilt; }
 std::string find_invalid_index(const int32_t*, int64_t, int32_t, int32_t, int32_t, int64_t*, int32_t*) { return kNotBuilt; }
+std::string im2col(DType, const void*, void*, const cpu::ConvGeometry&, double) { return kNotBuilt; }
+std::string col2im(DType, const void*, void*, const cpu::ConvGeometry&) { return kNotBuilt; }
 std::string philox_uniform(DType, void*, int64_t, uint64_t, uint64_t, double, double) { return kNotBuilt; }
 std::string philox_normal(DType, void*, int64_t, uint64_t, uint64_t, double, double) { return kNotBuilt; }
 std::string philox_randint(int32_t*, int64_t, uint64_t, uint64_t, int32_t, int32_t) { return kNotBuilt; }

@@ -2,8 +2,11 @@
 // on CUDA. Every operand is dense and row-major (TypeScript makes views contiguous first); sizes are
 // re-checked against the storage here, and all operands of a call must be on one device.
 #include <cstring>
+#include <initializer_list>
 
+#include "../kernels/cpu/conv.h"
 #include "../kernels/cpu/kernels.h"
+#include "../kernels/cuda/conv_api.h"
 #include "../kernels/cuda/core_api.h"
 #include "context.h"
 
@@ -332,6 +335,59 @@ Napi::Value embedding(const Napi::CallbackInfo& info, Context& c) {
   return info.Env().Undefined();
 }
 
+// The product of non-negative extents, refused past kMaxSize (so it cannot overflow int64).
+int64_t extent(std::initializer_list<int64_t> dims, const char* op, const char* name) {
+  int64_t p = 1;
+  for (int64_t d : dims) if (d == 0) return 0;
+  for (int64_t d : dims) {
+    if (p > kMaxSize / d) fail("INVALID_ARGUMENT", std::string(op) + ": " + name + " has more than 2^46 elements");
+    p *= d;
+  }
+  return p;
+}
+
+// JS args: A[0..13] = N, C, H, W, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo (kernels/cpu/conv.h);
+// A[14] = the padding value (im2col); tensors at 16 (source) and 19 (destination), one float dtype.
+// im2col: x [N, C, H, W] -> cols [N, C, kH, kW, Ho, Wo]; col2im: cols -> dx [N, C, H, W] (overwritten).
+Napi::Value conv_columns(const Napi::CallbackInfo& info, Context& c, bool backward) {
+  const char* op = backward ? "col2im" : "im2col";
+  constexpr int64_t kDim = INT32_MAX;
+  cpu::ConvGeometry g;
+  g.N = int_arg(c, 0, op, "N", 0, kDim);
+  g.C = int_arg(c, 1, op, "C", 0, kDim);
+  g.H = int_arg(c, 2, op, "H", 0, kDim);
+  g.W = int_arg(c, 3, op, "W", 0, kDim);
+  g.kH = int_arg(c, 4, op, "kH", 1, kDim);
+  g.kW = int_arg(c, 5, op, "kW", 1, kDim);
+  g.sH = int_arg(c, 6, op, "stride H", 1, kDim);
+  g.sW = int_arg(c, 7, op, "stride W", 1, kDim);
+  g.pH = int_arg(c, 8, op, "padding H", 0, kDim);
+  g.pW = int_arg(c, 9, op, "padding W", 0, kDim);
+  g.dH = int_arg(c, 10, op, "dilation H", 1, kDim);
+  g.dW = int_arg(c, 11, op, "dilation W", 1, kDim);
+  g.Ho = int_arg(c, 12, op, "Ho", 0, kDim);
+  g.Wo = int_arg(c, 13, op, "Wo", 0, kDim);
+  const int64_t xElems = extent({g.N, g.C, g.H, g.W}, op, "the input");
+  const int64_t colElems = extent({g.N, g.C, g.kH, g.kW, g.Ho, g.Wo}, op, "the column matrix");
+  Operands a{info, c, op};
+  TensorRef src = a.get(0, 16, backward ? "columns" : "input");
+  TensorRef dst = a.like(1, 19, backward ? "dx" : "columns", src.dtype);
+  need_float(src, op, backward ? "columns" : "input");
+  need_elems(src, backward ? colElems : xElems, op, backward ? "columns" : "input");
+  need_elems(dst, backward ? xElems : colElems, op, backward ? "dx" : "columns");
+  const double padValue = c.args[14];
+  if (a.cuda()) {
+    cuda_check(backward ? cuda::col2im(src.dtype, src.ptr, dst.ptr, g) : cuda::im2col(src.dtype, src.ptr, dst.ptr, g, padValue), op);
+  } else if (backward) {
+    KILN_FLOAT_DISPATCH(src.dtype, op, cpu::col2im<T>(P<T>(src), P<T>(dst), g));
+  } else {
+    KILN_FLOAT_DISPATCH(src.dtype, op, cpu::im2col<T>(P<T>(src), P<T>(dst), g, T(padValue)));
+  }
+  return info.Env().Undefined();
+}
+Napi::Value im2col(const Napi::CallbackInfo& info, Context& c) { return conv_columns(info, c, false); }
+Napi::Value col2im(const Napi::CallbackInfo& info, Context& c) { return conv_columns(info, c, true); }
+
 // kind 0 uniform(a, b), 1 normal(mean a, std b), 2 randint [a, b); seed = lo + hi * 2^32; offset in words.
 Napi::Value random(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "random";
@@ -394,6 +450,8 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   KILN_EXPORT(exports, "crossEntropyForward", cross_entropy_forward);
   KILN_EXPORT(exports, "crossEntropyBackward", cross_entropy_backward);
   KILN_EXPORT(exports, "embedding", embedding);
+  KILN_EXPORT(exports, "im2col", im2col);
+  KILN_EXPORT(exports, "col2im", col2im);
   KILN_EXPORT(exports, "random", random);
   KILN_EXPORT(exports, "findInvalidIndex", find_invalid);
 }

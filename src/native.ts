@@ -36,6 +36,10 @@ export interface NativeAddon {
   crossEntropyForward(logits: B, t: B, losses: B, lse: B): void;
   crossEntropyBackward(logits: B, t: B, lse: B, dl: B, dx: B): void;
   embedding(src: B, idx: B, dst: B): void;
+  /** x [N, C, H, W] -> cols [N, C, kH, kW, Ho, Wo] (kernels/cpu/conv.h; geometry in A[0..14]). */
+  im2col(x: B, cols: B): void;
+  /** The adjoint: cols -> dx [N, C, H, W], overwritten, deterministic. */
+  col2im(cols: B, dx: B): void;
   random(out: B): void;
   findInvalidIndex(idx: B): number;
   adamStep(p: B, g: B, m: B, v: B): void;

@@ -6,6 +6,8 @@ import test from 'ava';
 import * as kiln from '../src/index.js';
 import { checkOp, normals, prng } from './helpers/checkop.js';
 import { numel, type Ref } from './helpers/reference.js';
+import { A, N } from '../src/native.js';
+import { arg } from '../src/ops/util.js';
 
 // ---------------------------------------------------------------- references (direct loops)
 
@@ -355,4 +357,139 @@ test('bad input is a KilnError naming the op and the shapes', (t) => {
     err(() => kiln.pad(x, [1, 2, 3]), 'INVALID_ARGUMENT', /pad: pads must be an even number/);
     err(() => kiln.pad(x, [-3, -3]), 'SHAPE_MISMATCH', /pad: padding \[-3, -3\] of dimension 3 leaves a negative size for \[2, 4, 5, 5\]/);
   });
+});
+
+// ---------------------------------------------------------------- the native im2col / col2im kernels
+
+// Geometry in the addon's order: N, C, H, W, kH, kW, sH, sW, pH (top), pW (left), dH, dW, Ho, Wo.
+type Geo = [number, number, number, number, number, number, number, number, number, number, number, number, number, number];
+
+/** cols[n, c, th, tw, oh, ow] = x[n, c, oh sH - pH + th dH, ow sW - pW + tw dW], or pad outside. */
+function refIm2col(x: ArrayLike<number>, g: Geo, pad: number): Float64Array {
+  const [N, C, H, W, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo] = g;
+  const out = new Float64Array(N * C * kH * kW * Ho * Wo);
+  let q = 0;
+  for (let nc = 0; nc < N * C; nc++)
+    for (let th = 0; th < kH; th++)
+      for (let tw = 0; tw < kW; tw++)
+        for (let oh = 0; oh < Ho; oh++)
+          for (let ow = 0; ow < Wo; ow++) {
+            const ih = oh * sH - pH + th * dH, iw = ow * sW - pW + tw * dW;
+            out[q++] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[(nc * H + ih) * W + iw] : pad;
+          }
+  return out;
+}
+
+/** The adjoint: every column element added into the input element it was read from (padding dropped). */
+function refCol2im(cols: ArrayLike<number>, g: Geo): Float64Array {
+  const [N, C, H, W, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo] = g;
+  const dx = new Float64Array(N * C * H * W);
+  let q = 0;
+  for (let nc = 0; nc < N * C; nc++)
+    for (let th = 0; th < kH; th++)
+      for (let tw = 0; tw < kW; tw++)
+        for (let oh = 0; oh < Ho; oh++)
+          for (let ow = 0; ow < Wo; ow++, q++) {
+            const ih = oh * sH - pH + th * dH, iw = ow * sW - pW + tw * dW;
+            if (ih >= 0 && ih < H && iw >= 0 && iw < W) dx[(nc * H + ih) * W + iw] += cols[q];
+          }
+  return dx;
+}
+
+function columnsCall(fn: 'im2col' | 'col2im', src: kiln.Tensor, dst: kiln.Tensor, g: Geo, pad = 0): void {
+  g.forEach((v, i) => { A[i] = v; });
+  A[14] = pad;
+  N[fn](arg(16, src), arg(19, dst));
+}
+
+test('native im2col / col2im match the direct loops (odd shapes, stride, dilation, asymmetric padding, float32 and float64)', (t) => {
+  const rng = prng(23);
+  const ri = (lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
+  const before = kiln.memory().tensors;
+  for (let trial = 0; trial < 30; trial++) {
+    const n = ri(1, 3), C = ri(1, 5), kH = ri(1, 4), kW = ri(1, 4), sH = ri(1, 3), sW = ri(1, 3), dH = ri(1, 3), dW = ri(1, 3);
+    const pH = ri(0, 3), pW = ri(0, 3), extraH = ri(0, 2), extraW = ri(0, 2);  // extra: bottom / right padding
+    const H = Math.max(1, dH * (kH - 1) + 1 - pH - extraH + ri(0, 6)), W = Math.max(1, dW * (kW - 1) + 1 - pW - extraW + ri(0, 6));
+    const Ho = Math.floor((H + pH + extraH - dH * (kH - 1) - 1) / sH) + 1, Wo = Math.floor((W + pW + extraW - dW * (kW - 1) - 1) / sW) + 1;
+    const g: Geo = [n, C, H, W, kH, kW, sH, sW, pH, pW, dH, dW, Ho, Wo];
+    const pad = trial % 3 === 0 ? -Infinity : trial % 3 === 1 ? 0 : 0.5;
+    const cfg = JSON.stringify({ g, pad });
+    const xv = normals(rng, n * C * H * W), cv = normals(rng, n * C * kH * kW * Ho * Wo);
+    const wantCols = refIm2col(xv, g, pad), wantDx = refCol2im(cv, g);
+    for (const dtype of ['float32', 'float64'] as const) {
+      kiln.tidy(() => {
+        const x = kiln.tensor(xv, { shape: [n, C, H, W], dtype });
+        const cols = kiln.zeros([wantCols.length], { dtype });
+        columnsCall('im2col', x, cols, g, pad);
+        t.deepEqual(Array.from(cols.dataSync()), Array.from(wantCols), `im2col ${dtype} ${cfg}`);  // copies: exact
+        const c = kiln.tensor(cv, { shape: [cv.length], dtype });
+        const dx = kiln.full([xv.length], 123, dtype);  // overwritten, not accumulated
+        columnsCall('col2im', c, dx, g);
+        t.true(maxDiff(dx.dataSync(), wantDx) < (dtype === 'float64' ? 1e-12 : 1e-5), `col2im ${dtype} ${cfg}`);
+      });
+    }
+  }
+  t.is(kiln.memory().tensors, before);
+});
+
+test('native col2im is the same bit for bit on 1 and 2 threads', (t) => {
+  const g: Geo = [2, 8, 21, 19, 3, 3, 1, 2, 1, 1, 2, 1, 17, 10];
+  const cv = normals(prng(5), 2 * 8 * 9 * 17 * 10);
+  const threads = kiln.getNumThreads();
+  try {
+    const run = (n: number) => kiln.tidy(() => {
+      kiln.setNumThreads(n);
+      const c = kiln.tensor(Float32Array.from(cv), { shape: [cv.length] }), dx = kiln.zeros([2 * 8 * 21 * 19]);
+      columnsCall('col2im', c, dx, g);
+      return Array.from(dx.dataSync());
+    });
+    t.deepEqual(run(2), run(1));
+  } finally {
+    kiln.setNumThreads(threads);
+  }
+});
+
+test('raw addon: im2col / col2im refuse bad geometry, extents and dtypes with KilnErrors', (t) => {
+  const stats0 = N.memoryStats();
+  const h = N.alloc(0, 64), h2 = N.alloc(0, 64);  // 16 floats each
+  const refAt = (pos: number, handle: number, dtype = 0) => { A[pos] = handle; A[pos + 1] = 0; A[pos + 2] = dtype; };
+  const call = (fn: 'im2col' | 'col2im', g: number[], d1 = 0, d2 = 0) => () => {
+    g.forEach((v, i) => { A[i] = v; });
+    A[14] = 0;
+    refAt(16, h, d1);
+    refAt(19, h2, d2);
+    N[fn](undefined, undefined);
+  };
+  const throwsCode = (fn: () => void, code: kiln.KilnErrorCode, what: string) => {
+    const e = t.throws(fn, { instanceOf: kiln.KilnError }, what) as kiln.KilnError | undefined;
+    if (e) t.is(e.code, code, `${what}: ${e.message}`);
+  };
+  const ok: Geo = [1, 1, 4, 4, 1, 1, 1, 1, 0, 0, 1, 1, 4, 4];  // 16 in, 16 out: fits
+  try {
+    t.notThrows(call('im2col', ok));
+    t.notThrows(call('col2im', ok));
+    const bad = (i: number, v: number) => ok.map((x, j) => (j === i ? v : x));
+    for (const fn of ['im2col', 'col2im'] as const) {
+      throwsCode(call(fn, bad(12, 5)), 'INVALID_ARGUMENT', `${fn}: columns past the end`);
+      throwsCode(call(fn, bad(2, 5)), 'INVALID_ARGUMENT', `${fn}: input past the end`);
+      throwsCode(call(fn, bad(4, 0)), 'INVALID_ARGUMENT', `${fn}: kernel size 0`);
+      throwsCode(call(fn, bad(6, 0)), 'INVALID_ARGUMENT', `${fn}: stride 0`);
+      throwsCode(call(fn, bad(11, -1)), 'INVALID_ARGUMENT', `${fn}: negative dilation`);
+      throwsCode(call(fn, bad(8, -2)), 'INVALID_ARGUMENT', `${fn}: negative padding`);
+      throwsCode(call(fn, bad(0, NaN)), 'INVALID_ARGUMENT', `${fn}: NaN batch`);
+      throwsCode(call(fn, bad(1, 1.5)), 'INVALID_ARGUMENT', `${fn}: fractional channels`);
+      throwsCode(call(fn, bad(3, 2 ** 40)), 'INVALID_ARGUMENT', `${fn}: width past int32`);
+      throwsCode(call(fn, [2 ** 31 - 1, 2 ** 31 - 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 2 ** 31 - 1, 2 ** 31 - 1]), 'INVALID_ARGUMENT', `${fn}: extent overflowing int64`);
+      throwsCode(call(fn, ok, 1, 1), 'DTYPE_MISMATCH', `${fn}: int32 operands`);
+      throwsCode(call(fn, ok, 0, 2), 'DTYPE_MISMATCH', `${fn}: mixed float dtypes`);
+      throwsCode(call(fn, ok, 2, 2), 'INVALID_ARGUMENT', `${fn}: float64 past the end of 64 bytes`);
+    }
+  } finally {
+    t.true(N.free(h));
+    t.true(N.free(h2));
+  }
+  A[16] = 987654321;
+  throwsCode(() => { ok.forEach((v, i) => { A[i] = v; }); N.im2col(undefined, undefined); }, 'DISPOSED', 'forged handle');
+  t.is(N.memoryStats().hostAllocations, stats0.hostAllocations, 'no native allocation leaked');
+  t.deepEqual(kiln.tidy(() => kiln.conv1d(kiln.ones([1, 1, 3]), kiln.ones([1, 1, 2])).toArray()), [[[2, 2]]]);
 });

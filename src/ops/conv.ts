@@ -1,8 +1,9 @@
 // Convolution and pooling after PyTorch (NCHW / NCL): conv2d, conv1d, maxPool2d, avgPool2d,
-// adaptiveAvgPool2d, and pad. No kernels of their own: x is copied once to channels-last rows with a
-// trailing pad row, every window tap is ONE row gather of host-computed positions (the embedding
-// kernel), and convolution is then a GEMM with long contiguous rows. The gather's gradient is the
-// deterministic scatter-add (col2im); everything else differentiates through matmul and views.
+// adaptiveAvgPool2d, and pad. conv2d / conv1d and avgPool2d unfold x with the native im2col (read
+// in NCHW, no layout copy; its gradient is the deterministic col2im), and convolution is then one
+// batched GEMM weight @ cols whose product is already NCHW. maxPool2d and adaptiveAvgPool2d (irregular
+// windows) copy x once to channels-last rows and gather every window tap as ONE row of host-computed
+// positions (the embedding kernel); the gather's gradient is its deterministic scatter-add.
 import { KilnError, shapeStr } from '../errors.js';
 import { A, N } from '../native.js';
 import { record } from '../tensor/autograd.js';
@@ -13,7 +14,7 @@ import { fillInPlace, fromTyped, full } from './creation.js';
 import { add, mul } from './elementwise.js';
 import { matmul } from './matmul.js';
 import { argmax, sum } from './reduce.js';
-import { contiguous, narrow, permute, reshape } from './views.js';
+import { contiguous, expand, narrow, permute, reshape } from './views.js';
 import { arg, cast, checkTensor, contig, releaseMade, sameDevice } from './util.js';
 
 const INT32_MAX = 2147483647;
@@ -237,6 +238,55 @@ function unfoldRows(op: string, x: Tensor, G: number, pos: Int32Array, outShape:
   return out;
 }
 
+// ---------------------------------------------------------------- native im2col / col2im (kernels/cpu/conv.h)
+
+/** Top / left padding only: the bottom and right follow from Ho and Wo. */
+interface ColumnGeometry {
+  N: number; C: number; H: number; W: number; kH: number; kW: number; sH: number; sW: number;
+  pH: number; pW: number; dH: number; dW: number; Ho: number; Wo: number;
+}
+
+function columnsCall(backward: boolean, src: Tensor, dst: Tensor, g: ColumnGeometry, padValue: number): void {
+  const v = [g.N, g.C, g.H, g.W, g.kH, g.kW, g.sH, g.sW, g.pH, g.pW, g.dH, g.dW, g.Ho, g.Wo, padValue];
+  for (let i = 0; i < v.length; i++) A[i] = v[i];
+  if (backward) N.col2im(arg(16, src), arg(19, dst));
+  else N.im2col(arg(16, src), arg(19, dst));
+}
+
+/** The adjoint of im2colOp: column gradients [N, C, kH, kW, Ho, Wo] summed back into x's shape. */
+function col2imOp(g: Tensor, x: Tensor, geom: ColumnGeometry): Tensor {
+  const wide = wideOf(g.dtype);
+  const gs = g.dtype === wide ? contig(g) : cast(g, wide);
+  const dx = empty(x.shape.slice(), wide, x.device);
+  if (dx.size > 0) {
+    if (gs.size > 0) columnsCall(true, gs, dx, geom, 0);
+    else fillInPlace(dx, 0);
+  }
+  if (gs !== g) gs.dispose();
+  if (wide === x.dtype) return dx;
+  const out = cast(dx, x.dtype);
+  dx.dispose();
+  return out;
+}
+
+/**
+ * x [N, C, H, W] (NCHW, read in place) unfolded to cols [N, C kH kW, Ho Wo] in one native pass;
+ * padding taps read padValue. The half dtypes go through float32. The gradient is col2im.
+ */
+function im2colOp(op: string, x: Tensor, geom: ColumnGeometry, padValue: number): Tensor {
+  const wide = wideOf(x.dtype);
+  const xs = x.dtype === wide ? contig(x) : cast(x, wide);
+  const cols = empty([geom.N, geom.C * geom.kH * geom.kW, geom.Ho * geom.Wo], wide, x.device);
+  if (cols.size > 0) columnsCall(false, xs, cols, geom, padValue);
+  if (xs !== x) xs.dispose();
+  let out = cols;
+  if (wide !== x.dtype) {
+    out = cast(cols, x.dtype);
+    cols.dispose();
+  }
+  return record(out, op, [x], (g) => [col2imOp(g, x, geom)]);
+}
+
 // ---------------------------------------------------------------- conv2d, conv1d
 
 /**
@@ -286,30 +336,21 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   }
   const Ho = outSize(op, x, weight, H, kH, sH, pads[0] + pads[1], dH, 'height');
   const Wo = outSize(op, x, weight, W, kW, sW, pads[2] + pads[3], dW, 'width');
-  const win: Windows = {
-    key: `conv ${kH},${kW},${sH},${sW},${pads},${dH},${dW}`, Ho, Wo, kH, kW,
-    rows: convTaps(H, Ho, kH, sH, pads[0], dH), cols: convTaps(W, Wo, kW, sW, pads[2], dW),
-  };
-  const pos = positions(op, x, G, win);
-  const L = Ho * Wo, K = kH * kW * Cg, Coutg = Cout / G;
+  const geom: ColumnGeometry = { N: Nb, C: Cin, H, W, kH, kW, sH, sW, pH: pads[0], pW: pads[2], dH, dW, Ho, Wo };
+  const L = Ho * Wo, Kg = Cg * kH * kW, Coutg = Cout / G;
   const made: Tensor[] = [];
   const keep = <T extends Tensor>(t: T): T => (made.push(t), t);
-  // cols [G, N L, kH kW Cg] (taps outer, channels inner) @ weight as [G, kH kW Cg, Cout / G].
-  const cols = keep(unfoldRows(op, x, G, pos, G === 1 ? [Nb * L, K] : [G, Nb * L, K], 0));
-  const wg = keep(reshape(weight, [G, Coutg, Cg, kH, kW]));
-  const wp = keep(permute(wg, [0, 3, 4, 2, 1]));
-  const wm = keep(reshape(wp, G === 1 ? [K, Cout] : [G, K, Coutg]));
-  const y = keep(matmul(cols, wm));
-  // [G, N, Ho, Wo, Cout / G] -> [N, G, Cout / G, Ho, Wo]: one copy, fused with the bias add.
-  const y5 = keep(reshape(y, [G, Nb, Ho, Wo, Coutg]));
-  const yp = keep(permute(y5, [1, 0, 4, 2, 3]));
-  let o5: Tensor;
-  if (bias) {
-    const b4 = keep(reshape(bias, [G, Coutg, 1, 1]));
-    o5 = keep(add(yp, b4));
-  } else o5 = keep(contiguous(yp));
-  const out = reshape(o5, [Nb, Cout, Ho, Wo]);
-  return releaseMade(out, made, [x, weight, bias]);
+  // out[n, g] = weight[g] as [Cout / G, Kg] @ cols[n, g] as [Kg, L]: the product is already NCHW.
+  const cols = keep(im2colOp(op, x, geom, 0));
+  const c4 = keep(reshape(cols, G === 1 ? [Nb, Kg, L] : [Nb, G, Kg, L]));
+  let wm = keep(reshape(weight, G === 1 ? [Cout, Kg] : [G, Coutg, Kg]));
+  // A [G] weight batch against [N, G] does not collapse to one GEMM batch stride: expand it first.
+  if (G > 1 && Nb > 1) wm = keep(contiguous(keep(expand(wm, [Nb, G, Coutg, Kg]))));
+  const y = keep(matmul(wm, c4));
+  const y4 = keep(reshape(y, [Nb, Cout, Ho, Wo]));
+  if (!bias) return releaseMade(y4, made, [x, weight, bias]);
+  const b3 = keep(reshape(bias, [Cout, 1, 1]));
+  return releaseMade(add(y4, b3), made, [x, weight, bias]);
 }
 
 /**
@@ -448,9 +489,29 @@ export function avgPool2d(x: Tensor, kernel: Pair, opts: AvgPool2dOptions = {}):
   return batched('avgPool2d', x, (x4) => {
     const win = poolWindows('avgPool2d', x4, kernel, opts.stride, opts.padding ?? 0, 1);
     const kk = win.kH * win.kW;
-    if (opts.countIncludePad ?? true) return windowMean('avgPool2d', x4, win, 1 / kk);
-    return windowMean('avgPool2d', x4, win, windowScales(win));
+    const [sH, sW] = pair('avgPool2d', 'stride', opts.stride ?? [win.kH, win.kW], 1, x4);
+    const [pH, pW] = pair('avgPool2d', 'padding', opts.padding ?? 0, 0, x4);
+    const [Nb, C, H, W] = x4.shape, { Ho, Wo } = win;
+    const geom: ColumnGeometry = { N: Nb, C, H, W, kH: win.kH, kW: win.kW, sH, sW, pH, pW, dH: 1, dW: 1, Ho, Wo };
+    return columnMean('avgPool2d', x4, geom, (opts.countIncludePad ?? true) ? 1 / kk : windowScales(win));
   });
+}
+
+/** Window means from native columns: cols [N, C, kH kW, Ho Wo] summed over the taps, times the scales. */
+function columnMean(op: string, x4: Tensor, geom: ColumnGeometry, scale: number | Float64Array): Tensor {
+  const { N: Nb, C, Ho, Wo } = geom, kk = geom.kH * geom.kW;
+  const made: Tensor[] = [];
+  const keep = <T extends Tensor>(t: T): T => (made.push(t), t);
+  const cols = keep(im2colOp(op, x4, geom, 0));
+  const c4 = keep(reshape(cols, [Nb, C, kk, Ho * Wo]));
+  const s = keep(sum(c4, 2));
+  let m: Tensor;
+  if (typeof scale === 'number') m = keep(mul(s, scale));
+  else {
+    const sc = keep(fromTyped(x4.dtype === 'float64' ? scale : Float32Array.from(scale), [Ho * Wo], { device: x4.device }));
+    m = keep(mul(s, sc.dtype === x4.dtype ? sc : keep(cast(sc, x4.dtype))));
+  }
+  return releaseMade(reshape(m, [Nb, C, Ho, Wo]), made, [x4]);
 }
 
 /** 1 / (the number of input elements under each output's window), [Ho, Wo]. */
