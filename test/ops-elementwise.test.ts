@@ -74,3 +74,30 @@ test('printing uses one format per tensor, as PyTorch: integers, 4 decimals or s
     t.is(String(kiln.arange(0, 10)), 'tensor([0, 1, 2, ..., 7, 8, 9], shape=[10], dtype=int32)');
   });
 });
+
+test('contiguous copies of transposed and permuted views (the tiled transpose path) equal an index-by-index copy', (t) => {
+  kiln.tidy(() => {
+    const cases: [number[], number[]][] = [[[37, 70], [1, 0]], [[3, 20, 33], [0, 2, 1]], [[9, 17, 130], [2, 1, 0]], [[2, 65, 3, 40], [0, 3, 2, 1]], [[8, 8], [1, 0]]];
+    for (const dtype of ['float32', 'float64', 'int32', 'bfloat16'] as const) {
+      for (const [shape, perm] of cases) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const x = kiln.tensor(Float64Array.from({ length: n }, (_, i) => (i % 251) - 100), { shape }).to(dtype);
+        const src = Array.from(x.to('float64').dataSync());
+        const y = x.permute(perm).contiguous();
+        const got = Array.from(y.to('float64').dataSync());
+        const outShape = perm.map((p) => shape[p]);
+        const strides = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
+        let ok = true;
+        for (let o = 0; o < n && ok; o++) {
+          let rem = o, at = 0;
+          for (let d = outShape.length - 1; d >= 0; d--) {
+            at += (rem % outShape[d]) * strides[perm[d]];
+            rem = Math.floor(rem / outShape[d]);
+          }
+          if (got[o] !== src[at]) ok = false;
+        }
+        t.true(ok, `${dtype} ${JSON.stringify(shape)} permuted ${JSON.stringify(perm)}`);
+      }
+    }
+  });
+});

@@ -545,9 +545,75 @@ bool binary_supported(BinaryOp op, DType in) {
          op == BinaryOp::Minimum || op == BinaryOp::Pow;
 }
 
+// A same-dtype copy whose input runs along another dimension than the output (a transpose made
+// contiguous): the element-by-element loop reads the input with a large stride, one cache line per
+// element. Tiles of the two dimensions keep both sides in L1. Returns false when the layout is not
+// a transpose (the generic loop runs).
+template <class E>
+void tiled_transpose(const Space& s, int j, E* out, const E* in) {
+  // Tiles go through a small contiguous buffer: the input's column of a tile is one contiguous read
+  // into a buffer row, then each output row of the tile reads the buffer down a column. Reading the
+  // input tile directly would touch TB lines a power-of-two stride apart (one L1 set) and thrash.
+  constexpr int64_t TB = 32;
+  const int last = s.ndim - 1;
+  const int64_t J = s.shape[j], C = s.shape[last];
+  const int64_t oj = s.st[0][j], il = s.st[1][last];
+  int64_t outer = 1;
+  for (int d = 0; d < last; ++d) if (d != j) outer *= s.shape[d];
+  const int64_t jt = (J + TB - 1) / TB, tasks = outer * jt;
+  auto task = [&](int64_t t) {
+    alignas(64) E buf[TB * TB];
+    int64_t r = t / jt, ib = (t - r * jt) * TB;
+    int64_t oo = 0, io = 0;
+    for (int d = last - 1; d >= 0; --d) {
+      if (d == j) continue;
+      const int64_t i = r % s.shape[d];
+      r /= s.shape[d];
+      oo += i * s.st[0][d];
+      io += i * s.st[1][d];
+    }
+    const int64_t ni = std::min(J, ib + TB) - ib;
+    for (int64_t cb = 0; cb < C; cb += TB) {
+      const int64_t nc = std::min(C, cb + TB) - cb;
+      for (int64_t c = 0; c < nc; ++c) {
+        const E* __restrict a = in + io + ib + (cb + c) * il;
+        E* __restrict b = buf + c * TB;
+        for (int64_t i = 0; i < ni; ++i) b[i] = a[i];
+      }
+      for (int64_t i = 0; i < ni; ++i) {
+        E* __restrict o = out + oo + (ib + i) * oj + cb;
+        const E* __restrict b = buf + i;
+        for (int64_t c = 0; c < nc; ++c) o[c] = b[c * TB];
+      }
+    }
+  };
+  const int threads = tasks > 1 && outer * J * C >= (int64_t(1) << 15) ? num_threads() : 1;
+  if (threads <= 1) {
+    for (int64_t t = 0; t < tasks; ++t) task(t);
+  } else {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) task(t);
+  }
+}
+
+bool transpose_copy(const Space& s, const Operand& out, const Operand& in) {
+  const int last = s.ndim - 1;
+  if (last < 1 || s.st[0][last] != 1 || s.st[1][last] == 1 || s.shape[last] < 8) return false;
+  int j = -1;
+  for (int d = 0; d < last; ++d) if (s.st[1][d] == 1) j = d;
+  if (j < 0 || s.shape[j] < 8) return false;
+  switch (out.dtype) {
+    case DType::F32: case DType::I32: tiled_transpose(s, j, static_cast<uint32_t*>(out.data), static_cast<const uint32_t*>(in.data)); return true;
+    case DType::F64: tiled_transpose(s, j, static_cast<uint64_t*>(out.data), static_cast<const uint64_t*>(in.data)); return true;
+    case DType::F16: case DType::BF16: tiled_transpose(s, j, static_cast<uint16_t*>(out.data), static_cast<const uint16_t*>(in.data)); return true;
+  }
+  return false;
+}
+
 void unary(UnaryOp op, int ndim, const int64_t* shape, Operand out, Operand in, double p0, double p1) {
   Operand ops[2] = {out, in};
   Space s = collapse(ndim, shape, 2, ops);
+  if (op == UnaryOp::Copy && in.dtype == out.dtype && transpose_copy(s, out, in)) return;
   if (op == UnaryOp::Copy && in.dtype != out.dtype) {
     if (is_half(in.dtype) || is_half(out.dtype)) return cast_half(s, out, in);
 #define KILN_CAST(TI, DI, TO, DO) \
