@@ -30,9 +30,18 @@ template <class T> T nan_min(T a, T b) { return (b < a || b != b) ? b : a; }
 // ---- contiguous spans ----
 template <class T>
 KILN_CLONES double span_sum(const T* x, int64_t n) {
+  // 32 running sums (four AVX-512 registers of doubles): one sum's add latency would otherwise
+  // bound the loop. The order is fixed by n alone, so results stay independent of threads.
+  constexpr int64_t W = 32;
+  double acc[W] = {};
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+#pragma omp simd
+    for (int64_t k = 0; k < W; ++k) acc[k] += x[i + k];
+  }
   double s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += x[i];
+  for (; i < n; ++i) s += x[i];
+  for (int64_t k = 0; k < W; ++k) s += acc[k];
   return s;
 }
 template <class T>
@@ -327,6 +336,24 @@ void arg_reduce(bool isMax, const T* x, int32_t* idx, int64_t outer, int64_t r, 
 template <class T>
 void cumsum(const T* x, T* y, int64_t outer, int64_t r, int64_t inner, bool reverse) {
   if (r <= 0 || inner <= 0) return;
+  if (inner == 1 && outer >= 2) {
+    // Along contiguous rows: one row's sums are a chain of dependent adds, so 8 rows advance
+    // together (8 independent chains), each row's sums in the same order as alone.
+    constexpr int64_t G = 8;
+    const int64_t groups = (outer + G - 1) / G;
+    parallel_tasks(groups, outer * r, [&](int64_t t) {
+      const int64_t o0 = t * G, g = std::min(G, outer - o0);
+      double acc[G] = {};
+      for (int64_t s = 0; s < r; ++s) {
+        const int64_t k = reverse ? r - 1 - s : s;
+        for (int64_t j = 0; j < g; ++j) {
+          acc[j] += x[(o0 + j) * r + k];
+          y[(o0 + j) * r + k] = static_cast<T>(acc[j]);
+        }
+      }
+    });
+    return;
+  }
   const int64_t tiles = (inner + kTile - 1) / kTile;
   parallel_tasks(outer * tiles, outer * r * inner, [&](int64_t t) {
     const int64_t o = t / tiles, j0 = (t % tiles) * kTile, w = std::min(kTile, inner - j0);
