@@ -177,6 +177,19 @@ template <class F>
 void binary_rows(const Space& s, float* out, const float* a, const float* b, Row2Fn row, F f) {
   drive(s, 3, [&](const int64_t* off, int64_t n, const int64_t* st) {
     if (st[0] == 1 && st[1] == 1 && st[2] == 1) return row(out + off[0], a + off[1], b + off[2], n);
+    if (st[0] == 1 && (st[1] == 0 || st[1] == 1) && (st[2] == 0 || st[2] == 1)) {
+      // A broadcast operand (an expanded gradient of ones, say) repeats one value along the row:
+      // spread it over a small buffer so the vectorised row function still runs.
+      constexpr int64_t B = 512;
+      float ca[B], cb[B];
+      if (st[1] == 0) std::fill(ca, ca + B, a[off[1]]);
+      if (st[2] == 0) std::fill(cb, cb + B, b[off[2]]);
+      for (int64_t i = 0; i < n; i += B) {
+        const int64_t m = std::min(B, n - i);
+        row(out + off[0] + i, st[1] ? a + off[1] + i : ca, st[2] ? b + off[2] + i : cb, m);
+      }
+      return;
+    }
     for (int64_t i = 0; i < n; ++i) out[off[0] + i * st[0]] = f(a[off[1] + i * st[1]], b[off[2] + i * st[2]]);
   });
 }
