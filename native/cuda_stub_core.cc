@@ -1,7 +1,8 @@
-// Core-op, im2col / col2im and optimizer CUDA entry points in a build without nvcc (see kernels/cuda/core_api.h):
-// every call says why it cannot run.
+// Core-op, im2col / col2im, sort / gather / scatter-add and optimizer CUDA entry points in a build
+// without nvcc (see kernels/cuda/core_api.h): every call says why it cannot run.
 #include "../kernels/cuda/conv_api.h"
 #include "../kernels/cuda/core_api.h"
+#include "../kernels/cuda/select_api.h"
 
 namespace kiln {
 namespace cuda {
@@ -35,6 +36,9 @@ std::string embedding_backward(DType, const void*, const int32_t*, void*, int64_
 std::string find_invalid_index(const int32_t*, int64_t, int32_t, int32_t, int32_t, int64_t*, int32_t*) { return kNotBuilt; }
 std::string im2col(DType, const void*, void*, const cpu::ConvGeometry&, double) { return kNotBuilt; }
 std::string col2im(DType, const void*, void*, const cpu::ConvGeometry&) { return kNotBuilt; }
+std::string sort_rows(DType, const void*, void*, int32_t*, int64_t, int64_t, bool) { return kNotBuilt; }
+std::string gather_axis(int, const void*, const int32_t*, void*, const cpu::AxisGeometry&, int64_t*) { return kNotBuilt; }
+std::string scatter_add_axis(DType, void*, const int32_t*, const void*, const cpu::AxisGeometry&, int64_t*) { return kNotBuilt; }
 std::string philox_uniform(DType, void*, int64_t, uint64_t, uint64_t, double, double) { return kNotBuilt; }
 std::string philox_normal(DType, void*, int64_t, uint64_t, uint64_t, double, double) { return kNotBuilt; }
 std::string philox_randint(int32_t*, int64_t, uint64_t, uint64_t, int32_t, int32_t) { return kNotBuilt; }

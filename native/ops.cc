@@ -6,8 +6,10 @@
 
 #include "../kernels/cpu/conv.h"
 #include "../kernels/cpu/kernels.h"
+#include "../kernels/cpu/select.h"
 #include "../kernels/cuda/conv_api.h"
 #include "../kernels/cuda/core_api.h"
+#include "../kernels/cuda/select_api.h"
 #include "context.h"
 
 namespace kiln {
@@ -388,6 +390,93 @@ Napi::Value conv_columns(const Napi::CallbackInfo& info, Context& c, bool backwa
 Napi::Value im2col(const Napi::CallbackInfo& info, Context& c) { return conv_columns(info, c, false); }
 Napi::Value col2im(const Napi::CallbackInfo& info, Context& c) { return conv_columns(info, c, true); }
 
+// JS args: A[0] descending (0 / 1), A[1] rows, A[2] n; tensors x [rows, n] at 4, values at 7 (x's
+// dtype, float32 or float64) and int32 indices at 10, both [rows, n].
+Napi::Value sort_rows(const Napi::CallbackInfo& info, Context& c) {
+  const char* op = "sort";
+  const bool descending = int_arg(c, 0, op, "descending", 0, 1) != 0;
+  int64_t rows = int_arg(c, 1, op, "rows", 0, kMaxSize), n = int_arg(c, 2, op, "n", 0, INT32_MAX);
+  const int64_t elems = extent({rows, n}, op, "the input");
+  Operands a{info, c, op};
+  TensorRef x = a.get(0, 4, "input");
+  TensorRef v = a.like(1, 7, "values", x.dtype);
+  TensorRef ix = a.like(2, 10, "indices", cpu::DType::I32);
+  need_float(x, op, "input");
+  need_elems(x, elems, op, "input");
+  need_elems(v, elems, op, "values");
+  need_elems(ix, elems, op, "indices");
+  if (a.cuda()) {
+    cuda_check(cuda::sort_rows(x.dtype, x.ptr, v.ptr, P<int32_t>(ix), rows, n, descending), op);
+  } else {
+    KILN_FLOAT_DISPATCH(x.dtype, op, cpu::sort_rows<T>(P<T>(x), P<T>(v), P<int32_t>(ix), rows, n, descending));
+  }
+  return info.Env().Undefined();
+}
+
+// A strided view of t over `shape`: every (extent - 1) * stride term within kMaxSize (so the sum
+// cannot overflow), then the farthest element inside the allocation.
+void need_view(const TensorRef& t, int ndim, const int64_t* shape, const int64_t* stride, const char* op, const char* name) {
+  for (int d = 0; d < ndim; ++d)
+    if (shape[d] > 1 && stride[d] > kMaxSize / (shape[d] - 1))
+      fail("INVALID_ARGUMENT", std::string(op) + ": " + name + " spans more than 2^46 elements");
+  need_strided(t, ndim, shape, stride, op, name);
+}
+
+// JS args: A[0] ndim (1-8), A[1] axis, A[2] n (data's extent along axis: indices must be in [0, n)),
+// A[3..10] the index's shape, A[11..18] data strides, A[19..26] index strides, A[27..34] dense strides
+// (elements, >= 0); tensors data at 36, int32 index at 39, dense at 42 (kernels/cpu/select.h).
+// gather: dense[p] = data[p, p[axis] = index[p]], any dtype; scatterAdd: data[...] += dense[p], float32
+// or float64. Returns -1, or the first row-major position of the shape whose index is out of range.
+Napi::Value along_axis(const Napi::CallbackInfo& info, Context& c, bool scatter) {
+  const char* op = scatter ? "scatterAdd" : "gather";
+  cpu::AxisGeometry g{};
+  g.ndim = static_cast<int>(int_arg(c, 0, op, "ndim", 1, 8));
+  g.axis = static_cast<int>(int_arg(c, 1, op, "axis", 0, g.ndim - 1));
+  g.n = int_arg(c, 2, op, "n", 0, INT32_MAX);
+  int64_t dataShape[8];
+  for (int d = 0; d < g.ndim; ++d) {
+    g.shape[d] = int_arg(c, 3 + d, op, "shape", 0, kMaxSize);
+    g.dataStride[d] = int_arg(c, 11 + d, op, "data stride", 0, kMaxSize);
+    g.idxStride[d] = int_arg(c, 19 + d, op, "index stride", 0, kMaxSize);
+    g.denseStride[d] = int_arg(c, 27 + d, op, "dense stride", 0, kMaxSize);
+    dataShape[d] = d == g.axis ? g.n : g.shape[d];
+  }
+  int64_t total = 1;
+  for (int d = 0; d < g.ndim; ++d) {
+    if (g.shape[d] == 0) { total = 0; break; }
+    if (total > kMaxSize / g.shape[d]) fail("INVALID_ARGUMENT", std::string(op) + ": the index has more than 2^46 elements");
+    total *= g.shape[d];
+  }
+  Operands a{info, c, op};
+  TensorRef data = a.get(0, 36, scatter ? "output" : "input");
+  TensorRef idx = a.like(1, 39, "index", cpu::DType::I32);
+  TensorRef dense = a.like(2, 42, scatter ? "src" : "output", data.dtype);
+  if (scatter) need_float(data, op, "output");
+  if (total > 0) {
+    need_view(data, g.ndim, dataShape, g.dataStride, op, scatter ? "output" : "input");
+    need_view(idx, g.ndim, g.shape, g.idxStride, op, "index");
+    need_view(dense, g.ndim, g.shape, g.denseStride, op, scatter ? "src" : "output");
+  }
+  int64_t bad = -1;
+  if (total == 0) {
+  } else if (a.cuda()) {
+    cuda_check(scatter ? cuda::scatter_add_axis(data.dtype, data.ptr, P<int32_t>(idx), dense.ptr, g, &bad)
+                       : cuda::gather_axis(static_cast<int>(dtype_size(data.dtype)), data.ptr, P<int32_t>(idx), dense.ptr, g, &bad),
+               op);
+  } else if (scatter) {
+    KILN_FLOAT_DISPATCH(data.dtype, op, bad = cpu::scatter_add_axis<T>(P<T>(data), P<int32_t>(idx), P<T>(dense), g));
+  } else if (dtype_size(data.dtype) == 2) {
+    bad = cpu::gather_axis<uint16_t>(P<uint16_t>(data), P<int32_t>(idx), P<uint16_t>(dense), g);
+  } else if (dtype_size(data.dtype) == 4) {
+    bad = cpu::gather_axis<uint32_t>(P<uint32_t>(data), P<int32_t>(idx), P<uint32_t>(dense), g);
+  } else {
+    bad = cpu::gather_axis<uint64_t>(P<uint64_t>(data), P<int32_t>(idx), P<uint64_t>(dense), g);
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(bad));
+}
+Napi::Value gather_axis(const Napi::CallbackInfo& info, Context& c) { return along_axis(info, c, false); }
+Napi::Value scatter_add_axis(const Napi::CallbackInfo& info, Context& c) { return along_axis(info, c, true); }
+
 // kind 0 uniform(a, b), 1 normal(mean a, std b), 2 randint [a, b); seed = lo + hi * 2^32; offset in words.
 Napi::Value random(const Napi::CallbackInfo& info, Context& c) {
   const char* op = "random";
@@ -444,6 +533,9 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   KILN_EXPORT(exports, "argReduce", arg_reduce);
   KILN_EXPORT(exports, "cumsum", cumsum);
   KILN_EXPORT(exports, "topk", topk);
+  KILN_EXPORT(exports, "sort", sort_rows);
+  KILN_EXPORT(exports, "gather", gather_axis);
+  KILN_EXPORT(exports, "scatterAdd", scatter_add_axis);
   KILN_EXPORT(exports, "softmax", softmax);
   KILN_EXPORT(exports, "layerNormForward", layernorm_forward);
   KILN_EXPORT(exports, "layerNormBackward", layernorm_backward);

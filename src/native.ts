@@ -30,6 +30,12 @@ export interface NativeAddon {
   /** -1, or (int32) the first output index whose partial sum does not fit int32. */
   cumsum(x: B, y: B): number;
   topk(x: B, v: B, i: B): void;
+  /** Each row of a contiguous [rows, n] float sorted (stable, NaN largest): values and int32 positions. */
+  sort(x: B, v: B, i: B): void;
+  /** out[p] = x[p with p[axis] = index[p]] (kernels/cpu/select.h; geometry in A[0..34]): -1, or the first bad index position. */
+  gather(x: B, index: B, out: B): number;
+  /** out[p with p[axis] = index[p]] += src[p], float32 / float64, in index order: -1, or the first bad index position. */
+  scatterAdd(out: B, index: B, src: B): number;
   softmax(a: B, g: B, out: B): void;
   layerNormForward(x: B, g: B, b: B, y: B, mean: B, rstd: B): void;
   layerNormBackward(x: B, g: B, mean: B, rstd: B, dy: B, dx: B, dg: B, db: B): void;

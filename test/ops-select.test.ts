@@ -1,11 +1,14 @@
 // Indexing and shape ops (src/ops/select.ts): forward against plain references on random shapes
 // (0-d, 0-size dims, transposed and expanded inputs, every dtype), gradients by finite differences,
-// sort's tie and NaN order, memory, and the errors bad input gets.
+// sort's tie and NaN order, memory, the errors bad input gets, and the native sort / gather /
+// scatter-add kernels called directly (strided operands, bad-index reports, refused arguments).
 import test from 'ava';
 import * as kiln from '../src/index.js';
 import type { DType, Tensor } from '../src/index.js';
 import { checkOp, prng } from './helpers/checkop.js';
 import * as R from './helpers/reference.js';
+import { A, N } from '../src/native.js';
+import { arg } from '../src/ops/util.js';
 import { numel, ravel, unravel, type Ref } from './helpers/reference.js';
 
 // ---------------------------------------------------------------- references
@@ -371,4 +374,184 @@ test('bad input is a KilnError naming the op and the shapes', (t) => {
     err(() => x.any(3), 'INVALID_ARGUMENT', /any: axis 3 is out of range/);
     err(() => kiln.gather(null as unknown as Tensor, 0, idx([0], [1])), 'INVALID_ARGUMENT', /gather: input must be a Tensor/);
   });
+});
+
+// ---------------------------------------------------------------- the native kernels, called directly
+
+test('native sort: every row length (insertion and radix paths), ties, NaN and -0, both directions, float32 and float64', (t) => {
+  const rng = prng(77);
+  const before = kiln.memory().tensors;
+  for (const n of [1, 2, 7, 48, 49, 300, 2100]) {
+    const rows = n > 1000 ? 2 : 5;
+    const v = Array.from({ length: rows * n }, () => {
+      const u = rng();
+      return u < 0.05 ? NaN : u < 0.1 ? -0 : u < 0.15 ? Infinity : u < 0.2 ? -Infinity : u < 0.5 ? Math.round(rng() * 6 - 3) : (rng() - 0.5) * 1e6;
+    });
+    for (const dtype of ['float32', 'float64'] as const) {
+      for (const descending of [false, true]) {
+        kiln.tidy(() => {
+          const x = kiln.tensor(Float64Array.from(v), { shape: [rows, n], dtype });
+          const xs = Array.from(x.dataSync());
+          const vals = kiln.zeros([rows, n], { dtype }), idx = kiln.zeros([rows, n], { dtype: 'int32' });
+          A[0] = descending ? 1 : 0;
+          A[1] = rows;
+          A[2] = n;
+          N.sort(arg(4, x), arg(7, vals), arg(10, idx));
+          const want = Array.from({ length: rows }, (_, r) => order(xs.slice(r * n, (r + 1) * n), descending)).flat();
+          const got = Array.from(idx.dataSync());
+          t.deepEqual(got, want, `indices n=${n} ${dtype} descending=${descending}`);
+          const gv = Array.from(vals.dataSync()), wv = want.map((i, k) => xs[Math.floor(k / n) * n + i]);
+          t.true(gv.every((g, k) => Object.is(g, wv[k])), `values (bit for bit, -0 kept) n=${n} ${dtype} descending=${descending}`);
+        });
+      }
+    }
+  }
+  t.is(kiln.memory().tensors, before);
+});
+
+/** The reference of one axis kernel call over the positions of shape (strides in elements). */
+function refAxis(scatter: boolean, a: number, n: number, shape: number[], data: Float64Array, ds: number[], idx: Int32Array, is: number[],
+  dense: Float64Array, ss: number[]): { data: Float64Array; dense: Float64Array; bad: number } {
+  const d2 = Float64Array.from(data), s2 = Float64Array.from(dense);
+  let bad = -1;
+  for (let p = 0; p < numel(shape); p++) {
+    const q = unravel(p, shape);
+    const off = (st: number[]) => q.reduce((acc, c, d) => acc + c * st[d], 0);
+    const v = idx[off(is)];
+    if (v < 0 || v >= n) { if (bad < 0) bad = p; continue; }
+    const o = off(ds) + (v - q[a]) * ds[a];
+    if (scatter) d2[o] += dense[off(ss)];
+    else s2[off(ss)] = data[o];
+  }
+  return { data: d2, dense: s2, bad };
+}
+
+test('native gather / scatterAdd: strided and broadcast operands against the reference, first bad position reported', (t) => {
+  const rng = prng(91);
+  const ri = (lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
+  const before = kiln.memory().tensors;
+  for (let trial = 0; trial < 60; trial++) {
+    const nd = ri(1, 4), a = ri(0, nd - 1), n = ri(1, 5);
+    const shape = Array.from({ length: nd }, () => ri(1, 4));
+    // Strides: a contiguous layout of a larger box, shuffled, with a broadcast (0) now and then.
+    const strided = (dims: number[], zeroOk: boolean) => {
+      const box = dims.map((s) => s + ri(0, 1)), order = [...box.keys()].sort(() => rng() - 0.5), st = new Array<number>(dims.length);
+      let acc = 1;
+      for (const d of order) { st[d] = zeroOk && rng() < 0.15 ? 0 : acc; acc *= box[d]; }
+      return { st, size: acc };
+    };
+    const dataShape = shape.map((s, d) => (d === a ? n : s));
+    const dv = strided(dataShape, false), iv = strided(shape, true), sv = strided(shape, true);
+    const bad = trial % 4 === 3;
+    const idxVals = Int32Array.from({ length: iv.size }, () => (bad && rng() < 0.3 ? (rng() < 0.5 ? -1 : n) : ri(0, n - 1)));
+    const dataVals = Float64Array.from({ length: dv.size }, () => ri(-8, 8) / 4), denseVals = Float64Array.from({ length: sv.size }, () => ri(-8, 8) / 4);
+    const cfg = JSON.stringify({ shape, a, n, ds: dv.st, is: iv.st, ss: sv.st });
+    for (const dtype of ['float32', 'float64'] as const) {
+      for (const scatter of [false, true]) {
+        kiln.tidy(() => {
+          const data = kiln.tensor(dataVals, { shape: [dv.size], dtype }), idx = kiln.tensor(idxVals, { shape: [iv.size] });
+          const dense = kiln.tensor(denseVals, { shape: [sv.size], dtype });
+          // Targets must not alias: data strides are never 0 here, and a gather skips a broadcast output.
+          const want = refAxis(scatter, a, n, shape, dataVals, dv.st, idxVals, iv.st, denseVals, sv.st);
+          A[0] = nd; A[1] = a; A[2] = n;
+          shape.forEach((s, d) => { A[3 + d] = s; A[11 + d] = dv.st[d]; A[19 + d] = iv.st[d]; A[27 + d] = sv.st[d]; });
+          if (!scatter && sv.st.some((s, d) => s === 0 && shape[d] > 1)) return;  // a gather output must not alias either
+          const got = N[scatter ? 'scatterAdd' : 'gather'](arg(36, data), arg(39, idx), arg(42, dense));
+          t.is(got, want.bad, `bad position ${scatter ? 'scatterAdd' : 'gather'} ${dtype} ${cfg}`);
+          if (want.bad >= 0) return;
+          t.deepEqual(Array.from(scatter ? data.dataSync() : dense.dataSync()), Array.from(scatter ? want.data : want.dense),
+            `${scatter ? 'scatterAdd' : 'gather'} ${dtype} ${cfg}`);
+        });
+      }
+    }
+  }
+  t.is(kiln.memory().tensors, before);
+});
+
+test('native scatterAdd sums in index order: the same bits on 1 and 2 threads', (t) => {
+  const threads = kiln.getNumThreads();
+  try {
+    const run = (nt: number) => kiln.tidy(() => {
+      kiln.setNumThreads(nt);
+      kiln.manualSeed(3);
+      const g = kiln.randn([4, 3000, 64]), idx = kiln.randint(0, 5, [4, 3000, 64]);
+      return Array.from(gatherGradOf(g, idx).dataSync());
+    });
+    t.deepEqual(run(2), run(1));
+  } finally {
+    kiln.setNumThreads(threads);
+  }
+});
+const gatherGradOf = (g: Tensor, idx: Tensor) => {
+  const x = kiln.zeros([4, 5, 64], { requiresGrad: true });
+  x.gather(1, idx).mul(g).sum().backward();
+  return x.grad!;
+};
+
+test('raw addon: sort, gather and scatterAdd refuse bad arguments with KilnErrors', (t) => {
+  const stats0 = N.memoryStats();
+  const h = N.alloc(0, 64), h2 = N.alloc(0, 64), h3 = N.alloc(0, 64);  // 16 floats each
+  const refAt = (pos: number, handle: number, dtype = 0) => { A[pos] = handle; A[pos + 1] = 0; A[pos + 2] = dtype; };
+  const throwsCode = (fn: () => void, code: kiln.KilnErrorCode, what: string) => {
+    const e = t.throws(fn, { instanceOf: kiln.KilnError }, what) as kiln.KilnError | undefined;
+    if (e) t.is(e.code, code, `${what}: ${e.message}`);
+  };
+  const sortCall = (args: number[], dx = 0, dv = 0, di = 1) => () => {
+    args.forEach((v, i) => { A[i] = v; });
+    refAt(4, h, dx); refAt(7, h2, dv); refAt(10, h3, di);
+    N.sort(undefined, undefined, undefined);
+  };
+  // ndim, axis, n, shape[8], data strides[8], index strides[8], dense strides[8]
+  const geo = (nd: number, a: number, n: number, shape: number[], ds: number[], is: number[], ss: number[]) => {
+    const g = new Array<number>(35).fill(0);
+    g[0] = nd; g[1] = a; g[2] = n;
+    shape.forEach((v, d) => { g[3 + d] = v; g[11 + d] = ds[d]; g[19 + d] = is[d]; g[27 + d] = ss[d]; });
+    return g;
+  };
+  const axisCall = (fn: 'gather' | 'scatterAdd', g: number[], dd = 0, di = 1, ds = 0) => () => {
+    g.forEach((v, i) => { A[i] = v; });
+    refAt(36, h, dd); refAt(39, h2, di); refAt(42, h3, ds);
+    N[fn](undefined, undefined, undefined);
+  };
+  const ok = geo(2, 1, 4, [4, 4], [4, 1], [4, 1], [4, 1]);  // 16 of each: fits
+  try {
+    t.notThrows(sortCall([0, 4, 4]));
+    throwsCode(sortCall([2, 4, 4]), 'INVALID_ARGUMENT', 'sort: descending 2');
+    throwsCode(sortCall([0, 4, 5]), 'INVALID_ARGUMENT', 'sort: past the end');
+    throwsCode(sortCall([0, -1, 4]), 'INVALID_ARGUMENT', 'sort: negative rows');
+    throwsCode(sortCall([0, NaN, 4]), 'INVALID_ARGUMENT', 'sort: NaN rows');
+    throwsCode(sortCall([0, 1, 2 ** 31]), 'INVALID_ARGUMENT', 'sort: n past int32');
+    throwsCode(sortCall([0, 2 ** 40, 2 ** 20]), 'INVALID_ARGUMENT', 'sort: extent past 2^46');
+    throwsCode(sortCall([0, 4, 4], 1, 1), 'DTYPE_MISMATCH', 'sort: int32 input');
+    throwsCode(sortCall([0, 4, 4], 0, 2), 'DTYPE_MISMATCH', 'sort: values of another dtype');
+    throwsCode(sortCall([0, 4, 4], 0, 0, 0), 'DTYPE_MISMATCH', 'sort: float indices');
+    throwsCode(sortCall([0, 4, 4], 2, 2), 'INVALID_ARGUMENT', 'sort: float64 past the end');
+    for (const fn of ['gather', 'scatterAdd'] as const) {
+      // h2's contents are arbitrary: a bad index is reported (a return value), never read.
+      t.notThrows(axisCall(fn, ok));
+      const bad = (i: number, v: number) => ok.map((x, j) => (j === i ? v : x));
+      throwsCode(axisCall(fn, bad(0, 0)), 'INVALID_ARGUMENT', `${fn}: ndim 0`);
+      throwsCode(axisCall(fn, bad(0, 9)), 'INVALID_ARGUMENT', `${fn}: ndim 9`);
+      throwsCode(axisCall(fn, bad(1, 2)), 'INVALID_ARGUMENT', `${fn}: axis past ndim`);
+      throwsCode(axisCall(fn, bad(2, 2 ** 31)), 'INVALID_ARGUMENT', `${fn}: n past int32`);
+      throwsCode(axisCall(fn, bad(2, 5)), 'INVALID_ARGUMENT', `${fn}: data past the end along the axis`);
+      throwsCode(axisCall(fn, bad(3, 5)), 'INVALID_ARGUMENT', `${fn}: shape past the end`);
+      throwsCode(axisCall(fn, bad(11, -4)), 'INVALID_ARGUMENT', `${fn}: negative stride`);
+      throwsCode(axisCall(fn, bad(20, 1.5)), 'INVALID_ARGUMENT', `${fn}: fractional stride`);
+      throwsCode(axisCall(fn, bad(27, 2 ** 46)), 'INVALID_ARGUMENT', `${fn}: a stride spanning past 2^46`);
+      throwsCode(axisCall(fn, geo(3, 0, 1, [2 ** 30, 2 ** 30, 2 ** 30], [0, 0, 0], [0, 0, 0], [0, 0, 0])), 'INVALID_ARGUMENT', `${fn}: index past 2^46 elements`);
+      throwsCode(axisCall(fn, ok, 0, 0), 'DTYPE_MISMATCH', `${fn}: float32 index`);
+      throwsCode(axisCall(fn, ok, 0, 1, 2), 'DTYPE_MISMATCH', `${fn}: dense of another dtype`);
+      throwsCode(axisCall(fn, ok, 2, 1, 2), 'INVALID_ARGUMENT', `${fn}: float64 past the end`);
+    }
+    throwsCode(axisCall('scatterAdd', ok, 1, 1, 1), 'DTYPE_MISMATCH', 'scatterAdd: int32 data');
+    t.notThrows(axisCall('gather', ok, 1, 1, 1), 'gather moves any dtype');
+  } finally {
+    t.true(N.free(h));
+    t.true(N.free(h2));
+    t.true(N.free(h3));
+  }
+  A[36] = 987654321;
+  throwsCode(() => { ok.forEach((v, i) => { A[i] = v; }); N.gather(undefined, undefined, undefined); }, 'DISPOSED', 'forged handle');
+  t.is(N.memoryStats().hostAllocations, stats0.hostAllocations, 'no native allocation leaked');
 });

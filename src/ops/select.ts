@@ -1,22 +1,23 @@
 // Indexing and shape ops after PyTorch: gather, indexSelect, scatterAdd, sort / argsort, flip, roll,
-// tril / triu, repeat, chunk, any / all. No kernels of their own: they compose the embedding row
-// gather / scatter-add (which gives every index op a deterministic gradient), topk, where and views.
+// tril / triu, repeat, chunk, any / all. sort, gather, indexSelect and scatterAdd are one native call
+// each (kernels/cpu/select.h: the gather kernels check the index range as they go; scatter-add sums in
+// index order, so every index op has a deterministic gradient); flip, roll and repeat compose the
+// embedding row gather / scatter-add; the rest are where, reductions and views.
 import { KilnError, shapeStr } from '../errors.js';
 import { A, N } from '../native.js';
-import { noGrad, record } from '../tensor/autograd.js';
+import { isGradEnabled, record } from '../tensor/autograd.js';
 import { isHalf, type DType } from '../tensor/dtype.js';
 import { contiguousStrides, normAxes, normAxis } from '../tensor/shape.js';
 import { Tensor, empty, stridedCopy, view } from '../tensor/tensor.js';
 import { arange, fromTyped, zeros } from './creation.js';
-import { add, eq, ge, gt, le, mul, ne, sub, where } from './elementwise.js';
-import { topk } from './indexing.js';
+import { add, eq, ge, gt, le, ne, sub, where } from './elementwise.js';
 import { max, min, sum, type Axes } from './reduce.js';
-import { detach, reshape, split, narrow, transpose } from './views.js';
+import { reshape, split, narrow } from './views.js';
 import { arg, cast, checkTensor, contig, needDType, prod, sameDevice } from './util.js';
 
 const INT32_MAX = 2147483647;
 
-// ---------------------------------------------------------------- row gather / scatter-add
+// ---------------------------------------------------------------- row gather / scatter-add (flip, roll, repeat)
 
 // The embedding kernel moves rows of float32 / float64; int32 (into float64) and the half dtypes
 // (into float32) go through an exact wider copy.
@@ -46,7 +47,7 @@ function rowGather(src: Tensor, idx: Tensor, D: number, outShape: number[]): Ten
 }
 
 /** zeros of outShape (read as [V, D]) with out[idx[i], :] += src[i, :], summed in index order. */
-function rowScatterAdd(src: Tensor, idx: Tensor, D: number, outShape: number[], keepWide = false): Tensor {
+function rowScatterAdd(src: Tensor, idx: Tensor, D: number, outShape: number[]): Tensor {
   const wide = wideOf(src.dtype);
   const V = prod(outShape) / Math.max(D, 1);
   let out: Tensor;
@@ -61,7 +62,7 @@ function rowScatterAdd(src: Tensor, idx: Tensor, D: number, outShape: number[], 
     N.embedding(arg(4, s), arg(7, idx), arg(10, out));
     if (s !== src) s.dispose();
   }
-  return keepWide ? out : narrowTo(out, src.dtype);
+  return narrowTo(out, src.dtype);
 }
 
 /** Positions are int32: a tensor with more elements than that cannot be indexed. */
@@ -69,28 +70,33 @@ function needIndexable(op: string, x: Tensor): void {
   if (x.size > INT32_MAX) throw new KilnError('INVALID_ARGUMENT', `${op}: input ${shapeStr(x.shape)} has more than 2^31 - 1 elements`);
 }
 
-/** Refuses an index outside [0, n), naming its value and its position in the index tensor. */
+/** INDEX_OUT_OF_RANGE for the element at row-major position `pos` of index, naming its value and position. */
+function rangeError(op: string, index: Tensor, pos: number, n: number, what: string): KilnError {
+  const ic = contig(index);
+  const value = ic.dataSync()[pos];
+  if (ic !== index) ic.dispose();
+  const at: number[] = [];
+  for (let i = index.ndim - 1, r = pos; i >= 0; i--) {
+    at.unshift(r % index.shape[i]);
+    r = Math.floor(r / index.shape[i]);
+  }
+  return new KilnError('INDEX_OUT_OF_RANGE', `${op}: index ${value} at position [${at.join(', ')}] of index ${shapeStr(index.shape)} is outside [0, ${n}) (${what})`);
+}
+
+/** Refuses an index outside [0, n) in its own pass (where no kernel call checks it). */
 function checkRange(op: string, index: Tensor, n: number, what: string): void {
   if (index.size === 0) return;
   const ic = contig(index);
-  let bad: number;
-  if (n <= 0) bad = 0;
-  else {
+  let bad = 0;
+  if (n > 0) {
     A[0] = ic.size;
     A[1] = 0;
     A[2] = n;
     A[3] = 0;  // `allowed` must not widen the range: 0 is inside it anyway
     bad = N.findInvalidIndex(arg(4, ic));
   }
-  const value = bad >= 0 ? ic.dataSync()[bad] : 0;
   if (ic !== index) ic.dispose();
-  if (bad < 0) return;
-  const pos: number[] = [];
-  for (let i = index.ndim - 1, r = bad; i >= 0; i--) {
-    pos.unshift(r % index.shape[i]);
-    r = Math.floor(r / index.shape[i]);
-  }
-  throw new KilnError('INDEX_OUT_OF_RANGE', `${op}: index ${value} at position [${pos.join(', ')}] of index ${shapeStr(index.shape)} is outside [0, ${n}) (${what})`);
+  if (bad >= 0) throw rangeError(op, index, bad, n, what);
 }
 
 function needIndex(op: string, x: Tensor, index: Tensor): void {
@@ -101,24 +107,67 @@ function needIndex(op: string, x: Tensor, index: Tensor): void {
   needIndexable(op, x);
 }
 
-// ---------------------------------------------------------------- gather, scatterAdd
+// ---------------------------------------------------------------- the axis kernels
 
-/** For each element of index (its shape): index * stride[dim] + its position along the other dims. */
-function flatPositions(shape: number[], dim: number, index: Tensor): Tensor {
-  if (index.size === 0) return empty(index.shape.slice(), 'int32', index.device);
-  const strides = contiguousStrides(shape);
-  let flat = mul(index, strides[dim]);
-  for (let d = 0; d < index.ndim; d++) {
-    const n = index.shape[d];
-    if (d === dim || n <= 1) continue;
-    const r = arange(0, n * strides[d], strides[d], { device: index.device });
-    const rv = r.reshape(index.shape.map((s, i) => (i === d ? n : 1)));
-    const next = add(flat, rv);
-    for (const t of [flat, r, rv]) t.dispose();
-    flat = next;
+const orOne = (shape: number[]) => (shape.length ? shape : [1]);  // a 0-d operand is read as [1]
+const stridesOf = (t: Tensor) => (t.ndim ? t.strides : [0]);
+
+/**
+ * One native gather (dense[p] = data[p with p[a] = index[p]]) or scatter-add (data[...] += dense[p])
+ * over the positions p of `shape` (kernels/cpu/select.h). Each operand is read with its own strides
+ * (0 broadcasts). Returns -1, or the first row-major position of shape whose index is outside [0, n).
+ */
+function axisCall(kernel: 'gather' | 'scatterAdd', a: number, n: number, shape: number[], data: Tensor, dataStrides: number[],
+  index: Tensor, idxStrides: number[], dense: Tensor, denseStrides: number[]): number {
+  A[0] = shape.length;
+  A[1] = a;
+  A[2] = n;
+  for (let d = 0; d < shape.length; d++) {
+    A[3 + d] = shape[d];
+    A[11 + d] = dataStrides[d];
+    A[19 + d] = idxStrides[d];
+    A[27 + d] = denseStrides[d];
   }
-  return flat;
+  return N[kernel](arg(36, data), arg(39, index), arg(42, dense));
 }
+
+/** out (outShape, x's dtype) with out[p] = x[p with p[a] = index[p]] over the positions of shape. */
+function gatherKernel(x: Tensor, a: number, index: Tensor, idxStrides: number[], shape: number[], outShape: number[]): { out: Tensor; bad: number } {
+  const out = empty(outShape.slice(), x.dtype, x.device);
+  if (out.size === 0) return { out, bad: -1 };
+  const g = orOne(shape);
+  const bad = axisCall('gather', a, x.ndim ? x.shape[a] : 1, g, x, stridesOf(x), index, orOne(idxStrides).map((v) => (idxStrides.length ? v : 0)),
+    out, contiguousStrides(g));
+  return { out, bad };
+}
+
+/**
+ * The adjoint of gatherKernel: zeros of xShape with g[p] added at x's position for p (g has shape's
+ * elements), summed in index order (deterministic), in g's dtype.
+ */
+function gatherGrad(g: Tensor, xShape: number[], a: number, index: Tensor, idxStrides: number[], shape: number[]): Tensor {
+  const wide = wideOf(g.dtype);
+  const out = zeros(xShape.slice(), { dtype: wide, device: g.device });
+  if (out.size > 0 && prod(shape) > 0) {
+    const gs = g.dtype === wide ? g : cast(g, wide);
+    scatterKernel(out, a, index, idxStrides, shape, gs);
+    if (gs !== g) gs.dispose();
+  }
+  return narrowTo(out, g.dtype);
+}
+
+/** out (contiguous float32 / float64, changed in place) with out[p with p[a] = index[p]] += src[p]. */
+function scatterKernel(out: Tensor, a: number, index: Tensor, idxStrides: number[], shape: number[], src: Tensor): number {
+  return axisCall('scatterAdd', a, out.ndim ? out.shape[a] : 1, orOne(shape), out, stridesOf(out), index,
+    idxStrides.length ? idxStrides : [0], src, stridesOf(src));
+}
+
+/** The graph's own copy of an index (the caller may dispose theirs before backward), when a graph is recorded. */
+function savedIndex(index: Tensor, ...inputs: Tensor[]): Tensor | null {
+  return isGradEnabled() && inputs.some((t) => t.requiresGrad) ? cast(index, 'int32') : null;
+}
+
+// ---------------------------------------------------------------- gather, scatterAdd
 
 /** Shape rules shared by gather and scatterAdd: same rank; index no larger than x off `dim`. */
 function checkIndexShape(op: string, x: Tensor, a: number, index: Tensor, src?: Tensor): void {
@@ -136,29 +185,27 @@ function checkIndexShape(op: string, x: Tensor, a: number, index: Tensor, src?: 
 /**
  * torch.gather: out[i][j][k] = x[index[i][j][k]][j][k] for dim 0 (likewise for other dims). index is
  * int32 of x's rank, no larger than x outside `dim`; out has index's shape. The gradient scatter-adds.
+ * One kernel call, which also checks the range.
  */
 export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   needIndex('gather', x, index);
   const a = normAxis('gather', dim, x.ndim);
   checkIndexShape('gather', x, a, index);
-  checkRange('gather', index, x.ndim ? x.shape[a] : 1, `dimension ${a} of input ${shapeStr(x.shape)}`);
-  return gatherUnchecked(x, a, index);
-}
-
-function gatherUnchecked(x: Tensor, a: number, index: Tensor): Tensor {
-  const xs = x.ndim ? x.shape : [1];
-  const flat = flatPositions(xs, a, index);
-  const out = rowGather(x, flat, 1, index.shape.slice());
-  record(out, 'gather', [x], (g) => [rowScatterAdd(g, flat, 1, x.shape.slice())]);
-  if (!out._node) flat.dispose();
-  return out;
+  const { out, bad } = gatherKernel(x, a, index, index.strides, index.shape, index.shape);
+  if (bad >= 0) {
+    out.dispose();
+    throw rangeError('gather', index, bad, x.ndim ? x.shape[a] : 1, `dimension ${a} of input ${shapeStr(x.shape)}`);
+  }
+  const saved = savedIndex(index, x);
+  if (!saved) return out;
+  return record(out, 'gather', [x], (g) => [gatherGrad(g, x.shape, a, saved, saved.strides, saved.shape)]);
 }
 
 /**
  * torch.scatter_add, out of place: a copy of x with out[index[i][j]][j] += src[i][j] (dim 0) for every
- * position of index (src may be larger; its extra elements are unused). Sums run in index order in
- * float32 for the half dtypes (rounded once) and exactly for int32, where a result outside int32 is
- * refused (PyTorch wraps). Gradients: x gets the output's, src the output's gathered at index.
+ * position of index (src may be larger; its extra elements are unused). Sums run in index order onto
+ * x's value, in float32 for the half dtypes (rounded once) and exactly for int32, where a result outside
+ * int32 is refused (PyTorch wraps). Gradients: x gets the output's, src the output's gathered at index.
  */
 export function scatterAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): Tensor {
   needIndex('scatterAdd', x, index);
@@ -168,51 +215,49 @@ export function scatterAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): 
     throw new KilnError('DTYPE_MISMATCH', `scatterAdd: src ${src.dtype} ${shapeStr(src.shape)} for input ${x.dtype} ${shapeStr(x.shape)} (the same dtype is needed)`);
   const a = normAxis('scatterAdd', dim, x.ndim);
   checkIndexShape('scatterAdd', x, a, index, src);
-  checkRange('scatterAdd', index, x.ndim ? x.shape[a] : 1, `dimension ${a} of input ${shapeStr(x.shape)}`);
-  const flat = flatPositions(x.ndim ? x.shape : [1], a, index);
-  const part = index.shape.every((d, i) => d === src.shape[i]) ? src : view(src, index.shape.slice(), src.strides.slice(), src.offset);
-  const added = rowScatterAdd(part, flat, 1, x.shape.slice(), true);
-  if (part !== src) part.dispose();
-  let out: Tensor;
-  if (added.dtype === x.dtype) out = noGrad(() => add(x, added));
-  else {
-    const xw = cast(x, added.dtype);
-    const wide = add(xw, added);
-    xw.dispose();
-    if (x.dtype === 'int32' && wide.size > 0) {
-      const hi = max(wide), lo = min(wide), h = hi.item(), l = lo.item();
-      hi.dispose();
-      lo.dispose();
-      if (h > INT32_MAX || l < -INT32_MAX - 1) {
-        for (const t of [wide, added, flat]) t.dispose();
-        throw new KilnError('INVALID_ARGUMENT', `scatterAdd: a sum of int32 input ${shapeStr(x.shape)} and src ${shapeStr(src.shape)} does not fit int32 (${h > INT32_MAX ? h : l}); cast to float64 first`);
-      }
+  const wide = wideOf(x.dtype);
+  const sum = cast(x, wide);  // the kernel adds into this contiguous copy
+  if (index.size > 0) {
+    const s = src.dtype === wide ? src : cast(src, wide);
+    const bad = scatterKernel(sum, a, index, index.strides, index.shape, s);
+    if (s !== src) s.dispose();
+    if (bad >= 0) {
+      sum.dispose();
+      throw rangeError('scatterAdd', index, bad, x.ndim ? x.shape[a] : 1, `dimension ${a} of input ${shapeStr(x.shape)}`);
     }
-    out = narrowTo(wide, x.dtype);
   }
-  added.dispose();
-  record(out, 'scatterAdd', [x, src], (g) => {
-    if (!src.requiresGrad) return [g, null];
-    const picked = rowGather(g, flat, 1, index.shape.slice());
+  if (x.dtype === 'int32' && sum.size > 0) {
+    const hi = max(sum), lo = min(sum), h = hi.item(), l = lo.item();
+    hi.dispose();
+    lo.dispose();
+    if (h > INT32_MAX || l < -INT32_MAX - 1) {
+      sum.dispose();
+      throw new KilnError('INVALID_ARGUMENT', `scatterAdd: a sum of int32 input ${shapeStr(x.shape)} and src ${shapeStr(src.shape)} does not fit int32 (${h > INT32_MAX ? h : l}); cast to float64 first`);
+    }
+  }
+  const out = narrowTo(sum, x.dtype);
+  const saved = savedIndex(index, src);
+  return record(out, 'scatterAdd', [x, src], (g) => {
+    if (!saved) return [g, null];
+    const picked = gatherKernel(g, a, saved, saved.strides, saved.shape, saved.shape).out;
     if (picked.size === src.size) return [g, picked];
     const gs = zeros(src.shape.slice(), { dtype: g.dtype, device: g.device });
     const dst = view(gs, index.shape.slice(), gs.strides.slice(), 0);
     stridedCopy(dst, picked);
     dst.dispose();
+    picked.dispose();
     return [g, gs];
   });
-  if (!out._node) flat.dispose();
-  return out;
 }
 
 // ---------------------------------------------------------------- re-indexing whole axes
 
 /**
  * out (of outShape, the rank of xs) with out[.., j, ..] = x[.., map[j], ..] along each axis d that has
- * a map (host positions or a 1-D int32 tensor, already in range); x is read as a contiguous xs. One
+ * a map (host positions, in range); x is read as a contiguous xs. One
  * row gather of the trailing unmapped block; the gradient scatter-adds (repeats sum).
  */
-function remapAxes(op: string, x: Tensor, xs: number[], maps: (number[] | Tensor | null)[], outShape: number[], finalShape = outShape): Tensor {
+function remapAxes(op: string, x: Tensor, xs: number[], maps: (number[] | null)[], outShape: number[], finalShape = outShape): Tensor {
   needIndexable(op, x);
   if (prod(outShape) === 0) {
     const out = empty(finalShape.slice(), x.dtype, x.device);
@@ -228,7 +273,7 @@ function remapAxes(op: string, x: Tensor, xs: number[], maps: (number[] | Tensor
     const m = maps[d];
     if (xs[d] === 1) continue;  // a size-1 axis has only position 0
     // Positions along d (an unmapped axis keeps its own), scaled to rows of the flattened x.
-    const scaled = m instanceof Tensor ? mul(m, rs[d]) : m ? fromTyped(Int32Array.from(m, (v) => v * rs[d]), [m.length], { device: x.device })
+    const scaled = m ? fromTyped(Int32Array.from(m, (v) => v * rs[d]), [m.length], { device: x.device })
       : arange(0, xs[d] * rs[d], rs[d], { device: x.device });
     const sv = scaled.reshape(rows.map((s, i) => (i === d ? s : 1)));
     const next = add(flat, sv);
@@ -243,26 +288,30 @@ function remapAxes(op: string, x: Tensor, xs: number[], maps: (number[] | Tensor
 
 /**
  * torch.index_select: the slices of x at the int32 positions `index` (1-D, or 0-d for one) along
- * `dim`, in order, repeats allowed. The gradient accumulates over repeated positions.
+ * `dim`, in order, repeats allowed. One gather with the index broadcast over the other dims; the
+ * gradient accumulates over repeated positions.
  */
 export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   needIndex('indexSelect', x, index);
   const a = normAxis('indexSelect', dim, x.ndim);
   if (index.ndim > 1) throw new KilnError('SHAPE_MISMATCH', `indexSelect: index must be 1-D, got ${shapeStr(index.shape)} for input ${shapeStr(x.shape)}`);
-  const xs = x.ndim ? x.shape.slice() : [1];
+  const xs = orOne(x.shape);
   if (x.ndim === 0 && index.size !== 1)
     throw new KilnError('SHAPE_MISMATCH', `indexSelect: a 0-d input takes one index, got ${shapeStr(index.shape)}`);
-  checkRange('indexSelect', index, xs[a], `dimension ${a} of input ${shapeStr(x.shape)}`);
-  const maps: (Tensor | null)[] = xs.map(() => null);
-  const idx = index.ndim === 1 ? index : index.reshape([1]);
-  maps[a] = idx;
-  const outShape = xs.slice();
-  outShape[a] = idx.size;
-  try {
-    return remapAxes('indexSelect', x, xs, maps, outShape, x.ndim ? outShape : []);
-  } finally {
-    if (idx !== index) idx.dispose();
+  const what = `dimension ${a} of input ${shapeStr(x.shape)}`;
+  const shape = xs.slice();
+  shape[a] = index.size;
+  const outShape = x.ndim ? shape : [];
+  const idxStrides = (t: Tensor) => xs.map((_, d) => (d === a && t.ndim ? t.strides[0] : 0));
+  if (prod(shape) === 0) checkRange('indexSelect', index, xs[a], what);  // no kernel call to check it
+  const { out, bad } = gatherKernel(x, a, index, idxStrides(index), shape, outShape);
+  if (bad >= 0) {
+    out.dispose();
+    throw rangeError('indexSelect', index, Math.floor(bad / prod(shape.slice(a + 1))) % index.size, xs[a], what);
   }
+  const saved = savedIndex(index, x);
+  if (!saved) return out;
+  return record(out, 'indexSelect', [x], (g) => [gatherGrad(g, x.shape, a, saved, idxStrides(saved), shape)]);
 }
 
 function axisList(op: string, dims: number | number[], x: Tensor): number[] {
@@ -338,35 +387,53 @@ export function repeat(x: Tensor, reps: number[]): Tensor {
 export function sort(x: Tensor, dim = -1, descending = false): { values: Tensor; indices: Tensor } {
   checkTensor('sort', x);
   const a = normAxis('sort', dim, x.ndim);
-  const indices = sortIndices('sort', x, a, descending);
-  return { values: gatherUnchecked(x, a, indices), indices };
+  const { values, indices } = sortAlong('sort', x, a, descending);
+  const saved = savedIndex(indices, x);
+  if (saved) record(values, 'sort', [x], (g) => [gatherGrad(g, x.shape, a, saved, saved.strides, saved.shape)]);
+  return { values, indices };
 }
 
 /** The int32 positions that sort x along `dim` (as sort's indices). */
 export function argsort(x: Tensor, dim = -1, descending = false): Tensor {
   checkTensor('argsort', x);
-  return sortIndices('argsort', x, normAxis('argsort', dim, x.ndim), descending);
+  const { values, indices } = sortAlong('argsort', x, normAxis('argsort', dim, x.ndim), descending);
+  values.dispose();
+  return indices;
 }
 
-function sortIndices(op: string, x: Tensor, a: number, descending: boolean): Tensor {
+/** x sorted along a (no graph): the native row sort on a contiguous [rows, n] float32 / float64 copy with a last. */
+function sortAlong(op: string, x: Tensor, a: number, descending: boolean): { values: Tensor; indices: Tensor } {
   if (typeof descending !== 'boolean') throw new KilnError('INVALID_ARGUMENT', `${op}: descending must be a boolean, got ${typeof descending}`);
   needIndexable(op, x);
-  // topk along the last axis with k = n: its order is total (ties by lower index, NaN largest).
-  const made: Tensor[] = [detach(x)];
-  if (x.ndim > 1 && a !== x.ndim - 1) made.push(transpose(made[0], a, -1));
-  if (isHalf(x.dtype)) made.push(cast(made[made.length - 1], 'float32'));
-  const src = made[made.length - 1];
-  const { values, indices } = topk(src, x.ndim ? x.shape[a] : 1, descending);
-  values.dispose();
-  let out = indices;
-  if (x.ndim > 1 && a !== x.ndim - 1) {
-    const back = transpose(indices, a, -1);
-    out = contig(back);  // back itself when its transposed strides are contiguous ([n, 1], say)
-    if (out !== back) back.dispose();
-    indices.dispose();
+  const last = x.ndim === 0 || a === x.ndim - 1;
+  const perm = [...Array(x.ndim).keys()];
+  if (!last) [perm[a], perm[x.ndim - 1]] = [perm[x.ndim - 1], perm[a]];
+  const moved = last ? x : view(x, perm.map((d) => x.shape[d]), perm.map((d) => x.strides[d]), x.offset);
+  const work: DType = x.dtype === 'float64' || x.dtype === 'int32' ? 'float64' : 'float32';  // int32 is exact in float64
+  const src = moved.dtype === work && moved.isContiguous() ? moved : cast(moved, work);
+  const n = x.ndim ? x.shape[a] : 1;
+  let values = empty(src.shape.slice(), work, x.device), indices = empty(src.shape.slice(), 'int32', x.device);
+  if (src.size > 0) {
+    A[0] = descending ? 1 : 0;
+    A[1] = src.size / n;
+    A[2] = n;
+    N.sort(arg(4, src), arg(7, values), arg(10, indices));
   }
-  for (const t of made) t.dispose();
-  return out;
+  if (src !== moved) src.dispose();
+  if (moved !== x) moved.dispose();
+  values = narrowTo(values, x.dtype);
+  if (!last) {
+    const back = (t: Tensor) => {
+      const v = view(t, perm.map((d) => t.shape[d]), perm.map((d) => t.strides[d]), t.offset);
+      const c = cast(v, t.dtype);
+      v.dispose();
+      t.dispose();
+      return c;
+    };
+    values = back(values);
+    indices = back(indices);
+  }
+  return { values, indices };
 }
 
 // ---------------------------------------------------------------- tril, triu
