@@ -96,7 +96,8 @@ test('kiln: an unwritable --out is one line naming the path, status 1, before th
     const r = await kiln(...argv);
     t.is(r.code, 1, argv.join(' '));
     t.regex(r.err, new RegExp(`^kiln ${name}: cannot write ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .+\\n$`), argv.join(' '));
-    t.true(Date.now() - t0 < 2000, `${argv.join(' ')} failed only after ${Date.now() - t0} ms`);
+    // The runs themselves take 10 s (decentralized plan) to hours; the refusal about 1 s, more on a busy machine.
+    t.true(Date.now() - t0 < 6000, `${argv.join(' ')} failed only after ${Date.now() - t0} ms`);
   }
 });
 
